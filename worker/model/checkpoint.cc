@@ -1,0 +1,191 @@
+#include "worker/model/checkpoint.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "worker/common/file_util.h"
+#include "worker/common/status_macros.h"
+#include "worker/model/safetensors_file.h"
+
+namespace doze {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr char kSingleFile[] = "model.safetensors";
+constexpr char kIndexFile[] = "model.safetensors.index.json";
+
+// Every tensor of the checkpoint's files by name, and what to call the files in errors.
+struct TensorLookup {
+  absl::flat_hash_map<std::string, const SafetensorsTensor*> tensors;
+  std::string source;
+};
+
+// Adds all tensors of `file` to `lookup`; a name held by two shards is an error.
+absl::Status AddFile(const SafetensorsFile& file, TensorLookup* lookup) {
+  for (const SafetensorsTensor& tensor : file.tensors()) {
+    if (!lookup->tensors.emplace(tensor.name, &tensor).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.path(), ": tensor ", tensor.name, " is also in another shard"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Opens the shards of model.safetensors.index.json and checks its weight_map against their contents.
+absl::Status OpenShards(const std::string& dir, std::vector<std::unique_ptr<SafetensorsFile>>* files,
+                        TensorLookup* lookup) {
+  std::string index_path = absl::StrCat(dir, "/", kIndexFile);
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
+  Json index = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") ||
+      !index["weight_map"].is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": not a JSON object with a \"weight_map\" object"));
+  }
+  absl::flat_hash_map<std::string, const SafetensorsFile*> shards;
+  for (const auto& [name, shard] : index["weight_map"].items()) {
+    if (!shard.is_string() || shard.get_ref<const std::string&>().find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map.", name, ": not a file name"));
+    }
+    const std::string& shard_name = shard.get_ref<const std::string&>();
+    if (!shards.contains(shard_name)) {
+      ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(absl::StrCat(dir, "/", shard_name)));
+      RETURN_IF_ERROR(AddFile(*file, lookup));
+      shards[shard_name] = file.get();
+      files->push_back(std::move(file));
+    }
+    if (shards[shard_name]->Find(name) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map puts ", name, " in ",
+                                                     shard_name, ", which does not hold it"));
+    }
+  }
+  lookup->source = index_path;
+  return absl::OkStatus();
+}
+
+// Opens model.safetensors, or the shards of the index when there is one.
+absl::Status OpenWeightFiles(const std::string& dir, std::vector<std::unique_ptr<SafetensorsFile>>* files,
+                             TensorLookup* lookup) {
+  if (std::filesystem::exists(absl::StrCat(dir, "/", kIndexFile))) return OpenShards(dir, files, lookup);
+  std::string path = absl::StrCat(dir, "/", kSingleFile);
+  auto file = SafetensorsFile::Open(path);
+  if (absl::IsNotFound(file.status())) {
+    return absl::NotFoundError(absl::StrCat(path, ": not found (nor ", kIndexFile, ")"));
+  }
+  RETURN_IF_ERROR(file.status());
+  RETURN_IF_ERROR(AddFile(**file, lookup));
+  lookup->source = path;
+  files->push_back(*std::move(file));
+  return absl::OkStatus();
+}
+
+// Looks up weights by name, checking each against the shape config.json implies.
+class WeightBinder {
+ public:
+  explicit WeightBinder(const TensorLookup& lookup) : lookup_(lookup) {}
+
+  // Binds `name` to `out` when present with `shape`.
+  absl::Status Bind(const std::string& name, std::vector<int64_t> shape, TensorView* out) const {
+    auto it = lookup_.tensors.find(name);
+    if (it == lookup_.tensors.end()) {
+      return absl::NotFoundError(absl::StrCat(lookup_.source, ": missing tensor ", name));
+    }
+    const TensorView& view = it->second->view;
+    if (view.shape != shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(lookup_.source, ": tensor ", name, " has shape [", absl::StrJoin(view.shape, ", "),
+                       "] but config.json implies [", absl::StrJoin(shape, ", "), "]"));
+    }
+    *out = view;
+    return absl::OkStatus();
+  }
+
+  // Whether the files hold `name` at all.
+  bool Has(const std::string& name) const { return lookup_.tensors.contains(name); }
+
+ private:
+  const TensorLookup& lookup_;
+};
+
+// Binds the twelve tensors of decoder layer `i`.
+absl::Status BindLayer(const WeightBinder& binder, const ModelConfig& c, int i, LayerWeights* layer) {
+  const std::string p = absl::StrCat("model.layers.", i, ".");
+  const int64_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  RETURN_IF_ERROR(binder.Bind(p + "input_layernorm.weight", {hidden}, &layer->input_layernorm));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.q_proj.weight", {q, hidden}, &layer->q_proj));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.q_proj.bias", {q}, &layer->q_bias));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.k_proj.weight", {kv, hidden}, &layer->k_proj));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.k_proj.bias", {kv}, &layer->k_bias));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.v_proj.weight", {kv, hidden}, &layer->v_proj));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.v_proj.bias", {kv}, &layer->v_bias));
+  RETURN_IF_ERROR(binder.Bind(p + "self_attn.o_proj.weight", {hidden, q}, &layer->o_proj));
+  RETURN_IF_ERROR(
+      binder.Bind(p + "post_attention_layernorm.weight", {hidden}, &layer->post_attention_layernorm));
+  RETURN_IF_ERROR(binder.Bind(p + "mlp.gate_proj.weight", {inter, hidden}, &layer->gate_proj));
+  RETURN_IF_ERROR(binder.Bind(p + "mlp.up_proj.weight", {inter, hidden}, &layer->up_proj));
+  RETURN_IF_ERROR(binder.Bind(p + "mlp.down_proj.weight", {hidden, inter}, &layer->down_proj));
+  return absl::OkStatus();
+}
+
+// Binds every weight of the model; tied checkpoints reuse the embedding as the output projection.
+absl::Status BindWeights(const TensorLookup& lookup, const ModelConfig& c, ModelWeights* weights) {
+  WeightBinder binder(lookup);
+  const int64_t vocab = c.vocab_size, hidden = c.hidden_size;
+  RETURN_IF_ERROR(binder.Bind("model.embed_tokens.weight", {vocab, hidden}, &weights->embed_tokens));
+  weights->layers.resize(c.num_hidden_layers);
+  for (int i = 0; i < c.num_hidden_layers; ++i) RETURN_IF_ERROR(BindLayer(binder, c, i, &weights->layers[i]));
+  RETURN_IF_ERROR(binder.Bind("model.norm.weight", {hidden}, &weights->norm));
+  if (c.tie_word_embeddings) {
+    weights->lm_head = weights->embed_tokens;
+    return absl::OkStatus();
+  }
+  if (!binder.Has("lm_head.weight")) {
+    return absl::NotFoundError(absl::StrCat(
+        lookup.source, ": missing tensor lm_head.weight (config.json has tie_word_embeddings false)"));
+  }
+  return binder.Bind("lm_head.weight", {vocab, hidden}, &weights->lm_head);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& dir) {
+  std::unique_ptr<Checkpoint> checkpoint(new Checkpoint());
+  checkpoint->dir_ = dir;
+  std::string config_path = absl::StrCat(dir, "/config.json");
+  ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(config_path));
+  ASSIGN_OR_RETURN(checkpoint->config_, ParseModelConfig(config_text, config_path));
+  std::string generation_path = absl::StrCat(dir, "/generation_config.json");
+  if (std::filesystem::exists(generation_path)) {
+    ASSIGN_OR_RETURN(std::string text, ReadFileToString(generation_path));
+    ASSIGN_OR_RETURN(checkpoint->generation_config_, ParseGenerationConfig(text, generation_path));
+  } else {  // as transformers does, fall back to config.json's special tokens
+    checkpoint->generation_config_.eos_token_ids = checkpoint->config_.eos_token_ids;
+    checkpoint->generation_config_.bos_token_id = checkpoint->config_.bos_token_id;
+  }
+  TensorLookup lookup;
+  RETURN_IF_ERROR(OpenWeightFiles(dir, &checkpoint->files_, &lookup));
+  RETURN_IF_ERROR(BindWeights(lookup, checkpoint->config_, &checkpoint->weights_));
+  return checkpoint;
+}
+
+Checkpoint::~Checkpoint() = default;
+
+size_t Checkpoint::weight_bytes() const {
+  size_t total = weights_.embed_tokens.nbytes() + weights_.norm.nbytes();
+  if (!config_.tie_word_embeddings) total += weights_.lm_head.nbytes();
+  for (const LayerWeights& l : weights_.layers) {
+    for (const TensorView* v :
+         {&l.input_layernorm, &l.q_proj, &l.q_bias, &l.k_proj, &l.k_bias, &l.v_proj, &l.v_bias, &l.o_proj,
+          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+      total += v->nbytes();
+    }
+  }
+  return total;
+}
+
+}  // namespace doze
