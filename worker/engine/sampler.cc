@@ -1,0 +1,61 @@
+#include "worker/engine/sampler.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "worker/engine/logits_processor.h"
+
+namespace doze {
+
+std::vector<TokenValue> TopValues(absl::Span<const float> values, int k) {
+  k = std::min<int>(k, static_cast<int>(values.size()));
+  std::vector<int32_t> ids(values.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+    return values[a] > values[b] || (values[a] == values[b] && a < b);
+  });
+  std::vector<TokenValue> top;
+  top.reserve(k);
+  for (int i = 0; i < k; ++i) top.push_back({ids[i], values[ids[i]]});
+  return top;
+}
+
+std::vector<float> Sampler::Process(absl::Span<const float> logits, const Sequence& seq) const {
+  const SamplingParams& params = seq.params();
+  std::vector<float> processed(logits.begin(), logits.end());
+  absl::Span<float> row = absl::MakeSpan(processed);
+  ApplyLogitBias(params.logit_bias, row);
+  ApplyRepetitionPenalty(params.repetition_penalty, seq.token_ids(), row);
+  ApplyPresenceFrequencyPenalties(params.presence_penalty, params.frequency_penalty, seq.output_token_counts(), row);
+  if (params.temperature == 0.0f) return processed;
+  ApplyTemperature(params.temperature, row);
+  MaskTopK(params.top_k, row);
+  MaskTopP(params.top_p, row);
+  MaskMinP(params.min_p, row);
+  return processed;
+}
+
+SampleResult Sampler::Sample(absl::Span<const float> logits, const Sequence& seq) const {
+  const SamplingParams& params = seq.params();
+  std::vector<float> processed = Process(logits, seq);
+  SampleResult result;
+  result.token_id = params.temperature == 0.0f
+                        ? Argmax(processed)
+                        : SampleFromLogits(processed, SeededUniform(seq.rng_seed(), seq.num_output_tokens()));
+  if (params.logprobs || (params.top_logits > 0 && seq.num_output_tokens() == 0)) {
+    const double log_z = LogSumExp(logits);
+    if (params.logprobs) {
+      TokenLogprobs& lp = result.logprobs.emplace();
+      lp.token_id = result.token_id;
+      lp.logprob = static_cast<float>(logits[result.token_id] - log_z);
+      lp.top = TopValues(logits, params.top_logprobs);
+      for (TokenValue& t : lp.top) t.value = static_cast<float>(t.value - log_z);
+    }
+    if (params.top_logits > 0 && seq.num_output_tokens() == 0) {
+      result.top_logits = TopLogits{TopValues(logits, params.top_logits), log_z};
+    }
+  }
+  return result;
+}
+
+}  // namespace doze

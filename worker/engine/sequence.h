@@ -1,0 +1,89 @@
+// One request as the scheduler sees it: prompt and output tokens, where its KV lives, how far it has been computed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
+#include "worker/engine/sampling_params.h"
+
+namespace doze {
+
+enum class SequenceStatus {
+  kWaiting,    // admitted by AddRequest, never scheduled yet
+  kRunning,    // holds KV blocks and is scheduled every step
+  kPreempted,  // lost its blocks to an older sequence; waits to be recomputed (prompt + output so far)
+  kFinished,
+};
+
+// The token ids of a request and its KV bookkeeping. Tokens [0, num_computed_tokens) have KV in the blocks of
+// block_table; the rest are computed by the next steps, a prefill chunk or one decode token at a time.
+class Sequence {
+ public:
+  Sequence(uint64_t id, std::vector<int32_t> prompt_token_ids, SamplingParams params, uint64_t rng_seed);
+
+  uint64_t id() const { return id_; }
+  const SamplingParams& params() const { return params_; }
+  // The seed of this sequence's sampling: the request's, or one the engine drew for it.
+  uint64_t rng_seed() const { return rng_seed_; }
+
+  SequenceStatus status() const { return status_; }
+  void set_status(SequenceStatus status) { status_ = status; }
+
+  // Prompt followed by output.
+  absl::Span<const int32_t> token_ids() const { return token_ids_; }
+  absl::Span<const int32_t> prompt_token_ids() const { return absl::MakeConstSpan(token_ids_).first(num_prompt_tokens_); }
+  absl::Span<const int32_t> output_token_ids() const { return absl::MakeConstSpan(token_ids_).subspan(num_prompt_tokens_); }
+  int num_tokens() const { return static_cast<int>(token_ids_.size()); }
+  int num_prompt_tokens() const { return num_prompt_tokens_; }
+  int num_output_tokens() const { return num_tokens() - num_prompt_tokens_; }
+  // How often each token id occurs in the output (for presence and frequency penalties).
+  const absl::flat_hash_map<int32_t, int>& output_token_counts() const { return output_token_counts_; }
+  // Appends a sampled token.
+  void AppendToken(int32_t token_id);
+
+  // Tokens whose KV is in the cache.
+  int num_computed_tokens() const { return num_computed_tokens_; }
+  void set_num_computed_tokens(int n) { num_computed_tokens_ = n; }
+  // Tokens still to run through the model before the next token can be sampled.
+  int num_pending_tokens() const { return num_tokens() - num_computed_tokens_; }
+  // Leading tokens taken from the prefix cache at the latest admission.
+  int num_cached_tokens() const { return num_cached_tokens_; }
+  void set_num_cached_tokens(int n) { num_cached_tokens_ = n; }
+  // Prompt tokens taken from the prefix cache at the first admission: what usage reports.
+  int num_prompt_cached_tokens() const { return num_prompt_cached_tokens_; }
+  void set_num_prompt_cached_tokens(int n) { num_prompt_cached_tokens_ = n; }
+
+  // KV block ids, in token order.
+  const std::vector<int32_t>& block_table() const { return block_table_; }
+  std::vector<int32_t>& mutable_block_table() { return block_table_; }
+  // Full blocks of block_table already offered to the prefix cache.
+  int num_committed_blocks() const { return num_committed_blocks_; }
+  void set_num_committed_blocks(int n) { num_committed_blocks_ = n; }
+  // Memoised prefix-cache hash chain of the full blocks (a function of the tokens alone, so it survives preemption).
+  std::vector<uint64_t>& block_hashes() { return block_hashes_; }
+
+  // The order in which the scheduler admitted this sequence last (larger: more recent).
+  uint64_t admission_order() const { return admission_order_; }
+  void set_admission_order(uint64_t order) { admission_order_ = order; }
+
+ private:
+  uint64_t id_;
+  std::vector<int32_t> token_ids_;
+  int num_prompt_tokens_;
+  SamplingParams params_;
+  uint64_t rng_seed_;
+  SequenceStatus status_ = SequenceStatus::kWaiting;
+  absl::flat_hash_map<int32_t, int> output_token_counts_;
+  int num_computed_tokens_ = 0;
+  int num_cached_tokens_ = 0;
+  int num_prompt_cached_tokens_ = 0;
+  std::vector<int32_t> block_table_;
+  int num_committed_blocks_ = 0;
+  std::vector<uint64_t> block_hashes_;
+  uint64_t admission_order_ = 0;
+};
+
+}  // namespace doze
