@@ -1,0 +1,45 @@
+// Paged attention with grouped-query heads over one query row per work item: every decode row and every
+// prefill row (a prompt token attends causally to its sequence's cached keys and the earlier tokens of its
+// chunk). Long contexts are split across thread blocks (flash-decoding): each block writes a partial softmax,
+// a combine kernel merges them.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace doze::kernels {
+
+struct AttentionShape {
+  int num_tokens = 0;   // query rows
+  int num_q_heads = 0;  // a multiple of num_kv_heads, at most 8 query heads per KV head
+  int num_kv_heads = 0;
+  int head_dim = 0;            // 64 or 128
+  int block_size = 0;          // token slots per KV block
+  int max_blocks_per_seq = 0;  // width of a block-table row
+  int max_context =
+      0;  // bound on context_lens; with num_tokens it fixes the grid (so one graph serves many lengths)
+  int q_row_stride = 0;  // elements between consecutive query rows (the fused QKV row width)
+  float scale = 0.f;     // softmax scale, 1/sqrt(head_dim)
+};
+
+// Bytes of fp32 workspace PagedAttention may use for up to `max_tokens` rows.
+size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_heads, int head_dim);
+
+// out[t, h, :] = softmax(q[t, h] . K[s, :c]^T * scale) V[s, :c] with s = token_seq[t], c = context_lens[t],
+// and the query head h reading KV head h / (num_q_heads / num_kv_heads). A row with c == 0 (padding) gets
+// zeros.
+void PagedAttention(
+    const __nv_bfloat16* q,        // [num_tokens, q_row_stride], head h at columns [h*head_dim, ...)
+    const __nv_bfloat16* k_cache,  // [num_blocks, block_size, num_kv_heads, head_dim]
+    const __nv_bfloat16* v_cache,  // [num_blocks, block_size, num_kv_heads, head_dim]
+    const int32_t* block_tables,   // [num_seqs, max_blocks_per_seq]
+    const int32_t* token_seq,      // [num_tokens] sequence of each query row
+    const int32_t* context_lens,   // [num_tokens] keys each row attends (its position + 1)
+    __nv_bfloat16* out,            // [num_tokens, num_q_heads, head_dim]
+    float* workspace,              // [PagedAttentionWorkspaceBytes / 4]
+    size_t workspace_bytes, const AttentionShape& shape, cudaStream_t stream);
+
+}  // namespace doze::kernels

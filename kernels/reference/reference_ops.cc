@@ -1,0 +1,184 @@
+#include "kernels/reference/reference_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+#include "kernels/sample_uniform.h"
+
+namespace doze::kernels::reference {
+
+float RoundBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  float y;
+  std::memcpy(&y, &bits, sizeof(y));
+  return y;
+}
+
+void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width) {
+  for (int r = 0; r < num_rows; ++r) {
+    for (int c = 0; c < width; ++c) {
+      out[static_cast<size_t>(r) * width + c] =
+          indices[r] < 0 ? 0.f : table[static_cast<size_t>(indices[r]) * width + c];
+    }
+  }
+}
+
+void RmsNorm(float* residual, const float* x, const float* weight, float* out, int num_rows, int hidden,
+             float eps) {
+  std::vector<float> row(hidden);
+  for (int r = 0; r < num_rows; ++r) {
+    const size_t base = static_cast<size_t>(r) * hidden;
+    double sum_sq = 0;
+    for (int c = 0; c < hidden; ++c) {
+      row[c] = residual ? RoundBf16(residual[base + c] + x[base + c]) : x[base + c];
+      if (residual) residual[base + c] = row[c];
+      sum_sq += static_cast<double>(row[c]) * row[c];
+    }
+    const double inv_rms = 1.0 / std::sqrt(sum_sq / hidden + eps);
+    for (int c = 0; c < hidden; ++c) out[base + c] = static_cast<float>(row[c] * inv_rms * weight[c]);
+  }
+}
+
+void Linear(const float* x, const float* w, const float* bias, float* y, int m, int n, int k) {
+  for (int r = 0; r < m; ++r) {
+    for (int c = 0; c < n; ++c) {
+      double acc = bias ? bias[c] : 0.0;
+      for (int i = 0; i < k; ++i)
+        acc += static_cast<double>(x[static_cast<size_t>(r) * k + i]) * w[static_cast<size_t>(c) * k + i];
+      y[static_cast<size_t>(r) * n + c] = static_cast<float>(acc);
+    }
+  }
+}
+
+void SiluMul(const float* gate_up, float* out, int num_rows, int intermediate) {
+  for (int r = 0; r < num_rows; ++r) {
+    for (int i = 0; i < intermediate; ++i) {
+      const double g = gate_up[static_cast<size_t>(r) * 2 * intermediate + i];
+      const double u = gate_up[static_cast<size_t>(r) * 2 * intermediate + intermediate + i];
+      out[static_cast<size_t>(r) * intermediate + i] = static_cast<float>(g / (1.0 + std::exp(-g)) * u);
+    }
+  }
+}
+
+void Rotary(float* qkv, const int32_t* positions, const float* inv_freq, int num_tokens, int num_q_heads,
+            int num_kv_heads, int head_dim) {
+  const int half = head_dim / 2;
+  const int row_width = (num_q_heads + 2 * num_kv_heads) * head_dim;
+  for (int t = 0; t < num_tokens; ++t) {
+    for (int h = 0; h < num_q_heads + num_kv_heads; ++h) {
+      float* x = qkv + static_cast<size_t>(t) * row_width + h * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+        const float c = RoundBf16(std::cos(angle)), s = RoundBf16(std::sin(angle));
+        const float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * c - x2 * s;
+        x[i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+std::vector<float> RopeInvFreq(int head_dim, double theta) {
+  std::vector<float> inv_freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv_freq[i] = 1.0f / std::pow(static_cast<float>(theta), exponent);
+  }
+  return inv_freq;
+}
+
+void PagedAttention(const AttentionInputs& in, float* out) {
+  const int group = in.num_q_heads / in.num_kv_heads;
+  std::vector<double> scores;
+  for (int t = 0; t < in.num_tokens; ++t) {
+    const int32_t* table = in.block_tables + static_cast<size_t>(in.token_seq[t]) * in.max_blocks_per_seq;
+    const int ctx = in.context_lens[t];
+    for (int h = 0; h < in.num_q_heads; ++h) {
+      const float* q = in.q + static_cast<size_t>(t) * in.q_row_stride + h * in.head_dim;
+      auto cache_row = [&](const float* cache, int key) {
+        const size_t slot =
+            static_cast<size_t>(table[key / in.block_size]) * in.block_size + key % in.block_size;
+        return cache + (slot * in.num_kv_heads + h / group) * in.head_dim;
+      };
+      scores.assign(ctx, 0.0);
+      double max_score = -std::numeric_limits<double>::infinity();
+      for (int key = 0; key < ctx; ++key) {
+        const float* k = cache_row(in.k_cache, key);
+        double dot = 0;
+        for (int d = 0; d < in.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+        scores[key] = dot * in.scale;
+        max_score = std::max(max_score, scores[key]);
+      }
+      double total = 0;
+      for (int key = 0; key < ctx; ++key) total += scores[key] = std::exp(scores[key] - max_score);
+      float* o = out + (static_cast<size_t>(t) * in.num_q_heads + h) * in.head_dim;
+      for (int d = 0; d < in.head_dim; ++d) {
+        double acc = 0;
+        for (int key = 0; key < ctx; ++key) acc += scores[key] * cache_row(in.v_cache, key)[d];
+        o[d] = ctx > 0 ? static_cast<float>(acc / total) : 0.f;
+      }
+    }
+  }
+}
+
+int Argmax(const float* row, int vocab) {
+  int best = 0;
+  for (int i = 1; i < vocab; ++i) {
+    if (row[i] > row[best]) best = i;
+  }
+  return best;
+}
+
+std::vector<char> KeptTokens(const float* row, int vocab, const RowSampling& s) {
+  std::vector<float> sorted(row, row + vocab);
+  std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+  const float row_max = sorted[0];
+  float threshold = -std::numeric_limits<float>::infinity();
+  int kept = vocab;
+  if (s.top_k > 0 && s.top_k < vocab) {
+    threshold = sorted[s.top_k - 1];
+    kept = static_cast<int>(std::upper_bound(sorted.begin(), sorted.end(), threshold, std::greater<float>()) -
+                            sorted.begin());
+  }
+  if (s.top_p < 1.f) {
+    double mass = 0;
+    for (int i = 0; i < kept; ++i) mass += std::exp((sorted[i] - row_max) / s.temperature);
+    double cumulative = 0;
+    for (int i = 0; i < kept; ++i) {
+      cumulative += std::exp((sorted[i] - row_max) / s.temperature);
+      if (cumulative >= s.top_p * mass) {
+        threshold = std::max(threshold, sorted[i]);
+        break;
+      }
+    }
+  }
+  if (s.min_p > 0.f) threshold = std::max(threshold, row_max + std::log(s.min_p) * s.temperature);
+  std::vector<char> keep(vocab);
+  for (int i = 0; i < vocab; ++i) keep[i] = row[i] >= threshold;
+  return keep;
+}
+
+int Sample(const float* row, int vocab, const RowSampling& s) {
+  if (!(s.temperature > 0.f)) return Argmax(row, vocab);
+  const std::vector<char> keep = KeptTokens(row, vocab, s);
+  const float row_max = *std::max_element(row, row + vocab);
+  int best = -1;
+  double best_score = -std::numeric_limits<double>::infinity();
+  for (int i = 0; i < vocab; ++i) {
+    if (!keep[i]) continue;
+    const double gumbel = -std::log(-std::log(static_cast<double>(SampleUniform(s.seed, i))));
+    const double score = (row[i] - row_max) / s.temperature + gumbel;
+    if (score > best_score) {
+      best_score = score;
+      best = i;
+    }
+  }
+  return best;
+}
+
+}  // namespace doze::kernels::reference

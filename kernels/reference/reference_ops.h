@@ -1,0 +1,69 @@
+// Plain C++ references of the kernels, in fp32 (fp64 sums), over dense host arrays. bf16 tensors are passed
+// as floats holding bf16-representable values; RoundBf16 mirrors the kernels' roundings where the model
+// itself rounds.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace doze::kernels::reference {
+
+// Rounds to the nearest bf16 value, ties to even.
+float RoundBf16(float x);
+
+// out[i, :] = table[indices[i], :]; a negative index gives a zero row.
+void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width);
+
+// With residual != nullptr: residual = RoundBf16(residual + x) first and the norm reads it; else the norm
+// reads x.
+void RmsNorm(float* residual, const float* x, const float* weight, float* out, int num_rows, int hidden,
+             float eps);
+
+// y[m, n] = x[m, k] @ w[n, k]^T (+ bias[n] when not null).
+void Linear(const float* x, const float* w, const float* bias, float* y, int m, int n, int k);
+
+// out[r, i] = silu(gate_up[r, i]) * gate_up[r, intermediate + i].
+void SiluMul(const float* gate_up, float* out, int num_rows, int intermediate);
+
+// Rotates the Q and K heads of each qkv row in place (rotate-half; cos/sin rounded to bf16, as the kernel
+// does).
+void Rotary(float* qkv, const int32_t* positions, const float* inv_freq, int num_tokens, int num_q_heads,
+            int num_kv_heads, int head_dim);
+
+// Hugging Face's inv_freq: 1 / theta^(2i / head_dim) in fp32.
+std::vector<float> RopeInvFreq(int head_dim, double theta);
+
+// The dense inputs of one attention call.
+struct AttentionInputs {
+  const float* q;               // [num_tokens, q_row_stride]
+  const float* k_cache;         // [num_blocks, block_size, num_kv_heads, head_dim]
+  const float* v_cache;         // same
+  const int32_t* block_tables;  // [num_seqs, max_blocks_per_seq]
+  const int32_t* token_seq;     // [num_tokens]
+  const int32_t* context_lens;  // [num_tokens]
+  int num_tokens, num_q_heads, num_kv_heads, head_dim, block_size, max_blocks_per_seq, q_row_stride;
+  float scale;
+};
+
+// out[t, h, :] = softmax over the row's context of q.k * scale, times V; zeros for an empty context.
+void PagedAttention(const AttentionInputs& in, float* out);
+
+// Index of the largest value (lowest index on ties).
+int Argmax(const float* row, int vocab);
+
+// Sampling settings of one row.
+struct RowSampling {
+  float temperature;
+  int top_k;
+  float top_p;
+  float min_p;
+  uint64_t seed;
+};
+
+// Which tokens survive top-k, top-p (over the top-k mass) and min-p, by sorting: keep[i] is 1 or 0.
+std::vector<char> KeptTokens(const float* row, int vocab, const RowSampling& s);
+
+// The token SampleRows draws: Gumbel-max over the kept tokens, argmax when temperature <= 0.
+int Sample(const float* row, int vocab, const RowSampling& s);
+
+}  // namespace doze::kernels::reference

@@ -1,0 +1,22 @@
+// RMSNorm in fp32 (Qwen2RMSNorm), alone and fused with the residual add that precedes it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+namespace doze::kernels {
+
+// out = x / sqrt(mean(x^2) + eps) * weight, row by row. `hidden` must be a multiple of 8.
+void RmsNorm(const __nv_bfloat16* x,       // [num_rows, hidden]
+             const __nv_bfloat16* weight,  // [hidden]
+             __nv_bfloat16* out,           // [num_rows, hidden]
+             int num_rows, int hidden, float eps, cudaStream_t stream);
+
+// residual += x (rounded to bf16, as the model's residual stream is), then out = RmsNorm(residual) * weight.
+void AddRmsNorm(__nv_bfloat16* residual,      // [num_rows, hidden], updated in place
+                const __nv_bfloat16* x,       // [num_rows, hidden]
+                const __nv_bfloat16* weight,  // [hidden]
+                __nv_bfloat16* out,           // [num_rows, hidden]
+                int num_rows, int hidden, float eps, cudaStream_t stream);
+
+}  // namespace doze::kernels

@@ -1,0 +1,88 @@
+// GatherRows, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward sizes.
+#include <gtest/gtest.h>
+
+#include "kernels/activation.h"
+#include "kernels/embedding.h"
+#include "kernels/rms_norm.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace doze::kernels {
+namespace {
+
+using testing::AllClose;
+using testing::DeviceArray;
+using testing::RandomBf16;
+using testing::ToBf16;
+using testing::ToFloat;
+
+class RowsTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(RowsTest, GatherRowsCopiesRowsAndZeroesPadding) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), width = 904, table_rows = 1001;
+  std::mt19937 rng(rows);
+  const std::vector<float> table = RandomBf16(static_cast<size_t>(table_rows) * width, -1.f, 1.f, rng);
+  std::vector<int32_t> indices(rows);
+  for (int32_t& i : indices) i = static_cast<int32_t>(rng() % table_rows);
+  if (rows > 2) indices[1] = -1;
+  DeviceArray<__nv_bfloat16> d_table(ToBf16(table)), d_out(static_cast<size_t>(rows) * width);
+  DeviceArray<int32_t> d_indices(indices);
+  d_out.Poison();
+  GatherRows(d_indices.get(), d_table.get(), d_out.get(), rows, width, nullptr);
+  std::vector<float> want(d_out.size());
+  reference::GatherRows(indices.data(), table.data(), want.data(), rows, width);
+  EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 0.f, 0.f));
+}
+
+TEST_P(RowsTest, RmsNormMatchesReference) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam();
+  for (int hidden : {896, 72}) {
+    std::mt19937 rng(rows * 7 + hidden);
+    const size_t n = static_cast<size_t>(rows) * hidden;
+    const std::vector<float> x = RandomBf16(n, -3.f, 3.f, rng), w = RandomBf16(hidden, 0.5f, 1.5f, rng);
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_out(n);
+    d_out.Poison();
+    RmsNorm(d_x.get(), d_w.get(), d_out.get(), rows, hidden, 1e-6f, nullptr);
+    std::vector<float> want(n);
+    reference::RmsNorm(nullptr, x.data(), w.data(), want.data(), rows, hidden, 1e-6f);
+    EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f)) << "hidden " << hidden;
+  }
+}
+
+TEST_P(RowsTest, AddRmsNormUpdatesResidualAndNormalises) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), hidden = 896;
+  std::mt19937 rng(rows + 11);
+  const size_t n = static_cast<size_t>(rows) * hidden;
+  std::vector<float> residual = RandomBf16(n, -4.f, 4.f, rng);
+  const std::vector<float> x = RandomBf16(n, -1.f, 1.f, rng), w = RandomBf16(hidden, 0.5f, 1.5f, rng);
+  DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_x(ToBf16(x)), d_w(ToBf16(w)), d_out(n);
+  d_out.Poison();
+  AddRmsNorm(d_res.get(), d_x.get(), d_w.get(), d_out.get(), rows, hidden, 1e-6f, nullptr);
+  std::vector<float> want(n);
+  reference::RmsNorm(residual.data(), x.data(), w.data(), want.data(), rows, hidden, 1e-6f);
+  EXPECT_TRUE(AllClose(ToFloat(d_res.Download()), residual, 0.f, 0.f));
+  EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f));
+}
+
+TEST_P(RowsTest, SiluMulMatchesReference) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam();
+  for (int intermediate : {4864, 24}) {
+    std::mt19937 rng(rows * 3 + intermediate);
+    const std::vector<float> gate_up =
+        RandomBf16(static_cast<size_t>(rows) * 2 * intermediate, -6.f, 6.f, rng);
+    DeviceArray<__nv_bfloat16> d_in(ToBf16(gate_up)), d_out(static_cast<size_t>(rows) * intermediate);
+    d_out.Poison();
+    SiluMul(d_in.get(), d_out.get(), rows, intermediate, nullptr);
+    std::vector<float> want(d_out.size());
+    reference::SiluMul(gate_up.data(), want.data(), rows, intermediate);
+    EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f)) << "intermediate " << intermediate;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Batch, RowsTest, ::testing::Values(1, 3, 19, 64));
+
+}  // namespace
+}  // namespace doze::kernels

@@ -1,0 +1,104 @@
+// Helpers of the kernel tests: skipping without a GPU, device arrays, random bf16 data, tolerance checks.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_check.h"
+#include "kernels/reference/reference_ops.h"
+
+namespace doze::kernels::testing {
+
+// Empty when a CUDA device is usable, else why not.
+inline std::string NoGpuReason() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) return std::string("cudaGetDeviceCount: ") + cudaGetErrorString(err);
+  if (count == 0) return "no CUDA device";
+  return "";
+}
+
+// Skips the test, with the reason, on a machine without a GPU.
+#define DOZE_SKIP_WITHOUT_GPU()                                                      \
+  do {                                                                               \
+    const std::string doze_no_gpu_ = ::doze::kernels::testing::NoGpuReason();        \
+    if (!doze_no_gpu_.empty()) GTEST_SKIP() << "GPU test skipped: " << doze_no_gpu_; \
+  } while (0)
+
+// A device allocation of n elements of T, freed on destruction.
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(size_t n) : size_(n) {
+    CUDA_CHECK(cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)));
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { Upload(host); }
+  ~DeviceArray() { cudaFree(data_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+
+  T* get() { return data_; }
+  size_t size() const { return size_; }
+  void Upload(const std::vector<T>& host) {
+    CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> Download() const {
+    std::vector<T> host(size_);
+    CUDA_CHECK(cudaMemcpy(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+  // Fills every byte with 0xff: NaN in bf16 and fp32, -1 in integers, so an unwritten output shows.
+  void Poison() { CUDA_CHECK(cudaMemset(data_, 0xff, size_ * sizeof(T))); }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_;
+};
+
+// n uniform values in [lo, hi), each rounded to bf16 (never all zero).
+inline std::vector<float> RandomBf16(size_t n, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = reference::RoundBf16(dist(rng));
+  return v;
+}
+
+inline std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
+  std::vector<__nv_bfloat16> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16(v[i]);
+  return out;
+}
+
+inline std::vector<float> ToFloat(const std::vector<__nv_bfloat16>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = __bfloat162float(v[i]);
+  return out;
+}
+
+// Every got[i] within atol + rtol * |want[i]|; NaN never passes. Reports the count and the first few misses.
+inline ::testing::AssertionResult AllClose(const std::vector<float>& got, const std::vector<float>& want,
+                                           float atol, float rtol) {
+  if (got.size() != want.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " vs " << want.size();
+  size_t bad = 0;
+  std::string first;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float tol = atol + rtol * std::fabs(want[i]);
+    if (std::fabs(got[i] - want[i]) <= tol) continue;  // false for NaN
+    if (++bad <= 5)
+      first +=
+          " [" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " + std::to_string(want[i]);
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << bad << " of " << got.size() << " elements off:" << first;
+}
+
+}  // namespace doze::kernels::testing

@@ -1,0 +1,70 @@
+// RotaryAndCacheWrite: rotated Q/K in place, K and V copied to their slots, padding rows write nothing.
+#include "kernels/rotary_kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "tests/kernels/kernel_test_util.h"
+
+namespace doze::kernels {
+namespace {
+
+using testing::AllClose;
+using testing::DeviceArray;
+using testing::RandomBf16;
+using testing::ToBf16;
+using testing::ToFloat;
+
+class RotaryTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(RotaryTest, RotatesAndWritesCache) {
+  DOZE_SKIP_WITHOUT_GPU();
+  RotaryShape shape{GetParam(), 14, 2, 64, 16};
+  const int num_blocks = 67, row = (14 + 2 * 2) * 64, kv_size = 2 * 64;
+  std::mt19937 rng(shape.num_tokens);
+  std::vector<float> qkv = RandomBf16(static_cast<size_t>(shape.num_tokens) * row, -2.f, 2.f, rng);
+  std::vector<int32_t> positions(shape.num_tokens), slots(num_blocks * shape.block_size);
+  for (int32_t& p : positions) p = static_cast<int32_t>(rng() % 32768);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  slots.resize(shape.num_tokens);
+  if (shape.num_tokens > 2) slots[2] = -1;
+  const std::vector<float> inv_freq = reference::RopeInvFreq(64, 1000000.0);
+
+  DeviceArray<__nv_bfloat16> d_qkv(ToBf16(qkv)), d_k(static_cast<size_t>(num_blocks) * 16 * kv_size),
+      d_v(d_k.size());
+  DeviceArray<int32_t> d_pos(positions), d_slots(slots);
+  DeviceArray<float> d_inv_freq(inv_freq);
+  d_k.Poison();
+  d_v.Poison();
+  RotaryAndCacheWrite(d_qkv.get(), d_pos.get(), d_slots.get(), d_inv_freq.get(), d_k.get(), d_v.get(), shape,
+                      nullptr);
+
+  std::vector<float> want = qkv;
+  reference::Rotary(want.data(), positions.data(), inv_freq.data(), shape.num_tokens, 14, 2, 64);
+  EXPECT_TRUE(AllClose(ToFloat(d_qkv.Download()), want, 1e-2f, 1e-2f));
+  const std::vector<float> k = ToFloat(d_k.Download()), v = ToFloat(d_v.Download());
+  size_t written = 0;
+  for (float x : k) written += !std::isnan(x);
+  EXPECT_EQ(
+      written,
+      static_cast<size_t>(std::count_if(slots.begin(), slots.end(), [](int s) { return s >= 0; })) * kv_size);
+  for (int t = 0; t < shape.num_tokens; ++t) {
+    if (slots[t] < 0) continue;
+    const auto at = [&](const std::vector<float>& a, size_t offset) {
+      return std::vector<float>(a.begin() + offset, a.begin() + offset + kv_size);
+    };
+    const size_t cache = static_cast<size_t>(slots[t]) * kv_size,
+                 src = static_cast<size_t>(t) * row + 14 * 64;
+    EXPECT_TRUE(AllClose(at(k, cache), at(want, src), 1e-2f, 1e-2f)) << "K of token " << t;
+    EXPECT_TRUE(AllClose(at(v, cache), at(qkv, src + kv_size), 0.f, 0.f)) << "V of token " << t;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tokens, RotaryTest, ::testing::Values(1, 3, 17, 64, 511));
+
+}  // namespace
+}  // namespace doze::kernels
