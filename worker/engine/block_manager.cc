@@ -3,11 +3,11 @@
 #include <algorithm>
 
 #include "worker/common/logging.h"
-#include "worker/engine/prefix_hash.h"
 
 namespace doze {
 
-BlockManager::BlockManager(int num_blocks, int block_size) : block_size_(block_size), blocks_(num_blocks) {
+BlockManager::BlockManager(int num_blocks, int block_size, BlockHashFn hash_fn)
+    : block_size_(block_size), hash_fn_(hash_fn), blocks_(num_blocks) {
   DOZE_CHECK(num_blocks > 0 && block_size > 0) << num_blocks << " blocks of " << block_size;
   for (int32_t i = 0; i < num_blocks; ++i) free_blocks_.push_back(i);
 }
@@ -17,7 +17,7 @@ uint64_t BlockManager::BlockHash(Sequence& seq, int index) const {
   while (static_cast<int>(hashes.size()) <= index) {
     int i = static_cast<int>(hashes.size());
     uint64_t parent = i == 0 ? 0 : hashes[i - 1];
-    hashes.push_back(HashBlockTokens(parent, seq.token_ids().subspan(i * block_size_, block_size_)));
+    hashes.push_back(hash_fn_(parent, seq.token_ids().subspan(i * block_size_, block_size_)));
   }
   return hashes[index];
 }

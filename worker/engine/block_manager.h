@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "worker/engine/prefix_hash.h"
 #include "worker/engine/sequence.h"
 
 namespace doze {
@@ -23,7 +24,11 @@ struct PrefixHit {
 // only when the free list is empty.
 class BlockManager {
  public:
-  BlockManager(int num_blocks, int block_size);
+  // The key of a full block from its parent's key and its token ids.
+  using BlockHashFn = uint64_t (*)(uint64_t parent_hash, absl::Span<const int32_t> token_ids);
+
+  // `hash_fn` is replaceable so tests can force collisions.
+  BlockManager(int num_blocks, int block_size, BlockHashFn hash_fn = &HashBlockTokens);
 
   int block_size() const { return block_size_; }
   int num_blocks() const { return static_cast<int>(blocks_.size()); }
@@ -72,6 +77,7 @@ class BlockManager {
   void Ref(int32_t block_id);
 
   int block_size_;
+  BlockHashFn hash_fn_;
   std::vector<Block> blocks_;
   std::deque<int32_t> free_blocks_;
   std::list<int32_t> evictable_;  // front: released longest ago
