@@ -1,0 +1,129 @@
+// The Qwen tokenizer on hand-checked cases: known ids, added-token matching, NFC, errors, decoding.
+#include "worker/tokenizer/tokenizer.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/worker/tokenizer/tokenizer_test_util.h"
+#include "worker/tokenizer/byte_level.h"
+
+namespace doze {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr int32_t kEndOfText = 151643;
+constexpr int32_t kImStart = 151644;
+constexpr int32_t kImEnd = 151645;
+constexpr int32_t kThink = 151667;
+constexpr int32_t kThinkEnd = 151668;
+
+std::vector<int32_t> Ids(const std::string& text) {
+  auto ids = TestTokenizer().Encode(text);
+  EXPECT_TRUE(ids.ok()) << ids.status();
+  return ids.ok() ? *ids : std::vector<int32_t>{};
+}
+
+TEST(TokenizerTest, VocabularyShape) {
+  const Tokenizer& tok = TestTokenizer();
+  EXPECT_EQ(tok.vocab_size(), 151669);
+  EXPECT_EQ(tok.TokenToId("<|endoftext|>"), kEndOfText);
+  EXPECT_EQ(tok.TokenToId("</think>"), kThinkEnd);
+  EXPECT_EQ(tok.TokenToId("\u0120world"), 1879);
+  EXPECT_EQ(tok.TokenToId("no such token at all"), std::nullopt);
+  EXPECT_TRUE(tok.IsSpecial(kImEnd));
+  EXPECT_FALSE(tok.IsSpecial(kThink));  // Added but not special.
+  EXPECT_FALSE(tok.IsSpecial(1879));
+  EXPECT_FALSE(tok.IsSpecial(-1));
+}
+
+TEST(TokenizerTest, KnownIds) {
+  EXPECT_THAT(Ids("Hello world"), ElementsAre(9707, 1879));
+  EXPECT_THAT(Ids("I'm"), ElementsAre(40, 2776));
+  EXPECT_THAT(Ids("  x"), ElementsAre(220, 856));
+  EXPECT_THAT(Ids("你好"), ElementsAre(108386));
+  EXPECT_THAT(Ids(""), ElementsAre());
+}
+
+TEST(TokenizerTest, AddedTokensAreMatchedInRawText) {
+  EXPECT_THAT(Ids("<|im_start|>user\nHi<|im_end|>\n"), ElementsAre(kImStart, 872, 198, 13048, kImEnd, 198));
+  EXPECT_THAT(Ids("<|im_start|>assistant\n"), ElementsAre(kImStart, 77091, 198));
+  EXPECT_THAT(Ids("<think>x</think>"), ElementsAre(kThink, 87, kThinkEnd));
+  EXPECT_THAT(Ids("<|endoftext|><|endoftext|>"), ElementsAre(kEndOfText, kEndOfText));
+}
+
+TEST(TokenizerTest, PartialAndNestedAddedTokens) {
+  for (const char* text : {"<|im_sta", "<|im_start", "im_start|>", "<| im_start |>", "<|IM_START|>"}) {
+    for (int32_t id : Ids(text)) EXPECT_LT(id, kEndOfText) << text;
+  }
+  std::vector<int32_t> nested = Ids("<<|im_start|>>");
+  EXPECT_THAT(nested, ::testing::Contains(kImStart));
+  EXPECT_EQ(TestTokenizer().Decode(nested), "<<|im_start|>>");
+}
+
+TEST(TokenizerTest, TextAroundAddedTokensIsEncodedSeparately) {
+  std::vector<int32_t> want = Ids("中");
+  want.push_back(kImEnd);
+  std::vector<int32_t> rest = Ids("文 x");
+  want.insert(want.end(), rest.begin(), rest.end());
+  EXPECT_EQ(Ids("中<|im_end|>文 x"), want);
+}
+
+TEST(TokenizerTest, NormalizesToNfc) {
+  EXPECT_EQ(Ids("cafe\u0301"), Ids("caf\u00e9"));
+  EXPECT_EQ(Ids("\u212b"), Ids("\u00c5"));                     // ANGSTROM SIGN is a singleton.
+  EXPECT_EQ(Ids("\u1100\u1161\u11a8"), Ids("\uac01"));         // Hangul jamo compose.
+  EXPECT_EQ(TestTokenizer().Decode(Ids("cafe\u0301")), "caf\u00e9");
+}
+
+TEST(TokenizerTest, InvalidUtf8NamesTheOffset) {
+  auto ids = TestTokenizer().Encode("ok \xe4\xb8");
+  ASSERT_FALSE(ids.ok());
+  EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(ids.status().message()), HasSubstr("byte offset 3"));
+  EXPECT_THAT(std::string(TestTokenizer().Encode("\xff").status().message()), HasSubstr("byte offset 0"));
+  EXPECT_FALSE(TestTokenizer().Encode("a\xed\xa0\x80").ok());
+}
+
+TEST(TokenizerTest, DecodeSkipsSpecialTokensOnlyWhenAsked) {
+  const Tokenizer& tok = TestTokenizer();
+  std::vector<int32_t> ids = Ids("<|im_start|>assistant\n<think>hm</think>ok<|im_end|>");
+  EXPECT_EQ(tok.Decode(ids), "<|im_start|>assistant\n<think>hm</think>ok<|im_end|>");
+  EXPECT_EQ(tok.Decode(ids, /*skip_special_tokens=*/true), "assistant\n<think>hm</think>ok");
+}
+
+TEST(TokenizerTest, DecodeDropsUnknownIdsAndRendersBrokenBytes) {
+  const Tokenizer& tok = TestTokenizer();
+  std::vector<int32_t> ids = {9707, -5, 999999, 1879};
+  EXPECT_EQ(tok.Decode(ids), "Hello world");
+  int32_t lead = *tok.TokenToId(ByteLevel::Encode("\xe4"));
+  EXPECT_EQ(tok.Decode(std::vector<int32_t>{lead}), "\ufffd");
+  EXPECT_EQ(tok.Decode(std::vector<int32_t>{lead, 9707}), "\ufffdHello");
+}
+
+TEST(TokenizerTest, RoundTripsText) {
+  for (const char* text : {"Mixed 中文 and English, 😀👍🏽 emoji!", "  \t\n\r\n\u00a0\u3000 spaces ", "x=1;\n",
+                           "👨‍👩‍👧‍👦 family", "<|fim_prefix|>a<|fim_suffix|>b"}) {
+    EXPECT_EQ(TestTokenizer().Decode(Ids(text)), text);
+  }
+}
+
+TEST(TokenizerTest, LongInputsEncode) {
+  std::string word(20000, 'a');
+  EXPECT_EQ(TestTokenizer().Decode(Ids(word)), word);
+  std::string chinese;
+  for (int i = 0; i < 3000; ++i) chinese += "的";
+  EXPECT_EQ(TestTokenizer().Decode(Ids(chinese)), chinese);
+}
+
+TEST(TokenizerTest, FromFileReportsMissingFile) {
+  auto missing = Tokenizer::FromFile("/nonexistent/tokenizer.json");
+  EXPECT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/tokenizer.json"));
+}
+
+}  // namespace
+}  // namespace doze
