@@ -1,8 +1,9 @@
 // Tokenizer encode throughput on one core, per kind of text: prints one JSON line, then a table.
 //
 // usage: doze_tokenizer_bench [--tokenizer DIR_OR_FILE] [--mb MEGABYTES_PER_KIND]
-// Each kind's text is built from seeded random sentences, and encoded in 4 KiB requests (the size of a typical
-// prompt) by a freshly loaded tokenizer: "cold" is the first pass (the word cache filling), "warm" the best of three.
+// Each kind's text is built from seeded random sentences, and encoded in 4 KiB requests (the size of a
+// typical prompt) by a freshly loaded tokenizer: "cold" is the first pass (the word cache filling), "warm"
+// the best of three.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,13 +24,15 @@ struct TextKind {
 
 std::vector<TextKind> Kinds() {
   std::vector<std::string> english = {
-      "The quick brown fox jumps over the lazy dog. ", "Serving systems batch requests to keep the GPU busy.\n",
+      "The quick brown fox jumps over the lazy dog. ",
+      "Serving systems batch requests to keep the GPU busy.\n",
       "We've measured latency at the 99th percentile, and it's under 40 ms. ",
       "Tokenization turns text into integers that a model can read; it must be exact. ",
       "In 2023, the team shipped version 3.14 with 27 new features!\n"};
-  std::vector<std::string> chinese = {
-      "人工智能正在改变我们的生活方式。", "今天天气很好，我们去公园散步吧！", "这个系统可以同时处理多个请求，提高吞吐量。\n",
-      "大语言模型的推理速度取决于显存带宽。", "请把这段文字翻译成英文，并保持原意。\n"};
+  std::vector<std::string> chinese = {"人工智能正在改变我们的生活方式。", "今天天气很好，我们去公园散步吧！",
+                                      "这个系统可以同时处理多个请求，提高吞吐量。\n",
+                                      "大语言模型的推理速度取决于显存带宽。",
+                                      "请把这段文字翻译成英文，并保持原意。\n"};
   std::vector<std::string> code = {
       "def encode(self, text):\n    return [self.vocab[t] for t in self.split(text)]\n",
       "for (int i = 0; i < n; ++i) {\n  sum += values[i] * weights[i];\n}\n",

@@ -1,6 +1,6 @@
-// A standalone driver for libFuzzer targets built without -fsanitize=fuzzer: runs LLVMFuzzerTestOneInput once on
-// every file named on the command line, or found (recursively, in sorted order) under a folder named there. This
-// makes each seed corpus a regression test.
+// A standalone driver for libFuzzer targets built without -fsanitize=fuzzer: runs LLVMFuzzerTestOneInput once
+// on every file named on the command line, or found (recursively, in sorted order) under a folder named
+// there. This makes each seed corpus a regression test.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>

@@ -16,9 +16,7 @@ size_t PrevCodePointStart(std::string_view text, size_t pos) {
   return pos;
 }
 
-uint8_t ClassAt(std::string_view text, size_t pos) {
-  return CharClassOf(NextCodePoint(text, &pos));
-}
+uint8_t ClassAt(std::string_view text, size_t pos) { return CharClassOf(NextCodePoint(text, &pos)); }
 
 // HF strips with Rust's char::is_whitespace, which is the White_Space property.
 size_t SpacesBefore(std::string_view text, size_t end) {
@@ -73,7 +71,8 @@ std::optional<std::pair<size_t, size_t>> AddedVocabulary::LongestAt(const Matche
   return std::nullopt;
 }
 
-// HF tests the neighbours with Rust's char::is_alphanumeric; letters and numbers (\p{L}, \p{N}) stand in for it.
+// HF tests the neighbours with Rust's char::is_alphanumeric; letters and numbers (\p{L}, \p{N}) stand in for
+// it.
 bool AddedVocabulary::IsWholeWord(std::string_view text, size_t begin, size_t end) {
   bool word_before = begin > 0 && (ClassAt(text, PrevCodePointStart(text, begin)) & (kLetter | kNumber));
   bool word_after = end < text.size() && (ClassAt(text, end) & (kLetter | kNumber));

@@ -1,9 +1,9 @@
 // The added tokens of a Hugging Face tokenizer (`added_tokens` in tokenizer.json) and how they cut text.
 //
-// HF matches them before the model sees the text: tokens with normalized=false in the raw text, then tokens with
-// normalized=true in each normalized remaining piece. Matching is leftmost-longest over all tokens of the pass;
-// a match is dropped when single_word is set and a letter or digit touches it; lstrip and rstrip widen a match
-// over the white space beside it.
+// HF matches them before the model sees the text: tokens with normalized=false in the raw text, then tokens
+// with normalized=true in each normalized remaining piece. Matching is leftmost-longest over all tokens of
+// the pass; a match is dropped when single_word is set and a letter or digit touches it; lstrip and rstrip
+// widen a match over the white space beside it.
 #pragma once
 
 #include <array>
@@ -38,7 +38,8 @@ struct TextSegment {
 // The set of added tokens and their matcher.
 class AddedVocabulary {
  public:
-  // `normalized_contents[i]` is tokens[i].content after the tokenizer's normalizer (used when normalized is set).
+  // `normalized_contents[i]` is tokens[i].content after the tokenizer's normalizer (used when normalized is
+  // set).
   AddedVocabulary(std::vector<AddedToken> tokens, const std::vector<std::string>& normalized_contents);
 
   // Cuts valid UTF-8 `text` into plain segments and added-token segments, matching only the tokens whose

@@ -48,9 +48,10 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     auto left_it = model->vocab_.find(left);
     auto right_it = model->vocab_.find(right);
     auto merged_it = model->vocab_.find(absl::StrCat(left, right));
-    if (left_it == model->vocab_.end() || right_it == model->vocab_.end() || merged_it == model->vocab_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model.merges[", rank, "]: \"", left, " ", right, "\" names a token not in the vocabulary"));
+    if (left_it == model->vocab_.end() || right_it == model->vocab_.end() ||
+        merged_it == model->vocab_.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("model.merges[", rank, "]: \"", left, " ", right,
+                                                     "\" names a token not in the vocabulary"));
     }
     // A repeated pair keeps its last rank, as HF's map from pairs to ranks does.
     model->merges_.insert_or_assign(PairKey(left_it->second, right_it->second),
@@ -97,7 +98,8 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* ids) cons
 }
 
 void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* ids) const {
-  // Bytes whose character is missing from the vocabulary are dropped, as HF's BPE does without an unknown token.
+  // Bytes whose character is missing from the vocabulary are dropped, as HF's BPE does without an unknown
+  // token.
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
   for (char byte : word) {

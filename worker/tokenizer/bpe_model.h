@@ -1,6 +1,6 @@
 // Byte-level BPE as Hugging Face's `tokenizers` BPE model applies it (no dropout, no unknown token, no
-// continuing-subword prefix): a pre-tokenized word's bytes start as one token each and the adjacent pair with the
-// lowest merge rank, leftmost on ties, is merged until no pair has a merge.
+// continuing-subword prefix): a pre-tokenized word's bytes start as one token each and the adjacent pair with
+// the lowest merge rank, leftmost on ties, is merged until no pair has a merge.
 #pragma once
 
 #include <array>
@@ -22,8 +22,8 @@ namespace doze {
 // The BPE model: vocabulary, merge ranks and a cache of encoded words. Thread-safe.
 class BpeModel {
  public:
-  // Builds the model from the vocabulary (byte-level spelling to id) and the merges in rank order; fails when a
-  // merge names a token (or a merged token) missing from the vocabulary.
+  // Builds the model from the vocabulary (byte-level spelling to id) and the merges in rank order; fails when
+  // a merge names a token (or a merged token) missing from the vocabulary.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
       absl::flat_hash_map<std::string, int32_t> vocab,
       const std::vector<std::pair<std::string, std::string>>& merges);
@@ -52,7 +52,7 @@ class BpeModel {
   static constexpr size_t kCacheCapacity = 1 << 18;
 
   absl::flat_hash_map<std::string, int32_t> vocab_;
-  std::array<int32_t, 256> byte_ids_{};  // -1 when the byte's character is not in the vocabulary.
+  std::array<int32_t, 256> byte_ids_{};          // -1 when the byte's character is not in the vocabulary.
   absl::flat_hash_map<uint64_t, Merge> merges_;  // Key: left id << 32 | right id.
   mutable absl::Mutex cache_mu_;
   mutable absl::flat_hash_map<std::string, std::vector<int32_t>> cache_ ABSL_GUARDED_BY(cache_mu_);

@@ -1,5 +1,6 @@
-// GPT-2's byte-to-unicode table, which byte-level BPE vocabularies are written in: printable Latin-1 bytes stand
-// for themselves and the other 68 bytes (controls, space, 0x7F-0xA0, 0xAD) for U+0100 upwards, in byte order.
+// GPT-2's byte-to-unicode table, which byte-level BPE vocabularies are written in: printable Latin-1 bytes
+// stand for themselves and the other 68 bytes (controls, space, 0x7F-0xA0, 0xAD) for U+0100 upwards, in byte
+// order.
 #pragma once
 
 #include <array>
@@ -21,8 +22,8 @@ class ByteLevel {
   // Returns the UTF-8 vocabulary spelling of raw bytes.
   static std::string Encode(std::string_view bytes);
 
-  // Returns the raw bytes of a vocabulary string as the ByteLevel decoder does: every character mapped back to
-  // its byte, or, when some character is not a byte character, the string's own UTF-8 bytes unchanged.
+  // Returns the raw bytes of a vocabulary string as the ByteLevel decoder does: every character mapped back
+  // to its byte, or, when some character is not a byte character, the string's own UTF-8 bytes unchanged.
   static std::string Decode(std::string_view token);
 
  private:

@@ -7,11 +7,13 @@
 namespace doze {
 namespace {
 
-// White_Space is the control characters U+0009..U+000D and U+0085 plus the separators (Zs, Zl, Zp); Oniguruma's
-// \s for Unicode encodings is the same set. utf8proc has no White_Space flag, so the controls are named here.
+// White_Space is the control characters U+0009..U+000D and U+0085 plus the separators (Zs, Zl, Zp);
+// Oniguruma's \s for Unicode encodings is the same set. utf8proc has no White_Space flag, so the controls are
+// named here.
 bool IsWhiteSpace(char32_t cp, utf8proc_category_t category) {
   if ((cp >= 0x09 && cp <= 0x0D) || cp == 0x85) return true;
-  return category == UTF8PROC_CATEGORY_ZS || category == UTF8PROC_CATEGORY_ZL || category == UTF8PROC_CATEGORY_ZP;
+  return category == UTF8PROC_CATEGORY_ZS || category == UTF8PROC_CATEGORY_ZL ||
+         category == UTF8PROC_CATEGORY_ZP;
 }
 
 uint8_t ComputeCharClass(char32_t cp) {

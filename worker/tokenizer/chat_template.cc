@@ -23,7 +23,8 @@ absl::StatusOr<std::string> RenderChatPrompt(const std::vector<ChatMessage>& mes
   std::string prompt;
   // The template's first branch: a leading system message is used as is, otherwise the default one is written
   // (also for an empty conversation). A system message later on is rendered like any other turn.
-  if (messages.empty() || messages[0].role != "system") AppendTurn("system", std::string(kQwenDefaultSystemPrompt), &prompt);
+  if (messages.empty() || messages[0].role != "system")
+    AppendTurn("system", std::string(kQwenDefaultSystemPrompt), &prompt);
   for (const ChatMessage& message : messages) AppendTurn(message.role, message.content, &prompt);
   if (add_generation_prompt) prompt.append("<|im_start|>assistant\n");
   return prompt;

@@ -1,5 +1,5 @@
-// Qwen2.5's chat template (ChatML), rendered natively: for the messages doze accepts (system, user and assistant
-// text, no tools) it yields exactly what the model's Jinja template renders.
+// Qwen2.5's chat template (ChatML), rendered natively: for the messages doze accepts (system, user and
+// assistant text, no tools) it yields exactly what the model's Jinja template renders.
 #pragma once
 
 #include <string>
@@ -19,9 +19,9 @@ struct ChatMessage {
 inline constexpr char kQwenDefaultSystemPrompt[] =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-// Renders `<|im_start|>{role}\n{content}<|im_end|>\n` per message, preceded by the default system message when the
-// first message is not a system message, and followed by `<|im_start|>assistant\n` when `add_generation_prompt`.
-// InvalidArgument, naming the index and role, for any other role.
+// Renders `<|im_start|>{role}\n{content}<|im_end|>\n` per message, preceded by the default system message
+// when the first message is not a system message, and followed by `<|im_start|>assistant\n` when
+// `add_generation_prompt`. InvalidArgument, naming the index and role, for any other role.
 absl::StatusOr<std::string> RenderChatPrompt(const std::vector<ChatMessage>& messages,
                                              bool add_generation_prompt = true);
 

@@ -1,8 +1,8 @@
 // Turns a stream of generated ids into text deltas that never end inside a UTF-8 character.
 //
-// Concatenating every Push result and the final Flush gives exactly Tokenizer::Decode of all the ids: bytes that
-// can no longer become valid UTF-8 are rendered as U+FFFD as soon as that is certain, and a character whose bytes
-// are split across tokens is held back until its last byte arrives.
+// Concatenating every Push result and the final Flush gives exactly Tokenizer::Decode of all the ids: bytes
+// that can no longer become valid UTF-8 are rendered as U+FFFD as soon as that is certain, and a character
+// whose bytes are split across tokens is held back until its last byte arrives.
 #pragma once
 
 #include <cstdint>

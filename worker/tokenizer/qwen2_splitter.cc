@@ -35,7 +35,8 @@ CodePoints Decode(std::string_view text) {
 }
 
 // Case-insensitive equality with an ASCII lower-case letter, as Oniguruma folds case: besides the upper-case
-// letter, U+017F LATIN SMALL LETTER LONG S folds to 's' (U+212A KELVIN SIGN folds to 'k', which no alternative has).
+// letter, U+017F LATIN SMALL LETTER LONG S folds to 's' (U+212A KELVIN SIGN folds to 'k', which no
+// alternative has).
 bool FoldsTo(char32_t cp, char lower) {
   if (cp == static_cast<char32_t>(lower) || cp == static_cast<char32_t>(lower - 'a' + 'A')) return true;
   return lower == 's' && cp == 0x017F;
@@ -58,8 +59,9 @@ size_t RunEnd(const CodePoints& t, size_t j, uint8_t flag) {
   return j;
 }
 
-// Alternative 2, [^\r\n\p{L}\p{N}]?\p{L}+: a letter run, optionally led by one character that is neither a line
-// break, a letter nor a number (a space, punctuation, a mark...). Backtracking cannot shorten the greedy run.
+// Alternative 2, [^\r\n\p{L}\p{N}]?\p{L}+: a letter run, optionally led by one character that is neither a
+// line break, a letter nor a number (a space, punctuation, a mark...). Backtracking cannot shorten the greedy
+// run.
 size_t MatchLetters(const CodePoints& t, size_t i) {
   if (t.Is(i, kLetter)) return RunEnd(t, i + 1, kLetter) - i;
   if (t.Is(i, kLineBreak | kNumber) || !t.Is(i + 1, kLetter)) return 0;
@@ -84,7 +86,8 @@ size_t MatchSymbols(const CodePoints& t, size_t i) {
 // Alternatives 5 to 7 on a white-space run [i, end):
 //   \s*[\r\n]+ : \s* gives back characters until a line break follows, so the match ends just after the run's
 //                last \r or \n;
-//   \s+(?!\S)  : at the end of the text the whole run; before a non-space the run less its last character (which
+//   \s+(?!\S)  : at the end of the text the whole run; before a non-space the run less its last character
+//   (which
 //                is left to lead the next piece), when that leaves at least one;
 //   \s+        : otherwise the single white-space character before the non-space.
 size_t MatchSpaces(const CodePoints& t, size_t i) {

@@ -20,16 +20,16 @@ namespace doze {
 // Encodes text to ids and back. Immutable after loading except for an internal word cache; thread-safe.
 class Tokenizer {
  public:
-  // Loads a tokenizer.json; fails on a missing file, bad JSON, or a model, normalizer, pre-tokenizer or decoder
-  // other than the Qwen2 ones (BPE, NFC, Split+ByteLevel, ByteLevel).
+  // Loads a tokenizer.json; fails on a missing file, bad JSON, or a model, normalizer, pre-tokenizer or
+  // decoder other than the Qwen2 ones (BPE, NFC, Split+ByteLevel, ByteLevel).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
 
-  // Returns the ids of `text` as HF's encode(text, add_special_tokens=False) would; InvalidArgument, naming the
-  // byte offset, when `text` is not valid UTF-8.
+  // Returns the ids of `text` as HF's encode(text, add_special_tokens=False) would; InvalidArgument, naming
+  // the byte offset, when `text` is not valid UTF-8.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text) const;
 
-  // Returns the text of `ids` as HF's decode would: unknown ids are dropped, special tokens too when asked, and
-  // bytes that do not form valid UTF-8 become U+FFFD.
+  // Returns the text of `ids` as HF's decode would: unknown ids are dropped, special tokens too when asked,
+  // and bytes that do not form valid UTF-8 become U+FFFD.
   std::string Decode(absl::Span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   // Returns the id of a token given as an added token's content or a vocabulary entry's byte-level spelling.
@@ -49,7 +49,8 @@ class Tokenizer {
 
  private:
   Tokenizer(std::unique_ptr<BpeModel> model, std::unique_ptr<AddedVocabulary> added);
-  // Appends the ids of plain (non-added-token) raw text: normalize, cut at normalized added tokens, split, BPE.
+  // Appends the ids of plain (non-added-token) raw text: normalize, cut at normalized added tokens, split,
+  // BPE.
   void EncodePlain(std::string_view raw, std::vector<int32_t>* ids) const;
   // Appends the ids of normalized text with no added token in it.
   void EncodeWords(std::string_view text, std::vector<int32_t>* ids) const;

@@ -17,7 +17,8 @@ absl::Status Unsupported(const std::string& path, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", path, ": unsupported ", what));
 }
 
-// The member `key` of `object`, or null when absent (operator[] on a const object must not be given a missing key).
+// The member `key` of `object`, or null when absent (operator[] on a const object must not be given a missing
+// key).
 const json& Get(const json& object, const char* key) {
   static const json kNull;
   return object.is_object() && object.contains(key) ? object[key] : kNull;
@@ -40,7 +41,8 @@ bool IsPlainByteLevel(const json& node) {
 absl::Status CheckNormalizer(const json& root, TokenizerJson* out) {
   const json& normalizer = Get(root, "normalizer");
   if (normalizer.is_null()) return absl::OkStatus();
-  if (!normalizer.is_object() || normalizer.value("type", "") != "NFC") return Unsupported("normalizer", "type");
+  if (!normalizer.is_object() || normalizer.value("type", "") != "NFC")
+    return Unsupported("normalizer", "type");
   out->nfc = true;
   return absl::OkStatus();
 }
@@ -66,8 +68,9 @@ absl::Status ReadModel(const json& root, TokenizerJson* out) {
   const json& model = Get(root, "model");
   if (!model.is_object() || model.value("type", "BPE") != "BPE") return Unsupported("model", "type");
   if (!Get(model, "dropout").is_null()) return Unsupported("model.dropout", "value");
-  if (!IsFalse(model, "byte_fallback") || !IsFalse(model, "ignore_merges") || !IsEmptyString(model, "unk_token") ||
-      !IsEmptyString(model, "continuing_subword_prefix") || !IsEmptyString(model, "end_of_word_suffix")) {
+  if (!IsFalse(model, "byte_fallback") || !IsFalse(model, "ignore_merges") ||
+      !IsEmptyString(model, "unk_token") || !IsEmptyString(model, "continuing_subword_prefix") ||
+      !IsEmptyString(model, "end_of_word_suffix")) {
     return Unsupported("model", "BPE option (byte_fallback, ignore_merges, unk_token or affixes)");
   }
   if (!Get(model, "vocab").is_object()) return Unsupported("model.vocab", "type");

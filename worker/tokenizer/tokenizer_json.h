@@ -1,5 +1,5 @@
-// Reads the parts of a Hugging Face tokenizer.json that doze's tokenizer implements, and rejects the rest, so a
-// file that would tokenize differently fails at load rather than giving wrong ids.
+// Reads the parts of a Hugging Face tokenizer.json that doze's tokenizer implements, and rejects the rest, so
+// a file that would tokenize differently fails at load rather than giving wrong ids.
 #pragma once
 
 #include <cstdint>

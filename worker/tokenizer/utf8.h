@@ -1,5 +1,6 @@
 // UTF-8 helpers with the exact semantics the Hugging Face tokenizer (Rust) relies on: strict validation as
-// `std::str::from_utf8` does, and lossy decoding that renders invalid bytes as `String::from_utf8_lossy` does.
+// `std::str::from_utf8` does, and lossy decoding that renders invalid bytes as `String::from_utf8_lossy`
+// does.
 #pragma once
 
 #include <cstddef>
@@ -35,9 +36,10 @@ inline char32_t NextCodePoint(std::string_view text, size_t* pos) {
 // Appends the UTF-8 encoding of `cp` to `out`.
 void AppendUtf8(char32_t cp, std::string* out);
 
-// Appends `bytes` to `out` as text, each maximal invalid subpart replaced by one U+FFFD (the Unicode-recommended
-// practice that Rust's from_utf8_lossy follows). When `final` is false, a trailing sequence that is incomplete but
-// could still become valid is left unconsumed. Returns the number of bytes consumed.
+// Appends `bytes` to `out` as text, each maximal invalid subpart replaced by one U+FFFD (the
+// Unicode-recommended practice that Rust's from_utf8_lossy follows). When `final` is false, a trailing
+// sequence that is incomplete but could still become valid is left unconsumed. Returns the number of bytes
+// consumed.
 size_t AppendUtf8Lossy(std::string_view bytes, bool final, std::string* out);
 
 }  // namespace doze

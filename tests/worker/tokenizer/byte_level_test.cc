@@ -1,8 +1,9 @@
 // GPT-2's byte mapping and the UTF-8 helpers (strict validation, lossy decoding).
+#include "worker/tokenizer/byte_level.h"
+
 #include <string>
 
 #include "gtest/gtest.h"
-#include "worker/tokenizer/byte_level.h"
 #include "worker/tokenizer/utf8.h"
 
 namespace doze {
@@ -45,11 +46,11 @@ TEST(ByteLevelTest, EncodeAndDecode) {
 TEST(Utf8Test, FindsTheFirstInvalidByte) {
   EXPECT_EQ(FindInvalidUtf8("plain 中文 😀"), std::nullopt);
   EXPECT_EQ(FindInvalidUtf8("ab\xff"), 2u);
-  EXPECT_EQ(FindInvalidUtf8("abc\xe4\xb8"), 3u);      // Truncated.
-  EXPECT_EQ(FindInvalidUtf8("\xc0\x80"), 0u);         // Overlong NUL.
-  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);    // Surrogate U+D800.
+  EXPECT_EQ(FindInvalidUtf8("abc\xe4\xb8"), 3u);       // Truncated.
+  EXPECT_EQ(FindInvalidUtf8("\xc0\x80"), 0u);          // Overlong NUL.
+  EXPECT_EQ(FindInvalidUtf8("x\xed\xa0\x80"), 1u);     // Surrogate U+D800.
   EXPECT_EQ(FindInvalidUtf8("\xf4\x90\x80\x80"), 0u);  // Above U+10FFFF.
-  EXPECT_EQ(FindInvalidUtf8("\x80"), 0u);             // Lone continuation byte.
+  EXPECT_EQ(FindInvalidUtf8("\x80"), 0u);              // Lone continuation byte.
 }
 
 std::string Lossy(const std::string& bytes) {
@@ -59,11 +60,14 @@ std::string Lossy(const std::string& bytes) {
 }
 
 TEST(Utf8Test, LossyReplacesEachMaximalInvalidSubpart) {
-  EXPECT_EQ(Lossy("a\xe4\xb8" "b"), "a\ufffd" "b");        // One truncated sequence: one U+FFFD.
+  EXPECT_EQ(Lossy("a\xe4\xb8"
+                  "b"),
+            "a\ufffd"
+            "b");                                          // One truncated sequence: one U+FFFD.
   EXPECT_EQ(Lossy("\xf0\x80\x80"), "\ufffd\ufffd\ufffd");  // F0 80 is never valid: each byte alone.
   EXPECT_EQ(Lossy("\xed\xa0\x80"), "\ufffd\ufffd\ufffd");  // Surrogates likewise.
   EXPECT_EQ(Lossy("\xc0\xaf"), "\ufffd\ufffd");
-  EXPECT_EQ(Lossy("\xf0\x9f\x98"), "\ufffd");              // A truncated emoji.
+  EXPECT_EQ(Lossy("\xf0\x9f\x98"), "\ufffd");  // A truncated emoji.
   EXPECT_EQ(Lossy("ok 😀"), "ok 😀");
 }
 

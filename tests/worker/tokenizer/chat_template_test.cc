@@ -29,8 +29,9 @@ TEST(ChatTemplateTest, LeadingSystemMessageReplacesTheDefault) {
 }
 
 TEST(ChatTemplateTest, MultiTurnWithoutGenerationPrompt) {
-  auto prompt = RenderChatPrompt({{"user", "Hi"}, {"assistant", "Hello."}, {"system", "late"}, {"user", "Bye"}},
-                                 /*add_generation_prompt=*/false);
+  auto prompt =
+      RenderChatPrompt({{"user", "Hi"}, {"assistant", "Hello."}, {"system", "late"}, {"user", "Bye"}},
+                       /*add_generation_prompt=*/false);
   ASSERT_TRUE(prompt.ok());
   EXPECT_EQ(*prompt, std::string(kDefaultSystem) +
                          "<|im_start|>user\nHi<|im_end|>\n"

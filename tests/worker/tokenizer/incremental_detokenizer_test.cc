@@ -45,7 +45,8 @@ TEST(IncrementalDetokenizerTest, HoldsAChineseCharacterUntilComplete) {
 }
 
 TEST(IncrementalDetokenizerTest, SplitCharactersMatchFullDecode) {
-  for (const char* text : {"你好，世界", "😀 hi 👍🏽", "👩‍💻", "👨‍👩‍👧‍👦", "🏳️‍🌈 flag", "é\u0301 mark", "한국어"}) {
+  for (const char* text : {"你好，世界", "😀 hi 👍🏽", "👩‍💻", "👨‍👩‍👧‍👦",
+                           "🏳️‍🌈 flag", "é\u0301 mark", "한국어"}) {
     ExpectStreamsLikeDecode(ByteIds(text));
     ExpectStreamsLikeDecode(*TestTokenizer().Encode(text));
   }

@@ -63,7 +63,8 @@ TEST(Qwen2SplitterTest, HandComputedCases) {
       {"a line break cannot lead a word", "\nabc", {"\n", "abc"}},
       {"a digit cannot lead a word", "1abc", {"1", "abc"}},
   };
-  for (const SplitCase& c : cases) EXPECT_THAT(Pieces(c.text), ::testing::ElementsAreArray(c.pieces)) << c.why;
+  for (const SplitCase& c : cases)
+    EXPECT_THAT(Pieces(c.text), ::testing::ElementsAreArray(c.pieces)) << c.why;
 }
 
 TEST(Qwen2SplitterTest, PiecesTileTheText) {

@@ -1,6 +1,7 @@
 // Every corpus string's ids and decoded text against Hugging Face `tokenizers` goldens
-// (scripts/goldens/tokenizer_goldens.py writes tests/goldens/tokenizer/goldens.jsonl), and the native chat template
-// against transformers' apply_chat_template (scripts/goldens/chat_template_goldens.py writes chat_template.jsonl).
+// (scripts/goldens/tokenizer_goldens.py writes tests/goldens/tokenizer/goldens.jsonl), and the native chat
+// template against transformers' apply_chat_template (scripts/goldens/chat_template_goldens.py writes
+// chat_template.jsonl).
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -39,7 +40,8 @@ std::string GoldensPath() {
 TEST(TokenizerGoldensTest, EveryCorpusStringMatchesHuggingFace) {
   std::string path = GoldensPath();
   ASSERT_TRUE(std::ifstream(path).good())
-      << path << " is missing: run scripts/goldens/tokenizer_goldens.py (needs the Python `tokenizers` package)";
+      << path
+      << " is missing: run scripts/goldens/tokenizer_goldens.py (needs the Python `tokenizers` package)";
   std::vector<nlohmann::json> goldens = ReadJsonLines(path);
   std::vector<nlohmann::json> corpus = ReadJsonLines(SourcePath("tests/goldens/tokenizer/corpus.jsonl"));
   ASSERT_EQ(goldens.size(), corpus.size()) << "goldens are stale: regenerate them from the corpus";
@@ -66,7 +68,8 @@ TEST(TokenizerGoldensTest, EveryCorpusStringMatchesHuggingFace) {
 
 TEST(TokenizerGoldensTest, ChatTemplateMatchesTransformers) {
   std::string path = SourcePath("tests/goldens/tokenizer/chat_template.jsonl");
-  ASSERT_TRUE(std::ifstream(path).good()) << path << " is missing: run scripts/goldens/chat_template_goldens.py";
+  ASSERT_TRUE(std::ifstream(path).good())
+      << path << " is missing: run scripts/goldens/chat_template_goldens.py";
   std::vector<nlohmann::json> goldens = ReadJsonLines(path);
   ASSERT_FALSE(goldens.empty());
   for (const auto& golden : goldens) {

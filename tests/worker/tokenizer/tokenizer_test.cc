@@ -74,8 +74,8 @@ TEST(TokenizerTest, TextAroundAddedTokensIsEncodedSeparately) {
 
 TEST(TokenizerTest, NormalizesToNfc) {
   EXPECT_EQ(Ids("cafe\u0301"), Ids("caf\u00e9"));
-  EXPECT_EQ(Ids("\u212b"), Ids("\u00c5"));                     // ANGSTROM SIGN is a singleton.
-  EXPECT_EQ(Ids("\u1100\u1161\u11a8"), Ids("\uac01"));         // Hangul jamo compose.
+  EXPECT_EQ(Ids("\u212b"), Ids("\u00c5"));              // ANGSTROM SIGN is a singleton.
+  EXPECT_EQ(Ids("\u1100\u1161\u11a8"), Ids("\uac01"));  // Hangul jamo compose.
   EXPECT_EQ(TestTokenizer().Decode(Ids("cafe\u0301")), "caf\u00e9");
 }
 
@@ -105,8 +105,8 @@ TEST(TokenizerTest, DecodeDropsUnknownIdsAndRendersBrokenBytes) {
 }
 
 TEST(TokenizerTest, RoundTripsText) {
-  for (const char* text : {"Mixed 中文 and English, 😀👍🏽 emoji!", "  \t\n\r\n\u00a0\u3000 spaces ", "x=1;\n",
-                           "👨‍👩‍👧‍👦 family", "<|fim_prefix|>a<|fim_suffix|>b"}) {
+  for (const char* text : {"Mixed 中文 and English, 😀👍🏽 emoji!", "  \t\n\r\n\u00a0\u3000 spaces ",
+                           "x=1;\n", "👨‍👩‍👧‍👦 family", "<|fim_prefix|>a<|fim_suffix|>b"}) {
     EXPECT_EQ(TestTokenizer().Decode(Ids(text)), text);
   }
 }
