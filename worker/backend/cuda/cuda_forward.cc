@@ -1,0 +1,74 @@
+// The forward pass as a sequence of kernel launches on the runner's stream: what eager steps run and decode
+// graphs capture.
+#include <cmath>
+
+#include "kernels/activation.h"
+#include "kernels/embedding.h"
+#include "kernels/gemv.h"
+#include "kernels/paged_attention.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rotary_kv_cache.h"
+#include "worker/backend/cuda/cuda_model_runner.h"
+
+namespace doze {
+
+using kernels::OutType;
+
+void CudaModelRunner::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias,
+                             void* y, OutType out_type, int m, int n, int k) {
+  if (m <= options_.gemv_max_rows && m <= kernels::kGemvMaxRows) {
+    kernels::Gemv(x, w, bias, y, out_type, m, n, k, stream_);
+  } else {
+    gemm_->Linear(x, w, bias, y, out_type, m, n, k, stream_);
+  }
+}
+
+void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
+  const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
+  const int hidden = config_.hidden_size;
+  kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
+  for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueLayer(l, plan, m);
+  kernels::AddRmsNorm(residual_, proj_, weights_->final_norm(), normed_, plan.num_tokens, hidden,
+                      static_cast<float>(config_.rms_norm_eps), stream_);
+  kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
+  Linear(logit_rows_, weights_->lm_head(), nullptr, logits_, OutType::kF32, plan.num_logits,
+         config_.vocab_size, hidden);
+}
+
+void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
+  const cuda::DeviceLayer& w = weights_->layer(layer);
+  const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
+  const int qkv_width = config_.q_size() + 2 * config_.kv_size();
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  if (layer == 0) {
+    kernels::RmsNorm(residual_, w.input_norm, normed_, t, hidden, eps, stream_);
+  } else {
+    kernels::AddRmsNorm(residual_, proj_, w.input_norm, normed_, t, hidden, eps, stream_);
+  }
+  Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
+  const size_t cache_elems = static_cast<size_t>(num_kv_blocks_) * options_.block_size * config_.kv_size();
+  __nv_bfloat16* k_cache = static_cast<__nv_bfloat16*>(kv_pool_.get()) + 2 * layer * cache_elems;
+  __nv_bfloat16* v_cache = k_cache + cache_elems;
+  const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
+                                    config_.head_dim, options_.block_size};
+  kernels::RotaryAndCacheWrite(qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()),
+                               k_cache, v_cache, rotary, stream_);
+  const kernels::AttentionShape attention{t,
+                                          config_.num_attention_heads,
+                                          config_.num_key_value_heads,
+                                          config_.head_dim,
+                                          options_.block_size,
+                                          plan.table_width,
+                                          plan.max_context,
+                                          qkv_width,
+                                          1.f / std::sqrt(static_cast<float>(config_.head_dim))};
+  kernels::PagedAttention(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
+                          attn_workspace_, attn_workspace_bytes_, attention, stream_);
+  Linear(attn_, w.o_proj, nullptr, proj_, OutType::kBf16, t, hidden, config_.q_size());
+  kernels::AddRmsNorm(residual_, proj_, w.post_norm, normed_, t, hidden, eps, stream_);
+  Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
+  kernels::SiluMul(gate_up_, act_, t, inter, stream_);
+  Linear(act_, w.down_proj, nullptr, proj_, OutType::kBf16, t, hidden, inter);
+}
+
+}  // namespace doze

@@ -1,0 +1,265 @@
+#include "worker/backend/cuda/cuda_model_runner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_check.h"
+#include "kernels/paged_attention.h"
+#include "worker/backend/cpu/batch_validation.h"
+#include "worker/common/logging.h"
+#include "worker/common/status_macros.h"
+
+namespace doze {
+namespace {
+
+constexpr int kMinContextBucket = 256;
+
+int NextPowerOfTwo(int x) {
+  int p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+// Decode batches are padded to 1, 2, 4, 8, then multiples of 8 up to 64, then multiples of 32.
+int BatchBucket(int num_seqs) {
+  if (num_seqs <= 8) return NextPowerOfTwo(num_seqs);
+  if (num_seqs <= 64) return (num_seqs + 7) / 8 * 8;
+  return (num_seqs + 31) / 32 * 32;
+}
+
+absl::Status CheckSupported(const ModelConfig& c) {
+  const bool ok = c.hidden_size % 8 == 0 && c.intermediate_size % 8 == 0 &&
+                  (c.head_dim == 64 || c.head_dim == 128) && c.num_key_value_heads > 0 &&
+                  c.num_attention_heads % c.num_key_value_heads == 0 &&
+                  c.num_attention_heads / c.num_key_value_heads <= 8;
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("the CUDA backend needs hidden and intermediate sizes divisible by 8, head_dim 64 or 128 "
+                   "and at most 8 query "
+                   "heads per KV head; got hidden ",
+                   c.hidden_size, ", intermediate ", c.intermediate_size, ", head_dim ", c.head_dim,
+                   ", heads ", c.num_attention_heads, "/", c.num_key_value_heads));
+}
+
+// Hugging Face's inv_freq: 1 / theta^(2i / head_dim), in fp32.
+std::vector<float> RopeInvFreq(int head_dim, double theta) {
+  std::vector<float> inv_freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i) {
+    inv_freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / head_dim);
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const Checkpoint& checkpoint,
+                                                                         const CudaRunnerOptions& options) {
+  return Create(checkpoint.config(), checkpoint.weights(), options);
+}
+
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const ModelConfig& config,
+                                                                         const ModelWeights& weights,
+                                                                         const CudaRunnerOptions& options) {
+  int devices = 0;
+  const cudaError_t err = cudaGetDeviceCount(&devices);
+  if (err != cudaSuccess || devices == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no CUDA device: ", err != cudaSuccess ? cudaGetErrorString(err) : "none found"));
+  }
+  RETURN_IF_ERROR(CheckSupported(config));
+  if (options.block_size <= 0 || options.max_num_seqs <= 0 || options.max_num_tokens <= 0 ||
+      !(options.gpu_memory_fraction > 0 && options.gpu_memory_fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        "CudaRunnerOptions: sizes must be positive, the memory fraction in (0, 1]");
+  }
+  std::unique_ptr<CudaModelRunner> runner(new CudaModelRunner(config, options));
+  RETURN_IF_ERROR(runner->Init(weights));
+  return runner;
+}
+
+CudaModelRunner::CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options)
+    : config_(config), options_(options) {}
+
+CudaModelRunner::~CudaModelRunner() {
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  if (metadata_copied_ != nullptr) cudaEventDestroy(metadata_copied_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::Status CudaModelRunner::Init(const ModelWeights& weights) {
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaEventCreateWithFlags(&metadata_copied_, cudaEventDisableTiming));
+  gemm_ = std::make_unique<kernels::GemmContext>();
+  ASSIGN_OR_RETURN(weights_, cuda::DeviceWeights::Upload(config_, weights));
+  const std::vector<float> inv_freq = RopeInvFreq(config_.head_dim, config_.rope_theta);
+  RETURN_IF_ERROR(inv_freq_.Allocate(inv_freq.size() * sizeof(float), "rotary frequencies"));
+  CUDA_CHECK(
+      cudaMemcpy(inv_freq_.get(), inv_freq.data(), inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice));
+  int max_model_len = options_.max_model_len > 0 ? options_.max_model_len : config_.max_position_embeddings;
+  if (max_model_len <= 0) max_model_len = 32768;
+  max_blocks_per_seq_ = (max_model_len + options_.block_size - 1) / options_.block_size;
+  RETURN_IF_ERROR(EnsureCapacity(options_.max_num_tokens, options_.max_num_seqs, options_.max_num_seqs));
+  RETURN_IF_ERROR(AllocateKvPool());
+  DOZE_LOG(INFO) << "CUDA runner: weights " << weights_->bytes() / (1 << 20) << " MiB, activations "
+                 << activations_.bytes() / (1 << 20) << " MiB, KV pool " << num_kv_blocks_ << " blocks of "
+                 << options_.block_size << " tokens (" << kv_pool_.bytes() / (1 << 20) << " MiB)";
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::AllocateKvPool() {
+  const size_t block_bytes = static_cast<size_t>(config_.num_hidden_layers) * 2 * options_.block_size *
+                             config_.kv_size() * sizeof(__nv_bfloat16);
+  size_t num_blocks = options_.num_kv_blocks;
+  if (num_blocks == 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const double budget =
+        options_.gpu_memory_fraction * total_bytes - static_cast<double>(total_bytes - free_bytes);
+    num_blocks = budget > 0 ? static_cast<size_t>(budget / block_bytes) : 0;
+  }
+  if (num_blocks == 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no GPU memory left for the KV cache at gpu_memory_fraction ", options_.gpu_memory_fraction));
+  }
+  num_kv_blocks_ = static_cast<int>(std::min<size_t>(num_blocks, 1 << 30));
+  return kv_pool_.Allocate(num_kv_blocks_ * block_bytes, "KV cache");
+}
+
+absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int num_seqs) {
+  if (num_tokens <= capacity_tokens_ && num_logits <= capacity_logits_ && num_seqs <= capacity_seqs_) {
+    return absl::OkStatus();
+  }
+  if (stream_ != nullptr) CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (auto& [key, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
+  graphs_.clear();  // they point into the buffers about to be replaced
+  capacity_tokens_ = std::max(capacity_tokens_, num_tokens);
+  capacity_logits_ = std::max(capacity_logits_, num_logits);
+  capacity_seqs_ = std::max(capacity_seqs_, num_seqs);
+  const size_t t = capacity_tokens_, l = capacity_logits_, hidden = config_.hidden_size;
+  const size_t qkv = config_.q_size() + 2 * config_.kv_size(), inter = config_.intermediate_size;
+  attn_workspace_bytes_ = kernels::PagedAttentionWorkspaceBytes(
+      capacity_tokens_, config_.num_attention_heads, config_.num_key_value_heads, config_.head_dim);
+  for (void* base : {static_cast<void*>(nullptr), activations_.get()}) {
+    cuda::BumpAllocator arena(base);
+    residual_ = arena.Take<__nv_bfloat16>(t * hidden);
+    normed_ = arena.Take<__nv_bfloat16>(t * hidden);
+    qkv_ = arena.Take<__nv_bfloat16>(t * qkv);
+    attn_ = arena.Take<__nv_bfloat16>(t * config_.q_size());
+    proj_ = arena.Take<__nv_bfloat16>(t * hidden);
+    gate_up_ = arena.Take<__nv_bfloat16>(t * 2 * inter);
+    act_ = arena.Take<__nv_bfloat16>(t * inter);
+    logit_rows_ = arena.Take<__nv_bfloat16>(l * hidden);
+    logits_ = arena.Take<float>(l * config_.vocab_size);
+    attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
+    if (base == nullptr) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
+  }
+  const size_t metadata_ints = 5 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
+  RETURN_IF_ERROR(metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata"));
+  RETURN_IF_ERROR(host_metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata staging"));
+  return host_logits_.Allocate(l * config_.vocab_size * sizeof(float), "host logits");
+}
+
+CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) const {
+  StepPlan plan{batch.num_tokens(), batch.num_logits(), batch.num_seqs(), 0, 0, false};
+  const int max_seq_len = *std::max_element(batch.seq_lens.begin(), batch.seq_lens.end());
+  const int max_model_len = max_blocks_per_seq_ * options_.block_size;
+  plan.max_context = std::min(std::max(kMinContextBucket, NextPowerOfTwo(max_seq_len)), max_model_len);
+  plan.table_width = (plan.max_context + options_.block_size - 1) / options_.block_size;
+  bool decode = plan.num_tokens == plan.num_seqs && plan.num_logits == plan.num_seqs;
+  for (int i = 0; decode && i < plan.num_logits; ++i) decode = batch.logits_indices[i] == i;
+  plan.graph = options_.use_cuda_graphs && decode && BatchBucket(plan.num_seqs) <= options_.max_num_seqs;
+  if (plan.graph) plan.num_tokens = plan.num_logits = BatchBucket(plan.num_seqs);
+  return plan;
+}
+
+CudaModelRunner::StepMetadata CudaModelRunner::MetadataViews(const StepPlan& plan, int32_t* base) const {
+  const int t = plan.num_tokens;
+  return StepMetadata{
+      base, base + t, base + 2 * t, base + 3 * t, base + 4 * t, base + 5 * t, base + 5 * t + plan.num_logits};
+}
+
+void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan& plan) {
+  CUDA_CHECK(cudaEventSynchronize(metadata_copied_));  // the staging buffer's last copy has left
+  int32_t* host = static_cast<int32_t*>(host_metadata_.get());
+  const StepMetadata m = MetadataViews(plan, host);
+  const int real_tokens = batch.num_tokens();
+  std::copy(batch.token_ids.begin(), batch.token_ids.end(), m.token_ids);
+  std::copy(batch.positions.begin(), batch.positions.end(), m.positions);
+  std::copy(batch.slot_mapping.begin(), batch.slot_mapping.end(), m.slot_mapping);
+  std::copy(batch.logits_indices.begin(), batch.logits_indices.end(), m.logits_indices);
+  for (int s = 0; s < plan.num_seqs; ++s) {
+    const int begin = batch.query_start_loc[s], end = batch.query_start_loc[s + 1];
+    for (int row = begin; row < end; ++row) {
+      m.token_seq[row] = s;
+      m.context_lens[row] = batch.seq_lens[s] - (end - row) + 1;
+    }
+    const int copied = std::min(plan.table_width, batch.max_blocks_per_seq);
+    int32_t* table = m.block_tables + static_cast<size_t>(s) * plan.table_width;
+    std::copy(batch.block_table(s), batch.block_table(s) + copied, table);
+    std::fill(table + copied, table + plan.table_width, 0);
+  }
+  for (int row = real_tokens; row < plan.num_tokens;
+       ++row) {  // graph padding: attends nothing, writes nothing
+    m.token_ids[row] = m.positions[row] = m.token_seq[row] = m.context_lens[row] = 0;
+    m.slot_mapping[row] = -1;
+  }
+  for (int row = batch.num_logits(); row < plan.num_logits; ++row) m.logits_indices[row] = row;
+  const size_t ints = 5 * static_cast<size_t>(plan.num_tokens) + plan.num_logits +
+                      static_cast<size_t>(plan.num_seqs) * plan.table_width;
+  CUDA_CHECK(cudaMemcpyAsync(metadata_.get(), host, ints * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(metadata_copied_, stream_));
+}
+
+absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadata& batch) {
+  RETURN_IF_ERROR(ValidateBatch(batch, BatchLimits{config_.vocab_size, num_kv_blocks_, options_.block_size}));
+  if (batch.num_tokens() == 0) return logits_;
+  for (int len : batch.seq_lens) {
+    if (len > max_blocks_per_seq_ * options_.block_size) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence of ", len, " tokens exceeds max_model_len ",
+                                                     max_blocks_per_seq_ * options_.block_size));
+    }
+  }
+  const StepPlan plan = PlanStep(batch);
+  RETURN_IF_ERROR(EnsureCapacity(plan.num_tokens, plan.num_logits, plan.num_seqs));
+  UploadMetadata(batch, plan);
+  if (plan.graph) {
+    RunDecodeGraph(plan);
+  } else {
+    EnqueueModel(plan);
+  }
+  return logits_;
+}
+
+absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) {
+  ASSIGN_OR_RETURN(const float* device_logits, ForwardOnDevice(batch));
+  const size_t bytes = static_cast<size_t>(batch.num_logits()) * config_.vocab_size * sizeof(float);
+  CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), device_logits, bytes, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return LogitsView{static_cast<const float*>(host_logits_.get()), batch.num_logits(), config_.vocab_size};
+}
+
+// The first step of a bucket runs eagerly (loading every kernel it needs) and is then captured without
+// running; later steps of the bucket replay the graph.
+void CudaModelRunner::RunDecodeGraph(const StepPlan& plan) {
+  const std::pair<int, int> key{plan.num_tokens, plan.max_context};
+  auto it = graphs_.find(key);
+  if (it != graphs_.end()) {
+    CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+    return;
+  }
+  EnqueueModel(plan);
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  EnqueueModel(plan);
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  graphs_.emplace(key, exec);
+  DOZE_LOG(DEBUG) << "captured decode graph for " << plan.num_tokens << " rows, context " << plan.max_context;
+}
+
+}  // namespace doze

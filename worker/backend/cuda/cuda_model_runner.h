@@ -1,0 +1,110 @@
+// The CUDA backend: the Qwen2 forward pass on one GPU in bf16 with fp32 accumulation, over a paged KV cache
+// sized from the memory left after the weights. Decode steps replay CUDA graphs captured per (batch, context)
+// bucket.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "kernels/gemm.h"
+#include "worker/backend/cuda/device_memory.h"
+#include "worker/backend/cuda/device_weights.h"
+#include "worker/engine/model_runner.h"
+#include "worker/model/checkpoint.h"
+
+namespace doze {
+
+struct CudaRunnerOptions {
+  double gpu_memory_fraction = 0.9;  // of the device's memory, weights included, the process may hold
+  int num_kv_blocks = 0;             // > 0: exactly this many KV blocks instead of what the fraction leaves
+  int block_size = 16;               // tokens per KV block
+  int max_num_tokens = 8192;         // rows per step the activations are first sized for (grown on demand)
+  int max_num_seqs = 256;            // sequences per step, and the largest decode graph
+  int max_model_len = 0;             // longest context; 0: the config's max_position_embeddings
+  bool use_cuda_graphs = true;
+  int gemv_max_rows = 1;  // steps of at most this many rows use the hand-written GEMV instead of cuBLASLt
+};
+
+// Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
+// after construction ends the process, naming the failed call, file and line.
+class CudaModelRunner : public ModelRunner {
+ public:
+  // Uploads the weights of `checkpoint` (which may be dropped afterwards) and allocates the KV pool.
+  static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(const Checkpoint& checkpoint,
+                                                                 const CudaRunnerOptions& options);
+  // Same from weights held elsewhere (tests build small ones in memory).
+  static absl::StatusOr<std::unique_ptr<CudaModelRunner>> Create(const ModelConfig& config,
+                                                                 const ModelWeights& weights,
+                                                                 const CudaRunnerOptions& options);
+  ~CudaModelRunner() override;
+
+  const ModelConfig& config() const override { return config_; }
+  int block_size() const override { return options_.block_size; }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  // Runs the step and copies the requested logits to host memory.
+  absl::StatusOr<LogitsView> Forward(const BatchMetadata& batch) override;
+
+  // Runs the step and leaves the logits on the device: [batch.num_logits(), vocab] fp32, valid until the next
+  // call, ordered on stream(). For sampling on the GPU (kernels/sampling.h).
+  absl::StatusOr<const float*> ForwardOnDevice(const BatchMetadata& batch);
+  cudaStream_t stream() const { return stream_; }
+  // Number of decode graphs captured so far.
+  int num_graphs() const { return static_cast<int>(graphs_.size()); }
+
+ private:
+  // The padded sizes one step runs at; decode steps of one bucket share them, and so a graph.
+  struct StepPlan {
+    int num_tokens, num_logits, num_seqs, max_context, table_width;
+    bool graph;
+  };
+  // Device views of the step's metadata, carved from metadata_ at offsets that depend on the plan only.
+  struct StepMetadata {
+    int32_t *token_ids, *positions, *slot_mapping, *token_seq, *context_lens, *logits_indices, *block_tables;
+  };
+
+  CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options);
+  absl::Status Init(const ModelWeights& weights);
+  absl::Status AllocateKvPool();
+  absl::Status EnsureCapacity(int num_tokens, int num_logits, int num_seqs);
+
+  StepPlan PlanStep(const BatchMetadata& batch) const;
+  StepMetadata MetadataViews(const StepPlan& plan, int32_t* base) const;
+  void UploadMetadata(const BatchMetadata& batch, const StepPlan& plan);
+  // Enqueues the whole forward pass of `plan` on stream_ (also what a graph captures).
+  void EnqueueModel(const StepPlan& plan);
+  void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
+  void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
+              kernels::OutType out_type, int m, int n, int k);
+  void RunDecodeGraph(const StepPlan& plan);
+
+  ModelConfig config_;
+  CudaRunnerOptions options_;
+  int num_kv_blocks_ = 0;
+  int max_blocks_per_seq_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t metadata_copied_ = nullptr;
+  std::unique_ptr<kernels::GemmContext> gemm_;
+  std::unique_ptr<cuda::DeviceWeights> weights_;
+  cuda::DeviceBuffer kv_pool_;   // [layers, 2 (K, V), num_kv_blocks, block_size, num_kv_heads, head_dim]
+  cuda::DeviceBuffer inv_freq_;  // [head_dim / 2] fp32
+
+  // Activations, sized for capacity_tokens_ rows and capacity_logits_ logits rows.
+  int capacity_tokens_ = 0, capacity_logits_ = 0, capacity_seqs_ = 0;
+  cuda::DeviceBuffer activations_;
+  __nv_bfloat16 *residual_ = nullptr, *normed_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr,
+                *gate_up_ = nullptr, *act_ = nullptr, *logit_rows_ = nullptr;
+  float* logits_ = nullptr;  // [capacity_logits_, vocab]
+  float* attn_workspace_ = nullptr;
+  size_t attn_workspace_bytes_ = 0;
+  cuda::DeviceBuffer metadata_;       // int32, laid out by MetadataViews
+  cuda::PinnedBuffer host_metadata_;  // same layout, staged here
+  cuda::PinnedBuffer host_logits_;    // [capacity_logits_, vocab]
+
+  std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;  // (num_tokens, max_context) -> decode graph
+};
+
+}  // namespace doze

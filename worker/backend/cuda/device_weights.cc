@@ -1,0 +1,125 @@
+#include "worker/backend/cuda/device_weights.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kernels/cuda_check.h"
+#include "worker/common/half.h"
+#include "worker/common/status_macros.h"
+
+namespace doze::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+absl::Status CheckShape(const TensorView& t, std::vector<int64_t> want, const std::string& name) {
+  if (t.data != nullptr && t.shape == want) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("weight ", name, " has shape [",
+                                                 absl::StrJoin(t.shape, ", "), "], expected [",
+                                                 absl::StrJoin(want, ", "), "]"));
+}
+
+// Copies `t` as bf16 to `dst`: bf16 straight from the mapped file, other types widened and rounded in chunks.
+void CopyAsBf16(const TensorView& t, bf16* dst) {
+  if (t.dtype == DType::kBF16) {
+    CUDA_CHECK(cudaMemcpy(dst, t.data, t.nbytes(), cudaMemcpyHostToDevice));
+    return;
+  }
+  constexpr int64_t kChunk = 1 << 20;
+  std::vector<float> wide(kChunk);
+  std::vector<uint16_t> narrow(kChunk);
+  for (int64_t first = 0; first < t.num_elements(); first += kChunk) {
+    const int64_t count = std::min(kChunk, t.num_elements() - first);
+    ToFloat(t, first, count, wide.data());
+    for (int64_t i = 0; i < count; ++i) narrow[i] = FloatToBf16(wide[i]);
+    CUDA_CHECK(cudaMemcpy(dst + first, narrow.data(), count * sizeof(uint16_t), cudaMemcpyHostToDevice));
+  }
+}
+
+absl::Status CheckLayer(const ModelConfig& c, const LayerWeights& w, int l) {
+  const int64_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  const std::string p = absl::StrCat("layers.", l, ".");
+  RETURN_IF_ERROR(CheckShape(w.input_layernorm, {hidden}, p + "input_layernorm"));
+  RETURN_IF_ERROR(CheckShape(w.q_proj, {q, hidden}, p + "q_proj"));
+  RETURN_IF_ERROR(CheckShape(w.k_proj, {kv, hidden}, p + "k_proj"));
+  RETURN_IF_ERROR(CheckShape(w.v_proj, {kv, hidden}, p + "v_proj"));
+  RETURN_IF_ERROR(CheckShape(w.q_bias, {q}, p + "q_bias"));
+  RETURN_IF_ERROR(CheckShape(w.k_bias, {kv}, p + "k_bias"));
+  RETURN_IF_ERROR(CheckShape(w.v_bias, {kv}, p + "v_bias"));
+  RETURN_IF_ERROR(CheckShape(w.o_proj, {hidden, q}, p + "o_proj"));
+  RETURN_IF_ERROR(CheckShape(w.post_attention_layernorm, {hidden}, p + "post_attention_layernorm"));
+  RETURN_IF_ERROR(CheckShape(w.gate_proj, {inter, hidden}, p + "gate_proj"));
+  RETURN_IF_ERROR(CheckShape(w.up_proj, {inter, hidden}, p + "up_proj"));
+  return CheckShape(w.down_proj, {hidden, inter}, p + "down_proj");
+}
+
+absl::Status CheckWeights(const ModelConfig& c, const ModelWeights& w) {
+  if (static_cast<int>(w.layers.size()) != c.num_hidden_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(w.layers.size(), " layers, config says ", c.num_hidden_layers));
+  }
+  RETURN_IF_ERROR(CheckShape(w.embed_tokens, {c.vocab_size, c.hidden_size}, "embed_tokens"));
+  RETURN_IF_ERROR(CheckShape(w.lm_head, {c.vocab_size, c.hidden_size}, "lm_head"));
+  RETURN_IF_ERROR(CheckShape(w.norm, {c.hidden_size}, "norm"));
+  for (int l = 0; l < c.num_hidden_layers; ++l) RETURN_IF_ERROR(CheckLayer(c, w.layers[l], l));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+size_t DeviceWeights::Layout(const ModelConfig& c, bool tied, void* base) {
+  BumpAllocator arena(base);
+  const size_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  embed_tokens_ = arena.Take<bf16>(c.vocab_size * hidden);
+  lm_head_ = tied ? embed_tokens_ : arena.Take<bf16>(c.vocab_size * hidden);
+  final_norm_ = arena.Take<bf16>(hidden);
+  layers_.resize(c.num_hidden_layers);
+  for (DeviceLayer& layer : layers_) {
+    layer.input_norm = arena.Take<bf16>(hidden);
+    layer.qkv = arena.Take<bf16>((q + 2 * kv) * hidden);
+    layer.qkv_bias = arena.Take<bf16>(q + 2 * kv);
+    layer.o_proj = arena.Take<bf16>(hidden * q);
+    layer.post_norm = arena.Take<bf16>(hidden);
+    layer.gate_up = arena.Take<bf16>(2 * inter * hidden);
+    layer.down_proj = arena.Take<bf16>(hidden * inter);
+  }
+  return arena.used();
+}
+
+absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelConfig& c,
+                                                                     const ModelWeights& w) {
+  RETURN_IF_ERROR(CheckWeights(c, w));
+  std::unique_ptr<DeviceWeights> out(new DeviceWeights);
+  const bool tied = w.lm_head.data == w.embed_tokens.data;
+  RETURN_IF_ERROR(out->storage_.Allocate(out->Layout(c, tied, nullptr), "weights"));
+  out->Layout(c, tied, out->storage_.get());
+  const auto at = [](const bf16* p) { return const_cast<bf16*>(p); };
+  CopyAsBf16(w.embed_tokens, at(out->embed_tokens_));
+  if (!tied) CopyAsBf16(w.lm_head, at(out->lm_head_));
+  CopyAsBf16(w.norm, at(out->final_norm_));
+  const size_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& src = w.layers[l];
+    const DeviceLayer& dst = out->layers_[l];
+    CopyAsBf16(src.input_layernorm, at(dst.input_norm));
+    CopyAsBf16(src.q_proj, at(dst.qkv));
+    CopyAsBf16(src.k_proj, at(dst.qkv) + q * hidden);
+    CopyAsBf16(src.v_proj, at(dst.qkv) + (q + kv) * hidden);
+    CopyAsBf16(src.q_bias, at(dst.qkv_bias));
+    CopyAsBf16(src.k_bias, at(dst.qkv_bias) + q);
+    CopyAsBf16(src.v_bias, at(dst.qkv_bias) + q + kv);
+    CopyAsBf16(src.o_proj, at(dst.o_proj));
+    CopyAsBf16(src.post_attention_layernorm, at(dst.post_norm));
+    CopyAsBf16(src.gate_proj, at(dst.gate_up));
+    CopyAsBf16(src.up_proj, at(dst.gate_up) + inter * hidden);
+    CopyAsBf16(src.down_proj, at(dst.down_proj));
+  }
+  return out;
+}
+
+}  // namespace doze::cuda

@@ -1,0 +1,53 @@
+// The model's weights on the GPU in bf16, with Q/K/V fused into one matrix (and one bias) and gate/up fused
+// into one matrix, so each layer runs four matrix products.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/backend/cuda/device_memory.h"
+#include "worker/model/model_config.h"
+#include "worker/model/model_weights.h"
+
+namespace doze::cuda {
+
+struct DeviceLayer {
+  const __nv_bfloat16* input_norm;  // [hidden]
+  const __nv_bfloat16* qkv;         // [q_size + 2 * kv_size, hidden]: q_proj, k_proj, v_proj rows
+  const __nv_bfloat16* qkv_bias;    // [q_size + 2 * kv_size]
+  const __nv_bfloat16* o_proj;      // [hidden, q_size]
+  const __nv_bfloat16* post_norm;   // [hidden]
+  const __nv_bfloat16* gate_up;     // [2 * intermediate, hidden]: gate_proj rows, then up_proj rows
+  const __nv_bfloat16* down_proj;   // [hidden, intermediate]
+};
+
+// Owns one device allocation holding every weight.
+class DeviceWeights {
+ public:
+  // Converts (from bf16, fp16 or fp32) and copies `weights`; InvalidArgument when a shape disagrees with
+  // `config`.
+  static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelConfig& config,
+                                                               const ModelWeights& weights);
+
+  const __nv_bfloat16* embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
+  const __nv_bfloat16* lm_head() const { return lm_head_; }            // [vocab, hidden]
+  const __nv_bfloat16* final_norm() const { return final_norm_; }      // [hidden]
+  const DeviceLayer& layer(int i) const { return layers_[i]; }
+  size_t bytes() const { return storage_.bytes(); }
+
+ private:
+  DeviceWeights() = default;
+  // Lays every tensor out over `base` (null for the sizing pass); returns the bytes used.
+  size_t Layout(const ModelConfig& config, bool tied, void* base);
+
+  DeviceBuffer storage_;
+  const __nv_bfloat16* embed_tokens_ = nullptr;
+  const __nv_bfloat16* lm_head_ = nullptr;
+  const __nv_bfloat16* final_norm_ = nullptr;
+  std::vector<DeviceLayer> layers_;
+};
+
+}  // namespace doze::cuda
