@@ -1,4 +1,5 @@
-// Flattens the scheduler's chunks into the runner's BatchMetadata: the one place where Sequences become arrays.
+// Flattens the scheduler's chunks into the runner's BatchMetadata: the one place where Sequences become
+// arrays.
 #pragma once
 
 #include <vector>

@@ -17,13 +17,15 @@ struct BatchMetadata {
   std::vector<int32_t> seq_lens;         // [num_seqs] KV length after this step (cached + new tokens)
   std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq], unused entries -1
   int32_t max_blocks_per_seq = 0;
-  std::vector<int32_t> logits_indices;   // [num_logits] rows whose next-token logits are wanted
+  std::vector<int32_t> logits_indices;  // [num_logits] rows whose next-token logits are wanted
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
   int num_seqs() const { return static_cast<int>(seq_lens.size()); }
   int num_logits() const { return static_cast<int>(logits_indices.size()); }
   // The block table row of sequence `s`.
-  const int32_t* block_table(int s) const { return block_tables.data() + static_cast<size_t>(s) * max_blocks_per_seq; }
+  const int32_t* block_table(int s) const {
+    return block_tables.data() + static_cast<size_t>(s) * max_blocks_per_seq;
+  }
 };
 
 }  // namespace doze

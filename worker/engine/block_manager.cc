@@ -31,8 +31,8 @@ PrefixHit BlockManager::FindCachedPrefix(Sequence& seq) {
     if (it == hash_to_block_.end()) break;
     const Block& block = blocks_[it->second];
     absl::Span<const int32_t> tokens = seq.token_ids().subspan(i * block_size_, block_size_);
-    if (block.parent_cache_id != parent_cache_id || !std::equal(tokens.begin(), tokens.end(), block.token_ids.begin(),
-                                                                block.token_ids.end())) {
+    if (block.parent_cache_id != parent_cache_id ||
+        !std::equal(tokens.begin(), tokens.end(), block.token_ids.begin(), block.token_ids.end())) {
       break;  // a hash collision: recompute rather than trust it
     }
     hit.block_ids.push_back(it->second);
@@ -64,7 +64,8 @@ void BlockManager::Allocate(const PrefixHit& hit, int num_new_tokens, Sequence& 
 }
 
 bool BlockManager::CanAppend(const Sequence& seq, int num_new_tokens) const {
-  int needed = BlocksFor(seq.num_computed_tokens() + num_new_tokens) - static_cast<int>(seq.block_table().size());
+  int needed =
+      BlocksFor(seq.num_computed_tokens() + num_new_tokens) - static_cast<int>(seq.block_table().size());
   return needed <= num_free_blocks();
 }
 

@@ -17,11 +17,11 @@ struct PrefixHit {
   std::vector<int32_t> block_ids;
 };
 
-// Hands out the runner's num_kv_blocks() blocks of block_size token slots. A block is free, held by sequences (ref
-// count > 0), or cached but unreferenced. Full, computed blocks are cached under a hash chain (parent key + token
-// ids); a hit is also checked token by token and against its parent's registration, so a hash collision can only
-// miss, never hand out wrong KV. Cached blocks no sequence holds are evicted least recently released first, and
-// only when the free list is empty.
+// Hands out the runner's num_kv_blocks() blocks of block_size token slots. A block is free, held by sequences
+// (ref count > 0), or cached but unreferenced. Full, computed blocks are cached under a hash chain (parent
+// key + token ids); a hit is also checked token by token and against its parent's registration, so a hash
+// collision can only miss, never hand out wrong KV. Cached blocks no sequence holds are evicted least
+// recently released first, and only when the free list is empty.
 class BlockManager {
  public:
   // The key of a full block from its parent's key and its token ids.
@@ -41,13 +41,13 @@ class BlockManager {
   // Blocks that hold `num_tokens` tokens.
   int BlocksFor(int num_tokens) const { return (num_tokens + block_size_ - 1) / block_size_; }
 
-  // The longest run of cached full blocks that begins `seq`'s tokens. It never covers the last token: that one
-  // must run through the model to produce logits.
+  // The longest run of cached full blocks that begins `seq`'s tokens. It never covers the last token: that
+  // one must run through the model to produce logits.
   PrefixHit FindCachedPrefix(Sequence& seq);
   // Whether `hit` plus blocks for `num_new_tokens` more tokens can be taken now.
   bool CanAllocate(const PrefixHit& hit, int num_new_tokens) const;
-  // Gives a sequence without blocks the hit blocks and room for num_new_tokens more; sets its computed and cached
-  // token counts to the hit.
+  // Gives a sequence without blocks the hit blocks and room for num_new_tokens more; sets its computed and
+  // cached token counts to the hit.
   void Allocate(const PrefixHit& hit, int num_new_tokens, Sequence& seq);
   // Whether a running sequence can get room for `num_new_tokens` tokens after its computed ones.
   bool CanAppend(const Sequence& seq, int num_new_tokens) const;
@@ -55,7 +55,8 @@ class BlockManager {
   void AppendSlots(int num_new_tokens, Sequence& seq);
   // Releases every block of `seq` (tail first, so the tail is evicted first) and resets its computed tokens.
   void Free(Sequence& seq);
-  // Offers the sequence's newly full, computed blocks to the prefix cache. Call after the step that computed them.
+  // Offers the sequence's newly full, computed blocks to the prefix cache. Call after the step that computed
+  // them.
   void CacheFullBlocks(Sequence& seq);
 
  private:

@@ -22,7 +22,8 @@ Engine::Engine(ModelRunner* runner, const TextDecoderFactory* text_decoders, Eng
     : runner_(runner),
       text_decoders_(text_decoders),
       config_(std::move(config)),
-      max_model_len_(config_.max_model_len > 0 ? config_.max_model_len : runner->config().max_position_embeddings),
+      max_model_len_(config_.max_model_len > 0 ? config_.max_model_len
+                                               : runner->config().max_position_embeddings),
       block_manager_(runner->num_kv_blocks(), runner->block_size()),
       scheduler_(SchedulerConfig{config_.max_num_batched_tokens, config_.max_num_seqs}, &block_manager_),
       seed_generator_(InitialSeed(config_.seed)) {
@@ -32,16 +33,17 @@ Engine::Engine(ModelRunner* runner, const TextDecoderFactory* text_decoders, Eng
 absl::Status Engine::CheckFits(int num_prompt_tokens, const SamplingParams& params) const {
   const int total = num_prompt_tokens + params.max_tokens;
   if (total > max_model_len_) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt (", num_prompt_tokens, " tokens) + max_tokens (",
-                                                   params.max_tokens, ") = ", total,
-                                                   " tokens exceeds the model's context of ", max_model_len_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", num_prompt_tokens, " tokens) + max_tokens (", params.max_tokens,
+                     ") = ", total, " tokens exceeds the model's context of ", max_model_len_));
   }
   const int blocks = block_manager_.BlocksFor(total);
   if (blocks > block_manager_.num_blocks()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", num_prompt_tokens, " tokens) + max_tokens (", params.max_tokens, ") = ", total, " tokens needs ",
-        blocks, " KV blocks of ", block_manager_.block_size(), " tokens; the KV pool has ",
-        block_manager_.num_blocks(), " (", block_manager_.num_blocks() * block_manager_.block_size(), " tokens)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", num_prompt_tokens, " tokens) + max_tokens (", params.max_tokens,
+                     ") = ", total, " tokens needs ", blocks, " KV blocks of ", block_manager_.block_size(),
+                     " tokens; the KV pool has ", block_manager_.num_blocks(), " (",
+                     block_manager_.num_blocks() * block_manager_.block_size(), " tokens)"));
   }
   return absl::OkStatus();
 }
@@ -52,7 +54,8 @@ absl::StatusOr<uint64_t> Engine::AddRequest(std::vector<int32_t> prompt_token_id
   if (prompt_token_ids.empty()) return absl::InvalidArgumentError("prompt: must hold at least one token");
   for (int32_t id : prompt_token_ids) {
     if (id < 0 || id >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", id, " is outside [0, ", vocab_size, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt: token id ", id, " is outside [0, ", vocab_size, ")"));
     }
   }
   RETURN_IF_ERROR(params.Validate(vocab_size));
@@ -86,7 +89,9 @@ std::vector<RequestOutput> Engine::Step() {
   Batch batch = BuildBatch(scheduled.chunks, block_manager_.block_size());
   LogitsView logits = RunModel(batch.metadata);
   scheduler_.OnStepComputed(scheduled);
-  for (int i = 0; i < logits.num_rows; ++i) outputs.push_back(PostProcess(*batch.sampled_seqs[i], logits.row(i)));
+  for (int i = 0; i < logits.num_rows; ++i) {
+    outputs.push_back(PostProcess(*batch.sampled_seqs[i], logits.row(i)));
+  }
   return outputs;
 }
 
@@ -116,7 +121,8 @@ LogitsView Engine::RunModel(const BatchMetadata& batch) {
   if (!logits.ok()) {
     DOZE_LOG(FATAL) << "model runner failed: " << logits.status();
   }
-  DOZE_CHECK(logits->num_rows == batch.num_logits()) << logits->num_rows << " rows for " << batch.num_logits();
+  DOZE_CHECK(logits->num_rows == batch.num_logits())
+      << logits->num_rows << " rows for " << batch.num_logits();
   computed_tokens_ += batch.num_tokens();
   return *logits;
 }

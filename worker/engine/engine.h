@@ -48,22 +48,22 @@ struct EngineCounters {
   int64_t computed_tokens = 0;   // run through the model (prefill chunks, decodes and recomputation)
 };
 
-// Owns the requests, the scheduler and the KV block bookkeeping; the runner owns the KV memory. Not thread-safe:
-// one engine thread calls everything.
+// Owns the requests, the scheduler and the KV block bookkeeping; the runner owns the KV memory. Not
+// thread-safe: one engine thread calls everything.
 class Engine {
  public:
   // `runner` and `text_decoders` must outlive the engine.
   Engine(ModelRunner* runner, const TextDecoderFactory* text_decoders, EngineConfig config);
 
-  // Queues a request and returns its id. InvalidArgument, naming the field, when the parameters are out of range
-  // or when prompt + max_tokens can never fit the model's context or the KV pool.
+  // Queues a request and returns its id. InvalidArgument, naming the field, when the parameters are out of
+  // range or when prompt + max_tokens can never fit the model's context or the KV pool.
   absl::StatusOr<uint64_t> AddRequest(std::vector<int32_t> prompt_token_ids, SamplingParams params,
                                       std::string request_id = "");
-  // Ends a request now and frees its KV blocks; the next Step reports it finished with reason "abort". Unknown or
-  // finished ids are ignored.
+  // Ends a request now and frees its KV blocks; the next Step reports it finished with reason "abort".
+  // Unknown or finished ids are ignored.
   void Abort(uint64_t id);
-  // Runs one step: schedule, run the model, sample, post-process. Returns one output per request that sampled a
-  // token or was aborted. A model runner failure ends the process (a broken device does not heal).
+  // Runs one step: schedule, run the model, sample, post-process. Returns one output per request that sampled
+  // a token or was aborted. A model runner failure ends the process (a broken device does not heal).
   std::vector<RequestOutput> Step();
   // Whether any request is waiting, running or has an output not yet returned.
   bool HasUnfinished() const;

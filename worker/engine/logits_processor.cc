@@ -37,7 +37,8 @@ void ApplyRepetitionPenalty(float penalty, absl::Span<const int32_t> token_ids, 
 }
 
 void ApplyPresenceFrequencyPenalties(float presence, float frequency,
-                                     const absl::flat_hash_map<int32_t, int>& counts, absl::Span<float> logits) {
+                                     const absl::flat_hash_map<int32_t, int>& counts,
+                                     absl::Span<float> logits) {
   if (presence == 0.0f && frequency == 0.0f) return;
   for (const auto& [id, count] : counts) {
     logits[id] -= (count > 0 ? presence : 0.0f) + frequency * static_cast<float>(count);
@@ -64,7 +65,9 @@ void MaskTopP(float p, absl::Span<float> logits) {
   const double log_z = LogSumExp(logits);
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
-  auto more_likely = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto more_likely = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   // Sort only as far as needed: the kept set is usually a few dozen tokens of a vocabulary of 150k.
   size_t sorted = std::min<size_t>(order.size(), 64);
   size_t keep = 0;

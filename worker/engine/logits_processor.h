@@ -1,5 +1,5 @@
-// The steps that turn one row of raw logits into a sampling distribution, each a plain function over the row so
-// each can be checked against a hand-computed distribution. Masked tokens are set to -infinity.
+// The steps that turn one row of raw logits into a sampling distribution, each a plain function over the row
+// so each can be checked against a hand-computed distribution. Masked tokens are set to -infinity.
 #pragma once
 
 #include <cstdint>
@@ -12,13 +12,14 @@ namespace doze {
 // logits[id] += bias for each entry.
 void ApplyLogitBias(const absl::flat_hash_map<int32_t, float>& logit_bias, absl::Span<float> logits);
 
-// Hugging Face's repetition penalty, once per distinct id of `token_ids`: a positive logit is divided by `penalty`,
-// a negative one multiplied.
+// Hugging Face's repetition penalty, once per distinct id of `token_ids`: a positive logit is divided by
+// `penalty`, a negative one multiplied.
 void ApplyRepetitionPenalty(float penalty, absl::Span<const int32_t> token_ids, absl::Span<float> logits);
 
 // OpenAI's penalties: logits[id] -= presence * [count > 0] + frequency * count, for each id of `counts`.
 void ApplyPresenceFrequencyPenalties(float presence, float frequency,
-                                     const absl::flat_hash_map<int32_t, int>& counts, absl::Span<float> logits);
+                                     const absl::flat_hash_map<int32_t, int>& counts,
+                                     absl::Span<float> logits);
 
 // logits /= temperature (temperature > 0).
 void ApplyTemperature(float temperature, absl::Span<float> logits);
@@ -26,8 +27,8 @@ void ApplyTemperature(float temperature, absl::Span<float> logits);
 // Keeps the k largest logits and any tied with the k-th; k <= 0 or k >= size keeps all.
 void MaskTopK(int k, absl::Span<float> logits);
 
-// Keeps the smallest set of most likely tokens whose probability reaches p: a token stays while the probability of
-// the tokens above it is below p (ties ordered by id). The most likely token always stays.
+// Keeps the smallest set of most likely tokens whose probability reaches p: a token stays while the
+// probability of the tokens above it is below p (ties ordered by id). The most likely token always stays.
 void MaskTopP(float p, absl::Span<float> logits);
 
 // Keeps tokens whose probability is at least min_p times the largest.

@@ -15,8 +15,9 @@ struct LogitsView {
   const float* row(int i) const { return data + static_cast<size_t>(i) * vocab_size; }
 };
 
-// Implemented by the CPU reference backend and the CUDA backend. The KV cache is a pool of num_kv_blocks() blocks of
-// block_size() token slots per layer; the engine's BlockManager decides which slots each sequence uses.
+// Implemented by the CPU reference backend and the CUDA backend. The KV cache is a pool of num_kv_blocks()
+// blocks of block_size() token slots per layer; the engine's BlockManager decides which slots each sequence
+// uses.
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
@@ -26,8 +27,8 @@ class ModelRunner {
   virtual int block_size() const = 0;
   // Blocks in the KV pool.
   virtual int num_kv_blocks() const = 0;
-  // Writes K/V of every token of `batch` into its slot, attends causally over each sequence's blocks and returns the
-  // logits of the rows in batch.logits_indices.
+  // Writes K/V of every token of `batch` into its slot, attends causally over each sequence's blocks and
+  // returns the logits of the rows in batch.logits_indices.
   virtual absl::StatusOr<LogitsView> Forward(const BatchMetadata& batch) = 0;
 };
 

@@ -25,7 +25,8 @@ OutputProcessor::OutputProcessor(const SamplingParams& params, absl::Span<const 
       max_tokens_(params.max_tokens),
       decoder_(std::move(decoder)),
       stop_matcher_(params.stop) {
-  if (!params.ignore_eos) stop_token_ids_.insert(stop_token_ids_.end(), eos_token_ids.begin(), eos_token_ids.end());
+  if (!params.ignore_eos)
+    stop_token_ids_.insert(stop_token_ids_.end(), eos_token_ids.begin(), eos_token_ids.end());
 }
 
 bool OutputProcessor::IsStopToken(int32_t token_id) const {

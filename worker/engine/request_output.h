@@ -35,7 +35,7 @@ struct RequestOutput {
   std::vector<int32_t> new_token_ids;
   // New text; text that may still turn out to begin a stop string (or an incomplete character) is held back.
   std::string text_delta;
-  std::vector<TokenLogprobs> logprobs;     // one per new token when requested
+  std::vector<TokenLogprobs> logprobs;         // one per new token when requested
   std::optional<TopLogits> prompt_top_logits;  // with the first token, when SamplingParams::top_logits > 0
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;

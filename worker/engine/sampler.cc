@@ -26,7 +26,8 @@ std::vector<float> Sampler::Process(absl::Span<const float> logits, const Sequen
   absl::Span<float> row = absl::MakeSpan(processed);
   ApplyLogitBias(params.logit_bias, row);
   ApplyRepetitionPenalty(params.repetition_penalty, seq.token_ids(), row);
-  ApplyPresenceFrequencyPenalties(params.presence_penalty, params.frequency_penalty, seq.output_token_counts(), row);
+  ApplyPresenceFrequencyPenalties(params.presence_penalty, params.frequency_penalty,
+                                  seq.output_token_counts(), row);
   if (params.temperature == 0.0f) return processed;
   ApplyTemperature(params.temperature, row);
   MaskTopK(params.top_k, row);

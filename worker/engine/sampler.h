@@ -16,7 +16,8 @@ struct TokenValue {
   float value = 0.0f;
 };
 
-// OpenAI logprobs of one chosen token: log-softmax of the raw model logits (not of the penalised, tempered ones).
+// OpenAI logprobs of one chosen token: log-softmax of the raw model logits (not of the penalised, tempered
+// ones).
 struct TokenLogprobs {
   int32_t token_id = 0;
   float logprob = 0.0f;
@@ -36,9 +37,9 @@ struct SampleResult {
 };
 
 // The processing order, after Hugging Face: logit bias, repetition penalty (prompt + output), presence and
-// frequency penalties (output); then greedy argmax at temperature 0, or temperature, top-k, top-p, min-p and a draw.
-// The draw is SeededUniform(sequence seed, output index), so a sequence's tokens do not depend on what else is in
-// the batch or on preemption.
+// frequency penalties (output); then greedy argmax at temperature 0, or temperature, top-k, top-p, min-p and
+// a draw. The draw is SeededUniform(sequence seed, output index), so a sequence's tokens do not depend on
+// what else is in the batch or on preemption.
 class Sampler {
  public:
   // Samples the next token of `seq` from `logits`, the raw model output of its last token.

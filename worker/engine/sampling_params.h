@@ -23,15 +23,17 @@ struct SamplingParams {
   float min_p = 0.0f;
   // Same seed, same output, alone or in any batch. Unset: the engine draws one from its own generator.
   std::optional<uint64_t> seed;
-  // Hugging Face semantics over prompt and output tokens: positive logits divided, negative multiplied; 1: off.
+  // Hugging Face semantics over prompt and output tokens: positive logits divided, negative multiplied; 1:
+  // off.
   float repetition_penalty = 1.0f;
   // OpenAI semantics over output tokens: logit -= presence * [count > 0] + frequency * count.
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   // Added to the raw logits of the given token ids before anything else.
   absl::flat_hash_map<int32_t, float> logit_bias;
-  // Return the log-probability of each chosen token, and of the top_logprobs most likely tokens. The numbers are
-  // the log-softmax of the raw model logits (OpenAI's and vLLM's default), not of the penalised, tempered ones.
+  // Return the log-probability of each chosen token, and of the top_logprobs most likely tokens. The numbers
+  // are the log-softmax of the raw model logits (OpenAI's and vLLM's default), not of the penalised, tempered
+  // ones.
   bool logprobs = false;
   int top_logprobs = 0;
   // Generation ends when one of these is sampled (the token is kept in the output ids, its text is not).
@@ -42,7 +44,8 @@ struct SamplingParams {
   int max_tokens = 16;
   // Keep going past the model's end-of-sequence tokens.
   bool ignore_eos = false;
-  // When > 0: the top_logits highest raw logits and the logsumexp of the last prompt position (for golden checks).
+  // When > 0: the top_logits highest raw logits and the logsumexp of the last prompt position (for golden
+  // checks).
   int top_logits = 0;
 
   // Checks the ranges; the error names the field, e.g. "top_p: must be in (0, 1], got 0".

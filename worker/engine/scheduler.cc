@@ -25,7 +25,8 @@ SchedulerOutput Scheduler::Schedule() {
 
 void Scheduler::ScheduleRunning(SchedulerOutput& out, int& budget) {
   std::vector<Sequence*> order = running_;
-  std::stable_partition(order.begin(), order.end(), [](const Sequence* s) { return s->num_pending_tokens() == 1; });
+  std::stable_partition(order.begin(), order.end(),
+                        [](const Sequence* s) { return s->num_pending_tokens() == 1; });
   for (Sequence* seq : order) {
     if (seq->status() != SequenceStatus::kRunning || budget == 0) continue;  // preempted earlier this step
     DOZE_CHECK(seq->num_pending_tokens() > 0) << "sequence " << seq->id() << " has nothing to compute";
@@ -69,7 +70,8 @@ bool Scheduler::MakeRoom(Sequence* seq, int num_new_tokens, SchedulerOutput& out
 void Scheduler::Preempt(Sequence* victim, SchedulerOutput& out, int& budget) {
   running_.pop_back();
   // The victim may have been given its chunk already this step (decodes go first): take it back.
-  auto it = std::find_if(out.chunks.begin(), out.chunks.end(), [&](const auto& c) { return c.seq == victim; });
+  auto it =
+      std::find_if(out.chunks.begin(), out.chunks.end(), [&](const auto& c) { return c.seq == victim; });
   if (it != out.chunks.end()) {
     budget += it->num_new_tokens;
     out.chunks.erase(it);

@@ -1,4 +1,5 @@
-// Decides, each step, which sequences run and how many of their tokens: continuous batching with chunked prefill.
+// Decides, each step, which sequences run and how many of their tokens: continuous batching with chunked
+// prefill.
 #pragma once
 
 #include <cstdint>
@@ -32,11 +33,12 @@ struct SchedulerOutput {
 };
 
 // Two queues: waiting (FCFS; preempted sequences go back to its front) and running (in admission order). Each
-// step gives every running sequence that decodes its one token first, then prefill chunks of running sequences,
-// then admits waiting ones, all within max_num_batched_tokens, so a long prompt is cut into chunks and never stalls
-// decoding. When blocks run out, the most recently admitted running sequence is preempted: its blocks are freed and
-// it is recomputed later from its prompt and the tokens it generated so far. The oldest running sequence can thus
-// always proceed, and a sequence that fits the pool alone is always admitted eventually.
+// step gives every running sequence that decodes its one token first, then prefill chunks of running
+// sequences, then admits waiting ones, all within max_num_batched_tokens, so a long prompt is cut into chunks
+// and never stalls decoding. When blocks run out, the most recently admitted running sequence is preempted:
+// its blocks are freed and it is recomputed later from its prompt and the tokens it generated so far. The
+// oldest running sequence can thus always proceed, and a sequence that fits the pool alone is always admitted
+// eventually.
 class Scheduler {
  public:
   Scheduler(SchedulerConfig config, BlockManager* block_manager);
@@ -63,7 +65,8 @@ class Scheduler {
  private:
   void ScheduleRunning(SchedulerOutput& out, int& budget);
   void AdmitWaiting(SchedulerOutput& out, int& budget);
-  // Preempts from the back of the running queue until `seq` can take `num_new_tokens`; false if `seq` itself went.
+  // Preempts from the back of the running queue until `seq` can take `num_new_tokens`; false if `seq` itself
+  // went.
   bool MakeRoom(Sequence* seq, int num_new_tokens, SchedulerOutput& out, int& budget);
   void Preempt(Sequence* victim, SchedulerOutput& out, int& budget);
 

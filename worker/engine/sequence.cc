@@ -4,7 +4,8 @@
 
 namespace doze {
 
-Sequence::Sequence(uint64_t id, std::vector<int32_t> prompt_token_ids, SamplingParams params, uint64_t rng_seed)
+Sequence::Sequence(uint64_t id, std::vector<int32_t> prompt_token_ids, SamplingParams params,
+                   uint64_t rng_seed)
     : id_(id),
       token_ids_(std::move(prompt_token_ids)),
       num_prompt_tokens_(static_cast<int>(token_ids_.size())),

@@ -1,4 +1,5 @@
-// One request as the scheduler sees it: prompt and output tokens, where its KV lives, how far it has been computed.
+// One request as the scheduler sees it: prompt and output tokens, where its KV lives, how far it has been
+// computed.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,12 @@ class Sequence {
 
   // Prompt followed by output.
   absl::Span<const int32_t> token_ids() const { return token_ids_; }
-  absl::Span<const int32_t> prompt_token_ids() const { return absl::MakeConstSpan(token_ids_).first(num_prompt_tokens_); }
-  absl::Span<const int32_t> output_token_ids() const { return absl::MakeConstSpan(token_ids_).subspan(num_prompt_tokens_); }
+  absl::Span<const int32_t> prompt_token_ids() const {
+    return absl::MakeConstSpan(token_ids_).first(num_prompt_tokens_);
+  }
+  absl::Span<const int32_t> output_token_ids() const {
+    return absl::MakeConstSpan(token_ids_).subspan(num_prompt_tokens_);
+  }
   int num_tokens() const { return static_cast<int>(token_ids_.size()); }
   int num_prompt_tokens() const { return num_prompt_tokens_; }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens_; }
@@ -62,7 +67,8 @@ class Sequence {
   // Full blocks of block_table already offered to the prefix cache.
   int num_committed_blocks() const { return num_committed_blocks_; }
   void set_num_committed_blocks(int n) { num_committed_blocks_ = n; }
-  // Memoised prefix-cache hash chain of the full blocks (a function of the tokens alone, so it survives preemption).
+  // Memoised prefix-cache hash chain of the full blocks (a function of the tokens alone, so it survives
+  // preemption).
   std::vector<uint64_t>& block_hashes() { return block_hashes_; }
 
   // The order in which the scheduler admitted this sequence last (larger: more recent).

@@ -5,7 +5,8 @@
 
 namespace doze {
 
-StopStringMatcher::StopStringMatcher(std::vector<std::string> stop_strings) : stop_strings_(std::move(stop_strings)) {}
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stop_strings)
+    : stop_strings_(std::move(stop_strings)) {}
 
 std::string StopStringMatcher::Push(std::string_view text) {
   if (stopped_) return "";

@@ -7,8 +7,8 @@
 
 namespace doze {
 
-// Streams text through, holding back the longest tail that could still begin a stop string. When a stop string
-// appears, the text before it is released and the stop string and everything after are dropped.
+// Streams text through, holding back the longest tail that could still begin a stop string. When a stop
+// string appears, the text before it is released and the stop string and everything after are dropped.
 class StopStringMatcher {
  public:
   explicit StopStringMatcher(std::vector<std::string> stop_strings);

@@ -1,5 +1,5 @@
-// What the engine needs of a tokenizer: turning a stream of token ids into text, piece by piece. An interface so
-// the engine does not depend on the tokenizer library and its tests can use a byte-level fake.
+// What the engine needs of a tokenizer: turning a stream of token ids into text, piece by piece. An interface
+// so the engine does not depend on the tokenizer library and its tests can use a byte-level fake.
 #pragma once
 
 #include <cstdint>

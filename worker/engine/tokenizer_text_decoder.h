@@ -11,8 +11,8 @@ namespace doze {
 // Gives each request an IncrementalDetokenizer over one shared Tokenizer.
 class TokenizerTextDecoderFactory : public TextDecoderFactory {
  public:
-  // `tokenizer` must outlive the factory and its decoders. Special tokens are left out of the text by default, as
-  // OpenAI and vLLM do.
+  // `tokenizer` must outlive the factory and its decoders. Special tokens are left out of the text by
+  // default, as OpenAI and vLLM do.
   explicit TokenizerTextDecoderFactory(const Tokenizer* tokenizer, bool skip_special_tokens = true);
 
   // A detokenizer for one request.

@@ -25,10 +25,10 @@ std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& 
 }
 
 enum class Op {
-  kAllocate,     // FindCachedPrefix + Allocate(hit, tokens)
-  kCantAllocate, // FindCachedPrefix + CanAllocate(hit, tokens) is false
-  kLookup,       // FindCachedPrefix only
-  kCompute,      // `tokens` more computed, then CacheFullBlocks
+  kAllocate,      // FindCachedPrefix + Allocate(hit, tokens)
+  kCantAllocate,  // FindCachedPrefix + CanAllocate(hit, tokens) is false
+  kLookup,        // FindCachedPrefix only
+  kCompute,       // `tokens` more computed, then CacheFullBlocks
   kFree,
 };
 
@@ -97,8 +97,8 @@ TEST_F(BlockManagerTableTest, SharesCachedPrefixesAndEvictsOnlyWhenFreeListIsEmp
               {Op::kCompute, "B", 2, 0, 5, 3, 2},
               {Op::kFree, "A", 0, 0, 4, 4, 2},  // A's shared blocks stay with B and C
               {Op::kFree, "B", 0, 0, 2, 6, 2},
-              {Op::kFree, "C", 0, 0, 0, 8, 2},  // both cached blocks are unreferenced but kept
-              {Op::kAllocate, "D", 24, 0, 6, 2, 2},  // six uncached free blocks: no eviction
+              {Op::kFree, "C", 0, 0, 0, 8, 2},          // both cached blocks are unreferenced but kept
+              {Op::kAllocate, "D", 24, 0, 6, 2, 2},     // six uncached free blocks: no eviction
               {Op::kCantAllocate, "A", 2, 8, 6, 2, 2},  // the 2 free are A's own hits; a third is needed
               {Op::kFree, "D", 0, 0, 0, 8, 2},
               {Op::kAllocate, "E", 32, 0, 8, 0, 0},  // takes everything: the cached blocks are evicted
@@ -120,7 +120,7 @@ TEST_F(BlockManagerTableTest, EvictsLeastRecentlyReleasedTailFirst) {
               {Op::kCompute, "Y", 8, 0, 2, 2, 4},
               {Op::kFree, "Y", 0, 0, 0, 4, 4},
               {Op::kAllocate, "Z", 3, 0, 1, 3, 3},  // evicts X's tail block, released first
-              {Op::kLookup, "X+", 0, 4, 1, 3, 3},  // X's head block still hits
+              {Op::kLookup, "X+", 0, 4, 1, 3, 3},   // X's head block still hits
               {Op::kLookup, "Y+", 0, 8, 1, 3, 3},
           });
 }
@@ -146,8 +146,8 @@ TEST_F(BlockManagerTableTest, CollidingKeysNeverReturnOtherTokens) {
 
 TEST_F(BlockManagerTableTest, HitNeedsTheSamePrefixNotJustTheSameBlock) {
   BlockManager bm(8, kBlockSize, &ParentlessHash);
-  AddSeq("XY", Range(1, 9));                           // blocks [1..4] [5..8]
-  AddSeq("YY", Concat(Range(5, 4), Range(5, 5)));      // [5..8] at position 0: different KV than XY's block 1
+  AddSeq("XY", Range(1, 9));                       // blocks [1..4] [5..8]
+  AddSeq("YY", Concat(Range(5, 4), Range(5, 5)));  // [5..8] at position 0: different KV than XY's block 1
   AddSeq("XY again", Range(1, 9));
   Run(bm, {
               {Op::kAllocate, "XY", 9, 0, 3, 5, 0},

@@ -283,7 +283,8 @@ TEST(EngineTest, RequestThatCanNeverFitIsRejectedAtAdmission) {
   params.top_p = 0.0f;
   EXPECT_THAT(harness.engine().AddRequest({65}, params).status().message(), HasSubstr("top_p"));
   EXPECT_THAT(harness.engine().AddRequest({}, SamplingParams{}).status().message(), HasSubstr("prompt"));
-  EXPECT_THAT(harness.engine().AddRequest({kVocab}, SamplingParams{}).status().message(), HasSubstr("token id"));
+  EXPECT_THAT(harness.engine().AddRequest({kVocab}, SamplingParams{}).status().message(),
+              HasSubstr("token id"));
   EXPECT_FALSE(harness.engine().HasUnfinished());
 }
 
@@ -323,7 +324,8 @@ TEST(EngineTest, EosEndsUnlessIgnored) {
   uint64_t ignores = harness.Add(prompt, params);
   std::map<uint64_t, Generated> results = harness.RunToCompletion();
   EXPECT_EQ(results.at(stops).finish_reason, FinishReason::kStop);
-  EXPECT_EQ(results.at(stops).tokens, std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + first + 1));
+  EXPECT_EQ(results.at(stops).tokens,
+            std::vector<int32_t>(full.tokens.begin(), full.tokens.begin() + first + 1));
   EXPECT_EQ(results.at(stops).text, full.text.substr(0, first));
   EXPECT_EQ(results.at(ignores).tokens, full.tokens);
   EXPECT_EQ(results.at(ignores).finish_reason, FinishReason::kLength);

@@ -16,7 +16,8 @@ uint64_t Mix(uint64_t x) {
 
 }  // namespace
 
-FakeModelRunner::FakeModelRunner(int vocab_size, int num_kv_blocks, int block_size, int max_position_embeddings)
+FakeModelRunner::FakeModelRunner(int vocab_size, int num_kv_blocks, int block_size,
+                                 int max_position_embeddings)
     : block_size_(block_size), num_kv_blocks_(num_kv_blocks), kv_(num_kv_blocks * block_size, -1) {
   config_.vocab_size = vocab_size;
   config_.max_position_embeddings = max_position_embeddings;
@@ -46,7 +47,8 @@ absl::Status FakeModelRunner::CheckShapes(const BatchMetadata& b) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<int32_t>> FakeModelRunner::ReadContext(const BatchMetadata& b, int s, int length) const {
+absl::StatusOr<std::vector<int32_t>> FakeModelRunner::ReadContext(const BatchMetadata& b, int s,
+                                                                  int length) const {
   std::vector<int32_t> context;
   const int32_t* table = b.block_table(s);
   for (int pos = 0; pos < length; ++pos) {
@@ -55,7 +57,8 @@ absl::StatusOr<std::vector<int32_t>> FakeModelRunner::ReadContext(const BatchMet
       return absl::InternalError(absl::StrCat("sequence ", s, ": no block for position ", pos));
     }
     const int32_t token = kv_[table[block] * block_size_ + pos % block_size_];
-    if (token < 0) return absl::InternalError(absl::StrCat("sequence ", s, ": position ", pos, " never written"));
+    if (token < 0)
+      return absl::InternalError(absl::StrCat("sequence ", s, ": position ", pos, " never written"));
     context.push_back(token);
   }
   return context;
@@ -67,7 +70,8 @@ absl::StatusOr<LogitsView> FakeModelRunner::Forward(const BatchMetadata& b) {
   logits_.clear();
   for (int row : b.logits_indices) {
     const int s = static_cast<int>(std::upper_bound(b.query_start_loc.begin(), b.query_start_loc.end(), row) -
-                                   b.query_start_loc.begin()) - 1;
+                                   b.query_start_loc.begin()) -
+                  1;
     if (b.positions[row] + 1 > b.seq_lens[s]) return absl::InternalError("logits row beyond its sequence");
     absl::StatusOr<std::vector<int32_t>> context = ReadContext(b, s, b.positions[row] + 1);
     if (!context.ok()) return context.status();

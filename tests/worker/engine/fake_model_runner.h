@@ -1,6 +1,6 @@
-// A ModelRunner that is a tiny model of its own, for engine tests: its KV cache stores token ids, and the logits
-// of a row are a function of the whole context it reads back through the block table. A wrong slot, a wrong block
-// table or a bad prefix-cache hit changes the context it reads, hence the tokens it predicts.
+// A ModelRunner that is a tiny model of its own, for engine tests: its KV cache stores token ids, and the
+// logits of a row are a function of the whole context it reads back through the block table. A wrong slot, a
+// wrong block table or a bad prefix-cache hit changes the context it reads, hence the tokens it predicts.
 #pragma once
 
 #include <cstdint>
@@ -18,11 +18,12 @@ class FakeModelRunner : public ModelRunner {
   const ModelConfig& config() const override { return config_; }
   int block_size() const override { return block_size_; }
   int num_kv_blocks() const override { return num_kv_blocks_; }
-  // Stores every token in its slot, then reads each logits row's context back through the block table. Internal
-  // error when a row reads a slot never written or the arrays disagree.
+  // Stores every token in its slot, then reads each logits row's context back through the block table.
+  // Internal error when a row reads a slot never written or the arrays disagree.
   absl::StatusOr<LogitsView> Forward(const BatchMetadata& batch) override;
 
-  // The logits this model gives after `context`: a peak at one context-dependent id over context-dependent noise.
+  // The logits this model gives after `context`: a peak at one context-dependent id over context-dependent
+  // noise.
   static std::vector<float> LogitsAfter(absl::Span<const int32_t> context, int vocab_size);
 
   // Token rows run since construction (prefill chunks and decodes).

@@ -1,5 +1,5 @@
-// A byte-level TextDecoderFactory for engine tests: token id t is the byte t; multi-byte UTF-8 characters are held
-// back until complete, as the real incremental detokenizer does.
+// A byte-level TextDecoderFactory for engine tests: token id t is the byte t; multi-byte UTF-8 characters are
+// held back until complete, as the real incremental detokenizer does.
 #pragma once
 
 #include <memory>
@@ -32,7 +32,9 @@ class FakeByteDecoder : public IncrementalTextDecoder {
 
 class FakeByteDecoderFactory : public TextDecoderFactory {
  public:
-  std::unique_ptr<IncrementalTextDecoder> NewDecoder() const override { return std::make_unique<FakeByteDecoder>(); }
+  std::unique_ptr<IncrementalTextDecoder> NewDecoder() const override {
+    return std::make_unique<FakeByteDecoder>();
+  }
 };
 
 }  // namespace doze

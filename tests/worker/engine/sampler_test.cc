@@ -129,7 +129,8 @@ TEST(SampleFromLogitsTest, SeededDrawsFollowTheDistribution) {
   EXPECT_NEAR(counts[2] / double{kDraws}, 0.2, 0.015);
 }
 
-Sequence MakeSeq(std::vector<int32_t> prompt, std::vector<int32_t> output, SamplingParams params, uint64_t seed) {
+Sequence MakeSeq(std::vector<int32_t> prompt, std::vector<int32_t> output, SamplingParams params,
+                 uint64_t seed) {
   Sequence seq(1, std::move(prompt), std::move(params), seed);
   for (int32_t id : output) seq.AppendToken(id);
   return seq;

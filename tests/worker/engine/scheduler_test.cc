@@ -20,10 +20,12 @@ struct SeqSpec {
   int arrival_step;
   int prompt_len;
   int max_tokens;
-  int prompt_base = -1;  // first prompt token; equal bases give equal prompts (default: distinct per sequence)
+  // First prompt token; equal bases give equal prompts (default: distinct per sequence).
+  int prompt_base = -1;
 };
 
-// The expected outcome of Schedule() at one step. Sequences are named by their 1-based index in the spec list.
+// The expected outcome of Schedule() at one step. Sequences are named by their 1-based index in the spec
+// list.
 struct StepRow {
   std::vector<std::pair<int, int>> chunks;  // (sequence, new tokens), in schedule order
   std::vector<int> running;
@@ -100,9 +102,10 @@ TEST(SchedulerTableTest, MaxNumSeqsHoldsTheRestInTheWaitingQueue) {
 }
 
 TEST(SchedulerTableTest, PreemptsTheNewestAndRecomputesItLater) {
-  // 4 blocks of 4 tokens; each sequence needs 3 blocks (6 prompt + 6 output tokens) but both fit only while short.
-  // At step 3 sequence 1 needs a third block: sequence 2 (admitted last) is preempted. It waits until sequence 1
-  // finishes, then recomputes its 6 prompt + 3 generated tokens, the first block of which is still cached.
+  // 4 blocks of 4 tokens; each sequence needs 3 blocks (6 prompt + 6 output tokens) but both fit only while
+  // short. At step 3 sequence 1 needs a third block: sequence 2 (admitted last) is preempted. It waits until
+  // sequence 1 finishes, then recomputes its 6 prompt + 3 generated tokens, the first block of which is still
+  // cached.
   RunTable({.max_num_batched_tokens = 64, .max_num_seqs = 4}, 4, {{0, 6, 6}, {0, 6, 6}},
            {
                {{{1, 6}, {2, 6}}, {1, 2}, {}, {}, 4},
@@ -127,7 +130,8 @@ TEST(SchedulerTableTest, RepeatedPromptRunsOnlyItsUncachedTail) {
 }
 
 TEST(SchedulerTableTest, OnlyFullBlocksBeforeTheLastPromptTokenHit) {
-  // An 8-token prompt fills two blocks, but its last token must run to give logits: only the first block hits.
+  // An 8-token prompt fills two blocks, but its last token must run to give logits: only the first block
+  // hits.
   RunTable({.max_num_batched_tokens = 64, .max_num_seqs = 4}, 100, {{0, 8, 1, 10}, {1, 8, 1, 10}},
            {
                {{{1, 8}}, {1}, {}, {}, 2},

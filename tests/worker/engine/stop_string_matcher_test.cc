@@ -16,7 +16,7 @@ using ::testing::ElementsAreArray;
 struct StopCase {
   const char* name;
   std::vector<std::string> stops;
-  std::vector<std::string> pieces;   // text as the tokens release it
+  std::vector<std::string> pieces;    // text as the tokens release it
   std::vector<std::string> released;  // what each Push returns, then what Flush returns
   bool stopped;
 };
@@ -55,8 +55,8 @@ SamplingParams WithMaxTokens(int max_tokens) {
 }
 
 // Feeds `tokens` through an OutputProcessor, appending each to a sequence first as the engine does.
-FinishReason Feed(OutputProcessor& processor, const SamplingParams& params, const std::vector<int32_t>& tokens,
-                  std::string* text) {
+FinishReason Feed(OutputProcessor& processor, const SamplingParams& params,
+                  const std::vector<int32_t>& tokens, std::string* text) {
   Sequence seq(1, {1}, params, 0);
   for (int32_t token : tokens) {
     seq.AppendToken(token);
