@@ -85,6 +85,10 @@ void AddedVocabulary::Split(std::string_view text, bool normalized_pass,
   size_t plain_begin = 0;
   size_t pos = 0;
   while (pos < text.size()) {
+    if (matcher.by_first_byte[static_cast<unsigned char>(text[pos])].empty()) {
+      ++pos;  // The common case, kept free of calls: no added token starts with this byte.
+      continue;
+    }
     auto match = LongestAt(matcher, text, pos);
     if (!match) {
       ++pos;

@@ -31,6 +31,21 @@ struct Symbol {
   bool alive;
 };
 
+// One symbol per byte, linked in order. Bytes whose character is missing from the vocabulary are dropped, as
+// HF's BPE does without an unknown token.
+std::vector<Symbol> InitialSymbols(std::string_view word, const std::array<int32_t, 256>& byte_ids) {
+  std::vector<Symbol> symbols;
+  symbols.reserve(word.size());
+  for (char byte : word) {
+    int32_t id = byte_ids[static_cast<unsigned char>(byte)];
+    if (id < 0) continue;
+    auto index = static_cast<int32_t>(symbols.size());
+    symbols.push_back({id, index - 1, index + 1, true});
+  }
+  if (!symbols.empty()) symbols.back().next = -1;
+  return symbols;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
@@ -98,18 +113,8 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* ids) cons
 }
 
 void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* ids) const {
-  // Bytes whose character is missing from the vocabulary are dropped, as HF's BPE does without an unknown
-  // token.
-  std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  for (char byte : word) {
-    int32_t id = byte_ids_[static_cast<unsigned char>(byte)];
-    if (id < 0) continue;
-    auto index = static_cast<int32_t>(symbols.size());
-    symbols.push_back({id, index - 1, index + 1, true});
-  }
+  std::vector<Symbol> symbols = InitialSymbols(word, byte_ids_);
   if (symbols.empty()) return;
-  symbols.back().next = -1;
   std::priority_queue<Candidate> queue;
   for (size_t i = 0; i + 1 < symbols.size(); ++i) {
     if (auto merge = FindMerge(symbols[i].id, symbols[i + 1].id)) {
