@@ -29,11 +29,12 @@ struct RandomCheckpointOptions {
   std::string preset = "tiny";  // "tiny" or "qwen2.5-0.5b"
   uint64_t seed = 0;
   bool tie_word_embeddings = true;  // false (--no-tie) writes a separate lm_head.weight
-  std::string out_dir;              // created when missing
-  std::string tokenizer_path;  // a tokenizer.json to copy in, with a Qwen2.5 tokenizer_config.json; optional
-  // Shape overrides of the preset.
-  std::optional<int> hidden_size, num_layers, num_heads, num_kv_heads, head_dim, intermediate_size,
-      vocab_size;
+  std::string out_dir = {};         // created when missing
+  // A tokenizer.json to copy in, with a Qwen2.5 tokenizer_config.json written beside it; optional.
+  std::string tokenizer_path = {};
+  // Shape overrides of the preset (initialised so that designated initialisers may leave them out).
+  std::optional<int> hidden_size = {}, num_layers = {}, num_heads = {}, num_kv_heads = {}, head_dim = {},
+                     intermediate_size = {}, vocab_size = {};
 };
 
 // Names of the presets, for help texts.
