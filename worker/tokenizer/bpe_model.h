@@ -34,7 +34,7 @@ class BpeModel {
   // Returns the id of a token given in its byte-level spelling.
   std::optional<int32_t> TokenToId(std::string_view token) const;
 
-  // Returns every (id, byte-level spelling) pair of the vocabulary.
+  // Returns the vocabulary: byte-level spelling to id.
   const absl::flat_hash_map<std::string, int32_t>& vocab() const { return vocab_; }
 
  private:

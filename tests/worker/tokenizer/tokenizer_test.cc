@@ -2,6 +2,7 @@
 #include "worker/tokenizer/tokenizer.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -117,6 +118,22 @@ TEST(TokenizerTest, LongInputsEncode) {
   std::string chinese;
   for (int i = 0; i < 3000; ++i) chinese += "的";
   EXPECT_EQ(TestTokenizer().Decode(Ids(chinese)), chinese);
+}
+
+TEST(TokenizerTest, ConcurrentEncodesAgree) {
+  // The word cache is shared; threads filling it at once must still see the same ids.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i)
+    texts.push_back("word" + std::to_string(i * 7919) + " 中文" + std::to_string(i));
+  std::vector<std::vector<std::vector<int32_t>>> results(4);
+  std::vector<std::thread> threads;
+  for (auto& result : results) {
+    threads.emplace_back([&texts, &result] {
+      for (const std::string& text : texts) result.push_back(*TestTokenizer().Encode(text));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const auto& result : results) EXPECT_EQ(result, results[0]);
 }
 
 TEST(TokenizerTest, FromFileReportsMissingFile) {
