@@ -23,7 +23,8 @@ WeightMatrix AsWeightMatrix(const TensorView& tensor);
 // y[m, n] = x[m, k] . w[n, k]^T (+ bias[n] when bias is not null), sums kept in fp32.
 // Each weight row is read from memory once per call whatever m is: rows are split across the pool's threads
 // in chunks, and each chunk meets every token row while it is still in cache. Decode (m = 1) is bound by
-// memory bandwidth, so the inner loop widens eight weights per load and keeps eight independent FMA chains.
+// memory bandwidth: the inner loop widens eight weights per load and streams them through two FMA chains.
+// A row's result is the same bits whatever m is and whichever rows come with it.
 void Matmul(const float* x,  // [m, k]
             int64_t m, const WeightMatrix& w,
             const float* bias,  // [n] or null
