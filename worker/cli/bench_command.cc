@@ -1,0 +1,149 @@
+// doze bench: decode tokens/s per batch size, time to first token, prefill tokens/s and memory, as one JSON
+// object and a short table. Prompts are random token ids, so the prefix cache never helps.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "worker/cli/command.h"
+#include "worker/cli/engine_flags.h"
+#include "worker/common/logging.h"
+
+namespace doze::cli {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// The measured H100 device-to-device copy ceiling (docs/benchmarks.md), for the roofline fraction.
+constexpr double kHbmBytesPerSecond = 3.0e12;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length) {
+  std::uniform_int_distribution<int32_t> token(0, 151642);
+  std::vector<int32_t> ids(length);
+  for (int32_t& id : ids) id = token(rng);
+  return ids;
+}
+
+SamplingParams FixedLength(int max_tokens) {
+  SamplingParams params;
+  params.temperature = 0.0f;
+  params.max_tokens = max_tokens;
+  params.ignore_eos = true;
+  return params;
+}
+
+// Seconds from adding one prompt of `length` tokens to its first token.
+double TimeToFirstToken(Engine& engine, std::mt19937& rng, int length) {
+  auto start = Clock::now();
+  DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, length), FixedLength(1)).ok());
+  while (engine.HasUnfinished()) engine.Step();
+  return Seconds(start);
+}
+
+struct DecodeFigures {
+  double step_ms = 0;
+  double tokens_per_s = 0;
+  double prefill_tokens_per_s = 0;
+};
+
+// Runs `batch` prompts together; decode is timed over the steps after every prompt has its first token.
+DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len) {
+  auto start = Clock::now();
+  for (int i = 0; i < batch; ++i) DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len)).ok());
+  int first_tokens = 0, decode_steps = 0;
+  double prefill_s = 0;
+  Clock::time_point decode_start;
+  while (engine.HasUnfinished()) {
+    std::vector<RequestOutput> outputs = engine.Step();
+    if (first_tokens < batch) {
+      for (const RequestOutput& out : outputs) first_tokens += out.usage.completion_tokens == 1;
+      if (first_tokens == batch) {
+        prefill_s = Seconds(start);
+        decode_start = Clock::now();
+      }
+    } else if (static_cast<int>(outputs.size()) == batch) {
+      ++decode_steps;
+    }
+  }
+  DecodeFigures figures;
+  double decode_s = Seconds(decode_start);
+  if (decode_steps > 0) {
+    figures.step_ms = 1e3 * decode_s / decode_steps;
+    figures.tokens_per_s = batch * decode_steps / decode_s;
+  }
+  figures.prefill_tokens_per_s = batch * prompt_len / prefill_s;
+  return figures;
+}
+
+std::vector<int> ParseBatches(const std::string& text) {
+  std::vector<int> batches;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int value = 0;
+    if (absl::SimpleAtoi(part, &value) && value > 0) batches.push_back(value);
+  }
+  return batches;
+}
+
+// Bytes a decode step must move: every weight once plus the KV of every context token (bytes_per_kv_token each).
+double DecodeStepBytes(const ModelInstance& model, int batch, int context, double bytes_per_kv_token) {
+  return static_cast<double>(model.checkpoint().weight_bytes()) + batch * context * bytes_per_kv_token;
+}
+
+}  // namespace
+
+int BenchCommand(int argc, char** argv) {
+  po::options_description options("doze bench");
+  options.add_options()("batch", po::value<std::string>()->default_value("1"), "batch sizes, e.g. 1,8,64")(
+      "prompt-len", po::value<int>()->default_value(512), "prompt tokens per request")(
+      "gen-len", po::value<int>()->default_value(256), "generated tokens per request")(
+      "ttft-lens", po::value<std::string>()->default_value("512,2048"), "prompt lengths timed to first token");
+  AddEngineOptions(options);
+  po::variables_map vm;
+  if (auto code = ParseOptions(argc, argv, options, vm, "doze bench --model DIR [--backend cpu|cuda] [--batch 1,8,64]"))
+    return *code;
+  auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
+  if (!model.ok()) return Fail(std::string(model.status().message()));
+  Engine& engine = (*model)->engine();
+  std::mt19937 rng(1234);
+  const int prompt_len = vm["prompt-len"].as<int>(), gen_len = vm["gen-len"].as<int>();
+  const ModelConfig& config = (*model)->checkpoint().config();
+  const double kv_bytes = (*model)->backend() == "cuda" ? 2.0 * 2 * config.num_hidden_layers * config.kv_size()
+                                                        : 4.0 * 2 * config.num_hidden_layers * config.kv_size();
+
+  TimeToFirstToken(engine, rng, 16);  // warm-up: first-touch of weights and buffers
+  json report = {{"model", vm["model"].as<std::string>()}, {"backend", (*model)->backend()},
+                 {"prompt_len", prompt_len}, {"gen_len", gen_len}, {"decode", json::array()}, {"ttft_ms", json::object()}};
+  std::printf("%-8s %12s %12s %14s %10s\n", "batch", "step ms", "tokens/s", "prefill tok/s", "roofline");
+  for (int batch : ParseBatches(vm["batch"].as<std::string>())) {
+    DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len);
+    double context = prompt_len + gen_len / 2.0;
+    double roofline = DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
+    report["decode"].push_back({{"batch", batch}, {"step_ms", f.step_ms}, {"tokens_per_s", f.tokens_per_s},
+                                {"prefill_tokens_per_s", f.prefill_tokens_per_s}, {"hbm_roofline_fraction", roofline}});
+    std::printf("%-8d %12.3f %12.1f %14.1f %9.1f%%\n", batch, f.step_ms, f.tokens_per_s, f.prefill_tokens_per_s,
+                100 * roofline);
+  }
+  for (int length : ParseBatches(vm["ttft-lens"].as<std::string>())) {
+    double ms = 1e3 * TimeToFirstToken(engine, rng, length);
+    report["ttft_ms"][std::to_string(length)] = ms;
+    std::printf("time to first token, %d-token prompt: %.2f ms\n", length, ms);
+  }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  report["peak_host_rss_mb"] = usage.ru_maxrss / 1024.0;
+  std::cout << report.dump() << std::endl;
+  return 0;
+}
+
+}  // namespace doze::cli

@@ -1,0 +1,66 @@
+#include "worker/runtime/model_instance.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "worker/backend/cpu/cpu_model_runner.h"
+#include "worker/common/logging.h"
+#include "worker/common/status_macros.h"
+#include "worker/runtime/backend_factory.h"
+
+namespace doze {
+
+ModelInstance::~ModelInstance() = default;
+
+absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const ModelInstanceOptions& options) {
+  std::unique_ptr<ModelInstance> instance(new ModelInstance());
+  ASSIGN_OR_RETURN(instance->checkpoint_, Checkpoint::Load(options.model_dir));
+  ASSIGN_OR_RETURN(instance->tokenizer_, Tokenizer::FromFile(instance->checkpoint_->tokenizer_path()));
+  instance->decoders_ = std::make_unique<TokenizerTextDecoderFactory>(instance->tokenizer_.get());
+  RETURN_IF_ERROR(instance->CreateRunner(options));
+
+  EngineConfig engine_config;
+  engine_config.max_num_seqs = options.max_num_seqs;
+  engine_config.max_num_batched_tokens = options.max_num_batched_tokens;
+  engine_config.seed = options.seed;
+  const GenerationConfig& generation = instance->checkpoint_->generation_config();
+  const std::vector<int>& eos = generation.eos_token_ids.empty() ? instance->checkpoint_->config().eos_token_ids
+                                                                 : generation.eos_token_ids;
+  engine_config.eos_token_ids.assign(eos.begin(), eos.end());
+  instance->engine_ =
+      std::make_unique<Engine>(instance->runner_.get(), instance->decoders_.get(), std::move(engine_config));
+  return instance;
+}
+
+absl::Status ModelInstance::CreateRunner(const ModelInstanceOptions& options) {
+  BackendOptions backend;
+  backend.name = options.backend;
+  backend.kv_cache_tokens = options.kv_cache_tokens;
+  backend.gpu_memory_fraction = options.gpu_memory_fraction;
+  backend.num_threads = options.num_threads;
+  ASSIGN_OR_RETURN(BackendRunner created, CreateBackendRunner(*checkpoint_, backend));
+  runner_ = std::move(created.runner);
+  backend_ = created.name;
+  DOZE_LOG(INFO) << "backend " << backend_ << ": " << runner_->num_kv_blocks() << " KV blocks of "
+                 << runner_->block_size() << " tokens";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> ModelInstance::PromptTokenIds(const PromptInput& prompt) const {
+  int forms = prompt.token_ids.has_value() + prompt.text.has_value() + prompt.messages.has_value();
+  if (forms != 1) return absl::InvalidArgumentError("give exactly one of prompt_ids, prompt or messages");
+  if (prompt.token_ids) {
+    const int vocab = checkpoint_->config().vocab_size;
+    for (int32_t id : *prompt.token_ids) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt_ids: ", id, " is outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+    return *prompt.token_ids;
+  }
+  if (prompt.text) return tokenizer_->Encode(*prompt.text);
+  ASSIGN_OR_RETURN(std::string rendered, RenderChatPrompt(*prompt.messages, /*add_generation_prompt=*/true));
+  return tokenizer_->Encode(rendered);
+}
+
+}  // namespace doze

@@ -1,0 +1,65 @@
+// Everything one served model needs, built from a Hugging Face directory: checkpoint, tokenizer, backend runner
+// and engine. Used by `doze generate`, `doze chat`, `doze bench` and the worker process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/engine.h"
+#include "worker/model/checkpoint.h"
+#include "worker/runtime/tokenizer_text_decoder.h"
+#include "worker/tokenizer/chat_template.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace doze {
+
+struct ModelInstanceOptions {
+  std::string model_dir;
+  std::string backend = "auto";  // auto | cpu | cuda (auto: cuda when a GPU is there)
+  int kv_cache_tokens = 0;       // 0: sized by the backend (CPU: 1 GiB of cache; CUDA: gpu_memory_fraction)
+  double gpu_memory_fraction = 0.9;
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 8192;
+  int num_threads = 0;  // CPU backend; 0: every core
+  std::optional<uint64_t> seed;
+};
+
+// A request's prompt in one of the three forms `doze generate` accepts.
+struct PromptInput {
+  std::optional<std::vector<int32_t>> token_ids;
+  std::optional<std::string> text;
+  std::optional<std::vector<ChatMessage>> messages;
+};
+
+class ModelInstance {
+ public:
+  static absl::StatusOr<std::unique_ptr<ModelInstance>> Create(const ModelInstanceOptions& options);
+  ~ModelInstance();
+
+  Engine& engine() { return *engine_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  ModelRunner& runner() { return *runner_; }
+  // "cpu" or "cuda".
+  const std::string& backend() const { return backend_; }
+  // Turns a prompt into token ids: ids are checked against the vocabulary, text is encoded, messages are rendered
+  // with the chat template (generation prompt added) and encoded.
+  absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const PromptInput& prompt) const;
+
+ private:
+  ModelInstance() = default;
+  absl::Status CreateRunner(const ModelInstanceOptions& options);
+
+  std::string backend_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<TokenizerTextDecoderFactory> decoders_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace doze
