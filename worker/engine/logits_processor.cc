@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <queue>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -21,6 +22,20 @@ uint64_t SplitMix64(uint64_t x) {
 }
 
 }  // namespace
+
+float KthLargest(absl::Span<const float> values, int k) {
+  // A min-heap of the k largest so far: one comparison per value once it is full.
+  std::priority_queue<float, std::vector<float>, std::greater<float>> heap;
+  for (float v : values) {
+    if (static_cast<int>(heap.size()) < k) {
+      heap.push(v);
+    } else if (v > heap.top()) {
+      heap.pop();
+      heap.push(v);
+    }
+  }
+  return heap.top();
+}
 
 void ApplyLogitBias(const absl::flat_hash_map<int32_t, float>& logit_bias, absl::Span<float> logits) {
   for (const auto& [id, bias] : logit_bias) logits[id] += bias;
@@ -52,9 +67,7 @@ void ApplyTemperature(float temperature, absl::Span<float> logits) {
 
 void MaskTopK(int k, absl::Span<float> logits) {
   if (k <= 0 || k >= static_cast<int>(logits.size())) return;
-  std::vector<float> sorted(logits.begin(), logits.end());
-  std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end(), std::greater<float>());
-  const float kth = sorted[k - 1];
+  const float kth = KthLargest(logits, k);
   for (float& logit : logits) {
     if (logit < kth) logit = kMasked;
   }
@@ -63,8 +76,10 @@ void MaskTopK(int k, absl::Span<float> logits) {
 void MaskTopP(float p, absl::Span<float> logits) {
   if (p >= 1.0f) return;
   const double log_z = LogSumExp(logits);
-  std::vector<int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<int32_t> order;  // only the unmasked ids: after top-k, a handful
+  for (size_t id = 0; id < logits.size(); ++id) {
+    if (logits[id] != kMasked) order.push_back(static_cast<int32_t>(id));
+  }
   auto more_likely = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
@@ -98,22 +113,31 @@ double LogSumExp(absl::Span<const float> logits) {
   const float max_logit = *std::max_element(logits.begin(), logits.end());
   if (max_logit == kMasked) return kMasked;
   double sum = 0.0;
-  for (float logit : logits) sum += std::exp(static_cast<double>(logit) - max_logit);
+  for (float logit : logits) sum += std::exp(logit - max_logit);  // float exp: vocabulary-wide, hot
   return max_logit + std::log(sum);
 }
 
 int32_t SampleFromLogits(absl::Span<const float> logits, double uniform) {
-  const double log_z = LogSumExp(logits);
-  const double target = uniform;
+  // One exp per id (float, vectorisable), summed in double; the draw scales `uniform` by the total instead of
+  // normalising every weight.
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  thread_local std::vector<float> weights;
+  weights.resize(logits.size());
+  double total = 0.0;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    weights[id] = std::exp(logits[id] - max_logit);  // exp(-inf) = 0 for masked ids
+    total += weights[id];
+  }
+  const double target = uniform * total;
   double cumulative = 0.0;
   int32_t last_possible = Argmax(logits);
   for (size_t id = 0; id < logits.size(); ++id) {
-    if (logits[id] == kMasked) continue;
-    cumulative += std::exp(logits[id] - log_z);
+    if (weights[id] == 0.0f) continue;
+    cumulative += weights[id];
     last_possible = static_cast<int32_t>(id);
     if (cumulative > target) return last_possible;
   }
-  return last_possible;  // rounding left the total a hair below `uniform`
+  return last_possible;  // rounding left the total a hair below `target`
 }
 
 double SeededUniform(uint64_t seed, uint64_t step) {

@@ -24,6 +24,9 @@ void ApplyPresenceFrequencyPenalties(float presence, float frequency,
 // logits /= temperature (temperature > 0).
 void ApplyTemperature(float temperature, absl::Span<float> logits);
 
+// The k-th largest of `values` (1 <= k <= size).
+float KthLargest(absl::Span<const float> values, int k);
+
 // Keeps the k largest logits and any tied with the k-th; k <= 0 or k >= size keeps all.
 void MaskTopK(int k, absl::Span<float> logits);
 

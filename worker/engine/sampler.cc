@@ -1,7 +1,6 @@
 #include "worker/engine/sampler.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "worker/engine/logits_processor.h"
 
@@ -9,14 +8,17 @@ namespace doze {
 
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k) {
   k = std::min<int>(k, static_cast<int>(values.size()));
-  std::vector<int32_t> ids(values.size());
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-    return values[a] > values[b] || (values[a] == values[b] && a < b);
-  });
   std::vector<TokenValue> top;
-  top.reserve(k);
-  for (int i = 0; i < k; ++i) top.push_back({ids[i], values[ids[i]]});
+  if (k <= 0) return top;
+  // Only values at or above the k-th largest are candidates: a short list to sort.
+  const float kth = KthLargest(values, k);
+  for (size_t id = 0; id < values.size(); ++id) {
+    if (values[id] >= kth) top.push_back({static_cast<int32_t>(id), values[id]});
+  }
+  std::sort(top.begin(), top.end(), [](const TokenValue& a, const TokenValue& b) {
+    return a.value > b.value || (a.value == b.value && a.token_id < b.token_id);
+  });
+  top.resize(k);
   return top;
 }
 
