@@ -44,7 +44,7 @@ CpuModelRunner::CpuModelRunner(const ModelConfig& config, const ModelWeights& we
   DOZE_CHECK(config.head_dim % 2 == 0 && config.num_key_value_heads > 0 &&
              config.num_attention_heads % config.num_key_value_heads == 0);
   DOZE_CHECK(static_cast<int>(weights.layers.size()) == config.num_hidden_layers);
-  Matrix(embed_tokens_, config.vocab_size, config.hidden_size);
+  Matrix(embed_tokens_, config.vocab_size, config.hidden_size);  // checks the embedding table's shape
   const int64_t hidden = config.hidden_size;
   const int64_t cache_floats = static_cast<int64_t>(num_kv_blocks_) * block_size_ * config.kv_size();
   layers_.resize(config.num_hidden_layers);
