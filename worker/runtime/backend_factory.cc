@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/backend/cpu/cpu_model_runner.h"
+#include "worker/runtime/cuda_backend.h"
 
 namespace doze {
 namespace {
@@ -27,10 +28,14 @@ size_t CpuKvBytesPerToken(const ModelConfig& config) {
 }
 
 absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint, const BackendOptions& options) {
-  if (options.name == "cpu" || options.name == "auto") return MakeCpuRunner(checkpoint, options);
-  if (options.name == "cuda") {
-    return absl::FailedPreconditionError("backend cuda: this build has no CUDA backend");
+  bool cuda = options.name == "cuda" || (options.name == "auto" && CudaDeviceAvailable());
+  if (cuda) {
+    auto runner = CreateCudaRunner(checkpoint, options.kv_cache_tokens, options.gpu_memory_fraction,
+                                   options.max_num_seqs);
+    if (!runner.ok()) return runner.status();
+    return BackendRunner{"cuda", *std::move(runner)};
   }
+  if (options.name == "cpu" || options.name == "auto") return MakeCpuRunner(checkpoint, options);
   return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", options.name,
                                                  "' (expected auto, cpu or cuda)"));
 }

@@ -15,6 +15,7 @@ struct BackendOptions {
   int kv_cache_tokens = 0;  // 0: the backend's default size
   double gpu_memory_fraction = 0.9;
   int num_threads = 0;
+  int max_num_seqs = 64;
 };
 
 struct BackendRunner {

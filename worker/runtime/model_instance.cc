@@ -38,6 +38,7 @@ absl::Status ModelInstance::CreateRunner(const ModelInstanceOptions& options) {
   backend.kv_cache_tokens = options.kv_cache_tokens;
   backend.gpu_memory_fraction = options.gpu_memory_fraction;
   backend.num_threads = options.num_threads;
+  backend.max_num_seqs = options.max_num_seqs;
   ASSIGN_OR_RETURN(BackendRunner created, CreateBackendRunner(*checkpoint_, backend));
   runner_ = std::move(created.runner);
   backend_ = created.name;

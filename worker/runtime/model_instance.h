@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/engine.h"
 #include "worker/model/checkpoint.h"
-#include "worker/runtime/tokenizer_text_decoder.h"
+#include "worker/engine/tokenizer_text_decoder.h"
 #include "worker/tokenizer/chat_template.h"
 #include "worker/tokenizer/tokenizer.h"
 
