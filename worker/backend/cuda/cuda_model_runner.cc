@@ -142,8 +142,9 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
   const size_t qkv = config_.q_size() + 2 * config_.kv_size(), inter = config_.intermediate_size;
   attn_workspace_bytes_ = kernels::PagedAttentionWorkspaceBytes(
       capacity_tokens_, config_.num_attention_heads, config_.num_key_value_heads, config_.head_dim);
-  for (void* base : {static_cast<void*>(nullptr), activations_.get()}) {
-    cuda::BumpAllocator arena(base);
+  // Two passes: the first sizes the allocation, the second carves it (activations_.get() changes in between).
+  for (int pass = 0; pass < 2; ++pass) {
+    cuda::BumpAllocator arena(pass == 0 ? nullptr : activations_.get());
     residual_ = arena.Take<__nv_bfloat16>(t * hidden);
     normed_ = arena.Take<__nv_bfloat16>(t * hidden);
     qkv_ = arena.Take<__nv_bfloat16>(t * qkv);
@@ -154,7 +155,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     logit_rows_ = arena.Take<__nv_bfloat16>(l * hidden);
     logits_ = arena.Take<float>(l * config_.vocab_size);
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
-    if (base == nullptr) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
+    if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
   const size_t metadata_ints = 5 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
   RETURN_IF_ERROR(metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata"));
