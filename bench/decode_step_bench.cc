@@ -1,0 +1,154 @@
+#include "bench/decode_step_bench.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "worker/backend/cuda/cuda_model_runner.h"
+#include "worker/common/half.h"
+
+namespace doze::bench {
+namespace {
+
+constexpr int kContext = 512;
+constexpr int kBlockSize = 16;
+constexpr int kBlocksPerSeq = 40;  // 640 tokens: the prompt and the decode steps
+constexpr double kKvBytesPerToken = 12288;
+
+ModelConfig QwenConfig() {
+  ModelConfig c;
+  c.hidden_size = 896, c.intermediate_size = 4864, c.num_hidden_layers = 24;
+  c.num_attention_heads = 14, c.num_key_value_heads = 2, c.head_dim = 64;
+  c.vocab_size = 151936, c.max_position_embeddings = 32768, c.rope_theta = 1000000.0;
+  c.rms_norm_eps = 1e-6, c.tie_word_embeddings = true;
+  return c;
+}
+
+// Random bf16 weights in host memory; every layer views the same tensors (the upload copies them apart).
+class HostModel {
+ public:
+  HostModel() {
+    const ModelConfig c = QwenConfig();
+    const int64_t h = c.hidden_size, q = c.q_size(), kv = c.kv_size(), i = c.intermediate_size;
+    weights.embed_tokens = Make({c.vocab_size, h}, 0.f, 0.05f);
+    weights.lm_head = weights.embed_tokens;
+    weights.norm = Make({h}, 1.f, 0.1f);
+    LayerWeights l{Make({h}, 1.f, 0.1f),      Make({q, h}, 0.f, 0.05f), Make({q}, 0.f, 0.1f),
+                   Make({kv, h}, 0.f, 0.05f), Make({kv}, 0.f, 0.1f),    Make({kv, h}, 0.f, 0.05f),
+                   Make({kv}, 0.f, 0.1f),     Make({h, q}, 0.f, 0.05f), Make({h}, 1.f, 0.1f),
+                   Make({i, h}, 0.f, 0.05f),  Make({i, h}, 0.f, 0.05f), Make({h, i}, 0.f, 0.05f)};
+    weights.layers.assign(c.num_hidden_layers, l);
+  }
+  ModelWeights weights;
+
+ private:
+  TensorView Make(std::vector<int64_t> shape, float center, float spread) {
+    TensorView t{DType::kBF16, shape, nullptr};
+    auto& data = storage_.emplace_back(std::make_unique<std::vector<uint16_t>>(t.num_elements()));
+    for (uint16_t& x : *data) {
+      state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+      x = FloatToBf16(center + spread * (static_cast<float>(state_ >> 40) / 8388608.0f - 1.f));
+    }
+    t.data = data->data();
+    return t;
+  }
+  uint64_t state_ = 1;
+  std::vector<std::unique_ptr<std::vector<uint16_t>>> storage_;
+};
+
+// One step appending `num_new` tokens to sequences [0, num_seqs) of lengths `lens`; seq s owns blocks
+// [s * kBlocksPerSeq, ...).
+BatchMetadata Step(std::vector<int>& lens, int first_seq, int num_seqs, int num_new) {
+  BatchMetadata b;
+  b.max_blocks_per_seq = kBlocksPerSeq;
+  b.query_start_loc.push_back(0);
+  for (int s = first_seq; s < first_seq + num_seqs; ++s) {
+    for (int i = 0; i < num_new; ++i) {
+      const int pos = lens[s] + i;
+      b.token_ids.push_back((s * 7919 + pos * 104729) % 151936);
+      b.positions.push_back(pos);
+      b.slot_mapping.push_back((s * kBlocksPerSeq + pos / kBlockSize) * kBlockSize + pos % kBlockSize);
+    }
+    lens[s] += num_new;
+    b.logits_indices.push_back(b.num_tokens() - 1);
+    b.query_start_loc.push_back(b.num_tokens());
+    b.seq_lens.push_back(lens[s]);
+    for (int k = 0; k < kBlocksPerSeq; ++k) b.block_tables.push_back(s * kBlocksPerSeq + k);
+  }
+  return b;
+}
+
+// Median microseconds of `fn` over `trials` host-timed runs, each ended by a device synchronisation.
+template <typename Fn>
+double TimeHost(int trials, Fn fn) {
+  std::vector<double> us;
+  for (int t = 0; t < trials; ++t) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+  }
+  return Median(us);
+}
+
+void Check(const absl::Status& status) {
+  if (status.ok()) return;
+  std::fprintf(stderr, "doze_kernel_bench: %s\n", status.ToString().c_str());
+  std::exit(1);
+}
+
+void BenchDecode(CudaModelRunner& runner, int batch, const std::string& label, std::vector<Result>& out) {
+  std::vector<int> lens(batch, 0);
+  for (int s = 0; s < batch; s += 16)
+    Check(runner.Forward(Step(lens, s, std::min(16, batch - s), kContext)).status());
+  for (int i = 0; i < 3; ++i) Check(runner.Forward(Step(lens, 0, batch, 1)).status());  // captures the graph
+  const double weight_bytes = 988065536.0;
+  const double bytes = weight_bytes + batch * (kContext + 20) * kKvBytesPerToken;
+  const double host_us = TimeHost(20, [&] { Check(runner.Forward(Step(lens, 0, batch, 1)).status()); });
+  const std::string name = "decode b=" + std::to_string(batch) + " ctx=512 " + label;
+  out.push_back({"model", name + " host logits", host_us, bytes, batch * 1e6 / host_us});
+  const double device_us = TimeHost(20, [&] {
+    Check(runner.ForwardOnDevice(Step(lens, 0, batch, 1)).status());
+    CUDA_CHECK(cudaStreamSynchronize(runner.stream()));
+  });
+  out.push_back({"model", name + " device logits", device_us, bytes, batch * 1e6 / device_us});
+}
+
+void BenchPrefill(CudaModelRunner& runner, std::vector<Result>& out) {
+  std::vector<int> lens(1, 0);
+  const double us = TimeHost(7, [&] {
+    lens[0] = 0;
+    Check(runner.Forward(Step(lens, 0, 1, kContext)).status());
+  });
+  out.push_back({"model", "prefill 512 tokens (TTFT)", us, 0, kContext * 1e6 / us});
+}
+
+std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max_rows) {
+  CudaRunnerOptions options;
+  options.gemv_max_rows = gemv_max_rows;
+  options.max_num_seqs = 64;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner =
+      CudaModelRunner::Create(QwenConfig(), model.weights, options);
+  Check(runner.status());
+  std::fprintf(stderr, "runner ready in %.0f ms\n",
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  return std::move(*runner);
+}
+
+}  // namespace
+
+void BenchDecodeSteps(std::vector<Result>& out) {
+  const HostModel model;
+  for (int gemv_rows : {1, 0}) {
+    std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, gemv_rows);
+    const std::string label = gemv_rows > 0 ? "gemv@1" : "cublasLt";
+    if (gemv_rows > 0) BenchPrefill(*runner, out);
+    for (int batch : {1, 8, 64}) {
+      if (gemv_rows == 0 && batch > 1) continue;  // batches above 1 take cuBLASLt either way
+      BenchDecode(*runner, batch, label, out);
+    }
+  }
+}
+
+}  // namespace doze::bench

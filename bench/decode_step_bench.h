@@ -1,0 +1,16 @@
+// Whole forward steps of CudaModelRunner on a random model of Qwen2.5-0.5B's shape (part of
+// doze_kernel_bench).
+#pragma once
+
+#include <vector>
+
+#include "bench/kernel_bench_util.h"
+
+namespace doze::bench {
+
+// Appends: TTFT of a 512-token prompt, and decode steps at batch 1, 8 and 64 over 512-token contexts (batch 1
+// with the hand-written GEMV and with cuBLASLt alone), each with host logits (Forward) and device logits
+// (ForwardOnDevice).
+void BenchDecodeSteps(std::vector<Result>& out);
+
+}  // namespace doze::bench

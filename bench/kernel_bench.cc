@@ -1,0 +1,215 @@
+// doze_kernel_bench: the GPU kernels at the shapes of Qwen2.5-0.5B, and whole decode steps of
+// CudaModelRunner. Prints one JSON line and a table: microseconds per call, achieved GB/s against the 3.0
+// TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
+// tokens/s for whole steps.
+//
+// usage: doze_kernel_bench [--no-model]   (--no-model skips the decode steps of the full model)
+// Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/decode_step_bench.h"
+#include "bench/kernel_bench_util.h"
+#include "kernels/gemm.h"
+#include "kernels/gemv.h"
+#include "kernels/paged_attention.h"
+#include "kernels/sampling.h"
+
+namespace doze::bench {
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr size_t kRotateBytes = 256u << 20;
+
+// `copies` device copies of `count` random bf16 values in [-scale, scale].
+std::vector<bf16*> RandomCopies(size_t count, int copies, float scale) {
+  std::mt19937 rng(count);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<bf16> host(count);
+  for (bf16& x : host) x = __float2bfloat16(dist(rng));
+  std::vector<bf16*> out(copies);
+  for (bf16*& p : out) {
+    CUDA_CHECK(cudaMalloc(&p, count * sizeof(bf16)));
+    CUDA_CHECK(cudaMemcpy(p, host.data(), count * sizeof(bf16), cudaMemcpyHostToDevice));
+  }
+  return out;
+}
+
+void FreeAll(const std::vector<bf16*>& ptrs) {
+  for (bf16* p : ptrs) CUDA_CHECK(cudaFree(p));
+}
+
+int CopiesFor(size_t bytes) { return static_cast<int>(std::clamp<size_t>(kRotateBytes / bytes + 1, 1, 64)); }
+
+struct LinearShape {
+  const char* name;
+  int n, k;
+  bool bias;
+  kernels::OutType out_type;
+};
+
+void BenchLinear(const LinearShape& s, cudaStream_t stream, kernels::GemmContext& gemm,
+                 std::vector<Result>& out) {
+  const size_t w_elems = static_cast<size_t>(s.n) * s.k;
+  const int copies = CopiesFor(w_elems * sizeof(bf16));
+  const std::vector<bf16*> weights = RandomCopies(w_elems, copies, 0.03f);
+  const std::vector<bf16*> x = RandomCopies(static_cast<size_t>(64) * s.k, 1, 1.f),
+                           bias = RandomCopies(s.n, 1, 0.1f);
+  void* y;
+  CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(64) * s.n * sizeof(float)));
+  const size_t out_size = s.out_type == kernels::OutType::kF32 ? 4 : 2;
+  for (int m : {1, 8, 64}) {
+    const double bytes = w_elems * 2.0 + m * s.k * 2.0 + static_cast<double>(m) * s.n * out_size;
+    const std::string shape = std::string(s.name) + " m=" + std::to_string(m);
+    const bf16* b = s.bias ? bias[0] : nullptr;
+    const int calls = std::max(copies, 20);
+    const double lt = TimeInGraph(
+        stream, [&](int i) { gemm.Linear(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
+        calls);
+    out.push_back({"gemm", shape + " cublasLt", lt, bytes, 0});
+    if (m > kernels::kGemvMaxRows) continue;
+    const double gemv = TimeInGraph(
+        stream,
+        [&](int i) { kernels::Gemv(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
+        calls);
+    out.push_back({"gemm", shape + " gemv", gemv, bytes, 0});
+  }
+  FreeAll(weights);
+  FreeAll(x);
+  FreeAll(bias);
+  CUDA_CHECK(cudaFree(y));
+}
+
+// Decode attention of one layer: `batch` sequences of `context` tokens, Qwen2.5-0.5B's 14/2 heads of 64.
+void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Result>& out) {
+  constexpr int kBlock = 16, kQHeads = 14, kKvHeads = 2, kDim = 64;
+  const int blocks_per_seq = (context + kBlock - 1) / kBlock, num_blocks = batch * blocks_per_seq;
+  const size_t cache_elems = static_cast<size_t>(num_blocks) * kBlock * kKvHeads * kDim;
+  const int copies = CopiesFor(2 * cache_elems * sizeof(bf16));
+  const std::vector<bf16*> k = RandomCopies(cache_elems, copies, 1.f),
+                           v = RandomCopies(cache_elems, copies, 1.f);
+  const int q_stride = (kQHeads + 2 * kKvHeads) * kDim;
+  const std::vector<bf16*> q = RandomCopies(static_cast<size_t>(batch) * q_stride, 1, 1.f);
+  const std::vector<bf16*> o = RandomCopies(static_cast<size_t>(batch) * kQHeads * kDim, 1, 1.f);
+  std::vector<int32_t> tables(num_blocks), token_seq(batch), ctx(batch, context);
+  for (int i = 0; i < num_blocks; ++i) tables[i] = (i * 7919) % num_blocks;  // scattered blocks
+  for (int s = 0; s < batch; ++s) token_seq[s] = s;
+  int32_t *d_tables, *d_seq, *d_ctx;
+  CUDA_CHECK(cudaMalloc(&d_tables, tables.size() * 4));
+  CUDA_CHECK(cudaMalloc(&d_seq, batch * 4));
+  CUDA_CHECK(cudaMalloc(&d_ctx, batch * 4));
+  CUDA_CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_seq, token_seq.data(), batch * 4, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_ctx, ctx.data(), batch * 4, cudaMemcpyHostToDevice));
+  const size_t ws_bytes = kernels::PagedAttentionWorkspaceBytes(batch, kQHeads, kKvHeads, kDim);
+  float* ws;
+  CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
+  const kernels::AttentionShape shape{batch,          kQHeads, kKvHeads, kDim,  kBlock,
+                                      blocks_per_seq, context, q_stride, 0.125f};
+  const double us = TimeInGraph(
+      stream,
+      [&](int i) {
+        kernels::PagedAttention(q[0], k[i % copies], v[i % copies], d_tables, d_seq, d_ctx, o[0], ws,
+                                ws_bytes, shape, stream);
+      },
+      std::max(copies, 20));
+  const double bytes =
+      2.0 * batch * context * kKvHeads * kDim * 2 + batch * (q_stride + kQHeads * kDim) * 2.0;
+  out.push_back(
+      {"attention", "decode b=" + std::to_string(batch) + " ctx=" + std::to_string(context), us, bytes, 0});
+  FreeAll(k);
+  FreeAll(v);
+  FreeAll(q);
+  FreeAll(o);
+  for (void* p : {static_cast<void*>(d_tables), static_cast<void*>(d_seq), static_cast<void*>(d_ctx),
+                  static_cast<void*>(ws)}) {
+    CUDA_CHECK(cudaFree(p));
+  }
+}
+
+// Argmax and top-k/top-p/min-p sampling over `rows` rows of the 151936-token vocabulary.
+void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
+  constexpr int kVocab = 151936;
+  std::mt19937 rng(rows);
+  std::normal_distribution<float> dist(0.f, 3.f);
+  std::vector<float> logits(static_cast<size_t>(rows) * kVocab);
+  for (float& x : logits) x = dist(rng);
+  const std::vector<float> temperature(rows, 0.8f), top_p(rows, 0.9f), min_p(rows, 0.05f);
+  const std::vector<int32_t> top_k(rows, 50);
+  const std::vector<uint64_t> seeds(rows, 42);
+  float *d_logits, *d_temp, *d_top_p, *d_min_p;
+  int32_t *d_top_k, *d_out;
+  uint64_t* d_seeds;
+  const auto upload = [](auto*& dst, const auto& src) {
+    CUDA_CHECK(cudaMalloc(&dst, src.size() * sizeof(src[0])));
+    CUDA_CHECK(cudaMemcpy(dst, src.data(), src.size() * sizeof(src[0]), cudaMemcpyHostToDevice));
+  };
+  upload(d_logits, logits);
+  upload(d_temp, temperature);
+  upload(d_top_p, top_p);
+  upload(d_min_p, min_p);
+  upload(d_top_k, top_k);
+  upload(d_seeds, seeds);
+  CUDA_CHECK(cudaMalloc(&d_out, rows * sizeof(int32_t)));
+  const double bytes = static_cast<double>(rows) * kVocab * 4;
+  const std::string suffix = " b=" + std::to_string(rows);
+  out.push_back({"sampling", "argmax" + suffix,
+                 TimeInGraph(
+                     stream, [&](int) { kernels::ArgmaxRows(d_logits, d_out, rows, kVocab, stream); }, 20),
+                 bytes, 0});
+  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds};
+  out.push_back(
+      {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix,
+       TimeInGraph(
+           stream, [&](int) { kernels::SampleRows(d_logits, params, d_out, rows, kVocab, stream); }, 5),
+       bytes, 0});
+  for (void* p : {static_cast<void*>(d_logits), static_cast<void*>(d_temp), static_cast<void*>(d_top_p),
+                  static_cast<void*>(d_min_p), static_cast<void*>(d_top_k), static_cast<void*>(d_seeds),
+                  static_cast<void*>(d_out)}) {
+    CUDA_CHECK(cudaFree(p));
+  }
+}
+
+int Main(int argc, char** argv) {
+  const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::vector<Result> results;
+  {
+    kernels::GemmContext gemm;
+    const LinearShape shapes[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
+                                  {"o_proj 896x896", 896, 896, false, kernels::OutType::kBf16},
+                                  {"gate_up 9728x896", 9728, 896, false, kernels::OutType::kBf16},
+                                  {"down 896x4864", 896, 4864, false, kernels::OutType::kBf16},
+                                  {"lm_head 151936x896 f32", 151936, 896, false, kernels::OutType::kF32}};
+    for (const LinearShape& s : shapes) BenchLinear(s, stream, gemm, results);
+  }
+  for (int batch : {1, 8, 64}) {
+    for (int context : {512, 2048}) BenchAttention(batch, context, stream, results);
+  }
+  for (int rows : {1, 64}) BenchSampling(rows, stream, results);
+  CUDA_CHECK(cudaStreamDestroy(stream));
+  Report(results, prop.name);  // before the model part, so a failure there keeps these
+  if (!model) return 0;
+  std::vector<Result> steps;
+  BenchDecodeSteps(steps);
+  Report(steps, prop.name);
+  return 0;
+}
+
+}  // namespace
+}  // namespace doze::bench
+
+int main(int argc, char** argv) { return doze::bench::Main(argc, argv); }
