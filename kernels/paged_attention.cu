@@ -32,25 +32,47 @@ __device__ __forceinline__ int64_t CacheOffset(const BlockWork& work, const Atte
   return ((block * s.block_size + key % s.block_size) * s.num_kv_heads + work.kv_head) * s.head_dim;
 }
 
+// Loads kLoadBatch keys' 16-byte pieces (key c0 + first + (it + b) * stride) before any is used, so their
+// memory latencies overlap; keys past the range read as zeros.
+template <int kLoadBatch>
+__device__ __forceinline__ void LoadKeys(Bf16x8 (&raw)[kLoadBatch], const __nv_bfloat16* cache,
+                                         const BlockWork& work, const AttentionShape& s, int key0, int stride,
+                                         int sub) {
+#pragma unroll
+  for (int b = 0; b < kLoadBatch; ++b) {
+    const int key = key0 + b * stride;
+    raw[b] = key < work.end ? *reinterpret_cast<const Bf16x8*>(cache + CacheOffset(work, s, key) + sub * 8)
+                            : Bf16x8{};
+  }
+}
+
+constexpr int kLoadBatch = 4;
+
 // Phase 1: scores[h][i] = q_h . k_(c0+i) * scale; kLanes lanes share a key, each holding 8 of its dimensions.
 template <int kLanes>
 __device__ void ScoreChunk(const float (&q)[kMaxGroup][8], const __nv_bfloat16* k_cache,
                            const BlockWork& work, const AttentionShape& s, int c0, SharedState& st) {
   const int lane = threadIdx.x & 31, sub = lane % kLanes;
-  constexpr int kKeysPerPass = 32 / kLanes;
-  for (int i = (threadIdx.x >> 5) * kKeysPerPass + lane / kLanes; i < kChunk; i += kWarps * kKeysPerPass) {
-    const int key = c0 + i;
-    float k[8] = {};
-    if (key < work.end) LoadBf16x8(k_cache + CacheOffset(work, s, key) + sub * 8, k);
+  constexpr int kStride = kWarps * (32 / kLanes);
+  const int first = (threadIdx.x >> 5) * (32 / kLanes) + lane / kLanes;
+  for (int i0 = first; i0 < kChunk; i0 += kLoadBatch * kStride) {
+    Bf16x8 raw[kLoadBatch];
+    LoadKeys<kLoadBatch>(raw, k_cache, work, s, c0 + i0, kStride, sub);
 #pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h) {
-      float dot = 0.f;
+    for (int b = 0; b < kLoadBatch; ++b) {
+      const int i = i0 + b * kStride;
+      float k[8];
+      Bf16x8ToFloat(raw[b], k);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) dot = fmaf(q[h][j], k[j], dot);
+      for (int h = 0; h < kMaxGroup; ++h) {
+        float dot = 0.f;
 #pragma unroll
-      for (int offset = kLanes / 2; offset > 0; offset >>= 1)
-        dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-      if (sub == 0 && h < work.group) st.scores[h][i] = key < work.end ? dot * s.scale : -INFINITY;
+        for (int j = 0; j < 8; ++j) dot = fmaf(q[h][j], k[j], dot);
+#pragma unroll
+        for (int offset = kLanes / 2; offset > 0; offset >>= 1)
+          dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        if (sub == 0 && h < work.group) st.scores[h][i] = c0 + i < work.end ? dot * s.scale : -INFINITY;
+      }
     }
   }
 }
@@ -71,6 +93,7 @@ __device__ void SoftmaxChunk(const BlockWork& work, SharedState& st) {
       sum += p;
     }
     sum = WarpSum(sum);
+    __syncwarp();  // every lane has read row_max[h] before lane 0 replaces it
     if (lane == 0) {
       const float rescale = expf(old_max - new_max);
       st.rescale[h] = rescale;
@@ -93,15 +116,22 @@ __device__ void AccumulateChunk(float (&acc)[kMaxGroup][8], const __nv_bfloat16*
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[h][j] *= r;
   }
-  for (int i = (threadIdx.x >> 5) * kKeysPerPass + lane / kLanes; i < kChunk && c0 + i < work.end;
-       i += kWarps * kKeysPerPass) {
-    float v[8];
-    LoadBf16x8(v_cache + CacheOffset(work, s, c0 + i) + sub * 8, v);
+  constexpr int kStride = kWarps * kKeysPerPass;
+  const int first = (threadIdx.x >> 5) * kKeysPerPass + lane / kLanes;
+  for (int i0 = first; i0 < kChunk && c0 + i0 < work.end; i0 += kLoadBatch * kStride) {
+    Bf16x8 raw[kLoadBatch];
+    LoadKeys<kLoadBatch>(raw, v_cache, work, s, c0 + i0, kStride, sub);
 #pragma unroll
-    for (int h = 0; h < kMaxGroup; ++h) {
-      const float p = h < work.group ? st.scores[h][i] : 0.f;
+    for (int b = 0; b < kLoadBatch; ++b) {
+      float v[8];
+      Bf16x8ToFloat(raw[b], v);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) acc[h][j] = fmaf(p, v[j], acc[h][j]);
+      for (int h = 0; h < kMaxGroup; ++h) {
+        const float p =
+            h < work.group && c0 + i0 + b * kStride < work.end ? st.scores[h][i0 + b * kStride] : 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[h][j] = fmaf(p, v[j], acc[h][j]);
+      }
     }
   }
 }

@@ -12,6 +12,15 @@ struct alignas(16) Bf16x8 {
   __nv_bfloat162 h[4];
 };
 
+__device__ __forceinline__ void Bf16x8ToFloat(const Bf16x8& v, float (&out)[8]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float2 f = __bfloat1622float2(v.h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 __device__ __forceinline__ void LoadBf16x8(const __nv_bfloat16* src, float (&out)[8]) {
   Bf16x8 v = *reinterpret_cast<const Bf16x8*>(src);
 #pragma unroll
