@@ -9,7 +9,7 @@ namespace doze {
 namespace {
 
 TEST(HalfTest, Bf16RoundTripIsExactForRepresentableValues) {
-  for (float v : {0.0f, 1.0f, -2.5f, 0.15625f, 65536.0f, -1.0e-30f}) {
+  for (float v : {0.0f, 1.0f, -2.5f, 0.15625f, 65536.0f, std::ldexp(-1.5f, -100)}) {
     EXPECT_EQ(Bf16ToFloat(FloatToBf16(v)), v) << v;
   }
 }
