@@ -154,6 +154,8 @@ absl::Status WriteRandomCheckpoint(const RandomCheckpointOptions& options) {
   std::filesystem::create_directories(options.out_dir, error);
   if (error)
     return absl::InvalidArgumentError(absl::StrCat(options.out_dir, ": cannot create: ", error.message()));
+  // A stale index from an earlier sharded checkpoint would win over the new single file at load.
+  std::filesystem::remove(options.out_dir + "/model.safetensors.index.json", error);
   // Config files last: a directory with config.json is then complete, for anyone polling for it.
   RETURN_IF_ERROR(WriteWeights(options.out_dir + "/model.safetensors", Qwen2TensorSpecs(config, DType::kBF16),
                                options.seed));

@@ -20,7 +20,9 @@ struct TensorSpec {
   DType dtype = DType::kBF16;
   std::vector<int64_t> shape;
 
+  // Product of the shape (1 for a scalar).
   int64_t num_elements() const;
+  // Bytes of the tensor's data.
   size_t nbytes() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype); }
 };
 
