@@ -21,5 +21,6 @@ int TokenizeCommand(int argc, char** argv);
 int GenerateCommand(int argc, char** argv);
 int ChatCommand(int argc, char** argv);
 int BenchCommand(int argc, char** argv);
+int LogitsCommand(int argc, char** argv);
 
 }  // namespace doze::cli
