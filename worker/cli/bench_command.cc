@@ -129,10 +129,14 @@ int BenchCommand(int argc, char** argv) {
     DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len);
     double context = prompt_len + gen_len / 2.0;
     double roofline = DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
-    report["decode"].push_back({{"batch", batch}, {"step_ms", f.step_ms}, {"tokens_per_s", f.tokens_per_s},
-                                {"prefill_tokens_per_s", f.prefill_tokens_per_s}, {"hbm_roofline_fraction", roofline}});
-    std::printf("%-8d %12.3f %12.1f %14.1f %9.1f%%\n", batch, f.step_ms, f.tokens_per_s, f.prefill_tokens_per_s,
-                100 * roofline);
+    json row = {{"batch", batch}, {"step_ms", f.step_ms}, {"tokens_per_s", f.tokens_per_s},
+                {"prefill_tokens_per_s", f.prefill_tokens_per_s}};
+    // The roofline is the H100's HBM: meaningless for the CPU backend.
+    if ((*model)->backend() == "cuda") row["hbm_roofline_fraction"] = roofline;
+    report["decode"].push_back(row);
+    std::string fraction = row.contains("hbm_roofline_fraction") ? std::to_string(100 * roofline).substr(0, 5) + "%" : "-";
+    std::printf("%-8d %12.3f %12.1f %14.1f %10s\n", batch, f.step_ms, f.tokens_per_s, f.prefill_tokens_per_s,
+                fraction.c_str());
   }
   for (int length : ParseBatches(vm["ttft-lens"].as<std::string>())) {
     double ms = 1e3 * TimeToFirstToken(engine, rng, length);
