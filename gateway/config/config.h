@@ -1,0 +1,86 @@
+// The gateway's configuration (config/doze.yaml), validated once at load into these typed structs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "yaml-cpp/yaml.h"
+
+namespace doze::gateway {
+
+// `server:`: the HTTP side.
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;                          // 0: any free port (tests).
+  std::string api_keys_file;                     // Empty: /v1 needs no key.
+  std::string admin_token_env = "DOZE_ADMIN_TOKEN";
+  int io_threads = 2;
+  int max_connections = 1024;
+  int64_t max_body_bytes = 1 << 20;
+  int64_t max_header_bytes = 16 << 10;
+  absl::Duration header_timeout = absl::Seconds(10);  // From connection or last response to a full header.
+  absl::Duration body_timeout = absl::Seconds(30);
+  absl::Duration stream_idle_timeout = absl::Seconds(60);  // Longest gap between two writes of a response.
+  absl::Duration shutdown_grace = absl::Seconds(30);       // How long SIGTERM lets streams finish.
+};
+
+// `model:`: the checkpoint every worker serves.
+struct ModelConfig {
+  std::string path;
+  std::string backend = "auto";  // auto | cuda | cpu
+};
+
+// `workers:`: how worker processes are run.
+struct WorkersConfig {
+  std::string binary;  // Empty: doze-worker next to doze-gateway.
+  std::string socket_dir = "/tmp/doze";
+  absl::Duration start_timeout = absl::Seconds(60);
+  absl::Duration queue_timeout = absl::Seconds(30);
+  int max_queue = 256;
+  absl::Duration idle_stop = absl::Minutes(5);  // Without a lifecycle policy: stop after this long idle.
+  absl::Duration stop_timeout = absl::Seconds(10);  // Drain, then SIGTERM, then SIGKILL after this.
+  absl::Duration backoff_initial = absl::Seconds(1);
+  absl::Duration backoff_max = absl::Seconds(60);
+};
+
+// `functions.NAME.worker:`: the worker process of one function.
+struct WorkerSettings {
+  std::optional<int> gpu;
+  std::optional<double> gpu_memory_fraction;
+  int max_num_seqs = 64;
+  int max_in_flight = 256;  // Requests the gateway keeps open on the worker at once.
+};
+
+// `functions.NAME:`: one business function, its prompt and its defaults.
+struct FunctionConfig {
+  std::string name;
+  std::string description;
+  std::string system_prompt;
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  std::optional<int> max_tokens;
+  std::string response_format;  // Empty, "text" or "json_object"; the default when a request has none.
+  WorkerSettings worker;
+  YAML::Node schedule;  // Left to the lifecycle policy.
+};
+
+// The keys the lifecycle policy reads; the loader accepts them and leaves them as they are.
+struct LifecycleSection {
+  YAML::Node billing;
+  YAML::Node schedule;
+  std::string state_file;
+};
+
+// The whole file.
+struct Config {
+  ServerConfig server;
+  ModelConfig model;
+  WorkersConfig workers;
+  std::map<std::string, FunctionConfig> functions;
+  LifecycleSection lifecycle;
+};
+
+}  // namespace doze::gateway

@@ -1,0 +1,91 @@
+#include "gateway/config/yaml_map.h"
+
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace doze::gateway {
+
+absl::StatusOr<YamlMap> YamlMap::Create(const YAML::Node& node, std::string path) {
+  if (node && !node.IsNull() && !node.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "config" : path, ": must be a mapping"));
+  }
+  return YamlMap(node, std::move(path));
+}
+
+std::string YamlMap::PathOf(const std::string& key) const {
+  return path_.empty() ? key : absl::StrCat(path_, ".", key);
+}
+
+absl::Status YamlMap::Error(const std::string& key, const std::string& message) const {
+  return absl::InvalidArgumentError(absl::StrCat(PathOf(key), ": ", message));
+}
+
+YAML::Node YamlMap::Raw(const std::string& key) {
+  known_.insert(key);
+  if (!node_ || !node_.IsMap()) return YAML::Node();
+  return node_[key];
+}
+
+std::vector<std::string> YamlMap::Keys() const {
+  std::vector<std::string> keys;
+  if (!node_ || !node_.IsMap()) return keys;
+  for (const auto& entry : node_) keys.push_back(entry.first.as<std::string>());
+  return keys;
+}
+
+absl::StatusOr<YAML::Node> YamlMap::Scalar(const std::string& key) {
+  YAML::Node value = Raw(key);
+  if (value && !value.IsNull() && !value.IsScalar()) return Error(key, "must be a scalar");
+  return value;
+}
+
+absl::StatusOr<std::optional<std::string>> YamlMap::String(const std::string& key) {
+  absl::StatusOr<YAML::Node> value = Scalar(key);
+  if (!value.ok()) return value.status();
+  if (!*value || value->IsNull()) return std::nullopt;
+  return value->Scalar();
+}
+
+absl::StatusOr<std::optional<int64_t>> YamlMap::Int(const std::string& key, int64_t min, int64_t max) {
+  absl::StatusOr<std::optional<std::string>> text = String(key);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return std::nullopt;
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(**text, &value)) return Error(key, absl::StrCat("must be an integer, got \"", **text, "\""));
+  if (value < min || value > max) return Error(key, absl::StrCat("must be between ", min, " and ", max));
+  return value;
+}
+
+absl::StatusOr<std::optional<double>> YamlMap::Double(const std::string& key, double min, double max) {
+  absl::StatusOr<std::optional<std::string>> text = String(key);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return std::nullopt;
+  double value = 0;
+  if (!absl::SimpleAtod(**text, &value) || !std::isfinite(value)) {
+    return Error(key, absl::StrCat("must be a number, got \"", **text, "\""));
+  }
+  if (value < min || value > max) return Error(key, absl::StrCat("must be between ", min, " and ", max));
+  return value;
+}
+
+absl::StatusOr<std::optional<absl::Duration>> YamlMap::Duration(const std::string& key) {
+  absl::StatusOr<std::optional<std::string>> text = String(key);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return std::nullopt;
+  absl::Duration value;
+  if (!absl::ParseDuration(**text, &value) || value <= absl::ZeroDuration() || value == absl::InfiniteDuration()) {
+    return Error(key, absl::StrCat("must be a positive duration such as 30s, 5m or 250ms, got \"", **text, "\""));
+  }
+  return value;
+}
+
+absl::Status YamlMap::CheckNoUnknownKeys() const {
+  for (const std::string& key : Keys()) {
+    if (!known_.contains(key)) return Error(key, "unknown key");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace doze::gateway

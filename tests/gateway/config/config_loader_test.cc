@@ -1,0 +1,129 @@
+#include "gateway/config/config_loader.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kMinimal[] = R"(
+model: { path: models/tiny }
+functions:
+  copy_polish: { system_prompt: "Polish." }
+)";
+
+TEST(ConfigLoaderTest, MinimalConfigTakesDefaults) {
+  absl::StatusOr<Config> config = ParseConfig(kMinimal);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.host, "127.0.0.1");
+  EXPECT_EQ(config->server.port, 8080);
+  EXPECT_EQ(config->workers.queue_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->workers.idle_stop, absl::Minutes(5));
+  ASSERT_EQ(config->functions.size(), 1u);
+  EXPECT_EQ(config->functions.at("copy_polish").system_prompt, "Polish.");
+  EXPECT_FALSE(config->functions.at("copy_polish").temperature.has_value());
+}
+
+TEST(ConfigLoaderTest, ShippedConfigHasTheArticlesThreeFunctions) {
+  std::string path = std::string(std::getenv("DOZE_SOURCE_DIR")) + "/config/doze.yaml";
+  absl::StatusOr<Config> config = LoadConfigFile(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  for (const char* name : {"customer_service", "copy_polish", "table_parse"}) {
+    ASSERT_TRUE(config->functions.contains(name)) << name;
+    EXPECT_FALSE(config->functions.at(name).system_prompt.empty()) << name;
+  }
+  const FunctionConfig& customer_service = config->functions.at("customer_service");
+  EXPECT_EQ(customer_service.response_format, "json_object");
+  EXPECT_EQ(customer_service.worker.max_num_seqs, 64);
+  EXPECT_DOUBLE_EQ(*config->functions.at("copy_polish").temperature, 0.3);
+}
+
+TEST(ConfigLoaderTest, FullConfigParsesEveryKey) {
+  absl::StatusOr<Config> config = ParseConfig(R"(
+server:
+  listen: 0.0.0.0:0
+  api_keys_file: keys.txt
+  admin_token_env: MY_TOKEN
+  io_threads: 3
+  max_connections: 10
+  header_timeout: 2s
+  stream_idle_timeout: 250ms
+model: { path: /m, backend: cpu }
+workers:
+  binary: /bin/w
+  socket_dir: /tmp/x
+  start_timeout: 1m
+  queue_timeout: 5s
+  max_queue: 7
+functions:
+  customer_service:
+    system_prompt: s
+    temperature: 0.7
+    max_tokens: 512
+    response_format: json_object
+    worker: { gpu: 1, gpu_memory_fraction: 0.25, max_num_seqs: 8 }
+    schedule: { business_hours: "09:00-18:00" }
+billing: { currency: CNY }
+schedule: { timezone: Asia/Shanghai }
+state_file: /var/lib/doze/state.db
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.host, "0.0.0.0");
+  EXPECT_EQ(config->server.port, 0);
+  EXPECT_EQ(config->server.stream_idle_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(config->workers.start_timeout, absl::Minutes(1));
+  EXPECT_EQ(config->workers.max_queue, 7);
+  const FunctionConfig& function = config->functions.at("customer_service");
+  EXPECT_EQ(*function.worker.gpu, 1);
+  EXPECT_DOUBLE_EQ(*function.worker.gpu_memory_fraction, 0.25);
+  EXPECT_TRUE(function.schedule.IsMap());
+  EXPECT_TRUE(config->lifecycle.billing.IsMap());
+  EXPECT_EQ(config->lifecycle.state_file, "/var/lib/doze/state.db");
+}
+
+struct BadConfig {
+  const char* yaml;
+  const char* error;
+};
+
+class BadConfigTest : public ::testing::TestWithParam<BadConfig> {};
+
+TEST_P(BadConfigTest, NamesTheKeyPath) {
+  absl::StatusOr<Config> config = ParseConfig(GetParam().yaml);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr(GetParam().error));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadConfigTest,
+    ::testing::Values(
+        BadConfig{"model: {path: m}\nfunctions: {copy_polish: {temperature: 3}}",
+                  "functions.copy_polish.temperature: must be between 0 and 2"},
+        BadConfig{"model: {path: m}\nfunctions: {copy_polish: {temperature: hot}}",
+                  "functions.copy_polish.temperature: must be a number"},
+        BadConfig{"model: {path: m}\nfunctions: {copy_polish: {tempature: 1}}", "functions.copy_polish.tempature: unknown key"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\ncolour: red", "colour: unknown key"},
+        BadConfig{"functions: {f: {}}", "model.path: is required"},
+        BadConfig{"model: {path: m, backend: tpu}\nfunctions: {f: {}}", "model.backend: must be auto, cuda or cpu"},
+        BadConfig{"model: {path: m}", "functions: at least one function"},
+        BadConfig{"model: {path: m}\nfunctions: {Bad Name: {}}", "functions.Bad Name: name must be"},
+        BadConfig{"model: {path: m}\nserver: {listen: nowhere}\nfunctions: {f: {}}", "server.listen: must be host:port"},
+        BadConfig{"model: {path: m}\nserver: {listen: 'h:99999'}\nfunctions: {f: {}}", "server.listen"},
+        BadConfig{"model: {path: m}\nworkers: {queue_timeout: soon}\nfunctions: {f: {}}",
+                  "workers.queue_timeout: must be a positive duration"},
+        BadConfig{"model: {path: m}\nworkers: {max_queue: 0}\nfunctions: {f: {}}", "workers.max_queue: must be between 1"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {worker: {max_num_seqs: x}}}", "functions.f.worker.max_num_seqs"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {worker: {gpus: 2}}}", "functions.f.worker.gpus: unknown key"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {response_format: yaml}}", "functions.f.response_format"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {system_prompt: [a]}}", "functions.f.system_prompt: must be a scalar"},
+        BadConfig{"model: {path: m}\nserver: [1]\nfunctions: {f: {}}", "server: must be a mapping"},
+        BadConfig{"model: {path: m\nfunctions:", "line "}));
+
+}  // namespace
+}  // namespace doze::gateway
