@@ -1,0 +1,50 @@
+// The HTTP/1.1 server: accepts connections on an Asio io_context, enforces the connection limit, and hands each
+// connection to a session that reads requests within the size and time limits and routes them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "boost/asio/io_context.hpp"
+#include "gateway/http/router.h"
+
+namespace doze::gateway {
+
+// The limits every connection is held to.
+struct HttpLimits {
+  int max_connections = 1024;
+  int64_t max_header_bytes = 16 << 10;  // Larger headers: 431.
+  int64_t max_body_bytes = 1 << 20;     // Larger bodies: 413, before the body is read.
+  absl::Duration header_timeout = absl::Seconds(10);
+  absl::Duration body_timeout = absl::Seconds(30);
+  absl::Duration stream_idle_timeout = absl::Seconds(60);
+};
+
+// Listens on one address; every method is thread-safe.
+class HttpServer {
+ public:
+  // `router` must outlive the server.
+  HttpServer(boost::asio::io_context& io_context, HttpLimits limits, const Router* router);
+  ~HttpServer();
+
+  // Binds and listens on host:port (port 0: any free port) and starts accepting; returns the bound port.
+  absl::StatusOr<uint16_t> Start(const std::string& host, uint16_t port);
+
+  // Stops accepting; connections waiting for a request are closed, the others once their response ends.
+  void StopAccepting();
+
+  // Returns the number of open connections.
+  int num_connections() const;
+
+  // Returns the number of connections with a response in progress.
+  int num_busy() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace doze::gateway

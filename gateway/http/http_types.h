@@ -1,0 +1,54 @@
+// The HTTP vocabulary the gateway's handlers see: a parsed request, a whole response, and the channel a
+// handler answers through. Beast stays inside the server and the session.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace doze::gateway {
+
+// A request whose header and body have been read within the server's limits.
+struct HttpRequest {
+  std::string method;         // "GET", "POST", ...
+  std::string path;           // The target without the query string.
+  std::string authorization;  // The Authorization header, empty when absent.
+  std::string body;
+};
+
+// A whole (non-streaming) response.
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// How a handler answers one request: either Send once, or StartStream, Write any number of times, EndStream.
+// Thread-safe: the calls may come from any thread, in this order.
+class ResponseChannel {
+ public:
+  virtual ~ResponseChannel() = default;
+
+  // Sends a whole response.
+  virtual void Send(HttpResponse response) = 0;
+
+  // Sends a 200 header for a chunked stream of `content_type`.
+  virtual void StartStream(const std::string& content_type) = 0;
+
+  // Sends one piece of the stream.
+  virtual void Write(std::string data) = 0;
+
+  // Ends the stream.
+  virtual void EndStream() = 0;
+
+  // Sets what runs (once, on some thread) when the client goes away before the response ends.
+  virtual void OnClientGone(std::function<void()> callback) = 0;
+};
+
+// Serves one request.
+using HttpHandler = std::function<void(HttpRequest request, std::shared_ptr<ResponseChannel> channel)>;
+
+}  // namespace doze::gateway

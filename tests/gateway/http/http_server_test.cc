@@ -1,0 +1,119 @@
+#include "gateway/http/http_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/gateway/http_test_client.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Fetch;
+using testing::SendRaw;
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_.Add("POST", "/echo", [](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+      channel->Send({.status = 200, .content_type = "text/plain", .body = request.body});
+    });
+    router_.Add("GET", "/stream", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+      channel->StartStream("text/event-stream");
+      for (int i = 0; i < 3; ++i) channel->Write("data: " + std::to_string(i) + "\n\n");
+      channel->EndStream();
+    });
+    router_.Add("POST", "/hang", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+      channel->OnClientGone([this] { client_gone_.Notify(); });
+      held_ = channel;
+    });
+    HttpLimits limits;
+    limits.max_body_bytes = 1 << 20;
+    limits.max_header_bytes = 8 << 10;
+    limits.header_timeout = absl::Milliseconds(300);
+    limits.max_connections = 8;
+    server_ = std::make_unique<HttpServer>(io_, limits, &router_);
+    absl::StatusOr<uint16_t> port = server_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    held_.reset();
+    server_->StopAccepting();
+    io_.stop();
+    for (std::thread& thread : threads_) thread.join();
+  }
+
+  boost::asio::io_context io_;
+  Router router_;
+  std::unique_ptr<HttpServer> server_;
+  uint16_t port_ = 0;
+  std::vector<std::thread> threads_;
+  absl::Notification client_gone_;
+  std::shared_ptr<ResponseChannel> held_;
+};
+
+TEST_F(HttpServerTest, EchoesABody) {
+  testing::TestResponse response = Fetch(port_, "POST", "/echo", "hello");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "hello");
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404AndWrongMethod405) {
+  EXPECT_EQ(Fetch(port_, "GET", "/nowhere").status, 404);
+  testing::TestResponse response = Fetch(port_, "GET", "/echo");
+  EXPECT_EQ(response.status, 405);
+  EXPECT_THAT(response.body, HasSubstr("\"error\""));
+}
+
+TEST_F(HttpServerTest, StreamsChunks) {
+  testing::TestResponse response = Fetch(port_, "GET", "/stream");
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.headers["content-type"], "text/event-stream");
+  EXPECT_EQ(testing::SseData(response.body), (std::vector<std::string>{"0", "1", "2"}));
+}
+
+TEST_F(HttpServerTest, BodyOverTheLimitIs413BeforeItIsRead) {
+  std::string raw = SendRaw(port_, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\nabc");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 413"));
+}
+
+TEST_F(HttpServerTest, HugeHeaderIs431) {
+  std::string raw = SendRaw(port_, "GET /stream HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 431"));
+}
+
+TEST_F(HttpServerTest, MalformedRequestIs400) {
+  EXPECT_THAT(SendRaw(port_, "GET / HTTP/9\r\n\r\n"), HasSubstr("HTTP/1.1 400"));
+}
+
+TEST_F(HttpServerTest, SlowHeaderIsCutOff) {
+  auto start = std::chrono::steady_clock::now();
+  std::string raw = SendRaw(port_, "GET /stream HTTP/1.1\r\nHost: x\r\n", /*timeout_ms=*/5000);
+  EXPECT_EQ(raw, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(HttpServerTest, ClientLeavingIsNoticedWhileWaiting) {
+  testing::StreamingRequest request(port_, "/hang", "");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  request.Close();
+  EXPECT_TRUE(client_gone_.WaitForNotificationWithTimeout(absl::Seconds(5)));
+}
+
+TEST_F(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
+  std::string one = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na";
+  std::string two = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb";
+  std::string raw = SendRaw(port_, one + two);
+  EXPECT_THAT(raw, HasSubstr("\r\n\r\na"));
+  EXPECT_THAT(raw, HasSubstr("\r\n\r\nb"));
+}
+
+}  // namespace
+}  // namespace doze::gateway
