@@ -14,6 +14,7 @@ DOZE_DEB_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-program-options-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libutf8proc-dev
   libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  tzdata
 )
 
 doze_log() { printf '[doze] %s\n' "$*" >&2; }

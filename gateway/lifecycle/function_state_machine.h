@@ -1,0 +1,67 @@
+// The states a function's worker goes through and the transitions allowed between them. Every transition keeps
+// its time and reason, which /ops/status shows and the state file keeps.
+//
+//   archived ──restore──► stopped ──start──► starting ──ready──► ready ──sleep──► sleeping ──wake──► waking
+//      ▲  └──request (restore mode)──────────────▲                 │  ▲                               │
+//      │                                         │                 │  └───────────ready───────────────┘
+//      └──────────── draining ◄──stop/archive────┘◄────────────────┘
+//   failed: from any state when the worker dies or fails to start; started again after a short delay.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace doze::lifecycle {
+
+enum class WorkerState { kArchived, kStopped, kStarting, kReady, kSleeping, kWaking, kDraining, kFailed };
+
+// Returns the lower-case name used in status pages and the state file ("ready", "draining", ...).
+const char* WorkerStateName(WorkerState state);
+
+// Parses a name written by WorkerStateName; false when it is none.
+bool ParseWorkerState(const std::string& name, WorkerState* state);
+
+// One change of state.
+struct Transition {
+  absl::Time at;
+  WorkerState from;
+  WorkerState to;
+  std::string reason;
+};
+
+class FunctionStateMachine {
+ public:
+  // How many transitions are kept for status pages.
+  static constexpr size_t kMaxHistory = 32;
+
+  // Starts in `initial` at `at`; the first transition recorded is from `initial` to itself with `reason`.
+  FunctionStateMachine(WorkerState initial, absl::Time at, std::string reason);
+
+  // Returns the current state.
+  WorkerState state() const { return state_; }
+
+  // Returns when the current state was entered.
+  absl::Time since() const { return since_; }
+
+  // Returns the last transitions, oldest first.
+  const std::deque<Transition>& history() const { return history_; }
+
+  // True when the diagram above allows `from` -> `to`.
+  static bool IsAllowed(WorkerState from, WorkerState to);
+
+  // Puts transitions read back from the state file before the current history (oldest first).
+  void PrependHistory(const std::vector<Transition>& earlier);
+
+  // Moves to `to`, recording `reason`; a transition the diagram forbids is a bug in the policy and aborts.
+  const Transition& TransitionTo(WorkerState to, absl::Time at, std::string reason);
+
+ private:
+  WorkerState state_;
+  absl::Time since_;
+  std::deque<Transition> history_;
+};
+
+}  // namespace doze::lifecycle
