@@ -21,6 +21,8 @@ int TokenizeCommand(int argc, char** argv);
 int GenerateCommand(int argc, char** argv);
 int ChatCommand(int argc, char** argv);
 int BenchCommand(int argc, char** argv);
+int TraceCommand(int argc, char** argv);
+int SimulateCommand(int argc, char** argv);
 int LogitsCommand(int argc, char** argv);
 
 }  // namespace doze::cli

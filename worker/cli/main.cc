@@ -12,6 +12,8 @@ constexpr doze::cli::Command kCommands[] = {
     {"generate", "run JSON-lines prompts through the engine", doze::cli::GenerateCommand},
     {"chat", "an interactive chat on the terminal", doze::cli::ChatCommand},
     {"bench", "measure decode, prefill and time to first token", doze::cli::BenchCommand},
+    {"trace", "synthesize a request trace (trace synth --profile office)", doze::cli::TraceCommand},
+    {"simulate", "replay a trace through the lifecycle policy and price it", doze::cli::SimulateCommand},
     {"logits", "teacher-forced logits of every prompt position, as raw fp32 files", doze::cli::LogitsCommand},
 };
 

@@ -1,0 +1,43 @@
+#include "gateway/lifecycle/cost_summary.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace doze::lifecycle {
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * values.size()));
+  const size_t index = std::clamp<size_t>(rank, 1, values.size()) - 1;
+  std::nth_element(values.begin(), values.begin() + index, values.end());
+  return values[index];
+}
+
+CostSummary Summarize(const LedgerTotals& totals, double gpu_hour_price) {
+  CostSummary s;
+  s.gpu_hours = totals.gpu_s() / 3600;
+  s.always_on_gpu_hours = totals.elapsed_s() / 3600;
+  s.busy_gpu_hours = totals.busy_s / 3600;
+  s.cost = s.gpu_hours * gpu_hour_price;
+  s.always_on_cost = s.always_on_gpu_hours * gpu_hour_price;
+  s.savings = s.always_on_gpu_hours > 0 ? 1 - s.gpu_hours / s.always_on_gpu_hours : 0;
+  s.cold_starts = totals.cold_starts;
+  s.cold_wait_p50_s = Percentile(totals.cold_waits_s, 50);
+  s.cold_wait_p95_s = Percentile(totals.cold_waits_s, 95);
+  s.utilization = s.gpu_hours > 0 ? s.busy_gpu_hours / s.gpu_hours : 0;
+  return s;
+}
+
+nlohmann::json CostSummaryToJson(const CostSummary& s) {
+  return {{"gpu_hours", s.gpu_hours},
+          {"always_on_gpu_hours", s.always_on_gpu_hours},
+          {"savings", s.savings},
+          {"cost", s.cost},
+          {"always_on_cost", s.always_on_cost},
+          {"cold_starts", s.cold_starts},
+          {"cold_wait_p50_s", s.cold_wait_p50_s},
+          {"cold_wait_p95_s", s.cold_wait_p95_s},
+          {"utilization", s.utilization}};
+}
+
+}  // namespace doze::lifecycle
