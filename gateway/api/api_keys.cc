@@ -1,0 +1,48 @@
+#include "gateway/api/api_keys.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gateway/openai/api_error.h"
+#include "worker/common/file_util.h"
+#include "worker/common/status_macros.h"
+
+namespace doze::gateway {
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  size_t length = std::max(a.size(), b.size());
+  unsigned char difference = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < length; ++i) {
+    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    difference |= x ^ y;
+  }
+  return difference == 0;
+}
+
+absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::vector<std::string> keys;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || absl::StartsWith(line, "#")) continue;
+    keys.emplace_back(line);
+  }
+  if (keys.empty()) return absl::InvalidArgumentError(path + ": holds no API key");
+  return ApiKeys(std::move(keys));
+}
+
+absl::Status ApiKeys::Check(const std::string& authorization) const {
+  if (keys_.empty()) return absl::OkStatus();
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWith(authorization, kBearer)) {
+    return WithCode(absl::UnauthenticatedError("missing API key: send \"Authorization: Bearer <key>\""), "invalid_api_key");
+  }
+  std::string presented = authorization.substr(kBearer.size());
+  bool found = false;
+  for (const std::string& key : keys_) found |= ConstantTimeEquals(presented, key);
+  if (!found) return WithCode(absl::UnauthenticatedError("incorrect API key"), "invalid_api_key");
+  return absl::OkStatus();
+}
+
+}  // namespace doze::gateway

@@ -1,0 +1,35 @@
+// Bearer-token checks: the API keys of /v1 (from server.api_keys_file) and the admin token of /ops mutations.
+// Keys are compared in constant time.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace doze::gateway {
+
+class ApiKeys {
+ public:
+  // No keys: every request is allowed.
+  ApiKeys() = default;
+  explicit ApiKeys(std::vector<std::string> keys) : keys_(std::move(keys)) {}
+
+  // Reads one key per line (blank lines and lines starting with '#' skipped).
+  static absl::StatusOr<ApiKeys> FromFile(const std::string& path);
+
+  // OK when no keys are configured or `authorization` is "Bearer <one of the keys>"; else Unauthenticated.
+  absl::Status Check(const std::string& authorization) const;
+
+  // Returns whether keys are required.
+  bool enabled() const { return !keys_.empty(); }
+
+ private:
+  std::vector<std::string> keys_;
+};
+
+// Returns whether `a` equals `b`, taking time that depends only on their lengths.
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+}  // namespace doze::gateway

@@ -1,0 +1,59 @@
+#include "gateway/api/completions_handler.h"
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gateway/api/completion_responder.h"
+#include "gateway/openai/api_error.h"
+#include "gateway/openai/completion_request.h"
+#include "worker/common/status_macros.h"
+
+namespace doze::gateway {
+namespace {
+
+// A request id unique within this gateway's life: the start time and a counter.
+std::string NextRequestId(bool chat, absl::Time now) {
+  static std::atomic<uint64_t> counter{0};
+  static const int64_t epoch = absl::ToUnixMicros(now);
+  return absl::StrFormat("%s-%x%06x", chat ? "chatcmpl" : "cmpl", epoch, counter.fetch_add(1));
+}
+
+}  // namespace
+
+void CompletionsHandler::Handle(const HttpRequest& request, std::shared_ptr<ResponseChannel> channel,
+                                bool chat) const {
+  absl::Status status = Submit(request, channel, chat);
+  if (!status.ok()) channel->Send(ErrorResponse(status));
+}
+
+absl::Status CompletionsHandler::Submit(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel,
+                                        bool chat) const {
+  RETURN_IF_ERROR(keys_->Check(request.authorization));
+  ASSIGN_OR_RETURN(CompletionRequest parsed, ParseCompletionRequest(request.body, chat));
+  std::shared_ptr<FunctionRuntime> function = functions_->Find(parsed.model);
+  if (function == nullptr) {
+    return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", parsed.model,
+                                                               "` does not exist: it names no function")),
+                              "model"),
+                    "model_not_found");
+  }
+  absl::Status counted = [&]() -> absl::Status {
+    absl::Time now = clock_->Now();
+    std::string id = NextRequestId(chat, now);
+    ASSIGN_OR_RETURN(BuiltPrompt built, prompts_->Build(parsed, *function->config(), id));
+    CompletionIdentity identity{chat, id, parsed.model, absl::ToUnixSeconds(now)};
+    auto sink = std::make_shared<CompletionResponder>(channel, CompletionFormatter(identity, tokenizer_),
+                                                      parsed.stream, parsed.include_usage);
+    auto pending = std::make_shared<PendingRequest>(parsed.model, std::move(built.request), sink, now);
+    RETURN_IF_ERROR(function->dispatcher().Submit(pending));
+    channel->OnClientGone([pending] { pending->Cancel(); });
+    return absl::OkStatus();
+  }();
+  if (!counted.ok() && counted.code() != absl::StatusCode::kResourceExhausted) {
+    function->metrics().CountRequest(HttpStatusOf(counted));
+  }
+  return counted;
+}
+
+}  // namespace doze::gateway

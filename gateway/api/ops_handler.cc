@@ -1,0 +1,84 @@
+#include "gateway/api/ops_handler.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gateway/openai/api_error.h"
+#include "gateway/ops/status_report.h"
+#include "nlohmann/json.hpp"
+
+namespace doze::gateway {
+
+void OpsHandler::Register(Router* router) const {
+  router->Add("GET", "/healthz", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+    channel->Send({.status = 200, .body = R"({"status":"ok"})"});
+  });
+  router->Add("GET", "/ops/status", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+    channel->Send({.status = 200, .body = RenderStatusJson(*functions_)});
+  });
+  router->Add("GET", "/metrics", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+    channel->Send({.status = 200, .content_type = "text/plain; version=0.0.4", .body = RenderMetrics(*functions_)});
+  });
+  router->Add("GET", "/v1/models", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+    Models(request, channel);
+  });
+  router->AddPrefix("POST", "/ops/functions/", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+    FunctionVerb(request, channel);
+  });
+}
+
+void OpsHandler::Models(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
+  absl::Status allowed = keys_->Check(request.authorization);
+  if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& function : functions_->All()) {
+    data.push_back({{"id", function->name()},
+                    {"object", "model"},
+                    {"created", 0},
+                    {"owned_by", "doze"},
+                    {"description", function->config()->description}});
+  }
+  channel->Send({.status = 200, .body = nlohmann::json{{"object", "list"}, {"data", data}}.dump()});
+}
+
+absl::Status OpsHandler::CheckAdmin(const std::string& authorization) const {
+  if (admin_token_.empty()) {
+    return absl::PermissionDeniedError("operator actions are disabled: no admin token is configured");
+  }
+  if (!ConstantTimeEquals(authorization, "Bearer " + admin_token_)) {
+    return absl::UnauthenticatedError("operator actions need \"Authorization: Bearer <admin token>\"");
+  }
+  return absl::OkStatus();
+}
+
+void OpsHandler::FunctionVerb(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
+  absl::Status allowed = CheckAdmin(request.authorization);
+  if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
+  std::vector<std::string> parts = absl::StrSplit(request.path.substr(sizeof("/ops/functions/") - 1), '/');
+  if (parts.size() != 2) return channel->Send(ErrorResponse(absl::NotFoundError("use /ops/functions/{name}/{verb}")));
+  std::shared_ptr<FunctionRuntime> function = functions_->Find(parts[0]);
+  if (function == nullptr) {
+    return channel->Send(ErrorResponse(absl::NotFoundError(absl::StrCat("no function named ", parts[0]))));
+  }
+  const std::string& verb = parts[1];
+  const std::string reason = absl::StrCat("operator: ", verb);
+  if (verb == "start") {
+    function->supervisor().Start(reason);
+  } else if (verb == "stop") {
+    function->supervisor().Stop(reason);
+  } else if (verb == "sleep") {
+    function->supervisor().Sleep(reason);
+  } else if (verb == "wake") {
+    function->supervisor().Wake(reason);
+  } else {
+    return channel->Send(
+        ErrorResponse(absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep or wake"))));
+  }
+  nlohmann::json body = {{"function", function->name()},
+                         {"action", verb},
+                         {"state", WorkerStateName(function->supervisor().state())}};
+  channel->Send({.status = 202, .body = body.dump()});
+}
+
+}  // namespace doze::gateway

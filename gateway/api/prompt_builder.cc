@@ -1,0 +1,89 @@
+#include "gateway/api/prompt_builder.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/openai/api_error.h"
+#include "worker/common/status_macros.h"
+#include "worker/tokenizer/chat_template.h"
+
+namespace doze::gateway {
+namespace {
+
+// The completion budget when neither the request nor the function sets max_tokens.
+constexpr int kDefaultMaxTokens = 1024;
+
+void SetSampling(const CompletionRequest& request, const FunctionConfig& function, int max_tokens,
+                 v1::SamplingParameters* sampling) {
+  std::optional<double> temperature = request.temperature.has_value() ? request.temperature : function.temperature;
+  if (temperature.has_value()) sampling->set_temperature(static_cast<float>(*temperature));
+  std::optional<double> top_p = request.top_p.has_value() ? request.top_p : function.top_p;
+  if (top_p.has_value()) sampling->set_top_p(static_cast<float>(*top_p));
+  if (request.seed.has_value()) sampling->set_seed(*request.seed);
+  if (request.presence_penalty.has_value()) sampling->set_presence_penalty(static_cast<float>(*request.presence_penalty));
+  if (request.frequency_penalty.has_value()) {
+    sampling->set_frequency_penalty(static_cast<float>(*request.frequency_penalty));
+  }
+  for (const auto& [token, bias] : request.logit_bias) (*sampling->mutable_logit_bias())[token] = bias;
+  sampling->set_logprobs(request.logprobs);
+  sampling->set_top_logprobs(request.top_logprobs);
+  for (const std::string& stop : request.stop) sampling->add_stop(stop);
+  sampling->set_max_tokens(max_tokens);
+}
+
+void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& function,
+                       v1::ResponseFormat* format) {
+  ResponseFormatSpec spec = request.response_format.value_or(ResponseFormatSpec{function.response_format, ""});
+  if (spec.type == "json_object") format->set_type(v1::ResponseFormat::TYPE_JSON_OBJECT);
+  if (spec.type == "json_schema") {
+    format->set_type(v1::ResponseFormat::TYPE_JSON_SCHEMA);
+    format->set_json_schema(spec.json_schema);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRequest& request,
+                                                              const FunctionConfig& function) const {
+  std::string text = request.prompt;
+  if (request.chat) {
+    std::vector<ChatMessage> messages = request.messages;
+    bool has_system = !messages.empty() && messages.front().role == "system";
+    if (!has_system && !function.system_prompt.empty()) {
+      messages.insert(messages.begin(), ChatMessage{"system", function.system_prompt});
+    }
+    absl::StatusOr<std::string> rendered = RenderChatPrompt(messages);
+    if (!rendered.ok()) return InvalidParam("messages", std::string(rendered.status().message()));
+    text = *std::move(rendered);
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text);
+  if (!ids.ok()) return InvalidParam(request.chat ? "messages" : "prompt", std::string(ids.status().message()));
+  if (ids->empty()) return InvalidParam("prompt", "prompt: must not be empty");
+  return ids;
+}
+
+absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& request, const FunctionConfig& function,
+                                                 const std::string& request_id) const {
+  ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(request, function));
+  BuiltPrompt built;
+  built.prompt_tokens = static_cast<int>(ids.size());
+  std::optional<int> asked = request.max_tokens.has_value() ? request.max_tokens : function.max_tokens;
+  int room = context_length_ - built.prompt_tokens;
+  built.max_tokens = asked.value_or(std::min(kDefaultMaxTokens, std::max(room, 1)));
+  if (built.prompt_tokens + built.max_tokens > context_length_) {
+    return WithCode(InvalidParam("messages", absl::StrCat("This model's maximum context length is ", context_length_,
+                                                          " tokens. However, you requested ",
+                                                          built.prompt_tokens + built.max_tokens, " tokens (",
+                                                          built.prompt_tokens, " in the messages, ", built.max_tokens,
+                                                          " in the completion). Please reduce the length of the "
+                                                          "messages or completion.")),
+                    "context_length_exceeded");
+  }
+  built.request.set_request_id(request_id);
+  built.request.mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
+  SetSampling(request, function, built.max_tokens, built.request.mutable_sampling());
+  SetResponseFormat(request, function, built.request.mutable_response_format());
+  return built;
+}
+
+}  // namespace doze::gateway

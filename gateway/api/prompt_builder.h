@@ -1,0 +1,45 @@
+// Turns a parsed OpenAI request and its function's definition into the worker's GenerateRequest: the
+// function's system prompt and defaults where the request is silent, the prompt rendered with the chat template
+// and tokenized here (so the context check happens before anything is queued or started).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "gateway/config/config.h"
+#include "gateway/openai/completion_request.h"
+#include "proto/worker.pb.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace doze::gateway {
+
+// A request ready for the worker.
+struct BuiltPrompt {
+  v1::GenerateRequest request;
+  int prompt_tokens = 0;
+  int max_tokens = 0;
+};
+
+// Tokenizes and checks requests against the model's context length.
+class PromptBuilder {
+ public:
+  // `tokenizer` must outlive the builder; `context_length` is config.json's max_position_embeddings.
+  PromptBuilder(const Tokenizer* tokenizer, int context_length)
+      : tokenizer_(tokenizer), context_length_(context_length) {}
+
+  // Builds the worker request; 400 context_length_exceeded when prompt plus max_tokens exceed the context.
+  absl::StatusOr<BuiltPrompt> Build(const CompletionRequest& request, const FunctionConfig& function,
+                                    const std::string& request_id) const;
+
+  // Returns the model's context length.
+  int context_length() const { return context_length_; }
+
+ private:
+  absl::StatusOr<std::vector<int32_t>> PromptIds(const CompletionRequest& request,
+                                                 const FunctionConfig& function) const;
+
+  const Tokenizer* tokenizer_;
+  int context_length_;
+};
+
+}  // namespace doze::gateway

@@ -1,0 +1,249 @@
+#include "gateway/dispatch/dispatcher.h"
+
+#include "absl/strings/str_cat.h"
+#include "gateway/openai/api_error.h"
+
+namespace doze::gateway {
+namespace {
+
+namespace net = boost::asio;
+
+// Errors after which a request that saw no output may be tried again on a (restarted) worker.
+bool IsRetryable(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kFailedPrecondition:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// Bridges one worker call to the request's sink and back to the dispatcher.
+class Dispatcher::CallObserver : public GenerateObserver {
+ public:
+  CallObserver(std::shared_ptr<Dispatcher> dispatcher, std::shared_ptr<PendingRequest> request)
+      : dispatcher_(std::move(dispatcher)), request_(std::move(request)) {}
+
+  void OnResponse(const v1::GenerateResponse& response) override {
+    if (!first_seen_) {
+      first_seen_ = true;
+      absl::Time now = dispatcher_->clock_->Now();
+      dispatcher_->metrics_->time_to_first_token().Observe(absl::ToDoubleSeconds(now - request_->arrival()));
+    }
+    if (!response.text_delta().empty() || response.token_ids_size() > 0) request_->MarkStarted();
+    if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      finished_ = true;
+      dispatcher_->metrics_->CountRequest(200);
+      dispatcher_->metrics_->AddTokens(response.usage().prompt_tokens(), response.usage().completion_tokens());
+      double gateway_s = absl::ToDoubleSeconds(dispatcher_->clock_->Now() - request_->arrival()) -
+                         response.timings().total_ms() / 1000.0;
+      dispatcher_->metrics_->gateway_overhead().Observe(std::max(0.0, gateway_s));
+    }
+    request_->sink()->OnResponse(response);
+  }
+
+  void OnDone(const absl::Status& status) override { dispatcher_->OnCallDone(request_, status, finished_); }
+
+ private:
+  std::shared_ptr<Dispatcher> dispatcher_;
+  std::shared_ptr<PendingRequest> request_;
+  bool first_seen_ = false;
+  bool finished_ = false;
+};
+
+Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
+                       FunctionMetrics* metrics, Clock* clock, net::any_io_executor executor)
+    : function_(options.function),
+      supervisor_(std::move(supervisor)),
+      metrics_(metrics),
+      clock_(clock),
+      executor_(std::move(executor)),
+      queue_(options.max_queue),
+      max_in_flight_(options.max_in_flight),
+      queue_timeout_(options.queue_timeout),
+      retry_delay_(options.retry_delay) {
+  last_activity_ = clock_->Now();
+}
+
+void Dispatcher::Init() {
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  supervisor_->AddObserver([weak](const WorkerTransition& transition) {
+    if (std::shared_ptr<Dispatcher> self = weak.lock()) self->OnTransition(transition);
+  });
+}
+
+absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
+  {
+    absl::MutexLock lock(&mu_);
+    last_activity_ = clock_->Now();
+  }
+  absl::Status pushed = queue_.Push(request);
+  if (!pushed.ok()) {
+    metrics_->CountRequest(503);
+    return WithRetryAfter(std::move(pushed), absl::Seconds(1));
+  }
+  Enqueue(request, /*front=*/false);
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  request->SetCancelHook([weak, raw = request.get()] {
+    std::shared_ptr<Dispatcher> self = weak.lock();
+    if (self && self->queue_.Remove(raw)) {
+      self->DisarmTimer(raw);
+      self->metrics_->CountRequest(499);
+    }
+  });
+  Pump();
+  return absl::OkStatus();
+}
+
+void Dispatcher::Enqueue(std::shared_ptr<PendingRequest> request, bool front) {
+  if (front) queue_.PushFront(request);
+  absl::MutexLock lock(&mu_);
+  auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(queue_timeout_));
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  timer->async_wait([weak, request](boost::system::error_code error) {
+    std::shared_ptr<Dispatcher> self = weak.lock();
+    if (!error && self) self->OnQueueTimeout(request);
+  });
+  timers_[request.get()] = std::move(timer);
+}
+
+void Dispatcher::DisarmTimer(const PendingRequest* request) {
+  absl::MutexLock lock(&mu_);
+  auto it = timers_.find(request);
+  if (it == timers_.end()) return;
+  it->second->cancel();
+  timers_.erase(it);
+}
+
+void Dispatcher::OnQueueTimeout(const std::shared_ptr<PendingRequest>& request) {
+  {
+    absl::MutexLock lock(&mu_);
+    timers_.erase(request.get());
+  }
+  if (!queue_.Remove(request.get())) return;
+  WorkerSnapshot worker = supervisor_->snapshot();
+  std::string reason = absl::StrCat("no worker for ", function_, " became ready in time (worker ",
+                                    WorkerStateName(worker.state), ")");
+  if (!worker.last_error.empty()) absl::StrAppend(&reason, "; last error: ", worker.last_error);
+  Reject(request, WithRetryAfter(absl::UnavailableError(reason), absl::Seconds(5)));
+}
+
+void Dispatcher::Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status) {
+  metrics_->CountRequest(HttpStatusOf(status));
+  request->sink()->OnError(status);
+}
+
+void Dispatcher::OnTransition(const WorkerTransition& transition) {
+  if (transition.to == WorkerState::kReady) return Pump();
+  if (transition.to == WorkerState::kFailed && transition.from == WorkerState::kStarting) {
+    WorkerSnapshot worker = supervisor_->snapshot();
+    absl::Status status = WithRetryAfter(absl::UnavailableError(transition.reason),
+                                         std::max(absl::Seconds(1), worker.next_start_allowed - clock_->Now()));
+    for (const std::shared_ptr<PendingRequest>& request : queue_.TakeAll()) {
+      DisarmTimer(request.get());
+      Reject(request, status);
+    }
+    return;
+  }
+  if ((transition.to == WorkerState::kFailed || transition.to == WorkerState::kStopped) && queue_.size() > 0) {
+    supervisor_->EnsureReady("requests are waiting");
+  }
+}
+
+void Dispatcher::Pump() {
+  std::shared_ptr<WorkerClient> client = supervisor_->ready_client();
+  if (!client) {
+    if (queue_.size() > 0) supervisor_->EnsureReady("a request is waiting");
+    return;
+  }
+  std::vector<std::shared_ptr<PendingRequest>> batch;
+  {
+    absl::MutexLock lock(&mu_);
+    while (in_flight_ < max_in_flight_) {
+      std::shared_ptr<PendingRequest> request = queue_.Pop();
+      if (!request) break;
+      auto timer = timers_.find(request.get());
+      if (timer != timers_.end()) {
+        timer->second->cancel();
+        timers_.erase(timer);
+      }
+      if (request->cancelled()) continue;
+      ++in_flight_;
+      batch.push_back(std::move(request));
+    }
+  }
+  for (std::shared_ptr<PendingRequest>& request : batch) StartCall(std::move(request), client);
+}
+
+void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request, const std::shared_ptr<WorkerClient>& client) {
+  if (request->attempts() == 0) {
+    request->set_dispatched(clock_->Now());
+    metrics_->queue_wait().Observe(absl::ToDoubleSeconds(request->dispatched() - request->arrival()));
+  }
+  request->AddAttempt();
+  auto observer = std::make_shared<CallObserver>(shared_from_this(), request);
+  std::shared_ptr<GenerateCall> call = client->Generate(request->request(), observer);
+  request->SetCancelHook([call] { call->Cancel(); });
+}
+
+void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished) {
+  absl::Duration retry_delay;
+  {
+    absl::MutexLock lock(&mu_);
+    --in_flight_;
+    last_activity_ = clock_->Now();
+    retry_delay = retry_delay_;
+  }
+  if (finished) {
+    // Counted when the last response passed through, before the client could see it.
+  } else if (request->cancelled()) {
+    metrics_->CountRequest(499);
+  } else if (!request->started() && request->attempts() < 2 && IsRetryable(status)) {
+    Enqueue(request, /*front=*/true);
+    auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(retry_delay));
+    timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
+    return;
+  } else if (status.code() == absl::StatusCode::kInvalidArgument) {
+    Reject(request, status);
+  } else {
+    std::string why = status.ok() ? "the worker ended the stream without finishing" : std::string(status.message());
+    Reject(request, absl::UnavailableError(absl::StrCat("worker for ", function_, " failed: ", why)));
+  }
+  Pump();
+}
+
+int Dispatcher::in_flight() const {
+  absl::MutexLock lock(&mu_);
+  return in_flight_;
+}
+
+absl::Time Dispatcher::last_activity() const {
+  absl::MutexLock lock(&mu_);
+  return last_activity_;
+}
+
+void Dispatcher::UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout) {
+  queue_.set_max_size(max_queue);
+  {
+    absl::MutexLock lock(&mu_);
+    max_in_flight_ = max_in_flight;
+    queue_timeout_ = queue_timeout;
+  }
+  Pump();
+}
+
+void Dispatcher::FailQueued(const absl::Status& status) {
+  for (const std::shared_ptr<PendingRequest>& request : queue_.TakeAll()) {
+    DisarmTimer(request.get());
+    Reject(request, status);
+  }
+}
+
+}  // namespace doze::gateway

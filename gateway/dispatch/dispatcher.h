@@ -1,0 +1,89 @@
+// Moves one function's requests from its queue to its worker: it asks the supervisor for a worker when requests
+// wait, dispatches up to max_in_flight calls once the worker is ready, retries once a request that got no output
+// from a worker that died, and answers 503 when the queue is full, the wait passes queue_timeout, or the worker
+// fails to start. Nothing blocks: requests wait on the queue, calls complete on gRPC's threads.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "gateway/common/clock.h"
+#include "gateway/dispatch/function_queue.h"
+#include "gateway/dispatch/pending_request.h"
+#include "gateway/ops/function_metrics.h"
+#include "gateway/workers/worker_supervisor.h"
+
+namespace doze::gateway {
+
+// The limits of one function's dispatch.
+struct DispatcherOptions {
+  std::string function;
+  int max_queue = 256;
+  int max_in_flight = 256;
+  absl::Duration queue_timeout = absl::Seconds(30);
+  absl::Duration retry_delay = absl::Milliseconds(100);  // Lets the supervisor notice a dead worker first.
+};
+
+class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
+ public:
+  Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor, FunctionMetrics* metrics,
+             Clock* clock, boost::asio::any_io_executor executor);
+
+  // Subscribes to the supervisor's transitions; call once after construction.
+  void Init();
+
+  // Queues `request` and asks for a worker; ResourceExhausted (503) at once when the queue is full.
+  absl::Status Submit(std::shared_ptr<PendingRequest> request);
+
+  // Returns the number of requests waiting.
+  int queue_depth() const { return queue_.size(); }
+
+  // Returns the number of requests running on the worker.
+  int in_flight() const;
+
+  // Returns when a request last arrived or ended.
+  absl::Time last_activity() const;
+
+  // Applies new limits (configuration reload).
+  void UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout);
+
+  // Answers every queued request with `status` (shutdown).
+  void FailQueued(const absl::Status& status);
+
+ private:
+  class CallObserver;
+
+  void Enqueue(std::shared_ptr<PendingRequest> request, bool front);
+  void OnQueueTimeout(const std::shared_ptr<PendingRequest>& request);
+  void DisarmTimer(const PendingRequest* request);
+  void OnTransition(const WorkerTransition& transition);
+  void Pump();
+  void StartCall(std::shared_ptr<PendingRequest> request, const std::shared_ptr<WorkerClient>& client);
+  void OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished);
+  void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);
+
+  const std::string function_;
+  std::shared_ptr<WorkerSupervisor> supervisor_;
+  FunctionMetrics* metrics_;
+  Clock* clock_;
+  boost::asio::any_io_executor executor_;
+  FunctionQueue queue_;
+
+  mutable absl::Mutex mu_;
+  int max_in_flight_ ABSL_GUARDED_BY(mu_);
+  absl::Duration queue_timeout_ ABSL_GUARDED_BY(mu_);
+  absl::Duration retry_delay_ ABSL_GUARDED_BY(mu_);
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<const PendingRequest*, std::shared_ptr<boost::asio::steady_timer>> timers_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace doze::gateway

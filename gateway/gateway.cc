@@ -1,0 +1,253 @@
+#include "gateway/gateway.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gateway/config/config_loader.h"
+#include "gateway/openai/api_error.h"
+#include "gateway/workers/grpc_worker_client.h"
+#include "nlohmann/json.hpp"
+#include "worker/common/file_util.h"
+#include "worker/common/logging.h"
+#include "worker/common/status_macros.h"
+
+namespace doze::gateway {
+namespace {
+
+namespace net = boost::asio;
+
+constexpr absl::Duration kIdleTick = absl::Seconds(1);
+
+// config.json's max_position_embeddings: the longest prompt plus completion.
+absl::StatusOr<int> ReadContextLength(const std::string& model_dir) {
+  std::string path = model_dir + "/config.json";
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object() || !config.contains("max_position_embeddings") ||
+      !config["max_position_embeddings"].is_number_integer()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no integer max_position_embeddings"));
+  }
+  return config["max_position_embeddings"].get<int>();
+}
+
+// doze-worker next to this executable.
+std::string DefaultWorkerBinary() {
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return (self.parent_path() / "doze-worker").string();
+}
+
+HttpLimits LimitsOf(const ServerConfig& server) {
+  HttpLimits limits;
+  limits.max_connections = server.max_connections;
+  limits.max_header_bytes = server.max_header_bytes;
+  limits.max_body_bytes = server.max_body_bytes;
+  limits.header_timeout = server.header_timeout;
+  limits.body_timeout = server.body_timeout;
+  limits.stream_idle_timeout = server.stream_idle_timeout;
+  return limits;
+}
+
+std::string AdminToken(const ServerConfig& server) {
+  const char* token = server.admin_token_env.empty() ? nullptr : std::getenv(server.admin_token_env.c_str());
+  return token == nullptr ? "" : token;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::string config_path) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromFile(config.model.path + "/tokenizer.json"));
+  ASSIGN_OR_RETURN(int context_length, ReadContextLength(config.model.path));
+  ApiKeys keys;
+  if (!config.server.api_keys_file.empty()) {
+    ASSIGN_OR_RETURN(keys, ApiKeys::FromFile(config.server.api_keys_file));
+  }
+  for (const auto& [name, function] : config.functions) {
+    // sockaddr_un holds 107 bytes of path.
+    if (config.workers.socket_dir.size() + name.size() + 7 > 107) {
+      return absl::InvalidArgumentError(absl::StrCat("workers.socket_dir: the socket of ", name,
+                                                     " would be longer than a unix socket path may be (107 bytes)"));
+    }
+  }
+  std::error_code error;
+  std::filesystem::create_directories(config.workers.socket_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("workers.socket_dir: cannot create ", config.workers.socket_dir, ": ", error.message()));
+  }
+  return std::unique_ptr<Gateway>(new Gateway(std::move(config), std::move(config_path), std::move(tokenizer),
+                                              context_length, std::move(keys)));
+}
+
+Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, int context_length,
+                 ApiKeys keys)
+    : config_(std::move(config)),
+      config_path_(std::move(config_path)),
+      tokenizer_(std::move(tokenizer)),
+      keys_(std::move(keys)),
+      prompts_(tokenizer_.get(), context_length),
+      signals_(io_context_, SIGTERM, SIGINT, SIGHUP),
+      idle_timer_(io_context_),
+      shutdown_timer_(io_context_),
+      spawner_(io_context_.get_executor()),
+      clients_(std::make_unique<GrpcWorkerClientFactory>()),
+      idle_stopper_(&functions_, RealClock::Get(), config_.workers.idle_stop) {
+  for (const auto& [name, function] : config_.functions) functions_.Put(MakeFunction(function));
+  completions_ = std::make_unique<CompletionsHandler>(&functions_, &keys_, &prompts_, tokenizer_.get(), RealClock::Get());
+  ops_ = std::make_unique<OpsHandler>(&functions_, &keys_, AdminToken(config_.server));
+  router_.Add("POST", "/v1/chat/completions", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+    completions_->Handle(request, std::move(channel), /*chat=*/true);
+  });
+  router_.Add("POST", "/v1/completions", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+    completions_->Handle(request, std::move(channel), /*chat=*/false);
+  });
+  ops_->Register(&router_);
+  server_ = std::make_unique<HttpServer>(io_context_, LimitsOf(config_.server), &router_);
+}
+
+Gateway::~Gateway() {
+  io_context_.stop();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function) const {
+  SupervisorOptions options;
+  options.function = function.name;
+  std::string socket = absl::StrCat(config_.workers.socket_dir, "/", function.name, ".sock");
+  options.address = "unix:" + socket;
+  options.spawn.binary = config_.workers.binary.empty() ? DefaultWorkerBinary() : config_.workers.binary;
+  options.spawn.args = {"--model", config_.model.path, "--function", function.name, "--listen", options.address,
+                        "--backend", config_.model.backend, "--max-num-seqs", absl::StrCat(function.worker.max_num_seqs)};
+  if (function.worker.gpu_memory_fraction.has_value()) {
+    options.spawn.args.push_back("--gpu-memory-fraction");
+    options.spawn.args.push_back(absl::StrCat(*function.worker.gpu_memory_fraction));
+  }
+  if (function.worker.gpu.has_value()) {
+    options.spawn.extra_env.emplace_back("CUDA_VISIBLE_DEVICES", absl::StrCat(*function.worker.gpu));
+  }
+  options.spawn.log_prefix = absl::StrCat("[", function.name, "] ");
+  options.start_timeout = config_.workers.start_timeout;
+  options.stop_timeout = config_.workers.stop_timeout;
+  options.backoff_initial = config_.workers.backoff_initial;
+  options.backoff_max = config_.workers.backoff_max;
+  return options;
+}
+
+std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& function) {
+  auto supervisor = std::make_shared<WorkerSupervisor>(SupervisorOptionsFor(function), &spawner_, clients_.get(),
+                                                       RealClock::Get(), io_context_.get_executor());
+  auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(function), supervisor,
+                                                   std::make_unique<FunctionMetrics>());
+  DispatcherOptions options{function.name, config_.workers.max_queue, function.worker.max_in_flight,
+                            config_.workers.queue_timeout};
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &runtime->metrics(), RealClock::Get(),
+                                                 io_context_.get_executor());
+  dispatcher->Init();
+  runtime->set_dispatcher(dispatcher);
+  FunctionMetrics* metrics = &runtime->metrics();
+  WorkerSupervisor* raw = supervisor.get();
+  supervisor->AddObserver([metrics, raw](const WorkerTransition& transition) {
+    if (transition.from == WorkerState::kStarting && transition.to == WorkerState::kReady) {
+      metrics->cold_start().Observe(raw->snapshot().last_cold_start_ms / 1000.0);
+    }
+  });
+  return runtime;
+}
+
+absl::StatusOr<uint16_t> Gateway::Start() {
+  ASSIGN_OR_RETURN(uint16_t port, server_->Start(config_.server.host, config_.server.port));
+  WatchSignals();
+  ScheduleIdleTick();
+  for (int i = 0; i < config_.server.io_threads; ++i) threads_.emplace_back([this] { io_context_.run(); });
+  return port;
+}
+
+void Gateway::WatchSignals() {
+  signals_.async_wait([this](boost::system::error_code error, int signal) {
+    if (error) return;
+    if (signal == SIGHUP) {
+      absl::Status reloaded = Reload();
+      if (!reloaded.ok()) DOZE_LOG(ERROR) << "reload failed, keeping the old functions: " << reloaded;
+      return WatchSignals();
+    }
+    BeginShutdown();
+  });
+}
+
+void Gateway::ScheduleIdleTick() {
+  idle_timer_.expires_after(absl::ToChronoNanoseconds(kIdleTick));
+  idle_timer_.async_wait([this](boost::system::error_code error) {
+    if (error || shutting_down_) return;
+    idle_stopper_.Tick();
+    ScheduleIdleTick();
+  });
+}
+
+void Gateway::BeginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  DOZE_LOG(INFO) << "shutting down: no new connections; letting responses finish";
+  server_->StopAccepting();
+  idle_timer_.cancel();
+  for (const auto& function : functions_.All()) {
+    function->dispatcher().FailQueued(
+        WithRetryAfter(absl::UnavailableError("the gateway is shutting down"), absl::Seconds(5)));
+  }
+  AwaitQuiet(absl::Now() + config_.server.shutdown_grace, /*workers_phase=*/false);
+}
+
+void Gateway::AwaitQuiet(absl::Time deadline, bool workers_phase) {
+  bool quiet = true;
+  if (!workers_phase) {
+    quiet = server_->num_busy() == 0;
+  } else {
+    for (const auto& function : functions_.All()) {
+      WorkerState state = function->supervisor().state();
+      quiet &= state == WorkerState::kStopped || state == WorkerState::kFailed;
+    }
+  }
+  if (quiet || absl::Now() >= deadline) {
+    if (workers_phase) return io_context_.stop();
+    for (const auto& function : functions_.All()) function->supervisor().Stop("gateway shutting down");
+    return AwaitQuiet(absl::Now() + config_.workers.stop_timeout + absl::Seconds(1), /*workers_phase=*/true);
+  }
+  shutdown_timer_.expires_after(std::chrono::milliseconds(20));
+  shutdown_timer_.async_wait([this, deadline, workers_phase](boost::system::error_code error) {
+    if (!error) AwaitQuiet(deadline, workers_phase);
+  });
+}
+
+void Gateway::Wait() {
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+  DOZE_LOG(INFO) << "gateway stopped";
+}
+
+absl::Status Gateway::Reload() {
+  if (config_path_.empty()) return absl::FailedPreconditionError("no configuration file to reload");
+  ASSIGN_OR_RETURN(Config fresh, LoadConfigFile(config_path_));
+  for (const auto& [name, function] : fresh.functions) {
+    std::shared_ptr<FunctionRuntime> existing = functions_.Find(name);
+    if (existing == nullptr) {
+      functions_.Put(MakeFunction(function));
+      continue;
+    }
+    existing->set_config(std::make_shared<const FunctionConfig>(function));
+    existing->supervisor().UpdateSpawnSpec(SupervisorOptionsFor(function).spawn);
+    existing->dispatcher().UpdateOptions(fresh.workers.max_queue, function.worker.max_in_flight,
+                                         fresh.workers.queue_timeout);
+  }
+  for (const auto& function : functions_.All()) {
+    if (fresh.functions.contains(function->name())) continue;
+    function->supervisor().Stop("removed from the configuration");
+    function->dispatcher().FailQueued(absl::NotFoundError(absl::StrCat("function ", function->name(), " was removed")));
+    functions_.Remove(function->name());
+  }
+  DOZE_LOG(INFO) << "reloaded " << config_path_ << ": " << fresh.functions.size() << " functions";
+  return absl::OkStatus();
+}
+
+}  // namespace doze::gateway

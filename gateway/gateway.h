@@ -1,0 +1,76 @@
+// The gateway process: the HTTP server, one queue, dispatcher and worker supervisor per function, the default
+// idle policy, and the signals (SIGTERM: drain and exit; SIGHUP: reload the function definitions).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/signal_set.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "gateway/api/api_keys.h"
+#include "gateway/api/completions_handler.h"
+#include "gateway/api/ops_handler.h"
+#include "gateway/api/prompt_builder.h"
+#include "gateway/config/config.h"
+#include "gateway/functions/function_table.h"
+#include "gateway/http/http_server.h"
+#include "gateway/workers/idle_stopper.h"
+#include "gateway/workers/process_spawner.h"
+#include "gateway/workers/worker_client.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace doze::gateway {
+
+class Gateway {
+ public:
+  // Loads the model's tokenizer and context length and builds every function; `config_path` is re-read on
+  // SIGHUP (empty: no reload).
+  static absl::StatusOr<std::unique_ptr<Gateway>> Create(Config config, std::string config_path);
+  ~Gateway();
+
+  // Listens and starts the I/O threads; returns the bound port.
+  absl::StatusOr<uint16_t> Start();
+
+  // Blocks until a SIGTERM or SIGINT has been handled: stop accepting, let responses finish up to
+  // server.shutdown_grace, stop the workers, return.
+  void Wait();
+
+  // Re-reads the configuration file and applies the function definitions; the old ones stay on error.
+  absl::Status Reload();
+
+ private:
+  Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, int context_length,
+          ApiKeys keys);
+  std::shared_ptr<FunctionRuntime> MakeFunction(const FunctionConfig& function);
+  SupervisorOptions SupervisorOptionsFor(const FunctionConfig& function) const;
+  void WatchSignals();
+  void ScheduleIdleTick();
+  void BeginShutdown();
+  void AwaitQuiet(absl::Time deadline, bool workers_phase);
+
+  Config config_;
+  const std::string config_path_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  ApiKeys keys_;
+  PromptBuilder prompts_;
+  boost::asio::io_context io_context_;
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer idle_timer_;
+  boost::asio::steady_timer shutdown_timer_;
+  ProcessSpawner spawner_;
+  std::unique_ptr<WorkerClientFactory> clients_;
+  FunctionTable functions_;
+  IdleStopper idle_stopper_;
+  Router router_;
+  std::unique_ptr<CompletionsHandler> completions_;
+  std::unique_ptr<OpsHandler> ops_;
+  std::unique_ptr<HttpServer> server_;
+  std::vector<std::thread> threads_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace doze::gateway

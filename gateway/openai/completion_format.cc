@@ -1,0 +1,144 @@
+#include "gateway/openai/completion_format.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace doze::gateway {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+}  // namespace
+
+CompletionFormatter::CompletionFormatter(CompletionIdentity identity, const Tokenizer* tokenizer)
+    : identity_(std::move(identity)), tokenizer_(tokenizer) {}
+
+const char* CompletionFormatter::FinishReason(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_ABORT:
+      return "abort";
+    default:
+      return "stop";
+  }
+}
+
+Json CompletionFormatter::UsageJson(const v1::Usage& usage) {
+  return {{"prompt_tokens", usage.prompt_tokens()},
+          {"completion_tokens", usage.completion_tokens()},
+          {"total_tokens", usage.prompt_tokens() + usage.completion_tokens()},
+          {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens()}}}};
+}
+
+std::string CompletionFormatter::Event(const Json& payload) { return absl::StrCat("data: ", Dump(payload), "\n\n"); }
+
+std::string CompletionFormatter::ErrorEvent(const std::string& error_json) {
+  return absl::StrCat("data: ", error_json, "\n\n");
+}
+
+std::string CompletionFormatter::DoneEvent() { return "data: [DONE]\n\n"; }
+
+Json CompletionFormatter::ChunkBase() const {
+  return {{"id", identity_.id},
+          {"object", identity_.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", identity_.created},
+          {"model", identity_.model},
+          {"system_fingerprint", "doze"}};
+}
+
+std::string CompletionFormatter::RoleEvent() const {
+  if (!identity_.chat) return "";
+  Json chunk = ChunkBase();
+  chunk["choices"] = Json::array(
+      {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+  return Event(chunk);
+}
+
+std::string CompletionFormatter::DeltaEvent(const v1::GenerateResponse& response) const {
+  Json chunk = ChunkBase();
+  Json choice = {{"index", 0}, {"logprobs", Logprobs(response)}, {"finish_reason", nullptr}};
+  if (identity_.chat) {
+    choice["delta"] = {{"content", response.text_delta()}};
+  } else {
+    choice["text"] = response.text_delta();
+  }
+  chunk["choices"] = Json::array({choice});
+  return Event(chunk);
+}
+
+std::string CompletionFormatter::FinishEvent(const v1::GenerateResponse& last) const {
+  Json chunk = ChunkBase();
+  Json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", FinishReason(last.finish_reason())}};
+  if (identity_.chat) {
+    choice["delta"] = Json::object();
+  } else {
+    choice["text"] = "";
+  }
+  chunk["choices"] = Json::array({choice});
+  return Event(chunk);
+}
+
+std::string CompletionFormatter::UsageEvent(const v1::Usage& usage) const {
+  Json chunk = ChunkBase();
+  chunk["choices"] = Json::array();
+  chunk["usage"] = UsageJson(usage);
+  return Event(chunk);
+}
+
+std::string CompletionFormatter::WholeResponse(const std::string& text, const Json& logprobs,
+                                               const v1::GenerateResponse& last) const {
+  Json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", FinishReason(last.finish_reason())}};
+  if (identity_.chat) {
+    choice["message"] = {{"role", "assistant"}, {"content", text}, {"refusal", nullptr}};
+  } else {
+    choice["text"] = text;
+  }
+  Json body = {{"id", identity_.id},
+               {"object", identity_.chat ? "chat.completion" : "text_completion"},
+               {"created", identity_.created},
+               {"model", identity_.model},
+               {"system_fingerprint", "doze"},
+               {"choices", Json::array({choice})},
+               {"usage", UsageJson(last.usage())}};
+  return Dump(body);
+}
+
+std::string CompletionFormatter::TokenText(int32_t id) const {
+  if (tokenizer_ == nullptr) return absl::StrCat("<", id, ">");
+  return std::string(tokenizer_->TokenBytes(id));
+}
+
+Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
+  if (response.logprobs_size() == 0) return nullptr;
+  auto bytes_of = [](const std::string& text) {
+    Json bytes = Json::array();
+    for (unsigned char c : text) bytes.push_back(static_cast<int>(c));
+    return bytes;
+  };
+  if (identity_.chat) {
+    Json content = Json::array();
+    for (const v1::TokenLogprob& entry : response.logprobs()) {
+      std::string token = TokenText(entry.token_id());
+      Json top = Json::array();
+      for (const v1::TokenValue& alternative : entry.top()) {
+        std::string alt = TokenText(alternative.token_id());
+        top.push_back({{"token", alt}, {"logprob", alternative.value()}, {"bytes", bytes_of(alt)}});
+      }
+      content.push_back({{"token", token}, {"logprob", entry.logprob()}, {"bytes", bytes_of(token)}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  Json tokens = Json::array(), token_logprobs = Json::array(), top_logprobs = Json::array();
+  for (const v1::TokenLogprob& entry : response.logprobs()) {
+    tokens.push_back(TokenText(entry.token_id()));
+    token_logprobs.push_back(entry.logprob());
+    Json top = Json::object();
+    for (const v1::TokenValue& alternative : entry.top()) top[TokenText(alternative.token_id())] = alternative.value();
+    top_logprobs.push_back(top);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}};
+}
+
+}  // namespace doze::gateway

@@ -1,0 +1,68 @@
+// Writes OpenAI response bodies: the whole chat.completion / text_completion object, and the SSE chunks of a
+// stream (chat.completion.chunk), from the worker's responses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "nlohmann/json.hpp"
+#include "proto/worker.pb.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace doze::gateway {
+
+// The identity of one response: shared by all its chunks.
+struct CompletionIdentity {
+  bool chat = true;
+  std::string id;  // "chatcmpl-..." or "cmpl-..."
+  std::string model;
+  int64_t created = 0;  // Unix seconds.
+};
+
+// Formats one request's output; `tokenizer` (may be null) spells the tokens of logprobs.
+class CompletionFormatter {
+ public:
+  CompletionFormatter(CompletionIdentity identity, const Tokenizer* tokenizer);
+
+  // Returns the SSE event of the first chunk of a chat stream (the assistant role, no content).
+  std::string RoleEvent() const;
+
+  // Returns the SSE event carrying one worker response's text and logprobs.
+  std::string DeltaEvent(const v1::GenerateResponse& response) const;
+
+  // Returns the SSE event with the finish reason (empty delta).
+  std::string FinishEvent(const v1::GenerateResponse& last) const;
+
+  // Returns the SSE event with usage only (stream_options.include_usage).
+  std::string UsageEvent(const v1::Usage& usage) const;
+
+  // Returns the SSE event of an error that ended a started stream.
+  static std::string ErrorEvent(const std::string& error_json);
+
+  // Returns the terminating `data: [DONE]` event.
+  static std::string DoneEvent();
+
+  // Returns the whole non-streaming response body.
+  std::string WholeResponse(const std::string& text, const nlohmann::json& logprobs,
+                            const v1::GenerateResponse& last) const;
+
+  // Returns the logprobs JSON of one response's tokens, in the format of this endpoint (null when none).
+  nlohmann::json Logprobs(const v1::GenerateResponse& response) const;
+
+  // Returns OpenAI's finish_reason for the worker's.
+  static const char* FinishReason(v1::FinishReason reason);
+
+  // Returns the usage object.
+  static nlohmann::json UsageJson(const v1::Usage& usage);
+
+ private:
+  nlohmann::json ChunkBase() const;
+  static std::string Event(const nlohmann::json& payload);
+  // Returns a token's text (lossy UTF-8) and raw bytes.
+  std::string TokenText(int32_t id) const;
+
+  CompletionIdentity identity_;
+  const Tokenizer* tokenizer_;
+};
+
+}  // namespace doze::gateway

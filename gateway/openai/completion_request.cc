@@ -1,0 +1,264 @@
+#include "gateway/openai/completion_request.h"
+
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gateway/openai/api_error.h"
+#include "nlohmann/json.hpp"
+#include "worker/common/status_macros.h"
+
+namespace doze::gateway {
+namespace {
+
+using Json = nlohmann::json;
+
+// Reads optional fields of one JSON object; absent and null read as unset.
+class Fields {
+ public:
+  explicit Fields(const Json& object) : object_(object) {}
+
+  const Json* Get(const char* key) const {
+    auto it = object_.find(key);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  absl::Status Number(const char* key, double min, double max, std::optional<double>* out) const {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    if (!value->is_number()) return InvalidParam(key, absl::StrCat(key, ": must be a number"));
+    double number = value->get<double>();
+    if (number < min || number > max) {
+      return InvalidParam(key, absl::StrCat(key, ": must be between ", min, " and ", max, ", got ", number));
+    }
+    *out = number;
+    return absl::OkStatus();
+  }
+
+  absl::Status Integer(const char* key, int64_t min, int64_t max, std::optional<int64_t>* out) const {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    if (!value->is_number_integer()) return InvalidParam(key, absl::StrCat(key, ": must be an integer"));
+    if (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(max)) {
+      return InvalidParam(key, absl::StrCat(key, ": must be between ", min, " and ", max));
+    }
+    int64_t number = value->get<int64_t>();
+    if (number < min || number > max) {
+      return InvalidParam(key, absl::StrCat(key, ": must be between ", min, " and ", max, ", got ", number));
+    }
+    *out = number;
+    return absl::OkStatus();
+  }
+
+  absl::Status Bool(const char* key, bool* out) const {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    if (!value->is_boolean()) return InvalidParam(key, absl::StrCat(key, ": must be a boolean"));
+    *out = value->get<bool>();
+    return absl::OkStatus();
+  }
+
+  absl::Status String(const char* key, std::string* out) const {
+    const Json* value = Get(key);
+    if (value == nullptr) return absl::OkStatus();
+    if (!value->is_string()) return InvalidParam(key, absl::StrCat(key, ": must be a string"));
+    *out = value->get<std::string>();
+    return absl::OkStatus();
+  }
+
+ private:
+  const Json& object_;
+};
+
+// A message's content: a string, or an array of {"type": "text", "text": ...} parts joined.
+absl::Status ParseContent(const Json& content, const std::string& param, std::string* out) {
+  if (content.is_string()) {
+    *out = content.get<std::string>();
+    return absl::OkStatus();
+  }
+  if (!content.is_array()) return InvalidParam(param, absl::StrCat(param, ": must be a string or an array of parts"));
+  for (size_t i = 0; i < content.size(); ++i) {
+    const Json& part = content[i];
+    std::string part_param = absl::StrCat(param, "[", i, "]");
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+      return InvalidParam(part_param, absl::StrCat(part_param, ": only text parts are supported"));
+    }
+    *out += part["text"].get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseMessages(const Json* messages, std::vector<ChatMessage>* out) {
+  if (messages == nullptr) return InvalidParam("messages", "messages: is required");
+  if (!messages->is_array() || messages->empty()) {
+    return InvalidParam("messages", "messages: must be a non-empty array");
+  }
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const Json& message = (*messages)[i];
+    std::string param = absl::StrCat("messages[", i, "]");
+    if (!message.is_object()) return InvalidParam(param, absl::StrCat(param, ": must be an object"));
+    auto role = message.find("role");
+    if (role == message.end() || !role->is_string()) {
+      return InvalidParam(param + ".role", absl::StrCat(param, ".role: must be a string"));
+    }
+    std::string role_name = role->get<std::string>();
+    if (role_name == "developer") role_name = "system";
+    if (role_name != "system" && role_name != "user" && role_name != "assistant") {
+      return InvalidParam(param + ".role",
+                          absl::StrCat(param, ".role: must be system, user or assistant, got \"", role_name, "\""));
+    }
+    ChatMessage parsed{role_name, ""};
+    auto content = message.find("content");
+    if (content != message.end() && !content->is_null()) {
+      RETURN_IF_ERROR(ParseContent(*content, param + ".content", &parsed.content));
+    }
+    out->push_back(std::move(parsed));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseStop(const Json* stop, std::vector<std::string>* out) {
+  if (stop == nullptr) return absl::OkStatus();
+  if (stop->is_string()) {
+    out->push_back(stop->get<std::string>());
+    return absl::OkStatus();
+  }
+  if (!stop->is_array() || stop->size() > 4) {
+    return InvalidParam("stop", "stop: must be a string or an array of at most 4 strings");
+  }
+  for (const Json& entry : *stop) {
+    if (!entry.is_string() || entry.get<std::string>().empty()) {
+      return InvalidParam("stop", "stop: every entry must be a non-empty string");
+    }
+    out->push_back(entry.get<std::string>());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseLogitBias(const Json* bias, std::map<int32_t, float>* out) {
+  if (bias == nullptr) return absl::OkStatus();
+  if (!bias->is_object()) return InvalidParam("logit_bias", "logit_bias: must be an object");
+  for (const auto& [key, value] : bias->items()) {
+    int32_t token = 0;
+    if (!absl::SimpleAtoi(key, &token) || token < 0) {
+      return InvalidParam("logit_bias", absl::StrCat("logit_bias: key \"", key, "\" is not a token id"));
+    }
+    if (!value.is_number() || value.get<double>() < -100 || value.get<double>() > 100) {
+      return InvalidParam("logit_bias", "logit_bias: values must be numbers between -100 and 100");
+    }
+    (*out)[token] = value.get<float>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseResponseFormat(const Json* format, std::optional<ResponseFormatSpec>* out) {
+  if (format == nullptr) return absl::OkStatus();
+  if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string()) {
+    return InvalidParam("response_format", "response_format: must be an object with a string type");
+  }
+  ResponseFormatSpec spec{(*format)["type"].get<std::string>(), ""};
+  if (spec.type == "json_schema") {
+    auto schema = format->find("json_schema");
+    if (schema == format->end() || !schema->is_object()) {
+      return InvalidParam("response_format", "response_format.json_schema: must be an object");
+    }
+    spec.json_schema = schema->dump();
+  } else if (spec.type != "text" && spec.type != "json_object") {
+    return InvalidParam("response_format", "response_format.type: must be text, json_object or json_schema");
+  }
+  *out = spec;
+  return absl::OkStatus();
+}
+
+absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
+  RETURN_IF_ERROR(fields.Number("temperature", 0, 2, &request->temperature));
+  RETURN_IF_ERROR(fields.Number("top_p", 0, 1, &request->top_p));
+  if (request->top_p == 0.0) return InvalidParam("top_p", "top_p: must be in (0, 1]");
+  RETURN_IF_ERROR(fields.Number("presence_penalty", -2, 2, &request->presence_penalty));
+  RETURN_IF_ERROR(fields.Number("frequency_penalty", -2, 2, &request->frequency_penalty));
+  std::optional<int64_t> max_tokens, max_completion_tokens, seed, n;
+  RETURN_IF_ERROR(fields.Integer("max_tokens", 1, 1 << 20, &max_tokens));
+  RETURN_IF_ERROR(fields.Integer("max_completion_tokens", 1, 1 << 20, &max_completion_tokens));
+  if (max_completion_tokens.has_value()) max_tokens = max_completion_tokens;
+  if (max_tokens.has_value()) request->max_tokens = static_cast<int>(*max_tokens);
+  RETURN_IF_ERROR(fields.Integer("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &seed));
+  if (seed.has_value()) request->seed = static_cast<uint64_t>(*seed);
+  RETURN_IF_ERROR(fields.Integer("n", 1, 128, &n));
+  if (n.has_value() && *n != 1) return InvalidParam("n", "n: only 1 is supported");
+  RETURN_IF_ERROR(ParseStop(fields.Get("stop"), &request->stop));
+  return ParseLogitBias(fields.Get("logit_bias"), &request->logit_bias);
+}
+
+// Chat: logprobs is a boolean with top_logprobs beside it. Completions: logprobs is the number of top tokens.
+absl::Status ParseLogprobs(const Fields& fields, CompletionRequest* request) {
+  std::optional<int64_t> top;
+  if (request->chat) {
+    RETURN_IF_ERROR(fields.Bool("logprobs", &request->logprobs));
+    RETURN_IF_ERROR(fields.Integer("top_logprobs", 0, 20, &top));
+    if (top.has_value() && !request->logprobs) return InvalidParam("top_logprobs", "top_logprobs: needs logprobs");
+  } else {
+    RETURN_IF_ERROR(fields.Integer("logprobs", 0, 5, &top));
+    request->logprobs = top.has_value();
+  }
+  request->top_logprobs = static_cast<int>(top.value_or(0));
+  return absl::OkStatus();
+}
+
+absl::Status ParseStreaming(const Fields& fields, CompletionRequest* request) {
+  RETURN_IF_ERROR(fields.Bool("stream", &request->stream));
+  const Json* options = fields.Get("stream_options");
+  if (options == nullptr) return absl::OkStatus();
+  if (!options->is_object()) return InvalidParam("stream_options", "stream_options: must be an object");
+  absl::Status status = Fields(*options).Bool("include_usage", &request->include_usage);
+  return status.ok() ? status : InvalidParam("stream_options", "stream_options.include_usage: must be a boolean");
+}
+
+absl::Status ParsePrompt(const Json* prompt, std::string* out) {
+  if (prompt != nullptr && prompt->is_array() && prompt->size() == 1) prompt = &(*prompt)[0];
+  if (prompt == nullptr || !prompt->is_string()) {
+    return InvalidParam("prompt", "prompt: must be a string (or an array of one string)");
+  }
+  *out = prompt->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Json> ParseJson(std::string_view body) {
+  Json parsed = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    try {
+      (void)Json::parse(body.begin(), body.end());
+    } catch (const Json::parse_error& e) {
+      std::string what = e.what();
+      bool utf8 = what.find("UTF-8") != std::string::npos || what.find("utf-8") != std::string::npos;
+      return absl::InvalidArgumentError(utf8 ? absl::StrCat("request body is not valid UTF-8: ", what)
+                                             : absl::StrCat("request body is not valid JSON: ", what));
+    }
+  }
+  if (!parsed.is_object()) return absl::InvalidArgumentError("request body must be a JSON object");
+  return parsed;
+}
+
+}  // namespace
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, bool chat) {
+  ASSIGN_OR_RETURN(Json json, ParseJson(body));
+  Fields fields(json);
+  CompletionRequest request;
+  request.chat = chat;
+  const Json* model = fields.Get("model");
+  if (model == nullptr || !model->is_string()) return InvalidParam("model", "model: must be a string naming a function");
+  request.model = model->get<std::string>();
+  if (chat) {
+    RETURN_IF_ERROR(ParseMessages(fields.Get("messages"), &request.messages));
+  } else {
+    RETURN_IF_ERROR(ParsePrompt(fields.Get("prompt"), &request.prompt));
+  }
+  RETURN_IF_ERROR(ParseSampling(fields, &request));
+  RETURN_IF_ERROR(ParseLogprobs(fields, &request));
+  RETURN_IF_ERROR(ParseResponseFormat(fields.Get("response_format"), &request.response_format));
+  RETURN_IF_ERROR(fields.String("user", &request.user));
+  RETURN_IF_ERROR(ParseStreaming(fields, &request));
+  return request;
+}
+
+}  // namespace doze::gateway

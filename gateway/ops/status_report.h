@@ -1,0 +1,17 @@
+// What operators read: the /ops/status JSON and the /metrics Prometheus text, from the function table.
+#pragma once
+
+#include <string>
+
+#include "gateway/functions/function_table.h"
+
+namespace doze::gateway {
+
+// Returns {"functions": {NAME: {"state", "pid", "since", "queue_depth", "in_flight", "requests", "tokens_in",
+// "tokens_out", "cold_starts", "last_cold_start_ms", "median_cold_start_ms", "last_error", ...}}}.
+std::string RenderStatusJson(const FunctionTable& functions);
+
+// Returns the Prometheus text exposition (format 0.0.4) of every function's metrics and worker state.
+std::string RenderMetrics(const FunctionTable& functions);
+
+}  // namespace doze::gateway

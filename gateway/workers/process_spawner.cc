@@ -1,0 +1,157 @@
+#include "gateway/workers/process_spawner.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "boost/asio/posix/stream_descriptor.hpp"
+#include "boost/asio/read_until.hpp"
+#include "boost/asio/streambuf.hpp"
+#include "worker/common/logging.h"
+
+extern char** environ;
+
+namespace doze::gateway {
+namespace {
+
+namespace net = boost::asio;
+
+// Describes a waitpid status.
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  return absl::StrCat("ended with wait status ", status);
+}
+
+class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
+ public:
+  Child(net::any_io_executor executor, pid_t pid, int pidfd, int output_fd, std::string log_prefix)
+      : pid_(pid), exit_(executor, pidfd), output_(executor, output_fd), log_prefix_(std::move(log_prefix)) {}
+
+  pid_t pid() const override { return pid_; }
+
+  void Signal(int signal) override {
+    absl::MutexLock lock(&mu_);
+    if (!exited_) kill(-pid_, signal);
+  }
+
+  void Watch(std::function<void(std::string)> on_exit) {
+    ReadOutput();
+    exit_.async_wait(net::posix::stream_descriptor::wait_read,
+                     [self = shared_from_this(), on_exit = std::move(on_exit)](boost::system::error_code) {
+                       on_exit(self->Reap());
+                     });
+  }
+
+ private:
+  void ReadOutput() {
+    net::async_read_until(output_, output_buffer_, '\n',
+                          [self = shared_from_this()](boost::system::error_code error, size_t bytes) {
+                            if (error) return;
+                            self->TakeLine(bytes);
+                            self->ReadOutput();
+                          });
+  }
+
+  void TakeLine(size_t bytes) {
+    std::string line(net::buffers_begin(output_buffer_.data()), net::buffers_begin(output_buffer_.data()) + bytes);
+    output_buffer_.consume(bytes);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    if (line.empty()) return;
+    DOZE_LOG(INFO) << log_prefix_ << line;
+    absl::MutexLock lock(&mu_);
+    last_line_ = line;
+  }
+
+  // Collects the exit status; the last line the child printed explains most failures.
+  std::string Reap() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    absl::MutexLock lock(&mu_);
+    exited_ = true;
+    std::string reason = DescribeExit(status);
+    if (!last_line_.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      absl::StrAppend(&reason, ": ", last_line_);
+    }
+    return reason;
+  }
+
+  const pid_t pid_;
+  net::posix::stream_descriptor exit_;
+  net::posix::stream_descriptor output_;
+  net::streambuf output_buffer_;
+  const std::string log_prefix_;
+  absl::Mutex mu_;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  std::string last_line_ ABSL_GUARDED_BY(mu_);
+};
+
+// The environment of the child: the gateway's own plus `extra`.
+std::vector<std::string> ChildEnvironment(const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) env.emplace_back(*entry);
+  for (const auto& [name, value] : extra) env.push_back(absl::StrCat(name, "=", value));
+  return env;
+}
+
+std::vector<char*> Pointers(std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  for (std::string& s : strings) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<ChildProcess>> ProcessSpawner::Spawn(const SpawnSpec& spec,
+                                                                    std::function<void(std::string)> on_exit) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t no_signals, default_signals;
+  sigemptyset(&no_signals);
+  sigemptyset(&default_signals);
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&default_signals, sig);
+  posix_spawnattr_setsigmask(&attributes, &no_signals);
+  posix_spawnattr_setsigdefault(&attributes, &default_signals);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<std::string> argv{spec.binary};
+  argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+  std::vector<std::string> env = ChildEnvironment(spec.extra_env);
+  std::vector<char*> argv_pointers = Pointers(argv);
+  std::vector<char*> env_pointers = Pointers(env);
+  pid_t pid = 0;
+  int error = posix_spawn(&pid, spec.binary.c_str(), &actions, &attributes, argv_pointers.data(), env_pointers.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  close(pipe_fds[1]);
+  if (error != 0) {
+    close(pipe_fds[0]);
+    return absl::FailedPreconditionError(absl::StrCat("cannot start ", spec.binary, ": ", strerror(error)));
+  }
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    kill(-pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    close(pipe_fds[0]);
+    return absl::InternalError(absl::StrCat("pidfd_open: ", strerror(errno)));
+  }
+  auto child = std::make_shared<Child>(executor_, pid, pidfd, pipe_fds[0], spec.log_prefix);
+  child->Watch(std::move(on_exit));
+  return child;
+}
+
+}  // namespace doze::gateway

@@ -1,0 +1,403 @@
+// doze-gateway as a process in front of doze-fake-worker processes: the request path, worker start on demand,
+// faults (a killed worker, a worker that cannot start, a client that leaves), bad requests, metrics, signals.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/gateway/gateway_process.h"
+#include "tests/gateway/http_test_client.h"
+#include "tests/gateway/prometheus_text.h"
+#include "tests/gateway/worker_stats_client.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+using testing::Fetch;
+using testing::GatewayProcess;
+using testing::TestResponse;
+
+constexpr char kAdminToken[] = "test-admin-token";
+
+// A configuration over the fake worker; $DIR, $BINARY and $EXTRA are filled in.
+constexpr char kConfig[] = R"(
+server:
+  listen: 127.0.0.1:0
+  stream_idle_timeout: 10s
+  shutdown_grace: 10s
+model: { path: $DIR/model, backend: cpu }
+workers:
+  binary: $BINARY
+  socket_dir: $SOCKETS
+  start_timeout: 10s
+  queue_timeout: 5s
+  max_queue: 4
+  backoff_initial: 500ms
+$EXTRA
+functions:
+  customer_service:
+    system_prompt: "You answer customers."
+    max_tokens: 8
+    response_format: json_object
+    worker: { max_in_flight: 1 }
+  copy_polish:
+    system_prompt: "You polish copy."
+    temperature: 0.3
+    max_tokens: 8
+  table_parse:
+    system_prompt: "You summarise tables."
+    max_tokens: 8
+)";
+
+std::string FakeWorkerBinary() { return std::string(std::getenv("DOZE_BUILD_DIR")) + "/tests/doze-fake-worker"; }
+
+std::string ChatBody(const std::string& function, const std::string& extra = "") {
+  return absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"你好"}])", extra, "}");
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  // Starts a gateway whose workers wait `token_delay_ms` per token.
+  void StartGateway(int token_delay_ms = 5, const std::string& binary = FakeWorkerBinary(),
+                    std::map<std::string, std::string> env = {}, const std::string& extra = "") {
+    dir_ = testing::FreshTestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    testing::WriteTokenizerOnlyModel(dir_ + "/model", 256);
+    env["DOZE_FAKE_TOKEN_DELAY_MS"] = std::to_string(token_delay_ms);
+    env["DOZE_ADMIN_TOKEN"] = kAdminToken;
+    // Unix socket paths must stay under 108 bytes: the build tree may be deep.
+    sockets_ = absl::StrCat("/tmp/doze-gw-test-", getpid(), "-", ++counter_);
+    config_ = absl::StrReplaceAll(kConfig,
+                                  {{"$DIR", dir_}, {"$SOCKETS", sockets_}, {"$BINARY", binary}, {"$EXTRA", extra}});
+    gateway_ = std::make_unique<GatewayProcess>(dir_, config_, env);
+    ASSERT_NE(gateway_->port(), 0) << "the gateway did not start; see " << gateway_->log_path();
+    port_ = gateway_->port();
+  }
+
+  Json Status() { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["functions"]; }
+
+  TestResponse Chat(const std::string& function, const std::string& extra = "") {
+    return Fetch(port_, "POST", "/v1/chat/completions", ChatBody(function, extra));
+  }
+
+  static inline int counter_ = 0;
+  std::string dir_;
+  std::string sockets_;
+  std::string config_;
+  std::unique_ptr<GatewayProcess> gateway_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(GatewayTest, FirstRequestStartsTheWorkerAndGetsACompletion) {
+  StartGateway();
+  Json before = Status()["copy_polish"];
+  EXPECT_EQ(before["state"], "stopped");
+  EXPECT_TRUE(before["pid"].is_null());
+  TestResponse response = Chat("copy_polish");
+  ASSERT_EQ(response.status, 200) << response.body;
+  Json body = Json::parse(response.body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["model"], "copy_polish");
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(body["choices"][0]["message"]["content"], "t0 t1 t2 t3 t4 t5 t6 t7 ");
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_GT(body["usage"]["prompt_tokens"].get<int>(), 5);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 8);
+  Json after = Status()["copy_polish"];
+  EXPECT_EQ(after["state"], "ready");
+  EXPECT_TRUE(after["pid"].is_number());
+  EXPECT_EQ(after["cold_starts"], 1);
+  EXPECT_GT(after["last_cold_start_ms"].get<double>(), 0);
+  EXPECT_EQ(after["requests"], 1);
+  EXPECT_EQ(after["tokens_out"], 8);
+  EXPECT_EQ(Status()["table_parse"]["state"], "stopped");
+}
+
+TEST_F(GatewayTest, StreamsSseChunksEndingWithDone) {
+  StartGateway();
+  TestResponse response =
+      Chat("table_parse", R"(,"stream":true,"stream_options":{"include_usage":true},"max_tokens":3)");
+  ASSERT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(response.headers["content-type"], "text/event-stream");
+  std::vector<std::string> events = testing::SseData(response.body);
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  Json first = Json::parse(events[0]);
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  for (size_t i = 1; i + 1 < events.size(); ++i) {
+    Json chunk = Json::parse(events[i]);
+    if (!chunk["choices"].empty() && chunk["choices"][0]["delta"].contains("content")) {
+      text += chunk["choices"][0]["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(text, "t0 t1 t2 ");
+  Json finish = Json::parse(events[events.size() - 3]);
+  EXPECT_EQ(finish["choices"][0]["finish_reason"], "length");
+  Json usage = Json::parse(events[events.size() - 2]);
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 3);
+}
+
+TEST_F(GatewayTest, LegacyCompletionsAndModels) {
+  StartGateway();
+  TestResponse response =
+      Fetch(port_, "POST", "/v1/completions", R"({"model":"copy_polish","prompt":"Hello","max_tokens":2})");
+  ASSERT_EQ(response.status, 200) << response.body;
+  Json body = Json::parse(response.body);
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["choices"][0]["text"], "t0 t1 ");
+  Json models = Json::parse(Fetch(port_, "GET", "/v1/models").body);
+  ASSERT_EQ(models["data"].size(), 3u);
+  EXPECT_EQ(models["data"][0]["id"], "copy_polish");
+}
+
+TEST_F(GatewayTest, ConcurrentRequestsToAllThreeFunctionsShareEachStart) {
+  StartGateway();
+  std::vector<std::future<TestResponse>> responses;
+  for (int i = 0; i < 4; ++i) {
+    for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+      responses.push_back(std::async(std::launch::async, [this, function] { return Chat(function); }));
+    }
+  }
+  for (auto& response : responses) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body;
+  }
+  Json status = Status();
+  for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+    EXPECT_EQ(status[function]["cold_starts"], 1) << function;
+    EXPECT_EQ(status[function]["requests"], 4) << function;
+  }
+}
+
+struct BadRequest {
+  const char* name;
+  const char* method;
+  const char* path;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  int status;
+  const char* code_or_message;
+};
+
+TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
+  StartGateway();
+  std::string long_text(2000, 'x');
+  const BadRequest table[] = {
+      {"malformed json", "POST", "/v1/chat/completions", "{\"model\":", {}, 400, "not valid JSON"},
+      {"not an object", "POST", "/v1/chat/completions", "[1,2]", {}, 400, "JSON object"},
+      {"invalid utf-8", "POST", "/v1/chat/completions",
+       "{\"model\":\"copy_polish\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}", {}, 400, "UTF-8"},
+      {"wrong type", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"temperature":"hot")"), {}, 400,
+       "temperature"},
+      {"out of range", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"top_p":1.5)"), {}, 400, "top_p"},
+      {"n is 2", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"n":2)"), {}, 400, "n: only 1"},
+      {"bad role", "POST", "/v1/chat/completions",
+       R"({"model":"copy_polish","messages":[{"role":"wizard","content":"x"}]})", {}, 400, "role"},
+      {"no messages", "POST", "/v1/chat/completions", R"({"model":"copy_polish"})", {}, 400, "messages"},
+      {"unknown function", "POST", "/v1/chat/completions", ChatBody("poetry"), {}, 404, "model_not_found"},
+      {"context exceeded", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"max_tokens":250)"), {}, 400,
+       "context_length_exceeded"},
+      {"long prompt", "POST", "/v1/completions",
+       absl::StrCat(R"({"model":"copy_polish","prompt":")", long_text, R"("})"), {}, 400, "context_length_exceeded"},
+      {"body too large", "POST", "/v1/chat/completions", std::string(2 << 20, ' '), {}, 413, "body"},
+      {"header too large", "GET", "/healthz", "", {{"X-Big", std::string(64 << 10, 'a')}}, 431, ""},
+      {"unknown path", "GET", "/v2/everything", "", {}, 404, "no route"},
+      {"wrong method", "GET", "/v1/chat/completions", "", {}, 405, "not allowed"},
+      {"ops without token", "POST", "/ops/functions/copy_polish/start", "", {}, 401, "admin token"},
+      {"ops unknown verb", "POST", "/ops/functions/copy_polish/explode", "", {{"Authorization", "Bearer test-admin-token"}},
+       404, "unknown verb"},
+  };
+  for (const BadRequest& bad : table) {
+    TestResponse response = Fetch(port_, bad.method, bad.path, bad.body, bad.headers);
+    EXPECT_EQ(response.status, bad.status) << bad.name << ": " << response.body;
+    EXPECT_THAT(response.body, HasSubstr(bad.code_or_message)) << bad.name;
+    if (bad.status != 431 && bad.status != 413) {
+      Json error = Json::parse(response.body, nullptr, false);
+      EXPECT_TRUE(error.contains("error") && error["error"].contains("message") && error["error"].contains("type") &&
+                  error["error"].contains("param") && error["error"].contains("code"))
+          << bad.name << ": " << response.body;
+    }
+  }
+  EXPECT_EQ(Chat("copy_polish").status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
+  EXPECT_EQ(Status()["copy_polish"]["cold_starts"], 1);
+}
+
+TEST_F(GatewayTest, ApiKeysAreRequiredWhenConfigured) {
+  std::string keys_dir = testing::FreshTestDir("api_keys");
+  std::ofstream(keys_dir + "/keys.txt") << "# keys\nsecret-one\nsecret-two\n";
+  StartGateway(5, FakeWorkerBinary(), {}, "");
+  gateway_.reset();
+  config_ = absl::StrReplaceAll(config_, {{"  stream_idle_timeout: 10s", absl::StrCat("  stream_idle_timeout: 10s\n  api_keys_file: ", keys_dir, "/keys.txt")}});
+  gateway_ = std::make_unique<GatewayProcess>(dir_, config_, std::map<std::string, std::string>{});
+  port_ = gateway_->port();
+  ASSERT_NE(port_, 0);
+  TestResponse missing = Chat("copy_polish");
+  EXPECT_EQ(missing.status, 401);
+  EXPECT_THAT(missing.body, HasSubstr("invalid_api_key"));
+  EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"), {{"Authorization", "Bearer nope"}}).status,
+            401);
+  EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"),
+                  {{"Authorization", "Bearer secret-two"}})
+                .status,
+            200);
+}
+
+TEST_F(GatewayTest, QueueFullIs503AtOnce) {
+  StartGateway(/*token_delay_ms=*/100);
+  std::vector<std::future<TestResponse>> running;
+  for (int i = 0; i < 5; ++i) {
+    running.push_back(std::async(std::launch::async, [this] { return Chat("customer_service"); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto start = std::chrono::steady_clock::now();
+  TestResponse rejected = Chat("customer_service");
+  EXPECT_EQ(rejected.status, 503) << rejected.body;
+  EXPECT_THAT(rejected.body, HasSubstr("full"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  int ok = 0;
+  for (auto& response : running) ok += response.get().status == 200;
+  EXPECT_EQ(ok, 5);
+}
+
+TEST_F(GatewayTest, WorkerBinaryThatCannotStartGives503WithTheReason) {
+  StartGateway(5, FakeWorkerBinary(), {{"DOZE_FAKE_FAIL_START", "1"}});
+  TestResponse response = Chat("copy_polish");
+  EXPECT_EQ(response.status, 503);
+  EXPECT_THAT(response.body, HasSubstr("cannot load the model"));
+  EXPECT_FALSE(response.headers["retry-after"].empty());
+  Json status = Status()["copy_polish"];
+  EXPECT_EQ(status["state"], "failed");
+  EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("exited with status 3"));
+}
+
+TEST_F(GatewayTest, MissingWorkerBinaryGives503) {
+  StartGateway(5, "/nonexistent/doze-worker");
+  TestResponse response = Chat("copy_polish");
+  EXPECT_EQ(response.status, 503);
+  EXPECT_THAT(response.body, HasSubstr("cannot start /nonexistent/doze-worker"));
+}
+
+TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart) {
+  StartGateway(/*token_delay_ms=*/50);
+  ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  std::vector<std::future<TestResponse>> queued;
+  for (int i = 0; i < 2; ++i) {
+    queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(Status()["customer_service"]["queue_depth"], 2);
+  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
+  for (auto& response : queued) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body;
+  }
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["state"], "ready");
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("killed by signal 9"));
+}
+
+TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
+  StartGateway(/*token_delay_ms=*/20);
+  {
+    testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                     ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
+    ASSERT_TRUE(stream.ReadUntil("t2 "));
+  }
+  std::string address = absl::StrCat("unix:", sockets_, "/copy_polish.sock");
+  std::optional<v1::StatsResponse> stats;
+  for (int i = 0; i < 100; ++i) {
+    stats = testing::WorkerStats(address);
+    if (stats.has_value() && stats->counters().num_running() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->counters().num_running(), 0);
+  EXPECT_EQ(stats->counters().num_preemptions(), 1);  // The fake worker's abort count.
+  EXPECT_LT(stats->counters().generated_tokens(), 200);
+  EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
+}
+
+TEST_F(GatewayTest, MetricsParseAsPrometheusText) {
+  StartGateway();
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  ASSERT_EQ(Chat("poetry").status, 404);
+  TestResponse metrics = Fetch(port_, "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(testing::CheckPrometheusText(metrics.body), "");
+  EXPECT_THAT(metrics.body, HasSubstr("doze_requests_total{function=\"copy_polish\",status=\"200\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("doze_worker_state{function=\"copy_polish\",state=\"ready\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("doze_time_to_first_token_seconds_count{function=\"copy_polish\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("doze_cold_start_seconds_count{function=\"copy_polish\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("doze_tokens_total{function=\"copy_polish\",direction=\"out\"} 8"));
+}
+
+TEST_F(GatewayTest, OperatorVerbsDriveTheWorker) {
+  StartGateway();
+  std::map<std::string, std::string> admin = {{"Authorization", absl::StrCat("Bearer ", kAdminToken)}};
+  EXPECT_EQ(Fetch(port_, "POST", "/ops/functions/table_parse/start", "", admin).status, 202);
+  for (int i = 0; i < 100 && Status()["table_parse"]["state"] != "ready"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Status()["table_parse"]["state"], "ready");
+  EXPECT_EQ(Fetch(port_, "POST", "/ops/functions/table_parse/sleep", "", admin).status, 202);
+  for (int i = 0; i < 100 && Status()["table_parse"]["state"] != "sleeping"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Status()["table_parse"]["state"], "sleeping");
+  EXPECT_EQ(Chat("table_parse").status, 200);  // Demand wakes it.
+  EXPECT_EQ(Fetch(port_, "POST", "/ops/functions/table_parse/stop", "", admin).status, 202);
+  for (int i = 0; i < 100 && Status()["table_parse"]["state"] != "stopped"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Status()["table_parse"]["state"], "stopped");
+  EXPECT_TRUE(Status()["table_parse"]["pid"].is_null());
+}
+
+TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
+  StartGateway(/*token_delay_ms=*/20);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("copy_polish", R"(,"stream":true,"max_tokens":30)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  gateway_->Signal(SIGTERM);
+  EXPECT_TRUE(stream.ReadUntil("[DONE]", 10000)) << stream.received();
+  int status = gateway_->WaitExit(15000);
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST_F(GatewayTest, SighupReloadsTheFunctions) {
+  StartGateway();
+  std::string updated = absl::StrReplaceAll(config_, {{"functions:\n", "functions:\n  poetry:\n    system_prompt: \"Write poems.\"\n"}});
+  std::ofstream(dir_ + "/doze.yaml") << updated;
+  gateway_->Signal(SIGHUP);
+  TestResponse models;
+  for (int i = 0; i < 100; ++i) {
+    models = Fetch(port_, "GET", "/v1/models");
+    if (models.body.find("poetry") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_THAT(models.body, HasSubstr("poetry"));
+  EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
+}
+
+}  // namespace
+}  // namespace doze::gateway
