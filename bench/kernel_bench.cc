@@ -162,7 +162,7 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
                  TimeInGraph(
                      stream, [&](int) { kernels::ArgmaxRows(d_logits, d_out, rows, kVocab, stream); }, 20),
                  bytes, 0});
-  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds};
+  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
   out.push_back(
       {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix,
        TimeInGraph(

@@ -1,6 +1,7 @@
 // Next-token choice on the GPU, so logits need not travel to the host: greedy argmax, and temperature
-// sampling restricted by top-k, top-p and min-p with a per-row seed (reproducible: same seed, same logits,
-// same token).
+// sampling restricted by top-k, top-p and min-p, drawn with the host Sampler's rules
+// (worker/engine/sampler.h) and its random number (kernels/sample_uniform.h), so a seeded sequence gets the
+// same tokens either way.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -22,13 +23,16 @@ struct SamplingParams {
   const int32_t* top_k;      // [num_rows]; <= 0 or >= vocab: off
   const float* top_p;        // [num_rows]; >= 1: off
   const float* min_p;        // [num_rows]; <= 0: off
-  const uint64_t* seed;      // [num_rows]; the caller varies it per step
+  const uint64_t* seed;      // [num_rows]; the sequence's seed
+  const uint64_t* step;      // [num_rows]; its output index
 };
 
-// Samples one token per row from softmax(logits / temperature) restricted to the tokens that survive top-k,
-// then top-p (over the top-k mass), then min-p (p >= min_p * p_max). Ties at a cut-off are all kept. The draw
-// is a Gumbel-max over SampleUniform(seed, token) (kernels/sample_uniform.h), so a CPU reference can replay
-// it.
+// Samples one token per row as the host Sampler does for a row without penalties: the logits are divided by
+// the temperature; top-k keeps the k largest and any tied with the k-th; top-p keeps, in most-likely-first
+// order (ties by id), each token whose mass above is below p of the top-k mass; min-p keeps p >= min_p *
+// p_max; the draw is the inverse CDF over ids at SeededUniform(seed, step). Sums are in a different order
+// than the host's, so a draw within rounding of a boundary may differ. One block per row, about a dozen
+// passes over it.
 void SampleRows(const float* logits,  // [num_rows, vocab]
                 const SamplingParams& params,
                 int32_t* out,  // [num_rows]

@@ -6,8 +6,6 @@
 #include <functional>
 #include <limits>
 
-#include "kernels/sample_uniform.h"
-
 namespace doze::kernels::reference {
 
 float RoundBf16(float x) {
@@ -124,61 +122,6 @@ void PagedAttention(const AttentionInputs& in, float* out) {
       }
     }
   }
-}
-
-int Argmax(const float* row, int vocab) {
-  int best = 0;
-  for (int i = 1; i < vocab; ++i) {
-    if (row[i] > row[best]) best = i;
-  }
-  return best;
-}
-
-std::vector<char> KeptTokens(const float* row, int vocab, const RowSampling& s) {
-  std::vector<float> sorted(row, row + vocab);
-  std::sort(sorted.begin(), sorted.end(), std::greater<float>());
-  const float row_max = sorted[0];
-  float threshold = -std::numeric_limits<float>::infinity();
-  int kept = vocab;
-  if (s.top_k > 0 && s.top_k < vocab) {
-    threshold = sorted[s.top_k - 1];
-    kept = static_cast<int>(std::upper_bound(sorted.begin(), sorted.end(), threshold, std::greater<float>()) -
-                            sorted.begin());
-  }
-  if (s.top_p < 1.f) {
-    double mass = 0;
-    for (int i = 0; i < kept; ++i) mass += std::exp((sorted[i] - row_max) / s.temperature);
-    double cumulative = 0;
-    for (int i = 0; i < kept; ++i) {
-      cumulative += std::exp((sorted[i] - row_max) / s.temperature);
-      if (cumulative >= s.top_p * mass) {
-        threshold = std::max(threshold, sorted[i]);
-        break;
-      }
-    }
-  }
-  if (s.min_p > 0.f) threshold = std::max(threshold, row_max + std::log(s.min_p) * s.temperature);
-  std::vector<char> keep(vocab);
-  for (int i = 0; i < vocab; ++i) keep[i] = row[i] >= threshold;
-  return keep;
-}
-
-int Sample(const float* row, int vocab, const RowSampling& s) {
-  if (!(s.temperature > 0.f)) return Argmax(row, vocab);
-  const std::vector<char> keep = KeptTokens(row, vocab, s);
-  const float row_max = *std::max_element(row, row + vocab);
-  int best = -1;
-  double best_score = -std::numeric_limits<double>::infinity();
-  for (int i = 0; i < vocab; ++i) {
-    if (!keep[i]) continue;
-    const double gumbel = -std::log(-std::log(static_cast<double>(SampleUniform(s.seed, i))));
-    const double score = (row[i] - row_max) / s.temperature + gumbel;
-    if (score > best_score) {
-      best_score = score;
-      best = i;
-    }
-  }
-  return best;
 }
 
 }  // namespace doze::kernels::reference

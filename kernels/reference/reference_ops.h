@@ -48,22 +48,4 @@ struct AttentionInputs {
 // out[t, h, :] = softmax over the row's context of q.k * scale, times V; zeros for an empty context.
 void PagedAttention(const AttentionInputs& in, float* out);
 
-// Index of the largest value (lowest index on ties).
-int Argmax(const float* row, int vocab);
-
-// Sampling settings of one row.
-struct RowSampling {
-  float temperature;
-  int top_k;
-  float top_p;
-  float min_p;
-  uint64_t seed;
-};
-
-// Which tokens survive top-k, top-p (over the top-k mass) and min-p, by sorting: keep[i] is 1 or 0.
-std::vector<char> KeptTokens(const float* row, int vocab, const RowSampling& s);
-
-// The token SampleRows draws: Gumbel-max over the kept tokens, argmax when temperature <= 0.
-int Sample(const float* row, int vocab, const RowSampling& s);
-
 }  // namespace doze::kernels::reference

@@ -1,73 +1,99 @@
-// ArgmaxRows and SampleRows against the CPU references, which replay the same random numbers.
+// ArgmaxRows and SampleRows against the host Sampler's functions (worker/engine/logits_processor.h), which
+// define the tokens the engine expects: the same draw, SeededUniform(seed, step), on both sides.
 #include "kernels/sampling.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
+#include <vector>
+
 #include "tests/kernels/kernel_test_util.h"
+#include "worker/engine/logits_processor.h"
 
 namespace doze::kernels {
 namespace {
 
 using testing::DeviceArray;
 
-std::vector<float> RandomLogits(int rows, int vocab, std::mt19937& rng) {
+// Normal logits with a standard deviation of 3; `integral` rounds them, so ties are everywhere.
+std::vector<float> RandomLogits(int rows, int vocab, bool integral, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.f, 3.f);
   std::vector<float> logits(static_cast<size_t>(rows) * vocab);
-  for (float& x : logits) x = dist(rng);
+  for (float& x : logits) x = integral ? std::round(dist(rng)) : dist(rng);
   return logits;
+}
+
+struct RowSetting {
+  float temperature;
+  int top_k;
+  float top_p;
+  float min_p;
+};
+
+// Row r gets one of several settings: greedy, plain temperature, top-k, top-p, min-p and mixes.
+RowSetting SettingOfRow(int r) {
+  static const RowSetting kSettings[] = {
+      {0.f, 0, 1.f, 0.f},      {1.f, 0, 1.f, 0.f},      {0.7f, 40, 1.f, 0.f},    {1.f, 0, 0.9f, 0.f},
+      {1.3f, 0, 1.f, 0.05f},   {0.8f, 50, 0.8f, 0.02f}, {1.f, 1, 1.f, 0.f},      {0.6f, 0, 0.5f, 0.f},
+      {1.f, 2000, 0.95f, 0.f}, {0.9f, 7, 1.f, 0.3f},    {1.1f, 0, 0.99f, 0.01f},
+  };
+  return kSettings[r % 11];
+}
+
+// What the host Sampler draws for a row without penalties.
+int32_t HostSample(const float* row, int vocab, const RowSetting& s, uint64_t seed, uint64_t step) {
+  std::vector<float> logits(row, row + vocab);
+  if (s.temperature == 0.f) return Argmax(logits);
+  absl::Span<float> span = absl::MakeSpan(logits);
+  ApplyTemperature(s.temperature, span);
+  MaskTopK(s.top_k, span);
+  MaskTopP(s.top_p, span);
+  MaskMinP(s.min_p, span);
+  return SampleFromLogits(span, SeededUniform(seed, step));
 }
 
 class SamplingTest : public ::testing::TestWithParam<int> {};
 
-TEST_P(SamplingTest, ArgmaxMatchesReference) {
+TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
   DOZE_SKIP_WITHOUT_GPU();
   const int rows = GetParam();
   for (int vocab : {151936, 1000}) {
     std::mt19937 rng(rows + vocab);
-    const std::vector<float> logits = RandomLogits(rows, vocab, rng);
+    const std::vector<float> logits = RandomLogits(rows, vocab, vocab == 1000, rng);
     DeviceArray<float> d_logits(logits);
     DeviceArray<int32_t> d_out(rows);
     d_out.Poison();
     ArgmaxRows(d_logits.get(), d_out.get(), rows, vocab, nullptr);
     const std::vector<int32_t> got = d_out.Download();
     for (int r = 0; r < rows; ++r) {
-      EXPECT_EQ(got[r], reference::Argmax(logits.data() + static_cast<size_t>(r) * vocab, vocab))
+      EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))
           << "row " << r;
     }
   }
 }
 
-// Row r gets one of several settings: greedy, plain temperature, top-k, top-p, min-p and all of them at once.
-reference::RowSampling SettingsOfRow(int r) {
-  static const reference::RowSampling kSettings[] = {
-      {0.f, 0, 1.f, 0.f, 0},    {1.f, 0, 1.f, 0.f, 0},      {0.7f, 40, 1.f, 0.f, 0}, {1.f, 0, 0.9f, 0.f, 0},
-      {1.3f, 0, 1.f, 0.05f, 0}, {0.8f, 50, 0.8f, 0.02f, 0}, {1.f, 1, 1.f, 0.f, 0},
-  };
-  reference::RowSampling s = kSettings[r % 7];
-  s.seed = 0x1234567ull * (r + 1);
-  return s;
-}
-
-TEST_P(SamplingTest, SampleMatchesReferenceAndIsReproducible) {
-  DOZE_SKIP_WITHOUT_GPU();
-  const int rows = GetParam(), vocab = 151936;
-  std::mt19937 rng(rows * 17);
-  const std::vector<float> logits = RandomLogits(rows, vocab, rng);
+// Samples every row twice (the second run must repeat the first) and compares with the host.
+void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step) {
+  std::mt19937 rng(rows * 17 + vocab + (integral ? 1 : 0));
+  const std::vector<float> logits = RandomLogits(rows, vocab, integral, rng);
   std::vector<float> temperature, top_p, min_p;
   std::vector<int32_t> top_k;
-  std::vector<uint64_t> seeds;
+  std::vector<uint64_t> seeds, steps;
   for (int r = 0; r < rows; ++r) {
-    const reference::RowSampling s = SettingsOfRow(r);
+    const RowSetting s = SettingOfRow(r);
     temperature.push_back(s.temperature);
     top_k.push_back(s.top_k);
     top_p.push_back(s.top_p);
     min_p.push_back(s.min_p);
-    seeds.push_back(s.seed);
+    seeds.push_back(0x1234567ull * (r + 1));
+    steps.push_back(step + r);
   }
   DeviceArray<float> d_logits(logits), d_temp(temperature), d_top_p(top_p), d_min_p(min_p);
   DeviceArray<int32_t> d_top_k(top_k), d_out(rows);
-  DeviceArray<uint64_t> d_seeds(seeds);
-  const SamplingParams params{d_temp.get(), d_top_k.get(), d_top_p.get(), d_min_p.get(), d_seeds.get()};
+  DeviceArray<uint64_t> d_seeds(seeds), d_steps(steps);
+  const SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
+                              d_min_p.get(), d_seeds.get(), d_steps.get()};
   d_out.Poison();
   SampleRows(d_logits.get(), params, d_out.get(), rows, vocab, nullptr);
   const std::vector<int32_t> first = d_out.Download();
@@ -76,13 +102,21 @@ TEST_P(SamplingTest, SampleMatchesReferenceAndIsReproducible) {
   EXPECT_EQ(d_out.Download(), first);
   for (int r = 0; r < rows; ++r) {
     const float* row = logits.data() + static_cast<size_t>(r) * vocab;
-    const reference::RowSampling s = SettingsOfRow(r);
-    ASSERT_GE(first[r], 0) << "row " << r;
-    ASSERT_LT(first[r], vocab) << "row " << r;
-    if (s.temperature > 0.f) {
-      EXPECT_TRUE(reference::KeptTokens(row, vocab, s)[first[r]]) << "row " << r;
-    }
-    EXPECT_EQ(first[r], reference::Sample(row, vocab, s)) << "row " << r;
+    EXPECT_EQ(first[r], HostSample(row, vocab, SettingOfRow(r), seeds[r], steps[r]))
+        << "row " << r << " setting " << r % 11;
+  }
+}
+
+TEST_P(SamplingTest, SampleMatchesTheHostAndIsReproducible) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (uint64_t step : {0, 5, 1000}) ExpectSameAsHost(GetParam(), 151936, false, step);
+}
+
+TEST_P(SamplingTest, TiesAtEveryCutFollowTheHost) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (uint64_t step : {0, 9}) {
+    ExpectSameAsHost(GetParam(), 151936, true, step);
+    ExpectSameAsHost(GetParam(), 999, true, step);
   }
 }
 

@@ -87,10 +87,10 @@ std::vector<RequestOutput> Engine::Step() {
   SchedulerOutput scheduled = scheduler_.Schedule();
   if (scheduled.empty()) return outputs;
   Batch batch = BuildBatch(scheduled.chunks, block_manager_.block_size());
-  LogitsView logits = RunModel(batch.metadata);
+  std::vector<SampleResult> samples = RunModelAndSample(batch);
   scheduler_.OnStepComputed(scheduled);
-  for (int i = 0; i < logits.num_rows; ++i) {
-    outputs.push_back(PostProcess(*batch.sampled_seqs[i], logits.row(i)));
+  for (size_t i = 0; i < samples.size(); ++i) {
+    outputs.push_back(PostProcess(*batch.sampled_seqs[i], std::move(samples[i])));
   }
   return outputs;
 }
@@ -116,20 +116,51 @@ EngineCounters Engine::counters() const {
   return c;
 }
 
-LogitsView Engine::RunModel(const BatchMetadata& batch) {
-  absl::StatusOr<LogitsView> logits = runner_->Forward(batch);
-  if (!logits.ok()) {
-    DOZE_LOG(FATAL) << "model runner failed: " << logits.status();
-  }
-  DOZE_CHECK(logits->num_rows == batch.num_logits())
-      << logits->num_rows << " rows for " << batch.num_logits();
-  computed_tokens_ += batch.num_tokens();
-  return *logits;
+std::vector<SampleResult> Engine::RunModelAndSample(const Batch& batch) {
+  computed_tokens_ += batch.metadata.num_tokens();
+  std::optional<std::vector<DeviceSamplingRow>> device_rows = DeviceRows(batch);
+  return device_rows.has_value() ? SampleOnDevice(batch, *device_rows) : SampleOnHost(batch);
 }
 
-RequestOutput Engine::PostProcess(Sequence& seq, const float* logits) {
+std::optional<std::vector<DeviceSamplingRow>> Engine::DeviceRows(const Batch& batch) const {
+  if (!runner_->SupportsDeviceSampling()) return std::nullopt;
+  std::vector<DeviceSamplingRow> rows;
+  for (const Sequence* seq : batch.sampled_seqs) {
+    std::optional<DeviceSamplingRow> row = DeviceSamplingRowOf(*seq);
+    if (!row.has_value()) return std::nullopt;  // one host-only row takes the whole step to the host
+    rows.push_back(*row);
+  }
+  return rows;
+}
+
+std::vector<SampleResult> Engine::SampleOnDevice(const Batch& batch,
+                                                 absl::Span<const DeviceSamplingRow> rows) {
+  absl::StatusOr<std::vector<int32_t>> tokens = runner_->ForwardAndSample(batch.metadata, rows);
+  if (!tokens.ok()) DOZE_LOG(FATAL) << "model runner failed: " << tokens.status();
+  DOZE_CHECK(static_cast<int>(tokens->size()) == batch.metadata.num_logits())
+      << tokens->size() << " tokens for " << batch.metadata.num_logits() << " rows";
+  std::vector<SampleResult> samples(tokens->size());
+  for (size_t i = 0; i < samples.size(); ++i) samples[i].token_id = (*tokens)[i];
+  return samples;
+}
+
+std::vector<SampleResult> Engine::SampleOnHost(const Batch& batch) {
+  absl::StatusOr<LogitsView> logits = runner_->Forward(batch.metadata);
+  if (!logits.ok()) DOZE_LOG(FATAL) << "model runner failed: " << logits.status();
+  DOZE_CHECK(logits->num_rows == batch.metadata.num_logits())
+      << logits->num_rows << " rows for " << batch.metadata.num_logits();
+  const int vocab_size = runner_->config().vocab_size;
+  std::vector<SampleResult> samples;
+  samples.reserve(logits->num_rows);
+  for (int i = 0; i < logits->num_rows; ++i) {
+    samples.push_back(
+        sampler_.Sample(absl::MakeConstSpan(logits->row(i), vocab_size), *batch.sampled_seqs[i]));
+  }
+  return samples;
+}
+
+RequestOutput Engine::PostProcess(Sequence& seq, SampleResult sample) {
   Request& request = *requests_.at(seq.id());
-  SampleResult sample = sampler_.Sample(absl::MakeConstSpan(logits, runner_->config().vocab_size), seq);
   seq.AppendToken(sample.token_id);
   ++generated_tokens_;
   RequestOutput out = NewOutput(request);

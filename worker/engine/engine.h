@@ -10,6 +10,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "worker/engine/batch_builder.h"
 #include "worker/engine/block_manager.h"
 #include "worker/engine/model_runner.h"
 #include "worker/engine/output_processor.h"
@@ -80,9 +82,15 @@ class Engine {
   };
 
   absl::Status CheckFits(int num_prompt_tokens, const SamplingParams& params) const;
-  LogitsView RunModel(const BatchMetadata& batch);
-  // Samples the next token of `seq`, updates its text and finishes it when a stop rule says so.
-  RequestOutput PostProcess(Sequence& seq, const float* logits);
+  // Runs the model over `batch` and picks each logits row's token: on the device when the runner can and
+  // every row allows it (DeviceRows), else with the host Sampler. A runner failure ends the process.
+  std::vector<SampleResult> RunModelAndSample(const Batch& batch);
+  // The device settings of every sampled row, or nullopt when the runner or any row needs the host path.
+  std::optional<std::vector<DeviceSamplingRow>> DeviceRows(const Batch& batch) const;
+  std::vector<SampleResult> SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows);
+  std::vector<SampleResult> SampleOnHost(const Batch& batch);
+  // Appends the sampled token to `seq`, updates its text and finishes it when a stop rule says so.
+  RequestOutput PostProcess(Sequence& seq, SampleResult sample);
   RequestOutput NewOutput(const Request& request) const;
   void Finish(uint64_t id, FinishReason reason, RequestOutput& out);
 

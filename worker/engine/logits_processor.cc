@@ -1,40 +1,108 @@
 #include "worker/engine/logits_processor.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
-#include <numeric>
-#include <queue>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "kernels/sample_uniform.h"
 
 namespace doze {
 namespace {
 
 constexpr float kMasked = -std::numeric_limits<float>::infinity();
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
+struct TokenWeight {
+  int32_t id;
+  float weight;
+};
+
+// Candidate search: logits are binned by their distance below the row's maximum, kBinsPerUnit bins per unit
+// of logit; the last bin takes everything further down, masked tokens included. A bin index never falls as
+// the logit grows, so "bin <= b" is always the set of the largest logits.
+constexpr int kBinsPerUnit = 4;
+constexpr int kNumBins = 256;
+
+int BinOf(float logit, float max_logit) {
+  const float distance = (max_logit - logit) * kBinsPerUnit;
+  return distance < kNumBins - 1 ? static_cast<int>(distance) : kNumBins - 1;
+}
+
+// The lowest bin whose cumulative sum from bin 0 reaches `target` (the last bin if none does).
+template <typename T>
+int BinReaching(const std::array<T, kNumBins>& histogram, double target) {
+  double cumulative = 0.0;
+  for (int b = 0; b < kNumBins; ++b) {
+    cumulative += histogram[b];
+    if (cumulative >= target) return b;
+  }
+  return kNumBins - 1;
+}
+
+// Sorts ids by logit, largest first, ties by id.
+void SortMostLikelyFirst(absl::Span<const float> logits, std::vector<int32_t>& ids) {
+  std::sort(ids.begin(), ids.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+}
+
+// Masks each of `ids` that comes after the first `keep` of `order` in most-likely-first order (ties by id).
+void MaskAfter(absl::Span<const int32_t> order, size_t keep, absl::Span<const int32_t> ids,
+               absl::Span<float> logits) {
+  const float last_value = logits[order[keep - 1]];
+  const int32_t last_id = order[keep - 1];
+  for (int32_t id : ids) {
+    const float logit = logits[id];
+    if (logit < last_value || (logit == last_value && id > last_id)) logits[id] = kMasked;
+  }
+}
+
+// How many of `order` (most likely first) top-p keeps: a token stays while the mass above it is below p.
+// Returns 0 when the mass of all of `order` stays below p.
+size_t TopPKeepCount(absl::Span<const float> logits, absl::Span<const int32_t> order, double log_z, float p) {
+  double mass_above = 0.0;
+  for (size_t keep = 0; keep < order.size(); ++keep) {
+    if (mass_above >= p) return keep;
+    mass_above += std::exp(logits[order[keep]] - log_z);
+  }
+  return mass_above >= p ? order.size() : 0;
 }
 
 }  // namespace
 
-float KthLargest(absl::Span<const float> values, int k) {
-  // A min-heap of the k largest so far: one comparison per value once it is full.
-  std::priority_queue<float, std::vector<float>, std::greater<float>> heap;
-  for (float v : values) {
-    if (static_cast<int>(heap.size()) < k) {
-      heap.push(v);
-    } else if (v > heap.top()) {
-      heap.pop();
-      heap.push(v);
-    }
+float MaxLogit(absl::Span<const float> logits) {
+  // Independent lanes the compiler turns into vector max instructions; (a < b ? b : a) is std::max.
+  constexpr size_t kLanes = 16;
+  std::array<float, kLanes> lanes;
+  lanes.fill(logits[0]);
+  size_t i = 0;
+  for (; i + kLanes <= logits.size(); i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) lanes[j] = lanes[j] < logits[i + j] ? logits[i + j] : lanes[j];
   }
-  return heap.top();
+  float max_logit = logits[0];
+  for (float lane : lanes) max_logit = std::max(max_logit, lane);
+  for (; i < logits.size(); ++i) max_logit = std::max(max_logit, logits[i]);
+  return max_logit;
+}
+
+float KthLargest(absl::Span<const float> values, int k) {
+  // Candidates above a threshold that only rises: whenever the buffer fills, it is cut back to its k largest
+  // and the threshold becomes the k-th of them. Past the first fill most values fail one comparison.
+  const size_t capacity = std::max<size_t>(4 * static_cast<size_t>(k), 4096);
+  std::vector<float> buffer(values.begin(), values.begin() + std::min(capacity, values.size()));
+  auto cut = [&] {
+    std::nth_element(buffer.begin(), buffer.begin() + (k - 1), buffer.end(), std::greater<float>());
+    buffer.resize(k);
+    return buffer[k - 1];
+  };
+  float threshold = buffer.size() < values.size() ? cut() : 0.0f;
+  for (size_t i = capacity; i < values.size(); ++i) {
+    if (values[i] <= threshold) continue;
+    buffer.push_back(values[i]);
+    if (buffer.size() == capacity) threshold = cut();
+  }
+  return cut();
 }
 
 void ApplyLogitBias(const absl::flat_hash_map<int32_t, float>& logit_bias, absl::Span<float> logits) {
@@ -68,81 +136,102 @@ void ApplyTemperature(float temperature, absl::Span<float> logits) {
 void MaskTopK(int k, absl::Span<float> logits) {
   if (k <= 0 || k >= static_cast<int>(logits.size())) return;
   const float kth = KthLargest(logits, k);
-  for (float& logit : logits) {
-    if (logit < kth) logit = kMasked;
-  }
+  for (float& logit : logits) logit = logit < kth ? kMasked : logit;  // a store per id: vectorises
 }
 
 void MaskTopP(float p, absl::Span<float> logits) {
   if (p >= 1.0f) return;
-  const double log_z = LogSumExp(logits);
-  std::vector<int32_t> order;  // only the unmasked ids: after top-k, a handful
+  // One exp per unmasked token gives the normaliser and each bin's mass; only the tokens of the bins that
+  // reach p are sorted. The walk over them is exact, so the set kept does not depend on the binning.
+  const float max_logit = MaxLogit(logits);
+  if (max_logit == kMasked) return;
+  std::vector<int32_t> unmasked;  // after top-k, a handful
   for (size_t id = 0; id < logits.size(); ++id) {
-    if (logits[id] != kMasked) order.push_back(static_cast<int32_t>(id));
+    if (logits[id] != kMasked) unmasked.push_back(static_cast<int32_t>(id));
   }
-  auto more_likely = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  // Sort only as far as needed: the kept set is usually a few dozen tokens of a vocabulary of 150k.
-  size_t sorted = std::min<size_t>(order.size(), 64);
-  size_t keep = 0;
-  double mass_above = 0.0;
-  for (;;) {
-    std::partial_sort(order.begin() + keep, order.begin() + sorted, order.end(), more_likely);
-    while (keep < sorted && mass_above < p) mass_above += std::exp(logits[order[keep++]] - log_z);
-    if (mass_above >= p || sorted == order.size()) break;
-    sorted = std::min(order.size(), sorted * 4);
+  std::array<double, kNumBins> mass{};
+  double sum = 0.0;
+  for (int32_t id : unmasked) {
+    const float weight = std::exp(logits[id] - max_logit);
+    sum += weight;
+    mass[BinOf(logits[id], max_logit)] += weight;
   }
-  for (size_t i = keep; i < order.size(); ++i) logits[order[i]] = kMasked;
+  const double log_z = max_logit + std::log(sum);
+  // One bin beyond the one that reaches p, for the rounding between binned and exact mass.
+  const int last_bin = std::min(BinReaching(mass, p * sum) + 1, kNumBins - 1);
+  std::vector<int32_t> order;
+  for (int32_t id : unmasked) {
+    if (BinOf(logits[id], max_logit) <= last_bin) order.push_back(id);
+  }
+  SortMostLikelyFirst(logits, order);
+  size_t keep = TopPKeepCount(logits, order, log_z, p);
+  if (keep == 0 && order.size() < unmasked.size()) {
+    order = unmasked;
+    SortMostLikelyFirst(logits, order);
+    keep = TopPKeepCount(logits, order, log_z, p);
+  }
+  if (keep == 0) return;  // rounding left the whole mass a hair below p: everything stays
+  MaskAfter(order, keep, unmasked, logits);
 }
 
 void MaskMinP(float min_p, absl::Span<float> logits) {
   if (min_p <= 0.0f) return;
-  const float max_logit = *std::max_element(logits.begin(), logits.end());
-  const double threshold = max_logit + std::log(static_cast<double>(min_p));
-  for (float& logit : logits) {
-    if (logit < threshold) logit = kMasked;
-  }
+  const double threshold = MaxLogit(logits) + std::log(static_cast<double>(min_p));
+  for (float& logit : logits) logit = logit < threshold ? kMasked : logit;
 }
 
 int32_t Argmax(absl::Span<const float> logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  // The maximum of each chunk in vector instructions; then the first chunk holding the overall maximum is
+  // searched for its first occurrence.
+  constexpr size_t kChunk = 2048;
+  size_t best_chunk = 0;
+  float best = MaxLogit(logits.subspan(0, kChunk));
+  for (size_t start = kChunk; start < logits.size(); start += kChunk) {
+    const float chunk_max = MaxLogit(logits.subspan(start, kChunk));
+    if (chunk_max > best) {
+      best = chunk_max;
+      best_chunk = start;
+    }
+  }
+  size_t id = best_chunk;
+  while (!(logits[id] == best)) ++id;
+  return static_cast<int32_t>(id);
 }
 
 double LogSumExp(absl::Span<const float> logits) {
-  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  const float max_logit = MaxLogit(logits);
   if (max_logit == kMasked) return kMasked;
   double sum = 0.0;
-  for (float logit : logits) sum += std::exp(logit - max_logit);  // float exp: vocabulary-wide, hot
+  for (float logit : logits) {
+    if (logit != kMasked) sum += std::exp(logit - max_logit);  // masked ones would add exp(-inf) = 0
+  }
   return max_logit + std::log(sum);
 }
 
 int32_t SampleFromLogits(absl::Span<const float> logits, double uniform) {
-  // One exp per id (float, vectorisable), summed in double; the draw scales `uniform` by the total instead of
-  // normalising every weight.
-  const float max_logit = *std::max_element(logits.begin(), logits.end());
-  thread_local std::vector<float> weights;
-  weights.resize(logits.size());
+  // One float exp per unmasked id, summed in double; the draw scales `uniform` by the total instead of
+  // normalising every weight. Ids whose weight is 0 (masked or underflowed) can never be drawn.
+  const float max_logit = MaxLogit(logits);
+  thread_local std::vector<TokenWeight> weights;
+  weights.clear();
   double total = 0.0;
   for (size_t id = 0; id < logits.size(); ++id) {
-    weights[id] = std::exp(logits[id] - max_logit);  // exp(-inf) = 0 for masked ids
-    total += weights[id];
+    if (logits[id] == kMasked) continue;
+    const float weight = std::exp(logits[id] - max_logit);
+    if (weight == 0.0f) continue;
+    weights.push_back({static_cast<int32_t>(id), weight});
+    total += weight;
   }
+  if (weights.empty()) return Argmax(logits);
   const double target = uniform * total;
   double cumulative = 0.0;
-  int32_t last_possible = Argmax(logits);
-  for (size_t id = 0; id < logits.size(); ++id) {
-    if (weights[id] == 0.0f) continue;
-    cumulative += weights[id];
-    last_possible = static_cast<int32_t>(id);
-    if (cumulative > target) return last_possible;
+  for (const TokenWeight& w : weights) {
+    cumulative += w.weight;
+    if (cumulative > target) return w.id;
   }
-  return last_possible;  // rounding left the total a hair below `target`
+  return weights.back().id;  // rounding left the total a hair below `target`
 }
 
-double SeededUniform(uint64_t seed, uint64_t step) {
-  const uint64_t bits = SplitMix64(SplitMix64(seed) ^ (step * 0xD1B54A32D192ED03ULL));
-  return static_cast<double>(bits >> 11) * 0x1.0p-53;
-}
+double SeededUniform(uint64_t seed, uint64_t step) { return kernels::SeededUniform(seed, step); }
 
 }  // namespace doze

@@ -24,6 +24,9 @@ void ApplyPresenceFrequencyPenalties(float presence, float frequency,
 // logits /= temperature (temperature > 0).
 void ApplyTemperature(float temperature, absl::Span<float> logits);
 
+// The largest of `logits` (not empty).
+float MaxLogit(absl::Span<const float> logits);
+
 // The k-th largest of `values` (1 <= k <= size).
 float KthLargest(absl::Span<const float> values, int k);
 
@@ -47,7 +50,8 @@ double LogSumExp(absl::Span<const float> logits);
 // exceeds `uniform` in [0, 1).
 int32_t SampleFromLogits(absl::Span<const float> logits, double uniform);
 
-// A uniform number in [0, 1) that depends only on (seed, step): the draw of step `step` of a seeded sequence.
+// A uniform number in [0, 1) that depends only on (seed, step): the draw of step `step` of a seeded sequence
+// (kernels/sample_uniform.h, which the GPU sampler shares).
 double SeededUniform(uint64_t seed, uint64_t step);
 
 }  // namespace doze

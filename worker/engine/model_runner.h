@@ -1,7 +1,11 @@
 // The backend interface: runs the model for one step over a paged KV cache it owns.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "worker/engine/batch_metadata.h"
 #include "worker/model/model_config.h"
 
@@ -13,6 +17,17 @@ struct LogitsView {
   int num_rows = 0;
   int vocab_size = 0;
   const float* row(int i) const { return data + static_cast<size_t>(i) * vocab_size; }
+};
+
+// How to pick one row's token on the device: the host Sampler's rules for a row with no penalty, logit bias,
+// logprobs or top_logits (see DeviceSamplingRowOf in worker/engine/sampler.h).
+struct DeviceSamplingRow {
+  float temperature = 0.0f;  // 0: greedy, the lowest id of the largest logit
+  int32_t top_k = 0;         // <= 0: off
+  float top_p = 1.0f;        // >= 1: off
+  float min_p = 0.0f;        // <= 0: off
+  uint64_t seed = 0;         // the sequence's seed
+  uint64_t step = 0;         // its output index: the draw is SeededUniform(seed, step)
 };
 
 // Implemented by the CPU reference backend and the CUDA backend. The KV cache is a pool of num_kv_blocks()
@@ -30,6 +45,18 @@ class ModelRunner {
   // Writes K/V of every token of `batch` into its slot, attends causally over each sequence's blocks and
   // returns the logits of the rows in batch.logits_indices.
   virtual absl::StatusOr<LogitsView> Forward(const BatchMetadata& batch) = 0;
+
+  // Whether ForwardAndSample is implemented. Optional: a backend without it only ever sees Forward.
+  virtual bool SupportsDeviceSampling() const { return false; }
+  // Runs the step like Forward, then picks logits row i's next token where the logits are, per rows[i]
+  // (rows.size() == batch.num_logits()), and returns only the token ids. The contract is the host Sampler's
+  // result: greedy takes the lowest id of the largest logit; temperature > 0 keeps what MaskTopK, MaskTopP and
+  // MaskMinP keep and draws by inverse CDF over ids with SeededUniform(seed, step). Float rounding may differ
+  // from the host's, so a draw that lands within rounding of a CDF boundary may pick the neighbouring token.
+  virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(const BatchMetadata& /*batch*/,
+                                                                absl::Span<const DeviceSamplingRow> /*rows*/) {
+    return absl::UnimplementedError("this backend samples on the host only");
+  }
 };
 
 }  // namespace doze

@@ -5,6 +5,23 @@
 #include "worker/engine/logits_processor.h"
 
 namespace doze {
+namespace {
+
+bool HasPenalties(const SamplingParams& params) {
+  return !params.logit_bias.empty() || params.repetition_penalty != 1.0f || params.presence_penalty != 0.0f ||
+         params.frequency_penalty != 0.0f;
+}
+
+}  // namespace
+
+std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq) {
+  const SamplingParams& params = seq.params();
+  if (HasPenalties(params) || params.logprobs) return std::nullopt;
+  if (params.top_logits > 0 && seq.num_output_tokens() == 0) return std::nullopt;
+  return DeviceSamplingRow{params.temperature, params.top_k,
+                           params.top_p,       params.min_p,
+                           seq.rng_seed(),     static_cast<uint64_t>(seq.num_output_tokens())};
+}
 
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k) {
   k = std::min<int>(k, static_cast<int>(values.size()));
@@ -38,13 +55,20 @@ std::vector<float> Sampler::Process(absl::Span<const float> logits, const Sequen
   return processed;
 }
 
+int32_t Sampler::ChooseToken(absl::Span<const float> logits, const Sequence& seq) const {
+  const SamplingParams& params = seq.params();
+  // Plain greedy reads the model's row as it is: no copy.
+  if (params.temperature == 0.0f && !HasPenalties(params)) return Argmax(logits);
+  const std::vector<float> processed = Process(logits, seq);
+  return params.temperature == 0.0f
+             ? Argmax(processed)
+             : SampleFromLogits(processed, SeededUniform(seq.rng_seed(), seq.num_output_tokens()));
+}
+
 SampleResult Sampler::Sample(absl::Span<const float> logits, const Sequence& seq) const {
   const SamplingParams& params = seq.params();
-  std::vector<float> processed = Process(logits, seq);
   SampleResult result;
-  result.token_id = params.temperature == 0.0f
-                        ? Argmax(processed)
-                        : SampleFromLogits(processed, SeededUniform(seq.rng_seed(), seq.num_output_tokens()));
+  result.token_id = ChooseToken(logits, seq);
   if (params.logprobs || (params.top_logits > 0 && seq.num_output_tokens() == 0)) {
     const double log_z = LogSumExp(logits);
     if (params.logprobs) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "worker/engine/model_runner.h"
 #include "worker/engine/sequence.h"
 
 namespace doze {
@@ -46,9 +47,16 @@ class Sampler {
   SampleResult Sample(absl::Span<const float> logits, const Sequence& seq) const;
 
  private:
+  // The next token alone: argmax or a seeded draw from the processed row.
+  int32_t ChooseToken(absl::Span<const float> logits, const Sequence& seq) const;
   // Penalised and masked logits, ready for argmax or a draw.
   std::vector<float> Process(absl::Span<const float> logits, const Sequence& seq) const;
 };
+
+// The settings under which ModelRunner::ForwardAndSample draws what Sampler::Sample would for `seq`'s next
+// token; nullopt when the row needs the host: penalties, logit bias, logprobs, or top_logits on its first
+// output token.
+std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq);
 
 // The top `k` entries of `values`, largest first (ties: lowest id first).
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k);
