@@ -44,6 +44,15 @@ doze_fetch_tokenizer() {
   rm -rf "$tmp"
 }
 
+# The official openai npm client, which the gateway's end-to-end test drives (tests/e2e/gateway_openai_client.mjs).
+DOZE_OPENAI_PACKAGE=openai@4.104.0
+doze_fetch_node_packages() {
+  [[ -s $DOZE_CACHE/node/node_modules/openai/package.json ]] && return 0
+  doze_log "installing the $DOZE_OPENAI_PACKAGE npm package into $DOZE_CACHE/node (for the gateway tests)"
+  mkdir -p "$DOZE_CACHE/node"
+  (cd "$DOZE_CACHE/node" && npm install --silent --no-audit --no-fund "$DOZE_OPENAI_PACKAGE" >/dev/null)
+}
+
 doze_build() {
   local cuda_flag=()
   [[ -n ${DOZE_CUDA:-} ]] && cuda_flag=(-DDOZE_CUDA="$DOZE_CUDA")
@@ -64,6 +73,7 @@ doze_prepare_default_model() {
 doze_setup() {
   doze_install_packages
   doze_fetch_tokenizer
+  doze_fetch_node_packages
   doze_build
   doze_prepare_default_model
 }
