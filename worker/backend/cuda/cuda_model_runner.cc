@@ -242,6 +242,17 @@ absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) 
   return LogitsView{static_cast<const float*>(host_logits_.get()), batch.num_logits(), config_.vocab_size};
 }
 
+absl::StatusOr<std::vector<int32_t>> CudaModelRunner::ForwardAndSample(const BatchMetadata& batch,
+                                                                       absl::Span<const DeviceSamplingRow> rows) {
+  if (static_cast<int>(rows.size()) != batch.num_logits()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(rows.size(), " sampling rows for ", batch.num_logits(), " logits rows"));
+  }
+  ASSIGN_OR_RETURN(const float* device_logits, ForwardOnDevice(batch));
+  if (sampler_ == nullptr) sampler_ = std::make_unique<CudaSampler>(stream_);
+  return sampler_->Sample(device_logits, rows, config_.vocab_size);
+}
+
 // The first step of a bucket runs eagerly (loading every kernel it needs) and is then captured without
 // running; later steps of the bucket replay the graph.
 void CudaModelRunner::RunDecodeGraph(const StepPlan& plan) {

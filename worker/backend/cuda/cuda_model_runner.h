@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/gemm.h"
+#include "worker/backend/cuda/cuda_sampler.h"
 #include "worker/backend/cuda/device_memory.h"
 #include "worker/backend/cuda/device_weights.h"
 #include "worker/engine/model_runner.h"
@@ -47,6 +48,10 @@ class CudaModelRunner : public ModelRunner {
   int num_kv_blocks() const override { return num_kv_blocks_; }
   // Runs the step and copies the requested logits to host memory.
   absl::StatusOr<LogitsView> Forward(const BatchMetadata& batch) override;
+  bool SupportsDeviceSampling() const override { return true; }
+  // Runs the step and samples each logits row on the GPU (CudaSampler): only token ids come back.
+  absl::StatusOr<std::vector<int32_t>> ForwardAndSample(const BatchMetadata& batch,
+                                                        absl::Span<const DeviceSamplingRow> rows) override;
 
   // Runs the step and leaves the logits on the device: [batch.num_logits(), vocab] fp32, valid until the next
   // call, ordered on stream(). For sampling on the GPU (kernels/sampling.h).
@@ -105,6 +110,7 @@ class CudaModelRunner : public ModelRunner {
   cuda::PinnedBuffer host_logits_;    // [capacity_logits_, vocab]
 
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;  // (num_tokens, max_context) -> decode graph
+  std::unique_ptr<CudaSampler> sampler_;                   // made on the first ForwardAndSample
 };
 
 }  // namespace doze

@@ -1,0 +1,63 @@
+#include "worker/backend/cuda/cuda_sampler.h"
+
+#include <algorithm>
+
+#include "kernels/cuda_check.h"
+#include "kernels/sampling.h"
+#include "worker/common/status_macros.h"
+
+namespace doze {
+
+CudaSampler::Arrays CudaSampler::Carve(void* base, int num_rows, size_t* bytes) {
+  cuda::BumpAllocator bump(base);
+  Arrays a;
+  a.seed = bump.Take<uint64_t>(num_rows);
+  a.step = bump.Take<uint64_t>(num_rows);
+  a.temperature = bump.Take<float>(num_rows);
+  a.top_p = bump.Take<float>(num_rows);
+  a.min_p = bump.Take<float>(num_rows);
+  a.top_k = bump.Take<int32_t>(num_rows);
+  a.out = bump.Take<int32_t>(num_rows);
+  if (bytes != nullptr) *bytes = bump.used();
+  return a;
+}
+
+absl::Status CudaSampler::EnsureCapacity(int num_rows) {
+  if (num_rows <= capacity_) return absl::OkStatus();
+  const int capacity = std::max(num_rows, 2 * capacity_);
+  size_t bytes = 0;
+  Carve(nullptr, capacity, &bytes);
+  RETURN_IF_ERROR(params_.Allocate(bytes, "sampling parameters"));
+  RETURN_IF_ERROR(host_params_.Allocate(bytes, "sampling parameters (host)"));
+  capacity_ = capacity;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(const float* logits,
+                                                         absl::Span<const DeviceSamplingRow> rows,
+                                                         int vocab) {
+  const int n = static_cast<int>(rows.size());
+  if (n == 0) return std::vector<int32_t>();
+  RETURN_IF_ERROR(EnsureCapacity(n));
+  const Arrays host = Carve(host_params_.get(), capacity_);
+  for (int i = 0; i < n; ++i) {
+    host.temperature[i] = rows[i].temperature;
+    host.top_k[i] = rows[i].top_k;
+    host.top_p[i] = rows[i].top_p;
+    host.min_p[i] = rows[i].min_p;
+    host.seed[i] = rows[i].seed;
+    host.step[i] = rows[i].step;
+  }
+  const Arrays device = Carve(params_.get(), capacity_);
+  // The inputs are everything before `out`: one copy.
+  const size_t input_bytes = reinterpret_cast<char*>(host.out) - reinterpret_cast<char*>(host.seed);
+  CUDA_CHECK(cudaMemcpyAsync(device.seed, host.seed, input_bytes, cudaMemcpyHostToDevice, stream_));
+  const kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
+                                       device.min_p,       device.seed,  device.step};
+  kernels::SampleRows(logits, params, device.out, n, vocab, stream_);
+  CUDA_CHECK(cudaMemcpyAsync(host.out, device.out, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return std::vector<int32_t>(host.out, host.out + n);
+}
+
+}  // namespace doze
