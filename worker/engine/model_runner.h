@@ -57,6 +57,12 @@ class ModelRunner {
                                                                 absl::Span<const DeviceSamplingRow> /*rows*/) {
     return absl::UnimplementedError("this backend samples on the host only");
   }
+  // Releases device memory while the worker sleeps: the KV cache is freed (its contents are lost) and the
+  // weights may move to host memory. The engine is idle and is rebuilt after Wake, so no cached prefix
+  // outlives the sleep. The default keeps everything in place (the CPU backend has nothing to release).
+  virtual absl::Status Sleep() { return absl::OkStatus(); }
+  // Undoes Sleep: weights and a fresh KV pool of the same number of blocks are back on the device.
+  virtual absl::Status Wake() { return absl::OkStatus(); }
 };
 
 }  // namespace doze
