@@ -24,5 +24,7 @@ int BenchCommand(int argc, char** argv);
 int TraceCommand(int argc, char** argv);
 int SimulateCommand(int argc, char** argv);
 int LogitsCommand(int argc, char** argv);
+int ClientCommand(int argc, char** argv);
+int BenchColdCommand(int argc, char** argv);
 
 }  // namespace doze::cli

@@ -1,6 +1,5 @@
 // doze generate: every line of a JSON-lines file through one engine at once (continuous batching); results in
 // input order on stdout, the engine's counters as one JSON line on stderr.
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -18,23 +17,6 @@ namespace doze::cli {
 namespace {
 
 using nlohmann::json;
-
-// Reads and parses every line of `path`; an error names the line.
-absl::StatusOr<std::vector<GenerateRequest>> ReadRequests(const std::string& path, const SamplingParams& defaults) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::vector<GenerateRequest> requests;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json value = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (value.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": not valid JSON"));
-    auto request = ParseGenerateRequest(value, defaults);
-    if (!request.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": ", request.status().message()));
-    requests.push_back(*std::move(request));
-  }
-  return requests;
-}
 
 json CountersJson(const EngineCounters& c) {
   return {{"running", c.num_running},
@@ -81,7 +63,7 @@ int GenerateCommand(int argc, char** argv) {
 
   auto defaults = SamplingParamsFromFlags(vm);
   if (!defaults.ok()) return Fail(std::string(defaults.status().message()));
-  auto requests = ReadRequests(vm["input"].as<std::string>(), *defaults);
+  auto requests = ReadGenerateRequests(vm["input"].as<std::string>(), *defaults);
   if (!requests.ok()) return Fail(std::string(requests.status().message()));
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));

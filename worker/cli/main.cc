@@ -15,6 +15,8 @@ constexpr doze::cli::Command kCommands[] = {
     {"trace", "synthesize a request trace (trace synth --profile office)", doze::cli::TraceCommand},
     {"simulate", "replay a trace through the lifecycle policy and price it", doze::cli::SimulateCommand},
     {"logits", "teacher-forced logits of every prompt position, as raw fp32 files", doze::cli::LogitsCommand},
+    {"client", "send JSON-lines prompts to a running worker (or --health, --stats)", doze::cli::ClientCommand},
+    {"bench-cold", "measure a worker's cold start, sleep and wake", doze::cli::BenchColdCommand},
 };
 
 void PrintUsage() {

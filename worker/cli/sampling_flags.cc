@@ -1,5 +1,7 @@
 #include "worker/cli/sampling_flags.h"
 
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
 
 namespace doze::cli {
@@ -120,6 +122,23 @@ absl::StatusOr<GenerateRequest> ParseGenerateRequest(const json& line, const Sam
   request.params = defaults;
   if (absl::Status status = ApplyOverrides(line, request.params); !status.ok()) return status;
   return request;
+}
+
+absl::StatusOr<std::vector<GenerateRequest>> ReadGenerateRequests(const std::string& path,
+                                                                  const SamplingParams& defaults) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::vector<GenerateRequest> requests;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json value = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (value.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": not valid JSON"));
+    auto request = ParseGenerateRequest(value, defaults);
+    if (!request.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": ", request.status().message()));
+    requests.push_back(*std::move(request));
+  }
+  return requests;
 }
 
 }  // namespace doze::cli

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,5 +29,9 @@ struct GenerateRequest {
 // Parses one JSON object: exactly one of "prompt_ids", "prompt" or "messages", plus optional per-request overrides
 // of the flags ("max_tokens", "temperature", "top_p", "top_k", "min_p", "seed", "ignore_eos", "stop").
 absl::StatusOr<GenerateRequest> ParseGenerateRequest(const nlohmann::json& line, const SamplingParams& defaults);
+
+// Reads and parses every non-blank line of a `doze generate` input file; an error names the file and line.
+absl::StatusOr<std::vector<GenerateRequest>> ReadGenerateRequests(const std::string& path,
+                                                                  const SamplingParams& defaults);
 
 }  // namespace doze::cli

@@ -1,0 +1,36 @@
+// A doze-worker child process on a unix socket in a fresh temporary directory, with the tiny CPU checkpoint.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/service/child_worker.h"
+#include "worker/service/worker_client.h"
+
+namespace doze::service::testing {
+
+class TestWorker {
+ public:
+  // Starts the worker; `extra_args` are appended to its command line. Does not wait for it.
+  explicit TestWorker(const std::vector<std::string>& extra_args = {});
+  ~TestWorker();
+
+  // Waits for the ready line (the worker is SERVING); fails the test on timeout.
+  void WaitReady();
+  const std::string& target() const { return target_; }
+  WorkerClient& client() { return *client_; }
+  ChildWorker& process() { return *child_; }
+  // The model directory the worker serves.
+  static std::string ModelDir();
+  // build/bin/<name>.
+  static std::string Binary(const std::string& name);
+
+ private:
+  std::string dir_;
+  std::string target_;
+  std::unique_ptr<ChildWorker> child_;
+  std::unique_ptr<WorkerClient> client_;
+};
+
+}  // namespace doze::service::testing

@@ -1,0 +1,88 @@
+#include "worker/service/worker_model.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "worker/common/logging.h"
+#include "worker/runtime/backend_factory.h"
+#include "worker/service/device_context.h"
+#include "worker/tokenizer/chat_template.h"
+
+namespace doze::service {
+namespace {
+
+EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOptions& options) {
+  EngineConfig config;
+  config.max_num_seqs = options.max_num_seqs;
+  config.max_num_batched_tokens = options.max_num_batched_tokens;
+  config.seed = options.seed;
+  const GenerationConfig& generation = checkpoint.generation_config();
+  const std::vector<int>& eos =
+      generation.eos_token_ids.empty() ? checkpoint.config().eos_token_ids : generation.eos_token_ids;
+  config.eos_token_ids.assign(eos.begin(), eos.end());
+  return config;
+}
+
+BackendOptions BackendOptionsFor(const ModelInstanceOptions& options) {
+  BackendOptions backend;
+  backend.name = options.backend;
+  backend.kv_cache_tokens = options.kv_cache_tokens;
+  backend.gpu_memory_fraction = options.gpu_memory_fraction;
+  backend.num_threads = options.num_threads;
+  backend.max_num_seqs = options.max_num_seqs;
+  return backend;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerModel>> WorkerModel::Load(const ModelInstanceOptions& options,
+                                                               const Marks& marks) {
+  std::unique_ptr<WorkerModel> model(new WorkerModel());
+  absl::StatusOr<std::unique_ptr<Checkpoint>> checkpoint = Checkpoint::Load(options.model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  model->checkpoint_ = *std::move(checkpoint);
+
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = absl::UnknownError("tokenizer not loaded");
+  std::thread tokenizer_thread(
+      [&tokenizer, path = model->checkpoint_->tokenizer_path()] { tokenizer = Tokenizer::FromFile(path); });
+  if (CreateDeviceContext(options.backend) && marks.device_context) marks.device_context();
+  absl::StatusOr<BackendRunner> runner = CreateBackendRunner(*model->checkpoint_, BackendOptionsFor(options));
+  tokenizer_thread.join();
+  if (!runner.ok()) return runner.status();
+  if (!tokenizer.ok()) return tokenizer.status();
+  if (marks.weights) marks.weights();
+
+  model->runner_ = std::move(runner->runner);
+  model->backend_ = runner->name;
+  model->tokenizer_ = *std::move(tokenizer);
+  model->decoders_ = std::make_unique<TokenizerTextDecoderFactory>(model->tokenizer_.get());
+  model->engine_config_ = EngineConfigFor(*model->checkpoint_, options);
+  DOZE_LOG(INFO) << "backend " << model->backend_ << ": " << model->runner_->num_kv_blocks()
+                 << " KV blocks of " << model->runner_->block_size() << " tokens";
+  return model;
+}
+
+std::unique_ptr<Engine> WorkerModel::NewEngine() {
+  return std::make_unique<Engine>(runner_.get(), decoders_.get(), engine_config_);
+}
+
+absl::StatusOr<std::vector<int32_t>> WorkerModel::PromptTokenIds(const PromptInput& prompt) const {
+  if (prompt.token_ids) {
+    const int vocab = checkpoint_->config().vocab_size;
+    for (size_t i = 0; i < prompt.token_ids->size(); ++i) {
+      const int32_t id = (*prompt.token_ids)[i];
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token_ids[", i, "]: ", id, " is outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+    return *prompt.token_ids;
+  }
+  if (prompt.text) return tokenizer_->Encode(*prompt.text);
+  if (!prompt.messages) return absl::InvalidArgumentError("prompt: give one of messages, text or token_ids");
+  absl::StatusOr<std::string> rendered = RenderChatPrompt(*prompt.messages, /*add_generation_prompt=*/true);
+  if (!rendered.ok()) return rendered.status();
+  return tokenizer_->Encode(*rendered);
+}
+
+}  // namespace doze::service

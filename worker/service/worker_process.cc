@@ -1,0 +1,170 @@
+#include "worker/service/worker_process.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "worker/common/logging.h"
+#include "worker/service/engine_loop.h"
+#include "worker/service/worker_lifecycle.h"
+#include "worker/service/worker_model.h"
+#include "worker/service/worker_service.h"
+
+namespace doze::service {
+namespace {
+
+// After a drain no call is open, but an idle client connection would hold a graceful shutdown for as long as
+// it is given; the deadline cuts that wait short.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(100);
+
+// Set once: the drain is over (or the process must stop) and main() may shut down.
+class StopSignal {
+ public:
+  void Notify() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return stopped_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+};
+
+// Waits for SIGTERM or SIGINT (blocked everywhere by BlockTerminationSignals) and begins a drain.
+void StartSignalThread(WorkerLifecycle* lifecycle, StopSignal* stop) {
+  std::thread([lifecycle, stop] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int signal_number = 0;
+    if (sigwait(&set, &signal_number) != 0) return;
+    DOZE_LOG(INFO) << "signal " << signal_number << ": draining";
+    lifecycle->BeginDrain([stop] { stop->Notify(); });
+  }).detach();
+}
+
+class WorkerProcess {
+ public:
+  WorkerProcess(const WorkerOptions& options, StartupTimeline& timeline)
+      : options_(options),
+        timeline_(timeline),
+        lifecycle_([this](bool serving) { SetHealth(serving); }),
+        service_(&lifecycle_, &timeline_, [this] { stop_.Notify(); }) {}
+
+  int Run() {
+    if (!Listen()) return 1;
+    StartSignalThread(&lifecycle_, &stop_);
+    absl::Status loaded = loop_.Start([this] { return Load(); });
+    if (!loaded.ok()) {
+      std::cerr << "doze-worker: " << loaded.message() << std::endl;
+      server_->Shutdown();
+      return 1;
+    }
+    timeline_.Mark(StartupTimeline::Stage::kFirstStep);
+    service_.SetModel(&loop_, model_.get(),
+                      WorkerInfo{options_.function, options_.model.model_dir, model_->backend()});
+    lifecycle_.SetServing();
+    timeline_.Mark(StartupTimeline::Stage::kReady);
+    if (lifecycle_.state() == WorkerState::kServing) PrintReadyLine();
+    stop_.Wait();
+    server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+    loop_.Stop();
+    return 0;
+  }
+
+ private:
+  bool Listen() {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    if (!server_ || port_ == 0) {
+      std::cerr << "doze-worker: cannot listen on " << options_.listen << std::endl;
+      return false;
+    }
+    std::lock_guard<std::mutex> lock(health_mu_);
+    health_ = server_->GetHealthCheckService();
+    health_->SetServingStatus(v1::Worker::service_full_name(), serving_);
+    health_->SetServingStatus(serving_);
+    return true;
+  }
+
+  // Runs on the engine thread.
+  absl::StatusOr<EngineParts> Load() {
+    WorkerModel::Marks marks{[this] { timeline_.Mark(StartupTimeline::Stage::kCudaContext); },
+                             [this] { timeline_.Mark(StartupTimeline::Stage::kWeights); }};
+    absl::StatusOr<std::unique_ptr<WorkerModel>> model = WorkerModel::Load(options_.model, marks);
+    if (!model.ok()) return model.status();
+    model_ = *std::move(model);
+    return EngineParts{&model_->runner(), [this] { return model_->NewEngine(); }};
+  }
+
+  // Called by the lifecycle under its lock; the server may not exist yet.
+  void SetHealth(bool serving) {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    serving_ = serving;
+    if (health_ != nullptr) health_->SetServingStatus(serving);
+  }
+
+  void PrintReadyLine() {
+    std::string listen = options_.listen;
+    if (!absl::StartsWith(listen, "unix:"))
+      listen = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port_);
+    nlohmann::json line = {{"event", "ready"},
+                           {"function", options_.function},
+                           {"listen", listen},
+                           {"pid", static_cast<int>(getpid())},
+                           {"backend", model_->backend()},
+                           {"startup_ms", timeline_.ToJson()}};
+    std::cout << line.dump() << std::endl;
+  }
+
+  WorkerOptions options_;
+  StartupTimeline& timeline_;
+  StopSignal stop_;
+  std::mutex health_mu_;
+  grpc::HealthCheckServiceInterface* health_ = nullptr;
+  bool serving_ = false;
+  WorkerLifecycle lifecycle_;
+  WorkerService service_;
+  std::unique_ptr<WorkerModel> model_;
+  EngineLoop loop_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int RunWorker(const WorkerOptions& options, StartupTimeline& timeline) {
+  WorkerProcess process(options, timeline);
+  return process.Run();
+}
+
+}  // namespace doze::service

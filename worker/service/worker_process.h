@@ -1,0 +1,27 @@
+// A worker process's life: listen, load, warm up, serve, drain, exit.
+#pragma once
+
+#include <string>
+
+#include "worker/runtime/model_instance.h"
+#include "worker/service/startup_timeline.h"
+
+namespace doze::service {
+
+struct WorkerOptions {
+  ModelInstanceOptions model;
+  std::string function;
+  std::string listen;  // unix:PATH or HOST:PORT (port 0: any free port, reported in the ready line)
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later; they then begin a drain
+// instead of killing the process. Call first thing in main().
+void BlockTerminationSignals();
+
+// Serves until drained (a Drain call, SIGTERM or SIGINT) and returns the exit code: 0 after a drain, 1 when
+// the server cannot listen or the model cannot be loaded. Listens first (health NOT_SERVING), loads the model
+// on the engine thread, runs one warm-up step, then reports SERVING and prints one JSON line on stdout:
+// {"event": "ready", "function", "listen", "pid", "backend", "startup_ms": {...}}.
+int RunWorker(const WorkerOptions& options, StartupTimeline& timeline);
+
+}  // namespace doze::service
