@@ -32,6 +32,12 @@ Json CompletionFormatter::UsageJson(const v1::Usage& usage) {
           {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens()}}}};
 }
 
+Json CompletionFormatter::TimingsJson(const v1::Timings& timings) {
+  return {{"worker_queue_ms", timings.queue_wait_ms()},
+          {"worker_ttft_ms", timings.time_to_first_token_ms()},
+          {"worker_total_ms", timings.total_ms()}};
+}
+
 std::string CompletionFormatter::Event(const Json& payload) { return absl::StrCat("data: ", Dump(payload), "\n\n"); }
 
 std::string CompletionFormatter::ErrorEvent(const std::string& error_json) {
@@ -77,6 +83,7 @@ std::string CompletionFormatter::FinishEvent(const v1::GenerateResponse& last) c
     choice["text"] = "";
   }
   chunk["choices"] = Json::array({choice});
+  chunk["doze"] = TimingsJson(last.timings());
   return Event(chunk);
 }
 
@@ -101,7 +108,8 @@ std::string CompletionFormatter::WholeResponse(const std::string& text, const Js
                {"model", identity_.model},
                {"system_fingerprint", "doze"},
                {"choices", Json::array({choice})},
-               {"usage", UsageJson(last.usage())}};
+               {"usage", UsageJson(last.usage())},
+               {"doze", TimingsJson(last.timings())}};
   return Dump(body);
 }
 

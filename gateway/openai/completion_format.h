@@ -55,6 +55,10 @@ class CompletionFormatter {
   // Returns the usage object.
   static nlohmann::json UsageJson(const v1::Usage& usage);
 
+  // Returns the worker's own timings ("doze": {"worker_total_ms", ...}), which let clients and the benchmark
+  // tell the gateway's share of the latency from the worker's.
+  static nlohmann::json TimingsJson(const v1::Timings& timings);
+
  private:
   nlohmann::json ChunkBase() const;
   static std::string Event(const nlohmann::json& payload);

@@ -1,9 +1,13 @@
 // doze-fake-worker: a stand-in for doze-worker in the gateway's tests and benchmark. It takes doze-worker's
 // flags, serves doze.v1.Worker and grpc.health.v1 on --listen, and answers Generate with max_tokens tokens
 // ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5). DOZE_FAKE_FAIL_START=1 makes it
-// exit at once with an error, as a worker that cannot load its model does.
+// exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST pins it to
+// those cores (the benchmark keeps it off the gateway's).
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -39,6 +43,7 @@ class FakeWorker final : public doze::v1::Worker::Service {
     int max_tokens = request->sampling().has_max_tokens() ? request->sampling().max_tokens() : 16;
     int prompt_tokens = request->token_ids().ids_size();
     doze::v1::GenerateResponse response;
+    double first_token_ms = 0;
     for (int i = 0; i < max_tokens; ++i) {
       if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       if (context->IsCancelled()) {
@@ -50,11 +55,13 @@ class FakeWorker final : public doze::v1::Worker::Service {
       response.set_text_delta(absl::StrCat("t", i, " "));
       response.add_token_ids(1000 + i);
       generated_tokens_.fetch_add(1);
+      if (i == 0) first_token_ms = MillisSince(start);
       if (i + 1 == max_tokens) {
         response.set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
         response.mutable_usage()->set_prompt_tokens(prompt_tokens);
         response.mutable_usage()->set_completion_tokens(max_tokens);
         response.mutable_timings()->set_total_ms(MillisSince(start));
+        response.mutable_timings()->set_time_to_first_token_ms(first_token_ms);
       }
       if (!writer->Write(response)) break;
     }
@@ -100,7 +107,20 @@ class FakeWorker final : public doze::v1::Worker::Service {
 
 }  // namespace
 
+// Pins the process to the cores "FIRST-LAST" of DOZE_FAKE_CPUS, when set.
+void PinFromEnvironment() {
+  const char* cpus = std::getenv("DOZE_FAKE_CPUS");
+  if (cpus == nullptr) return;
+  int first = 0, last = 0;
+  if (std::sscanf(cpus, "%d-%d", &first, &last) != 2) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu = first; cpu <= last; ++cpu) CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
 int main(int argc, char** argv) {
+  PinFromEnvironment();
   std::string function, listen;
   for (int i = 1; i + 1 < argc; ++i) {
     std::string flag = argv[i];
