@@ -12,6 +12,7 @@ constexpr int kThreads = 1024;  // SampleKernel and its block-wide helpers assum
 constexpr int kWarps = kThreads / 32;
 constexpr int kBinsPerThread = 4;
 constexpr int kMaxBins = kThreads * kBinsPerThread;  // 12 bits per radix round
+constexpr int kMaxCandidates = kMaxBins / 2;         // gathered (logit, id) pairs that fit the bins' memory
 
 // Maps a float to an unsigned key with the same order, so thresholds can be found digit by digit.
 __device__ __forceinline__ uint32_t OrderedKey(float f) {
@@ -181,82 +182,102 @@ __device__ Selected RadixSelect(int vocab, Token token, float target, float* his
   return Selected{prefix, above, at};
 }
 
-// One row's settings and the thresholds that decide which of its tokens may be drawn.
-struct RowSampler {
+// The tokens of one row as the selections see them: position j holds token Id(j) with tempered logit
+// Logit(j).
+struct RowSource {
   const float* row;  // [vocab]
-  int vocab;
+  int size;
   float temperature;
+  __device__ float Logit(int j) const { return row[j] / temperature; }
+  __device__ int Id(int j) const { return j; }
+};
+
+// The candidates gathered into shared memory, in no particular order.
+struct ListSource {
+  const float* logits;  // [size] tempered
+  const int* ids;       // [size]
+  int size;
+  __device__ float Logit(int j) const { return logits[j]; }
+  __device__ int Id(int j) const { return ids[j]; }
+};
+
+// The thresholds that decide which tokens may be drawn.
+struct Thresholds {
   float row_max;           // of the tempered logits
   uint32_t top_k_key = 0;  // tokens need key >= this
   uint32_t top_p_key = 0;  // ... and key > this, or key == this and id <= top_p_last_id
   int top_p_last_id = INT_MAX;
   double min_logit = -INFINITY;  // ... and a tempered logit >= this
 
-  __device__ float Tempered(int i) const { return row[i] / temperature; }
-  __device__ bool Kept(int i, float logit) const {
+  __device__ bool Kept(int id, float logit) const {
     const uint32_t key = OrderedKey(logit);
-    return key >= top_k_key && (key > top_p_key || (key == top_p_key && i <= top_p_last_id)) &&
+    return key >= top_k_key && (key > top_p_key || (key == top_p_key && id <= top_p_last_id)) &&
            static_cast<double>(logit) >= min_logit;
   }
   // exp(logit - max) for a kept token, 0 otherwise: the draw's weight.
-  __device__ float Weight(int i) const {
-    const float logit = Tempered(i);
-    return Kept(i, logit) ? expf(logit - row_max) : 0.f;
-  }
+  __device__ float Weight(int id, float logit) const { return Kept(id, logit) ? expf(logit - row_max) : 0.f; }
 };
 
-__device__ void ApplyTopK(RowSampler& s, int top_k, float* hist) {
-  if (top_k <= 0 || top_k >= s.vocab) return;
-  auto token = [s](int i, uint32_t* key, float* metric) {
-    *key = OrderedKey(s.Tempered(i));
+template <typename Source>
+__device__ void ApplyTopK(const Source& src, int top_k, int vocab, Thresholds& t, float* hist) {
+  if (top_k <= 0 || top_k >= vocab) return;
+  auto token = [src](int j, uint32_t* key, float* metric) {
+    *key = OrderedKey(src.Logit(j));
     *metric = 1.f;
     return true;
   };
-  s.top_k_key = RadixSelect(s.vocab, token, static_cast<float>(top_k), hist).key;
+  t.top_k_key = RadixSelect(src.size, token, static_cast<float>(top_k), hist).key;
 }
 
-// Keeps tokens in most-likely-first order while the mass above them is below p of the top-k mass.
-__device__ void ApplyTopP(RowSampler& s, float top_p, float* hist) {
+// Keeps tokens in most-likely-first order while the mass above them is below p of the top-k mass. `mass`,
+// when >= 0, is that mass already summed over the whole row.
+template <typename Source>
+__device__ void ApplyTopP(const Source& src, float top_p, double mass, Thresholds& t, float* hist) {
   if (top_p >= 1.f) return;
-  double mass = 0.0;
-  for (int i = threadIdx.x; i < s.vocab; i += kThreads) {
-    const float logit = s.Tempered(i);
-    if (OrderedKey(logit) >= s.top_k_key) mass += expf(logit - s.row_max);
+  if (mass < 0.0) {
+    double local = 0.0;
+    for (int j = threadIdx.x; j < src.size; j += kThreads) {
+      const float logit = src.Logit(j);
+      if (OrderedKey(logit) >= t.top_k_key) local += expf(logit - t.row_max);
+    }
+    mass = BlockSumDouble(local);
   }
-  const float target = static_cast<float>(top_p * BlockSumDouble(mass));
-  auto by_mass = [s](int i, uint32_t* key, float* metric) {
-    const float logit = s.Tempered(i);
+  const float target = static_cast<float>(top_p * mass);
+  const Thresholds k = t;
+  auto by_mass = [src, k](int j, uint32_t* key, float* metric) {
+    const float logit = src.Logit(j);
     *key = OrderedKey(logit);
-    *metric = expf(logit - s.row_max);
-    return *key >= s.top_k_key;
+    *metric = expf(logit - k.row_max);
+    return *key >= k.top_k_key;
   };
-  const Selected cut = RadixSelect(s.vocab, by_mass, target, hist);
-  s.top_p_key = cut.key;
+  const Selected cut = RadixSelect(src.size, by_mass, target, hist);
+  t.top_p_key = cut.key;
   // Tokens tied at the cut stay in id order while the mass above them is below the target.
-  const float tie_weight = expf(FromOrderedKey(cut.key) - s.row_max);
+  const float tie_weight = expf(FromOrderedKey(cut.key) - t.row_max);
   const float ties_kept = ceilf((target - cut.above) / tie_weight);
   if (ties_kept >= rintf(cut.at / tie_weight)) return;
-  auto by_id = [s](int i, uint32_t* key, float* metric) {
-    *key = ~static_cast<uint32_t>(i);  // larger key, smaller id
+  const uint32_t cut_key = cut.key;
+  auto by_id = [src, cut_key](int j, uint32_t* key, float* metric) {
+    *key = ~static_cast<uint32_t>(src.Id(j));  // larger key, smaller id
     *metric = 1.f;
-    return OrderedKey(s.Tempered(i)) == s.top_p_key;
+    return OrderedKey(src.Logit(j)) == cut_key;
   };
-  s.top_p_last_id = static_cast<int>(~RadixSelect(s.vocab, by_id, fmaxf(ties_kept, 1.f), hist).key);
+  t.top_p_last_id = static_cast<int>(~RadixSelect(src.size, by_id, fmaxf(ties_kept, 1.f), hist).key);
 }
 
 // The first kept id at which the cumulative weight in id order exceeds u * total. Each warp owns a contiguous
 // range of ids; the warp whose range holds the crossing walks it 32 ids at a time.
-__device__ int DrawInverseCdf(const RowSampler& s, double uniform) {
+__device__ int DrawFromRow(const RowSource& src, const Thresholds& t, double uniform) {
   __shared__ double warp_mass[kWarps];
   __shared__ int warp_last[kWarps];
   __shared__ int chosen;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int span = (s.vocab + kWarps - 1) / kWarps;
-  const int begin = warp * span, end = min(s.vocab, begin + span);
+  const int span = (src.size + kWarps - 1) / kWarps;
+  const int begin = warp * span, end = min(src.size, begin + span);
   double mass = 0.0;
   int last = -1;
   for (int i = begin + lane; i < end; i += 32) {
-    const float w = s.Weight(i);
+    const float w = t.Weight(i, src.Logit(i));
     mass += w;
     if (w > 0.f) last = i;
   }
@@ -273,15 +294,16 @@ __device__ int DrawInverseCdf(const RowSampler& s, double uniform) {
   const double target = uniform * total;
   for (int w = 0; w < kWarps && owner < 0; ++w) {
     if (warp_last[w] >= 0) fallback = warp_last[w];
-    if (base + warp_mass[w] > target && warp_mass[w] > 0.0)
+    if (base + warp_mass[w] > target && warp_mass[w] > 0.0) {
       owner = w;
-    else
+    } else {
       base += warp_mass[w];
+    }
   }
   if (warp == owner) {
     for (int start = begin; start < end && chosen < 0; start += 32) {
       const int i = start + lane;
-      const float w = i < end ? s.Weight(i) : 0.f;
+      const float w = i < end ? t.Weight(i, src.Logit(i)) : 0.f;
       double cumulative = w;
       for (int offset = 1; offset < 32; offset <<= 1) {
         const double other = __shfl_up_sync(0xffffffffu, cumulative, offset);
@@ -297,12 +319,89 @@ __device__ int DrawInverseCdf(const RowSampler& s, double uniform) {
   return chosen >= 0 ? chosen : fallback;  // fallback: rounding left the total a hair below the target
 }
 
+// The same draw over gathered candidates: the smallest id whose cumulative weight (ids <= it) reaches u *
+// total, found by a radix select over ids weighted by mass.
+__device__ int DrawFromList(const ListSource& src, const Thresholds& t, double uniform, float* hist) {
+  double local = 0.0;
+  for (int j = threadIdx.x; j < src.size; j += kThreads) local += t.Weight(src.Id(j), src.Logit(j));
+  const double total = BlockSumDouble(local);
+  auto by_id = [src, t](int j, uint32_t* key, float* metric) {
+    *key = ~static_cast<uint32_t>(src.Id(j));
+    *metric = t.Weight(src.Id(j), src.Logit(j));
+    return *metric > 0.f;
+  };
+  return static_cast<int>(~RadixSelect(src.size, by_id, static_cast<float>(uniform * total), hist).key);
+}
+
+// A key below which no token can survive the row's filters (from round-one histograms of counts and, for
+// top-p without top-k, of mass), and how many tokens lie at or above it; INT_MAX tokens when no filter is on.
+struct CandidateBound {
+  uint32_t min_bin;  // of key >> 20
+  int count;
+  double mass;  // the whole row's exp(logit - max), when top-p without top-k needed it; else -1
+};
+
+__device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds& t, int top_k, float top_p,
+                                          float min_p, float* counts, float* masses) {
+  const bool use_k = top_k > 0 && top_k < src.size, use_p = !use_k && top_p < 1.f;
+  if (!use_k && !use_p && !(min_p > 0.f)) return CandidateBound{0, INT_MAX, -1.0};
+  for (int b = threadIdx.x; b < kMaxBins; b += kThreads) counts[b] = 0.f, masses[b] = 0.f;
+  __syncthreads();
+  double local = 0.0;
+  for (int j = threadIdx.x; j < src.size; j += kThreads) {
+    const float logit = src.Logit(j);
+    const uint32_t bin = OrderedKey(logit) >> 20;
+    atomicAdd(&counts[bin], 1.f);
+    if (use_p) {
+      const float w = expf(logit - t.row_max);
+      local += w;
+      atomicAdd(&masses[bin], w);
+    }
+  }
+  const double mass = use_p ? BlockSumDouble(local) : -1.0;
+  __syncthreads();
+  uint32_t min_bin = 0;
+  if (use_k) min_bin = PickBin(counts, kMaxBins, static_cast<float>(top_k)).key;
+  if (use_p) {
+    const uint32_t bin = PickBin(masses, kMaxBins, static_cast<float>(top_p * mass)).key;
+    min_bin = bin > 0 ? bin - 1 : 0;  // one bin of margin for the rounding of float sums
+  }
+  if (min_p > 0.f && !(top_p < 1.f)) {  // under top-p the list must hold the whole top-k mass
+    float floor_logit = static_cast<float>(t.min_logit);
+    if (static_cast<double>(floor_logit) > t.min_logit) floor_logit = nextafterf(floor_logit, -INFINITY);
+    min_bin = max(min_bin, OrderedKey(floor_logit) >> 20);
+  }
+  float above = 0.f;
+  for (int b = threadIdx.x; b < kMaxBins; b += kThreads)
+    above += b >= static_cast<int>(min_bin) ? counts[b] : 0.f;
+  __shared__ float scratch[kWarps];
+  const int count = static_cast<int>(BlockSum(above, scratch));
+  return CandidateBound{min_bin, count, mass};
+}
+
+// Copies the tokens with key >> 20 >= min_bin into the list; returns how many.
+__device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int* ids) {
+  __shared__ int size;
+  if (threadIdx.x == 0) size = 0;
+  __syncthreads();
+  for (int j = threadIdx.x; j < src.size; j += kThreads) {
+    const float logit = src.Logit(j);
+    if ((OrderedKey(logit) >> 20) < min_bin) continue;
+    const int slot = atomicAdd(&size, 1);
+    logits[slot] = logit;
+    ids[slot] = j;
+  }
+  __syncthreads();
+  return size;
+}
+
 static __global__ void __launch_bounds__(kThreads)
     SampleKernel(const float* __restrict__ logits,  // [num_rows, vocab]
                  SamplingParams params,
                  int32_t* __restrict__ out,  // [num_rows]
                  int vocab) {
   __shared__ float hist[kMaxBins];
+  __shared__ float pool[kMaxBins];  // round-one counts, then the candidate list
   const int r = blockIdx.x;
   const float* row = logits + static_cast<int64_t>(r) * vocab;
   const float temperature = params.temperature[r];
@@ -311,14 +410,29 @@ static __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) out[r] = index;
     return;
   }
-  RowSampler s{row, vocab, temperature};
+  const RowSource src{row, vocab, temperature};
+  Thresholds t;
   float local_max = -INFINITY;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) local_max = fmaxf(local_max, s.Tempered(i));
-  s.row_max = BlockMax(local_max);
-  ApplyTopK(s, params.top_k[r], hist);
-  ApplyTopP(s, params.top_p[r], hist);
-  if (params.min_p[r] > 0.f) s.min_logit = s.row_max + log(static_cast<double>(params.min_p[r]));
-  const int index = DrawInverseCdf(s, SeededUniform(params.seed[r], params.step[r]));
+  for (int i = threadIdx.x; i < vocab; i += kThreads) local_max = fmaxf(local_max, src.Logit(i));
+  t.row_max = BlockMax(local_max);
+  const int top_k = params.top_k[r];
+  const float top_p = params.top_p[r], min_p = params.min_p[r];
+  if (min_p > 0.f) t.min_logit = t.row_max + log(static_cast<double>(min_p));
+  const double uniform = SeededUniform(params.seed[r], params.step[r]);
+  const CandidateBound bound = BoundCandidates(src, t, top_k, top_p, min_p, pool, hist);
+  int index;
+  if (bound.count <= kMaxCandidates) {
+    float* list_logits = pool;
+    int* list_ids = reinterpret_cast<int*>(pool + kMaxCandidates);
+    const ListSource list{list_logits, list_ids, Gather(src, bound.min_bin, list_logits, list_ids)};
+    ApplyTopK(list, top_k, vocab, t, hist);
+    ApplyTopP(list, top_p, top_k > 0 && top_k < vocab ? -1.0 : bound.mass, t, hist);
+    index = DrawFromList(list, t, uniform, hist);
+  } else {
+    ApplyTopK(src, top_k, vocab, t, hist);
+    ApplyTopP(src, top_p, -1.0, t, hist);
+    index = DrawFromRow(src, t, uniform);
+  }
   if (threadIdx.x == 0) out[r] = index;
 }
 
