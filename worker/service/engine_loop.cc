@@ -44,8 +44,7 @@ absl::Status EngineLoop::Initialize(EngineInit& init) {
   max_model_len_ = engine_->max_model_len();
   vocab_size_ = parts_.runner->config().vocab_size;
   WarmUp();
-  std::lock_guard<std::mutex> lock(mu_);
-  published_ = CurrentStats();
+  Publish();
   return absl::OkStatus();
 }
 
@@ -113,7 +112,12 @@ void EngineLoop::Run() {
     lock.unlock();
     Admit(inbox.requests);
     ApplyCancels(inbox.cancels);
-    if (engine_ && engine_->HasUnfinished()) Dispatch(engine_->Step());
+    if (engine_ && engine_->HasUnfinished()) {
+      std::vector<RequestOutput> outputs = engine_->Step();
+      // Published before the outputs leave: a client that has seen a token sees the step's KV use in Stats.
+      Publish();
+      Dispatch(std::move(outputs));
+    }
     for (Command& command : inbox.commands) deferred_commands_.push_back(std::move(command));
     // Sleep and wake wait for the engine to be idle: an aborted request may still owe its last output.
     while (!deferred_commands_.empty() && !(engine_ && engine_->HasUnfinished())) {
@@ -121,9 +125,8 @@ void EngineLoop::Run() {
       deferred_commands_.erase(deferred_commands_.begin());
       RunCommand(command);
     }
-    EngineStats stats = CurrentStats();
+    Publish();
     lock.lock();
-    published_ = stats;
   }
   lock.unlock();
   ReleaseAll();
@@ -212,6 +215,12 @@ void EngineLoop::ReleaseAll() {
   for (Command& command : inbox.commands) command.done(absl::UnavailableError("the worker stopped"));
   for (Command& command : deferred_commands_) command.done(absl::UnavailableError("the worker stopped"));
   deferred_commands_.clear();
+}
+
+void EngineLoop::Publish() {
+  EngineStats stats = CurrentStats();
+  std::lock_guard<std::mutex> lock(mu_);
+  published_ = stats;
 }
 
 EngineStats EngineLoop::CurrentStats() const {

@@ -100,6 +100,8 @@ class EngineLoop {
   void RunCommand(Command& command);
   void ReleaseAll();
   EngineStats CurrentStats() const;
+  // Makes the current stats what stats() returns.
+  void Publish();
 
   // Guards everything below up to the engine-thread-only block.
   mutable std::mutex mu_;
