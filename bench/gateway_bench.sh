@@ -17,7 +17,7 @@ run() {  # run NAME TOKEN_DELAY_MS LOAD_ARGS...
   local name=$1 delay=$2
   shift 2
   cat > "$work/doze.yaml" <<YAML
-server: { listen: 127.0.0.1:0, io_threads: 2, max_connections: 4096 }
+server: { listen: 127.0.0.1:0, io_threads: ${DOZE_BENCH_IO_THREADS:-2}, max_connections: 4096 }
 model: { path: $work/model, backend: cpu }
 workers: { binary: $build/tests/doze-fake-worker, socket_dir: $work/sockets, max_queue: 4096 }
 functions:
