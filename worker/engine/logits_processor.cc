@@ -47,14 +47,42 @@ void SortMostLikelyFirst(absl::Span<const float> logits, std::vector<int32_t>& i
             [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
 }
 
-// Masks each of `ids` that comes after the first `keep` of `order` in most-likely-first order (ties by id).
-void MaskAfter(absl::Span<const int32_t> order, size_t keep, absl::Span<const int32_t> ids,
-               absl::Span<float> logits) {
-  const float last_value = logits[order[keep - 1]];
-  const int32_t last_id = order[keep - 1];
-  for (int32_t id : ids) {
-    const float logit = logits[id];
-    if (logit < last_value || (logit == last_value && id > last_id)) logits[id] = kMasked;
+// The unmasked ids when they are few (after top-k), else nothing: the callers then scan the row.
+std::vector<int32_t> SparseUnmaskedIds(absl::Span<const float> logits) {
+  size_t count = 0;
+  for (float logit : logits) count += logit != kMasked;
+  std::vector<int32_t> ids;
+  if (count * 8 > logits.size()) return ids;
+  ids.reserve(count);
+  for (size_t id = 0; id < logits.size(); ++id) {
+    if (logits[id] != kMasked) ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+// Masks every unmasked token after `last` in most-likely-first order (ties by id): over `sparse` when it
+// holds the unmasked ids, else by one branch-free scan of the row.
+void MaskAfter(int32_t last, absl::Span<const int32_t> sparse, absl::Span<float> logits) {
+  const float last_value = logits[last];
+  auto after = [&](float logit, int32_t id) {
+    return logit < last_value || (logit == last_value && id > last);
+  };
+  for (int32_t id : sparse) logits[id] = after(logits[id], id) ? kMasked : logits[id];
+  if (!sparse.empty()) return;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    logits[id] = after(logits[id], static_cast<int32_t>(id)) ? kMasked : logits[id];
+  }
+}
+
+// Calls f(id) for each unmasked id, in id order: over `sparse` when it holds them, else by scanning the row.
+template <typename F>
+void ForEachUnmasked(absl::Span<const float> logits, absl::Span<const int32_t> sparse, F f) {
+  if (!sparse.empty()) {
+    for (int32_t id : sparse) f(id);
+    return;
+  }
+  for (size_t id = 0; id < logits.size(); ++id) {
+    if (logits[id] != kMasked) f(static_cast<int32_t>(id));
   }
 }
 
@@ -145,33 +173,30 @@ void MaskTopP(float p, absl::Span<float> logits) {
   // reach p are sorted. The walk over them is exact, so the set kept does not depend on the binning.
   const float max_logit = MaxLogit(logits);
   if (max_logit == kMasked) return;
-  std::vector<int32_t> unmasked;  // after top-k, a handful
-  for (size_t id = 0; id < logits.size(); ++id) {
-    if (logits[id] != kMasked) unmasked.push_back(static_cast<int32_t>(id));
-  }
+  const std::vector<int32_t> sparse = SparseUnmaskedIds(logits);
   std::array<double, kNumBins> mass{};
   double sum = 0.0;
-  for (int32_t id : unmasked) {
+  ForEachUnmasked(logits, sparse, [&](int32_t id) {
     const float weight = std::exp(logits[id] - max_logit);
     sum += weight;
     mass[BinOf(logits[id], max_logit)] += weight;
-  }
+  });
   const double log_z = max_logit + std::log(sum);
   // One bin beyond the one that reaches p, for the rounding between binned and exact mass.
   const int last_bin = std::min(BinReaching(mass, p * sum) + 1, kNumBins - 1);
+  size_t keep = 0;
   std::vector<int32_t> order;
-  for (int32_t id : unmasked) {
-    if (BinOf(logits[id], max_logit) <= last_bin) order.push_back(id);
-  }
-  SortMostLikelyFirst(logits, order);
-  size_t keep = TopPKeepCount(logits, order, log_z, p);
-  if (keep == 0 && order.size() < unmasked.size()) {
-    order = unmasked;
+  for (int bins : {last_bin, kNumBins - 1}) {  // the second pass sorts every unmasked id
+    order.clear();
+    ForEachUnmasked(logits, sparse, [&](int32_t id) {
+      if (BinOf(logits[id], max_logit) <= bins) order.push_back(id);
+    });
     SortMostLikelyFirst(logits, order);
     keep = TopPKeepCount(logits, order, log_z, p);
+    if (keep > 0 || bins == kNumBins - 1) break;
   }
   if (keep == 0) return;  // rounding left the whole mass a hair below p: everything stays
-  MaskAfter(order, keep, unmasked, logits);
+  MaskAfter(order[keep - 1], sparse, logits);
 }
 
 void MaskMinP(float min_p, absl::Span<float> logits) {
