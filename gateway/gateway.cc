@@ -170,7 +170,9 @@ void Gateway::WatchSignals() {
     if (error) return;
     if (signal == SIGHUP) {
       absl::Status reloaded = Reload();
-      if (!reloaded.ok()) DOZE_LOG(ERROR) << "reload failed, keeping the old functions: " << reloaded;
+      if (!reloaded.ok()) {
+        DOZE_LOG(ERROR) << "reload failed, keeping the old functions: " << reloaded;
+      }
       return WatchSignals();
     }
     BeginShutdown();

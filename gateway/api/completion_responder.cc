@@ -26,7 +26,7 @@ void CompletionResponder::OnResponse(const v1::GenerateResponse& response) {
   }
   if (!last) return;
   done_ = true;
-  channel_->Send({.status = 200, .body = formatter_.WholeResponse(text_, logprobs_, response)});
+  channel_->Send(MakeResponse(200, formatter_.WholeResponse(text_, logprobs_, response)));
 }
 
 void CompletionResponder::StreamResponse(const v1::GenerateResponse& response) {

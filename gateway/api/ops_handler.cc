@@ -12,13 +12,13 @@ namespace doze::gateway {
 
 void OpsHandler::Register(Router* router) const {
   router->Add("GET", "/healthz", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send({.status = 200, .body = R"({"status":"ok"})"});
+    channel->Send(MakeResponse(200, R"({"status":"ok"})"));
   });
   router->Add("GET", "/ops/status", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send({.status = 200, .body = RenderStatusJson(*functions_)});
+    channel->Send(MakeResponse(200, RenderStatusJson(*functions_)));
   });
   router->Add("GET", "/metrics", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send({.status = 200, .content_type = "text/plain; version=0.0.4", .body = RenderMetrics(*functions_)});
+    channel->Send(MakeResponse(200, RenderMetrics(*functions_), "text/plain; version=0.0.4"));
   });
   router->Add("GET", "/v1/models", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
     Models(request, channel);
@@ -39,7 +39,7 @@ void OpsHandler::Models(const HttpRequest& request, const std::shared_ptr<Respon
                     {"owned_by", "doze"},
                     {"description", function->config()->description}});
   }
-  channel->Send({.status = 200, .body = nlohmann::json{{"object", "list"}, {"data", data}}.dump()});
+  channel->Send(MakeResponse(200, nlohmann::json{{"object", "list"}, {"data", data}}.dump()));
 }
 
 absl::Status OpsHandler::CheckAdmin(const std::string& authorization) const {
@@ -78,7 +78,7 @@ void OpsHandler::FunctionVerb(const HttpRequest& request, const std::shared_ptr<
   nlohmann::json body = {{"function", function->name()},
                          {"action", verb},
                          {"state", WorkerStateName(function->supervisor().state())}};
-  channel->Send({.status = 202, .body = body.dump()});
+  channel->Send(MakeResponse(202, body.dump()));
 }
 
 }  // namespace doze::gateway

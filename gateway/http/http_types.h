@@ -26,6 +26,15 @@ struct HttpResponse {
   std::string body;
 };
 
+// Returns a response of `status` whose body is `body`, of `content_type`.
+inline HttpResponse MakeResponse(int status, std::string body, std::string content_type = "application/json") {
+  HttpResponse response;
+  response.status = status;
+  response.content_type = std::move(content_type);
+  response.body = std::move(body);
+  return response;
+}
+
 // How a handler answers one request: either Send once, or StartStream, Write any number of times, EndStream.
 // Thread-safe: the calls may come from any thread, in this order.
 class ResponseChannel {

@@ -226,7 +226,7 @@ absl::StatusOr<Json> ParseJson(std::string_view body) {
   Json parsed = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
     try {
-      (void)Json::parse(body.begin(), body.end());
+      parsed = Json::parse(body.begin(), body.end());
     } catch (const Json::parse_error& e) {
       std::string what = e.what();
       bool utf8 = what.find("UTF-8") != std::string::npos || what.find("utf-8") != std::string::npos;

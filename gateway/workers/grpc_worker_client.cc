@@ -3,8 +3,8 @@
 #include <chrono>
 
 #include "absl/synchronization/mutex.h"
-#include "gateway/proto/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "proto/health.grpc.pb.h"
 #include "proto/worker.grpc.pb.h"
 
 namespace doze::gateway {

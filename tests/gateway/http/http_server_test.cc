@@ -20,7 +20,7 @@ class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     router_.Add("POST", "/echo", [](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
-      channel->Send({.status = 200, .content_type = "text/plain", .body = request.body});
+      channel->Send(MakeResponse(200, request.body, "text/plain"));
     });
     router_.Add("GET", "/stream", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
       channel->StartStream("text/event-stream");
