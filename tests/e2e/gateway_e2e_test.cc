@@ -1,0 +1,172 @@
+// doze-gateway in front of real doze-worker processes (CPU backend, the tiny test checkpoint), all on real
+// processes and sockets: completions both ways, the start on first request, all three functions at once, a
+// worker killed with requests queued and in flight, and a client that leaves mid-stream.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/gateway/gateway_process.h"
+#include "tests/gateway/http_test_client.h"
+#include "tests/gateway/worker_stats_client.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+using testing::Fetch;
+using testing::TestResponse;
+
+constexpr char kConfig[] = R"(
+server: { listen: 127.0.0.1:0 }
+model: { path: $MODEL, backend: cpu }
+workers:
+  binary: $BUILD/bin/doze-worker
+  socket_dir: $SOCKETS
+  start_timeout: 60s
+  queue_timeout: 60s
+  backoff_initial: 500ms
+functions:
+  customer_service:
+    system_prompt: "你是一名电商客服主管。"
+    temperature: 0
+    max_tokens: 8
+    response_format: json_object
+    worker: { max_num_seqs: 8, max_in_flight: 1 }
+  copy_polish:
+    system_prompt: "你是一名资深电商文案编辑。"
+    temperature: 0.3
+    max_tokens: 8
+    worker: { max_num_seqs: 8 }
+  table_parse:
+    system_prompt: "你是一名数据分析师。"
+    max_tokens: 8
+    worker: { max_num_seqs: 8 }
+)";
+
+class GatewayE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string build = std::getenv("DOZE_BUILD_DIR");
+    sockets_ = absl::StrCat("/tmp/doze-e2e-", getpid(), "-", ++counter_);
+    std::string dir = testing::FreshTestDir(
+        absl::StrCat("gateway_e2e_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    std::string config = absl::StrReplaceAll(
+        kConfig, {{"$MODEL", build + "/models/tiny-tied-gqa2"}, {"$BUILD", build}, {"$SOCKETS", sockets_}});
+    gateway_ = std::make_unique<testing::GatewayProcess>(dir, config);
+    port_ = gateway_->port();
+    ASSERT_NE(port_, 0) << "see " << gateway_->log_path();
+  }
+
+  Json Status() { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["functions"]; }
+
+  TestResponse Chat(const std::string& function, const std::string& extra = "") {
+    return Fetch(port_, "POST", "/v1/chat/completions",
+                 absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"耳机音质不错"}])",
+                              extra, "}"),
+                 {}, 120000);
+  }
+
+  static inline int counter_ = 0;
+  std::string sockets_;
+  std::unique_ptr<testing::GatewayProcess> gateway_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(GatewayE2eTest, FirstRequestStartsTheWorkerThenStreamsAndAnswers) {
+  EXPECT_EQ(Status()["copy_polish"]["state"], "stopped");
+  TestResponse response = Chat("copy_polish");
+  ASSERT_EQ(response.status, 200) << response.body;
+  Json body = Json::parse(response.body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_GT(body["usage"]["prompt_tokens"].get<int>(), 10);
+  EXPECT_GE(body["usage"]["completion_tokens"].get<int>(), 1);
+  Json status = Status()["copy_polish"];
+  EXPECT_EQ(status["state"], "ready");
+  EXPECT_TRUE(status["pid"].is_number());
+  EXPECT_EQ(status["cold_starts"], 1);
+
+  TestResponse stream = Chat("copy_polish", R"(,"stream":true,"stream_options":{"include_usage":true})");
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  std::vector<std::string> events = testing::SseData(stream.body);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_EQ(Json::parse(events.front())["object"], "chat.completion.chunk");
+  EXPECT_EQ(Status()["copy_polish"]["cold_starts"], 1);
+}
+
+TEST_F(GatewayE2eTest, ConcurrentRequestsToAllThreeFunctions) {
+  std::vector<std::future<TestResponse>> responses;
+  for (int i = 0; i < 3; ++i) {
+    for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+      responses.push_back(std::async(std::launch::async, [this, function] { return Chat(function); }));
+    }
+  }
+  for (auto& response : responses) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body;
+  }
+  Json status = Status();
+  for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+    EXPECT_EQ(status[function]["state"], "ready") << function;
+    EXPECT_EQ(status[function]["cold_starts"], 1) << function;
+    EXPECT_EQ(status[function]["requests"], 3) << function;
+  }
+}
+
+TEST_F(GatewayE2eTest, KilledWorkerWithRequestsQueuedAndInFlight) {
+  ASSERT_EQ(Chat("customer_service").status, 200);
+  testing::StreamingRequest stream(
+      port_, "/v1/chat/completions",
+      R"({"model":"customer_service","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":400})");
+  ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
+  std::vector<std::future<TestResponse>> queued;
+  for (int i = 0; i < 2; ++i) queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 30000))
+      << stream.received();
+  for (auto& response : queued) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body;
+  }
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["state"], "ready");
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("killed by signal 9"));
+}
+
+TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  std::string address = absl::StrCat("unix:", sockets_, "/copy_polish.sock");
+  std::optional<v1::StatsResponse> before = testing::WorkerStats(address);
+  ASSERT_TRUE(before.has_value());
+  {
+    testing::StreamingRequest stream(
+        port_, "/v1/chat/completions",
+        R"({"model":"copy_polish","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":400})");
+    ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
+  }
+  std::optional<v1::StatsResponse> after;
+  for (int i = 0; i < 200; ++i) {
+    after = testing::WorkerStats(address);
+    if (after.has_value() && after->counters().num_running() == 0 && after->counters().num_waiting() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->counters().num_running(), 0);
+  EXPECT_EQ(after->counters().num_requests(), before->counters().num_requests() + 1);
+  EXPECT_LT(after->counters().generated_tokens() - before->counters().generated_tokens(), 400);
+}
+
+}  // namespace
+}  // namespace doze::gateway
