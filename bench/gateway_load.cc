@@ -4,8 +4,8 @@
 //   doze_gateway_load --port P --mode rate --rate 1000 --seconds 10 --connections 64 [--function F]
 //   doze_gateway_load --port P --mode streams --streams 200 --seconds 10 --max-tokens 32
 //
-// Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time, so
-// a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
+// Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
+// so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,14 +42,22 @@ Options ParseOptions(int argc, char** argv) {
   Options options;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--port") options.port = std::atoi(value.c_str());
-    else if (flag == "--mode") options.mode = value;
-    else if (flag == "--rate") options.rate = std::atof(value.c_str());
-    else if (flag == "--seconds") options.seconds = std::atof(value.c_str());
-    else if (flag == "--connections") options.connections = std::atoi(value.c_str());
-    else if (flag == "--streams") options.streams = std::atoi(value.c_str());
-    else if (flag == "--max-tokens") options.max_tokens = std::atoi(value.c_str());
-    else if (flag == "--function") options.function = value;
+    if (flag == "--port")
+      options.port = std::atoi(value.c_str());
+    else if (flag == "--mode")
+      options.mode = value;
+    else if (flag == "--rate")
+      options.rate = std::atof(value.c_str());
+    else if (flag == "--seconds")
+      options.seconds = std::atof(value.c_str());
+    else if (flag == "--connections")
+      options.connections = std::atoi(value.c_str());
+    else if (flag == "--streams")
+      options.streams = std::atoi(value.c_str());
+    else if (flag == "--max-tokens")
+      options.max_tokens = std::atoi(value.c_str());
+    else if (flag == "--function")
+      options.function = value;
   }
   return options;
 }
@@ -70,10 +78,12 @@ int Connect(int port) {
 }
 
 std::string Request(const Options& options, bool stream) {
-  std::string body = "{\"model\":\"" + options.function +
-                     "\",\"messages\":[{\"role\":\"user\",\"content\":\"把这段产品描述改得更有吸引力\"}],\"max_tokens\":" +
-                     std::to_string(options.max_tokens) + (stream ? ",\"stream\":true}" : "}");
-  return "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
+  std::string body =
+      "{\"model\":\"" + options.function +
+      "\",\"messages\":[{\"role\":\"user\",\"content\":\"把这段产品描述改得更有吸引力\"}],\"max_tokens\":" +
+      std::to_string(options.max_tokens) + (stream ? ",\"stream\":true}" : "}");
+  return "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+         "application/json\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
@@ -89,7 +99,8 @@ double ReadResponse(int fd, std::string* buffer) {
       size_t length_at = buffer->find("Content-Length: ");
       bool complete = false;
       if (length_at != std::string::npos && length_at < header_end) {
-        complete = buffer->size() >= header_end + 4 + std::strtoul(buffer->c_str() + length_at + 16, nullptr, 10);
+        complete =
+            buffer->size() >= header_end + 4 + std::strtoul(buffer->c_str() + length_at + 16, nullptr, 10);
       } else {
         complete = buffer->find("\r\n0\r\n\r\n", header_end) != std::string::npos;
       }
@@ -125,8 +136,10 @@ void RateLoop(const Options& options, int index, Clock::time_point start, Result
   if (fd < 0) return void(results->errors++);
   std::string request = Request(options, false), buffer;
   auto interval = std::chrono::duration<double>(options.connections / options.rate);
-  auto first = start + std::chrono::duration_cast<Clock::duration>(interval * (double(index) / options.connections));
-  auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
+  auto first =
+      start + std::chrono::duration_cast<Clock::duration>(interval * (double(index) / options.connections));
+  auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
   for (int i = 0;; ++i) {
     auto scheduled = first + std::chrono::duration_cast<Clock::duration>(interval * i);
     if (scheduled >= end) break;
@@ -177,17 +190,20 @@ int main(int argc, char** argv) {
   if (options.mode == "rate") {
     for (int i = 0; i < options.connections; ++i) threads.emplace_back(RateLoop, options, i, start, &results);
   } else {
-    auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
+    auto end =
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
     for (int i = 0; i < options.streams; ++i) threads.emplace_back(StreamLoop, options, end, &results);
   }
   for (std::thread& thread : threads) thread.join();
   double elapsed = Millis(Clock::now() - start) / 1000;
   size_t count = results.added_ms.size();
   std::printf(
-      "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
+      "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
+      "\"p90\":%.3f,"
       "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f}}\n",
       options.mode.c_str(), count, results.errors.load(), count / elapsed, Percentile(results.added_ms, 0.5),
-      Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99), Percentile(results.added_ms, 0.999),
-      Percentile(results.added_ms, 1.0), Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99));
+      Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99),
+      Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
+      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99));
   return results.errors.load() == 0 ? 0 : 1;
 }

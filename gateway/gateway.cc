@@ -59,7 +59,8 @@ std::string AdminToken(const ServerConfig& server) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::string config_path) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::FromFile(config.model.path + "/tokenizer.json"));
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                   Tokenizer::FromFile(config.model.path + "/tokenizer.json"));
   ASSIGN_OR_RETURN(int context_length, ReadContextLength(config.model.path));
   ApiKeys keys;
   if (!config.server.api_keys_file.empty()) {
@@ -68,8 +69,9 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
   for (const auto& [name, function] : config.functions) {
     // sockaddr_un holds 107 bytes of path.
     if (config.workers.socket_dir.size() + name.size() + 7 > 107) {
-      return absl::InvalidArgumentError(absl::StrCat("workers.socket_dir: the socket of ", name,
-                                                     " would be longer than a unix socket path may be (107 bytes)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("workers.socket_dir: the socket of ", name,
+                       " would be longer than a unix socket path may be (107 bytes)"));
     }
   }
   std::error_code error;
@@ -82,8 +84,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
                                               context_length, std::move(keys)));
 }
 
-Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, int context_length,
-                 ApiKeys keys)
+Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer,
+                 int context_length, ApiKeys keys)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       tokenizer_(std::move(tokenizer)),
@@ -96,14 +98,17 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
       clients_(std::make_unique<GrpcWorkerClientFactory>()),
       idle_stopper_(&functions_, RealClock::Get(), config_.workers.idle_stop) {
   for (const auto& [name, function] : config_.functions) functions_.Put(MakeFunction(function));
-  completions_ = std::make_unique<CompletionsHandler>(&functions_, &keys_, &prompts_, tokenizer_.get(), RealClock::Get());
+  completions_ = std::make_unique<CompletionsHandler>(&functions_, &keys_, &prompts_, tokenizer_.get(),
+                                                      RealClock::Get());
   ops_ = std::make_unique<OpsHandler>(&functions_, &keys_, AdminToken(config_.server));
-  router_.Add("POST", "/v1/chat/completions", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
-    completions_->Handle(request, std::move(channel), /*chat=*/true);
-  });
-  router_.Add("POST", "/v1/completions", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
-    completions_->Handle(request, std::move(channel), /*chat=*/false);
-  });
+  router_.Add("POST", "/v1/chat/completions",
+              [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+                completions_->Handle(request, std::move(channel), /*chat=*/true);
+              });
+  router_.Add("POST", "/v1/completions",
+              [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+                completions_->Handle(request, std::move(channel), /*chat=*/false);
+              });
   ops_->Register(&router_);
   server_ = std::make_unique<HttpServer>(io_context_, LimitsOf(config_.server), &router_);
 }
@@ -119,8 +124,11 @@ SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function) 
   std::string socket = absl::StrCat(config_.workers.socket_dir, "/", function.name, ".sock");
   options.address = "unix:" + socket;
   options.spawn.binary = config_.workers.binary.empty() ? DefaultWorkerBinary() : config_.workers.binary;
-  options.spawn.args = {"--model", config_.model.path, "--function", function.name, "--listen", options.address,
-                        "--backend", config_.model.backend, "--max-num-seqs", absl::StrCat(function.worker.max_num_seqs)};
+  options.spawn.args = {"--model",        config_.model.path,
+                        "--function",     function.name,
+                        "--listen",       options.address,
+                        "--backend",      config_.model.backend,
+                        "--max-num-seqs", absl::StrCat(function.worker.max_num_seqs)};
   if (function.worker.gpu_memory_fraction.has_value()) {
     options.spawn.args.push_back("--gpu-memory-fraction");
     options.spawn.args.push_back(absl::StrCat(*function.worker.gpu_memory_fraction));
@@ -137,10 +145,11 @@ SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function) 
 }
 
 std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& function) {
-  auto supervisor = std::make_shared<WorkerSupervisor>(SupervisorOptionsFor(function), &spawner_, clients_.get(),
-                                                       RealClock::Get(), io_context_.get_executor());
-  auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(function), supervisor,
-                                                   std::make_unique<FunctionMetrics>());
+  auto supervisor =
+      std::make_shared<WorkerSupervisor>(SupervisorOptionsFor(function), &spawner_, clients_.get(),
+                                         RealClock::Get(), io_context_.get_executor());
+  auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(function),
+                                                   supervisor, std::make_unique<FunctionMetrics>());
   DispatcherOptions options{function.name, config_.workers.max_queue, function.worker.max_in_flight,
                             config_.workers.queue_timeout};
   auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &runtime->metrics(), RealClock::Get(),
@@ -245,7 +254,8 @@ absl::Status Gateway::Reload() {
   for (const auto& function : functions_.All()) {
     if (fresh.functions.contains(function->name())) continue;
     function->supervisor().Stop("removed from the configuration");
-    function->dispatcher().FailQueued(absl::NotFoundError(absl::StrCat("function ", function->name(), " was removed")));
+    function->dispatcher().FailQueued(
+        absl::NotFoundError(absl::StrCat("function ", function->name(), " was removed")));
     functions_.Remove(function->name());
   }
   DOZE_LOG(INFO) << "reloaded " << config_path_ << ": " << fresh.functions.size() << " functions";

@@ -72,8 +72,10 @@ int main(int argc, char** argv) {
     std::cerr << "doze-gateway: " << port.status().message() << "\n";
     return 1;
   }
-  std::cout << nlohmann::json{{"event", "ready"}, {"url", "http://" + host + ":" + std::to_string(*port)},
-                              {"port", *port}}.dump()
+  std::cout << nlohmann::json{{"event", "ready"},
+                              {"url", "http://" + host + ":" + std::to_string(*port)},
+                              {"port", *port}}
+                   .dump()
             << std::endl;
   (*gateway)->Wait();
   return 0;

@@ -36,7 +36,8 @@ absl::Status ApiKeys::Check(const std::string& authorization) const {
   if (keys_.empty()) return absl::OkStatus();
   constexpr absl::string_view kBearer = "Bearer ";
   if (!absl::StartsWith(authorization, kBearer)) {
-    return WithCode(absl::UnauthenticatedError("missing API key: send \"Authorization: Bearer <key>\""), "invalid_api_key");
+    return WithCode(absl::UnauthenticatedError("missing API key: send \"Authorization: Bearer <key>\""),
+                    "invalid_api_key");
   }
   std::string presented = authorization.substr(kBearer.size());
   bool found = false;

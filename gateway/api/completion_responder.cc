@@ -4,9 +4,12 @@
 
 namespace doze::gateway {
 
-CompletionResponder::CompletionResponder(std::shared_ptr<ResponseChannel> channel, CompletionFormatter formatter,
-                                         bool stream, bool include_usage)
-    : channel_(std::move(channel)), formatter_(std::move(formatter)), stream_(stream), include_usage_(include_usage) {}
+CompletionResponder::CompletionResponder(std::shared_ptr<ResponseChannel> channel,
+                                         CompletionFormatter formatter, bool stream, bool include_usage)
+    : channel_(std::move(channel)),
+      formatter_(std::move(formatter)),
+      stream_(stream),
+      include_usage_(include_usage) {}
 
 void CompletionResponder::OnResponse(const v1::GenerateResponse& response) {
   absl::MutexLock lock(&mu_);
@@ -36,7 +39,8 @@ void CompletionResponder::StreamResponse(const v1::GenerateResponse& response) {
     channel_->StartStream("text/event-stream");
     events += formatter_.RoleEvent();
   }
-  if (!response.text_delta().empty() || response.logprobs_size() > 0) events += formatter_.DeltaEvent(response);
+  if (!response.text_delta().empty() || response.logprobs_size() > 0)
+    events += formatter_.DeltaEvent(response);
   if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
     done_ = true;
     events += formatter_.FinishEvent(response);

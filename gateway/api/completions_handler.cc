@@ -27,8 +27,8 @@ void CompletionsHandler::Handle(const HttpRequest& request, std::shared_ptr<Resp
   if (!status.ok()) channel->Send(ErrorResponse(status));
 }
 
-absl::Status CompletionsHandler::Submit(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel,
-                                        bool chat) const {
+absl::Status CompletionsHandler::Submit(const HttpRequest& request,
+                                        const std::shared_ptr<ResponseChannel>& channel, bool chat) const {
   RETURN_IF_ERROR(keys_->Check(request.authorization));
   ASSIGN_OR_RETURN(CompletionRequest parsed, ParseCompletionRequest(request.body, chat));
   std::shared_ptr<FunctionRuntime> function = functions_->Find(parsed.model);

@@ -1,5 +1,5 @@
-// POST /v1/chat/completions and /v1/completions: authenticate, parse, apply the function's definition, check the
-// context, and queue the request on its function; the answer comes back through a CompletionResponder.
+// POST /v1/chat/completions and /v1/completions: authenticate, parse, apply the function's definition, check
+// the context, and queue the request on its function; the answer comes back through a CompletionResponder.
 #pragma once
 
 #include <memory>
@@ -25,7 +25,8 @@ class CompletionsHandler {
 
  private:
   // Everything up to the queue; an error status is the client's answer.
-  absl::Status Submit(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel, bool chat) const;
+  absl::Status Submit(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel,
+                      bool chat) const;
 
   const FunctionTable* functions_;
   const ApiKeys* keys_;

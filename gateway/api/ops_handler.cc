@@ -23,9 +23,10 @@ void OpsHandler::Register(Router* router) const {
   router->Add("GET", "/v1/models", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
     Models(request, channel);
   });
-  router->AddPrefix("POST", "/ops/functions/", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
-    FunctionVerb(request, channel);
-  });
+  router->AddPrefix("POST", "/ops/functions/",
+                    [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
+                      FunctionVerb(request, channel);
+                    });
 }
 
 void OpsHandler::Models(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
@@ -52,11 +53,13 @@ absl::Status OpsHandler::CheckAdmin(const std::string& authorization) const {
   return absl::OkStatus();
 }
 
-void OpsHandler::FunctionVerb(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
+void OpsHandler::FunctionVerb(const HttpRequest& request,
+                              const std::shared_ptr<ResponseChannel>& channel) const {
   absl::Status allowed = CheckAdmin(request.authorization);
   if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
   std::vector<std::string> parts = absl::StrSplit(request.path.substr(sizeof("/ops/functions/") - 1), '/');
-  if (parts.size() != 2) return channel->Send(ErrorResponse(absl::NotFoundError("use /ops/functions/{name}/{verb}")));
+  if (parts.size() != 2)
+    return channel->Send(ErrorResponse(absl::NotFoundError("use /ops/functions/{name}/{verb}")));
   std::shared_ptr<FunctionRuntime> function = functions_->Find(parts[0]);
   if (function == nullptr) {
     return channel->Send(ErrorResponse(absl::NotFoundError(absl::StrCat("no function named ", parts[0]))));
@@ -72,8 +75,8 @@ void OpsHandler::FunctionVerb(const HttpRequest& request, const std::shared_ptr<
   } else if (verb == "wake") {
     function->supervisor().Wake(reason);
   } else {
-    return channel->Send(
-        ErrorResponse(absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep or wake"))));
+    return channel->Send(ErrorResponse(
+        absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep or wake"))));
   }
   nlohmann::json body = {{"function", function->name()},
                          {"action", verb},

@@ -15,12 +15,14 @@ constexpr int kDefaultMaxTokens = 1024;
 
 void SetSampling(const CompletionRequest& request, const FunctionConfig& function, int max_tokens,
                  v1::SamplingParameters* sampling) {
-  std::optional<double> temperature = request.temperature.has_value() ? request.temperature : function.temperature;
+  std::optional<double> temperature =
+      request.temperature.has_value() ? request.temperature : function.temperature;
   if (temperature.has_value()) sampling->set_temperature(static_cast<float>(*temperature));
   std::optional<double> top_p = request.top_p.has_value() ? request.top_p : function.top_p;
   if (top_p.has_value()) sampling->set_top_p(static_cast<float>(*top_p));
   if (request.seed.has_value()) sampling->set_seed(*request.seed);
-  if (request.presence_penalty.has_value()) sampling->set_presence_penalty(static_cast<float>(*request.presence_penalty));
+  if (request.presence_penalty.has_value())
+    sampling->set_presence_penalty(static_cast<float>(*request.presence_penalty));
   if (request.frequency_penalty.has_value()) {
     sampling->set_frequency_penalty(static_cast<float>(*request.frequency_penalty));
   }
@@ -33,7 +35,8 @@ void SetSampling(const CompletionRequest& request, const FunctionConfig& functio
 
 void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& function,
                        v1::ResponseFormat* format) {
-  ResponseFormatSpec spec = request.response_format.value_or(ResponseFormatSpec{function.response_format, ""});
+  ResponseFormatSpec spec =
+      request.response_format.value_or(ResponseFormatSpec{function.response_format, ""});
   if (spec.type == "json_object") format->set_type(v1::ResponseFormat::TYPE_JSON_OBJECT);
   if (spec.type == "json_schema") {
     format->set_type(v1::ResponseFormat::TYPE_JSON_SCHEMA);
@@ -57,12 +60,14 @@ absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRe
     text = *std::move(rendered);
   }
   absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text);
-  if (!ids.ok()) return InvalidParam(request.chat ? "messages" : "prompt", std::string(ids.status().message()));
+  if (!ids.ok())
+    return InvalidParam(request.chat ? "messages" : "prompt", std::string(ids.status().message()));
   if (ids->empty()) return InvalidParam("prompt", "prompt: must not be empty");
   return ids;
 }
 
-absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& request, const FunctionConfig& function,
+absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& request,
+                                                 const FunctionConfig& function,
                                                  const std::string& request_id) const {
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(request, function));
   BuiltPrompt built;
@@ -71,13 +76,14 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& reques
   int room = context_length_ - built.prompt_tokens;
   built.max_tokens = asked.value_or(std::min(kDefaultMaxTokens, std::max(room, 1)));
   if (built.prompt_tokens + built.max_tokens > context_length_) {
-    return WithCode(InvalidParam("messages", absl::StrCat("This model's maximum context length is ", context_length_,
-                                                          " tokens. However, you requested ",
-                                                          built.prompt_tokens + built.max_tokens, " tokens (",
-                                                          built.prompt_tokens, " in the messages, ", built.max_tokens,
-                                                          " in the completion). Please reduce the length of the "
-                                                          "messages or completion.")),
-                    "context_length_exceeded");
+    return WithCode(
+        InvalidParam("messages",
+                     absl::StrCat("This model's maximum context length is ", context_length_,
+                                  " tokens. However, you requested ", built.prompt_tokens + built.max_tokens,
+                                  " tokens (", built.prompt_tokens, " in the messages, ", built.max_tokens,
+                                  " in the completion). Please reduce the length of the "
+                                  "messages or completion.")),
+        "context_length_exceeded");
   }
   built.request.set_request_id(request_id);
   built.request.mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());

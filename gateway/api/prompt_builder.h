@@ -1,6 +1,6 @@
 // Turns a parsed OpenAI request and its function's definition into the worker's GenerateRequest: the
-// function's system prompt and defaults where the request is silent, the prompt rendered with the chat template
-// and tokenized here (so the context check happens before anything is queued or started).
+// function's system prompt and defaults where the request is silent, the prompt rendered with the chat
+// template and tokenized here (so the context check happens before anything is queued or started).
 #pragma once
 
 #include <string>

@@ -14,8 +14,8 @@ namespace doze::gateway {
 // `server:`: the HTTP side.
 struct ServerConfig {
   std::string host = "127.0.0.1";
-  uint16_t port = 8080;                          // 0: any free port (tests).
-  std::string api_keys_file;                     // Empty: /v1 needs no key.
+  uint16_t port = 8080;       // 0: any free port (tests).
+  std::string api_keys_file;  // Empty: /v1 needs no key.
   std::string admin_token_env = "DOZE_ADMIN_TOKEN";
   int io_threads = 2;
   int max_connections = 1024;
@@ -40,7 +40,7 @@ struct WorkersConfig {
   absl::Duration start_timeout = absl::Seconds(60);
   absl::Duration queue_timeout = absl::Seconds(30);
   int max_queue = 256;
-  absl::Duration idle_stop = absl::Minutes(5);  // Without a lifecycle policy: stop after this long idle.
+  absl::Duration idle_stop = absl::Minutes(5);      // Without a lifecycle policy: stop after this long idle.
   absl::Duration stop_timeout = absl::Seconds(10);  // Drain, then SIGTERM, then SIGKILL after this.
   absl::Duration backoff_initial = absl::Seconds(1);
   absl::Duration backoff_max = absl::Seconds(60);

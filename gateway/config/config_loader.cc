@@ -21,8 +21,8 @@ absl::Status ParseListen(YamlMap& map, ServerConfig* server) {
   if (!listen.has_value()) return absl::OkStatus();
   size_t colon = listen->rfind(':');
   int port = -1;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(listen->substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
+  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(listen->substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
     return map.Error("listen", absl::StrCat("must be host:port, got \"", *listen, "\""));
   }
   server->host = listen->substr(0, colon);
@@ -79,12 +79,12 @@ absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
     const char* key;
     absl::Duration* field;
   };
-  for (const DurationKey& entry : {DurationKey{"start_timeout", &workers->start_timeout},
-                                   DurationKey{"queue_timeout", &workers->queue_timeout},
-                                   DurationKey{"idle_stop", &workers->idle_stop},
-                                   DurationKey{"stop_timeout", &workers->stop_timeout},
-                                   DurationKey{"backoff_initial", &workers->backoff_initial},
-                                   DurationKey{"backoff_max", &workers->backoff_max}}) {
+  for (const DurationKey& entry :
+       {DurationKey{"start_timeout", &workers->start_timeout},
+        DurationKey{"queue_timeout", &workers->queue_timeout}, DurationKey{"idle_stop", &workers->idle_stop},
+        DurationKey{"stop_timeout", &workers->stop_timeout},
+        DurationKey{"backoff_initial", &workers->backoff_initial},
+        DurationKey{"backoff_max", &workers->backoff_max}}) {
     ASSIGN_OR_RETURN(std::optional<absl::Duration> value, map.Duration(entry.key));
     SetIf(value, entry.field);
   }
@@ -110,8 +110,8 @@ absl::Status ParseWorkerSettings(const YAML::Node& node, const std::string& path
 bool IsValidFunctionName(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_' ||
-          c == '-')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '_' || c == '-')) {
       return false;
     }
   }

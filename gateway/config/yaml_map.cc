@@ -53,7 +53,8 @@ absl::StatusOr<std::optional<int64_t>> YamlMap::Int(const std::string& key, int6
   if (!text.ok()) return text.status();
   if (!text->has_value()) return std::nullopt;
   int64_t value = 0;
-  if (!absl::SimpleAtoi(**text, &value)) return Error(key, absl::StrCat("must be an integer, got \"", **text, "\""));
+  if (!absl::SimpleAtoi(**text, &value))
+    return Error(key, absl::StrCat("must be an integer, got \"", **text, "\""));
   if (value < min || value > max) return Error(key, absl::StrCat("must be between ", min, " and ", max));
   return value;
 }
@@ -75,8 +76,10 @@ absl::StatusOr<std::optional<absl::Duration>> YamlMap::Duration(const std::strin
   if (!text.ok()) return text.status();
   if (!text->has_value()) return std::nullopt;
   absl::Duration value;
-  if (!absl::ParseDuration(**text, &value) || value <= absl::ZeroDuration() || value == absl::InfiniteDuration()) {
-    return Error(key, absl::StrCat("must be a positive duration such as 30s, 5m or 250ms, got \"", **text, "\""));
+  if (!absl::ParseDuration(**text, &value) || value <= absl::ZeroDuration() ||
+      value == absl::InfiniteDuration()) {
+    return Error(key,
+                 absl::StrCat("must be a positive duration such as 30s, 5m or 250ms, got \"", **text, "\""));
   }
   return value;
 }

@@ -41,7 +41,8 @@ class Dispatcher::CallObserver : public GenerateObserver {
     if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
       finished_ = true;
       dispatcher_->metrics_->CountRequest(200);
-      dispatcher_->metrics_->AddTokens(response.usage().prompt_tokens(), response.usage().completion_tokens());
+      dispatcher_->metrics_->AddTokens(response.usage().prompt_tokens(),
+                                       response.usage().completion_tokens());
       double gateway_s = absl::ToDoubleSeconds(dispatcher_->clock_->Now() - request_->arrival()) -
                          response.timings().total_ms() / 1000.0;
       dispatcher_->metrics_->gateway_overhead().Observe(std::max(0.0, gateway_s));
@@ -144,15 +145,17 @@ void Dispatcher::OnTransition(const WorkerTransition& transition) {
   if (transition.to == WorkerState::kReady) return Pump();
   if (transition.to == WorkerState::kFailed && transition.from == WorkerState::kStarting) {
     WorkerSnapshot worker = supervisor_->snapshot();
-    absl::Status status = WithRetryAfter(absl::UnavailableError(transition.reason),
-                                         std::max(absl::Seconds(1), worker.next_start_allowed - clock_->Now()));
+    absl::Status status =
+        WithRetryAfter(absl::UnavailableError(transition.reason),
+                       std::max(absl::Seconds(1), worker.next_start_allowed - clock_->Now()));
     for (const std::shared_ptr<PendingRequest>& request : queue_.TakeAll()) {
       DisarmTimer(request.get());
       Reject(request, status);
     }
     return;
   }
-  if ((transition.to == WorkerState::kFailed || transition.to == WorkerState::kStopped) && queue_.size() > 0) {
+  if ((transition.to == WorkerState::kFailed || transition.to == WorkerState::kStopped) &&
+      queue_.size() > 0) {
     supervisor_->EnsureReady("requests are waiting");
   }
 }
@@ -182,7 +185,8 @@ void Dispatcher::Pump() {
   for (std::shared_ptr<PendingRequest>& request : batch) StartCall(std::move(request), client);
 }
 
-void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request, const std::shared_ptr<WorkerClient>& client) {
+void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
+                           const std::shared_ptr<WorkerClient>& client) {
   if (request->attempts() == 0) {
     request->set_dispatched(clock_->Now());
     metrics_->queue_wait().Observe(absl::ToDoubleSeconds(request->dispatched() - request->arrival()));
@@ -193,7 +197,8 @@ void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request, const std::s
   request->SetCancelHook([call] { call->Cancel(); });
 }
 
-void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished) {
+void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status,
+                            bool finished) {
   absl::Duration retry_delay;
   {
     absl::MutexLock lock(&mu_);
@@ -213,7 +218,8 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
   } else if (status.code() == absl::StatusCode::kInvalidArgument) {
     Reject(request, status);
   } else {
-    std::string why = status.ok() ? "the worker ended the stream without finishing" : std::string(status.message());
+    std::string why =
+        status.ok() ? "the worker ended the stream without finishing" : std::string(status.message());
     Reject(request, absl::UnavailableError(absl::StrCat("worker for ", function_, " failed: ", why)));
   }
   Pump();

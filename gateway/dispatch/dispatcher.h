@@ -1,7 +1,8 @@
-// Moves one function's requests from its queue to its worker: it asks the supervisor for a worker when requests
-// wait, dispatches up to max_in_flight calls once the worker is ready, retries once a request that got no output
-// from a worker that died, and answers 503 when the queue is full, the wait passes queue_timeout, or the worker
-// fails to start. Nothing blocks: requests wait on the queue, calls complete on gRPC's threads.
+// Moves one function's requests from its queue to its worker: it asks the supervisor for a worker when
+// requests wait, dispatches up to max_in_flight calls once the worker is ready, retries once a request that
+// got no output from a worker that died, and answers 503 when the queue is full, the wait passes
+// queue_timeout, or the worker fails to start. Nothing blocks: requests wait on the queue, calls complete on
+// gRPC's threads.
 #pragma once
 
 #include <memory>
@@ -33,8 +34,8 @@ struct DispatcherOptions {
 
 class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  public:
-  Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor, FunctionMetrics* metrics,
-             Clock* clock, boost::asio::any_io_executor executor);
+  Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
+             FunctionMetrics* metrics, Clock* clock, boost::asio::any_io_executor executor);
 
   // Subscribes to the supervisor's transitions; call once after construction.
   void Init();

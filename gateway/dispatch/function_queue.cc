@@ -31,7 +31,8 @@ std::shared_ptr<PendingRequest> FunctionQueue::Pop() {
 
 bool FunctionQueue::Remove(const PendingRequest* request) {
   absl::MutexLock lock(&mu_);
-  auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& queued) { return queued.get() == request; });
+  auto it =
+      std::find_if(queue_.begin(), queue_.end(), [&](const auto& queued) { return queued.get() == request; });
   if (it == queue_.end()) return false;
   queue_.erase(it);
   return true;

@@ -32,7 +32,10 @@ class PendingRequest {
  public:
   PendingRequest(std::string function, v1::GenerateRequest request, std::shared_ptr<GenerationSink> sink,
                  absl::Time arrival)
-      : function_(std::move(function)), request_(std::move(request)), sink_(std::move(sink)), arrival_(arrival) {}
+      : function_(std::move(function)),
+        request_(std::move(request)),
+        sink_(std::move(sink)),
+        arrival_(arrival) {}
 
   // Returns the function's name.
   const std::string& function() const { return function_; }

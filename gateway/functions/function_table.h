@@ -21,7 +21,10 @@ class FunctionRuntime {
  public:
   FunctionRuntime(std::shared_ptr<const FunctionConfig> config, std::shared_ptr<WorkerSupervisor> supervisor,
                   std::unique_ptr<FunctionMetrics> metrics)
-      : name_(config->name), config_(std::move(config)), supervisor_(std::move(supervisor)), metrics_(std::move(metrics)) {}
+      : name_(config->name),
+        config_(std::move(config)),
+        supervisor_(std::move(supervisor)),
+        metrics_(std::move(metrics)) {}
 
   // Returns the function's name.
   const std::string& name() const { return name_; }

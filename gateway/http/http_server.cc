@@ -21,15 +21,15 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   }
 
   void Accept() {
-    acceptor.async_accept(net::make_strand(io_context), [self = shared_from_this()](boost::system::error_code error,
-                                                                                    tcp::socket socket) {
-      if (error) {
-        if (self->acceptor.is_open()) self->Accept();
-        return;
-      }
-      self->OnAccepted(std::move(socket));
-      self->Accept();
-    });
+    acceptor.async_accept(net::make_strand(io_context),
+                          [self = shared_from_this()](boost::system::error_code error, tcp::socket socket) {
+                            if (error) {
+                              if (self->acceptor.is_open()) self->Accept();
+                              return;
+                            }
+                            self->OnAccepted(std::move(socket));
+                            self->Accept();
+                          });
   }
 
   void OnAccepted(tcp::socket socket) {

@@ -1,5 +1,5 @@
-// The HTTP/1.1 server: accepts connections on an Asio io_context, enforces the connection limit, and hands each
-// connection to a session that reads requests within the size and time limits and routes them.
+// The HTTP/1.1 server: accepts connections on an Asio io_context, enforces the connection limit, and hands
+// each connection to a session that reads requests within the size and time limits and routes them.
 #pragma once
 
 #include <cstdint>

@@ -50,8 +50,9 @@ void HttpSession::ReadHeader() {
   parser_->header_limit(static_cast<uint32_t>(context_->limits.max_header_bytes));
   parser_->body_limit(static_cast<uint64_t>(context_->limits.max_body_bytes));
   stream_.expires_after(ToChrono(context_->limits.header_timeout));
-  http::async_read_header(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
 }
 
 void HttpSession::OnHeader(beast::error_code error) {
@@ -60,7 +61,8 @@ void HttpSession::OnHeader(beast::error_code error) {
   if (error == http::error::end_of_stream || error == http::error::partial_message) return Close();
   if (error) {
     bool protocol_error = error.category() == beast::error_code(http::error::bad_target).category();
-    return protocol_error ? RejectAndClose(400, absl::StrCat("malformed HTTP request: ", error.message())) : Close();
+    return protocol_error ? RejectAndClose(400, absl::StrCat("malformed HTTP request: ", error.message()))
+                          : Close();
   }
   boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > static_cast<uint64_t>(context_->limits.max_body_bytes)) {
@@ -124,9 +126,9 @@ void HttpSession::RejectAndClose(int status, const std::string& message) {
 void HttpSession::WatchClient() {
   if (watching_ || closed_ || buffer_.size() >= kMaxReadAhead) return;
   watching_ = true;
-  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code error, size_t n) {
-    self->OnWatch(error, n);
-  });
+  stream_.async_read_some(
+      buffer_.prepare(4096),
+      [self = shared_from_this()](beast::error_code error, size_t n) { self->OnWatch(error, n); });
 }
 
 void HttpSession::OnWatch(beast::error_code error, size_t bytes) {
@@ -146,23 +148,25 @@ void HttpSession::ClientGone() {
 }
 
 void HttpSession::OnClientGone(std::function<void()> callback) {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this(), callback = std::move(callback)]() mutable {
-    if (self->client_gone_) return callback();
-    if (self->busy_) self->on_client_gone_ = std::move(callback);
-  });
+  net::dispatch(stream_.get_executor(),
+                [self = shared_from_this(), callback = std::move(callback)]() mutable {
+                  if (self->client_gone_) return callback();
+                  if (self->busy_) self->on_client_gone_ = std::move(callback);
+                });
 }
 
 void HttpSession::Send(HttpResponse response) {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this(), response = std::move(response)]() mutable {
-    if (!self->busy_ || self->whole_ || self->stream_head_) return;
-    auto& out = self->whole_.emplace(static_cast<http::status>(response.status), 11);
-    out.set(http::field::content_type, response.content_type);
-    for (auto& [name, value] : response.headers) out.set(name, value);
-    out.body() = std::move(response.body);
-    out.keep_alive(self->keep_alive_ && !self->context_->stopping.load());
-    out.prepare_payload();
-    self->Flush();
-  });
+  net::dispatch(stream_.get_executor(),
+                [self = shared_from_this(), response = std::move(response)]() mutable {
+                  if (!self->busy_ || self->whole_ || self->stream_head_) return;
+                  auto& out = self->whole_.emplace(static_cast<http::status>(response.status), 11);
+                  out.set(http::field::content_type, response.content_type);
+                  for (auto& [name, value] : response.headers) out.set(name, value);
+                  out.body() = std::move(response.body);
+                  out.keep_alive(self->keep_alive_ && !self->context_->stopping.load());
+                  out.prepare_payload();
+                  self->Flush();
+                });
 }
 
 void HttpSession::StartStream(const std::string& content_type) {
@@ -214,7 +218,8 @@ void HttpSession::Flush() {
                      [self](beast::error_code e, size_t) { self->OnWritten(e, false); });
   } else if (end_requested_) {
     writing_ = true;
-    net::async_write(stream_, http::make_chunk_last(), [self](beast::error_code e, size_t) { self->OnWritten(e, true); });
+    net::async_write(stream_, http::make_chunk_last(),
+                     [self](beast::error_code e, size_t) { self->OnWritten(e, true); });
   } else if (stream_head_) {
     stream_.expires_never();
   }
@@ -266,10 +271,11 @@ void HttpSession::Close() {
 void HttpSession::Discard() {
   stream_.expires_after(std::chrono::seconds(2));
   buffer_.clear();
-  stream_.async_read_some(buffer_.prepare(16 << 10), [self = shared_from_this()](beast::error_code error, size_t) {
-    if (error) return self->stream_.close();
-    self->Discard();
-  });
+  stream_.async_read_some(buffer_.prepare(16 << 10),
+                          [self = shared_from_this()](beast::error_code error, size_t) {
+                            if (error) return self->stream_.close();
+                            self->Discard();
+                          });
 }
 
 }  // namespace doze::gateway

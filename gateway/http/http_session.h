@@ -1,6 +1,6 @@
-// One HTTP/1.1 connection: reads each request's header and body within the limits (431, 413, timeouts), routes
-// it, writes the answer (whole or chunked), watches for the client leaving while it waits, and keeps the
-// connection alive between requests. All state is touched on the connection's strand.
+// One HTTP/1.1 connection: reads each request's header and body within the limits (431, 413, timeouts),
+// routes it, writes the answer (whole or chunked), watches for the client leaving while it waits, and keeps
+// the connection alive between requests. All state is touched on the connection's strand.
 #pragma once
 
 #include <atomic>
@@ -72,13 +72,13 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   std::optional<Parser> parser_;
 
   // The response in progress; strand only.
-  bool busy_ = false;           // A request was routed and its response has not ended.
+  bool busy_ = false;  // A request was routed and its response has not ended.
   bool keep_alive_ = false;
   bool writing_ = false;
-  bool watching_ = false;       // A read that notices the client leaving is pending.
+  bool watching_ = false;  // A read that notices the client leaving is pending.
   bool client_gone_ = false;
   bool closed_ = false;
-  bool rejected_ = false;       // The request was refused unread; the rest of it is drained before closing.
+  bool rejected_ = false;  // The request was refused unread; the rest of it is drained before closing.
   std::optional<boost::beast::http::response<boost::beast::http::string_body>> whole_;
   std::optional<boost::beast::http::response<boost::beast::http::empty_body>> stream_head_;
   std::optional<boost::beast::http::response_serializer<boost::beast::http::empty_body>> head_serializer_;

@@ -27,7 +27,8 @@ struct HttpResponse {
 };
 
 // Returns a response of `status` whose body is `body`, of `content_type`.
-inline HttpResponse MakeResponse(int status, std::string body, std::string content_type = "application/json") {
+inline HttpResponse MakeResponse(int status, std::string body,
+                                 std::string content_type = "application/json") {
   HttpResponse response;
   response.status = status;
   response.content_type = std::move(content_type);

@@ -27,8 +27,10 @@ absl::StatusOr<HttpRequest> ParseHttpRequest(std::string_view bytes, const HttpL
     parser.put_eof(error);
     if (!error && !parser.is_done()) return absl::OutOfRangeError("the request is incomplete");
   }
-  if (error == http::error::header_limit) return WithHttpStatus(absl::InvalidArgumentError("header too large"), 431);
-  if (error == http::error::body_limit) return WithHttpStatus(absl::InvalidArgumentError("body too large"), 413);
+  if (error == http::error::header_limit)
+    return WithHttpStatus(absl::InvalidArgumentError("header too large"), 431);
+  if (error == http::error::body_limit)
+    return WithHttpStatus(absl::InvalidArgumentError("body too large"), 413);
   if (error == http::error::need_more || error == http::error::partial_message) {
     return absl::OutOfRangeError("the request is incomplete");
   }

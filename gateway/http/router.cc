@@ -26,9 +26,10 @@ void Router::Route(HttpRequest request, std::shared_ptr<ResponseChannel> channel
     }
   }
   if (path_known) {
-    channel->Send(ErrorResponse(WithHttpStatus(
-        absl::InvalidArgumentError(absl::StrCat("method ", request.method, " is not allowed on ", request.path)),
-        405)));
+    channel->Send(
+        ErrorResponse(WithHttpStatus(absl::InvalidArgumentError(absl::StrCat(
+                                         "method ", request.method, " is not allowed on ", request.path)),
+                                     405)));
     return;
   }
   channel->Send(ErrorResponse(absl::NotFoundError(absl::StrCat("no route for ", request.path))));

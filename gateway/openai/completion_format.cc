@@ -38,7 +38,9 @@ Json CompletionFormatter::TimingsJson(const v1::Timings& timings) {
           {"worker_total_ms", timings.total_ms()}};
 }
 
-std::string CompletionFormatter::Event(const Json& payload) { return absl::StrCat("data: ", Dump(payload), "\n\n"); }
+std::string CompletionFormatter::Event(const Json& payload) {
+  return absl::StrCat("data: ", Dump(payload), "\n\n");
+}
 
 std::string CompletionFormatter::ErrorEvent(const std::string& error_json) {
   return absl::StrCat("data: ", error_json, "\n\n");
@@ -57,8 +59,10 @@ Json CompletionFormatter::ChunkBase() const {
 std::string CompletionFormatter::RoleEvent() const {
   if (!identity_.chat) return "";
   Json chunk = ChunkBase();
-  chunk["choices"] = Json::array(
-      {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+  chunk["choices"] = Json::array({{{"index", 0},
+                                   {"delta", {{"role", "assistant"}, {"content", ""}}},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", nullptr}}});
   return Event(chunk);
 }
 
@@ -134,7 +138,10 @@ Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
         std::string alt = TokenText(alternative.token_id());
         top.push_back({{"token", alt}, {"logprob", alternative.value()}, {"bytes", bytes_of(alt)}});
       }
-      content.push_back({{"token", token}, {"logprob", entry.logprob()}, {"bytes", bytes_of(token)}, {"top_logprobs", top}});
+      content.push_back({{"token", token},
+                         {"logprob", entry.logprob()},
+                         {"bytes", bytes_of(token)},
+                         {"top_logprobs", top}});
     }
     return {{"content", content}};
   }
@@ -143,7 +150,8 @@ Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
     tokens.push_back(TokenText(entry.token_id()));
     token_logprobs.push_back(entry.logprob());
     Json top = Json::object();
-    for (const v1::TokenValue& alternative : entry.top()) top[TokenText(alternative.token_id())] = alternative.value();
+    for (const v1::TokenValue& alternative : entry.top())
+      top[TokenText(alternative.token_id())] = alternative.value();
     top_logprobs.push_back(top);
   }
   return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}};

@@ -76,11 +76,13 @@ absl::Status ParseContent(const Json& content, const std::string& param, std::st
     *out = content.get<std::string>();
     return absl::OkStatus();
   }
-  if (!content.is_array()) return InvalidParam(param, absl::StrCat(param, ": must be a string or an array of parts"));
+  if (!content.is_array())
+    return InvalidParam(param, absl::StrCat(param, ": must be a string or an array of parts"));
   for (size_t i = 0; i < content.size(); ++i) {
     const Json& part = content[i];
     std::string part_param = absl::StrCat(param, "[", i, "]");
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+        !part["text"].is_string()) {
       return InvalidParam(part_param, absl::StrCat(part_param, ": only text parts are supported"));
     }
     *out += part["text"].get<std::string>();
@@ -104,8 +106,9 @@ absl::Status ParseMessages(const Json* messages, std::vector<ChatMessage>* out) 
     std::string role_name = role->get<std::string>();
     if (role_name == "developer") role_name = "system";
     if (role_name != "system" && role_name != "user" && role_name != "assistant") {
-      return InvalidParam(param + ".role",
-                          absl::StrCat(param, ".role: must be system, user or assistant, got \"", role_name, "\""));
+      return InvalidParam(
+          param + ".role",
+          absl::StrCat(param, ".role: must be system, user or assistant, got \"", role_name, "\""));
     }
     ChatMessage parsed{role_name, ""};
     auto content = message.find("content");
@@ -181,7 +184,8 @@ absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
   RETURN_IF_ERROR(fields.Integer("max_completion_tokens", 1, 1 << 20, &max_completion_tokens));
   if (max_completion_tokens.has_value()) max_tokens = max_completion_tokens;
   if (max_tokens.has_value()) request->max_tokens = static_cast<int>(*max_tokens);
-  RETURN_IF_ERROR(fields.Integer("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &seed));
+  RETURN_IF_ERROR(fields.Integer("seed", std::numeric_limits<int64_t>::min(),
+                                 std::numeric_limits<int64_t>::max(), &seed));
   if (seed.has_value()) request->seed = static_cast<uint64_t>(*seed);
   RETURN_IF_ERROR(fields.Integer("n", 1, 128, &n));
   if (n.has_value() && *n != 1) return InvalidParam("n", "n: only 1 is supported");
@@ -195,7 +199,8 @@ absl::Status ParseLogprobs(const Fields& fields, CompletionRequest* request) {
   if (request->chat) {
     RETURN_IF_ERROR(fields.Bool("logprobs", &request->logprobs));
     RETURN_IF_ERROR(fields.Integer("top_logprobs", 0, 20, &top));
-    if (top.has_value() && !request->logprobs) return InvalidParam("top_logprobs", "top_logprobs: needs logprobs");
+    if (top.has_value() && !request->logprobs)
+      return InvalidParam("top_logprobs", "top_logprobs: needs logprobs");
   } else {
     RETURN_IF_ERROR(fields.Integer("logprobs", 0, 5, &top));
     request->logprobs = top.has_value();
@@ -210,7 +215,8 @@ absl::Status ParseStreaming(const Fields& fields, CompletionRequest* request) {
   if (options == nullptr) return absl::OkStatus();
   if (!options->is_object()) return InvalidParam("stream_options", "stream_options: must be an object");
   absl::Status status = Fields(*options).Bool("include_usage", &request->include_usage);
-  return status.ok() ? status : InvalidParam("stream_options", "stream_options.include_usage: must be a boolean");
+  return status.ok() ? status
+                     : InvalidParam("stream_options", "stream_options.include_usage: must be a boolean");
 }
 
 absl::Status ParsePrompt(const Json* prompt, std::string* out) {
@@ -246,7 +252,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, 
   CompletionRequest request;
   request.chat = chat;
   const Json* model = fields.Get("model");
-  if (model == nullptr || !model->is_string()) return InvalidParam("model", "model: must be a string naming a function");
+  if (model == nullptr || !model->is_string())
+    return InvalidParam("model", "model: must be a string naming a function");
   request.model = model->get<std::string>();
   if (chat) {
     RETURN_IF_ERROR(ParseMessages(fields.Get("messages"), &request.messages));

@@ -22,7 +22,7 @@ struct ResponseFormatSpec {
 
 // The fields doze honours; anything else in the body is ignored.
 struct CompletionRequest {
-  bool chat = true;  // /v1/chat/completions (messages) or /v1/completions (prompt).
+  bool chat = true;   // /v1/chat/completions (messages) or /v1/completions (prompt).
   std::string model;  // The function's name.
   std::vector<ChatMessage> messages;
   std::string prompt;

@@ -18,7 +18,8 @@ std::string FormatValue(double value) { return absl::StrCat(value); }
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
 
 void Histogram::Observe(double value) {
   size_t bucket = std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
@@ -34,7 +35,8 @@ void Histogram::Render(const std::string& name, const std::string& labels, std::
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    absl::StrAppend(out, name, "_bucket{", prefix, "le=\"", FormatValue(bounds_[i]), "\"} ", cumulative, "\n");
+    absl::StrAppend(out, name, "_bucket{", prefix, "le=\"", FormatValue(bounds_[i]), "\"} ", cumulative,
+                    "\n");
   }
   cumulative += counts_.back();
   absl::StrAppend(out, name, "_bucket{", prefix, "le=\"+Inf\"} ", cumulative, "\n");

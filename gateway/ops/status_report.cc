@@ -9,11 +9,13 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr WorkerState kAllStates[] = {WorkerState::kStopped, WorkerState::kStarting, WorkerState::kReady,
-                                      WorkerState::kSleeping, WorkerState::kWaking,  WorkerState::kStopping,
+constexpr WorkerState kAllStates[] = {WorkerState::kStopped,  WorkerState::kStarting, WorkerState::kReady,
+                                      WorkerState::kSleeping, WorkerState::kWaking,   WorkerState::kStopping,
                                       WorkerState::kFailed};
 
-std::string Rfc3339(absl::Time time) { return absl::FormatTime(absl::RFC3339_full, time, absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time time) {
+  return absl::FormatTime(absl::RFC3339_full, time, absl::UTCTimeZone());
+}
 
 Json FunctionStatus(const FunctionRuntime& function) {
   WorkerSnapshot worker = function.supervisor().snapshot();
@@ -58,11 +60,12 @@ void Header(const char* name, const char* type, const char* help, std::string* o
 }
 
 void RenderCounters(const std::vector<std::shared_ptr<FunctionRuntime>>& all, std::string* out) {
-  Header("doze_requests_total", "counter", "Requests by function and HTTP status (499: the client left).", out);
+  Header("doze_requests_total", "counter", "Requests by function and HTTP status (499: the client left).",
+         out);
   for (const auto& function : all) {
     for (const auto& [code, count] : function->metrics().requests_by_status()) {
-      absl::StrAppend(out, "doze_requests_total{function=\"", Label(function->name()), "\",status=\"", code, "\"} ",
-                      count, "\n");
+      absl::StrAppend(out, "doze_requests_total{function=\"", Label(function->name()), "\",status=\"", code,
+                      "\"} ", count, "\n");
     }
   }
   Header("doze_tokens_total", "counter", "Prompt (in) and generated (out) tokens by function.", out);
@@ -108,13 +111,15 @@ void RenderHistograms(const std::vector<std::shared_ptr<FunctionRuntime>>& all, 
        [](const FunctionMetrics& m) -> const Histogram& { return m.queue_wait(); }},
       {"doze_cold_start_seconds", "Worker spawn to health SERVING.",
        [](const FunctionMetrics& m) -> const Histogram& { return m.cold_start(); }},
-      {"doze_gateway_overhead_seconds", "Time in the gateway: arrival to last response minus the worker's total.",
+      {"doze_gateway_overhead_seconds",
+       "Time in the gateway: arrival to last response minus the worker's total.",
        [](const FunctionMetrics& m) -> const Histogram& { return m.gateway_overhead(); }},
   };
   for (const Entry& entry : entries) {
     Header(entry.name, "histogram", entry.help, out);
     for (const auto& function : all) {
-      entry.get(function->metrics()).Render(entry.name, absl::StrCat("function=\"", Label(function->name()), "\""), out);
+      entry.get(function->metrics())
+          .Render(entry.name, absl::StrCat("function=\"", Label(function->name()), "\""), out);
     }
   }
 }

@@ -78,13 +78,13 @@ class GrpcWorkerClient : public WorkerClient {
       : worker_(v1::Worker::NewStub(channel)), health_(grpc::health::v1::Health::NewStub(channel)) {}
 
   void CheckHealth(absl::Duration timeout, std::function<void(bool)> done) override {
-    auto call = std::make_shared<UnaryCall<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>>();
+    auto call = std::make_shared<
+        UnaryCall<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>>();
     call->context.set_deadline(Deadline(timeout));
-    health_->async()->Check(&call->context, &call->request, &call->response,
-                            [call, done = std::move(done)](grpc::Status status) {
-                              done(status.ok() && call->response.status() ==
-                                                      grpc::health::v1::HealthCheckResponse::SERVING);
-                            });
+    health_->async()->Check(
+        &call->context, &call->request, &call->response, [call, done = std::move(done)](grpc::Status status) {
+          done(status.ok() && call->response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+        });
   }
 
   std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest& request,
@@ -105,21 +105,21 @@ class GrpcWorkerClient : public WorkerClient {
   }
 
   void Sleep(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::SleepRequest, v1::SleepResponse>(timeout, std::move(done), [this](auto* c, auto* q, auto* r, auto cb) {
-      worker_->async()->Sleep(c, q, r, std::move(cb));
-    });
+    Unary<v1::SleepRequest, v1::SleepResponse>(
+        timeout, std::move(done),
+        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Sleep(c, q, r, std::move(cb)); });
   }
 
   void Wake(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::WakeRequest, v1::WakeResponse>(timeout, std::move(done), [this](auto* c, auto* q, auto* r, auto cb) {
-      worker_->async()->Wake(c, q, r, std::move(cb));
-    });
+    Unary<v1::WakeRequest, v1::WakeResponse>(
+        timeout, std::move(done),
+        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Wake(c, q, r, std::move(cb)); });
   }
 
   void Drain(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::DrainRequest, v1::DrainResponse>(timeout, std::move(done), [this](auto* c, auto* q, auto* r, auto cb) {
-      worker_->async()->Drain(c, q, r, std::move(cb));
-    });
+    Unary<v1::DrainRequest, v1::DrainResponse>(
+        timeout, std::move(done),
+        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Drain(c, q, r, std::move(cb)); });
   }
 
  private:

@@ -26,7 +26,8 @@ namespace net = boost::asio;
 // Describes a waitpid status.
 std::string DescribeExit(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  if (WIFSIGNALED(status))
+    return absl::StrCat("killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
   return absl::StrCat("ended with wait status ", status);
 }
 
@@ -61,7 +62,8 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
   }
 
   void TakeLine(size_t bytes) {
-    std::string line(net::buffers_begin(output_buffer_.data()), net::buffers_begin(output_buffer_.data()) + bytes);
+    std::string line(net::buffers_begin(output_buffer_.data()),
+                     net::buffers_begin(output_buffer_.data()) + bytes);
     output_buffer_.consume(bytes);
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
     if (line.empty()) return;
@@ -110,8 +112,8 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<ChildProcess>> ProcessSpawner::Spawn(const SpawnSpec& spec,
-                                                                    std::function<void(std::string)> on_exit) {
+absl::StatusOr<std::shared_ptr<ChildProcess>> ProcessSpawner::Spawn(
+    const SpawnSpec& spec, std::function<void(std::string)> on_exit) {
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
   posix_spawn_file_actions_t actions;
@@ -127,14 +129,16 @@ absl::StatusOr<std::shared_ptr<ChildProcess>> ProcessSpawner::Spawn(const SpawnS
   posix_spawnattr_setsigmask(&attributes, &no_signals);
   posix_spawnattr_setsigdefault(&attributes, &default_signals);
   posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<std::string> argv{spec.binary};
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
   std::vector<std::string> env = ChildEnvironment(spec.extra_env);
   std::vector<char*> argv_pointers = Pointers(argv);
   std::vector<char*> env_pointers = Pointers(env);
   pid_t pid = 0;
-  int error = posix_spawn(&pid, spec.binary.c_str(), &actions, &attributes, argv_pointers.data(), env_pointers.data());
+  int error = posix_spawn(&pid, spec.binary.c_str(), &actions, &attributes, argv_pointers.data(),
+                          env_pointers.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   close(pipe_fds[1]);

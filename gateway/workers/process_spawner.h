@@ -17,9 +17,9 @@ namespace doze::gateway {
 // What to run.
 struct SpawnSpec {
   std::string binary;
-  std::vector<std::string> args;                                  // Without argv[0].
-  std::vector<std::pair<std::string, std::string>> extra_env;     // Added to the gateway's environment.
-  std::string log_prefix;                                         // Put before each forwarded output line.
+  std::vector<std::string> args;                               // Without argv[0].
+  std::vector<std::pair<std::string, std::string>> extra_env;  // Added to the gateway's environment.
+  std::string log_prefix;                                      // Put before each forwarded output line.
 };
 
 // A running child; thread-safe.
@@ -41,8 +41,8 @@ class Spawner {
 
   // Starts `spec`; `on_exit` runs once, on the executor, with a description of how it ended ("exited with
   // status 1: <last output line>", "killed by signal 9").
-  virtual absl::StatusOr<std::shared_ptr<ChildProcess>> Spawn(const SpawnSpec& spec,
-                                                              std::function<void(std::string reason)> on_exit) = 0;
+  virtual absl::StatusOr<std::shared_ptr<ChildProcess>> Spawn(
+      const SpawnSpec& spec, std::function<void(std::string reason)> on_exit) = 0;
 };
 
 // The real spawner: posix_spawn, pidfd exit notification, output through a pipe.
@@ -50,8 +50,8 @@ class ProcessSpawner : public Spawner {
  public:
   explicit ProcessSpawner(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-  absl::StatusOr<std::shared_ptr<ChildProcess>> Spawn(const SpawnSpec& spec,
-                                                      std::function<void(std::string reason)> on_exit) override;
+  absl::StatusOr<std::shared_ptr<ChildProcess>> Spawn(
+      const SpawnSpec& spec, std::function<void(std::string reason)> on_exit) override;
 
  private:
   boost::asio::any_io_executor executor_;

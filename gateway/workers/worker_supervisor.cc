@@ -99,7 +99,8 @@ void WorkerSupervisor::Spawn(const std::string& reason) {
     incarnation = ++incarnation_;
     auto self = shared_from_this();
     absl::StatusOr<std::shared_ptr<ChildProcess>> child = spawner_->Spawn(
-        options_.spawn, [self, incarnation](std::string exit_reason) { self->OnExit(incarnation, exit_reason); });
+        options_.spawn,
+        [self, incarnation](std::string exit_reason) { self->OnExit(incarnation, exit_reason); });
     if (!child.ok()) {
       transitions.push_back(SetState(WorkerState::kStarting, reason));
       transitions.push_back(Fail(absl::StrCat("worker failed to start: ", child.status().message())));
@@ -139,7 +140,8 @@ void WorkerSupervisor::OnHealth(int incarnation, bool serving) {
     ready_at_ = clock_->Now();
     double cold_start_ms = absl::ToDoubleMilliseconds(ready_at_ - spawned_at_);
     cold_start_ms_.push_back(cold_start_ms);
-    transitions.push_back(SetState(WorkerState::kReady, absl::StrCat("SERVING after ", static_cast<int64_t>(cold_start_ms), " ms")));
+    transitions.push_back(SetState(
+        WorkerState::kReady, absl::StrCat("SERVING after ", static_cast<int64_t>(cold_start_ms), " ms")));
   }
   Announce(transitions);
 }
@@ -150,8 +152,8 @@ void WorkerSupervisor::OnStartTimeout(int incarnation) {
   {
     absl::MutexLock lock(&mu_);
     if (incarnation != incarnation_ || state_ != WorkerState::kStarting) return;
-    transitions.push_back(Fail(absl::StrCat("worker did not become SERVING within ",
-                                            absl::FormatDuration(options_.start_timeout))));
+    transitions.push_back(Fail(
+        absl::StrCat("worker did not become SERVING within ", absl::FormatDuration(options_.start_timeout))));
     child = std::move(child_);
   }
   if (child) child->Signal(SIGKILL);

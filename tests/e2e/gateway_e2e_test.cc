@@ -71,8 +71,8 @@ class GatewayE2eTest : public ::testing::Test {
 
   TestResponse Chat(const std::string& function, const std::string& extra = "") {
     return Fetch(port_, "POST", "/v1/chat/completions",
-                 absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"耳机音质不错"}])",
-                              extra, "}"),
+                 absl::StrCat(R"({"model":")", function,
+                              R"(","messages":[{"role":"user","content":"耳机音质不错"}])", extra, "}"),
                  {}, 120000);
   }
 
@@ -130,11 +130,11 @@ TEST_F(GatewayE2eTest, KilledWorkerWithRequestsQueuedAndInFlight) {
       R"({"model":"customer_service","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":400})");
   ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
   std::vector<std::future<TestResponse>> queued;
-  for (int i = 0; i < 2; ++i) queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service"); }));
+  for (int i = 0; i < 2; ++i)
+    queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service"); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
-  EXPECT_TRUE(stream.ReadUntil("\"error\"", 30000))
-      << stream.received();
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 30000)) << stream.received();
   for (auto& response : queued) {
     TestResponse done = response.get();
     EXPECT_EQ(done.status, 200) << done.body;
@@ -159,7 +159,8 @@ TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
   std::optional<v1::StatsResponse> after;
   for (int i = 0; i < 200; ++i) {
     after = testing::WorkerStats(address);
-    if (after.has_value() && after->counters().num_running() == 0 && after->counters().num_waiting() == 0) break;
+    if (after.has_value() && after->counters().num_running() == 0 && after->counters().num_waiting() == 0)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   ASSERT_TRUE(after.has_value());

@@ -68,7 +68,8 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& config
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   posix_spawn_file_actions_addclose(&actions, out[0]);
   std::vector<std::string> argv_strings = {binary, "--config", config_path};
   std::vector<std::string> env_strings;

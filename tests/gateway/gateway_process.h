@@ -1,5 +1,5 @@
-// Runs doze-gateway as a child process on port 0 for end-to-end tests: writes its configuration, waits for its
-// ready line, and stops it (SIGTERM, then SIGKILL) at the end.
+// Runs doze-gateway as a child process on port 0 for end-to-end tests: writes its configuration, waits for
+// its ready line, and stops it (SIGTERM, then SIGKILL) at the end.
 #pragma once
 
 #include <sys/types.h>
@@ -19,8 +19,8 @@ void WriteTokenizerOnlyModel(const std::string& dir, int context_length);
 
 class GatewayProcess {
  public:
-  // Writes `config_yaml` to `dir`/doze.yaml and starts build/bin/doze-gateway on it with `env` added; waits up
-  // to 30 s for its ready line.
+  // Writes `config_yaml` to `dir`/doze.yaml and starts build/bin/doze-gateway on it with `env` added; waits
+  // up to 30 s for its ready line.
   GatewayProcess(const std::string& dir, const std::string& config_yaml,
                  const std::map<std::string, std::string>& env = {});
   ~GatewayProcess();

@@ -61,10 +61,13 @@ functions:
     max_tokens: 8
 )";
 
-std::string FakeWorkerBinary() { return std::string(std::getenv("DOZE_BUILD_DIR")) + "/tests/doze-fake-worker"; }
+std::string FakeWorkerBinary() {
+  return std::string(std::getenv("DOZE_BUILD_DIR")) + "/tests/doze-fake-worker";
+}
 
 std::string ChatBody(const std::string& function, const std::string& extra = "") {
-  return absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"你好"}])", extra, "}");
+  return absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"你好"}])", extra,
+                      "}");
 }
 
 class GatewayTest : public ::testing::Test {
@@ -78,8 +81,8 @@ class GatewayTest : public ::testing::Test {
     env["DOZE_ADMIN_TOKEN"] = kAdminToken;
     // Unix socket paths must stay under 108 bytes: the build tree may be deep.
     sockets_ = absl::StrCat("/tmp/doze-gw-test-", getpid(), "-", ++counter_);
-    config_ = absl::StrReplaceAll(kConfig,
-                                  {{"$DIR", dir_}, {"$SOCKETS", sockets_}, {"$BINARY", binary}, {"$EXTRA", extra}});
+    config_ = absl::StrReplaceAll(
+        kConfig, {{"$DIR", dir_}, {"$SOCKETS", sockets_}, {"$BINARY", binary}, {"$EXTRA", extra}});
     gateway_ = std::make_unique<GatewayProcess>(dir_, config_, env);
     ASSERT_NE(gateway_->port(), 0) << "the gateway did not start; see " << gateway_->log_path();
     port_ = gateway_->port();
@@ -198,27 +201,63 @@ TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
   const BadRequest table[] = {
       {"malformed json", "POST", "/v1/chat/completions", "{\"model\":", {}, 400, "not valid JSON"},
       {"not an object", "POST", "/v1/chat/completions", "[1,2]", {}, 400, "JSON object"},
-      {"invalid utf-8", "POST", "/v1/chat/completions",
-       "{\"model\":\"copy_polish\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}", {}, 400, "UTF-8"},
-      {"wrong type", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"temperature":"hot")"), {}, 400,
+      {"invalid utf-8",
+       "POST",
+       "/v1/chat/completions",
+       "{\"model\":\"copy_polish\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}",
+       {},
+       400,
+       "UTF-8"},
+      {"wrong type",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"temperature":"hot")"),
+       {},
+       400,
        "temperature"},
-      {"out of range", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"top_p":1.5)"), {}, 400, "top_p"},
+      {"out of range",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"top_p":1.5)"),
+       {},
+       400,
+       "top_p"},
       {"n is 2", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"n":2)"), {}, 400, "n: only 1"},
-      {"bad role", "POST", "/v1/chat/completions",
-       R"({"model":"copy_polish","messages":[{"role":"wizard","content":"x"}]})", {}, 400, "role"},
+      {"bad role",
+       "POST",
+       "/v1/chat/completions",
+       R"({"model":"copy_polish","messages":[{"role":"wizard","content":"x"}]})",
+       {},
+       400,
+       "role"},
       {"no messages", "POST", "/v1/chat/completions", R"({"model":"copy_polish"})", {}, 400, "messages"},
       {"unknown function", "POST", "/v1/chat/completions", ChatBody("poetry"), {}, 404, "model_not_found"},
-      {"context exceeded", "POST", "/v1/chat/completions", ChatBody("copy_polish", R"(,"max_tokens":250)"), {}, 400,
+      {"context exceeded",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"max_tokens":250)"),
+       {},
+       400,
        "context_length_exceeded"},
-      {"long prompt", "POST", "/v1/completions",
-       absl::StrCat(R"({"model":"copy_polish","prompt":")", long_text, R"("})"), {}, 400, "context_length_exceeded"},
+      {"long prompt",
+       "POST",
+       "/v1/completions",
+       absl::StrCat(R"({"model":"copy_polish","prompt":")", long_text, R"("})"),
+       {},
+       400,
+       "context_length_exceeded"},
       {"body too large", "POST", "/v1/chat/completions", std::string(2 << 20, ' '), {}, 413, "body"},
       {"header too large", "GET", "/healthz", "", {{"X-Big", std::string(64 << 10, 'a')}}, 431, ""},
       {"unknown path", "GET", "/v2/everything", "", {}, 404, "no route"},
       {"wrong method", "GET", "/v1/chat/completions", "", {}, 405, "not allowed"},
       {"ops without token", "POST", "/ops/functions/copy_polish/start", "", {}, 401, "admin token"},
-      {"ops unknown verb", "POST", "/ops/functions/copy_polish/explode", "", {{"Authorization", "Bearer test-admin-token"}},
-       404, "unknown verb"},
+      {"ops unknown verb",
+       "POST",
+       "/ops/functions/copy_polish/explode",
+       "",
+       {{"Authorization", "Bearer test-admin-token"}},
+       404,
+       "unknown verb"},
   };
   for (const BadRequest& bad : table) {
     TestResponse response = Fetch(port_, bad.method, bad.path, bad.body, bad.headers);
@@ -226,8 +265,9 @@ TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
     EXPECT_THAT(response.body, HasSubstr(bad.code_or_message)) << bad.name;
     if (bad.status != 431 && bad.status != 413) {
       Json error = Json::parse(response.body, nullptr, false);
-      EXPECT_TRUE(error.contains("error") && error["error"].contains("message") && error["error"].contains("type") &&
-                  error["error"].contains("param") && error["error"].contains("code"))
+      EXPECT_TRUE(error.contains("error") && error["error"].contains("message") &&
+                  error["error"].contains("type") && error["error"].contains("param") &&
+                  error["error"].contains("code"))
           << bad.name << ": " << response.body;
     }
   }
@@ -241,14 +281,18 @@ TEST_F(GatewayTest, ApiKeysAreRequiredWhenConfigured) {
   std::ofstream(keys_dir + "/keys.txt") << "# keys\nsecret-one\nsecret-two\n";
   StartGateway(5, FakeWorkerBinary(), {}, "");
   gateway_.reset();
-  config_ = absl::StrReplaceAll(config_, {{"  stream_idle_timeout: 10s", absl::StrCat("  stream_idle_timeout: 10s\n  api_keys_file: ", keys_dir, "/keys.txt")}});
+  config_ = absl::StrReplaceAll(
+      config_, {{"  stream_idle_timeout: 10s",
+                 absl::StrCat("  stream_idle_timeout: 10s\n  api_keys_file: ", keys_dir, "/keys.txt")}});
   gateway_ = std::make_unique<GatewayProcess>(dir_, config_, std::map<std::string, std::string>{});
   port_ = gateway_->port();
   ASSERT_NE(port_, 0);
   TestResponse missing = Chat("copy_polish");
   EXPECT_EQ(missing.status, 401);
   EXPECT_THAT(missing.body, HasSubstr("invalid_api_key"));
-  EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"), {{"Authorization", "Bearer nope"}}).status,
+  EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"),
+                  {{"Authorization", "Bearer nope"}})
+                .status,
             401);
   EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"),
                   {{"Authorization", "Bearer secret-two"}})
@@ -299,7 +343,8 @@ TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestar
   ASSERT_TRUE(stream.ReadUntil("t1 "));
   std::vector<std::future<TestResponse>> queued;
   for (int i = 0; i < 2; ++i) {
-    queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
+    queued.push_back(
+        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(Status()["customer_service"]["queue_depth"], 2);
@@ -386,7 +431,8 @@ TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
 
 TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   StartGateway();
-  std::string updated = absl::StrReplaceAll(config_, {{"functions:\n", "functions:\n  poetry:\n    system_prompt: \"Write poems.\"\n"}});
+  std::string updated = absl::StrReplaceAll(
+      config_, {{"functions:\n", "functions:\n  poetry:\n    system_prompt: \"Write poems.\"\n"}});
   std::ofstream(dir_ + "/doze.yaml") << updated;
   gateway_->Signal(SIGHUP);
   TestResponse models;

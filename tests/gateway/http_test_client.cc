@@ -48,7 +48,8 @@ bool ReadUntilDone(int fd, std::string* out, int timeout_ms, Done done) {
   char buffer[16384];
   while (!done(*out)) {
     int left = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count());
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+            .count());
     if (left <= 0) return false;
     pollfd p{fd, POLLIN, 0};
     if (poll(&p, 1, left) <= 0) continue;
@@ -105,8 +106,9 @@ TestResponse ParseResponse(const std::string& raw) {
 
 }  // namespace
 
-TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target, const std::string& body,
-                   const std::map<std::string, std::string>& headers, int timeout_ms) {
+TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target,
+                   const std::string& body, const std::map<std::string, std::string>& headers,
+                   int timeout_ms) {
   int fd = Connect(port);
   if (fd < 0) return {};
   std::string raw;

@@ -9,14 +9,15 @@
 namespace doze::gateway::testing {
 
 struct TestResponse {
-  int status = 0;  // 0 when the connection failed or timed out.
+  int status = 0;                              // 0 when the connection failed or timed out.
   std::map<std::string, std::string> headers;  // Lower-case names.
   std::string body;
 };
 
 // Sends one request (with Content-Length when `body` is not empty) and reads the whole response.
-TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
-                   const std::map<std::string, std::string>& headers = {}, int timeout_ms = 30000);
+TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target,
+                   const std::string& body = "", const std::map<std::string, std::string>& headers = {},
+                   int timeout_ms = 30000);
 
 // Sends raw bytes and returns everything read until the server closes or `timeout_ms` passes.
 std::string SendRaw(uint16_t port, const std::string& bytes, int timeout_ms = 10000);

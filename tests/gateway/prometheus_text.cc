@@ -47,7 +47,8 @@ std::string CheckPrometheusText(const std::string& text) {
     if (absl::EndsWith(name, "_bucket")) {
       std::string labels = match[2];
       std::string series = name + std::regex_replace(labels, std::regex(R"(,?le="[^"]*")"), "");
-      if (last_bucket.contains(series) && value < last_bucket[series]) return "buckets not cumulative: " + line;
+      if (last_bucket.contains(series) && value < last_bucket[series])
+        return "buckets not cumulative: " + line;
       last_bucket[series] = absl::StrContains(labels, "le=\"+Inf\"") ? -1 : value;
     }
   }

@@ -1,8 +1,8 @@
 // doze-fake-worker: a stand-in for doze-worker in the gateway's tests and benchmark. It takes doze-worker's
 // flags, serves doze.v1.Worker and grpc.health.v1 on --listen, and answers Generate with max_tokens tokens
 // ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5). DOZE_FAKE_FAIL_START=1 makes it
-// exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST pins it to
-// those cores (the benchmark keeps it off the gateway's).
+// exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST pins it
+// to those cores (the benchmark keeps it off the gateway's).
 #include <sched.h>
 
 #include <atomic>
@@ -32,7 +32,8 @@ double MillisSince(std::chrono::steady_clock::time_point start) {
 
 class FakeWorker final : public doze::v1::Worker::Service {
  public:
-  FakeWorker(std::string function, int token_delay_ms) : function_(std::move(function)), delay_ms_(token_delay_ms) {}
+  FakeWorker(std::string function, int token_delay_ms)
+      : function_(std::move(function)), delay_ms_(token_delay_ms) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const doze::v1::GenerateRequest* request,
                         grpc::ServerWriter<doze::v1::GenerateResponse>* writer) override {
@@ -69,7 +70,8 @@ class FakeWorker final : public doze::v1::Worker::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Stats(grpc::ServerContext*, const doze::v1::StatsRequest*, doze::v1::StatsResponse* response) override {
+  grpc::Status Stats(grpc::ServerContext*, const doze::v1::StatsRequest*,
+                     doze::v1::StatsResponse* response) override {
     response->set_function(function_);
     response->set_backend("fake");
     response->set_state(sleeping_.load() ? doze::v1::WORKER_STATE_SLEEPING : doze::v1::WORKER_STATE_SERVING);
@@ -124,8 +126,10 @@ int main(int argc, char** argv) {
   std::string function, listen;
   for (int i = 1; i + 1 < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--function") function = argv[++i];
-    else if (flag == "--listen") listen = argv[++i];
+    if (flag == "--function")
+      function = argv[++i];
+    else if (flag == "--listen")
+      listen = argv[++i];
   }
   if (EnvInt("DOZE_FAKE_FAIL_START", 0) != 0) {
     std::cerr << "error: cannot load the model (DOZE_FAKE_FAIL_START)" << std::endl;

@@ -12,8 +12,8 @@
 namespace doze::gateway {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Fetch;
+using ::testing::HasSubstr;
 using testing::SendRaw;
 
 class HttpServerTest : public ::testing::Test {
@@ -85,7 +85,8 @@ TEST_F(HttpServerTest, BodyOverTheLimitIs413BeforeItIsRead) {
 }
 
 TEST_F(HttpServerTest, HugeHeaderIs431) {
-  std::string raw = SendRaw(port_, "GET /stream HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
+  std::string raw =
+      SendRaw(port_, "GET /stream HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n");
   EXPECT_THAT(raw, HasSubstr("HTTP/1.1 431"));
 }
 

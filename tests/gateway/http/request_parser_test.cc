@@ -1,7 +1,7 @@
 #include "gateway/http/request_parser.h"
 
-#include "gtest/gtest.h"
 #include "gateway/openai/api_error.h"
+#include "gtest/gtest.h"
 
 namespace doze::gateway {
 namespace {
@@ -18,10 +18,14 @@ TEST(RequestParserTest, Table) {
   limits.max_body_bytes = 64;
   const Case cases[] = {
       {"get", "GET /healthz?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", 200},
-      {"post", "POST /v1/completions HTTP/1.1\r\nContent-Length: 2\r\nAuthorization: Bearer k\r\n\r\n{}", 200},
+      {"post", "POST /v1/completions HTTP/1.1\r\nContent-Length: 2\r\nAuthorization: Bearer k\r\n\r\n{}",
+       200},
       {"chunked", "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 200},
       {"body over limit", "POST /a HTTP/1.1\r\nContent-Length: 65\r\n\r\n", 413},
-      {"chunked over limit", "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n" + std::string(65, 'x') + "\r\n0\r\n\r\n", 413},
+      {"chunked over limit",
+       "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n" + std::string(65, 'x') +
+           "\r\n0\r\n\r\n",
+       413},
       {"header over limit", "GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", 431},
       {"bad version", "GET / HTTP/9\r\n\r\n", 400},
       {"bad method token", "G(T / HTTP/1.1\r\n\r\n", 400},

@@ -1,8 +1,8 @@
 #include "gateway/openai/completion_request.h"
 
+#include "gateway/openai/api_error.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "gateway/openai/api_error.h"
 
 namespace doze::gateway {
 namespace {
@@ -17,7 +17,8 @@ TEST(CompletionRequestTest, ParsesEveryHonouredField) {
     "temperature": 0.5, "top_p": 0.9, "max_tokens": 10, "max_completion_tokens": 20, "stop": "END", "seed": 7,
     "presence_penalty": 0.1, "frequency_penalty": -0.2, "logit_bias": {"42": -100}, "logprobs": true,
     "top_logprobs": 3, "response_format": {"type": "json_object"}, "user": "u1", "stream": true,
-    "stream_options": {"include_usage": true}, "n": 1, "unknown_field": [1]})", /*chat=*/true);
+    "stream_options": {"include_usage": true}, "n": 1, "unknown_field": [1]})",
+                                                                     /*chat=*/true);
   ASSERT_TRUE(request.ok()) << request.status();
   EXPECT_EQ(request->model, "copy_polish");
   ASSERT_EQ(request->messages.size(), 2u);
@@ -60,19 +61,24 @@ TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
       {R"({"model":"m","messages":["hi"]})", "messages[0]: must be an object"},
       {R"({"model":"m","messages":[{"role":"tool","content":"x"}]})", "messages[0].role"},
       {R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "only text parts"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3})", "temperature: must be between"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"temperature":3})",
+       "temperature: must be between"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0})", "top_p"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0})", "max_tokens"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens: must be an integer"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})",
+       "max_tokens: must be an integer"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":3})", "n: only 1"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]})", "stop"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})", "stop"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"x":1}})", "logit_bias"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":101}})", "logit_bias"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2})", "needs logprobs"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}})", "response_format"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream: must be a boolean"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}})", "include_usage"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}})",
+       "response_format"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})",
+       "stream: must be a boolean"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}})",
+       "include_usage"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"user":5})", "user: must be a string"},
   };
   for (const Bad& bad : table) {
