@@ -1,0 +1,233 @@
+// The worker supervisor's state machine and the default idle stop, with a fake spawner, a fake worker client
+// and a fake clock: no process is started and no time is waited out.
+#include "gateway/workers/worker_supervisor.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "boost/asio/executor_work_guard.hpp"
+#include "boost/asio/io_context.hpp"
+#include "gateway/functions/function_table.h"
+#include "gateway/workers/idle_stopper.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeChild : public ChildProcess {
+ public:
+  pid_t pid() const override { return 4242; }
+  void Signal(int signal) override {
+    absl::MutexLock lock(&mu_);
+    signals_.push_back(signal);
+  }
+  std::vector<int> signals() const {
+    absl::MutexLock lock(&mu_);
+    return signals_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<int> signals_;
+};
+
+class FakeSpawner : public Spawner {
+ public:
+  absl::StatusOr<std::shared_ptr<ChildProcess>> Spawn(const SpawnSpec&,
+                                                      std::function<void(std::string)> on_exit) override {
+    absl::MutexLock lock(&mu_);
+    ++spawns_;
+    if (!fail_with_.empty()) return absl::FailedPreconditionError(fail_with_);
+    child_ = std::make_shared<FakeChild>();
+    on_exit_ = std::move(on_exit);
+    return child_;
+  }
+  // Makes the last child exit with `reason`.
+  void Exit(const std::string& reason) {
+    std::function<void(std::string)> on_exit;
+    {
+      absl::MutexLock lock(&mu_);
+      on_exit = std::move(on_exit_);
+    }
+    on_exit(reason);
+  }
+  absl::Mutex mu_;
+  int spawns_ = 0;
+  std::string fail_with_;
+  std::shared_ptr<FakeChild> child_;
+  std::function<void(std::string)> on_exit_;
+};
+
+class FakeClient : public WorkerClient, public WorkerClientFactory {
+ public:
+  void CheckHealth(absl::Duration, std::function<void(bool)> done) override { done(serving.load()); }
+  std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest&,
+                                         std::shared_ptr<GenerateObserver>) override {
+    return nullptr;
+  }
+  void Stats(absl::Duration, std::function<void(absl::StatusOr<v1::StatsResponse>)> done) override {
+    done(v1::StatsResponse());
+  }
+  void Sleep(absl::Duration, std::function<void(absl::Status)> done) override { done(absl::OkStatus()); }
+  void Wake(absl::Duration, std::function<void(absl::Status)> done) override { done(absl::OkStatus()); }
+  void Drain(absl::Duration, std::function<void(absl::Status)> done) override { done(absl::OkStatus()); }
+  std::shared_ptr<WorkerClient> Connect(const std::string&) override { return self.lock(); }
+  std::atomic<bool> serving{true};
+  std::weak_ptr<FakeClient> self;
+};
+
+class WorkerSupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    client_ = std::make_shared<FakeClient>();
+    client_->self = client_;
+    SupervisorOptions options;
+    options.function = "copy_polish";
+    options.backoff_initial = absl::Seconds(1);
+    options.backoff_max = absl::Seconds(4);
+    options.health_interval = absl::Milliseconds(1);
+    supervisor_ =
+        std::make_shared<WorkerSupervisor>(options, &spawner_, client_.get(), &clock_, io_.get_executor());
+    supervisor_->AddObserver([this](const WorkerTransition& t) {
+      absl::MutexLock lock(&mu_);
+      transitions_.push_back(absl::StrCat(WorkerStateName(t.from), "->", WorkerStateName(t.to)));
+    });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  // Waits (up to 5 s of real time) for the supervisor to reach `state`.
+  bool AwaitState(WorkerState state) {
+    for (int i = 0; i < 500; ++i) {
+      if (supervisor_->state() == state) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  std::vector<std::string> transitions() {
+    absl::MutexLock lock(&mu_);
+    return transitions_;
+  }
+
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
+      io_.get_executor()};
+  std::thread thread_;
+  FakeClock clock_;
+  FakeSpawner spawner_;
+  std::shared_ptr<FakeClient> client_;
+  std::shared_ptr<WorkerSupervisor> supervisor_;
+  absl::Mutex mu_;
+  std::vector<std::string> transitions_;
+};
+
+TEST_F(WorkerSupervisorTest, StartWaitsForHealthThenIsReady) {
+  client_->serving = false;
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kStarting));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(supervisor_->state(), WorkerState::kStarting);
+  EXPECT_EQ(supervisor_->ready_client(), nullptr);
+  client_->serving = true;
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  EXPECT_NE(supervisor_->ready_client(), nullptr);
+  WorkerSnapshot snapshot = supervisor_->snapshot();
+  EXPECT_EQ(snapshot.pid, 4242);
+  EXPECT_EQ(snapshot.cold_starts, 1);
+  EXPECT_EQ(transitions(), (std::vector<std::string>{"stopped->starting", "starting->ready"}));
+  supervisor_->Start("again");
+  EXPECT_EQ(spawner_.spawns_, 1);
+}
+
+TEST_F(WorkerSupervisorTest, FailedStartsBackOffDoubling) {
+  spawner_.fail_with_ = "cannot start doze-worker: No such file";
+  absl::Time start = clock_.Now();
+  supervisor_->Start("first");
+  ASSERT_TRUE(AwaitState(WorkerState::kFailed));
+  WorkerSnapshot first = supervisor_->snapshot();
+  EXPECT_THAT(first.last_error, HasSubstr("No such file"));
+  EXPECT_EQ(first.next_start_allowed, start + absl::Seconds(1));
+  supervisor_->Start("during back-off");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(spawner_.spawns_, 1);
+  clock_.Advance(absl::Seconds(1));
+  supervisor_->Start("after back-off");
+  for (int i = 0; i < 200 && supervisor_->snapshot().next_start_allowed == first.next_start_allowed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(supervisor_->snapshot().next_start_allowed, start + absl::Seconds(1) + absl::Seconds(2));
+}
+
+TEST_F(WorkerSupervisorTest, CrashIsFailedWithTheReasonAndDemandRestartsAfterBackOff) {
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  spawner_.Exit("killed by signal 9 (Killed)");
+  ASSERT_TRUE(AwaitState(WorkerState::kFailed));
+  EXPECT_THAT(supervisor_->snapshot().last_error, HasSubstr("worker died: killed by signal 9"));
+  EXPECT_FALSE(supervisor_->snapshot().pid.has_value());
+  supervisor_->EnsureReady("a request is waiting");
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  EXPECT_EQ(spawner_.spawns_, 2);
+  EXPECT_EQ(supervisor_->snapshot().cold_starts, 2);
+}
+
+TEST_F(WorkerSupervisorTest, StopSendsSigtermAndEndsStopped) {
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  supervisor_->Stop("operator");
+  EXPECT_EQ(supervisor_->state(), WorkerState::kStopping);
+  EXPECT_EQ(spawner_.child_->signals(), std::vector<int>{SIGTERM});
+  spawner_.Exit("exited with status 0");
+  ASSERT_TRUE(AwaitState(WorkerState::kStopped));
+  EXPECT_TRUE(supervisor_->snapshot().last_error.empty());
+}
+
+TEST_F(WorkerSupervisorTest, SleepAndWake) {
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  supervisor_->Sleep("quiet hours");
+  ASSERT_TRUE(AwaitState(WorkerState::kSleeping));
+  EXPECT_EQ(supervisor_->ready_client(), nullptr);
+  supervisor_->EnsureReady("request");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  EXPECT_EQ(spawner_.spawns_, 1);
+}
+
+TEST_F(WorkerSupervisorTest, IdleStopperStopsAfterTheIdleTimeOnTheClock) {
+  FunctionConfig config;
+  config.name = "copy_polish";
+  auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(config),
+                                                   supervisor_, std::make_unique<FunctionMetrics>());
+  auto dispatcher = std::make_shared<Dispatcher>(DispatcherOptions{"copy_polish"}, supervisor_,
+                                                 &runtime->metrics(), &clock_, io_.get_executor());
+  dispatcher->Init();
+  runtime->set_dispatcher(dispatcher);
+  FunctionTable table;
+  table.Put(runtime);
+  IdleStopper stopper(&table, &clock_, absl::Minutes(5));
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  clock_.Advance(absl::Minutes(5) - absl::Seconds(1));
+  stopper.Tick();
+  EXPECT_EQ(supervisor_->state(), WorkerState::kReady);
+  clock_.Advance(absl::Seconds(1));
+  stopper.Tick();
+  EXPECT_EQ(supervisor_->state(), WorkerState::kStopping);
+}
+
+}  // namespace
+}  // namespace doze::gateway
