@@ -48,20 +48,7 @@ absl::Status ModelInstance::CreateRunner(const ModelInstanceOptions& options) {
 }
 
 absl::StatusOr<std::vector<int32_t>> ModelInstance::PromptTokenIds(const PromptInput& prompt) const {
-  int forms = prompt.token_ids.has_value() + prompt.text.has_value() + prompt.messages.has_value();
-  if (forms != 1) return absl::InvalidArgumentError("give exactly one of prompt_ids, prompt or messages");
-  if (prompt.token_ids) {
-    const int vocab = checkpoint_->config().vocab_size;
-    for (int32_t id : *prompt.token_ids) {
-      if (id < 0 || id >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt_ids: ", id, " is outside the vocabulary [0, ", vocab, ")"));
-      }
-    }
-    return *prompt.token_ids;
-  }
-  if (prompt.text) return tokenizer_->Encode(*prompt.text);
-  ASSIGN_OR_RETURN(std::string rendered, RenderChatPrompt(*prompt.messages, /*add_generation_prompt=*/true));
-  return tokenizer_->Encode(rendered);
+  return doze::PromptTokenIds(*tokenizer_, checkpoint_->config().vocab_size, prompt, "prompt_ids");
 }
 
 }  // namespace doze

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/engine.h"
 #include "worker/model/checkpoint.h"
+#include "worker/runtime/prompt_input.h"
 #include "worker/engine/tokenizer_text_decoder.h"
 #include "worker/tokenizer/chat_template.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -26,13 +27,6 @@ struct ModelInstanceOptions {
   int max_num_batched_tokens = 8192;
   int num_threads = 0;  // CPU backend; 0: every core
   std::optional<uint64_t> seed;
-};
-
-// A request's prompt in one of the three forms `doze generate` accepts.
-struct PromptInput {
-  std::optional<std::vector<int32_t>> token_ids;
-  std::optional<std::string> text;
-  std::optional<std::vector<ChatMessage>> messages;
 };
 
 class ModelInstance {

@@ -67,22 +67,7 @@ std::unique_ptr<Engine> WorkerModel::NewEngine() {
 }
 
 absl::StatusOr<std::vector<int32_t>> WorkerModel::PromptTokenIds(const PromptInput& prompt) const {
-  if (prompt.token_ids) {
-    const int vocab = checkpoint_->config().vocab_size;
-    for (size_t i = 0; i < prompt.token_ids->size(); ++i) {
-      const int32_t id = (*prompt.token_ids)[i];
-      if (id < 0 || id >= vocab) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("token_ids[", i, "]: ", id, " is outside the vocabulary [0, ", vocab, ")"));
-      }
-    }
-    return *prompt.token_ids;
-  }
-  if (prompt.text) return tokenizer_->Encode(*prompt.text);
-  if (!prompt.messages) return absl::InvalidArgumentError("prompt: give one of messages, text or token_ids");
-  absl::StatusOr<std::string> rendered = RenderChatPrompt(*prompt.messages, /*add_generation_prompt=*/true);
-  if (!rendered.ok()) return rendered.status();
-  return tokenizer_->Encode(*rendered);
+  return doze::PromptTokenIds(*tokenizer_, checkpoint_->config().vocab_size, prompt, "token_ids");
 }
 
 }  // namespace doze::service
