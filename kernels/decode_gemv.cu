@@ -1,0 +1,393 @@
+#include <algorithm>
+
+#include "kernels/cuda_check.h"
+#include "kernels/decode_gemv.h"
+#include "kernels/pdl.cuh"
+#include "kernels/vec.cuh"
+
+namespace doze::kernels {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane and weight row
+
+enum class Epilogue { kResidual, kSwiGlu, kRotary };
+
+// One work item is one output column (kResidual) or a pair of columns that the epilogue combines: gate and
+// up (kSwiGlu), or the two halves x[i], x[i + head_dim / 2] of one rotary pair (kRotary).
+struct Params {
+  const __nv_bfloat16* x;            // [m, k]: the input, or the residual stream when norm_weight is set
+  const __nv_bfloat16* norm_weight;  // [k] (kNorm kernels only)
+  float eps;
+  const __nv_bfloat16* w;     // [n, k]
+  const __nv_bfloat16* bias;  // [n] or nullptr (kRotary only)
+  __nv_bfloat16* out;         // kResidual: residual [m, n]; kSwiGlu: act [m, n / 2]; kRotary: unused
+  RotaryCacheOutput rotary;   // kRotary only
+  RotaryShape shape;          // kRotary only
+  int m, n, k, num_items;
+  int k_split = 1;
+};
+
+__device__ __forceinline__ float RoundBf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+template <Epilogue E>
+__device__ __forceinline__ int2 ItemColumns(const Params& p, int item) {
+  if constexpr (E == Epilogue::kResidual) {
+    return {item, item};
+  } else if constexpr (E == Epilogue::kSwiGlu) {
+    return {item, item + p.num_items};
+  } else {
+    const int half = p.shape.head_dim / 2;
+    const int col = (item / half) * p.shape.head_dim + item % half;
+    return {col, col + half};
+  }
+}
+
+// Loads kUnroll 16-byte pieces of each weight row (vector base + lane + 32 u); pieces past v_end read zero.
+template <int kCols>
+__device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll],
+                                            const __nv_bfloat16* const (&rows)[kCols], int base, int v_end) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int v = base + lane + 32 * u;
+      dst[c][u] = v < v_end ? *reinterpret_cast<const Bf16x8*>(rows[c] + v * 8) : Bf16x8{};
+    }
+  }
+}
+
+// Copies the norm weight (a constant) into shared memory after x's rows: [k / 8] at xs + m * k / 8.
+__device__ __forceinline__ void StageNormWeight(const Params& p, Bf16x8* xs) {
+  const int num_vecs = p.k / 8;
+  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.norm_weight);
+  for (int v = threadIdx.x; v < num_vecs; v += kThreads) xs[p.m * num_vecs + v] = src[v];
+}
+
+// Copies the m rows of x into shared memory; with kNorm replaces them by RmsNorm(x) * norm_weight rounded
+// to bf16, as RmsNorm stores it (the weight staged by StageNormWeight). Ends with a barrier.
+template <int kRows, bool kNorm>
+__device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRows]) {
+  const int num_vecs = p.k / 8;
+  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
+  for (int e = threadIdx.x; e < p.m * num_vecs; e += kThreads) xs[e] = src[e];
+  if constexpr (kNorm) {
+    __syncthreads();
+    float sum_sq[kRows] = {};
+    for (int v = threadIdx.x; v < num_vecs; v += kThreads) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (r >= p.m) break;
+        float f[8];
+        Bf16x8ToFloat(xs[r * num_vecs + v], f);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum_sq[r] += f[j] * f[j];
+      }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      sum_sq[r] = WarpSum(sum_sq[r]);
+      if (lane == 0) scratch[warp][r] = sum_sq[r];
+    }
+    __syncthreads();
+    float inv_rms[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      float total = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) total += scratch[w][r];
+      inv_rms[r] = rsqrtf(total / p.k + p.eps);
+    }
+    for (int v = threadIdx.x; v < num_vecs; v += kThreads) {
+      float nw[8];
+      Bf16x8ToFloat(xs[p.m * num_vecs + v], nw);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (r >= p.m) break;
+        float f[8];
+        Bf16x8ToFloat(xs[r * num_vecs + v], f);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) f[j] = f[j] * inv_rms[r] * nw[j];
+        StoreBf16x8(reinterpret_cast<__nv_bfloat16*>(xs + r * num_vecs + v), f);
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// What an item's epilogue reads besides its dot products, loaded before them so that those loads overlap the
+// weights'.
+struct EpilogueInputs {
+  float bias[2] = {0.f, 0.f};  // kRotary
+  float cos = 1.f, sin = 0.f;  // kRotary: of the row's position and the pair's frequency, rounded to bf16
+  int64_t slot = -1;           // kRotary
+  float residual = 0.f;        // kResidual: the residual value the product is added to
+};
+
+// The inputs of lane r's epilogue that depend on constants and host metadata only (may run before the wait).
+template <Epilogue E>
+__device__ __forceinline__ EpilogueInputs PrepareConstants(const Params& p, int item, int2 cols, int r,
+                                                           bool active) {
+  EpilogueInputs in;
+  if constexpr (E == Epilogue::kRotary) {
+    if (!active || r >= p.m) return in;
+    const RotaryShape& s = p.shape;
+    const int half = s.head_dim / 2;
+    if (p.bias != nullptr) {
+      in.bias[0] = __bfloat162float(p.bias[cols.x]);
+      in.bias[1] = __bfloat162float(p.bias[cols.y]);
+    }
+    in.slot = p.rotary.slot_mapping[r];
+    if (item / half < s.num_q_heads + s.num_kv_heads) {
+      const float angle = static_cast<float>(p.rotary.positions[r]) * p.rotary.inv_freq[item % half];
+      in.cos = RoundBf16(cosf(angle));
+      in.sin = RoundBf16(sinf(angle));
+    }
+  }
+  return in;
+}
+
+// The residual value lane r's epilogue adds to (written by earlier kernels: after the wait only).
+template <Epilogue E>
+__device__ __forceinline__ void PrepareResidual(const Params& p, int2 cols, int r, bool active,
+                                                EpilogueInputs& in) {
+  if constexpr (E == Epilogue::kResidual) {
+    if (active && r < p.m) in.residual = __bfloat162float(p.out[static_cast<int64_t>(r) * p.n + cols.x]);
+  }
+}
+
+// Row r of the item's output from its dot products `sum` (one per column of the item).
+template <Epilogue E>
+__device__ void Finish(const Params& p, int item, int2 cols, int r, const float (&sum)[2],
+                       const EpilogueInputs& in) {
+  if constexpr (E == Epilogue::kResidual) {
+    p.out[static_cast<int64_t>(r) * p.n + cols.x] = __float2bfloat16(in.residual + RoundBf16(sum[0]));
+  } else if constexpr (E == Epilogue::kSwiGlu) {
+    const float g = RoundBf16(sum[0]), u = RoundBf16(sum[1]);
+    p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(g / (1.f + expf(-g)) * u);
+  } else {
+    const RotaryShape& s = p.shape;
+    const int half = s.head_dim / 2, head = item / half, i = item % half;
+    const float x1 = RoundBf16(sum[0] + in.bias[0]), x2 = RoundBf16(sum[1] + in.bias[1]);
+    // The identity rotation (cos 1, sin 0) of the V heads leaves them exact.
+    const float y1 = RoundBf16(x1 * in.cos - x2 * in.sin), y2 = RoundBf16(x2 * in.cos + x1 * in.sin);
+    __nv_bfloat16* row = p.rotary.qkv + static_cast<int64_t>(r) * p.n;
+    row[cols.x] = __float2bfloat16(y1);
+    row[cols.y] = __float2bfloat16(y2);
+    const int kv_head = head - s.num_q_heads;
+    if (in.slot < 0 || kv_head < 0) return;
+    const bool is_k = kv_head < s.num_kv_heads;
+    __nv_bfloat16* cache = is_k ? p.rotary.k_cache : p.rotary.v_cache;
+    const int64_t base =
+        (in.slot * s.num_kv_heads + (is_k ? kv_head : kv_head - s.num_kv_heads)) * s.head_dim;
+    cache[base + i] = __float2bfloat16(y1);
+    cache[base + i + half] = __float2bfloat16(y2);
+  }
+}
+
+// What one warp does for one block item: the output item, its weight rows and its part of the k range.
+template <Epilogue E, int kCols>
+struct WarpWork {
+  int item;
+  int2 cols;
+  int v_begin, v_end;  // 16-byte vectors of k; empty when the item is past the end
+  const __nv_bfloat16* rows[kCols];
+
+  __device__ WarpWork(const Params& p, int block_item) {
+    const int warp = threadIdx.x >> 5;
+    item = block_item * (kWarps / p.k_split) + warp / p.k_split;
+    const bool active = item < p.num_items;
+    const int num_vecs = p.k / 8, part_vecs = (num_vecs + p.k_split - 1) / p.k_split;
+    v_begin = (warp % p.k_split) * part_vecs;
+    v_end = active ? min(num_vecs, v_begin + part_vecs) : v_begin;
+    cols = active ? ItemColumns<E>(p, item) : int2{0, 0};
+    rows[0] = p.w + static_cast<int64_t>(cols.x) * p.k;
+    if constexpr (kCols == 2) rows[kCols - 1] = p.w + static_cast<int64_t>(cols.y) * p.k;
+  }
+};
+
+// acc[r][c] += x_r . w_c over the work's k range, from the batch of weights already in `next`; each batch
+// is used as soon as it lands and the following one (or, at the end, the next item's first) is issued right
+// after. One buffer, so that more warps fit on a multiprocessor.
+template <int kRows, int kCols, typename Work>
+__device__ __forceinline__ void DotProducts(const Params& p, const Bf16x8* xs, const Work& work,
+                                            const Work& following, Bf16x8 (&next)[kCols][kUnroll],
+                                            float (&acc)[kRows][kCols]) {
+  const int lane = threadIdx.x & 31, num_vecs = p.k / 8;
+  for (int base = work.v_begin; base < work.v_end; base += 32 * kUnroll) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int v = base + lane + 32 * u;
+      if (v >= work.v_end) break;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        if (r >= p.m) break;
+        float xv[8];
+        Bf16x8ToFloat(xs[r * num_vecs + v], xv);
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          float wv[8];
+          Bf16x8ToFloat(next[c][u], wv);
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[r][c] = fmaf(wv[j], xv[j], acc[r][c]);
+        }
+      }
+    }
+    if (base + 32 * kUnroll < work.v_end)
+      LoadWeights<kCols>(next, work.rows, base + 32 * kUnroll, work.v_end);
+  }
+  LoadWeights<kCols>(next, following.rows, following.v_begin, following.v_end);
+}
+
+// Lane r of each item's part-0 warp gets the item's full dot products for row r in sum[c]. With k split 1 the
+// warp holds them and no barrier is needed (warps run ahead independently); else the parts meet in `partial`
+// between two barriers (the second because the next item rewrites it).
+template <int kRows, int kCols>
+__device__ __forceinline__ void SumParts(const Params& p, float (&acc)[kRows][kCols],
+                                         float (&partial)[kWarps][kRows][kCols], float (&sum)[2]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      const float s = WarpSum(acc[r][c]);
+      if (p.k_split == 1 && lane == r) sum[c] = s;
+      if (p.k_split > 1 && lane == 0) partial[warp][r][c] = s;
+    }
+  }
+  if (p.k_split == 1) return;
+  __syncthreads();
+  if (warp % p.k_split == 0 && lane < p.m) {
+    for (int s = 0; s < p.k_split; ++s) {
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) sum[c] += partial[warp + s][lane][c];
+    }
+  }
+  __syncthreads();
+}
+
+// Blocks of kWarps warps stride over block items; in block item b, warp w serves output item
+// b * (kWarps / k_split) + w / k_split over the k-range part w % k_split, and the part-0 warp of each item
+// adds the parts up and runs the epilogue (lane r: row r). The grid is one wave, so the first item's weights
+// load before the wait on the previous kernel and each later item's while the one before it is computed.
+template <int kRows, Epilogue E, bool kNorm>
+static __global__ void __launch_bounds__(kThreads) DecodeGemvKernel(Params p, int num_block_items) {
+  constexpr int kCols = E == Epilogue::kResidual ? 1 : 2;
+  using Work = WarpWork<E, kCols>;
+  extern __shared__ Bf16x8 xs[];  // [m, k / 8], then with kNorm the norm weight [k / 8]
+  __shared__ float scratch[kWarps][kRows];
+  __shared__ float partial[kWarps][kRows][kCols];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+
+  Work work(p, blockIdx.x);
+  const bool leader = warp % p.k_split == 0;  // the warp that runs its item's epilogue
+  Bf16x8 next[kCols][kUnroll];
+  LoadWeights<kCols>(next, work.rows, work.v_begin, work.v_end);  // weights are constant: before the wait
+  if constexpr (kNorm) StageNormWeight(p, xs);
+  EpilogueInputs in = PrepareConstants<E>(p, work.item, work.cols, lane, leader && work.v_end > work.v_begin);
+  GridDependencyWait();
+  LaunchDependents();
+  PrepareResidual<E>(p, work.cols, lane, leader && work.v_end > work.v_begin, in);
+  StageX<kRows, kNorm>(p, xs, scratch);
+
+  for (int block_item = blockIdx.x; block_item < num_block_items; block_item += gridDim.x) {
+    const Work following(p, block_item + gridDim.x);
+    const bool following_active = leader && following.v_end > following.v_begin;
+    EpilogueInputs following_in =
+        PrepareConstants<E>(p, following.item, following.cols, lane, following_active);
+    float acc[kRows][kCols] = {};
+    DotProducts<kRows, kCols>(p, xs, work, following, next, acc);
+    float sum[2] = {0.f, 0.f};
+    SumParts<kRows, kCols>(p, acc, partial, sum);
+    if (leader && work.v_end > work.v_begin && lane < p.m) Finish<E>(p, work.item, work.cols, lane, sum, in);
+    work = following;
+    in = following_in;
+    PrepareResidual<E>(p, work.cols, lane, following_active, in);
+  }
+}
+
+// Splits k over several warps of a block when the rows are long, so that enough loads are in flight
+// (down_proj: 896 rows of 4864 would otherwise give only 112 blocks).
+int KSplit(int k) {
+  int split = 1;
+  while (split < kWarps && k / (2 * split) >= 1024) split *= 2;
+  return split;
+}
+
+template <int kRows, Epilogue E, bool kNorm>
+void LaunchRows(const Params& p, cudaStream_t stream) {
+  void (*kernel)(Params, int) = DecodeGemvKernel<kRows, E, kNorm>;
+  // x of 8 rows of 4864 needs 78 KB: opt in to the device's limit once per kernel (before any graph capture,
+  // as the runner's first step of a bucket runs eagerly).
+  static const int max_shared = [kernel] {
+    int device = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const int dynamic = optin - static_cast<int>(sizeof(float) * kWarps * kRows * 3);
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic));
+    return dynamic;
+  }();
+  const size_t shared = static_cast<size_t>(p.m + (kNorm ? 1 : 0)) * p.k * sizeof(__nv_bfloat16);
+  if (shared > static_cast<size_t>(max_shared)) CudaFail("DecodeGemv", "m * k too large", __FILE__, __LINE__);
+  const int items_per_block = kWarps / p.k_split;
+  const int block_items = (p.num_items + items_per_block - 1) / items_per_block;
+  int device = 0, sms = 0, per_sm = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared));
+  const int blocks = std::max(1, std::min(block_items, per_sm * sms));
+  LaunchWithPdl(kernel, dim3(blocks), dim3(kThreads), shared, stream, p, block_items);
+}
+
+template <Epilogue E, bool kNorm>
+void Launch(Params p, cudaStream_t stream) {
+  if (p.m == 0) return;
+  if (p.m > kGemvMaxRows || p.k % 8 != 0) {
+    CudaFail("DecodeGemv", "needs 1 <= m <= 8 and k % 8 == 0", __FILE__, __LINE__);
+  }
+  p.k_split = KSplit(p.k);
+  if (p.m == 1) {
+    LaunchRows<1, E, kNorm>(p, stream);
+  } else if (p.m == 2) {
+    LaunchRows<2, E, kNorm>(p, stream);
+  } else if (p.m <= 4) {
+    LaunchRows<4, E, kNorm>(p, stream);
+  } else {
+    LaunchRows<8, E, kNorm>(p, stream);
+  }
+}
+
+}  // namespace
+
+void NormQkvRotaryGemv(const NormInput& in, const __nv_bfloat16* w, const __nv_bfloat16* bias,
+                       const RotaryCacheOutput& out, const RotaryShape& shape, int hidden,
+                       cudaStream_t stream) {
+  if (shape.head_dim % 2 != 0) CudaFail("NormQkvRotaryGemv", "head_dim must be even", __FILE__, __LINE__);
+  const int width = (shape.num_q_heads + 2 * shape.num_kv_heads) * shape.head_dim;
+  Params p{};
+  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.w = w, p.bias = bias;
+  p.rotary = out, p.shape = shape;
+  p.m = shape.num_tokens, p.n = width, p.k = hidden, p.num_items = width / 2;
+  Launch<Epilogue::kRotary, true>(p, stream);
+}
+
+void NormSwiGluGemv(const NormInput& in, const __nv_bfloat16* w, __nv_bfloat16* act, int m, int intermediate,
+                    int hidden, cudaStream_t stream) {
+  Params p{};
+  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.w = w, p.out = act;
+  p.m = m, p.n = 2 * intermediate, p.k = hidden, p.num_items = intermediate;
+  Launch<Epilogue::kSwiGlu, true>(p, stream);
+}
+
+void ResidualGemv(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* residual, int m, int n,
+                  int k, cudaStream_t stream) {
+  Params p{};
+  p.x = x, p.w = w, p.out = residual;
+  p.m = m, p.n = n, p.k = k, p.num_items = n;
+  Launch<Epilogue::kResidual, false>(p, stream);
+}
+
+}  // namespace doze::kernels
