@@ -2,6 +2,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/paged_attention.h"
+#include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -11,9 +12,18 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kChunk = 128;             // keys scored per pass through shared memory
 constexpr int kMaxGroup = 8;            // query heads per KV head
-constexpr int kTargetBlocks = 2 * 132;  // two blocks per H100 multiprocessor before splitting stops paying
+constexpr int kTargetBlocks = 2 * 132;  // two blocks per H100 multiprocessor fit (210 registers a thread)
 constexpr int kMaxSplits = 64;
-constexpr int kMinPartition = 128;
+constexpr int kMinPartition = 64;  // keys per split the plan aims at, at least
+constexpr int kPartitionAlign = 16;
+
+// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign: the
+// split kernel and the combine kernel both derive it from the row's own length, so that a graph captured for
+// a context bucket splits each row evenly whatever its length.
+__device__ __forceinline__ int RowPartition(int context, int splits) {
+  const int per_split = (context + splits - 1) / splits;
+  return max(kPartitionAlign, (per_split + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign);
+}
 
 // Where the work of one block lies: which query row, KV head and key range.
 struct BlockWork {
@@ -188,7 +198,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     const int32_t* __restrict__ context_lens,   // [num_tokens]
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
-    AttentionShape s, int partition) {
+    AttentionShape s) {
   constexpr int kLanes = kHeadDim / 8;
   __shared__ SharedState st;
   __shared__ float red[kWarps][kMaxGroup][kHeadDim];
@@ -198,8 +208,14 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
                  0,
                  0,
                  nullptr};
+  // The step's metadata comes from the host before the first kernel: it may be read before the wait.
+  const int context = context_lens[work.token];
+  const int partition = RowPartition(context, gridDim.z);
   work.begin = blockIdx.z * partition;
-  work.end = min(context_lens[work.token], work.begin + partition);
+  work.end = min(context, work.begin + partition);
+  work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
+  GridDependencyWait();
+  LaunchDependents();
   if (work.begin >= work.end) {
     if (gridDim.z == 1) {
       for (int e = threadIdx.x; e < work.group * kHeadDim; e += blockDim.x) {
@@ -209,7 +225,6 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
   if (threadIdx.x < kMaxGroup) {
     st.row_max[threadIdx.x] = -INFINITY;
     st.row_sum[threadIdx.x] = 0.f;
@@ -237,10 +252,12 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
 static __global__ void CombineKernel(const float* __restrict__ workspace,  // partial outputs, then (max, sum)
                                      const int32_t* __restrict__ context_lens,  // [num_tokens]
                                      __nv_bfloat16* __restrict__ out,  // [num_tokens, num_q_heads, head_dim]
-                                     int num_tokens, int num_q_heads, int head_dim, int splits,
-                                     int partition) {
+                                     int num_tokens, int num_q_heads, int head_dim, int splits) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * num_q_heads + blockIdx.y;
-  const int valid = (context_lens[blockIdx.x] + partition - 1) / partition;
+  const int context = context_lens[blockIdx.x];  // host metadata: read before the wait
+  GridDependencyWait();
+  LaunchDependents();
+  const int valid = (context + RowPartition(context, splits) - 1) / RowPartition(context, splits);
   const float* max_sum = workspace + static_cast<int64_t>(num_tokens) * num_q_heads * splits * head_dim;
   float global_max = -INFINITY;
   for (int i = 0; i < valid; ++i) global_max = fmaxf(global_max, max_sum[(row * splits + i) * 2]);
@@ -254,44 +271,34 @@ static __global__ void CombineKernel(const float* __restrict__ workspace,  // pa
   out[row * head_dim + threadIdx.x] = __float2bfloat16(valid > 0 ? value / total : 0.f);
 }
 
-struct SplitPlan {
-  int splits;
-  int partition;
-};
-
 size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
   return static_cast<size_t>(num_tokens) * num_q_heads * splits * (head_dim + 2) * sizeof(float);
 }
 
-// Splits the key range only while the grid is short of blocks, and only as far as the workspace allows.
-SplitPlan PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
+// Splits the key range only as far as the grid still fits in one wave of kTargetBlocks (rounding down: a
+// second, mostly idle wave costs a whole block's time), at most one split per kMinPartition keys of the
+// context bucket, and only as far as the workspace allows.
+int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
-  int splits = 1;
-  if (rows < kTargetBlocks) {
-    splits = std::min(
-        {kMaxSplits, (max_context + kMinPartition - 1) / kMinPartition, (kTargetBlocks + rows - 1) / rows});
-    while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
-      --splits;
-  }
-  const int per_split = (max_context + splits - 1) / splits;
-  const int partition = (per_split + kChunk - 1) / kChunk * kChunk;
-  return {(max_context + partition - 1) / partition, partition};
+  int splits = std::max(
+      1, std::min({kMaxSplits, (max_context + kMinPartition - 1) / kMinPartition, kTargetBlocks / rows}));
+  while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
+    --splits;
+  return splits;
 }
 
 template <int kHeadDim>
 void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
             const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
-            __nv_bfloat16* out, float* workspace, const AttentionShape& s, SplitPlan plan,
-            cudaStream_t stream) {
-  const dim3 grid(s.num_tokens, s.num_kv_heads, plan.splits);
-  PagedAttentionKernel<kHeadDim><<<grid, kThreads, 0, stream>>>(
-      q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, s, plan.partition);
-  CUDA_CHECK_LAUNCH();
-  if (plan.splits == 1) return;
-  CombineKernel<<<dim3(s.num_tokens, s.num_q_heads), kHeadDim, 0, stream>>>(
-      workspace, context_lens, out, s.num_tokens, s.num_q_heads, kHeadDim, plan.splits, plan.partition);
-  CUDA_CHECK_LAUNCH();
+            __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits, cudaStream_t stream) {
+  const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
+  LaunchWithPdl(PagedAttentionKernel<kHeadDim>, grid, dim3(kThreads), 0, stream, q, k_cache, v_cache,
+                block_tables, token_seq, context_lens, out, workspace, s);
+  if (splits == 1) return;
+  LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
+                static_cast<const float*>(workspace), context_lens, out, s.num_tokens, s.num_q_heads,
+                kHeadDim, splits);
 }
 
 }  // namespace
@@ -310,12 +317,12 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
   if (group < 1 || group > kMaxGroup || group * shape.num_kv_heads != shape.num_q_heads) {
     CudaFail("PagedAttention", "needs 1..8 query heads per KV head", __FILE__, __LINE__);
   }
-  const SplitPlan plan = PlanSplits(shape, workspace_bytes);
+  const int splits = PlanSplits(shape, workspace_bytes);
   if (shape.head_dim == 64) {
-    Launch<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, plan,
+    Launch<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, splits,
                stream);
   } else if (shape.head_dim == 128) {
-    Launch<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, plan,
+    Launch<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, splits,
                 stream);
   } else {
     CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);

@@ -30,7 +30,8 @@ size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_
 
 // out[t, h, :] = softmax(q[t, h] . K[s, :c]^T * scale) V[s, :c] with s = token_seq[t], c = context_lens[t],
 // and the query head h reading KV head h / (num_q_heads / num_kv_heads). A row with c == 0 (padding) gets
-// zeros.
+// zeros. Launched with programmatic dependent launch (kernels/pdl.cuh), it reads block_tables, token_seq and
+// context_lens before waiting for the previous kernel: they must not be written by the kernel just before.
 void PagedAttention(
     const __nv_bfloat16* q,        // [num_tokens, q_row_stride], head h at columns [h*head_dim, ...)
     const __nv_bfloat16* k_cache,  // [num_blocks, block_size, num_kv_heads, head_dim]
