@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/activation.h"
+#include "kernels/decode_gemv.h"
 #include "kernels/embedding.h"
 #include "kernels/gemv.h"
 #include "kernels/paged_attention.h"
@@ -23,16 +24,54 @@ void CudaModelRunner::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, con
   }
 }
 
+bool CudaModelRunner::UseDecodeGemv(int num_tokens) const {
+  return num_tokens <= options_.gemv_max_rows && num_tokens <= kernels::kGemvMaxRows;
+}
+
 void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
   const int hidden = config_.hidden_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
   kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
-  for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueLayer(l, plan, m);
-  kernels::AddRmsNorm(residual_, proj_, weights_->final_norm(), normed_, plan.num_tokens, hidden,
-                      static_cast<float>(config_.rms_norm_eps), stream_);
-  kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
-  Linear(logit_rows_, weights_->lm_head(), nullptr, logits_, OutType::kF32, plan.num_logits,
+  if (UseDecodeGemv(plan.num_tokens)) {
+    // The fused layers leave the residual stream complete: only the final norm is left.
+    for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m);
+    kernels::RmsNorm(residual_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps, stream_);
+  } else {
+    for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueLayer(l, plan, m);
+    kernels::AddRmsNorm(residual_, proj_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps,
+                        stream_);
+  }
+  // A decode graph's logits rows are all its rows in order (padding included): no gather needed.
+  const __nv_bfloat16* logit_rows = normed_;
+  if (!plan.graph) {
+    kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
+    logit_rows = logit_rows_;
+  }
+  Linear(logit_rows, weights_->lm_head(), nullptr, logits_, OutType::kF32, plan.num_logits,
          config_.vocab_size, hidden);
+}
+
+std::pair<__nv_bfloat16*, __nv_bfloat16*> CudaModelRunner::KvCache(int layer) const {
+  const size_t cache_elems = static_cast<size_t>(num_kv_blocks_) * options_.block_size * config_.kv_size();
+  __nv_bfloat16* k_cache = static_cast<__nv_bfloat16*>(kv_pool_.get()) + 2 * layer * cache_elems;
+  return {k_cache, k_cache + cache_elems};
+}
+
+void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m) {
+  const auto [k_cache, v_cache] = KvCache(layer);
+  const int qkv_width = config_.q_size() + 2 * config_.kv_size();
+  const kernels::AttentionShape attention{plan.num_tokens,
+                                          config_.num_attention_heads,
+                                          config_.num_key_value_heads,
+                                          config_.head_dim,
+                                          options_.block_size,
+                                          plan.table_width,
+                                          plan.max_context,
+                                          qkv_width,
+                                          1.f / std::sqrt(static_cast<float>(config_.head_dim))};
+  kernels::PagedAttention(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
+                          attn_workspace_, attn_workspace_bytes_, attention, stream_);
 }
 
 void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
@@ -46,29 +85,37 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
     kernels::AddRmsNorm(residual_, proj_, w.input_norm, normed_, t, hidden, eps, stream_);
   }
   Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
-  const size_t cache_elems = static_cast<size_t>(num_kv_blocks_) * options_.block_size * config_.kv_size();
-  __nv_bfloat16* k_cache = static_cast<__nv_bfloat16*>(kv_pool_.get()) + 2 * layer * cache_elems;
-  __nv_bfloat16* v_cache = k_cache + cache_elems;
+  const auto [k_cache, v_cache] = KvCache(layer);
   const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
                                     config_.head_dim, options_.block_size};
   kernels::RotaryAndCacheWrite(qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()),
                                k_cache, v_cache, rotary, stream_);
-  const kernels::AttentionShape attention{t,
-                                          config_.num_attention_heads,
-                                          config_.num_key_value_heads,
-                                          config_.head_dim,
-                                          options_.block_size,
-                                          plan.table_width,
-                                          plan.max_context,
-                                          qkv_width,
-                                          1.f / std::sqrt(static_cast<float>(config_.head_dim))};
-  kernels::PagedAttention(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
-                          attn_workspace_, attn_workspace_bytes_, attention, stream_);
+  EnqueueAttention(layer, plan, m);
   Linear(attn_, w.o_proj, nullptr, proj_, OutType::kBf16, t, hidden, config_.q_size());
   kernels::AddRmsNorm(residual_, proj_, w.post_norm, normed_, t, hidden, eps, stream_);
   Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
   kernels::SiluMul(gate_up_, act_, t, inter, stream_);
   Linear(act_, w.down_proj, nullptr, proj_, OutType::kBf16, t, hidden, inter);
+}
+
+// Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write
+// in the QKV epilogue, SwiGLU in the gate/up epilogue, and the residual adds in the o_proj and down
+// epilogues.
+void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
+  const cuda::DeviceLayer& w = weights_->layer(layer);
+  const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const auto [k_cache, v_cache] = KvCache(layer);
+  const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
+                                    config_.head_dim, options_.block_size};
+  const kernels::RotaryCacheOutput qkv_out{
+      qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()), k_cache, v_cache};
+  kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps}, w.qkv, w.qkv_bias, qkv_out, rotary, hidden,
+                             stream_);
+  EnqueueAttention(layer, plan, m);
+  kernels::ResidualGemv(attn_, w.o_proj, residual_, t, hidden, config_.q_size(), stream_);
+  kernels::NormSwiGluGemv({residual_, w.post_norm, eps}, w.gate_up, act_, t, inter, hidden, stream_);
+  kernels::ResidualGemv(act_, w.down_proj, residual_, t, hidden, inter, stream_);
 }
 
 }  // namespace doze

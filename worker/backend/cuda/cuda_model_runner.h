@@ -27,7 +27,9 @@ struct CudaRunnerOptions {
   int max_num_seqs = 256;            // sequences per step, and the largest decode graph
   int max_model_len = 0;             // longest context; 0: the config's max_position_embeddings
   bool use_cuda_graphs = true;
-  int gemv_max_rows = 1;  // steps of at most this many rows use the hand-written GEMV instead of cuBLASLt
+  // Steps of at most this many rows (<= 8) take the fused decode GEMVs instead of cuBLASLt; on the H100 they
+  // win at 1, 2 and 4 rows and lose at 8 (kernels/PERF_NOTES.md).
+  int gemv_max_rows = 4;
 };
 
 // Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
@@ -81,7 +83,13 @@ class CudaModelRunner : public ModelRunner {
   void UploadMetadata(const BatchMetadata& batch, const StepPlan& plan);
   // Enqueues the whole forward pass of `plan` on stream_ (also what a graph captures).
   void EnqueueModel(const StepPlan& plan);
+  // Whether a step of `num_tokens` rows takes the fused decode GEMVs (kernels/decode_gemv.h).
+  bool UseDecodeGemv(int num_tokens) const;
+  // Layer `layer`'s K and V caches in kv_pool_: [num_kv_blocks, block_size, num_kv_heads, head_dim] each.
+  std::pair<__nv_bfloat16*, __nv_bfloat16*> KvCache(int layer) const;
   void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
+  void EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m);
+  void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
   void RunDecodeGraph(const StepPlan& plan);

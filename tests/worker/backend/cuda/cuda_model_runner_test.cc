@@ -94,8 +94,9 @@ class CudaModelRunnerTest : public ::testing::Test {
     gpu_ = Make(true);
   }
 
-  std::unique_ptr<CudaModelRunner> Make(bool graphs) {
+  std::unique_ptr<CudaModelRunner> Make(bool graphs, int gemv_max_rows = 1) {
     CudaRunnerOptions options;
+    options.gemv_max_rows = gemv_max_rows;
     options.num_kv_blocks = kNumBlocks;
     options.block_size = kBlockSize;
     options.max_num_tokens = 256;  // small, so that a 700-token prompt grows the buffers
@@ -173,6 +174,25 @@ TEST_F(CudaModelRunnerTest, GraphReplayMatchesEager) {
   }
   EXPECT_EQ(gpu_->num_graphs(), 1);
   EXPECT_EQ(eager->num_graphs(), 0);
+}
+
+// Decode batches of up to 8 rows through the fused decode GEMVs (rows padded to 4 and 8 in the graphs).
+TEST_F(CudaModelRunnerTest, FusedDecodeOfSeveralRowsMatchesCpu) {
+  gpu_ = Make(true, /*gemv_max_rows=*/8);
+  ASSERT_NE(gpu_, nullptr);
+  std::vector<Seq> seqs;
+  for (int i = 0; i < 5; ++i) seqs.push_back(NewSeq(20 + 37 * i, 40 + i));
+  std::vector<Seq*> all;
+  std::vector<int> prompt_lens;
+  for (int i = 0; i < 5; ++i) {
+    all.push_back(&seqs[i]);
+    prompt_lens.push_back(20 + 37 * i);
+  }
+  StepBoth(all, prompt_lens, "prefill of 5");
+  for (int i = 0; i < 3; ++i) StepBoth(all, {1, 1, 1, 1, 1}, "decode of 5, step " + std::to_string(i));
+  for (int i = 0; i < 2; ++i)
+    StepBoth({all[0], all[2], all[4]}, {1, 1, 1}, "decode of 3, step " + std::to_string(i));
+  EXPECT_EQ(gpu_->num_graphs(), 2);
 }
 
 TEST_F(CudaModelRunnerTest, RejectsUnsupportedShapesAndBadBatches) {
