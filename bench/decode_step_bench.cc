@@ -140,12 +140,12 @@ std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max
 
 void BenchDecodeSteps(std::vector<Result>& out) {
   const HostModel model;
-  for (int gemv_rows : {1, 0}) {
+  for (int gemv_rows : {8, 0}) {
     std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, gemv_rows);
-    const std::string label = gemv_rows > 0 ? "gemv@1" : "cublasLt";
+    const std::string label = gemv_rows > 0 ? "fused<=8" : "cublasLt";
     if (gemv_rows > 0) BenchPrefill(*runner, out);
-    for (int batch : {1, 8, 64}) {
-      if (gemv_rows == 0 && batch > 1) continue;  // batches above 1 take cuBLASLt either way
+    for (int batch : {1, 2, 4, 8, 64}) {
+      if (gemv_rows == 0 && batch > 8) continue;  // batches above 8 take cuBLASLt either way
       BenchDecode(*runner, batch, label, out);
     }
   }

@@ -8,9 +8,9 @@
 
 namespace doze::bench {
 
-// Appends: TTFT of a 512-token prompt, and decode steps at batch 1, 8 and 64 over 512-token contexts (batch 1
-// with the hand-written GEMV and with cuBLASLt alone), each with host logits (Forward) and device logits
-// (ForwardOnDevice).
+// Appends: TTFT of a 512-token prompt, and decode steps at batch 1, 2, 4, 8 and 64 over 512-token contexts
+// (batches up to 8 with the fused decode GEMVs and with cuBLASLt alone), each with host logits (Forward) and
+// device logits (ForwardOnDevice).
 void BenchDecodeSteps(std::vector<Result>& out);
 
 }  // namespace doze::bench

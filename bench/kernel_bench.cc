@@ -7,6 +7,7 @@
 // Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -15,9 +16,13 @@
 
 #include "bench/decode_step_bench.h"
 #include "bench/kernel_bench_util.h"
+#include "kernels/activation.h"
+#include "kernels/decode_gemv.h"
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
 #include "kernels/paged_attention.h"
+#include "kernels/rms_norm.h"
+#include "kernels/rotary_kv_cache.h"
 #include "kernels/sampling.h"
 
 namespace doze::bench {
@@ -83,6 +88,124 @@ void BenchLinear(const LinearShape& s, cudaStream_t stream, kernels::GemmContext
   FreeAll(x);
   FreeAll(bias);
   CUDA_CHECK(cudaFree(y));
+}
+
+// Buffers of one decoder layer's activations at `m` rows of Qwen2.5-0.5B's shape, random, for timing the
+// fused decode GEMVs and the element-wise ops.
+struct LayerActivations {
+  static constexpr int kHidden = 896, kInter = 4864, kQkv = 1152, kQ = 896, kSlots = 64 * 16;
+  explicit LayerActivations(int m)
+      : residual(RandomCopies(static_cast<size_t>(m) * kHidden, 1, 1.f)[0]),
+        norm(RandomCopies(kHidden, 1, 1.f)[0]),
+        bias(RandomCopies(kQkv, 1, 0.1f)[0]),
+        qkv(RandomCopies(static_cast<size_t>(m) * kQkv, 1, 1.f)[0]),
+        attn(RandomCopies(static_cast<size_t>(m) * kQ, 1, 1.f)[0]),
+        gate_up(RandomCopies(static_cast<size_t>(m) * 2 * kInter, 1, 1.f)[0]),
+        act(RandomCopies(static_cast<size_t>(m) * kInter, 1, 1.f)[0]),
+        k_cache(RandomCopies(static_cast<size_t>(kSlots) * 128, 1, 1.f)[0]),
+        v_cache(RandomCopies(static_cast<size_t>(kSlots) * 128, 1, 1.f)[0]) {
+    std::vector<int32_t> ints(m);
+    for (int i = 0; i < m; ++i) ints[i] = 500 + 7 * i;
+    CUDA_CHECK(cudaMalloc(&positions, m * 4));
+    CUDA_CHECK(cudaMalloc(&slots, m * 4));
+    CUDA_CHECK(cudaMemcpy(positions, ints.data(), m * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(slots, ints.data(), m * 4, cudaMemcpyHostToDevice));
+    std::vector<float> freq(32);
+    for (int i = 0; i < 32; ++i) freq[i] = std::pow(1e6f, -i / 32.f);
+    CUDA_CHECK(cudaMalloc(&inv_freq, freq.size() * 4));
+    CUDA_CHECK(cudaMemcpy(inv_freq, freq.data(), freq.size() * 4, cudaMemcpyHostToDevice));
+  }
+  ~LayerActivations() {
+    FreeAll({residual, norm, bias, qkv, attn, gate_up, act, k_cache, v_cache});
+    for (void* p : {static_cast<void*>(positions), static_cast<void*>(slots), static_cast<void*>(inv_freq)})
+      CUDA_CHECK(cudaFree(p));
+  }
+  bf16 *residual, *norm, *bias, *qkv, *attn, *gate_up, *act, *k_cache, *v_cache;
+  int32_t *positions, *slots;
+  float* inv_freq;
+};
+
+// The four fused decode GEMVs of a layer (kernels/decode_gemv.h) at `m` rows, over rotating weight copies;
+// bytes are the weights plus the activations read and written.
+void BenchDecodeGemv(int m, cudaStream_t stream, std::vector<Result>& out) {
+  using A = LayerActivations;
+  LayerActivations a(m);
+  const size_t qkv_w = A::kQkv * A::kHidden, o_w = A::kHidden * A::kQ, gu_w = 2 * A::kInter * A::kHidden;
+  const size_t layer = qkv_w + o_w + gu_w + A::kHidden * A::kInter;
+  const int copies = CopiesFor(layer * sizeof(bf16));
+  const std::vector<bf16*> weights = RandomCopies(layer, copies, 0.03f);
+  const auto w = [&](int i, size_t offset) { return weights[i % copies] + offset; };
+  const int calls = std::max(copies, 20);
+  const kernels::RotaryShape rotary{m, 14, 2, 64, 16};
+  const kernels::RotaryCacheOutput qkv_out{a.qkv, a.positions, a.slots, a.inv_freq, a.k_cache, a.v_cache};
+  const std::string rows = " m=" + std::to_string(m) + " fused";
+  const double act_bytes = 2.0 * m;
+  out.push_back({"fused", "norm+qkv+rotary+kv" + rows,
+                 TimeInGraph(
+                     stream,
+                     [&](int i) {
+                       kernels::NormQkvRotaryGemv({a.residual, a.norm, 1e-6f}, w(i, 0), a.bias, qkv_out,
+                                                  rotary, A::kHidden, stream);
+                     },
+                     calls),
+                 qkv_w * 2.0 + act_bytes * (A::kHidden + A::kQkv), 0});
+  out.push_back({"fused", "o_proj+residual" + rows,
+                 TimeInGraph(
+                     stream,
+                     [&](int i) {
+                       kernels::ResidualGemv(a.attn, w(i, qkv_w), a.residual, m, A::kHidden, A::kQ, stream);
+                     },
+                     calls),
+                 o_w * 2.0 + act_bytes * (A::kQ + 2 * A::kHidden), 0});
+  out.push_back({"fused", "norm+gate_up+swiglu" + rows,
+                 TimeInGraph(
+                     stream,
+                     [&](int i) {
+                       kernels::NormSwiGluGemv({a.residual, a.norm, 1e-6f}, w(i, qkv_w + o_w), a.act, m,
+                                               A::kInter, A::kHidden, stream);
+                     },
+                     calls),
+                 gu_w * 2.0 + act_bytes * (A::kHidden + A::kInter), 0});
+  out.push_back({"fused", "down+residual" + rows,
+                 TimeInGraph(
+                     stream,
+                     [&](int i) {
+                       kernels::ResidualGemv(a.act, w(i, qkv_w + o_w + gu_w), a.residual, m, A::kHidden,
+                                             A::kInter, stream);
+                     },
+                     calls),
+                 A::kHidden * A::kInter * 2.0 + act_bytes * (A::kInter + 2 * A::kHidden), 0});
+  FreeAll(weights);
+}
+
+// The unfused path's element-wise kernels at `m` rows: what a cuBLASLt decode step spends besides the
+// matmuls and the attention.
+void BenchElementwise(int m, cudaStream_t stream, std::vector<Result>& out) {
+  using A = LayerActivations;
+  LayerActivations a(m);
+  const std::string rows = " m=" + std::to_string(m);
+  const double act = 2.0 * m;
+  out.push_back(
+      {"eltwise", "add+rmsnorm" + rows,
+       TimeInGraph(
+           stream,
+           [&](int) { kernels::AddRmsNorm(a.residual, a.attn, a.norm, a.act, m, A::kHidden, 1e-6f, stream); },
+           20),
+       act * A::kHidden * 4, 0});
+  out.push_back({"eltwise", "silu*mul" + rows,
+                 TimeInGraph(
+                     stream, [&](int) { kernels::SiluMul(a.gate_up, a.act, m, A::kInter, stream); }, 20),
+                 act * A::kInter * 3, 0});
+  const kernels::RotaryShape rotary{m, 14, 2, 64, 16};
+  out.push_back({"eltwise", "rotary+kv write" + rows,
+                 TimeInGraph(
+                     stream,
+                     [&](int) {
+                       kernels::RotaryAndCacheWrite(a.qkv, a.positions, a.slots, a.inv_freq, a.k_cache,
+                                                    a.v_cache, rotary, stream);
+                     },
+                     20),
+                 act * (2 * A::kQkv + 256), 0});
 }
 
 // Decode attention of one layer: `batch` sequences of `context` tokens, Qwen2.5-0.5B's 14/2 heads of 64.
@@ -196,6 +319,8 @@ int Main(int argc, char** argv) {
                                   {"lm_head 151936x896 f32", 151936, 896, false, kernels::OutType::kF32}};
     for (const LinearShape& s : shapes) BenchLinear(s, stream, gemm, results);
   }
+  for (int m : {1, 8}) BenchDecodeGemv(m, stream, results);
+  BenchElementwise(64, stream, results);
   for (int batch : {1, 8, 64}) {
     for (int context : {512, 2048}) BenchAttention(batch, context, stream, results);
   }

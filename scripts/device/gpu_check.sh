@@ -3,6 +3,8 @@
 # the kernel and CUDA backend tests, a compute-sanitizer pass over a few kernel tests, then doze_kernel_bench.
 # Logs go to $OUT (the device tool's output folder) or ./gpu-check-out; the last lines printed are the bench table.
 # usage: scripts/device/gpu_check.sh [BUNDLE_DIR]      (default h100/cuda)
+# QUICK=1 keeps the sanitizer to one memcheck pass over the fused decode GEMV and decode attention tests, for
+# calls on a short device-time budget.
 set -uo pipefail
 bundle=${1:-h100/cuda}
 out=${OUT:-gpu-check-out}
@@ -21,7 +23,16 @@ for test in doze_kernels_test doze_backend_cuda_test; do
   [[ $rc -eq 0 ]] || { echo "$test: exit $rc"; status=1; }
 done
 
-if command -v compute-sanitizer >/dev/null; then
+if [[ ${QUICK:-0} == 1 ]] && command -v compute-sanitizer >/dev/null; then
+  echo "== compute-sanitizer memcheck (quick)"
+  timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/bin/doze_kernels_test" \
+    --gtest_filter='Rows/DecodeGemvTest.*/0:Rows/DecodeGemvTest.*/3:Rows/DecodeGemvTest.*/5:BatchContext/DecodeTest.*/5' \
+    --gtest_brief=1 >"$out/sanitizer_quick.log" 2>&1
+  rc=$?
+  tail -n 3 "$out/sanitizer_quick.log"
+  grep -m 4 -B 2 -A 6 -E "^========= (Warning|Error)" "$out/sanitizer_quick.log"
+  [[ $rc -eq 0 ]] || { echo "compute-sanitizer quick memcheck: exit $rc"; status=1; }
+elif command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck and racecheck (a few kernel tests, one runner test)"
   declare -A filters=(
     [memcheck]='Batch/RowsTest.*/1:Batch/LinearTest.*/1:Tokens/RotaryTest.*/2:BatchContext/DecodeTest.*/5:PrefillTest.*:Batch/SamplingTest.*/1'
