@@ -8,7 +8,7 @@ build=$1 tokenizer=$2 rate=${3:-1000} streams=${4:-200} seconds=${5:-10}
 gateway_cpus=${DOZE_GATEWAY_CPUS:-0-1}
 other_cpus=${DOZE_LOAD_CPUS:-2-$(($(nproc) - 1))}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"; true' EXIT
 mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
 echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
@@ -32,7 +32,15 @@ YAML
   # Warm-up: the first request starts the worker.
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --mode rate --rate 50 --seconds 1 \
     --connections 4 > /dev/null
+  local ticks_before ticks_after start_ns end_ns
+  ticks_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  start_ns=$(date +%s%N)
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" "$@"
+  ticks_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  end_ns=$(date +%s%N)
+  # The gateway's CPU use during the run, in cores (100 clock ticks a second).
+  awk -v t=$((ticks_after - ticks_before)) -v ns=$((end_ns - start_ns)) \
+    'BEGIN { printf "{\"gateway_cpu_cores\": %.2f}\n", t / 100 / (ns / 1e9) }'
   kill -TERM "$pid"
   wait "$pid" || true
 }
