@@ -328,6 +328,17 @@ TEST_F(GatewayTest, WorkerBinaryThatCannotStartGives503WithTheReason) {
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("exited with status 3"));
 }
 
+TEST_F(GatewayTest, NoWorkerWithinTheQueueTimeoutIs503WithRetryAfter) {
+  StartGateway(5, FakeWorkerBinary(), {{"DOZE_FAKE_START_DELAY_MS", "8000"}});
+  auto start = std::chrono::steady_clock::now();
+  TestResponse response = Chat("copy_polish");
+  EXPECT_EQ(response.status, 503) << response.body;
+  EXPECT_THAT(response.body, HasSubstr("no worker for copy_polish became ready in time (worker starting)"));
+  EXPECT_FALSE(response.headers["retry-after"].empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4900));
+  EXPECT_EQ(Status()["copy_polish"]["state"], "starting");
+}
+
 TEST_F(GatewayTest, MissingWorkerBinaryGives503) {
   StartGateway(5, "/nonexistent/doze-worker");
   TestResponse response = Chat("copy_polish");

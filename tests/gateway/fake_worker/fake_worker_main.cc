@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: doze-fake-worker --function NAME --listen ADDRESS" << std::endl;
     return 2;
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(EnvInt("DOZE_FAKE_START_DELAY_MS", 0)));
   grpc::EnableDefaultHealthCheckService(true);
   FakeWorker service(function, EnvInt("DOZE_FAKE_TOKEN_DELAY_MS", 5));
   grpc::ServerBuilder builder;
