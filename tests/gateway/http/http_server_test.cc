@@ -28,13 +28,16 @@ class HttpServerTest : public ::testing::Test {
       channel->EndStream();
     });
     router_.Add("POST", "/hang", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-      channel->OnClientGone([this] { client_gone_.Notify(); });
+      channel->OnClientGone([this] {
+        if (!gone_once_.exchange(true)) client_gone_.Notify();
+      });
       held_ = channel;
     });
     HttpLimits limits;
     limits.max_body_bytes = 1 << 20;
     limits.max_header_bytes = 8 << 10;
     limits.header_timeout = absl::Milliseconds(300);
+    limits.body_timeout = absl::Milliseconds(300);
     limits.max_connections = 8;
     server_ = std::make_unique<HttpServer>(io_, limits, &router_);
     absl::StatusOr<uint16_t> port = server_->Start("127.0.0.1", 0);
@@ -55,6 +58,7 @@ class HttpServerTest : public ::testing::Test {
   std::unique_ptr<HttpServer> server_;
   uint16_t port_ = 0;
   std::vector<std::thread> threads_;
+  std::atomic<bool> gone_once_{false};
   absl::Notification client_gone_;
   std::shared_ptr<ResponseChannel> held_;
 };
@@ -99,6 +103,28 @@ TEST_F(HttpServerTest, SlowHeaderIsCutOff) {
   std::string raw = SendRaw(port_, "GET /stream HTTP/1.1\r\nHost: x\r\n", /*timeout_ms=*/5000);
   EXPECT_EQ(raw, "");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(HttpServerTest, SlowBodyIsCutOff) {
+  auto start = std::chrono::steady_clock::now();
+  std::string raw = SendRaw(port_, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", 5000);
+  EXPECT_EQ(raw, "");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(HttpServerTest, ConnectionsOverTheLimitAreClosed) {
+  std::vector<std::unique_ptr<testing::StreamingRequest>> held;
+  for (int i = 0; i < 8; ++i) held.push_back(std::make_unique<testing::StreamingRequest>(port_, "/hang", ""));
+  for (int i = 0; i < 100 && server_->num_connections() < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(server_->num_connections(), 8);
+  EXPECT_EQ(Fetch(port_, "GET", "/stream", "", {}, 2000).status, 0);
+  held.clear();
+  for (int i = 0; i < 100 && server_->num_connections() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(Fetch(port_, "GET", "/stream").status, 200);
 }
 
 TEST_F(HttpServerTest, ClientLeavingIsNoticedWhileWaiting) {
