@@ -10,7 +10,7 @@ DOZE_TOKENIZER_DIR=$DOZE_CACHE/tokenizer-qwen3-3.7.2
 DOZE_DEFAULT_MODEL=$DOZE_ROOT/models/tiny-demo
 
 DOZE_DEB_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git ca-certificates curl nodejs npm
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-program-options-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libutf8proc-dev
   libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev
@@ -24,6 +24,10 @@ doze_install_packages() {
   for pkg in "${DOZE_DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
+  # Node.js may come from elsewhere with its own npm (which Debian's npm package then conflicts with): ask for the
+  # Debian packages only when the commands are missing.
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   ((${#missing[@]} == 0)) && return 0
   doze_log "installing Debian packages: ${missing[*]}"
   local sudo=()
