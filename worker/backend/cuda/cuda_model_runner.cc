@@ -1,6 +1,7 @@
 #include "worker/backend/cuda/cuda_model_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -109,9 +110,13 @@ absl::Status CudaModelRunner::Init(const ModelWeights& weights) {
   return absl::OkStatus();
 }
 
+size_t CudaModelRunner::KvBlockBytes() const {
+  return static_cast<size_t>(config_.num_hidden_layers) * 2 * options_.block_size * config_.kv_size() *
+         sizeof(__nv_bfloat16);
+}
+
 absl::Status CudaModelRunner::AllocateKvPool() {
-  const size_t block_bytes = static_cast<size_t>(config_.num_hidden_layers) * 2 * options_.block_size *
-                             config_.kv_size() * sizeof(__nv_bfloat16);
+  const size_t block_bytes = KvBlockBytes();
   size_t num_blocks = options_.num_kv_blocks;
   if (num_blocks == 0) {
     size_t free_bytes = 0, total_bytes = 0;
@@ -132,9 +137,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
   if (num_tokens <= capacity_tokens_ && num_logits <= capacity_logits_ && num_seqs <= capacity_seqs_) {
     return absl::OkStatus();
   }
-  if (stream_ != nullptr) CUDA_CHECK(cudaStreamSynchronize(stream_));
-  for (auto& [key, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
-  graphs_.clear();  // they point into the buffers about to be replaced
+  DestroyGraphs();  // they point into the buffers about to be replaced
   capacity_tokens_ = std::max(capacity_tokens_, num_tokens);
   capacity_logits_ = std::max(capacity_logits_, num_logits);
   capacity_seqs_ = std::max(capacity_seqs_, num_seqs);
@@ -159,8 +162,57 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
   }
   const size_t metadata_ints = 5 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
   RETURN_IF_ERROR(metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata"));
-  RETURN_IF_ERROR(host_metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata staging"));
-  return host_logits_.Allocate(l * config_.vocab_size * sizeof(float), "host logits");
+  // The pinned buffers outlive a Sleep (activations freed, capacities reset), so Wake need not pin again.
+  if (host_metadata_.bytes() < metadata_ints * sizeof(int32_t)) {
+    RETURN_IF_ERROR(host_metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata staging"));
+  }
+  if (host_logits_.bytes() < l * config_.vocab_size * sizeof(float)) {
+    RETURN_IF_ERROR(host_logits_.Allocate(l * config_.vocab_size * sizeof(float), "host logits"));
+  }
+  return absl::OkStatus();
+}
+
+void CudaModelRunner::DestroyGraphs() {
+  if (stream_ != nullptr) CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (auto& [key, exec] : graphs_) CUDA_CHECK(cudaGraphExecDestroy(exec));
+  graphs_.clear();
+}
+
+absl::Status CudaModelRunner::Sleep() {
+  if (asleep_) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
+  DestroyGraphs();  // they point into the buffers about to move
+  sampler_.reset();
+  const size_t kv_bytes = kv_pool_.bytes(), activation_bytes = activations_.bytes() + metadata_.bytes();
+  RETURN_IF_ERROR(weights_->Offload(stream_));
+  kv_pool_ = cuda::DeviceBuffer();
+  activations_ = cuda::DeviceBuffer();
+  metadata_ = cuda::DeviceBuffer();
+  capacity_tokens_ = capacity_logits_ = capacity_seqs_ = 0;
+  asleep_ = true;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  DOZE_LOG(INFO) << "CUDA runner asleep: freed weights " << weights_->bytes() / (1 << 20) << " MiB (now in "
+                 << "host memory), KV pool " << kv_bytes / (1 << 20) << " MiB, activations "
+                 << activation_bytes / (1 << 20) << " MiB in " << ms << " ms";
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Wake() {
+  if (!asleep_) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(weights_->Restore(stream_));
+  if (kv_pool_.get() == nullptr) {
+    RETURN_IF_ERROR(kv_pool_.Allocate(static_cast<size_t>(num_kv_blocks_) * KvBlockBytes(), "KV cache"));
+  }
+  RETURN_IF_ERROR(EnsureCapacity(options_.max_num_tokens, options_.max_num_seqs, options_.max_num_seqs));
+  asleep_ = false;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  DOZE_LOG(INFO) << "CUDA runner awake: restored weights " << weights_->bytes() / (1 << 20)
+                 << " MiB, KV pool " << num_kv_blocks_ << " blocks (" << kv_pool_.bytes() / (1 << 20)
+                 << " MiB), activations " << activations_.bytes() / (1 << 20) << " MiB in " << ms << " ms";
+  return absl::OkStatus();
 }
 
 CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) const {
@@ -215,6 +267,7 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
 }
 
 absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadata& batch) {
+  if (asleep_) return absl::FailedPreconditionError("the CUDA runner is asleep; call Wake first");
   RETURN_IF_ERROR(ValidateBatch(batch, BatchLimits{config_.vocab_size, num_kv_blocks_, options_.block_size}));
   if (batch.num_tokens() == 0) return logits_;
   for (int len : batch.seq_lens) {
@@ -242,8 +295,8 @@ absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) 
   return LogitsView{static_cast<const float*>(host_logits_.get()), batch.num_logits(), config_.vocab_size};
 }
 
-absl::StatusOr<std::vector<int32_t>> CudaModelRunner::ForwardAndSample(const BatchMetadata& batch,
-                                                                       absl::Span<const DeviceSamplingRow> rows) {
+absl::StatusOr<std::vector<int32_t>> CudaModelRunner::ForwardAndSample(
+    const BatchMetadata& batch, absl::Span<const DeviceSamplingRow> rows) {
   if (static_cast<int>(rows.size()) != batch.num_logits()) {
     return absl::InvalidArgumentError(
         absl::StrCat(rows.size(), " sampling rows for ", batch.num_logits(), " logits rows"));

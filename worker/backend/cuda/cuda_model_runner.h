@@ -61,6 +61,19 @@ class CudaModelRunner : public ModelRunner {
   cudaStream_t stream() const { return stream_; }
   // Number of decode graphs captured so far.
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
+  // Device bytes of the weights and of the KV pool (0 while asleep).
+  size_t weights_bytes() const { return weights_->bytes(); }
+  size_t kv_pool_bytes() const { return kv_pool_.bytes(); }
+  bool asleep() const { return asleep_; }
+
+  // Frees the KV pool, the activations, the decode graphs and the sampler's buffers, and moves the weights to
+  // pinned host memory (kept for the process's lifetime, so later sleeps don't pin again). Forward fails
+  // until Wake. Nothing to do when asleep.
+  absl::Status Sleep() override;
+  // Copies the weights back and allocates a KV pool of num_kv_blocks() blocks and the activations of
+  // start-up; graphs are captured again as steps need them. Nothing to do when awake. A failed Wake (another
+  // process took the memory) leaves the runner asleep and may be retried.
+  absl::Status Wake() override;
 
  private:
   // The padded sizes one step runs at; decode steps of one bucket share them, and so a graph.
@@ -76,6 +89,10 @@ class CudaModelRunner : public ModelRunner {
   CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options);
   absl::Status Init(const ModelWeights& weights);
   absl::Status AllocateKvPool();
+  // Bytes of one KV block over every layer, K and V.
+  size_t KvBlockBytes() const;
+  // Waits for the stream and destroys every captured decode graph.
+  void DestroyGraphs();
   absl::Status EnsureCapacity(int num_tokens, int num_logits, int num_seqs);
 
   StepPlan PlanStep(const BatchMetadata& batch) const;
@@ -97,6 +114,7 @@ class CudaModelRunner : public ModelRunner {
   ModelConfig config_;
   CudaRunnerOptions options_;
   int num_kv_blocks_ = 0;
+  bool asleep_ = false;
   int max_blocks_per_seq_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t metadata_copied_ = nullptr;

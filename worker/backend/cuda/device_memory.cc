@@ -48,6 +48,7 @@ PinnedBuffer::~PinnedBuffer() {
 absl::Status PinnedBuffer::Allocate(size_t bytes, const std::string& what) {
   if (data_ != nullptr) cudaFreeHost(data_);
   data_ = nullptr;
+  bytes_ = 0;
   const cudaError_t err = cudaMallocHost(&data_, bytes == 0 ? 1 : bytes);
   if (err != cudaSuccess) {
     data_ = nullptr;
@@ -55,6 +56,7 @@ absl::Status PinnedBuffer::Allocate(size_t bytes, const std::string& what) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cudaMallocHost of ", bytes, " bytes for ", what, ": ", cudaGetErrorString(err)));
   }
+  bytes_ = bytes;
   return absl::OkStatus();
 }
 

@@ -40,9 +40,11 @@ class PinnedBuffer {
   // Frees what is held and allocates `bytes`.
   absl::Status Allocate(size_t bytes, const std::string& what);
   void* get() const { return data_; }
+  size_t bytes() const { return bytes_; }
 
  private:
   void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 // Hands out consecutive aligned pieces: first a sizing pass over a null base (Take returns offsets), then the

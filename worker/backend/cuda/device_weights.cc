@@ -72,7 +72,9 @@ absl::Status CheckWeights(const ModelConfig& c, const ModelWeights& w) {
 
 }  // namespace
 
-size_t DeviceWeights::Layout(const ModelConfig& c, bool tied, void* base) {
+size_t DeviceWeights::Layout(void* base) {
+  const ModelConfig& c = config_;
+  const bool tied = tied_;
   BumpAllocator arena(base);
   const size_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
   embed_tokens_ = arena.Take<bf16>(c.vocab_size * hidden);
@@ -94,10 +96,11 @@ size_t DeviceWeights::Layout(const ModelConfig& c, bool tied, void* base) {
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelConfig& c,
                                                                      const ModelWeights& w) {
   RETURN_IF_ERROR(CheckWeights(c, w));
-  std::unique_ptr<DeviceWeights> out(new DeviceWeights);
   const bool tied = w.lm_head.data == w.embed_tokens.data;
-  RETURN_IF_ERROR(out->storage_.Allocate(out->Layout(c, tied, nullptr), "weights"));
-  out->Layout(c, tied, out->storage_.get());
+  std::unique_ptr<DeviceWeights> out(new DeviceWeights(c, tied));
+  out->bytes_ = out->Layout(nullptr);
+  RETURN_IF_ERROR(out->storage_.Allocate(out->bytes_, "weights"));
+  out->Layout(out->storage_.get());
   const auto at = [](const bf16* p) { return const_cast<bf16*>(p); };
   CopyAsBf16(w.embed_tokens, at(out->embed_tokens_));
   if (!tied) CopyAsBf16(w.lm_head, at(out->lm_head_));
@@ -120,6 +123,24 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
     CopyAsBf16(src.down_proj, at(dst.down_proj));
   }
   return out;
+}
+
+absl::Status DeviceWeights::Offload(cudaStream_t stream) {
+  if (offloaded()) return absl::OkStatus();
+  if (host_copy_.get() == nullptr) RETURN_IF_ERROR(host_copy_.Allocate(bytes_, "weights while asleep"));
+  CUDA_CHECK(cudaMemcpyAsync(host_copy_.get(), storage_.get(), bytes_, cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  storage_ = DeviceBuffer();
+  return absl::OkStatus();
+}
+
+absl::Status DeviceWeights::Restore(cudaStream_t stream) {
+  if (!offloaded()) return absl::OkStatus();
+  RETURN_IF_ERROR(storage_.Allocate(bytes_, "weights"));
+  Layout(storage_.get());
+  CUDA_CHECK(cudaMemcpyAsync(storage_.get(), host_copy_.get(), bytes_, cudaMemcpyHostToDevice, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  return absl::OkStatus();
 }
 
 }  // namespace doze::cuda

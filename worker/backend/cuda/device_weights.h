@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
 #include <memory>
 #include <vector>
@@ -36,14 +37,30 @@ class DeviceWeights {
   const __nv_bfloat16* lm_head() const { return lm_head_; }            // [vocab, hidden]
   const __nv_bfloat16* final_norm() const { return final_norm_; }      // [hidden]
   const DeviceLayer& layer(int i) const { return layers_[i]; }
-  size_t bytes() const { return storage_.bytes(); }
+  // Size of the weights, on the device or (offloaded) in host memory.
+  size_t bytes() const { return bytes_; }
+  // Whether the weights are in host memory (Offload) rather than on the device.
+  bool offloaded() const { return storage_.get() == nullptr; }
+
+  // Copies the weights to pinned host memory (allocated on the first call, kept for the process's lifetime)
+  // and frees the device storage; the pointers above are invalid until Restore. Synchronizes `stream`.
+  // Nothing to do when already offloaded.
+  absl::Status Offload(cudaStream_t stream);
+  // Allocates the device storage again, lays the tensors out over it and copies the weights back byte for
+  // byte; synchronizes `stream`. ResourceExhausted when the device has too little memory (the weights stay
+  // offloaded). Nothing to do when not offloaded.
+  absl::Status Restore(cudaStream_t stream);
 
  private:
-  DeviceWeights() = default;
+  DeviceWeights(const ModelConfig& config, bool tied) : config_(config), tied_(tied) {}
   // Lays every tensor out over `base` (null for the sizing pass); returns the bytes used.
-  size_t Layout(const ModelConfig& config, bool tied, void* base);
+  size_t Layout(void* base);
 
+  ModelConfig config_;
+  bool tied_;  // lm_head shares embed_tokens
+  size_t bytes_ = 0;
   DeviceBuffer storage_;
+  PinnedBuffer host_copy_;  // [bytes_], the weights while offloaded
   const __nv_bfloat16* embed_tokens_ = nullptr;
   const __nv_bfloat16* lm_head_ = nullptr;
   const __nv_bfloat16* final_norm_ = nullptr;

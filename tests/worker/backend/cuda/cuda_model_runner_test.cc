@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -213,6 +214,65 @@ TEST_F(CudaModelRunnerTest, Fp32CheckpointMatchesCpu) {
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   const std::vector<SeqStep> steps{{RandomTokens(33, wide.config().vocab_size, 3), 0, {0, 1, 2}, true}};
   ExpectRowsNear(Step(**gpu, steps), Step(cpu, steps), 0.1, 0.04, "fp32 weights");
+}
+
+// Sleep frees the weights, the KV pool and the activations; Wake restores the weights byte for byte, so the
+// same steps give bitwise the same logits, decode graphs included.
+TEST_F(CudaModelRunnerTest, SleepAndWakeFreeMemoryAndKeepLogits) {
+  Seq s = NewSeq(40, 11);
+  const auto run = [&] {
+    std::vector<SeqStep> steps{{std::vector<int32_t>(s.tokens.begin(), s.tokens.begin() + 40), 0, s.blocks}};
+    Rows rows = Step(*gpu_, steps);
+    for (int i = 0; i < 4; ++i) {  // the first decode step captures the graph, the others replay it
+      steps = {{{s.tokens[40 + i]}, 40 + i, s.blocks}};
+      const Rows row = Step(*gpu_, steps);
+      rows.insert(rows.end(), row.begin(), row.end());
+    }
+    return rows;
+  };
+  const auto expect_bitwise_equal = [](const Rows& got, const Rows& want, const std::string& what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t r = 0; r < got.size(); ++r) {
+      ASSERT_EQ(got[r].size(), want[r].size()) << what << " row " << r;
+      EXPECT_EQ(std::memcmp(got[r].data(), want[r].data(), got[r].size() * sizeof(float)), 0)
+          << what << " row " << r;
+    }
+  };
+  const Rows before = run();
+  EXPECT_EQ(gpu_->num_graphs(), 1);
+  const size_t weights = gpu_->weights_bytes(), kv_pool = gpu_->kv_pool_bytes();
+  EXPECT_GT(kv_pool, 0u);
+
+  size_t free_awake = 0, free_asleep = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_awake, &total), cudaSuccess);
+  ASSERT_TRUE(gpu_->Sleep().ok());
+  ASSERT_TRUE(gpu_->Sleep().ok());  // already asleep: nothing to do
+  ASSERT_EQ(cudaMemGetInfo(&free_asleep, &total), cudaSuccess);
+  EXPECT_TRUE(gpu_->asleep());
+  EXPECT_EQ(gpu_->num_graphs(), 0);
+  EXPECT_EQ(gpu_->kv_pool_bytes(), 0u);
+  // The driver may keep a 2 MiB page that the tiny model's small weights shared with a buffer still held.
+  EXPECT_GE(free_asleep + (2 << 20), free_awake + weights + kv_pool)
+      << "weights " << weights << ", KV pool " << kv_pool;
+  const std::vector<SeqStep> probe{{{s.tokens[0]}, 0, s.blocks}};
+  EXPECT_EQ(gpu_->Forward(MakeBatch(probe, kBlockSize)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_TRUE(gpu_->Wake().ok());
+  ASSERT_TRUE(gpu_->Wake().ok());  // already awake: nothing to do
+  EXPECT_FALSE(gpu_->asleep());
+  EXPECT_EQ(gpu_->num_kv_blocks(), kNumBlocks);
+  EXPECT_EQ(gpu_->kv_pool_bytes(), kv_pool);
+  EXPECT_EQ(gpu_->weights_bytes(), weights);
+  EXPECT_EQ(gpu_->num_graphs(), 0);
+  expect_bitwise_equal(run(), before, "after the first wake");
+  EXPECT_EQ(gpu_->num_graphs(), 1);
+
+  // A second cycle reuses the pinned host copy of the weights.
+  ASSERT_TRUE(gpu_->Sleep().ok());
+  ASSERT_TRUE(gpu_->Wake().ok());
+  expect_bitwise_equal(run(), before, "after the second wake");
+  EXPECT_EQ(gpu_->num_graphs(), 1);
 }
 
 }  // namespace
