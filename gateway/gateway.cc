@@ -19,8 +19,6 @@ namespace {
 
 namespace net = boost::asio;
 
-constexpr absl::Duration kIdleTick = absl::Seconds(1);
-
 // config.json's max_position_embeddings: the longest prompt plus completion.
 absl::StatusOr<int> ReadContextLength(const std::string& model_dir) {
   std::string path = model_dir + "/config.json";
@@ -80,8 +78,10 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
     return absl::FailedPreconditionError(
         absl::StrCat("workers.socket_dir: cannot create ", config.workers.socket_dir, ": ", error.message()));
   }
-  return std::unique_ptr<Gateway>(new Gateway(std::move(config), std::move(config_path), std::move(tokenizer),
-                                              context_length, std::move(keys)));
+  std::unique_ptr<Gateway> gateway(new Gateway(std::move(config), std::move(config_path), std::move(tokenizer),
+                                               context_length, std::move(keys)));
+  RETURN_IF_ERROR(gateway->Init());
+  return gateway;
 }
 
 Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer,
@@ -92,15 +92,12 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
       keys_(std::move(keys)),
       prompts_(tokenizer_.get(), context_length),
       signals_(io_context_, SIGTERM, SIGINT, SIGHUP),
-      idle_timer_(io_context_),
       shutdown_timer_(io_context_),
       spawner_(io_context_.get_executor()),
-      clients_(std::make_unique<GrpcWorkerClientFactory>()),
-      idle_stopper_(&functions_, RealClock::Get(), config_.workers.idle_stop) {
+      clients_(std::make_unique<GrpcWorkerClientFactory>()) {
   for (const auto& [name, function] : config_.functions) functions_.Put(MakeFunction(function));
   completions_ = std::make_unique<CompletionsHandler>(&functions_, &keys_, &prompts_, tokenizer_.get(),
                                                       RealClock::Get());
-  ops_ = std::make_unique<OpsHandler>(&functions_, &keys_, AdminToken(config_.server));
   router_.Add("POST", "/v1/chat/completions",
               [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                 completions_->Handle(request, std::move(channel), /*chat=*/true);
@@ -109,8 +106,16 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
               [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                 completions_->Handle(request, std::move(channel), /*chat=*/false);
               });
-  ops_->Register(&router_);
   server_ = std::make_unique<HttpServer>(io_context_, LimitsOf(config_.server), &router_);
+}
+
+absl::Status Gateway::Init() {
+  ASSIGN_OR_RETURN(lifecycle_, LifecycleDriver::Create(config_.lifecycle, &functions_, RealClock::Get(),
+                                                       io_context_.get_executor()));
+  for (const auto& function : functions_.All()) lifecycle_->Attach(*function);
+  ops_ = std::make_unique<OpsHandler>(&functions_, lifecycle_.get(), &keys_, AdminToken(config_.server));
+  ops_->Register(&router_);
+  return absl::OkStatus();
 }
 
 Gateway::~Gateway() {
@@ -169,7 +174,7 @@ std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& fun
 absl::StatusOr<uint16_t> Gateway::Start() {
   ASSIGN_OR_RETURN(uint16_t port, server_->Start(config_.server.host, config_.server.port));
   WatchSignals();
-  ScheduleIdleTick();
+  lifecycle_->Start();
   for (int i = 0; i < config_.server.io_threads; ++i) threads_.emplace_back([this] { io_context_.run(); });
   return port;
 }
@@ -188,21 +193,12 @@ void Gateway::WatchSignals() {
   });
 }
 
-void Gateway::ScheduleIdleTick() {
-  idle_timer_.expires_after(absl::ToChronoNanoseconds(kIdleTick));
-  idle_timer_.async_wait([this](boost::system::error_code error) {
-    if (error || shutting_down_) return;
-    idle_stopper_.Tick();
-    ScheduleIdleTick();
-  });
-}
-
 void Gateway::BeginShutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   DOZE_LOG(INFO) << "shutting down: no new connections; letting responses finish";
   server_->StopAccepting();
-  idle_timer_.cancel();
+  lifecycle_->Shutdown();
   for (const auto& function : functions_.All()) {
     function->dispatcher().FailQueued(
         WithRetryAfter(absl::UnavailableError("the gateway is shutting down"), absl::Seconds(5)));
@@ -243,7 +239,9 @@ absl::Status Gateway::Reload() {
   for (const auto& [name, function] : fresh.functions) {
     std::shared_ptr<FunctionRuntime> existing = functions_.Find(name);
     if (existing == nullptr) {
-      functions_.Put(MakeFunction(function));
+      std::shared_ptr<FunctionRuntime> added = MakeFunction(function);
+      lifecycle_->Attach(*added);
+      functions_.Put(std::move(added));
       continue;
     }
     existing->set_config(std::make_shared<const FunctionConfig>(function));

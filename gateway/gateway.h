@@ -1,5 +1,5 @@
-// The gateway process: the HTTP server, one queue, dispatcher and worker supervisor per function, the default
-// idle policy, and the signals (SIGTERM: drain and exit; SIGHUP: reload the function definitions).
+// The gateway process: the HTTP server, one queue, dispatcher and worker supervisor per function, the lifecycle
+// policy that starts and stops the workers, and the signals (SIGTERM: drain and exit; SIGHUP: reload the function definitions).
 #pragma once
 
 #include <memory>
@@ -18,7 +18,7 @@
 #include "gateway/config/config.h"
 #include "gateway/functions/function_table.h"
 #include "gateway/http/http_server.h"
-#include "gateway/workers/idle_stopper.h"
+#include "gateway/workers/lifecycle_driver.h"
 #include "gateway/workers/process_spawner.h"
 #include "gateway/workers/worker_client.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -45,10 +45,11 @@ class Gateway {
  private:
   Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, int context_length,
           ApiKeys keys);
+  // Opens the lifecycle's state file, puts every function under the policy and adds the routes.
+  absl::Status Init();
   std::shared_ptr<FunctionRuntime> MakeFunction(const FunctionConfig& function);
   SupervisorOptions SupervisorOptionsFor(const FunctionConfig& function) const;
   void WatchSignals();
-  void ScheduleIdleTick();
   void BeginShutdown();
   void AwaitQuiet(absl::Time deadline, bool workers_phase);
 
@@ -59,12 +60,11 @@ class Gateway {
   PromptBuilder prompts_;
   boost::asio::io_context io_context_;
   boost::asio::signal_set signals_;
-  boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer shutdown_timer_;
   ProcessSpawner spawner_;
   std::unique_ptr<WorkerClientFactory> clients_;
   FunctionTable functions_;
-  IdleStopper idle_stopper_;
+  std::unique_ptr<LifecycleDriver> lifecycle_;
   Router router_;
   std::unique_ptr<CompletionsHandler> completions_;
   std::unique_ptr<OpsHandler> ops_;

@@ -15,10 +15,10 @@ void OpsHandler::Register(Router* router) const {
     channel->Send(MakeResponse(200, R"({"status":"ok"})"));
   });
   router->Add("GET", "/ops/status", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send(MakeResponse(200, RenderStatusJson(*functions_)));
+    channel->Send(MakeResponse(200, RenderStatusJson(*functions_, lifecycle_)));
   });
   router->Add("GET", "/metrics", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send(MakeResponse(200, RenderMetrics(*functions_), "text/plain; version=0.0.4"));
+    channel->Send(MakeResponse(200, RenderMetrics(*functions_, lifecycle_), "text/plain; version=0.0.4"));
   });
   router->Add("GET", "/v1/models", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
     Models(request, channel);
@@ -66,6 +66,13 @@ void OpsHandler::FunctionVerb(const HttpRequest& request,
   }
   const std::string& verb = parts[1];
   const std::string reason = absl::StrCat("operator: ", verb);
+  if (verb == "archive" || verb == "restore") {
+    absl::StatusOr<std::string> state =
+        verb == "archive" ? lifecycle_->Archive(function->name(), reason) : lifecycle_->Restore(function->name());
+    if (!state.ok()) return channel->Send(ErrorResponse(state.status()));
+    nlohmann::json body = {{"function", function->name()}, {"action", verb}, {"lifecycle_state", *state}};
+    return channel->Send(MakeResponse(202, body.dump()));
+  }
   if (verb == "start") {
     function->supervisor().Start(reason);
   } else if (verb == "stop") {
@@ -76,7 +83,7 @@ void OpsHandler::FunctionVerb(const HttpRequest& request,
     function->supervisor().Wake(reason);
   } else {
     return channel->Send(ErrorResponse(
-        absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep or wake"))));
+        absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep, wake, archive or restore"))));
   }
   nlohmann::json body = {{"function", function->name()},
                          {"action", verb},

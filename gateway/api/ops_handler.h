@@ -1,5 +1,5 @@
 // The operator's endpoints: GET /healthz, /ops/status, /metrics, /v1/models, and
-// POST /ops/functions/{name}/start|stop|sleep|wake (admin token required).
+// POST /ops/functions/{name}/start|stop|sleep|wake|archive|restore (admin token required).
 #pragma once
 
 #include <memory>
@@ -8,14 +8,16 @@
 #include "gateway/api/api_keys.h"
 #include "gateway/functions/function_table.h"
 #include "gateway/http/router.h"
+#include "gateway/workers/lifecycle_driver.h"
 
 namespace doze::gateway {
 
 class OpsHandler {
  public:
   // `admin_token` empty: mutations are refused. Pointers must outlive the handler.
-  OpsHandler(const FunctionTable* functions, const ApiKeys* keys, std::string admin_token)
-      : functions_(functions), keys_(keys), admin_token_(std::move(admin_token)) {}
+  OpsHandler(const FunctionTable* functions, LifecycleDriver* lifecycle, const ApiKeys* keys,
+             std::string admin_token)
+      : functions_(functions), lifecycle_(lifecycle), keys_(keys), admin_token_(std::move(admin_token)) {}
 
   // Adds this handler's routes to `router`.
   void Register(Router* router) const;
@@ -26,6 +28,7 @@ class OpsHandler {
   absl::Status CheckAdmin(const std::string& authorization) const;
 
   const FunctionTable* functions_;
+  LifecycleDriver* lifecycle_;
   const ApiKeys* keys_;
   const std::string admin_token_;
 };

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "gateway/lifecycle/lifecycle_config.h"
 #include "yaml-cpp/yaml.h"
 
 namespace doze::gateway {
@@ -40,7 +41,6 @@ struct WorkersConfig {
   absl::Duration start_timeout = absl::Seconds(60);
   absl::Duration queue_timeout = absl::Seconds(30);
   int max_queue = 256;
-  absl::Duration idle_stop = absl::Minutes(5);      // Without a lifecycle policy: stop after this long idle.
   absl::Duration stop_timeout = absl::Seconds(10);  // Drain, then SIGTERM, then SIGKILL after this.
   absl::Duration backoff_initial = absl::Seconds(1);
   absl::Duration backoff_max = absl::Seconds(60);
@@ -64,14 +64,7 @@ struct FunctionConfig {
   std::optional<int> max_tokens;
   std::string response_format;  // Empty, "text" or "json_object"; the default when a request has none.
   WorkerSettings worker;
-  YAML::Node schedule;  // Left to the lifecycle policy.
-};
-
-// The keys the lifecycle policy reads; the loader accepts them and leaves them as they are.
-struct LifecycleSection {
-  YAML::Node billing;
-  YAML::Node schedule;
-  std::string state_file;
+  YAML::Node schedule;  // Overrides of `schedule:`, parsed into Config::lifecycle.
 };
 
 // The whole file.
@@ -80,7 +73,7 @@ struct Config {
   ModelConfig model;
   WorkersConfig workers;
   std::map<std::string, FunctionConfig> functions;
-  LifecycleSection lifecycle;
+  lifecycle::LifecycleConfig lifecycle;  // billing, schedule, state_file, simulation.
 };
 
 }  // namespace doze::gateway

@@ -71,6 +71,8 @@ absl::Status ParseModel(const YAML::Node& node, ModelConfig* model) {
 
 absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
   ASSIGN_OR_RETURN(YamlMap map, YamlMap::Create(node, "workers"));
+  YAML::Node idle_stop = map.Raw("idle_stop");
+  if (idle_stop && !idle_stop.IsNull()) return map.Error("idle_stop", "was replaced by schedule.idle_timeout");
   ASSIGN_OR_RETURN(std::optional<std::string> binary, map.String("binary"));
   SetIf(binary, &workers->binary);
   ASSIGN_OR_RETURN(std::optional<std::string> socket_dir, map.String("socket_dir"));
@@ -81,7 +83,7 @@ absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
   };
   for (const DurationKey& entry :
        {DurationKey{"start_timeout", &workers->start_timeout},
-        DurationKey{"queue_timeout", &workers->queue_timeout}, DurationKey{"idle_stop", &workers->idle_stop},
+        DurationKey{"queue_timeout", &workers->queue_timeout},
         DurationKey{"stop_timeout", &workers->stop_timeout},
         DurationKey{"backoff_initial", &workers->backoff_initial},
         DurationKey{"backoff_max", &workers->backoff_max}}) {
@@ -166,11 +168,21 @@ absl::Status ParseRoot(const YAML::Node& root, Config* config) {
   RETURN_IF_ERROR(ParseModel(map.Raw("model"), &config->model));
   RETURN_IF_ERROR(ParseWorkers(map.Raw("workers"), &config->workers));
   RETURN_IF_ERROR(ParseFunctions(map.Raw("functions"), &config->functions));
-  config->lifecycle.billing = map.Raw("billing");
-  config->lifecycle.schedule = map.Raw("schedule");
-  ASSIGN_OR_RETURN(std::optional<std::string> state_file, map.String("state_file"));
-  SetIf(state_file, &config->lifecycle.state_file);
+  // Read by ParseLifecycleConfig below; marked known here.
+  for (const char* key : {"billing", "schedule", "state_file", "simulation"}) map.Raw(key);
   return map.CheckNoUnknownKeys();
+}
+
+// The lifecycle keys (billing, schedule, state_file, simulation) and each function's schedule overrides.
+absl::Status ParseLifecycle(const YAML::Node& root, Config* config) {
+  std::vector<lifecycle::FunctionNode> nodes;
+  for (const auto& [name, function] : config->functions) {
+    YAML::Node node(YAML::NodeType::Map);
+    if (function.schedule) node["schedule"] = function.schedule;
+    nodes.push_back({name, node});
+  }
+  ASSIGN_OR_RETURN(config->lifecycle, lifecycle::ParseLifecycleConfig(root, nodes));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -185,6 +197,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   }
   Config config;
   RETURN_IF_ERROR(ParseRoot(root, &config));
+  RETURN_IF_ERROR(ParseLifecycle(root, &config));
   return config;
 }
 

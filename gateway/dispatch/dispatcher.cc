@@ -85,8 +85,16 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
     absl::MutexLock lock(&mu_);
     last_activity_ = clock_->Now();
   }
+  if (listener_ != nullptr) {
+    absl::Status admitted = listener_->OnQueued(function_);
+    if (!admitted.ok()) {
+      metrics_->CountRequest(HttpStatusOf(admitted));
+      return admitted;
+    }
+  }
   absl::Status pushed = queue_.Push(request);
   if (!pushed.ok()) {
+    Abandoned();
     metrics_->CountRequest(503);
     return WithRetryAfter(std::move(pushed), absl::Seconds(1));
   }
@@ -96,6 +104,7 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
     std::shared_ptr<Dispatcher> self = weak.lock();
     if (self && self->queue_.Remove(raw)) {
       self->DisarmTimer(raw);
+      self->Abandoned();
       self->metrics_->CountRequest(499);
     }
   });
@@ -129,6 +138,7 @@ void Dispatcher::OnQueueTimeout(const std::shared_ptr<PendingRequest>& request) 
     timers_.erase(request.get());
   }
   if (!queue_.Remove(request.get())) return;
+  Abandoned();
   WorkerSnapshot worker = supervisor_->snapshot();
   std::string reason = absl::StrCat("no worker for ", function_, " became ready in time (worker ",
                                     WorkerStateName(worker.state), ")");
@@ -141,6 +151,10 @@ void Dispatcher::Reject(const std::shared_ptr<PendingRequest>& request, const ab
   request->sink()->OnError(status);
 }
 
+void Dispatcher::Abandoned() {
+  if (listener_ != nullptr) listener_->OnAbandoned(function_);
+}
+
 void Dispatcher::OnTransition(const WorkerTransition& transition) {
   if (transition.to == WorkerState::kReady) return Pump();
   if (transition.to == WorkerState::kFailed && transition.from == WorkerState::kStarting) {
@@ -148,14 +162,11 @@ void Dispatcher::OnTransition(const WorkerTransition& transition) {
     absl::Status status =
         WithRetryAfter(absl::UnavailableError(transition.reason),
                        std::max(absl::Seconds(1), worker.next_start_allowed - clock_->Now()));
-    for (const std::shared_ptr<PendingRequest>& request : queue_.TakeAll()) {
-      DisarmTimer(request.get());
-      Reject(request, status);
-    }
+    FailQueued(status);
     return;
   }
   if ((transition.to == WorkerState::kFailed || transition.to == WorkerState::kStopped) &&
-      queue_.size() > 0) {
+      queue_.size() > 0 && listener_ == nullptr) {
     supervisor_->EnsureReady("requests are waiting");
   }
 }
@@ -163,9 +174,11 @@ void Dispatcher::OnTransition(const WorkerTransition& transition) {
 void Dispatcher::Pump() {
   std::shared_ptr<WorkerClient> client = supervisor_->ready_client();
   if (!client) {
-    if (queue_.size() > 0) supervisor_->EnsureReady("a request is waiting");
+    if (queue_.size() > 0 && listener_ == nullptr) supervisor_->EnsureReady("a request is waiting");
     return;
   }
+  if (listener_ != nullptr && !listener_->CanDispatch(function_)) return;
+  int abandoned = 0;
   std::vector<std::shared_ptr<PendingRequest>> batch;
   {
     absl::MutexLock lock(&mu_);
@@ -177,16 +190,21 @@ void Dispatcher::Pump() {
         timer->second->cancel();
         timers_.erase(timer);
       }
-      if (request->cancelled()) continue;
+      if (request->cancelled()) {
+        ++abandoned;
+        continue;
+      }
       ++in_flight_;
       batch.push_back(std::move(request));
     }
   }
+  for (int i = 0; i < abandoned; ++i) Abandoned();
   for (std::shared_ptr<PendingRequest>& request : batch) StartCall(std::move(request), client);
 }
 
 void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
                            const std::shared_ptr<WorkerClient>& client) {
+  if (listener_ != nullptr) listener_->OnStarted(function_, request->arrival());
   if (request->attempts() == 0) {
     request->set_dispatched(clock_->Now());
     metrics_->queue_wait().Observe(absl::ToDoubleSeconds(request->dispatched() - request->arrival()));
@@ -206,11 +224,17 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
     last_activity_ = clock_->Now();
     retry_delay = retry_delay_;
   }
+  if (listener_ != nullptr) listener_->OnFinished(function_);
   if (finished) {
     // Counted when the last response passed through, before the client could see it.
   } else if (request->cancelled()) {
     metrics_->CountRequest(499);
   } else if (!request->started() && request->attempts() < 2 && IsRetryable(status)) {
+    absl::Status admitted = listener_ != nullptr ? listener_->OnQueued(function_) : absl::OkStatus();
+    if (!admitted.ok()) {
+      Reject(request, admitted);
+      return Pump();
+    }
     Enqueue(request, /*front=*/true);
     auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(retry_delay));
     timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
@@ -248,6 +272,7 @@ void Dispatcher::UpdateOptions(int max_queue, int max_in_flight, absl::Duration 
 void Dispatcher::FailQueued(const absl::Status& status) {
   for (const std::shared_ptr<PendingRequest>& request : queue_.TakeAll()) {
     DisarmTimer(request.get());
+    Abandoned();
     Reject(request, status);
   }
 }

@@ -32,6 +32,28 @@ struct DispatcherOptions {
   absl::Duration retry_delay = absl::Milliseconds(100);  // Lets the supervisor notice a dead worker first.
 };
 
+// Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle policy
+// implements it. Called without the dispatcher's lock held.
+class DispatchListener {
+ public:
+  virtual ~DispatchListener() = default;
+
+  // A request is about to join `function`'s queue; a non-OK status is its answer instead (409 when archived).
+  virtual absl::Status OnQueued(const std::string& function) = 0;
+
+  // A request queued at `queued_at` was handed to the worker.
+  virtual void OnStarted(const std::string& function, absl::Time queued_at) = 0;
+
+  // A request on the worker ended: finished, failed or cancelled.
+  virtual void OnFinished(const std::string& function) = 0;
+
+  // A queued request left without reaching the worker (client gone, queue timeout, failed start, shutdown).
+  virtual void OnAbandoned(const std::string& function) = 0;
+
+  // True when requests of `function` may be handed to its worker now.
+  virtual bool CanDispatch(const std::string& function) = 0;
+};
+
 class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  public:
   Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
@@ -39,6 +61,13 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   // Subscribes to the supervisor's transitions; call once after construction.
   void Init();
+
+  // Hands request events to `listener`, which then starts workers (the dispatcher no longer does); call before
+  // the first Submit. `listener` must outlive the dispatcher.
+  void set_listener(DispatchListener* listener) { listener_ = listener; }
+
+  // Hands queued requests to the worker while it is ready and has room; asks for a worker without a listener.
+  void Pump();
 
   // Queues `request` and asks for a worker; ResourceExhausted (503) at once when the queue is full.
   absl::Status Submit(std::shared_ptr<PendingRequest> request);
@@ -65,10 +94,11 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void OnQueueTimeout(const std::shared_ptr<PendingRequest>& request);
   void DisarmTimer(const PendingRequest* request);
   void OnTransition(const WorkerTransition& transition);
-  void Pump();
   void StartCall(std::shared_ptr<PendingRequest> request, const std::shared_ptr<WorkerClient>& client);
   void OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished);
   void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);
+  // Tells the listener, if any, that a queued request left.
+  void Abandoned();
 
   const std::string function_;
   std::shared_ptr<WorkerSupervisor> supervisor_;
@@ -76,6 +106,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   Clock* clock_;
   boost::asio::any_io_executor executor_;
   FunctionQueue queue_;
+  DispatchListener* listener_ = nullptr;
 
   mutable absl::Mutex mu_;
   int max_in_flight_ ABSL_GUARDED_BY(mu_);

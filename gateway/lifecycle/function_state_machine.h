@@ -18,6 +18,10 @@ namespace doze::lifecycle {
 
 enum class WorkerState { kArchived, kStopped, kStarting, kReady, kSleeping, kWaking, kDraining, kFailed };
 
+// The name the gateway uses for this state of a function, apart from its supervisor's process state
+// (doze::gateway::WorkerState).
+using FunctionState = WorkerState;
+
 // Returns the lower-case name used in status pages and the state file ("ready", "draining", ...).
 const char* WorkerStateName(WorkerState state);
 

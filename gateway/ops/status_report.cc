@@ -126,18 +126,23 @@ void RenderHistograms(const std::vector<std::shared_ptr<FunctionRuntime>>& all, 
 
 }  // namespace
 
-std::string RenderStatusJson(const FunctionTable& functions) {
+std::string RenderStatusJson(const FunctionTable& functions, LifecycleDriver* lifecycle) {
   Json all = Json::object();
-  for (const auto& function : functions.All()) all[function->name()] = FunctionStatus(*function);
+  for (const auto& function : functions.All()) {
+    Json status = FunctionStatus(*function);
+    status["lifecycle"] = lifecycle->StatusOf(function->name());
+    all[function->name()] = std::move(status);
+  }
   return Json{{"functions", all}}.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-std::string RenderMetrics(const FunctionTable& functions) {
+std::string RenderMetrics(const FunctionTable& functions, LifecycleDriver* lifecycle) {
   std::vector<std::shared_ptr<FunctionRuntime>> all = functions.All();
   std::string out;
   RenderCounters(all, &out);
   RenderGauges(all, &out);
   RenderHistograms(all, &out);
+  lifecycle->RenderMetrics(&out);
   return out;
 }
 

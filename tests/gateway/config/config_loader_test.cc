@@ -23,7 +23,8 @@ TEST(ConfigLoaderTest, MinimalConfigTakesDefaults) {
   EXPECT_EQ(config->server.host, "127.0.0.1");
   EXPECT_EQ(config->server.port, 8080);
   EXPECT_EQ(config->workers.queue_timeout, absl::Seconds(30));
-  EXPECT_EQ(config->workers.idle_stop, absl::Minutes(5));
+  EXPECT_EQ(config->lifecycle.functions.at("copy_polish").idle_timeout, absl::Minutes(5));
+  EXPECT_TRUE(config->lifecycle.state_file.empty());
   ASSERT_EQ(config->functions.size(), 1u);
   EXPECT_EQ(config->functions.at("copy_polish").system_prompt, "Polish.");
   EXPECT_FALSE(config->functions.at("copy_polish").temperature.has_value());
@@ -67,10 +68,11 @@ functions:
     max_tokens: 512
     response_format: json_object
     worker: { gpu: 1, gpu_memory_fraction: 0.25, max_num_seqs: 8 }
-    schedule: { business_hours: "09:00-18:00" }
+    schedule: { idle_timeout: 30s }
 billing: { currency: CNY }
 schedule: { timezone: Asia/Shanghai }
 state_file: /var/lib/doze/state.db
+simulation: { cold_start: 0.6s }
 )");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server.host, "0.0.0.0");
@@ -82,7 +84,9 @@ state_file: /var/lib/doze/state.db
   EXPECT_EQ(*function.worker.gpu, 1);
   EXPECT_DOUBLE_EQ(*function.worker.gpu_memory_fraction, 0.25);
   EXPECT_TRUE(function.schedule.IsMap());
-  EXPECT_TRUE(config->lifecycle.billing.IsMap());
+  EXPECT_EQ(config->lifecycle.billing.currency, "CNY");
+  EXPECT_EQ(config->lifecycle.functions.at("customer_service").idle_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->lifecycle.functions.at("customer_service").timezone_name, "Asia/Shanghai");
   EXPECT_EQ(config->lifecycle.state_file, "/var/lib/doze/state.db");
 }
 
@@ -130,6 +134,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"model: {path: m}\nfunctions: {f: {system_prompt: [a]}}",
                   "functions.f.system_prompt: must be a scalar"},
         BadConfig{"model: {path: m}\nserver: [1]\nfunctions: {f: {}}", "server: must be a mapping"},
+        BadConfig{"model: {path: m}\nworkers: {idle_stop: 5m}\nfunctions: {f: {}}",
+                  "workers.idle_stop: was replaced by schedule.idle_timeout"},
+        BadConfig{"model: {path: m}\nschedule: {idle_action: nap}\nfunctions: {f: {}}", "schedule.idle_action"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {schedule: {resident: [{days: mon-fri, from: 9am, to: '18:00'}]}}}",
+                  "functions.f.schedule.resident[0].from"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\nbilling: {price: 1}", "billing.price: unknown key"},
         BadConfig{"model: {path: m\nfunctions:", "line "}));
 
 }  // namespace

@@ -12,7 +12,6 @@
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "gateway/functions/function_table.h"
-#include "gateway/workers/idle_stopper.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -205,28 +204,6 @@ TEST_F(WorkerSupervisorTest, SleepAndWake) {
   supervisor_->EnsureReady("request");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
   EXPECT_EQ(spawner_.spawns_, 1);
-}
-
-TEST_F(WorkerSupervisorTest, IdleStopperStopsAfterTheIdleTimeOnTheClock) {
-  FunctionConfig config;
-  config.name = "copy_polish";
-  auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(config),
-                                                   supervisor_, std::make_unique<FunctionMetrics>());
-  auto dispatcher = std::make_shared<Dispatcher>(DispatcherOptions{"copy_polish"}, supervisor_,
-                                                 &runtime->metrics(), &clock_, io_.get_executor());
-  dispatcher->Init();
-  runtime->set_dispatcher(dispatcher);
-  FunctionTable table;
-  table.Put(runtime);
-  IdleStopper stopper(&table, &clock_, absl::Minutes(5));
-  supervisor_->Start("test");
-  ASSERT_TRUE(AwaitState(WorkerState::kReady));
-  clock_.Advance(absl::Minutes(5) - absl::Seconds(1));
-  stopper.Tick();
-  EXPECT_EQ(supervisor_->state(), WorkerState::kReady);
-  clock_.Advance(absl::Seconds(1));
-  stopper.Tick();
-  EXPECT_EQ(supervisor_->state(), WorkerState::kStopping);
 }
 
 }  // namespace

@@ -1,0 +1,97 @@
+// Runs the lifecycle policy inside the gateway: one timer-driven loop per gateway ticks the policy at its next
+// deadline (at least every second), settles and flushes the ledger; request events come from the dispatchers
+// and worker events from the supervisors; the decisions go back to the supervisors (start, stop, sleep, wake)
+// and the dispatchers (409 for an archived function in reject mode). Thread-safe: the policy and the ledger are
+// used under one mutex, and decisions are carried out after it is released.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "gateway/common/clock.h"
+#include "gateway/dispatch/dispatcher.h"
+#include "gateway/functions/function_table.h"
+#include "gateway/lifecycle/lifecycle_config.h"
+#include "gateway/lifecycle/lifecycle_policy.h"
+#include "gateway/lifecycle/state_store.h"
+#include "nlohmann/json.hpp"
+
+namespace doze::gateway {
+
+class LifecycleDriver : public DispatchListener {
+ public:
+  // Opens the state file (none: nothing persists), loads the ledger, archive marks and transitions. `functions`
+  // and `clock` must outlive the driver.
+  static absl::StatusOr<std::unique_ptr<LifecycleDriver>> Create(const lifecycle::LifecycleConfig& config,
+                                                                 const FunctionTable* functions, Clock* clock,
+                                                                 boost::asio::any_io_executor executor);
+  ~LifecycleDriver() override;
+
+  // Puts `function`'s dispatcher and supervisor under the policy; a function the policy does not know (added
+  // by a reload) is left on demand, false.
+  bool Attach(FunctionRuntime& function);
+
+  // Starts the policy loop: a first tick now (windows open, archive marks apply), then at each deadline.
+  void Start();
+
+  // Stops carrying out decisions (shutdown) and writes the ledger.
+  void Shutdown();
+
+  // Archives `function` by an operator's hand; returns its lifecycle state afterwards.
+  absl::StatusOr<std::string> Archive(const std::string& function, const std::string& reason);
+
+  // Restores an archived `function`; returns its lifecycle state afterwards.
+  absl::StatusOr<std::string> Restore(const std::string& function);
+
+  // Returns {"state", "since", "archived", "resident", "next_deadline", "transitions", "ledger"} of `function`,
+  // or null when the policy does not know it.
+  nlohmann::json StatusOf(const std::string& function);
+
+  // Appends the ledger's counters and the lifecycle state of every function in Prometheus text.
+  void RenderMetrics(std::string* out);
+
+  // DispatchListener: request events of the dispatchers.
+  absl::Status OnQueued(const std::string& function) override;
+  void OnStarted(const std::string& function, absl::Time queued_at) override;
+  void OnFinished(const std::string& function) override;
+  void OnAbandoned(const std::string& function) override;
+  bool CanDispatch(const std::string& function) override;
+
+ private:
+  LifecycleDriver(const lifecycle::LifecycleConfig& config, std::unique_ptr<lifecycle::StateStore> store,
+                  std::unique_ptr<lifecycle::Ledger> ledger, std::unique_ptr<lifecycle::LifecyclePolicy> policy,
+                  const FunctionTable* functions, Clock* clock, boost::asio::any_io_executor executor);
+
+  bool Knows(const std::string& function) const { return names_.contains(function); }
+  void OnWorkerTransition(const WorkerTransition& transition);
+  // Carries out `decisions` (the mutex must not be held), then lets ready workers take their queues.
+  void Apply(const std::vector<lifecycle::Decision>& decisions);
+  void ApplyOne(const lifecycle::Decision& decision, FunctionRuntime& function);
+  void OnTick();
+  void ArmTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FlushLedger() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  nlohmann::json LedgerJson(const std::string& function, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const FunctionTable* functions_;
+  Clock* clock_;
+  const lifecycle::BillingConfig billing_;
+  const std::set<std::string> names_;
+  std::unique_ptr<lifecycle::StateStore> store_;
+
+  absl::Mutex mu_;
+  std::unique_ptr<lifecycle::Ledger> ledger_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<lifecycle::LifecyclePolicy> policy_ ABSL_GUARDED_BY(mu_);
+  boost::asio::steady_timer timer_ ABSL_GUARDED_BY(mu_);
+  absl::Time timer_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace doze::gateway
