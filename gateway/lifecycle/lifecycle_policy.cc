@@ -232,7 +232,7 @@ void LifecyclePolicy::EvaluateDown(Function& f, absl::Time now, std::vector<Deci
     }
     return;
   }
-  if (state == WorkerState::kFailed && now < f.retry_at) return;
+  if (state == WorkerState::kFailed && f.queued == 0 && now < f.retry_at) return;
   if (f.queued > 0 || f.resident) StartWorker(f, now, /*demand=*/f.queued > 0, out);
 }
 

@@ -37,7 +37,9 @@ struct FunctionStatus {
 
 class LifecyclePolicy {
  public:
-  // How long a failed worker waits before the policy starts it again; the supervisor backs off on its own too.
+  // How long a failed worker with no queued request waits before the policy starts it again (a resident window
+  // wants it up). Queued requests restart it at once: the supervisor's back-off (1 s doubling to 60 s) is what
+  // keeps a crash loop from spinning.
   static constexpr absl::Duration kFailedRetryDelay = absl::Seconds(5);
   // How often archive rules are evaluated.
   static constexpr absl::Duration kArchiveCheckInterval = absl::Minutes(1);

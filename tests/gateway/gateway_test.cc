@@ -346,9 +346,7 @@ TEST_F(GatewayTest, MissingWorkerBinaryGives503) {
   EXPECT_THAT(response.body, HasSubstr("cannot start /nonexistent/doze-worker"));
 }
 
-// Disabled until the lifecycle policy restarts a crashed worker sooner: it waits kFailedRetryDelay (5 s), as long
-// as this configuration's queue_timeout, so the queued request gets 503.
-TEST_F(GatewayTest, DISABLED_KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart) {
+TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart) {
   StartGateway(/*token_delay_ms=*/50);
   ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
   testing::StreamingRequest stream(port_, "/v1/chat/completions",

@@ -215,14 +215,23 @@ TEST(LifecyclePolicyTest, OperatorArchiveDrainsRequestsInFlight) {
                                     });
 }
 
-TEST(LifecyclePolicyTest, FailedWorkerIsStartedAgainAfterADelay) {
+TEST(LifecyclePolicyTest, FailedWorkerWithQueuedRequestsIsStartedAgainAtOnce) {
+  // The supervisor's back-off spaces the starts of a crash loop; the policy asks again as soon as there is demand.
   RunSteps(ConfigFromYaml(""), {
                                    {"2025-03-03 10:00:00", Event::kQueue, {A::kStart}, S::kStarting},
-                                   {"2025-03-03 10:00:01", Event::kFailed, {}, S::kFailed},
-                                   {"2025-03-03 10:00:05", Event::kTick, {}, S::kFailed},
-                                   {"2025-03-03 10:00:06", Event::kTick, {A::kStart}, S::kStarting},
-                                   {"2025-03-03 10:00:07", Event::kReady, {}, S::kReady},
+                                   {"2025-03-03 10:00:01", Event::kFailed, {A::kStart}, S::kStarting},
+                                   {"2025-03-03 10:00:02", Event::kReady, {}, S::kReady},
                                });
+}
+
+TEST(LifecyclePolicyTest, FailedResidentWorkerWithoutDemandIsStartedAgainAfterADelay) {
+  RunSteps(ConfigFromYaml(kOffice), {
+                                        {"2025-03-03 10:00:00", Event::kTick, {A::kStart}, S::kStarting},
+                                        {"2025-03-03 10:00:01", Event::kFailed, {}, S::kFailed},
+                                        {"2025-03-03 10:00:05", Event::kTick, {}, S::kFailed},
+                                        {"2025-03-03 10:00:06", Event::kTick, {A::kStart}, S::kStarting},
+                                        {"2025-03-03 10:00:07", Event::kReady, {}, S::kReady},
+                                    });
 }
 
 TEST(LifecyclePolicyTest, TransitionsKeepReasonsAndTimes) {
