@@ -1,7 +1,9 @@
 #include "worker/service/engine_loop.h"
 
+#include <algorithm>
 #include <future>
 #include <utility>
+#include <vector>
 
 #include "worker/common/logging.h"
 
@@ -49,13 +51,15 @@ absl::Status EngineLoop::Initialize(EngineInit& init) {
 }
 
 void EngineLoop::WarmUp() {
-  // One token in, one out: the first Forward pays for lazy set-up (allocations, kernels, caches) before the
-  // worker says SERVING. A single-token prompt fills no KV block, so nothing stays in the prefix cache.
+  // A short prefill and one decode step: the first real request then finds the kernels of both loaded (CUDA
+  // loads modules on first launch) and the batch-1 decode graph captured. Fewer prompt tokens than a KV block
+  // holds, so nothing stays in the prefix cache.
   SamplingParams params;
   params.temperature = 0.0f;
-  params.max_tokens = 1;
+  params.max_tokens = 2;
   params.ignore_eos = true;
-  absl::StatusOr<uint64_t> id = engine_->AddRequest({0}, params, "warm-up");
+  const int prompt_tokens = std::max(1, parts_.runner->block_size() - 1);
+  absl::StatusOr<uint64_t> id = engine_->AddRequest(std::vector<int32_t>(prompt_tokens, 0), params, "warm-up");
   DOZE_CHECK(id.ok()) << "warm-up request refused: " << id.status();
   while (engine_->HasUnfinished()) engine_->Step();
 }
