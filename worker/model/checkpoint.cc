@@ -175,10 +175,6 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& 
 
 Checkpoint::~Checkpoint() = default;
 
-void Checkpoint::Prefault() const {
-  for (const auto& file : files_) file->Prefault();
-}
-
 size_t Checkpoint::weight_bytes() const {
   size_t total = weights_.embed_tokens.nbytes() + weights_.norm.nbytes();
   if (!config_.tie_word_embeddings) total += weights_.lm_head.nbytes();

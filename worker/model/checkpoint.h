@@ -27,8 +27,6 @@ class Checkpoint {
   const ModelWeights& weights() const { return weights_; }
   // Path of tokenizer.json in the directory.
   std::string tokenizer_path() const { return dir_ + "/tokenizer.json"; }
-  // Maps every page of the weight files now (see SafetensorsFile::Prefault); call from a helper thread.
-  void Prefault() const;
   // Total bytes of all weight tensors (tied embeddings counted once).
   size_t weight_bytes() const;
 

@@ -197,17 +197,6 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   return file;
 }
 
-void SafetensorsFile::Prefault() const {
-  if (mapping_ == nullptr) return;
-  // MADV_POPULATE_READ (Linux 5.14) populates the page tables in one call; older kernels refuse it, and then one
-  // read per page does the same.
-  constexpr int kMadvPopulateRead = 22;
-  if (::madvise(mapping_, size_, kMadvPopulateRead) == 0) return;
-  const long page = ::sysconf(_SC_PAGESIZE);
-  volatile char sink = 0;
-  for (size_t offset = 0; offset < size_; offset += static_cast<size_t>(page)) sink = sink + bytes_[offset];
-}
-
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Parse(const void* data, size_t size,
                                                                         std::string_view source) {
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());

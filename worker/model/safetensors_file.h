@@ -53,9 +53,6 @@ class SafetensorsFile {
   const SafetensorsTensor* Find(std::string_view name) const;
   // The header's optional "__metadata__" string map.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
-  // Maps every page of the file into this process now (from the page cache), so later reads take no page
-  // faults. Blocks for the whole file; meant for a helper thread while other start-up work runs.
-  void Prefault() const;
 
  private:
   SafetensorsFile() = default;

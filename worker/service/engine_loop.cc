@@ -1,9 +1,7 @@
 #include "worker/service/engine_loop.h"
 
-#include <algorithm>
 #include <future>
 #include <utility>
-#include <vector>
 
 #include "worker/common/logging.h"
 
@@ -51,15 +49,13 @@ absl::Status EngineLoop::Initialize(EngineInit& init) {
 }
 
 void EngineLoop::WarmUp() {
-  // A short prefill and one decode step: the first real request then finds the kernels of both loaded (CUDA
-  // loads modules on first launch) and the batch-1 decode graph captured. Fewer prompt tokens than a KV block
-  // holds, so nothing stays in the prefix cache.
+  // One token in, one out: the first Forward pays for lazy set-up (allocations, kernels, caches) before the
+  // worker says SERVING. A single-token prompt fills no KV block, so nothing stays in the prefix cache.
   SamplingParams params;
   params.temperature = 0.0f;
-  params.max_tokens = 2;
+  params.max_tokens = 1;
   params.ignore_eos = true;
-  const int prompt_tokens = std::max(1, parts_.runner->block_size() - 1);
-  absl::StatusOr<uint64_t> id = engine_->AddRequest(std::vector<int32_t>(prompt_tokens, 0), params, "warm-up");
+  absl::StatusOr<uint64_t> id = engine_->AddRequest({0}, params, "warm-up");
   DOZE_CHECK(id.ok()) << "warm-up request refused: " << id.status();
   while (engine_->HasUnfinished()) engine_->Step();
 }

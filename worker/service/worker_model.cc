@@ -45,10 +45,7 @@ absl::StatusOr<std::unique_ptr<WorkerModel>> WorkerModel::Load(const ModelInstan
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = absl::UnknownError("tokenizer not loaded");
   std::thread tokenizer_thread(
       [&tokenizer, path = model->checkpoint_->tokenizer_path()] { tokenizer = Tokenizer::FromFile(path); });
-  // The weights' page tables fill while the CUDA context is created, so the upload that follows takes no faults.
-  std::thread prefault_thread([checkpoint = model->checkpoint_.get()] { checkpoint->Prefault(); });
   if (CreateDeviceContext(options.backend) && marks.device_context) marks.device_context();
-  prefault_thread.join();
   absl::StatusOr<BackendRunner> runner = CreateBackendRunner(*model->checkpoint_, BackendOptionsFor(options));
   tokenizer_thread.join();
   if (!runner.ok()) return runner.status();
