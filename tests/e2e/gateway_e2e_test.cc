@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -62,12 +63,25 @@ class GatewayE2eTest : public ::testing::Test {
         absl::StrCat("gateway_e2e_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::string config = absl::StrReplaceAll(
         kConfig, {{"$MODEL", build + "/models/tiny-tied-gqa2"}, {"$BUILD", build}, {"$SOCKETS", sockets_}});
+    config += ExtraConfig();
     gateway_ = std::make_unique<testing::GatewayProcess>(dir, config);
     port_ = gateway_->port();
     ASSERT_NE(port_, 0) << "see " << gateway_->log_path();
   }
 
+  // YAML appended to kConfig by fixtures that need more.
+  virtual std::string ExtraConfig() const { return ""; }
+
   Json Status() { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["functions"]; }
+
+  // Polls /ops/status until `function`'s `key` (a JSON pointer) equals `want`, for up to 10 s.
+  bool WaitForStatus(const std::string& function, const std::string& pointer, const Json& want) {
+    for (int i = 0; i < 200; ++i) {
+      if (Status()[function][Json::json_pointer(pointer)] == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
 
   TestResponse Chat(const std::string& function, const std::string& extra = "") {
     return Fetch(port_, "POST", "/v1/chat/completions",
@@ -167,6 +181,52 @@ TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
   EXPECT_EQ(after->counters().num_running(), 0);
   EXPECT_EQ(after->counters().num_requests(), before->counters().num_requests() + 1);
   EXPECT_LT(after->counters().generated_tokens() - before->counters().generated_tokens(), 400);
+}
+
+// The lifecycle policy driving real workers: a one-second idle timeout outside any resident window.
+class GatewayIdleStopE2eTest : public GatewayE2eTest {
+ protected:
+  std::string ExtraConfig() const override { return "schedule: { idle_timeout: 1s, min_ready: 0s }\n"; }
+};
+
+TEST_F(GatewayIdleStopE2eTest, IdleWorkerProcessEndsAndTheNextRequestBringsItBack) {
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  const pid_t first = Status()["copy_polish"]["pid"].get<pid_t>();
+  ASSERT_TRUE(WaitForStatus("copy_polish", "/lifecycle/state", "stopped")) << Status()["copy_polish"].dump();
+  for (int i = 0; i < 100 && kill(first, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_NE(kill(first, 0), 0) << "the worker process is still there";
+  EXPECT_TRUE(Status()["copy_polish"]["pid"].is_null());
+
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  Json status = Status()["copy_polish"];
+  EXPECT_NE(status["pid"].get<pid_t>(), first);
+  const Json& ledger = status["lifecycle"]["ledger"];
+  EXPECT_EQ(ledger["cold_starts"], 2);
+  EXPECT_GT(ledger["gpu_seconds"]["busy"].get<double>(), 0);
+  EXPECT_GE(ledger["gpu_seconds"]["idle"].get<double>(), 0.9);
+  EXPECT_GT(ledger["gpu_seconds"]["warming"].get<double>(), 0);
+}
+
+class GatewayIdleSleepE2eTest : public GatewayE2eTest {
+ protected:
+  std::string ExtraConfig() const override {
+    return "schedule: { idle_timeout: 1s, min_ready: 0s, idle_action: sleep }\n";
+  }
+};
+
+TEST_F(GatewayIdleSleepE2eTest, IdleWorkerSleepsInItsProcessAndWakesForTheNextRequest) {
+  ASSERT_EQ(Chat("table_parse").status, 200);
+  const pid_t pid = Status()["table_parse"]["pid"].get<pid_t>();
+  ASSERT_TRUE(WaitForStatus("table_parse", "/state", "sleeping")) << Status()["table_parse"].dump();
+  EXPECT_EQ(kill(pid, 0), 0);
+  std::optional<v1::StatsResponse> stats =
+      testing::WorkerStats(absl::StrCat("unix:", sockets_, "/table_parse.sock"));
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->state(), v1::WORKER_STATE_SLEEPING);  // the worker itself says so, not only the gateway
+
+  ASSERT_EQ(Chat("table_parse").status, 200);
+  EXPECT_EQ(Status()["table_parse"]["pid"].get<pid_t>(), pid);
+  EXPECT_EQ(Status()["table_parse"]["cold_starts"], 1);
 }
 
 }  // namespace
