@@ -78,8 +78,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
     return absl::FailedPreconditionError(
         absl::StrCat("workers.socket_dir: cannot create ", config.workers.socket_dir, ": ", error.message()));
   }
-  std::unique_ptr<Gateway> gateway(new Gateway(std::move(config), std::move(config_path), std::move(tokenizer),
-                                               context_length, std::move(keys)));
+  std::unique_ptr<Gateway> gateway(new Gateway(std::move(config), std::move(config_path),
+                                               std::move(tokenizer), context_length, std::move(keys)));
   RETURN_IF_ERROR(gateway->Init());
   return gateway;
 }

@@ -1,5 +1,6 @@
-// The gateway process: the HTTP server, one queue, dispatcher and worker supervisor per function, the lifecycle
-// policy that starts and stops the workers, and the signals (SIGTERM: drain and exit; SIGHUP: reload the function definitions).
+// The gateway process: the HTTP server, one queue, dispatcher and worker supervisor per function, the
+// lifecycle policy that starts and stops the workers, and the signals (SIGTERM: drain and exit; SIGHUP:
+// reload the function definitions).
 #pragma once
 
 #include <memory>

@@ -10,7 +10,7 @@ DOZE_TOKENIZER_DIR=$DOZE_CACHE/tokenizer-qwen3-3.7.2
 DOZE_DEFAULT_MODEL=$DOZE_ROOT/models/tiny-demo
 
 DOZE_DEB_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git ca-certificates curl
+  build-essential cmake ninja-build pkg-config git ca-certificates curl clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libboost-dev libboost-program-options-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libutf8proc-dev
   libsqlite3-dev libgtest-dev libgmock-dev libbenchmark-dev

@@ -1,5 +1,5 @@
-// The main of every doze GoogleTest binary: points the tests at this build's source, build and tokenizer folders
-// (unless the environment already does), then runs them.
+// The main of every doze GoogleTest binary: points the tests at this build's source, build and tokenizer
+// folders (unless the environment already does), then runs them.
 #include <cstdlib>
 
 #include "gtest/gtest.h"

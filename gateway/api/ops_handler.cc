@@ -67,8 +67,8 @@ void OpsHandler::FunctionVerb(const HttpRequest& request,
   const std::string& verb = parts[1];
   const std::string reason = absl::StrCat("operator: ", verb);
   if (verb == "archive" || verb == "restore") {
-    absl::StatusOr<std::string> state =
-        verb == "archive" ? lifecycle_->Archive(function->name(), reason) : lifecycle_->Restore(function->name());
+    absl::StatusOr<std::string> state = verb == "archive" ? lifecycle_->Archive(function->name(), reason)
+                                                          : lifecycle_->Restore(function->name());
     if (!state.ok()) return channel->Send(ErrorResponse(state.status()));
     nlohmann::json body = {{"function", function->name()}, {"action", verb}, {"lifecycle_state", *state}};
     return channel->Send(MakeResponse(202, body.dump()));
@@ -82,8 +82,8 @@ void OpsHandler::FunctionVerb(const HttpRequest& request,
   } else if (verb == "wake") {
     function->supervisor().Wake(reason);
   } else {
-    return channel->Send(ErrorResponse(
-        absl::NotFoundError(absl::StrCat("unknown verb ", verb, ": use start, stop, sleep, wake, archive or restore"))));
+    return channel->Send(ErrorResponse(absl::NotFoundError(
+        absl::StrCat("unknown verb ", verb, ": use start, stop, sleep, wake, archive or restore"))));
   }
   nlohmann::json body = {{"function", function->name()},
                          {"action", verb},

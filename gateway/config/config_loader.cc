@@ -72,7 +72,8 @@ absl::Status ParseModel(const YAML::Node& node, ModelConfig* model) {
 absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
   ASSIGN_OR_RETURN(YamlMap map, YamlMap::Create(node, "workers"));
   YAML::Node idle_stop = map.Raw("idle_stop");
-  if (idle_stop && !idle_stop.IsNull()) return map.Error("idle_stop", "was replaced by schedule.idle_timeout");
+  if (idle_stop && !idle_stop.IsNull())
+    return map.Error("idle_stop", "was replaced by schedule.idle_timeout");
   ASSIGN_OR_RETURN(std::optional<std::string> binary, map.String("binary"));
   SetIf(binary, &workers->binary);
   ASSIGN_OR_RETURN(std::optional<std::string> socket_dir, map.String("socket_dir"));
@@ -81,12 +82,11 @@ absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
     const char* key;
     absl::Duration* field;
   };
-  for (const DurationKey& entry :
-       {DurationKey{"start_timeout", &workers->start_timeout},
-        DurationKey{"queue_timeout", &workers->queue_timeout},
-        DurationKey{"stop_timeout", &workers->stop_timeout},
-        DurationKey{"backoff_initial", &workers->backoff_initial},
-        DurationKey{"backoff_max", &workers->backoff_max}}) {
+  for (const DurationKey& entry : {DurationKey{"start_timeout", &workers->start_timeout},
+                                   DurationKey{"queue_timeout", &workers->queue_timeout},
+                                   DurationKey{"stop_timeout", &workers->stop_timeout},
+                                   DurationKey{"backoff_initial", &workers->backoff_initial},
+                                   DurationKey{"backoff_max", &workers->backoff_max}}) {
     ASSIGN_OR_RETURN(std::optional<absl::Duration> value, map.Duration(entry.key));
     SetIf(value, entry.field);
   }

@@ -32,8 +32,8 @@ struct DispatcherOptions {
   absl::Duration retry_delay = absl::Milliseconds(100);  // Lets the supervisor notice a dead worker first.
 };
 
-// Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle policy
-// implements it. Called without the dispatcher's lock held.
+// Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle
+// policy implements it. Called without the dispatcher's lock held.
 class DispatchListener {
  public:
   virtual ~DispatchListener() = default;
@@ -62,8 +62,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // Subscribes to the supervisor's transitions; call once after construction.
   void Init();
 
-  // Hands request events to `listener`, which then starts workers (the dispatcher no longer does); call before
-  // the first Submit. `listener` must outlive the dispatcher.
+  // Hands request events to `listener`, which then starts workers (the dispatcher no longer does); call
+  // before the first Submit. `listener` must outlive the dispatcher.
   void set_listener(DispatchListener* listener) { listener_ = listener; }
 
   // Hands queued requests to the worker while it is ready and has room; asks for a worker without a listener.

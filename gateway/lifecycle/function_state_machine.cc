@@ -27,9 +27,9 @@ const char* WorkerStateName(WorkerState state) {
 }
 
 bool ParseWorkerState(const std::string& name, WorkerState* state) {
-  for (WorkerState candidate : {WorkerState::kArchived, WorkerState::kStopped, WorkerState::kStarting,
-                                WorkerState::kReady, WorkerState::kSleeping, WorkerState::kWaking,
-                                WorkerState::kDraining, WorkerState::kFailed}) {
+  for (WorkerState candidate :
+       {WorkerState::kArchived, WorkerState::kStopped, WorkerState::kStarting, WorkerState::kReady,
+        WorkerState::kSleeping, WorkerState::kWaking, WorkerState::kDraining, WorkerState::kFailed}) {
     if (name == WorkerStateName(candidate)) {
       *state = candidate;
       return true;
@@ -73,8 +73,8 @@ void FunctionStateMachine::PrependHistory(const std::vector<Transition>& earlier
 }
 
 const Transition& FunctionStateMachine::TransitionTo(WorkerState to, absl::Time at, std::string reason) {
-  DOZE_CHECK(IsAllowed(state_, to)) << WorkerStateName(state_) << " -> " << WorkerStateName(to) << " (" << reason
-                                    << ")";
+  DOZE_CHECK(IsAllowed(state_, to)) << WorkerStateName(state_) << " -> " << WorkerStateName(to) << " ("
+                                    << reason << ")";
   history_.push_back({at, state_, to, std::move(reason)});
   if (history_.size() > kMaxHistory) history_.pop_front();
   state_ = to;

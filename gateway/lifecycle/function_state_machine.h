@@ -1,5 +1,5 @@
-// The states a function's worker goes through and the transitions allowed between them. Every transition keeps
-// its time and reason, which /ops/status shows and the state file keeps.
+// The states a function's worker goes through and the transitions allowed between them. Every transition
+// keeps its time and reason, which /ops/status shows and the state file keeps.
 //
 //   archived ──restore──► stopped ──start──► starting ──ready──► ready ──sleep──► sleeping ──wake──► waking
 //      ▲  └──request (restore mode)──────────────▲                 │  ▲                               │

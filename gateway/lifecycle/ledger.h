@@ -1,8 +1,9 @@
-// The GPU-time ledger: for each function, how many seconds its worker held a GPU and what for, in hourly buckets,
-// plus its cold starts and the queue wait they caused. Busy means at least one request in flight; idle means ready
-// (or draining) with nothing in flight; warming means starting or waking; off is everything else (stopped,
-// sleeping with its GPU memory freed, archived, failed). Off time is kept too, because always-on would have paid
-// for it. With a StateStore, Flush() writes what changed so that a restart loses nothing.
+// The GPU-time ledger: for each function, how many seconds its worker held a GPU and what for, in hourly
+// buckets, plus its cold starts and the queue wait they caused. Busy means at least one request in flight;
+// idle means ready (or draining) with nothing in flight; warming means starting or waking; off is everything
+// else (stopped, sleeping with its GPU memory freed, archived, failed). Off time is kept too, because
+// always-on would have paid for it. With a StateStore, Flush() writes what changed so that a restart loses
+// nothing.
 #pragma once
 
 #include <cstdint>
@@ -61,7 +62,8 @@ class Ledger {
   // Reads what the store holds; call once, before any other use.
   absl::Status Load();
 
-  // Closes the current interval of `function` at `now` and opens one of `use`; the first call starts tracking.
+  // Closes the current interval of `function` at `now` and opens one of `use`; the first call starts
+  // tracking.
   void SetUse(const std::string& function, GpuUse use, absl::Time now);
 
   // Counts a cold start (a start or wake that a request waits for).
@@ -79,7 +81,8 @@ class Ledger {
   // Returns when tracking of `function` began; InfiniteFuture when never.
   absl::Time TrackingSince(const std::string& function) const;
 
-  // Returns the sums of `function` over the hourly buckets in [floor_hour(from), to), cold waits in [from, to).
+  // Returns the sums of `function` over the hourly buckets in [floor_hour(from), to), cold waits in [from,
+  // to).
   LedgerTotals Totals(const std::string& function, absl::Time from, absl::Time to) const;
 
   // Writes changed buckets and new cold waits to the store (no-op without one).

@@ -141,11 +141,13 @@ absl::StatusOr<LifecycleConfig> ParseLifecycleConfig(const YAML::Node& root,
     if (function.node && !function.node.IsNull() && !function.node.IsMap()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": must be a mapping"));
     }
-    const YAML::Node schedule = function.node && function.node.IsMap() ? function.node["schedule"] : YAML::Node();
+    const YAML::Node schedule =
+        function.node && function.node.IsMap() ? function.node["schedule"] : YAML::Node();
     RETURN_IF_ERROR(ApplySchedule(schedule, absl::StrCat(path, ".schedule"), &policy));
     config.functions[function.name] = std::move(policy);
   }
-  if (config.functions.empty()) return absl::InvalidArgumentError("functions: at least one function is required");
+  if (config.functions.empty())
+    return absl::InvalidArgumentError("functions: at least one function is required");
   return config;
 }
 

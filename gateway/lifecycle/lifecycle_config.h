@@ -1,5 +1,5 @@
-// The lifecycle policy's configuration: billing, the schedule of each function and the simulator's service-time
-// model, validated once from the gateway's YAML into these typed structs.
+// The lifecycle policy's configuration: billing, the schedule of each function and the simulator's
+// service-time model, validated once from the gateway's YAML into these typed structs.
 #pragma once
 
 #include <array>
@@ -19,8 +19,8 @@ struct BillingConfig {
   std::string currency = "USD";
 };
 
-// One entry of `schedule.resident`: a daily window in the schedule's time zone. `days` names the days on which a
-// window opens; a window whose `to` is not after `from` ends on the next day (it crosses midnight).
+// One entry of `schedule.resident`: a daily window in the schedule's time zone. `days` names the days on
+// which a window opens; a window whose `to` is not after `from` ends on the next day (it crosses midnight).
 struct ResidentWindow {
   std::array<bool, 7> days{};  // Indexed Monday = 0 ... Sunday = 6.
   int from_minute = 0;         // Minutes after local midnight, [0, 1440).
@@ -44,7 +44,8 @@ struct ArchiveRule {
   ArchivedRequestAction on_request = ArchivedRequestAction::kRestore;
 };
 
-// `schedule:` (or `functions.NAME.schedule:` over it). The defaults are doze without a schedule: purely on demand.
+// `schedule:` (or `functions.NAME.schedule:` over it). The defaults are doze without a schedule: purely on
+// demand.
 struct SchedulePolicy {
   std::string timezone_name = "UTC";
   absl::TimeZone timezone = absl::UTCTimeZone();
@@ -79,8 +80,8 @@ struct FunctionNode {
   YAML::Node node;
 };
 
-// Parses the lifecycle keys of the gateway's YAML root and the schedule overrides of `functions`. Errors name the
-// key path, e.g. "schedule.resident[0].from: expected HH:MM, got \"9am\"".
+// Parses the lifecycle keys of the gateway's YAML root and the schedule overrides of `functions`. Errors name
+// the key path, e.g. "schedule.resident[0].from: expected HH:MM, got \"9am\"".
 absl::StatusOr<LifecycleConfig> ParseLifecycleConfig(const YAML::Node& root,
                                                      const std::vector<FunctionNode>& functions);
 

@@ -57,7 +57,8 @@ absl::Status LifecyclePolicy::Load() {
     auto it = marks.find(name);
     if (it == marks.end()) continue;
     f->mark = it->second;
-    if (f->mark.archived) Move(*f, WorkerState::kArchived, now, absl::StrCat("still archived: ", f->mark.reason));
+    if (f->mark.archived)
+      Move(*f, WorkerState::kArchived, now, absl::StrCat("still archived: ", f->mark.reason));
   }
   return absl::OkStatus();
 }
@@ -145,9 +146,10 @@ std::vector<Decision> LifecyclePolicy::Tick() {
 }
 
 absl::StatusOr<std::vector<Decision>> LifecyclePolicy::Archive(const std::string& function,
-                                                                const std::string& reason) {
+                                                               const std::string& reason) {
   auto it = functions_.find(function);
-  if (it == functions_.end()) return absl::NotFoundError(absl::StrCat("no function named \"", function, "\""));
+  if (it == functions_.end())
+    return absl::NotFoundError(absl::StrCat("no function named \"", function, "\""));
   std::vector<Decision> out;
   const absl::Time now = clock_->Now();
   if (!it->second->mark.archived) SetArchived(*it->second, now, true, reason, /*by_operator=*/true, &out);
@@ -157,7 +159,8 @@ absl::StatusOr<std::vector<Decision>> LifecyclePolicy::Archive(const std::string
 
 absl::StatusOr<std::vector<Decision>> LifecyclePolicy::Restore(const std::string& function) {
   auto it = functions_.find(function);
-  if (it == functions_.end()) return absl::NotFoundError(absl::StrCat("no function named \"", function, "\""));
+  if (it == functions_.end())
+    return absl::NotFoundError(absl::StrCat("no function named \"", function, "\""));
   std::vector<Decision> out;
   const absl::Time now = clock_->Now();
   SetArchived(*it->second, now, false, "restored by an operator", /*by_operator=*/true, &out);
@@ -269,9 +272,9 @@ void LifecyclePolicy::EvaluateArchiveRule(Function& f, absl::Time now, std::vect
   f.next_archive_check = now + kArchiveCheckInterval;
   const WorkerState state = f.machine.state();
   // Only a function nobody is using is archived: down, asleep, or ready and idle past its timeout.
-  const bool unused = state == WorkerState::kStopped || state == WorkerState::kFailed ||
-                      state == WorkerState::kSleeping ||
-                      (state == WorkerState::kReady && f.queued == 0 && f.in_flight == 0 && IdleLongEnough(f, now));
+  const bool unused =
+      state == WorkerState::kStopped || state == WorkerState::kFailed || state == WorkerState::kSleeping ||
+      (state == WorkerState::kReady && f.queued == 0 && f.in_flight == 0 && IdleLongEnough(f, now));
   if (!unused) return;
   ledger_->Settle(now);
   const double utilization =
@@ -290,7 +293,9 @@ absl::Time LifecyclePolicy::IdleDeadline(const Function& f) const {
   return std::max(idle_since + f.policy.idle_timeout, f.ready_since + f.policy.min_ready);
 }
 
-bool LifecyclePolicy::IdleLongEnough(const Function& f, absl::Time now) const { return now >= IdleDeadline(f); }
+bool LifecyclePolicy::IdleLongEnough(const Function& f, absl::Time now) const {
+  return now >= IdleDeadline(f);
+}
 
 void LifecyclePolicy::StartWorker(Function& f, absl::Time now, bool demand, std::vector<Decision>* out) {
   const bool waking = f.machine.state() == WorkerState::kSleeping;
@@ -374,13 +379,16 @@ bool LifecyclePolicy::CanDispatch(const std::string& function) const {
   return Get(function).machine.state() == WorkerState::kReady;
 }
 
-WorkerState LifecyclePolicy::StateOf(const std::string& function) const { return Get(function).machine.state(); }
+WorkerState LifecyclePolicy::StateOf(const std::string& function) const {
+  return Get(function).machine.state();
+}
 
 std::vector<FunctionStatus> LifecyclePolicy::Status() const {
   std::vector<FunctionStatus> status;
   for (const auto& [name, f] : functions_) {
-    FunctionStatus s{name,        f->machine.state(), f->machine.since(), f->mark.archived, f->queued,
-                     f->in_flight, f->resident,       DeadlineOf(*f),   {}};
+    FunctionStatus s{name,      f->machine.state(), f->machine.since(), f->mark.archived,
+                     f->queued, f->in_flight,       f->resident,        DeadlineOf(*f),
+                     {}};
     s.transitions.assign(f->machine.history().begin(), f->machine.history().end());
     status.push_back(std::move(s));
   }

@@ -1,8 +1,9 @@
 // The lifecycle policy: decides, per function, when its worker starts, stops, sleeps and wakes, and when the
 // function is archived. It is driven by events (a request queued, started, finished; a worker became ready,
-// stopped or failed; a tick of the clock) and answers each with decisions for the gateway to carry out. It reads
-// time only from the injected clock, so the gateway runs it on the real clock and the simulator and the tests on
-// a virtual one. Not thread-safe: the gateway calls it from its one policy loop (or under one mutex).
+// stopped or failed; a tick of the clock) and answers each with decisions for the gateway to carry out. It
+// reads time only from the injected clock, so the gateway runs it on the real clock and the simulator and the
+// tests on a virtual one. Not thread-safe: the gateway calls it from its one policy loop (or under one
+// mutex).
 #pragma once
 
 #include <map>
@@ -30,16 +31,16 @@ struct FunctionStatus {
   bool archived;
   int queued;
   int in_flight;
-  bool resident;            // Inside a resident window (or its pre-warm) now.
+  bool resident;             // Inside a resident window (or its pre-warm) now.
   absl::Time next_deadline;  // When the policy will next act on its own; InfiniteFuture when never.
   std::vector<Transition> transitions;
 };
 
 class LifecyclePolicy {
  public:
-  // How long a failed worker with no queued request waits before the policy starts it again (a resident window
-  // wants it up). Queued requests restart it at once: the supervisor's back-off (1 s doubling to 60 s) is what
-  // keeps a crash loop from spinning.
+  // How long a failed worker with no queued request waits before the policy starts it again (a resident
+  // window wants it up). Queued requests restart it at once: the supervisor's back-off (1 s doubling to 60 s)
+  // is what keeps a crash loop from spinning.
   static constexpr absl::Duration kFailedRetryDelay = absl::Seconds(5);
   // How often archive rules are evaluated.
   static constexpr absl::Duration kArchiveCheckInterval = absl::Minutes(1);
@@ -66,7 +67,8 @@ class LifecyclePolicy {
   std::vector<Decision> OnRequestAbandoned(const std::string& function);
 
   // The supervisor observed `event` of the function's worker; `detail` says why (for failures).
-  std::vector<Decision> OnWorkerEvent(const std::string& function, WorkerEvent event, const std::string& detail);
+  std::vector<Decision> OnWorkerEvent(const std::string& function, WorkerEvent event,
+                                      const std::string& detail);
 
   // Evaluates every function at the clock's time: windows opening and closing, idle timeouts, archive rules.
   std::vector<Decision> Tick();

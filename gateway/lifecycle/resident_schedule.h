@@ -1,6 +1,6 @@
-// When a function's workers should be up by the clock: its resident windows, placed on the calendar of its time
-// zone. Daylight-saving changes are Abseil's: a window is anchored to local wall-clock times, so an 09:00-18:00
-// window lasts 9 h on every day, including the days on which the clocks move.
+// When a function's workers should be up by the clock: its resident windows, placed on the calendar of its
+// time zone. Daylight-saving changes are Abseil's: a window is anchored to local wall-clock times, so an
+// 09:00-18:00 window lasts 9 h on every day, including the days on which the clocks move.
 #pragma once
 
 #include <vector>

@@ -48,7 +48,8 @@ absl::StatusOr<std::array<bool, 7>> ParseDays(const std::string& text, const std
 
 // Parses "HH:MM" into minutes after midnight; "24:00" only where `allow_end_of_day`.
 absl::StatusOr<int> ParseClockTime(const std::string& text, const std::string& path, bool allow_end_of_day) {
-  const absl::Status error = absl::InvalidArgumentError(absl::StrCat(path, ": expected HH:MM, got \"", text, "\""));
+  const absl::Status error =
+      absl::InvalidArgumentError(absl::StrCat(path, ": expected HH:MM, got \"", text, "\""));
   std::vector<std::string> parts = absl::StrSplit(text, ':');
   int hours = 0;
   int minutes = 0;
@@ -101,7 +102,8 @@ absl::StatusOr<ResidentWindow> ParseResidentWindow(const YAML::Node& node, const
   }
   ASSIGN_OR_RETURN(window.from_minute, ParseClockTime(*from, map.PathOf("from"), /*allow_end_of_day=*/false));
   ASSIGN_OR_RETURN(window.to_minute, ParseClockTime(*to, map.PathOf("to"), /*allow_end_of_day=*/true));
-  if (window.from_minute == window.to_minute) return map.Error("to", "must differ from `from` (an empty window)");
+  if (window.from_minute == window.to_minute)
+    return map.Error("to", "must differ from `from` (an empty window)");
   return window;
 }
 

@@ -9,8 +9,9 @@
 
 namespace doze::lifecycle {
 
-// Parses a window mapping found at `path` (e.g. "schedule.resident[0]"). `days` is a comma-separated list of days
-// and ranges ("mon-fri", "sat,sun", "fri-mon", "daily"); `from`/`to` are "HH:MM", and `to` may be "24:00".
+// Parses a window mapping found at `path` (e.g. "schedule.resident[0]"). `days` is a comma-separated list of
+// days and ranges ("mon-fri", "sat,sun", "fri-mon", "daily"); `from`/`to` are "HH:MM", and `to` may be
+// "24:00".
 absl::StatusOr<ResidentWindow> ParseResidentWindow(const YAML::Node& node, const std::string& path);
 
 }  // namespace doze::lifecycle

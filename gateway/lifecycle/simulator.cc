@@ -34,7 +34,10 @@ struct Completion {
 class Replay {
  public:
   Replay(const LifecycleConfig& config, std::vector<SimFunction> functions, absl::Time start)
-      : model_(config.simulation), functions_(std::move(functions)), clock_(start), policy_(config, &clock_, &ledger_) {}
+      : model_(config.simulation),
+        functions_(std::move(functions)),
+        clock_(start),
+        policy_(config, &clock_, &ledger_) {}
 
   absl::Status Run(const Trace& trace, absl::Time end, int64_t* rejected);
   LedgerTotals Totals(int function, absl::Time start, absl::Time end) const {
@@ -156,7 +159,8 @@ absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const T
   if (trace.requests.empty()) return absl::InvalidArgumentError("the trace holds no requests");
   for (const std::string& name : trace.functions) {
     if (!config.functions.contains(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("the trace names function \"", name, "\", which the config lacks"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the trace names function \"", name, "\", which the config lacks"));
     }
   }
   std::vector<SimFunction> functions;

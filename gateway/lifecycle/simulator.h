@@ -1,6 +1,7 @@
-// Replays a trace through the lifecycle policy on a virtual clock, with a service-time model standing in for the
-// workers: a start takes `cold_start`, a wake `wake`, a request prompt/prefill + completion/decode seconds, and
-// requests run side by side (continuous batching). The policy, ledger and pricing are the gateway's own code.
+// Replays a trace through the lifecycle policy on a virtual clock, with a service-time model standing in for
+// the workers: a start takes `cold_start`, a wake `wake`, a request prompt/prefill + completion/decode
+// seconds, and requests run side by side (continuous batching). The policy, ledger and pricing are the
+// gateway's own code.
 #pragma once
 
 #include <cstdint>

@@ -37,7 +37,9 @@ absl::Time FromMicros(int64_t micros) {
 // One prepared statement, finalized when it goes out of scope.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
   ~Statement() { sqlite3_finalize(stmt_); }
 
   // Returns the preparation's error, if any.
@@ -110,7 +112,8 @@ absl::Status StateStore::Exec(const char* sql) {
   return status;
 }
 
-absl::Status StateStore::SaveBuckets(const std::string& function, const std::map<int64_t, LedgerBucket>& buckets) {
+absl::Status StateStore::SaveBuckets(const std::string& function,
+                                     const std::map<int64_t, LedgerBucket>& buckets) {
   if (buckets.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(Exec("BEGIN"));
   Statement insert(db_,
@@ -119,8 +122,14 @@ absl::Status StateStore::SaveBuckets(const std::string& function, const std::map
   absl::Status status = insert.status();
   for (auto it = buckets.begin(); status.ok() && it != buckets.end(); ++it) {
     const LedgerBucket& b = it->second;
-    status = insert.Bind(1, function).Bind(2, it->first).Bind(3, b.busy_s).Bind(4, b.idle_s)
-                 .Bind(5, b.warming_s).Bind(6, b.off_s).Bind(7, b.cold_starts).Run();
+    status = insert.Bind(1, function)
+                 .Bind(2, it->first)
+                 .Bind(3, b.busy_s)
+                 .Bind(4, b.idle_s)
+                 .Bind(5, b.warming_s)
+                 .Bind(6, b.off_s)
+                 .Bind(7, b.cold_starts)
+                 .Run();
   }
   RETURN_IF_ERROR(Exec(status.ok() ? "COMMIT" : "ROLLBACK"));
   return status;
@@ -153,7 +162,8 @@ absl::StatusOr<StoredLedger> StateStore::LoadLedger() {
     if (!row) break;
     ledger.tracking_since[tracking.Text(0)] = FromMicros(tracking.Int(1));
   }
-  Statement hours(db_, "SELECT function, hour, busy_s, idle_s, warming_s, off_s, cold_starts FROM ledger_hours");
+  Statement hours(db_,
+                  "SELECT function, hour, busy_s, idle_s, warming_s, off_s, cold_starts FROM ledger_hours");
   RETURN_IF_ERROR(hours.status());
   while (true) {
     ASSIGN_OR_RETURN(bool row, hours.Step());
@@ -172,12 +182,17 @@ absl::StatusOr<StoredLedger> StateStore::LoadLedger() {
 }
 
 absl::Status StateStore::SaveArchiveMark(const std::string& function, const ArchiveMark& mark) {
-  Statement upsert(db_,
-                   "INSERT OR REPLACE INTO archive_marks (function, archived, at_us, reason, operator_restored_us) "
-                   "VALUES (?, ?, ?, ?, ?)");
+  Statement upsert(
+      db_,
+      "INSERT OR REPLACE INTO archive_marks (function, archived, at_us, reason, operator_restored_us) "
+      "VALUES (?, ?, ?, ?, ?)");
   RETURN_IF_ERROR(upsert.status());
-  return upsert.Bind(1, function).Bind(2, int64_t{mark.archived}).Bind(3, ToMicros(mark.at))
-      .Bind(4, mark.reason).Bind(5, ToMicros(mark.operator_restored_at)).Run();
+  return upsert.Bind(1, function)
+      .Bind(2, int64_t{mark.archived})
+      .Bind(3, ToMicros(mark.at))
+      .Bind(4, mark.reason)
+      .Bind(5, ToMicros(mark.operator_restored_at))
+      .Run();
 }
 
 absl::StatusOr<std::map<std::string, ArchiveMark>> StateStore::LoadArchiveMarks() {
@@ -194,18 +209,23 @@ absl::StatusOr<std::map<std::string, ArchiveMark>> StateStore::LoadArchiveMarks(
 }
 
 absl::Status StateStore::AppendTransition(const std::string& function, const Transition& transition) {
-  Statement insert(db_,
-                   "INSERT INTO transitions (function, at_us, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)");
+  Statement insert(
+      db_, "INSERT INTO transitions (function, at_us, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?)");
   RETURN_IF_ERROR(insert.status());
-  RETURN_IF_ERROR(insert.Bind(1, function).Bind(2, ToMicros(transition.at))
+  RETURN_IF_ERROR(insert.Bind(1, function)
+                      .Bind(2, ToMicros(transition.at))
                       .Bind(3, std::string(WorkerStateName(transition.from)))
-                      .Bind(4, std::string(WorkerStateName(transition.to))).Bind(5, transition.reason).Run());
+                      .Bind(4, std::string(WorkerStateName(transition.to)))
+                      .Bind(5, transition.reason)
+                      .Run());
   Statement trim(db_,
                  "DELETE FROM transitions WHERE function = ? AND id NOT IN (SELECT id FROM transitions WHERE "
                  "function = ? ORDER BY id DESC LIMIT ?)");
   RETURN_IF_ERROR(trim.status());
-  return trim.Bind(1, function).Bind(2, function)
-      .Bind(3, static_cast<int64_t>(FunctionStateMachine::kMaxHistory)).Run();
+  return trim.Bind(1, function)
+      .Bind(2, function)
+      .Bind(3, static_cast<int64_t>(FunctionStateMachine::kMaxHistory))
+      .Run();
 }
 
 absl::StatusOr<std::map<std::string, std::vector<Transition>>> StateStore::LoadTransitions() {

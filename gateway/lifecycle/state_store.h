@@ -16,8 +16,8 @@ struct sqlite3;
 
 namespace doze::lifecycle {
 
-// Whether a function is archived, since when and why. `operator_restored_at` is the last restore by an operator,
-// which starts a fresh utilisation window.
+// Whether a function is archived, since when and why. `operator_restored_at` is the last restore by an
+// operator, which starts a fresh utilisation window.
 struct ArchiveMark {
   bool archived = false;
   absl::Time at = absl::InfinitePast();

@@ -24,8 +24,8 @@ bool Digits(std::string_view text, size_t pos, size_t count, int* value) {
   return true;
 }
 
-// Reads what WriteTraceCsv writes ("2025-03-03T09:00:01.250+08:00") without absl::ParseTime's generality, which
-// dominates the replay of a month's trace; anything else falls back to absl::ParseTime.
+// Reads what WriteTraceCsv writes ("2025-03-03T09:00:01.250+08:00") without absl::ParseTime's generality,
+// which dominates the replay of a month's trace; anything else falls back to absl::ParseTime.
 bool ParseFixedTimestamp(std::string_view text, absl::Time* out) {
   int year, month, day, hour, minute, second, millis, offset_hours, offset_minutes;
   if (text.size() != 29 || text[4] != '-' || text[7] != '-' || text[10] != 'T' || text[13] != ':' ||
@@ -34,7 +34,8 @@ bool ParseFixedTimestamp(std::string_view text, absl::Time* out) {
   }
   if (!Digits(text, 0, 4, &year) || !Digits(text, 5, 2, &month) || !Digits(text, 8, 2, &day) ||
       !Digits(text, 11, 2, &hour) || !Digits(text, 14, 2, &minute) || !Digits(text, 17, 2, &second) ||
-      !Digits(text, 20, 3, &millis) || !Digits(text, 24, 2, &offset_hours) || !Digits(text, 27, 2, &offset_minutes)) {
+      !Digits(text, 20, 3, &millis) || !Digits(text, 24, 2, &offset_hours) ||
+      !Digits(text, 27, 2, &offset_minutes)) {
     return false;
   }
   const int offset_s = (text[23] == '-' ? -1 : 1) * (offset_hours * 3600 + offset_minutes * 60);
@@ -63,7 +64,8 @@ absl::StatusOr<Trace> ReadTraceCsv(std::istream& in) {
     if (line.empty()) continue;
     std::vector<absl::string_view> fields = absl::StrSplit(absl::StripSuffix(line, "\r"), ',');
     TraceRequest request;
-    if (fields.size() != 4 || !ParseTimestamp(std::string_view(fields[0].data(), fields[0].size()), &request.at) ||
+    if (fields.size() != 4 ||
+        !ParseTimestamp(std::string_view(fields[0].data(), fields[0].size()), &request.at) ||
         fields[1].empty() || !absl::SimpleAtoi(fields[2], &request.prompt_tokens) ||
         !absl::SimpleAtoi(fields[3], &request.completion_tokens) || request.prompt_tokens < 0 ||
         request.completion_tokens < 0) {

@@ -66,7 +66,8 @@ void AddMinute(const OfficeFunction& function, int index, absl::Time minute_star
 
 absl::StatusOr<Trace> SynthesizeTrace(const SynthOptions& options) {
   if (options.profile != "office") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown profile \"", options.profile, "\" (known: office)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown profile \"", options.profile, "\" (known: office)"));
   }
   if (options.days <= 0) return absl::InvalidArgumentError("days must be positive");
   Trace trace;
@@ -84,7 +85,8 @@ absl::StatusOr<Trace> SynthesizeTrace(const SynthOptions& options) {
         const OfficeFunction& function = kOffice[i];
         double rate = function.peak_per_s * shape;
         // Rare functions: a few requests per weekday, during office hours only.
-        if (function.per_weekday > 0) rate = weekend || hour < 9 || hour >= 18 ? 0 : function.per_weekday / 32400.0;
+        if (function.per_weekday > 0)
+          rate = weekend || hour < 9 || hour >= 18 ? 0 : function.per_weekday / 32400.0;
         if (rate > 0) AddMinute(function, i, start, rate, rng, &trace);
       }
     }

@@ -1,6 +1,6 @@
-// Synthetic request traces shaped like the article's office: morning and afternoon peaks, a lunch dip, an evening
-// tail, a thin night trickle and quiet weekends, over three functions (customer_service, copy_polish, and the
-// rarely used table_parse).
+// Synthetic request traces shaped like the article's office: morning and afternoon peaks, a lunch dip, an
+// evening tail, a thin night trickle and quiet weekends, over three functions (customer_service, copy_polish,
+// and the rarely used table_parse).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,7 @@ struct SynthOptions {
   std::string profile = "office";
   int days = 30;
   uint64_t seed = 1;
-  absl::CivilDay start = absl::CivilDay(2025, 3, 3);  // A Monday.
+  absl::CivilDay start = absl::CivilDay(2025, 3, 3);    // A Monday.
   absl::TimeZone zone = absl::FixedTimeZone(8 * 3600);  // The office's local time (Asia/Shanghai).
 };
 

@@ -9,8 +9,8 @@
 namespace doze::gateway {
 
 // Returns {"functions": {NAME: {"state", "pid", "since", "queue_depth", "in_flight", "requests", "tokens_in",
-// "tokens_out", "cold_starts", "last_cold_start_ms", "median_cold_start_ms", "last_error", ..., "lifecycle": {...}}}};
-// "state" is the worker process's, "lifecycle" the policy's view with its transitions and ledger.
+// "tokens_out", "cold_starts", "last_cold_start_ms", "median_cold_start_ms", "last_error", ..., "lifecycle":
+// {...}}}}; "state" is the worker process's, "lifecycle" the policy's view with its transitions and ledger.
 std::string RenderStatusJson(const FunctionTable& functions, LifecycleDriver* lifecycle);
 
 // Returns the Prometheus text exposition (format 0.0.4) of every function's metrics and worker state.

@@ -42,7 +42,8 @@ absl::StatusOr<std::unique_ptr<lifecycle::StateStore>> OpenStore(const std::stri
         absl::StrCat("state_file: cannot create ", parent.string(), ": ", error.message()));
   }
   absl::StatusOr<std::unique_ptr<lifecycle::StateStore>> store = lifecycle::StateStore::Open(path);
-  if (!store.ok()) return absl::FailedPreconditionError(absl::StrCat("state_file: ", store.status().message()));
+  if (!store.ok())
+    return absl::FailedPreconditionError(absl::StrCat("state_file: ", store.status().message()));
   return store;
 }
 
@@ -62,25 +63,23 @@ std::string Label(const std::string& value) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LifecycleDriver>> LifecycleDriver::Create(const lifecycle::LifecycleConfig& config,
-                                                                         const FunctionTable* functions,
-                                                                         Clock* clock,
-                                                                         net::any_io_executor executor) {
+absl::StatusOr<std::unique_ptr<LifecycleDriver>> LifecycleDriver::Create(
+    const lifecycle::LifecycleConfig& config, const FunctionTable* functions, Clock* clock,
+    net::any_io_executor executor) {
   ASSIGN_OR_RETURN(std::unique_ptr<lifecycle::StateStore> store, OpenStore(config.state_file));
   auto ledger = std::make_unique<lifecycle::Ledger>(store.get());
   RETURN_IF_ERROR(ledger->Load());
   auto policy = std::make_unique<lifecycle::LifecyclePolicy>(config, clock, ledger.get(), store.get());
   RETURN_IF_ERROR(policy->Load());
-  return std::unique_ptr<LifecycleDriver>(new LifecycleDriver(config, std::move(store), std::move(ledger),
-                                                              std::move(policy), functions, clock,
-                                                              std::move(executor)));
+  return std::unique_ptr<LifecycleDriver>(new LifecycleDriver(
+      config, std::move(store), std::move(ledger), std::move(policy), functions, clock, std::move(executor)));
 }
 
 LifecycleDriver::LifecycleDriver(const lifecycle::LifecycleConfig& config,
                                  std::unique_ptr<lifecycle::StateStore> store,
                                  std::unique_ptr<lifecycle::Ledger> ledger,
-                                 std::unique_ptr<lifecycle::LifecyclePolicy> policy, const FunctionTable* functions,
-                                 Clock* clock, net::any_io_executor executor)
+                                 std::unique_ptr<lifecycle::LifecyclePolicy> policy,
+                                 const FunctionTable* functions, Clock* clock, net::any_io_executor executor)
     : functions_(functions),
       clock_(clock),
       billing_(config.billing),
@@ -102,7 +101,8 @@ bool LifecycleDriver::Attach(FunctionRuntime& function) {
     return false;
   }
   function.dispatcher().set_listener(this);
-  function.supervisor().AddObserver([this](const WorkerTransition& transition) { OnWorkerTransition(transition); });
+  function.supervisor().AddObserver(
+      [this](const WorkerTransition& transition) { OnWorkerTransition(transition); });
   return true;
 }
 
@@ -159,9 +159,9 @@ absl::Status LifecycleDriver::OnQueued(const std::string& function) {
   for (const Decision& decision : decisions) rejected |= decision.action == Action::kReject;
   Apply(decisions);
   if (rejected) {
-    return absl::FailedPreconditionError(absl::StrCat("function ", function,
-                                                      " is archived; an operator must restore it (POST /ops/functions/",
-                                                      function, "/restore)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("function ", function, " is archived; an operator must restore it (POST /ops/functions/",
+                     function, "/restore)"));
   }
   return absl::OkStatus();
 }
@@ -226,8 +226,8 @@ void LifecycleDriver::Apply(const std::vector<Decision>& decisions) {
     if (stopped_) return;
   }
   for (const Decision& decision : decisions) {
-    DOZE_LOG(INFO) << "lifecycle: " << lifecycle::ActionName(decision.action) << " " << decision.function << ": "
-                   << decision.reason;
+    DOZE_LOG(INFO) << "lifecycle: " << lifecycle::ActionName(decision.action) << " " << decision.function
+                   << ": " << decision.reason;
     std::shared_ptr<FunctionRuntime> function = functions_->Find(decision.function);
     if (function != nullptr) ApplyOne(decision, *function);
   }
@@ -242,13 +242,15 @@ void LifecycleDriver::ApplyOne(const Decision& decision, FunctionRuntime& functi
       supervisor.EnsureReady(reason);
       // Already serving (an operator started it): no transition will come, so report it here.
       if (supervisor.state() == WorkerState::kReady) {
-        OnWorkerTransition({function.name(), WorkerState::kReady, WorkerState::kReady, reason, clock_->Now()});
+        OnWorkerTransition(
+            {function.name(), WorkerState::kReady, WorkerState::kReady, reason, clock_->Now()});
       }
       break;
     case Action::kStop:
       supervisor.Stop(reason);
       if (supervisor.state() == WorkerState::kStopped) {
-        OnWorkerTransition({function.name(), WorkerState::kStopped, WorkerState::kStopped, reason, clock_->Now()});
+        OnWorkerTransition(
+            {function.name(), WorkerState::kStopped, WorkerState::kStopped, reason, clock_->Now()});
       }
       break;
     case Action::kSleep:
@@ -296,10 +298,8 @@ nlohmann::json LifecycleDriver::LedgerJson(const std::string& function, absl::Ti
   lifecycle::LedgerTotals totals;
   if (since < now) totals = ledger_->Totals(function, since, now + absl::Hours(1));
   nlohmann::json json = lifecycle::CostSummaryToJson(lifecycle::Summarize(totals, billing_.gpu_hour_price));
-  json["gpu_seconds"] = {{"busy", totals.busy_s},
-                         {"idle", totals.idle_s},
-                         {"warming", totals.warming_s},
-                         {"off", totals.off_s}};
+  json["gpu_seconds"] = {
+      {"busy", totals.busy_s}, {"idle", totals.idle_s}, {"warming", totals.warming_s}, {"off", totals.off_s}};
   json["currency"] = billing_.currency;
   json["tracking_since"] = since < now ? nlohmann::json(Rfc3339(since)) : nlohmann::json(nullptr);
   return json;
@@ -312,7 +312,8 @@ nlohmann::json LifecycleDriver::StatusOf(const std::string& function) {
   for (const lifecycle::FunctionStatus& status : policy_->Status()) {
     if (status.name != function) continue;
     nlohmann::json transitions = nlohmann::json::array();
-    size_t first = status.transitions.size() > kStatusTransitions ? status.transitions.size() - kStatusTransitions : 0;
+    size_t first =
+        status.transitions.size() > kStatusTransitions ? status.transitions.size() - kStatusTransitions : 0;
     for (size_t i = first; i < status.transitions.size(); ++i) {
       const lifecycle::Transition& t = status.transitions[i];
       transitions.push_back({{"at", Rfc3339(t.at)},
@@ -324,8 +325,9 @@ nlohmann::json LifecycleDriver::StatusOf(const std::string& function) {
             {"since", Rfc3339(status.since)},
             {"archived", status.archived},
             {"resident", status.resident},
-            {"next_deadline", status.next_deadline == absl::InfiniteFuture() ? nlohmann::json(nullptr)
-                                                                              : nlohmann::json(Rfc3339(status.next_deadline))},
+            {"next_deadline", status.next_deadline == absl::InfiniteFuture()
+                                  ? nlohmann::json(nullptr)
+                                  : nlohmann::json(Rfc3339(status.next_deadline))},
             {"transitions", transitions},
             {"ledger", LedgerJson(function, now)}};
   }
@@ -355,8 +357,8 @@ void LifecycleDriver::RenderMetrics(std::string* out) {
     for (FunctionState s : {FunctionState::kArchived, FunctionState::kStopped, FunctionState::kStarting,
                             FunctionState::kReady, FunctionState::kSleeping, FunctionState::kWaking,
                             FunctionState::kDraining, FunctionState::kFailed}) {
-      absl::StrAppend(&state, "doze_lifecycle_state{", label, ",state=\"", lifecycle::WorkerStateName(s), "\"} ",
-                      s == status.state ? 1 : 0, "\n");
+      absl::StrAppend(&state, "doze_lifecycle_state{", label, ",state=\"", lifecycle::WorkerStateName(s),
+                      "\"} ", s == status.state ? 1 : 0, "\n");
     }
   }
   absl::StrAppend(out, "# HELP doze_gpu_seconds_total GPU seconds held by the function's worker, by use.\n",

@@ -1,8 +1,8 @@
-// Runs the lifecycle policy inside the gateway: one timer-driven loop per gateway ticks the policy at its next
-// deadline (at least every second), settles and flushes the ledger; request events come from the dispatchers
-// and worker events from the supervisors; the decisions go back to the supervisors (start, stop, sleep, wake)
-// and the dispatchers (409 for an archived function in reject mode). Thread-safe: the policy and the ledger are
-// used under one mutex, and decisions are carried out after it is released.
+// Runs the lifecycle policy inside the gateway: one timer-driven loop per gateway ticks the policy at its
+// next deadline (at least every second), settles and flushes the ledger; request events come from the
+// dispatchers and worker events from the supervisors; the decisions go back to the supervisors (start, stop,
+// sleep, wake) and the dispatchers (409 for an archived function in reject mode). Thread-safe: the policy and
+// the ledger are used under one mutex, and decisions are carried out after it is released.
 #pragma once
 
 #include <memory>
@@ -28,8 +28,8 @@ namespace doze::gateway {
 
 class LifecycleDriver : public DispatchListener {
  public:
-  // Opens the state file (none: nothing persists), loads the ledger, archive marks and transitions. `functions`
-  // and `clock` must outlive the driver.
+  // Opens the state file (none: nothing persists), loads the ledger, archive marks and transitions.
+  // `functions` and `clock` must outlive the driver.
   static absl::StatusOr<std::unique_ptr<LifecycleDriver>> Create(const lifecycle::LifecycleConfig& config,
                                                                  const FunctionTable* functions, Clock* clock,
                                                                  boost::asio::any_io_executor executor);
@@ -51,8 +51,8 @@ class LifecycleDriver : public DispatchListener {
   // Restores an archived `function`; returns its lifecycle state afterwards.
   absl::StatusOr<std::string> Restore(const std::string& function);
 
-  // Returns {"state", "since", "archived", "resident", "next_deadline", "transitions", "ledger"} of `function`,
-  // or null when the policy does not know it.
+  // Returns {"state", "since", "archived", "resident", "next_deadline", "transitions", "ledger"} of
+  // `function`, or null when the policy does not know it.
   nlohmann::json StatusOf(const std::string& function);
 
   // Appends the ledger's counters and the lifecycle state of every function in Prometheus text.
@@ -67,8 +67,9 @@ class LifecycleDriver : public DispatchListener {
 
  private:
   LifecycleDriver(const lifecycle::LifecycleConfig& config, std::unique_ptr<lifecycle::StateStore> store,
-                  std::unique_ptr<lifecycle::Ledger> ledger, std::unique_ptr<lifecycle::LifecyclePolicy> policy,
-                  const FunctionTable* functions, Clock* clock, boost::asio::any_io_executor executor);
+                  std::unique_ptr<lifecycle::Ledger> ledger,
+                  std::unique_ptr<lifecycle::LifecyclePolicy> policy, const FunctionTable* functions,
+                  Clock* clock, boost::asio::any_io_executor executor);
 
   bool Knows(const std::string& function) const { return names_.contains(function); }
   void OnWorkerTransition(const WorkerTransition& transition);

@@ -193,7 +193,8 @@ TEST_F(GatewayIdleStopE2eTest, IdleWorkerProcessEndsAndTheNextRequestBringsItBac
   ASSERT_EQ(Chat("copy_polish").status, 200);
   const pid_t first = Status()["copy_polish"]["pid"].get<pid_t>();
   ASSERT_TRUE(WaitForStatus("copy_polish", "/lifecycle/state", "stopped")) << Status()["copy_polish"].dump();
-  for (int i = 0; i < 100 && kill(first, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && kill(first, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_NE(kill(first, 0), 0) << "the worker process is still there";
   EXPECT_TRUE(Status()["copy_polish"]["pid"].is_null());
 

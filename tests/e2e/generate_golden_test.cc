@@ -1,14 +1,14 @@
-// `doze generate` on the CPU backend against Hugging Face transformers (fp32, eager) goldens made on the same random
-// checkpoints (tests/goldens/model, scripts/goldens/model_goldens.py): greedy tokens, top-10 logits and logsumexp of
-// the last prompt position, prompt token counts (so the tokenizer and chat template agree with HF's too).
+// `doze generate` on the CPU backend against Hugging Face transformers (fp32, eager) goldens made on the same
+// random checkpoints (tests/goldens/model, scripts/goldens/model_goldens.py): greedy tokens, top-10 logits
+// and logsumexp of the last prompt position, prompt token counts (so the tokenizer and chat template agree
+// with HF's too).
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "gtest/gtest.h"
 #include "tests/e2e/cli_process.h"
@@ -57,9 +57,9 @@ class GenerateGoldenTest : public ::testing::TestWithParam<std::string> {
 
   // Runs every golden prompt through one `doze generate` call with `extra` flags.
   ProcessResult Generate(const std::vector<std::string>& extra) const {
-    std::vector<std::string> argv = {DozeBinary(), "generate", "--model", model_dir_, "--backend", "cpu",
-                                     "--input", input_path_, "--max-tokens", "32", "--ignore-eos",
-                                     "--top-logits", "10"};
+    std::vector<std::string> argv = {DozeBinary(),   "generate",     "--model",   model_dir_,     "--backend",
+                                     "cpu",          "--input",      input_path_, "--max-tokens", "32",
+                                     "--ignore-eos", "--top-logits", "10"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return RunProcess(argv);
   }
@@ -84,7 +84,8 @@ class GenerateGoldenTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(have["ids"].size(), 10u);
     for (size_t k = 0; k < 10; ++k) {
       // Near-equal logits may swap places; compare each golden id's logit where it landed.
-      EXPECT_NEAR(have["logits"][k].get<double>(), want["logits"][k].get<double>(), kLogitTolerance) << "rank " << k;
+      EXPECT_NEAR(have["logits"][k].get<double>(), want["logits"][k].get<double>(), kLogitTolerance)
+          << "rank " << k;
     }
     EXPECT_EQ(have["ids"][0], want["ids"][0]);
     EXPECT_NEAR(have["logsumexp"].get<double>(), want["logsumexp"].get<double>(), kLogitTolerance);
@@ -95,9 +96,7 @@ class GenerateGoldenTest : public ::testing::TestWithParam<std::string> {
   std::string input_path_;
 };
 
-TEST_P(GenerateGoldenTest, BatchedGreedyAndLogitsMatchTransformers) {
-  ExpectMatchesGoldens(Generate({}));
-}
+TEST_P(GenerateGoldenTest, BatchedGreedyAndLogitsMatchTransformers) { ExpectMatchesGoldens(Generate({})); }
 
 TEST_P(GenerateGoldenTest, OneAtATimeMatchesTransformers) {
   ExpectMatchesGoldens(Generate({"--max-num-seqs", "1"}));
@@ -115,7 +114,8 @@ TEST_P(GenerateGoldenTest, SmallPrefillChunksKeepOutputsIdentical) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, GenerateGoldenTest,
-                         ::testing::Values("tiny-tied-gqa2", "tiny-untied-hd128-mha", "tiny-untied-gqa3-wide"));
+                         ::testing::Values("tiny-tied-gqa2", "tiny-untied-hd128-mha",
+                                           "tiny-untied-gqa3-wide"));
 
 }  // namespace
 }  // namespace doze::testing

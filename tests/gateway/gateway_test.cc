@@ -465,7 +465,8 @@ TEST_F(GatewayTest, IdleTimeoutStopsTheWorkerAndTheLedgerCountsBothPeriods) {
   }
   Json stopped = Status()["copy_polish"];
   EXPECT_EQ(stopped["lifecycle"]["state"], "stopped");
-  for (int i = 0; i < 100 && kill(first, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && kill(first, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_NE(kill(first, 0), 0) << "the worker process is still there";
   EXPECT_THAT(stopped["lifecycle"]["transitions"].dump(), HasSubstr("idle 1s outside resident windows"));
   ASSERT_EQ(Chat("copy_polish").status, 200);
@@ -506,9 +507,10 @@ TEST_F(GatewayTest, ArchiveInRejectModeIs409AndSurvivesARestartWithTheLedger) {
   EXPECT_GT(busy, 0);
 
   gateway_.reset();
-  gateway_ = std::make_unique<GatewayProcess>(
-      dir_, config_,
-      std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "5"}, {"DOZE_ADMIN_TOKEN", kAdminToken}});
+  gateway_ =
+      std::make_unique<GatewayProcess>(dir_, config_,
+                                       std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "5"},
+                                                                          {"DOZE_ADMIN_TOKEN", kAdminToken}});
   ASSERT_NE(gateway_->port(), 0) << "the gateway did not restart; see " << gateway_->log_path();
   port_ = gateway_->port();
   Json lifecycle = Status()["table_parse"]["lifecycle"];

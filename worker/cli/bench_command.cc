@@ -5,11 +5,10 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -26,7 +25,9 @@ using Clock = std::chrono::steady_clock;
 // The measured H100 device-to-device copy ceiling (docs/benchmarks.md), for the roofline fraction.
 constexpr double kHbmBytesPerSecond = 3.0e12;
 
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
 
 std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length) {
   std::uniform_int_distribution<int32_t> token(0, 151642);
@@ -60,7 +61,8 @@ struct DecodeFigures {
 // Runs `batch` prompts together; decode is timed over the steps after every prompt has its first token.
 DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len) {
   auto start = Clock::now();
-  for (int i = 0; i < batch; ++i) DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len)).ok());
+  for (int i = 0; i < batch; ++i)
+    DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len)).ok());
   int first_tokens = 0, decode_steps = 0;
   double prefill_s = 0;
   Clock::time_point decode_start;
@@ -95,7 +97,8 @@ std::vector<int> ParseBatches(const std::string& text) {
   return batches;
 }
 
-// Bytes a decode step must move: every weight once plus the KV of every context token (bytes_per_kv_token each).
+// Bytes a decode step must move: every weight once plus the KV of every context token (bytes_per_kv_token
+// each).
 double DecodeStepBytes(const ModelInstance& model, int batch, int context, double bytes_per_kv_token) {
   return static_cast<double>(model.checkpoint().weight_bytes()) + batch * context * bytes_per_kv_token;
 }
@@ -107,10 +110,12 @@ int BenchCommand(int argc, char** argv) {
   options.add_options()("batch", po::value<std::string>()->default_value("1"), "batch sizes, e.g. 1,8,64")(
       "prompt-len", po::value<int>()->default_value(512), "prompt tokens per request")(
       "gen-len", po::value<int>()->default_value(256), "generated tokens per request")(
-      "ttft-lens", po::value<std::string>()->default_value("512,2048"), "prompt lengths timed to first token");
+      "ttft-lens", po::value<std::string>()->default_value("512,2048"),
+      "prompt lengths timed to first token");
   AddEngineOptions(options);
   po::variables_map vm;
-  if (auto code = ParseOptions(argc, argv, options, vm, "doze bench --model DIR [--backend cpu|cuda] [--batch 1,8,64]"))
+  if (auto code = ParseOptions(argc, argv, options, vm,
+                               "doze bench --model DIR [--backend cpu|cuda] [--batch 1,8,64]"))
     return *code;
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));
@@ -118,23 +123,32 @@ int BenchCommand(int argc, char** argv) {
   std::mt19937 rng(1234);
   const int prompt_len = vm["prompt-len"].as<int>(), gen_len = vm["gen-len"].as<int>();
   const ModelConfig& config = (*model)->checkpoint().config();
-  const double kv_bytes = (*model)->backend() == "cuda" ? 2.0 * 2 * config.num_hidden_layers * config.kv_size()
-                                                        : 4.0 * 2 * config.num_hidden_layers * config.kv_size();
+  const double kv_bytes = (*model)->backend() == "cuda"
+                              ? 2.0 * 2 * config.num_hidden_layers * config.kv_size()
+                              : 4.0 * 2 * config.num_hidden_layers * config.kv_size();
 
   TimeToFirstToken(engine, rng, 16);  // warm-up: first-touch of weights and buffers
-  json report = {{"model", vm["model"].as<std::string>()}, {"backend", (*model)->backend()},
-                 {"prompt_len", prompt_len}, {"gen_len", gen_len}, {"decode", json::array()}, {"ttft_ms", json::object()}};
+  json report = {{"model", vm["model"].as<std::string>()},
+                 {"backend", (*model)->backend()},
+                 {"prompt_len", prompt_len},
+                 {"gen_len", gen_len},
+                 {"decode", json::array()},
+                 {"ttft_ms", json::object()}};
   std::printf("%-8s %12s %12s %14s %10s\n", "batch", "step ms", "tokens/s", "prefill tok/s", "roofline");
   for (int batch : ParseBatches(vm["batch"].as<std::string>())) {
     DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len);
     double context = prompt_len + gen_len / 2.0;
-    double roofline = DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
-    json row = {{"batch", batch}, {"step_ms", f.step_ms}, {"tokens_per_s", f.tokens_per_s},
+    double roofline =
+        DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
+    json row = {{"batch", batch},
+                {"step_ms", f.step_ms},
+                {"tokens_per_s", f.tokens_per_s},
                 {"prefill_tokens_per_s", f.prefill_tokens_per_s}};
     // The roofline is the H100's HBM: meaningless for the CPU backend.
     if ((*model)->backend() == "cuda") row["hbm_roofline_fraction"] = roofline;
     report["decode"].push_back(row);
-    std::string fraction = row.contains("hbm_roofline_fraction") ? std::to_string(100 * roofline).substr(0, 5) + "%" : "-";
+    std::string fraction =
+        row.contains("hbm_roofline_fraction") ? std::to_string(100 * roofline).substr(0, 5) + "%" : "-";
     std::printf("%-8d %12.3f %12.1f %14.1f %10s\n", batch, f.step_ms, f.tokens_per_s, f.prefill_tokens_per_s,
                 fraction.c_str());
   }

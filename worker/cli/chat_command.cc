@@ -38,7 +38,8 @@ int ChatCommand(int argc, char** argv) {
   AddEngineOptions(options);
   AddSamplingOptions(options);
   po::variables_map vm;
-  if (auto code = ParseOptions(argc, argv, options, vm, "doze chat --model DIR [--system TEXT]")) return *code;
+  if (auto code = ParseOptions(argc, argv, options, vm, "doze chat --model DIR [--system TEXT]"))
+    return *code;
   auto params = SamplingParamsFromFlags(vm);
   if (!params.ok()) return Fail(std::string(params.status().message()));
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));

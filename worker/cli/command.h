@@ -6,8 +6,8 @@
 
 namespace doze::cli {
 
-// Each subcommand parses its own arguments (argv[0] is the subcommand name) and returns the process exit code.
-// Errors are printed to stderr.
+// Each subcommand parses its own arguments (argv[0] is the subcommand name) and returns the process exit
+// code. Errors are printed to stderr.
 using CommandFn = int (*)(int argc, char** argv);
 
 struct Command {

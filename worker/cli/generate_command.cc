@@ -1,10 +1,9 @@
 // doze generate: every line of a JSON-lines file through one engine at once (continuous batching); results in
 // input order on stdout, the engine's counters as one JSON line on stderr.
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -33,13 +32,16 @@ json CountersJson(const EngineCounters& c) {
 }
 
 // Adds every request to the engine and steps it until all are finished.
-absl::StatusOr<std::vector<GenerationResult>> RunAll(ModelInstance& model, const std::vector<GenerateRequest>& requests) {
+absl::StatusOr<std::vector<GenerationResult>> RunAll(ModelInstance& model,
+                                                     const std::vector<GenerateRequest>& requests) {
   absl::flat_hash_map<uint64_t, size_t> index_of;
   for (size_t i = 0; i < requests.size(); ++i) {
     auto ids = model.PromptTokenIds(requests[i].prompt);
-    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("request ", i + 1, ": ", ids.status().message()));
+    if (!ids.ok())
+      return absl::InvalidArgumentError(absl::StrCat("request ", i + 1, ": ", ids.status().message()));
     auto id = model.engine().AddRequest(*std::move(ids), requests[i].params);
-    if (!id.ok()) return absl::InvalidArgumentError(absl::StrCat("request ", i + 1, ": ", id.status().message()));
+    if (!id.ok())
+      return absl::InvalidArgumentError(absl::StrCat("request ", i + 1, ": ", id.status().message()));
     index_of[*id] = i;
   }
   std::vector<GenerationResult> results(requests.size());

@@ -18,7 +18,8 @@ json LogprobsJson(const std::vector<TokenLogprobs>& tokens) {
   json out = json::array();
   for (const TokenLogprobs& token : tokens) {
     json top = json::array();
-    for (const TokenValue& entry : token.top) top.push_back({{"id", entry.token_id}, {"logprob", entry.value}});
+    for (const TokenValue& entry : token.top)
+      top.push_back({{"id", entry.token_id}, {"logprob", entry.value}});
     out.push_back({{"id", token.token_id}, {"logprob", token.logprob}, {"top_logprobs", top}});
   }
   return out;

@@ -1,10 +1,9 @@
 // Accumulates a request's step outputs into the JSON object `doze generate` prints for it.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "worker/engine/request_output.h"
 

@@ -3,10 +3,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "worker/cli/command.h"
@@ -36,7 +35,8 @@ BatchMetadata WholePromptBatch(const std::vector<int32_t>& ids, int block_size) 
 absl::Status WriteLogits(ModelRunner& runner, const std::vector<int32_t>& ids, const std::string& path) {
   if (ids.empty()) return absl::InvalidArgumentError("empty prompt");
   const int needed_blocks = (static_cast<int>(ids.size()) + runner.block_size() - 1) / runner.block_size();
-  if (needed_blocks > runner.num_kv_blocks()) return absl::InvalidArgumentError("prompt longer than the KV pool");
+  if (needed_blocks > runner.num_kv_blocks())
+    return absl::InvalidArgumentError("prompt longer than the KV pool");
   auto logits = runner.Forward(WholePromptBatch(ids, runner.block_size()));
   if (!logits.ok()) return logits.status();
   std::ofstream out(path, std::ios::binary);
@@ -50,11 +50,13 @@ absl::Status WriteLogits(ModelRunner& runner, const std::vector<int32_t>& ids, c
 
 int LogitsCommand(int argc, char** argv) {
   po::options_description options("doze logits");
-  options.add_options()("input", po::value<std::string>()->required(), "JSON lines with prompt_ids, prompt or messages")(
+  options.add_options()("input", po::value<std::string>()->required(),
+                        "JSON lines with prompt_ids, prompt or messages")(
       "out", po::value<std::string>()->required(), "output prefix: PREFIX.N.f32 for input line N (from 0)");
   AddEngineOptions(options);
   po::variables_map vm;
-  if (auto code = ParseOptions(argc, argv, options, vm, "doze logits --model DIR --input FILE --out PREFIX")) return *code;
+  if (auto code = ParseOptions(argc, argv, options, vm, "doze logits --model DIR --input FILE --out PREFIX"))
+    return *code;
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));
   std::ifstream in(vm["input"].as<std::string>());
@@ -63,7 +65,8 @@ int LogitsCommand(int argc, char** argv) {
   for (int index = 0; std::getline(in, line); ++index) {
     nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     PromptInput prompt;
-    if (value.is_object() && value.contains("prompt_ids")) prompt.token_ids = value["prompt_ids"].get<std::vector<int32_t>>();
+    if (value.is_object() && value.contains("prompt_ids"))
+      prompt.token_ids = value["prompt_ids"].get<std::vector<int32_t>>();
     if (value.is_object() && value.contains("prompt")) prompt.text = value["prompt"].get<std::string>();
     auto ids = (*model)->PromptTokenIds(prompt);
     if (!ids.ok()) return Fail(absl::StrCat("line ", index + 1, ": ", ids.status().message()));

@@ -24,16 +24,18 @@ int MakeModelCommand(int argc, char** argv) {
       "seed", po::value<uint64_t>()->default_value(0), "random seed")(
       "no-tie", po::bool_switch(), "write a separate lm_head instead of tying it to the embeddings")(
       "out", po::value<std::string>()->required(), "output directory")(
-      "tokenizer", po::value<std::string>(), "tokenizer.json to copy in (with a Qwen2.5 tokenizer_config.json)")(
-      "hidden-size", po::value<int>(), "override the preset's hidden size")(
-      "num-layers", po::value<int>(), "override the number of layers")(
+      "tokenizer", po::value<std::string>(),
+      "tokenizer.json to copy in (with a Qwen2.5 tokenizer_config.json)")(
+      "hidden-size", po::value<int>(), "override the preset's hidden size")("num-layers", po::value<int>(),
+                                                                            "override the number of layers")(
       "num-heads", po::value<int>(), "override the number of attention heads")(
       "num-kv-heads", po::value<int>(), "override the number of key/value heads")(
       "head-dim", po::value<int>(), "override the head dimension")(
-      "intermediate-size", po::value<int>(), "override the MLP width")(
-      "vocab-size", po::value<int>(), "override the vocabulary size");
+      "intermediate-size", po::value<int>(), "override the MLP width")("vocab-size", po::value<int>(),
+                                                                       "override the vocabulary size");
   po::variables_map vm;
-  const char* usage = "doze make-model --preset tiny|qwen2.5-0.5b [--seed N] [--no-tie] --out DIR [--tokenizer PATH]";
+  const char* usage =
+      "doze make-model --preset tiny|qwen2.5-0.5b [--seed N] [--no-tie] --out DIR [--tokenizer PATH]";
   if (auto code = ParseOptions(argc, argv, options, vm, usage)) return *code;
 
   RandomCheckpointOptions checkpoint;
@@ -55,8 +57,8 @@ int MakeModelCommand(int argc, char** argv) {
     return Fail(std::string(status.message()));
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cerr << "doze: wrote a random " << checkpoint.preset << " checkpoint to " << checkpoint.out_dir << " in "
-            << seconds << " s\n";
+  std::cerr << "doze: wrote a random " << checkpoint.preset << " checkpoint to " << checkpoint.out_dir
+            << " in " << seconds << " s\n";
   return 0;
 }
 

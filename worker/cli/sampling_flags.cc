@@ -16,7 +16,8 @@ absl::StatusOr<std::vector<ChatMessage>> ParseMessages(const json& value) {
     const json& m = value[i];
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
         !m["content"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("messages[", i, "]: expected {\"role\": string, \"content\": string}"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "]: expected {\"role\": string, \"content\": string}"));
     }
     messages.push_back(ChatMessage{m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
@@ -30,7 +31,8 @@ absl::StatusOr<PromptInput> ParsePrompt(const json& line) {
     if (!ids.is_array()) return absl::InvalidArgumentError("prompt_ids: expected an array of integers");
     std::vector<int32_t> token_ids;
     for (const json& id : ids) {
-      if (!id.is_number_integer()) return absl::InvalidArgumentError("prompt_ids: expected an array of integers");
+      if (!id.is_number_integer())
+        return absl::InvalidArgumentError("prompt_ids: expected an array of integers");
       token_ids.push_back(id.get<int32_t>());
     }
     prompt.token_ids = std::move(token_ids);
@@ -60,15 +62,16 @@ absl::Status Override(const json& line, const char* key, T& field) {
 }
 
 absl::Status ApplyOverrides(const json& line, SamplingParams& params) {
-  for (absl::Status status : {Override(line, "max_tokens", params.max_tokens),
-                              Override(line, "temperature", params.temperature),
-                              Override(line, "top_p", params.top_p), Override(line, "top_k", params.top_k),
-                              Override(line, "min_p", params.min_p), Override(line, "ignore_eos", params.ignore_eos),
-                              Override(line, "stop", params.stop)}) {
+  for (absl::Status status :
+       {Override(line, "max_tokens", params.max_tokens), Override(line, "temperature", params.temperature),
+        Override(line, "top_p", params.top_p), Override(line, "top_k", params.top_k),
+        Override(line, "min_p", params.min_p), Override(line, "ignore_eos", params.ignore_eos),
+        Override(line, "stop", params.stop)}) {
     if (!status.ok()) return status;
   }
   if (line.contains("seed")) {
-    if (!line["seed"].is_number_unsigned()) return absl::InvalidArgumentError("seed: expected a non-negative integer");
+    if (!line["seed"].is_number_unsigned())
+      return absl::InvalidArgumentError("seed: expected a non-negative integer");
     params.seed = line["seed"].get<uint64_t>();
   }
   return absl::OkStatus();
@@ -77,14 +80,16 @@ absl::Status ApplyOverrides(const json& line, SamplingParams& params) {
 }  // namespace
 
 void AddSamplingOptions(po::options_description& options) {
-  options.add_options()("max-tokens", po::value<int>()->default_value(128), "most tokens to generate per request")(
+  options.add_options()("max-tokens", po::value<int>()->default_value(128),
+                        "most tokens to generate per request")(
       "temperature", po::value<float>()->default_value(0.0f), "0 is greedy")(
       "top-p", po::value<float>()->default_value(1.0f), "nucleus sampling mass")(
       "top-k", po::value<int>()->default_value(0), "keep the k most likely tokens (0: off)")(
       "min-p", po::value<float>()->default_value(0.0f), "drop tokens below min_p times the best one")(
       "seed", po::value<uint64_t>(), "sampling seed (the same seed gives the same output)")(
       "ignore-eos", po::bool_switch(), "keep generating past end-of-sequence tokens")(
-      "top-logits", po::value<int>()->default_value(0), "report the K highest logits of the last prompt position")(
+      "top-logits", po::value<int>()->default_value(0),
+      "report the K highest logits of the last prompt position")(
       "logprobs", po::value<int>(), "report the log-probability of each token and of the N most likely")(
       "repetition-penalty", po::value<float>()->default_value(1.0f), "Hugging Face repetition penalty")(
       "presence-penalty", po::value<float>()->default_value(0.0f), "OpenAI presence penalty")(
@@ -133,9 +138,11 @@ absl::StatusOr<std::vector<GenerateRequest>> ReadGenerateRequests(const std::str
   for (int number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     json value = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (value.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": not valid JSON"));
+    if (value.is_discarded())
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": not valid JSON"));
     auto request = ParseGenerateRequest(value, defaults);
-    if (!request.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": ", request.status().message()));
+    if (!request.ok())
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", number, ": ", request.status().message()));
     requests.push_back(*std::move(request));
   }
   return requests;

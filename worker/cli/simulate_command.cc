@@ -58,18 +58,19 @@ std::vector<std::pair<std::string, YAML::Node>> ComparedPolicies(const YAML::Nod
   return {{"always-on", always_on}, {"on-demand", on_demand}, {"config", root}};
 }
 
-absl::StatusOr<lifecycle::SimulationResult> SimulateYaml(const YAML::Node& root, const lifecycle::Trace& trace) {
+absl::StatusOr<lifecycle::SimulationResult> SimulateYaml(const YAML::Node& root,
+                                                         const lifecycle::Trace& trace) {
   ASSIGN_OR_RETURN(lifecycle::LifecycleConfig config, lifecycle::ParseLifecycleConfig(root));
   return lifecycle::Simulate(config, trace);
 }
 
 void PrintTable(const std::vector<std::pair<std::string, lifecycle::SimulationResult>>& rows) {
-  std::printf("%-10s %10s %10s %10s %8s %11s %9s %9s %11s\n", "policy", "gpu_hours", "cost", "always_on", "savings",
-              "cold_starts", "wait_p50", "wait_p95", "utilization");
+  std::printf("%-10s %10s %10s %10s %8s %11s %9s %9s %11s\n", "policy", "gpu_hours", "cost", "always_on",
+              "savings", "cold_starts", "wait_p50", "wait_p95", "utilization");
   for (const auto& [name, result] : rows) {
     const lifecycle::CostSummary& s = result.total;
-    std::printf("%-10s %10.1f %10.2f %10.2f %8.3f %11lld %8.3fs %8.3fs %11.3f\n", name.c_str(), s.gpu_hours, s.cost,
-                s.always_on_cost, s.savings, static_cast<long long>(s.cold_starts), s.cold_wait_p50_s,
+    std::printf("%-10s %10.1f %10.2f %10.2f %8.3f %11lld %8.3fs %8.3fs %11.3f\n", name.c_str(), s.gpu_hours,
+                s.cost, s.always_on_cost, s.savings, static_cast<long long>(s.cold_starts), s.cold_wait_p50_s,
                 s.cold_wait_p95_s, s.utilization);
   }
 }
@@ -78,12 +79,15 @@ void PrintTable(const std::vector<std::pair<std::string, lifecycle::SimulationRe
 
 int SimulateCommand(int argc, char** argv) {
   po::options_description options("doze simulate");
-  options.add_options()("config", po::value<std::string>()->required(), "the gateway's YAML (config/doze.yaml)")(
+  options.add_options()("config", po::value<std::string>()->required(),
+                        "the gateway's YAML (config/doze.yaml)")(
       "trace", po::value<std::string>()->required(), "a CSV trace (doze trace synth)")(
-      "policy-override", po::value<std::vector<std::string>>()->composing(), "KEY=VALUE over the config, repeatable")(
+      "policy-override", po::value<std::vector<std::string>>()->composing(),
+      "KEY=VALUE over the config, repeatable")(
       "compare", po::bool_switch(), "print always-on, on-demand and the config's policy side by side");
   po::variables_map vm;
-  if (auto code = ParseOptions(argc, argv, options, vm, "doze simulate --config FILE --trace FILE")) return *code;
+  if (auto code = ParseOptions(argc, argv, options, vm, "doze simulate --config FILE --trace FILE"))
+    return *code;
   const auto started = std::chrono::steady_clock::now();
   YAML::Node root;
   try {

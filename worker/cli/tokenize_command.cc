@@ -1,8 +1,7 @@
 // doze tokenize: JSON strings in, JSON arrays of ids out, one per line (--decode: the reverse).
 #include <iostream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "worker/cli/command.h"
@@ -44,7 +43,8 @@ int TokenizeCommand(int argc, char** argv) {
       "decode", po::bool_switch(), "decode JSON arrays of ids into JSON strings")(
       "skip-special-tokens", po::bool_switch(), "with --decode: leave special tokens out");
   po::variables_map vm;
-  if (auto code = ParseOptions(argc, argv, options, vm, "doze tokenize --model DIR [--decode] < lines")) return *code;
+  if (auto code = ParseOptions(argc, argv, options, vm, "doze tokenize --model DIR [--decode] < lines"))
+    return *code;
   std::string path;
   if (vm.count("tokenizer")) {
     path = vm["tokenizer"].as<std::string>();

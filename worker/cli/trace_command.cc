@@ -18,8 +18,9 @@ int TraceCommand(int argc, char** argv) {
     return 2;
   }
   po::options_description options("doze trace synth");
-  options.add_options()("profile", po::value<std::string>()->default_value("office"), "traffic shape (office)")(
-      "days", po::value<int>()->default_value(30), "days of traffic")(
+  options.add_options()("profile", po::value<std::string>()->default_value("office"),
+                        "traffic shape (office)")("days", po::value<int>()->default_value(30),
+                                                  "days of traffic")(
       "seed", po::value<uint64_t>()->default_value(1), "random seed; the same seed gives the same trace")(
       "start", po::value<std::string>()->default_value("2025-03-03"), "first day, YYYY-MM-DD")(
       "timezone", po::value<std::string>()->default_value("Asia/Shanghai"), "the office's time zone")(
@@ -33,8 +34,10 @@ int TraceCommand(int argc, char** argv) {
   synth.profile = vm["profile"].as<std::string>();
   synth.days = vm["days"].as<int>();
   synth.seed = vm["seed"].as<uint64_t>();
-  if (!absl::ParseCivilTime(vm["start"].as<std::string>(), &synth.start)) return Fail("--start: expected YYYY-MM-DD");
-  if (!absl::LoadTimeZone(vm["timezone"].as<std::string>(), &synth.zone)) return Fail("--timezone: unknown zone");
+  if (!absl::ParseCivilTime(vm["start"].as<std::string>(), &synth.start))
+    return Fail("--start: expected YYYY-MM-DD");
+  if (!absl::LoadTimeZone(vm["timezone"].as<std::string>(), &synth.zone))
+    return Fail("--timezone: unknown zone");
   absl::StatusOr<lifecycle::Trace> trace = lifecycle::SynthesizeTrace(synth);
   if (!trace.ok()) return Fail(std::string(trace.status().message()));
   if (!vm.count("out")) {

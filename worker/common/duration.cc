@@ -23,8 +23,8 @@ absl::StatusOr<absl::Duration> ParseConfigDuration(std::string_view text) {
   while (pos < text.size()) {
     // One "<number><unit>" term: absl parses every unit but "d", which is handled here as 24 h.
     size_t unit_begin = pos;
-    while (unit_begin < text.size() && (std::isdigit(static_cast<unsigned char>(text[unit_begin])) ||
-                                        text[unit_begin] == '.')) {
+    while (unit_begin < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[unit_begin])) || text[unit_begin] == '.')) {
       ++unit_begin;
     }
     size_t unit_end = unit_begin;

@@ -1,4 +1,5 @@
-// Durations as written in configuration files: Abseil's syntax ("90s", "5m", "1h30m", "250ms") plus a day unit
+// Durations as written in configuration files: Abseil's syntax ("90s", "5m", "1h30m", "250ms") plus a day
+// unit
 // ("7d"), which absl::ParseDuration lacks and archive windows need.
 #pragma once
 

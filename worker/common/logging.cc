@@ -26,11 +26,16 @@ std::atomic<LogLevel>& MinLevel() {
 
 const char* LevelName(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "D";
-    case LogLevel::kInfo: return "I";
-    case LogLevel::kWarning: return "W";
-    case LogLevel::kError: return "E";
-    case LogLevel::kFatal: return "F";
+    case LogLevel::kDebug:
+      return "D";
+    case LogLevel::kInfo:
+      return "I";
+    case LogLevel::kWarning:
+      return "W";
+    case LogLevel::kError:
+      return "E";
+    case LogLevel::kFatal:
+      return "F";
   }
   return "?";
 }
@@ -49,8 +54,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
   gmtime_r(&seconds, &tm_utc);
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm_utc);
-  stream_ << LevelName(level) << ' ' << stamp << '.' << (millis < 100 ? (millis < 10 ? "00" : "0") : "") << millis
-          << ' ' << (base ? base + 1 : file) << ':' << line << "] ";
+  stream_ << LevelName(level) << ' ' << stamp << '.' << (millis < 100 ? (millis < 10 ? "00" : "0") : "")
+          << millis << ' ' << (base ? base + 1 : file) << ':' << line << "] ";
 }
 
 LogMessage::~LogMessage() {

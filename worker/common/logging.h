@@ -32,9 +32,9 @@ class LogMessage {
 #define DOZE_LOG_ERROR ::doze::LogLevel::kError
 #define DOZE_LOG_FATAL ::doze::LogLevel::kFatal
 
-#define DOZE_LOG(level)                                    \
-  if (DOZE_LOG_##level < ::doze::MinLogLevel()) {          \
-  } else                                                   \
+#define DOZE_LOG(level)                           \
+  if (DOZE_LOG_##level < ::doze::MinLogLevel()) { \
+  } else                                          \
     ::doze::LogMessage(DOZE_LOG_##level, __FILE__, __LINE__).stream()
 
 // Aborts with the condition's text when it is false: for invariants, never for input validation.

@@ -50,11 +50,12 @@ class ModelRunner {
   virtual bool SupportsDeviceSampling() const { return false; }
   // Runs the step like Forward, then picks logits row i's next token where the logits are, per rows[i]
   // (rows.size() == batch.num_logits()), and returns only the token ids. The contract is the host Sampler's
-  // result: greedy takes the lowest id of the largest logit; temperature > 0 keeps what MaskTopK, MaskTopP and
-  // MaskMinP keep and draws by inverse CDF over ids with SeededUniform(seed, step). Float rounding may differ
-  // from the host's, so a draw that lands within rounding of a CDF boundary may pick the neighbouring token.
-  virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(const BatchMetadata& /*batch*/,
-                                                                absl::Span<const DeviceSamplingRow> /*rows*/) {
+  // result: greedy takes the lowest id of the largest logit; temperature > 0 keeps what MaskTopK, MaskTopP
+  // and MaskMinP keep and draws by inverse CDF over ids with SeededUniform(seed, step). Float rounding may
+  // differ from the host's, so a draw that lands within rounding of a CDF boundary may pick the neighbouring
+  // token.
+  virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
+      const BatchMetadata& /*batch*/, absl::Span<const DeviceSamplingRow> /*rows*/) {
     return absl::UnimplementedError("this backend samples on the host only");
   }
   // Releases device memory while the worker sleeps: the KV cache is freed (its contents are lost) and the

@@ -17,7 +17,8 @@ class SafetensorsFile;
 class Checkpoint {
  public:
   // Loads `dir`: config.json, generation_config.json (optional), model.safetensors or
-  // model.safetensors.index.json with its shards. Every expected tensor is checked for presence, dtype and shape.
+  // model.safetensors.index.json with its shards. Every expected tensor is checked for presence, dtype and
+  // shape.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Load(const std::string& dir);
   ~Checkpoint();
 

@@ -24,8 +24,8 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   DType torch_dtype = DType::kBF16;
-  int bos_token_id = -1;               // -1 when absent
-  std::vector<int> eos_token_ids;      // config.json's eos_token_id (int or list)
+  int bos_token_id = -1;           // -1 when absent
+  std::vector<int> eos_token_ids;  // config.json's eos_token_id (int or list)
 
   int q_size() const { return num_attention_heads * head_dim; }
   int kv_size() const { return num_key_value_heads * head_dim; }

@@ -1,4 +1,5 @@
-// Views of every Qwen2 weight tensor, in Hugging Face's shapes ([out_features, in_features] for linear layers).
+// Views of every Qwen2 weight tensor, in Hugging Face's shapes ([out_features, in_features] for linear
+// layers).
 #pragma once
 
 #include <vector>

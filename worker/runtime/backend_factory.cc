@@ -27,7 +27,8 @@ size_t CpuKvBytesPerToken(const ModelConfig& config) {
   return size_t{2} * config.num_hidden_layers * config.kv_size() * sizeof(float);
 }
 
-absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint, const BackendOptions& options) {
+absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint,
+                                                  const BackendOptions& options) {
   bool cuda = options.name == "cuda" || (options.name == "auto" && CudaDeviceAvailable());
   if (cuda) {
     auto runner = CreateCudaRunner(checkpoint, options.kv_cache_tokens, options.gpu_memory_fraction,
@@ -36,8 +37,8 @@ absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint, 
     return BackendRunner{"cuda", *std::move(runner)};
   }
   if (options.name == "cpu" || options.name == "auto") return MakeCpuRunner(checkpoint, options);
-  return absl::InvalidArgumentError(absl::StrCat("backend: unknown backend '", options.name,
-                                                 "' (expected auto, cpu or cuda)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("backend: unknown backend '", options.name, "' (expected auto, cpu or cuda)"));
 }
 
 }  // namespace doze

@@ -23,9 +23,10 @@ struct BackendRunner {
   std::unique_ptr<ModelRunner> runner;
 };
 
-// Builds the runner; `checkpoint` must outlive it. InvalidArgument for an unknown name, FailedPrecondition when
-// "cuda" is asked for and this build or machine has none.
-absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint, const BackendOptions& options);
+// Builds the runner; `checkpoint` must outlive it. InvalidArgument for an unknown name, FailedPrecondition
+// when "cuda" is asked for and this build or machine has none.
+absl::StatusOr<BackendRunner> CreateBackendRunner(const Checkpoint& checkpoint,
+                                                  const BackendOptions& options);
 
 // KV cache bytes per token of the CPU backend (fp32 K and V of every layer).
 size_t CpuKvBytesPerToken(const ModelConfig& config);

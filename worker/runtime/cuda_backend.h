@@ -13,8 +13,10 @@ namespace doze {
 // Whether this build has the CUDA backend and the machine a usable GPU.
 bool CudaDeviceAvailable();
 
-// A CudaModelRunner over `checkpoint`; kv_cache_tokens > 0 fixes the pool size, else gpu_memory_fraction sizes it.
-absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint, int kv_cache_tokens,
-                                                              double gpu_memory_fraction, int max_num_seqs);
+// A CudaModelRunner over `checkpoint`; kv_cache_tokens > 0 fixes the pool size, else gpu_memory_fraction
+// sizes it.
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
+                                                              int kv_cache_tokens, double gpu_memory_fraction,
+                                                              int max_num_seqs);
 
 }  // namespace doze

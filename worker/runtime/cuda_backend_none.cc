@@ -5,7 +5,8 @@ namespace doze {
 bool CudaDeviceAvailable() { return false; }
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint&, int, double, int) {
-  return absl::FailedPreconditionError("backend cuda: this build has no CUDA backend (built with DOZE_CUDA=OFF)");
+  return absl::FailedPreconditionError(
+      "backend cuda: this build has no CUDA backend (built with DOZE_CUDA=OFF)");
 }
 
 }  // namespace doze

@@ -24,8 +24,9 @@ absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const Model
   engine_config.max_num_batched_tokens = options.max_num_batched_tokens;
   engine_config.seed = options.seed;
   const GenerationConfig& generation = instance->checkpoint_->generation_config();
-  const std::vector<int>& eos = generation.eos_token_ids.empty() ? instance->checkpoint_->config().eos_token_ids
-                                                                 : generation.eos_token_ids;
+  const std::vector<int>& eos = generation.eos_token_ids.empty()
+                                    ? instance->checkpoint_->config().eos_token_ids
+                                    : generation.eos_token_ids;
   engine_config.eos_token_ids.assign(eos.begin(), eos.end());
   instance->engine_ =
       std::make_unique<Engine>(instance->runner_.get(), instance->decoders_.get(), std::move(engine_config));

@@ -1,5 +1,5 @@
-// Everything one served model needs, built from a Hugging Face directory: checkpoint, tokenizer, backend runner
-// and engine. Used by `doze generate`, `doze chat`, `doze bench` and the worker process.
+// Everything one served model needs, built from a Hugging Face directory: checkpoint, tokenizer, backend
+// runner and engine. Used by `doze generate`, `doze chat`, `doze bench` and the worker process.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/tokenizer_text_decoder.h"
 #include "worker/model/checkpoint.h"
 #include "worker/runtime/prompt_input.h"
-#include "worker/engine/tokenizer_text_decoder.h"
 #include "worker/tokenizer/chat_template.h"
 #include "worker/tokenizer/tokenizer.h"
 
@@ -40,8 +40,8 @@ class ModelInstance {
   ModelRunner& runner() { return *runner_; }
   // "cpu" or "cuda".
   const std::string& backend() const { return backend_; }
-  // Turns a prompt into token ids: ids are checked against the vocabulary, text is encoded, messages are rendered
-  // with the chat template (generation prompt added) and encoded.
+  // Turns a prompt into token ids: ids are checked against the vocabulary, text is encoded, messages are
+  // rendered with the chat template (generation prompt added) and encoded.
   absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const PromptInput& prompt) const;
 
  private:

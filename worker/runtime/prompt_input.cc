@@ -8,7 +8,8 @@ namespace doze {
 absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const Tokenizer& tokenizer, int vocab_size,
                                                     const PromptInput& prompt, std::string_view ids_field) {
   int forms = prompt.token_ids.has_value() + prompt.text.has_value() + prompt.messages.has_value();
-  if (forms != 1) return absl::InvalidArgumentError("prompt: give exactly one of token ids, text or messages");
+  if (forms != 1)
+    return absl::InvalidArgumentError("prompt: give exactly one of token ids, text or messages");
   if (prompt.token_ids) {
     for (size_t i = 0; i < prompt.token_ids->size(); ++i) {
       const int32_t id = (*prompt.token_ids)[i];

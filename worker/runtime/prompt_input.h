@@ -19,8 +19,8 @@ struct PromptInput {
   std::optional<std::vector<ChatMessage>> messages;
 };
 
-// Turns a prompt into token ids: ids are checked against [0, vocab_size) (errors name `ids_field`[i]), text is
-// encoded, messages are rendered with the chat template (generation prompt added) and encoded.
+// Turns a prompt into token ids: ids are checked against [0, vocab_size) (errors name `ids_field`[i]), text
+// is encoded, messages are rendered with the chat template (generation prompt added) and encoded.
 absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const Tokenizer& tokenizer, int vocab_size,
                                                     const PromptInput& prompt, std::string_view ids_field);
 

@@ -136,8 +136,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"model: {path: m}\nserver: [1]\nfunctions: {f: {}}", "server: must be a mapping"},
         BadConfig{"model: {path: m}\nworkers: {idle_stop: 5m}\nfunctions: {f: {}}",
                   "workers.idle_stop: was replaced by schedule.idle_timeout"},
-        BadConfig{"model: {path: m}\nschedule: {idle_action: nap}\nfunctions: {f: {}}", "schedule.idle_action"},
-        BadConfig{"model: {path: m}\nfunctions: {f: {schedule: {resident: [{days: mon-fri, from: 9am, to: '18:00'}]}}}",
+        BadConfig{"model: {path: m}\nschedule: {idle_action: nap}\nfunctions: {f: {}}",
+                  "schedule.idle_action"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {schedule: {resident: [{days: mon-fri, from: 9am, to: "
+                  "'18:00'}]}}}",
                   "functions.f.schedule.resident[0].from"},
         BadConfig{"model: {path: m}\nfunctions: {f: {}}\nbilling: {price: 1}", "billing.price: unknown key"},
         BadConfig{"model: {path: m\nfunctions:", "line "}));

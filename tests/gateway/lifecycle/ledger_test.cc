@@ -17,8 +17,9 @@ const absl::Time kT0 = absl::FromUnixSeconds(1'740'960'000);  // 2025-03-03 00:0
 
 // Off 0-100 s, warming 100-101, idle 101-200, busy 200-3700 (crosses the hour), idle 3700-4000, off after.
 void FillSmallTable(Ledger& ledger) {
-  const std::pair<int, GpuUse> table[] = {{0, GpuUse::kOff},     {100, GpuUse::kWarming}, {101, GpuUse::kIdle},
-                                          {200, GpuUse::kBusy},  {3700, GpuUse::kIdle},   {4000, GpuUse::kOff}};
+  const std::pair<int, GpuUse> table[] = {{0, GpuUse::kOff},     {100, GpuUse::kWarming},
+                                          {101, GpuUse::kIdle},  {200, GpuUse::kBusy},
+                                          {3700, GpuUse::kIdle}, {4000, GpuUse::kOff}};
   for (const auto& [second, use] : table) ledger.SetUse("fn", use, kT0 + absl::Seconds(second));
   ledger.RecordColdStart("fn", kT0 + absl::Seconds(100));
   ledger.RecordColdWait("fn", kT0 + absl::Seconds(101), absl::Seconds(1));

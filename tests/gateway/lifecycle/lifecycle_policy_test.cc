@@ -104,31 +104,32 @@ schedule:
   timezone: America/New_York
   resident: [{ days: daily, from: "09:00", to: "17:00" }]
 )yaml";
-  RunSteps(ConfigFromYaml(yaml), {
-                                     {"2025-03-08 13:59:59 UTC", Event::kTick, {}, S::kStopped},
-                                     {"2025-03-08 14:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
-                                     {"2025-03-08 14:00:01 UTC", Event::kReady, {}, S::kReady},
-                                     {"2025-03-08 21:59:59 UTC", Event::kTick, {}, S::kReady},
-                                     {"2025-03-08 22:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
-                                     {"2025-03-08 22:00:01 UTC", Event::kStopped, {}, S::kStopped},
-                                     // Spring forward: 09:00 EDT is 13:00 UTC.
-                                     {"2025-03-09 12:59:59 UTC", Event::kTick, {}, S::kStopped},
-                                     {"2025-03-09 13:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
-                                     {"2025-03-09 13:00:01 UTC", Event::kReady, {}, S::kReady},
-                                     {"2025-03-09 20:59:59 UTC", Event::kTick, {}, S::kReady},
-                                     {"2025-03-09 21:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
-                                     {"2025-03-09 21:00:01 UTC", Event::kStopped, {}, S::kStopped},
-                                     // Fall back: 09:00 EDT on Nov 1 is 13:00 UTC, 09:00 EST on Nov 2 is 14:00.
-                                     {"2025-11-01 13:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
-                                     {"2025-11-01 13:00:01 UTC", Event::kReady, {}, S::kReady},
-                                     {"2025-11-01 21:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
-                                     {"2025-11-01 21:00:01 UTC", Event::kStopped, {}, S::kStopped},
-                                     {"2025-11-02 13:00:00 UTC", Event::kTick, {}, S::kStopped},
-                                     {"2025-11-02 14:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
-                                     {"2025-11-02 14:00:01 UTC", Event::kReady, {}, S::kReady},
-                                     {"2025-11-02 21:59:59 UTC", Event::kTick, {}, S::kReady},
-                                     {"2025-11-02 22:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
-                                 });
+  RunSteps(ConfigFromYaml(yaml),
+           {
+               {"2025-03-08 13:59:59 UTC", Event::kTick, {}, S::kStopped},
+               {"2025-03-08 14:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
+               {"2025-03-08 14:00:01 UTC", Event::kReady, {}, S::kReady},
+               {"2025-03-08 21:59:59 UTC", Event::kTick, {}, S::kReady},
+               {"2025-03-08 22:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
+               {"2025-03-08 22:00:01 UTC", Event::kStopped, {}, S::kStopped},
+               // Spring forward: 09:00 EDT is 13:00 UTC.
+               {"2025-03-09 12:59:59 UTC", Event::kTick, {}, S::kStopped},
+               {"2025-03-09 13:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
+               {"2025-03-09 13:00:01 UTC", Event::kReady, {}, S::kReady},
+               {"2025-03-09 20:59:59 UTC", Event::kTick, {}, S::kReady},
+               {"2025-03-09 21:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
+               {"2025-03-09 21:00:01 UTC", Event::kStopped, {}, S::kStopped},
+               // Fall back: 09:00 EDT on Nov 1 is 13:00 UTC, 09:00 EST on Nov 2 is 14:00.
+               {"2025-11-01 13:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
+               {"2025-11-01 13:00:01 UTC", Event::kReady, {}, S::kReady},
+               {"2025-11-01 21:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
+               {"2025-11-01 21:00:01 UTC", Event::kStopped, {}, S::kStopped},
+               {"2025-11-02 13:00:00 UTC", Event::kTick, {}, S::kStopped},
+               {"2025-11-02 14:00:00 UTC", Event::kTick, {A::kStart}, S::kStarting},
+               {"2025-11-02 14:00:01 UTC", Event::kReady, {}, S::kReady},
+               {"2025-11-02 21:59:59 UTC", Event::kTick, {}, S::kReady},
+               {"2025-11-02 22:00:00 UTC", Event::kTick, {A::kStop}, S::kDraining},
+           });
 }
 
 TEST(LifecyclePolicyTest, WindowCrossingMidnight) {
@@ -200,23 +201,24 @@ schedule:
 }
 
 TEST(LifecyclePolicyTest, OperatorArchiveDrainsRequestsInFlight) {
-  RunSteps(ConfigFromYaml(kOffice), {
-                                        {"2025-03-03 10:00:00", Event::kTick, {A::kStart}, S::kStarting},
-                                        {"2025-03-03 10:00:01", Event::kReady, {}, S::kReady},
-                                        {"2025-03-03 10:00:02", Event::kQueue, {}, S::kReady},
-                                        {"2025-03-03 10:00:02", Event::kStart, {}, S::kReady},
-                                        {"2025-03-03 10:00:03", Event::kArchive, {A::kArchive}, S::kDraining},
-                                        {"2025-03-03 10:00:04", Event::kFinish, {A::kStop}, S::kDraining},
-                                        {"2025-03-03 10:00:05", Event::kStopped, {}, S::kArchived},
-                                        // Windows do not start an archived function.
-                                        {"2025-03-04 09:00:00", Event::kTick, {}, S::kArchived},
-                                        {"2025-03-04 09:00:01", Event::kRestore, {A::kRestore, A::kStart},
-                                         S::kStarting},
-                                    });
+  RunSteps(ConfigFromYaml(kOffice),
+           {
+               {"2025-03-03 10:00:00", Event::kTick, {A::kStart}, S::kStarting},
+               {"2025-03-03 10:00:01", Event::kReady, {}, S::kReady},
+               {"2025-03-03 10:00:02", Event::kQueue, {}, S::kReady},
+               {"2025-03-03 10:00:02", Event::kStart, {}, S::kReady},
+               {"2025-03-03 10:00:03", Event::kArchive, {A::kArchive}, S::kDraining},
+               {"2025-03-03 10:00:04", Event::kFinish, {A::kStop}, S::kDraining},
+               {"2025-03-03 10:00:05", Event::kStopped, {}, S::kArchived},
+               // Windows do not start an archived function.
+               {"2025-03-04 09:00:00", Event::kTick, {}, S::kArchived},
+               {"2025-03-04 09:00:01", Event::kRestore, {A::kRestore, A::kStart}, S::kStarting},
+           });
 }
 
 TEST(LifecyclePolicyTest, FailedWorkerWithQueuedRequestsIsStartedAgainAtOnce) {
-  // The supervisor's back-off spaces the starts of a crash loop; the policy asks again as soon as there is demand.
+  // The supervisor's back-off spaces the starts of a crash loop; the policy asks again as soon as there is
+  // demand.
   RunSteps(ConfigFromYaml(""), {
                                    {"2025-03-03 10:00:00", Event::kQueue, {A::kStart}, S::kStarting},
                                    {"2025-03-03 10:00:01", Event::kFailed, {A::kStart}, S::kStarting},

@@ -67,7 +67,8 @@ std::vector<Decision> Feed(LifecyclePolicy& policy, Event event, absl::Time now)
 
 }  // namespace
 
-void RunSteps(const LifecycleConfig& config, const std::vector<Step>& steps, Ledger* ledger, StateStore* store) {
+void RunSteps(const LifecycleConfig& config, const std::vector<Step>& steps, Ledger* ledger,
+              StateStore* store) {
   const absl::TimeZone zone = config.functions.at("fn").timezone;
   gateway::FakeClock clock(StepTime(steps.front().at, zone));
   Ledger own_ledger;

@@ -62,8 +62,8 @@ TEST(SimulatorTest, OfficeTraceMeetsTheTargets) {
   absl::StatusOr<SimulationResult> result = Simulate(*config, *read);
   ASSERT_TRUE(result.ok()) << result.status();
   const double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::cout << SimulationResultToJson(*result).dump(1) << "\nrequests " << result->requests << ", read and replay "
-            << elapsed_s << " s\n";
+  std::cout << SimulationResultToJson(*result).dump(1) << "\nrequests " << result->requests
+            << ", read and replay " << elapsed_s << " s\n";
   EXPECT_GE(result->total.savings, 0.60);
   EXPECT_LE(result->total.cold_wait_p95_s, 1.0);
   EXPECT_LT(elapsed_s, 5.0);

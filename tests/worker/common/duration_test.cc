@@ -11,11 +11,16 @@ TEST(ParseConfigDurationTest, ReadsEveryUnit) {
     absl::Duration expected;
   };
   const Case cases[] = {
-      {"0", absl::ZeroDuration()},         {"0s", absl::ZeroDuration()},
-      {"90s", absl::Seconds(90)},          {"5m", absl::Minutes(5)},
-      {"2h", absl::Hours(2)},              {"7d", absl::Hours(7 * 24)},
-      {"1d12h", absl::Hours(36)},          {"0.6s", absl::Milliseconds(600)},
-      {"250ms", absl::Milliseconds(250)},  {"1.5d", absl::Hours(36)},
+      {"0", absl::ZeroDuration()},
+      {"0s", absl::ZeroDuration()},
+      {"90s", absl::Seconds(90)},
+      {"5m", absl::Minutes(5)},
+      {"2h", absl::Hours(2)},
+      {"7d", absl::Hours(7 * 24)},
+      {"1d12h", absl::Hours(36)},
+      {"0.6s", absl::Milliseconds(600)},
+      {"250ms", absl::Milliseconds(250)},
+      {"1.5d", absl::Hours(36)},
   };
   for (const Case& c : cases) {
     absl::StatusOr<absl::Duration> parsed = ParseConfigDuration(c.text);

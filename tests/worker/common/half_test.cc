@@ -28,8 +28,8 @@ TEST(HalfTest, Bf16RoundsToNearestEven) {
 TEST(HalfTest, HalfToFloatMatchesIeeeBinary16) {
   EXPECT_EQ(HalfToFloat(0x3c00), 1.0f);
   EXPECT_EQ(HalfToFloat(0xc000), -2.0f);
-  EXPECT_EQ(HalfToFloat(0x7bff), 65504.0f);                 // largest normal
-  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));    // smallest subnormal
+  EXPECT_EQ(HalfToFloat(0x7bff), 65504.0f);                  // largest normal
+  EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));     // smallest subnormal
   EXPECT_EQ(HalfToFloat(0x03ff), std::ldexp(1023.0f, -24));  // largest subnormal
   EXPECT_EQ(HalfToFloat(0x3555), 0.333251953125f);
   EXPECT_TRUE(std::isinf(HalfToFloat(0x7c00)));
