@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/worker/backend/cuda/gpu_tiny_model.h"
 #include "tests/worker/backend/tiny_model.h"
 #include "worker/backend/cpu/cpu_model_runner.h"
 
@@ -25,26 +26,6 @@ using Rows = std::vector<std::vector<float>>;
 
 constexpr int kBlockSize = 16;
 constexpr int kNumBlocks = 512;
-
-// The CUDA kernels' constraints: head_dim 64, sizes divisible by 8; 4 query heads share each KV head.
-ModelConfig GpuTinyConfig() {
-  ModelConfig c = testing::TinyConfig();
-  c.hidden_size = 128;
-  c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.vocab_size = 1003;
-  c.max_position_embeddings = 4096;
-  return c;
-}
-
-std::string NoGpu() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return "no CUDA device";
-  return "";
-}
 
 Rows Step(ModelRunner& runner, const std::vector<SeqStep>& steps) {
   absl::StatusOr<LogitsView> logits = runner.Forward(MakeBatch(steps, kBlockSize));
@@ -88,7 +69,7 @@ struct Seq {
 class CudaModelRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string reason = NoGpu();
+    const std::string reason = testing::NoGpuReason();
     if (!reason.empty()) GTEST_SKIP() << "GPU test skipped: " << reason;
     cpu_ = std::make_unique<CpuModelRunner>(model_.config(), model_.weights(),
                                             CpuRunnerOptions{kNumBlocks, kBlockSize, 2});
@@ -130,7 +111,7 @@ class CudaModelRunnerTest : public ::testing::Test {
     ExpectRowsNear(Step(*gpu_, steps), Step(*cpu_, steps), 0.1, 0.04, what);
   }
 
-  testing::TinyModel model_{GpuTinyConfig(), DType::kBF16, 5};
+  testing::TinyModel model_{testing::GpuTinyConfig(), DType::kBF16, 5};
   std::unique_ptr<CpuModelRunner> cpu_;
   std::unique_ptr<CudaModelRunner> gpu_;
   int next_block_ = 0;
@@ -205,7 +186,7 @@ TEST_F(CudaModelRunnerTest, RejectsUnsupportedShapesAndBadBatches) {
 }
 
 TEST_F(CudaModelRunnerTest, Fp32CheckpointMatchesCpu) {
-  testing::TinyModel wide(GpuTinyConfig(), DType::kF32, 9);
+  testing::TinyModel wide(testing::GpuTinyConfig(), DType::kF32, 9);
   CpuModelRunner cpu(wide.config(), wide.weights(), CpuRunnerOptions{kNumBlocks, kBlockSize, 2});
   CudaRunnerOptions options;
   options.num_kv_blocks = kNumBlocks;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/worker/backend/cuda/gpu_tiny_model.h"
 #include "tests/worker/backend/tiny_model.h"
 #include "worker/backend/cuda/cuda_model_runner.h"
 #include "worker/engine/logits_processor.h"
@@ -18,19 +19,6 @@ using testing::RandomTokens;
 using testing::SeqStep;
 
 constexpr int kBlockSize = 16;
-
-ModelConfig GpuTinyConfig() {
-  ModelConfig c = testing::TinyConfig();
-  c.hidden_size = 128;
-  c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.vocab_size = 1003;
-  c.max_position_embeddings = 4096;
-  return c;
-}
 
 // What the host Sampler draws from `logits` for a row without penalties.
 int32_t HostSample(absl::Span<const float> logits, const DeviceSamplingRow& row) {
@@ -59,9 +47,9 @@ DeviceSamplingRow RowSettings(int i) {
 class CudaSamplerTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) GTEST_SKIP() << "no CUDA device";
-  const testing::TinyModel model(GpuTinyConfig(), DType::kBF16, 7);
+  if (const std::string reason = testing::NoGpuReason(); !reason.empty())
+    GTEST_SKIP() << "GPU test skipped: " << reason;
+  const testing::TinyModel model(testing::GpuTinyConfig(), DType::kBF16, 7);
   CudaRunnerOptions options;
   options.num_kv_blocks = 256;
   options.block_size = kBlockSize;
