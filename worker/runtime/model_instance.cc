@@ -10,6 +10,28 @@
 
 namespace doze {
 
+BackendOptions BackendOptionsFor(const ModelInstanceOptions& options) {
+  BackendOptions backend;
+  backend.name = options.backend;
+  backend.kv_cache_tokens = options.kv_cache_tokens;
+  backend.gpu_memory_fraction = options.gpu_memory_fraction;
+  backend.num_threads = options.num_threads;
+  backend.max_num_seqs = options.max_num_seqs;
+  return backend;
+}
+
+EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOptions& options) {
+  EngineConfig config;
+  config.max_num_seqs = options.max_num_seqs;
+  config.max_num_batched_tokens = options.max_num_batched_tokens;
+  config.seed = options.seed;
+  const GenerationConfig& generation = checkpoint.generation_config();
+  const std::vector<int>& eos =
+      generation.eos_token_ids.empty() ? checkpoint.config().eos_token_ids : generation.eos_token_ids;
+  config.eos_token_ids.assign(eos.begin(), eos.end());
+  return config;
+}
+
 ModelInstance::~ModelInstance() = default;
 
 absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const ModelInstanceOptions& options) {
@@ -18,29 +40,13 @@ absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const Model
   ASSIGN_OR_RETURN(instance->tokenizer_, Tokenizer::FromFile(instance->checkpoint_->tokenizer_path()));
   instance->decoders_ = std::make_unique<TokenizerTextDecoderFactory>(instance->tokenizer_.get());
   RETURN_IF_ERROR(instance->CreateRunner(options));
-
-  EngineConfig engine_config;
-  engine_config.max_num_seqs = options.max_num_seqs;
-  engine_config.max_num_batched_tokens = options.max_num_batched_tokens;
-  engine_config.seed = options.seed;
-  const GenerationConfig& generation = instance->checkpoint_->generation_config();
-  const std::vector<int>& eos = generation.eos_token_ids.empty()
-                                    ? instance->checkpoint_->config().eos_token_ids
-                                    : generation.eos_token_ids;
-  engine_config.eos_token_ids.assign(eos.begin(), eos.end());
-  instance->engine_ =
-      std::make_unique<Engine>(instance->runner_.get(), instance->decoders_.get(), std::move(engine_config));
+  instance->engine_ = std::make_unique<Engine>(instance->runner_.get(), instance->decoders_.get(),
+                                               EngineConfigFor(*instance->checkpoint_, options));
   return instance;
 }
 
 absl::Status ModelInstance::CreateRunner(const ModelInstanceOptions& options) {
-  BackendOptions backend;
-  backend.name = options.backend;
-  backend.kv_cache_tokens = options.kv_cache_tokens;
-  backend.gpu_memory_fraction = options.gpu_memory_fraction;
-  backend.num_threads = options.num_threads;
-  backend.max_num_seqs = options.max_num_seqs;
-  ASSIGN_OR_RETURN(BackendRunner created, CreateBackendRunner(*checkpoint_, backend));
+  ASSIGN_OR_RETURN(BackendRunner created, CreateBackendRunner(*checkpoint_, BackendOptionsFor(options)));
   runner_ = std::move(created.runner);
   backend_ = created.name;
   DOZE_LOG(INFO) << "backend " << backend_ << ": " << runner_->num_kv_blocks() << " KV blocks of "

@@ -12,6 +12,7 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/tokenizer_text_decoder.h"
 #include "worker/model/checkpoint.h"
+#include "worker/runtime/backend_factory.h"
 #include "worker/runtime/prompt_input.h"
 #include "worker/tokenizer/chat_template.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -28,6 +29,13 @@ struct ModelInstanceOptions {
   int num_threads = 0;  // CPU backend; 0: every core
   std::optional<uint64_t> seed;
 };
+
+// The backend factory's options for `options`.
+BackendOptions BackendOptionsFor(const ModelInstanceOptions& options);
+
+// The engine's configuration for `options`: sizes from the options, end-of-sequence ids from
+// generation_config.json (config.json's when it names none).
+EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOptions& options);
 
 class ModelInstance {
  public:

@@ -9,31 +9,6 @@
 #include "worker/tokenizer/chat_template.h"
 
 namespace doze::service {
-namespace {
-
-EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOptions& options) {
-  EngineConfig config;
-  config.max_num_seqs = options.max_num_seqs;
-  config.max_num_batched_tokens = options.max_num_batched_tokens;
-  config.seed = options.seed;
-  const GenerationConfig& generation = checkpoint.generation_config();
-  const std::vector<int>& eos =
-      generation.eos_token_ids.empty() ? checkpoint.config().eos_token_ids : generation.eos_token_ids;
-  config.eos_token_ids.assign(eos.begin(), eos.end());
-  return config;
-}
-
-BackendOptions BackendOptionsFor(const ModelInstanceOptions& options) {
-  BackendOptions backend;
-  backend.name = options.backend;
-  backend.kv_cache_tokens = options.kv_cache_tokens;
-  backend.gpu_memory_fraction = options.gpu_memory_fraction;
-  backend.num_threads = options.num_threads;
-  backend.max_num_seqs = options.max_num_seqs;
-  return backend;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkerModel>> WorkerModel::Load(const ModelInstanceOptions& options,
                                                                const Marks& marks) {
