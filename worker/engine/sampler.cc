@@ -85,4 +85,15 @@ SampleResult Sampler::Sample(absl::Span<const float> logits, const Sequence& seq
   return result;
 }
 
+int32_t SampleDeviceRowOnHost(absl::Span<const float> logits, const DeviceSamplingRow& row) {
+  if (row.temperature == 0.0f) return Argmax(logits);
+  std::vector<float> processed(logits.begin(), logits.end());
+  absl::Span<float> span = absl::MakeSpan(processed);
+  ApplyTemperature(row.temperature, span);
+  MaskTopK(row.top_k, span);
+  MaskTopP(row.top_p, span);
+  MaskMinP(row.min_p, span);
+  return SampleFromLogits(span, SeededUniform(row.seed, row.step));
+}
+
 }  // namespace doze

@@ -58,6 +58,10 @@ class Sampler {
 // output token.
 std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq);
 
+// The token a device sampler must pick for `row` from `logits`, computed on the host: the reference that
+// device samplers and fake runners are held to.
+int32_t SampleDeviceRowOnHost(absl::Span<const float> logits, const DeviceSamplingRow& row);
+
 // The top `k` entries of `values`, largest first (ties: lowest id first).
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k);
 

@@ -10,6 +10,7 @@
 #include "tests/worker/backend/tiny_model.h"
 #include "worker/backend/cuda/cuda_model_runner.h"
 #include "worker/engine/logits_processor.h"
+#include "worker/engine/sampler.h"
 
 namespace doze {
 namespace {
@@ -19,18 +20,6 @@ using testing::RandomTokens;
 using testing::SeqStep;
 
 constexpr int kBlockSize = 16;
-
-// What the host Sampler draws from `logits` for a row without penalties.
-int32_t HostSample(absl::Span<const float> logits, const DeviceSamplingRow& row) {
-  if (row.temperature == 0.0f) return Argmax(logits);
-  std::vector<float> processed(logits.begin(), logits.end());
-  absl::Span<float> span = absl::MakeSpan(processed);
-  ApplyTemperature(row.temperature, span);
-  MaskTopK(row.top_k, span);
-  MaskTopP(row.top_p, span);
-  MaskMinP(row.min_p, span);
-  return SampleFromLogits(span, SeededUniform(row.seed, row.step));
-}
 
 // Row i's settings: greedy, temperature, top-k, top-p, min-p and a mix, each seeded apart.
 DeviceSamplingRow RowSettings(int i) {
@@ -78,7 +67,7 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
         (*runner)->Forward(batch);  // the same step again: same KV, same logits
     ASSERT_TRUE(logits.ok()) << logits.status();
     for (int i = 0; i < logits->num_rows; ++i) {
-      EXPECT_EQ((*device)[i], HostSample(absl::MakeConstSpan(logits->row(i), vocab), rows[i]))
+      EXPECT_EQ((*device)[i], SampleDeviceRowOnHost(absl::MakeConstSpan(logits->row(i), vocab), rows[i]))
           << "phase " << phase << " row " << i;
     }
   }
