@@ -63,8 +63,8 @@ CpuModelRunner::CpuModelRunner(const ModelConfig& config, const ModelWeights& we
     layer.gate_proj = Matrix(w.gate_proj, config.intermediate_size, hidden);
     layer.up_proj = Matrix(w.up_proj, config.intermediate_size, hidden);
     layer.down_proj = Matrix(w.down_proj, hidden, config.intermediate_size);
-    layer.k_cache.assign(cache_floats, 0.0f);
-    layer.v_cache.assign(cache_floats, 0.0f);
+    layer.k_cache.reset(new float[cache_floats]);
+    layer.v_cache.reset(new float[cache_floats]);
   }
 }
 
@@ -113,9 +113,9 @@ void CpuModelRunner::AttentionBlock(Layer& layer, const BatchMetadata& batch) {
             rope_sin_.data());
   ApplyRope(k_.data(), n, config_.kv_size(), config_.num_key_value_heads, config_.head_dim, rope_cos_.data(),
             rope_sin_.data());
-  WriteKvCache(attention_shape_, k_.data(), v_.data(), batch.slot_mapping.data(), n, layer.k_cache.data(),
-               layer.v_cache.data());
-  PagedAttention(attention_shape_, q_.data(), layer.k_cache.data(), layer.v_cache.data(),
+  WriteKvCache(attention_shape_, k_.data(), v_.data(), batch.slot_mapping.data(), n, layer.k_cache.get(),
+               layer.v_cache.get());
+  PagedAttention(attention_shape_, q_.data(), layer.k_cache.get(), layer.v_cache.get(),
                  batch.positions.data(), token_seq_.data(), batch.block_tables.data(),
                  batch.max_blocks_per_seq, n, attn_out_.data(), pool);
   Matmul(attn_out_.data(), n, layer.o_proj, nullptr, proj_out_.data(), pool);

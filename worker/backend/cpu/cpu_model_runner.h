@@ -51,8 +51,10 @@ class CpuModelRunner : public ModelRunner {
     std::vector<float> v_bias;               // [kv_size]
     std::vector<float> post_attention_norm;  // [hidden]
     WeightMatrix gate_proj, up_proj, down_proj;
-    std::vector<float> k_cache;  // [num_kv_blocks, block_size, num_kv_heads, head_dim]
-    std::vector<float> v_cache;  // [num_kv_blocks, block_size, num_kv_heads, head_dim]
+    // Left uninitialised: a slot is always written before attention reads it, and a large pool then costs no
+    // start-up time (pages arrive as they are first written).
+    std::unique_ptr<float[]> k_cache;  // [num_kv_blocks, block_size, num_kv_heads, head_dim]
+    std::unique_ptr<float[]> v_cache;  // [num_kv_blocks, block_size, num_kv_heads, head_dim]
   };
 
   // Sizes the activation buffers for `batch` and computes what every layer shares: rotary angles, token
