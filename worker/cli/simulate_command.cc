@@ -10,10 +10,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "gateway/lifecycle/lifecycle_config.h"
+#include "gateway/lifecycle/policy_comparison.h"
 #include "gateway/lifecycle/simulator.h"
 #include "worker/cli/command.h"
 #include "worker/cli/options.h"
-#include "worker/common/status_macros.h"
 #include "yaml-cpp/yaml.h"
 
 namespace doze::cli {
@@ -41,30 +41,7 @@ absl::Status ApplyOverride(YAML::Node root, const std::string& assignment) {
   return absl::OkStatus();
 }
 
-// The policies of --compare: always-on, purely on demand, and the configuration's own.
-std::vector<std::pair<std::string, YAML::Node>> ComparedPolicies(const YAML::Node& root) {
-  YAML::Node always_on = YAML::Clone(root);
-  YAML::Node on_demand = YAML::Clone(root);
-  on_demand.remove("schedule");
-  for (YAML::Node variant : {always_on, on_demand}) {
-    if (!variant["functions"].IsMap()) continue;
-    for (auto entry : variant["functions"]) {
-      if (entry.second.IsMap()) entry.second.remove("schedule");
-    }
-  }
-  YAML::Node windows = YAML::Load("[{days: daily, from: '00:00', to: '24:00'}]");
-  always_on["schedule"]["resident"] = windows;
-  always_on["schedule"].remove("archive");
-  return {{"always-on", always_on}, {"on-demand", on_demand}, {"config", root}};
-}
-
-absl::StatusOr<lifecycle::SimulationResult> SimulateYaml(const YAML::Node& root,
-                                                         const lifecycle::Trace& trace) {
-  ASSIGN_OR_RETURN(lifecycle::LifecycleConfig config, lifecycle::ParseLifecycleConfig(root));
-  return lifecycle::Simulate(config, trace);
-}
-
-void PrintTable(const std::vector<std::pair<std::string, lifecycle::SimulationResult>>& rows) {
+void PrintTable(const std::vector<lifecycle::ComparedPolicy>& rows) {
   std::printf("%-10s %10s %10s %10s %8s %11s %9s %9s %11s\n", "policy", "gpu_hours", "cost", "always_on",
               "savings", "cold_starts", "wait_p50", "wait_p95", "utilization");
   for (const auto& [name, result] : rows) {
@@ -104,22 +81,23 @@ int SimulateCommand(int argc, char** argv) {
   if (!trace_file) return Fail(absl::StrCat("cannot read ", vm["trace"].as<std::string>()));
   absl::StatusOr<lifecycle::Trace> trace = lifecycle::ReadTraceCsv(trace_file);
   if (!trace.ok()) return Fail(std::string(trace.status().message()));
-  std::vector<std::pair<std::string, YAML::Node>> policies = {{"config", root}};
-  if (vm["compare"].as<bool>()) policies = ComparedPolicies(root);
-  std::vector<std::pair<std::string, lifecycle::SimulationResult>> results;
-  for (const auto& [name, node] : policies) {
-    absl::StatusOr<lifecycle::SimulationResult> result = SimulateYaml(node, *trace);
-    if (!result.ok()) return Fail(absl::StrCat(name, ": ", result.status().message()));
-    results.emplace_back(name, *std::move(result));
-  }
+  std::vector<lifecycle::ComparedPolicy> results;
   if (vm["compare"].as<bool>()) {
+    absl::StatusOr<std::vector<lifecycle::ComparedPolicy>> rows = lifecycle::ComparePolicies(root, *trace);
+    if (!rows.ok()) return Fail(std::string(rows.status().message()));
+    results = *std::move(rows);
     PrintTable(results);
   } else {
-    std::cout << lifecycle::SimulationResultToJson(results.front().second).dump(2) << std::endl;
+    absl::StatusOr<lifecycle::LifecycleConfig> config = lifecycle::ParseLifecycleConfig(root);
+    if (!config.ok()) return Fail(absl::StrCat("config: ", config.status().message()));
+    absl::StatusOr<lifecycle::SimulationResult> result = lifecycle::Simulate(*config, *trace);
+    if (!result.ok()) return Fail(absl::StrCat("config: ", result.status().message()));
+    results.push_back({"config", *std::move(result)});
+    std::cout << lifecycle::SimulationResultToJson(results.front().result).dump(2) << std::endl;
   }
   const double elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::fprintf(stderr, "doze simulate: %lld requests, %zu polic%s, %.2f s\n",
-               static_cast<long long>(results.front().second.requests), results.size(),
+               static_cast<long long>(results.front().result.requests), results.size(),
                results.size() == 1 ? "y" : "ies", elapsed_s);
   return 0;
 }
