@@ -22,11 +22,17 @@ std::vector<std::pair<std::string, YAML::Node>> ComparedPolicyConfigs(const YAML
 }
 
 absl::StatusOr<std::vector<ComparedPolicy>> ComparePolicies(const YAML::Node& root, const Trace& trace) {
+  if (trace.requests.empty()) return absl::InvalidArgumentError("the trace holds no requests");
+  // One period for every row, with its days in the configuration's own time zone: a derived policy may lack
+  // the `schedule:` that names it, and always-on must cost the same in every row.
+  absl::StatusOr<LifecycleConfig> own = ParseLifecycleConfig(root);
+  if (!own.ok()) return absl::InvalidArgumentError(absl::StrCat("config: ", own.status().message()));
+  const SimulationPeriod period = TracePeriod(trace, own->default_schedule.timezone);
   std::vector<ComparedPolicy> rows;
   for (const auto& [name, node] : ComparedPolicyConfigs(root)) {
     absl::StatusOr<LifecycleConfig> config = ParseLifecycleConfig(node);
     if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", config.status().message()));
-    absl::StatusOr<SimulationResult> result = Simulate(*config, trace);
+    absl::StatusOr<SimulationResult> result = Simulate(*config, trace, period);
     if (!result.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", result.status().message()));
     rows.push_back({name, *std::move(result)});
   }

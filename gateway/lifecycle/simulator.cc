@@ -155,8 +155,21 @@ absl::Time Midnight(absl::Time t, absl::TimeZone zone, int days) {
 
 }  // namespace
 
+SimulationPeriod TracePeriod(const Trace& trace, absl::TimeZone zone) {
+  return {Midnight(trace.requests.front().at, zone, 0), Midnight(trace.requests.back().at, zone, 1)};
+}
+
 absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const Trace& trace) {
   if (trace.requests.empty()) return absl::InvalidArgumentError("the trace holds no requests");
+  return Simulate(config, trace, TracePeriod(trace, config.default_schedule.timezone));
+}
+
+absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const Trace& trace,
+                                          const SimulationPeriod& period) {
+  if (trace.requests.empty()) return absl::InvalidArgumentError("the trace holds no requests");
+  if (trace.requests.front().at < period.start || trace.requests.back().at >= period.end) {
+    return absl::InvalidArgumentError("the trace has requests outside the simulated period");
+  }
   for (const std::string& name : trace.functions) {
     if (!config.functions.contains(name)) {
       return absl::InvalidArgumentError(
@@ -166,9 +179,8 @@ absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const T
   std::vector<SimFunction> functions;
   for (const auto& [name, policy] : config.functions) functions.push_back({name, {}, absl::InfiniteFuture()});
   SimulationResult result;
-  const absl::TimeZone zone = config.default_schedule.timezone;
-  result.start = Midnight(trace.requests.front().at, zone, 0);
-  result.end = Midnight(trace.requests.back().at, zone, 1);
+  result.start = period.start;
+  result.end = period.end;
   result.requests = static_cast<int64_t>(trace.requests.size());
   auto replay = std::make_unique<Replay>(config, functions, result.start);
   if (absl::Status status = replay->Run(trace, result.end, &result.rejected); !status.ok()) return status;

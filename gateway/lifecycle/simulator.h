@@ -16,16 +16,31 @@
 
 namespace doze::lifecycle {
 
+// The period a replay prices, always-on included: local midnight of the first request's day to local midnight
+// after the last request's day. Policies compared on one trace are priced over one period.
+struct SimulationPeriod {
+  absl::Time start;
+  absl::Time end;
+};
+
 struct SimulationResult {
   CostSummary total;
   std::map<std::string, CostSummary> functions;
-  absl::Time start;  // Local midnight of the trace's first day (default schedule's zone).
-  absl::Time end;    // Local midnight after its last day.
+  absl::Time start;  // The period priced.
+  absl::Time end;
   int64_t requests = 0;
   int64_t rejected = 0;  // Answered 409 (archived, reject mode).
 };
 
-// Replays `trace` under `config`; every function of the trace must be configured.
+// Returns the period of `trace` (which must hold a request) with its days in `zone`.
+SimulationPeriod TracePeriod(const Trace& trace, absl::TimeZone zone);
+
+// Replays `trace` under `config` over `period`, which must hold every request; every function of the trace
+// must be configured.
+absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const Trace& trace,
+                                          const SimulationPeriod& period);
+
+// As above, over TracePeriod(trace) in the time zone of `config`'s default schedule (UTC without one).
 absl::StatusOr<SimulationResult> Simulate(const LifecycleConfig& config, const Trace& trace);
 
 // Returns {"total": {...}, "functions": {NAME: {...}}} as `doze simulate` prints it.
