@@ -8,14 +8,21 @@
 namespace doze::kernels {
 namespace {
 
+// Each warp runs its own online softmax over 16-key steps with bf16 tensor-core MMAs (m16n8k16): the score
+// tile is S[heads, keys] = Q[heads, dims] K^T (the group's query heads are rows 0..7 of the 16-row A
+// operand), and the output tile O[heads, dims] += P[heads, keys] V[keys, dims]. Lane (g = lane / 4, c = lane
+// % 4) holds query head g. Because a dot product does not depend on the order of its terms, the K operand's
+// dimension slots are permuted so that each lane reads 16 contiguous bytes of a key row, and the V operand's
+// column slots so that each lane reads contiguous dimensions of four keys; the accumulators come out in
+// contiguous dims too.
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kChunk = 128;             // keys scored per pass through shared memory
-constexpr int kMaxGroup = 8;            // query heads per KV head
-constexpr int kTargetBlocks = 2 * 132;  // two blocks per H100 multiprocessor fit (210 registers a thread)
+constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
+constexpr int kMaxGroup = 8;   // query heads per KV head: the rows 0..7 of the MMA's A operand
 constexpr int kMaxSplits = 64;
-constexpr int kMinPartition = 64;  // keys per split the plan aims at, at least
-constexpr int kPartitionAlign = 16;
+constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least: one 32-key chunk per warp
+constexpr int kPartitionAlign = kStepKeys;
+constexpr float kLog2e = 1.4426950408889634f;
 
 // Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign: the
 // split kernel and the combine kernel both derive it from the row's own length, so that a graph captured for
@@ -31,163 +38,179 @@ struct BlockWork {
   const int32_t* block_table;  // [max_blocks_per_seq]
 };
 
-struct SharedState {
-  float scores[kMaxGroup][kChunk];
-  float row_max[kMaxGroup], row_sum[kMaxGroup], rescale[kMaxGroup];
-};
-
 // Offset of key `key`'s head `kv_head` row in the paged cache.
 __device__ __forceinline__ int64_t CacheOffset(const BlockWork& work, const AttentionShape& s, int key) {
   const int64_t block = work.block_table[key / s.block_size];
   return ((block * s.block_size + key % s.block_size) * s.num_kv_heads + work.kv_head) * s.head_dim;
 }
 
-// Loads kLoadBatch keys' 16-byte pieces (key c0 + first + (it + b) * stride) before any is used, so their
-// memory latencies overlap; keys past the range read as zeros.
-template <int kLoadBatch>
-__device__ __forceinline__ void LoadKeys(Bf16x8 (&raw)[kLoadBatch], const __nv_bfloat16* cache,
-                                         const BlockWork& work, const AttentionShape& s, int key0, int stride,
-                                         int sub) {
+template <int N>
+__device__ __forceinline__ uint32_t Word(const uint4 (&v)[N], int i) {
+  return reinterpret_cast<const uint32_t*>(v)[i];
+}
+
+__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// d[rows g, cols 2c..2c+1] += A[16 x 16] B[16 x 8] with A's rows 8..15 zero: a0 holds A[g][2c..2c+1], a2
+// A[g][2c+8..2c+9]; b0 holds B[2c..2c+1][g], b1 B[2c+8..2c+9][g].
+__device__ __forceinline__ void MmaTopRows(float& d0, float& d1, uint32_t a0, uint32_t a2, uint32_t b0,
+                                           uint32_t b1) {
+  asm("{\n.reg .f32 discard0, discard1;\n"  // rows 8..15 of D: zero
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,discard0,discard1}, {%2,%3,%4,%5}, "
+      "{%6,%7}, {%8,%9,%10,%11};\n}\n"
+      : "=f"(d0), "=f"(d1)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1), "f"(d0), "f"(d1), "f"(0.f), "f"(0.f));
+}
+
+// The K and V pieces one lane needs for the 16-key step at k0.
+template <int kHeadDim>
+struct StepLoads {
+  uint4 k[2][kHeadDim / 32];  // tile t: key k0 + 8t + g, dims [(kHeadDim/4) c, +kHeadDim/4)
+  uint4 v[4][kHeadDim / 64];  // key k0 + 2c + {0, 1, 8, 9}[r], dims [(kHeadDim/8) g, +kHeadDim/8)
+};
+
+template <int N>
+__device__ __forceinline__ void LoadRow(uint4 (&dst)[N], const __nv_bfloat16* src, bool valid) {
 #pragma unroll
-  for (int b = 0; b < kLoadBatch; ++b) {
-    const int key = key0 + b * stride;
-    raw[b] = key < work.end ? *reinterpret_cast<const Bf16x8*>(cache + CacheOffset(work, s, key) + sub * 8)
-                            : Bf16x8{};
+  for (int i = 0; i < N; ++i)
+    dst[i] = valid ? reinterpret_cast<const uint4*>(src)[i] : make_uint4(0, 0, 0, 0);
+}
+
+// Issues every load of one step; keys at or past work.end read as zeros (the cache past a context may hold
+// anything, and 0 * NaN would poison the sum).
+template <int kHeadDim>
+__device__ __forceinline__ void LoadStep(StepLoads<kHeadDim>& d, const __nv_bfloat16* k_cache,
+                                         const __nv_bfloat16* v_cache, const BlockWork& work,
+                                         const AttentionShape& s, int k0) {
+  const int g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int key = k0 + 8 * t + g;
+    const bool valid = key < work.end;
+    LoadRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 4) * c, valid);
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int key = k0 + 2 * c + (r & 1) + 8 * (r >> 1);
+    const bool valid = key < work.end;
+    LoadRow(d.v[r], v_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 8) * g, valid);
   }
 }
 
-constexpr int kLoadBatch = 4;
+// One warp's running softmax for the group's query heads. Lane (g, c) holds head g: the running max m (log2
+// units), its own part of the sum l, and O[g][dims (kHeadDim/8)(2c) + j] in o[j][0] and
+// O[g][(kHeadDim/8)(2c+1) + j] in o[j][1].
+template <int kHeadDim>
+struct WarpSoftmax {
+  float m = -INFINITY, l = 0.f;
+  float o[kHeadDim / 8][2] = {};
+};
 
-// Phase 1: scores[h][i] = q_h . k_(c0+i) * scale; kLanes lanes share a key, each holding 8 of its dimensions.
-template <int kLanes>
-__device__ void ScoreChunk(const float (&q)[kMaxGroup][8], const __nv_bfloat16* k_cache,
-                           const BlockWork& work, const AttentionShape& s, int c0, SharedState& st) {
-  const int lane = threadIdx.x & 31, sub = lane % kLanes;
-  constexpr int kStride = kWarps * (32 / kLanes);
-  const int first = (threadIdx.x >> 5) * (32 / kLanes) + lane / kLanes;
-  for (int i0 = first; i0 < kChunk; i0 += kLoadBatch * kStride) {
-    Bf16x8 raw[kLoadBatch];
-    LoadKeys<kLoadBatch>(raw, k_cache, work, s, c0 + i0, kStride, sub);
+// Scores, online-softmax update and PV for the step at k0. q[s] holds the A operand of k-step s.
+template <int kHeadDim>
+__device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d,
+                                            const uint32_t (&q)[kHeadDim / 16][2], WarpSoftmax<kHeadDim>& st,
+                                            int k0, int end, float scale_log2) {
+  const int c = threadIdx.x & 3;
+  float x[4];
 #pragma unroll
-    for (int b = 0; b < kLoadBatch; ++b) {
-      const int i = i0 + b * kStride;
-      float k[8];
-      Bf16x8ToFloat(raw[b], k);
+  for (int t = 0; t < 2; ++t) {
+    float s0 = 0.f, s1 = 0.f;
 #pragma unroll
-      for (int h = 0; h < kMaxGroup; ++h) {
-        float dot = 0.f;
+    for (int s = 0; s < kHeadDim / 16; ++s)
+      MmaTopRows(s0, s1, q[s][0], q[s][1], Word(d.k[t], 2 * s), Word(d.k[t], 2 * s + 1));
+    const int key = k0 + 8 * t + 2 * c;
+    x[2 * t] = key < end ? s0 * scale_log2 : -INFINITY;
+    x[2 * t + 1] = key + 1 < end ? s1 * scale_log2 : -INFINITY;
+  }
+  float step_max = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+  step_max = fmaxf(step_max, __shfl_xor_sync(0xffffffffu, step_max, 1));
+  step_max = fmaxf(step_max, __shfl_xor_sync(0xffffffffu, step_max, 2));
+  const float new_max = fmaxf(st.m, step_max);
+  const float base = new_max == -INFINITY ? 0.f : new_max;  // nothing valid yet: every weight is 0
+  const float rescale = exp2f(st.m - base);
+  float p[4];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) dot = fmaf(q[h][j], k[j], dot);
+  for (int i = 0; i < 4; ++i) p[i] = exp2f(x[i] - base);
+  st.l = st.l * rescale + (p[0] + p[1]) + (p[2] + p[3]);
+  st.m = new_max;
+  const uint32_t pa0 = PackBf16x2(p[0], p[1]), pa2 = PackBf16x2(p[2], p[3]);
 #pragma unroll
-        for (int offset = kLanes / 2; offset > 0; offset >>= 1)
-          dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-        if (sub == 0 && h < work.group) st.scores[h][i] = c0 + i < work.end ? dot * s.scale : -INFINITY;
-      }
+  for (int w = 0; w < kHeadDim / 16; ++w) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int j = 2 * w + e;
+      const uint32_t selector = e == 0 ? 0x5410 : 0x7632;  // low or high halves of two keys' words
+      const uint32_t b0 = __byte_perm(Word(d.v[0], w), Word(d.v[1], w), selector);
+      const uint32_t b1 = __byte_perm(Word(d.v[2], w), Word(d.v[3], w), selector);
+      st.o[j][0] *= rescale;
+      st.o[j][1] *= rescale;
+      MmaTopRows(st.o[j][0], st.o[j][1], pa0, pa2, b0, b1);
     }
   }
 }
 
-// Phase 2: online softmax update per head: scores become exp(score - new max); rescale = exp(old max - new
-// max).
-__device__ void SoftmaxChunk(const BlockWork& work, SharedState& st) {
-  const int lane = threadIdx.x & 31;
-  for (int h = threadIdx.x >> 5; h < work.group; h += kWarps) {
-    float chunk_max = -INFINITY;
-    for (int i = lane; i < kChunk; i += 32) chunk_max = fmaxf(chunk_max, st.scores[h][i]);
-    const float old_max = st.row_max[h];
-    const float new_max = fmaxf(old_max, WarpMax(chunk_max));
-    float sum = 0.f;
-    for (int i = lane; i < kChunk; i += 32) {
-      const float p = expf(st.scores[h][i] - new_max);
-      st.scores[h][i] = p;
-      sum += p;
-    }
-    sum = WarpSum(sum);
-    __syncwarp();  // every lane has read row_max[h] before lane 0 replaces it
-    if (lane == 0) {
-      const float rescale = expf(old_max - new_max);
-      st.rescale[h] = rescale;
-      st.row_sum[h] = st.row_sum[h] * rescale + sum;
-      st.row_max[h] = new_max;
-    }
-  }
-}
+template <int kHeadDim>
+struct MergeShared {
+  float o[kWarps][kMaxGroup][kHeadDim];
+  float m[kWarps][kMaxGroup], l[kWarps][kMaxGroup];
+};
 
-// Phase 3: acc[h] = acc[h] * rescale[h] + sum_i p[h][i] v_i over this lane's keys and dimensions.
-template <int kLanes>
-__device__ void AccumulateChunk(float (&acc)[kMaxGroup][8], const __nv_bfloat16* v_cache,
-                                const BlockWork& work, const AttentionShape& s, int c0,
-                                const SharedState& st) {
-  const int lane = threadIdx.x & 31, sub = lane % kLanes;
-  constexpr int kKeysPerPass = 32 / kLanes;
+// Merges the warps' softmaxes and writes the normalised rows: straight to `out` when the block covers the
+// whole context, else as a partial (output, max in log2 units, sum) for the combine kernel.
+template <int kHeadDim>
+__device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& sh, const BlockWork& work,
+                              const AttentionShape& s, __nv_bfloat16* out, float* workspace) {
+  const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+  st.l += __shfl_xor_sync(0xffffffffu, st.l, 1);
+  st.l += __shfl_xor_sync(0xffffffffu, st.l, 2);
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) {
-    const float r = h < work.group ? st.rescale[h] : 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[h][j] *= r;
+  for (int j = 0; j < kHeadDim / 8; ++j) {
+    sh.o[warp][g][(kHeadDim / 8) * (2 * c) + j] = st.o[j][0];
+    sh.o[warp][g][(kHeadDim / 8) * (2 * c + 1) + j] = st.o[j][1];
   }
-  constexpr int kStride = kWarps * kKeysPerPass;
-  const int first = (threadIdx.x >> 5) * kKeysPerPass + lane / kLanes;
-  for (int i0 = first; i0 < kChunk && c0 + i0 < work.end; i0 += kLoadBatch * kStride) {
-    Bf16x8 raw[kLoadBatch];
-    LoadKeys<kLoadBatch>(raw, v_cache, work, s, c0 + i0, kStride, sub);
-#pragma unroll
-    for (int b = 0; b < kLoadBatch; ++b) {
-      float v[8];
-      Bf16x8ToFloat(raw[b], v);
-#pragma unroll
-      for (int h = 0; h < kMaxGroup; ++h) {
-        const float p =
-            h < work.group && c0 + i0 + b * kStride < work.end ? st.scores[h][i0 + b * kStride] : 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[h][j] = fmaf(p, v[j], acc[h][j]);
-      }
-    }
-  }
-}
-
-// Sums acc over the lanes and warps that hold the same dimensions, then writes the normalised row: straight
-// to `out` when the block covers the whole context, else as a partial (output, max, sum) for the combine
-// kernel.
-template <int kHeadDim, int kLanes>
-__device__ void WriteResult(float (&acc)[kMaxGroup][8], float (&red)[kWarps][kMaxGroup][kHeadDim],
-                            const BlockWork& work, const AttentionShape& s, const SharedState& st,
-                            __nv_bfloat16* out, float* workspace) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-#pragma unroll
-      for (int offset = kLanes; offset < 32; offset <<= 1)
-        acc[h][j] += __shfl_xor_sync(0xffffffffu, acc[h][j], offset);
-      if (lane < kLanes && h < work.group) red[warp][h][lane * 8 + j] = acc[h][j];
-    }
+  if (c == 0) {
+    sh.m[warp][g] = st.m;
+    sh.l[warp][g] = st.l;
   }
   __syncthreads();
   const int splits = gridDim.z;
   for (int e = threadIdx.x; e < work.group * kHeadDim; e += blockDim.x) {
-    const int h = e / kHeadDim, d = e % kHeadDim;
-    float sum = 0.f;
+    const int h = e / kHeadDim, dim = e % kHeadDim;
+    float block_max = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += red[w][h][d];
+    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, sh.m[w][h]);
+    float sum = 0.f, value = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float weight = exp2f(sh.m[w][h] - block_max);  // 0 for a warp that saw no key
+      sum += sh.l[w][h] * weight;
+      value += sh.o[w][h][dim] * weight;
+    }
     const int64_t row = static_cast<int64_t>(work.token) * s.num_q_heads + work.kv_head * work.group + h;
     if (splits == 1) {
-      out[row * kHeadDim + d] = __float2bfloat16(sum / st.row_sum[h]);
+      out[row * kHeadDim + dim] = __float2bfloat16(value / sum);
       continue;
     }
     const int64_t part = row * splits + blockIdx.z;
-    workspace[part * kHeadDim + d] = sum / st.row_sum[h];
-    if (d == 0) {
+    workspace[part * kHeadDim + dim] = value / sum;
+    if (dim == 0) {
       float* max_sum = workspace + static_cast<int64_t>(s.num_tokens) * s.num_q_heads * splits * kHeadDim;
-      max_sum[part * 2] = st.row_max[h];
-      max_sum[part * 2 + 1] = st.row_sum[h];
+      max_sum[part * 2] = block_max;
+      max_sum[part * 2 + 1] = sum;
     }
   }
 }
 
+// Steps a warp keeps in flight: two 16-key steps at head_dim 64, one at 128 (registers).
+template <int kHeadDim>
+constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
+
 // Grid (num_tokens, num_kv_heads, splits); the block serves all query heads of its KV head over one key
-// range.
+// range, its warps taking chunks of kStepsPerChunk steps in turn.
 template <int kHeadDim>
 static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     const __nv_bfloat16* __restrict__ q,        // [num_tokens, q_row_stride]
@@ -199,9 +222,9 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
     AttentionShape s) {
-  constexpr int kLanes = kHeadDim / 8;
-  __shared__ SharedState st;
-  __shared__ float red[kWarps][kMaxGroup][kHeadDim];
+  constexpr int kSteps = kStepsPerChunk<kHeadDim>;
+  constexpr int kChunkKeys = kSteps * kStepKeys;
+  __shared__ MergeShared<kHeadDim> merge;
   BlockWork work{static_cast<int>(blockIdx.x),
                  static_cast<int>(blockIdx.y),
                  s.num_q_heads / s.num_kv_heads,
@@ -225,27 +248,35 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  if (threadIdx.x < kMaxGroup) {
-    st.row_max[threadIdx.x] = -INFINITY;
-    st.row_sum[threadIdx.x] = 0.f;
-  }
-  float qv[kMaxGroup][8] = {}, acc[kMaxGroup][8] = {};
-  const __nv_bfloat16* q_row = q + static_cast<int64_t>(work.token) * s.q_row_stride;
+  const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+  // Head g's query, dims [(kHeadDim/4) c, +kHeadDim/4), as the A operand: k-step s takes words 2s and 2s+1.
+  uint4 q_raw[kHeadDim / 32];
+  LoadRow(q_raw,
+          q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim +
+              (kHeadDim / 4) * c,
+          g < work.group);
+  uint32_t q_frag[kHeadDim / 16][2];
 #pragma unroll
-  for (int h = 0; h < kMaxGroup; ++h) {
-    if (h < work.group)
-      LoadBf16x8(q_row + (work.kv_head * work.group + h) * kHeadDim + (threadIdx.x % kLanes) * 8, qv[h]);
+  for (int i = 0; i < kHeadDim / 16; ++i) {
+    q_frag[i][0] = Word(q_raw, 2 * i);
+    q_frag[i][1] = Word(q_raw, 2 * i + 1);
   }
-  __syncthreads();
-  for (int c0 = work.begin; c0 < work.end; c0 += kChunk) {
-    ScoreChunk<kLanes>(qv, k_cache, work, s, c0, st);
-    __syncthreads();
-    SoftmaxChunk(work, st);
-    __syncthreads();
-    AccumulateChunk<kLanes>(acc, v_cache, work, s, c0, st);
-    __syncthreads();
+  const float scale_log2 = s.scale * kLog2e;
+  WarpSoftmax<kHeadDim> st;
+  for (int k0 = work.begin + warp * kChunkKeys; k0 < work.end; k0 += kWarps * kChunkKeys) {
+    StepLoads<kHeadDim> loads[kSteps];
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      if (i == 0 || k0 + i * kStepKeys < work.end)
+        LoadStep(loads[i], k_cache, v_cache, work, s, k0 + i * kStepKeys);
+    }
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      if (i == 0 || k0 + i * kStepKeys < work.end)
+        ComputeStep(loads[i], q_frag, st, k0 + i * kStepKeys, work.end, scale_log2);
+    }
   }
-  WriteResult<kHeadDim, kLanes>(acc, red, work, s, st, out, workspace);
+  MergeAndWrite(st, merge, work, s, out, workspace);
 }
 
 // Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits.
@@ -264,7 +295,7 @@ static __global__ void CombineKernel(const float* __restrict__ workspace,  // pa
   float total = 0.f, value = 0.f;
   for (int i = 0; i < valid; ++i) {
     const int64_t part = row * splits + i;
-    const float weight = max_sum[part * 2 + 1] * expf(max_sum[part * 2] - global_max);
+    const float weight = max_sum[part * 2 + 1] * exp2f(max_sum[part * 2] - global_max);
     total += weight;
     value += weight * workspace[part * head_dim + threadIdx.x];
   }
@@ -275,19 +306,34 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
   return static_cast<size_t>(num_tokens) * num_q_heads * splits * (head_dim + 2) * sizeof(float);
 }
 
-// Splits the key range only as far as the grid still fits in one wave of kTargetBlocks (rounding down: a
-// second, mostly idle wave costs a whole block's time), at most one split per kMinPartition keys of the
-// context bucket, and only as far as the workspace allows.
+// Blocks of the split kernel that fit the device at once (its occupancy times the multiprocessors).
+template <int kHeadDim>
+int WaveBlocks() {
+  static const int blocks = [] {
+    int device = 0, sms = 0, per_sm = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, PagedAttentionKernel<kHeadDim>, kThreads, 0));
+    return std::max(1, sms * per_sm);
+  }();
+  return blocks;
+}
+
+int WaveBlocksFor(int head_dim) { return head_dim == 128 ? WaveBlocks<128>() : WaveBlocks<64>(); }
+
+// Splits the key range only as far as the grid still fits in one wave (rounding down: a second, mostly idle
+// wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket, and only
+// as far as the workspace allows.
 int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
-  int splits = std::max(
-      1, std::min({kMaxSplits, (max_context + kMinPartition - 1) / kMinPartition, kTargetBlocks / rows}));
+  int splits = std::max(1, std::min({kMaxSplits, (max_context + kMinPartition - 1) / kMinPartition,
+                                     WaveBlocksFor(s.head_dim) / rows}));
   while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
     --splits;
   return splits;
 }
-
 template <int kHeadDim>
 void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
             const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
@@ -304,7 +350,7 @@ void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfl
 }  // namespace
 
 size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_heads, int head_dim) {
-  const int max_split_rows = std::min(max_tokens, (kTargetBlocks - 1) / std::max(num_kv_heads, 1));
+  const int max_split_rows = std::min(max_tokens, (WaveBlocksFor(head_dim) - 1) / std::max(num_kv_heads, 1));
   return PartialBytes(std::max(max_split_rows, 1), num_q_heads, head_dim, kMaxSplits);
 }
 
