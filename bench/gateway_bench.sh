@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
 # gateway_bench.sh BUILD_DIR TOKENIZER_JSON [RATE] [STREAMS] [SECONDS]: the latency doze-gateway adds, on its own
 # cores. The gateway runs on cores 0-1 (DOZE_GATEWAY_CPUS), the stand-in worker (no per-token delay for the rate
-# test, 20 ms per token for the streams) and the load generator on the others, so only the gateway's own work is
-# measured: end to end minus the worker's reported total_ms. Prints one JSON line per test.
+# test, 20 ms per token for the streams) and the load generator on the others (DOZE_LOAD_CPUS), so only the
+# gateway's own work is measured: end to end minus the worker's reported total_ms.
+#
+# Each run starts a fresh gateway for the rate test, then another for the streams test; DOZE_BENCH_RUNS (3)
+# runs. Prints one JSON line per test and run (the load generator's, with the run number and the gateway's CPU
+# use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
+# DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
+# DOZE_BENCH_IO_THREADS sets server.io_threads (2); DOZE_BENCH_TESTS picks the tests ("rate streams").
 set -euo pipefail
 build=$1 tokenizer=$2 rate=${3:-1000} streams=${4:-200} seconds=${5:-10}
 gateway_cpus=${DOZE_GATEWAY_CPUS:-0-1}
 other_cpus=${DOZE_LOAD_CPUS:-2-$(($(nproc) - 1))}
+runs=${DOZE_BENCH_RUNS:-3}
+tests=${DOZE_BENCH_TESTS:-rate streams}
+gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
+fake_worker=${DOZE_BENCH_FAKE_WORKER:-$build/tests/doze-fake-worker}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"; true' EXIT
 mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
 echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
 
-run() {  # run NAME TOKEN_DELAY_MS LOAD_ARGS...
-  local name=$1 delay=$2
-  shift 2
+run() {  # run NAME RUN TOKEN_DELAY_MS LOAD_ARGS...
+  local name=$1 run_index=$2 delay=$3
+  shift 3
   cat > "$work/doze.yaml" <<YAML
 server: { listen: 127.0.0.1:0, io_threads: ${DOZE_BENCH_IO_THREADS:-2}, max_connections: 4096 }
 model: { path: $work/model, backend: cpu }
-workers: { binary: $build/tests/doze-fake-worker, socket_dir: $work/sockets, max_queue: 4096 }
+workers: { binary: $fake_worker, socket_dir: $work/sockets, max_queue: 4096 }
 functions:
   copy_polish: { system_prompt: "你是一名资深电商文案编辑。", worker: { max_in_flight: 4096 } }
 YAML
+  : > "$work/ready"
   DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
-    taskset -c "$gateway_cpus" "$build/bin/doze-gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
+    taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
   local pid=$!
   for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
   local port
@@ -32,18 +43,48 @@ YAML
   # Warm-up: the first request starts the worker.
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --mode rate --rate 50 --seconds 1 \
     --connections 4 > /dev/null
-  local ticks_before ticks_after start_ns end_ns
-  ticks_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  start_ns=$(date +%s%N)
-  taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" "$@"
-  ticks_after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  end_ns=$(date +%s%N)
-  # The gateway's CPU use during the run, in cores (100 clock ticks a second).
-  awk -v t=$((ticks_after - ticks_before)) -v ns=$((end_ns - start_ns)) \
-    'BEGIN { printf "{\"gateway_cpu_cores\": %.2f}\n", t / 100 / (ns / 1e9) }'
+  local line
+  line=$(taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
+  echo "{\"run\":$run_index,${line#\{}" | tee -a "$work/results"
   kill -TERM "$pid"
   wait "$pid" || true
 }
 
-run rate 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1
-run streams 20 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32
+for ((i = 1; i <= runs; ++i)); do
+  for test in $tests; do
+    case $test in
+      rate) run rate "$i" 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
+      streams) run streams "$i" 20 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 ;;
+    esac
+  done
+done
+
+# The summary: per test, every run's added p50/p99/p99.9 and CPU, their median and the worst run.
+awk '
+  function field(line, key,   m) { return match(line, "\"" key "\":[-0-9.]+") ? substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : "null" }
+  function sorted_median(list,   a, n, i, j, t) {
+    n = split(list, a, ",")
+    for (i = 2; i <= n; ++i) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; --j) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : sprintf("%.3f", (a[n / 2] + a[n / 2 + 1]) / 2)
+  }
+  function worst(list,   a, n, i, w) { n = split(list, a, ","); w = a[1]; for (i = 2; i <= n; ++i) if (a[i] + 0 > w + 0) w = a[i]; return w }
+  function add(key, value) { lists[mode, key] = lists[mode, key] (lists[mode, key] == "" ? "" : ",") value }
+  {
+    mode = field($0, "mode"); if (match($0, "\"mode\":\"[a-z]+\"")) mode = substr($0, RSTART + 8, RLENGTH - 9)
+    if (!(mode in seen)) { seen[mode] = 1; order[++modes] = mode }
+    added = substr($0, index($0, "\"added_ms\""))
+    add("p50", field(added, "p50")); add("p99", field(added, "p99")); add("p999", field(added, "p999"))
+    add("cpu", field($0, "gateway_cpu_cores")); add("errors", field($0, "errors")); count[mode]++
+  }
+  END {
+    for (m = 1; m <= modes; ++m) {
+      mode = order[m]
+      printf "{\"summary\":\"%s\",\"runs\":%d,\"added_p50_ms\":[%s],\"added_p99_ms\":[%s],\"added_p999_ms\":[%s],", mode, count[mode], lists[mode, "p50"], lists[mode, "p99"], lists[mode, "p999"]
+      printf "\"gateway_cpu_cores\":[%s],\"errors\":[%s],\"median_added_p50_ms\":%s,\"median_added_p99_ms\":%s,\"worst_added_p99_ms\":%s}\n", lists[mode, "cpu"], lists[mode, "errors"], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"])
+    }
+    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | gateway CPU (median) |\n|---|---|---|---|---|---|\n"
+    for (m = 1; m <= modes; ++m) {
+      mode = order[m]
+      printf "| %s | %d | %s ms | %s / %s ms | %s ms | %s cores |\n", mode, count[mode], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"]), sorted_median(lists[mode, "p999"]), sorted_median(lists[mode, "cpu"])
+    }
+  }' "$work/results"

@@ -3,6 +3,7 @@
 //
 //   doze_gateway_load --port P --mode rate --rate 1000 --seconds 10 --connections 64 [--function F]
 //   doze_gateway_load --port P --mode streams --streams 200 --seconds 10 --max-tokens 32
+//   [--gateway-pid PID]: also report the CPU the gateway used during the measured window, in cores.
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
@@ -18,7 +19,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +39,7 @@ struct Options {
   int streams = 200;
   int max_tokens = 1;
   std::string function = "copy_polish";
+  int gateway_pid = 0;  // 0: do not measure the gateway's CPU.
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -58,6 +62,8 @@ Options ParseOptions(int argc, char** argv) {
       options.max_tokens = std::atoi(value.c_str());
     else if (flag == "--function")
       options.function = value;
+    else if (flag == "--gateway-pid")
+      options.gateway_pid = std::atoi(value.c_str());
   }
   return options;
 }
@@ -173,6 +179,21 @@ void StreamLoop(const Options& options, Clock::time_point end, Results* results)
   close(fd);
 }
 
+// Returns the CPU time (user + system, seconds) process `pid` has used so far, or a negative number.
+double ProcessCpuSeconds(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (pid <= 0 || !std::getline(file, line)) return -1;
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int index = 3; index <= 15 && fields >> field; ++index) {
+    if (index == 14 || index == 15) ticks += std::strtod(field.c_str(), nullptr);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 double Percentile(std::vector<double>& values, double p) {
   if (values.empty()) return 0;
   size_t index = std::min(values.size() - 1, static_cast<size_t>(p * values.size()));
@@ -187,6 +208,8 @@ int main(int argc, char** argv) {
   Results results;
   std::vector<std::thread> threads;
   auto start = Clock::now() + std::chrono::milliseconds(100);
+  std::this_thread::sleep_until(start - std::chrono::milliseconds(50));
+  double cpu_before = ProcessCpuSeconds(options.gateway_pid);
   if (options.mode == "rate") {
     for (int i = 0; i < options.connections; ++i) threads.emplace_back(RateLoop, options, i, start, &results);
   } else {
@@ -196,14 +219,20 @@ int main(int argc, char** argv) {
   }
   for (std::thread& thread : threads) thread.join();
   double elapsed = Millis(Clock::now() - start) / 1000;
+  double cpu_after = ProcessCpuSeconds(options.gateway_pid);
+  char gateway_cores[32] = "null";
+  if (cpu_before >= 0 && cpu_after >= 0) {
+    std::snprintf(gateway_cores, sizeof(gateway_cores), "%.3f", (cpu_after - cpu_before) / (elapsed + 0.05));
+  }
   size_t count = results.added_ms.size();
   std::printf(
       "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
       "\"p90\":%.3f,"
-      "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f}}\n",
+      "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
+      "\"gateway_cpu_cores\":%s}\n",
       options.mode.c_str(), count, results.errors.load(), count / elapsed, Percentile(results.added_ms, 0.5),
       Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99),
       Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
-      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99));
+      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores);
   return results.errors.load() == 0 ? 0 : 1;
 }
