@@ -54,6 +54,18 @@ std::string AdminToken(const ServerConfig& server) {
   return token == nullptr ? "" : token;
 }
 
+// Each function's unix socket path must fit sockaddr_un, which holds 107 bytes of path.
+absl::Status CheckSocketPaths(const Config& config) {
+  for (const auto& [name, function] : config.functions) {
+    if (config.workers.socket_dir.size() + name.size() + 7 > 107) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("workers.socket_dir: the socket of ", name,
+                       " would be longer than a unix socket path may be (107 bytes)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::string config_path) {
@@ -64,14 +76,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
   if (!config.server.api_keys_file.empty()) {
     ASSIGN_OR_RETURN(keys, ApiKeys::FromFile(config.server.api_keys_file));
   }
-  for (const auto& [name, function] : config.functions) {
-    // sockaddr_un holds 107 bytes of path.
-    if (config.workers.socket_dir.size() + name.size() + 7 > 107) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("workers.socket_dir: the socket of ", name,
-                       " would be longer than a unix socket path may be (107 bytes)"));
-    }
-  }
+  RETURN_IF_ERROR(CheckSocketPaths(config));
   std::error_code error;
   std::filesystem::create_directories(config.workers.socket_dir, error);
   if (error) {
@@ -236,12 +241,12 @@ void Gateway::Wait() {
 absl::Status Gateway::Reload() {
   if (config_path_.empty()) return absl::FailedPreconditionError("no configuration file to reload");
   ASSIGN_OR_RETURN(Config fresh, LoadConfigFile(config_path_));
+  RETURN_IF_ERROR(CheckSocketPaths(fresh));
+  std::vector<std::shared_ptr<FunctionRuntime>> added;
   for (const auto& [name, function] : fresh.functions) {
     std::shared_ptr<FunctionRuntime> existing = functions_.Find(name);
     if (existing == nullptr) {
-      std::shared_ptr<FunctionRuntime> added = MakeFunction(function);
-      lifecycle_->Attach(*added);
-      functions_.Put(std::move(added));
+      added.push_back(MakeFunction(function));
       continue;
     }
     existing->set_config(std::make_shared<const FunctionConfig>(function));
@@ -249,14 +254,21 @@ absl::Status Gateway::Reload() {
     existing->dispatcher().UpdateOptions(fresh.workers.max_queue, function.worker.max_in_flight,
                                          fresh.workers.queue_timeout);
   }
+  std::vector<std::shared_ptr<FunctionRuntime>> removed;
   for (const auto& function : functions_.All()) {
-    if (fresh.functions.contains(function->name())) continue;
-    function->supervisor().Stop("removed from the configuration");
+    if (!fresh.functions.contains(function->name())) removed.push_back(function);
+  }
+  // The policy lets go of removed functions before their workers stop, and takes the added ones (putting
+  // them into the table) and the changed schedules.
+  lifecycle_->Reconfigure(fresh.lifecycle, added, &functions_);
+  for (const auto& function : removed) {
+    functions_.Remove(function->name());
     function->dispatcher().FailQueued(
         absl::NotFoundError(absl::StrCat("function ", function->name(), " was removed")));
-    functions_.Remove(function->name());
+    function->supervisor().Stop("removed from the configuration");
   }
-  DOZE_LOG(INFO) << "reloaded " << config_path_ << ": " << fresh.functions.size() << " functions";
+  DOZE_LOG(INFO) << "reloaded " << config_path_ << ": " << fresh.functions.size() << " functions ("
+                 << added.size() << " added, " << removed.size() << " removed)";
   return absl::OkStatus();
 }
 

@@ -85,6 +85,15 @@ void Ledger::SetUse(const std::string& function, GpuUse use, absl::Time now) {
   account.use_since = now;
 }
 
+void Ledger::StopTracking(const std::string& function, absl::Time now) {
+  auto it = accounts_.find(function);
+  if (it == accounts_.end() || it->second.use_since == absl::InfiniteFuture()) return;
+  FunctionAccount& account = it->second;
+  Accrue(account, account.use, account.use_since, now);
+  account.use = GpuUse::kOff;
+  account.use_since = absl::InfiniteFuture();
+}
+
 void Ledger::RecordColdStart(const std::string& function, absl::Time at) {
   ++BucketAt(accounts_[function], at).cold_starts;
 }

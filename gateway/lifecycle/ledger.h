@@ -66,6 +66,10 @@ class Ledger {
   // tracking.
   void SetUse(const std::string& function, GpuUse use, absl::Time now);
 
+  // Closes the open interval of `function` at `now` and accrues nothing more until its next SetUse (a
+  // function removed from the configuration).
+  void StopTracking(const std::string& function, absl::Time now);
+
   // Counts a cold start (a start or wake that a request waits for).
   void RecordColdStart(const std::string& function, absl::Time at);
 

@@ -11,11 +11,19 @@
 namespace doze::lifecycle {
 
 struct LifecyclePolicy::Function {
-  Function(std::string function_name, SchedulePolicy schedule_policy, absl::Time now)
+  Function(std::string function_name, SchedulePolicy schedule_policy, absl::Time now, std::string reason)
       : name(std::move(function_name)),
         policy(std::move(schedule_policy)),
         schedule(policy.timezone, policy.resident),
-        machine(WorkerState::kStopped, now, "gateway started") {}
+        machine(WorkerState::kStopped, now, std::move(reason)) {}
+
+  // Takes `new_policy` from now on: residency and the archive check are worked out afresh.
+  void SetPolicy(const SchedulePolicy& new_policy) {
+    policy = new_policy;
+    schedule = ResidentSchedule(policy.timezone, policy.resident);
+    residency_until = absl::InfinitePast();
+    next_archive_check = absl::InfinitePast();
+  }
 
   std::string name;
   SchedulePolicy policy;
@@ -38,29 +46,72 @@ LifecyclePolicy::LifecyclePolicy(const LifecycleConfig& config, const gateway::C
                                  StateStore* store)
     : clock_(clock), ledger_(ledger), store_(store) {
   const absl::Time now = clock_->Now();
-  for (const auto& [name, policy] : config.functions) {
-    auto function = std::make_unique<Function>(name, policy, now);
-    ledger_->SetUse(name, GpuUse::kOff, now);
-    functions_.emplace(name, std::move(function));
-  }
+  for (const auto& [name, policy] : config.functions) AddFunction(name, policy, now, "gateway started");
 }
 
 LifecyclePolicy::~LifecyclePolicy() = default;
+
+void LifecyclePolicy::AddFunction(const std::string& name, const SchedulePolicy& policy, absl::Time now,
+                                  const std::string& reason) {
+  functions_.emplace(name, std::make_unique<Function>(name, policy, now, reason));
+  ledger_->SetUse(name, GpuUse::kOff, now);
+}
 
 absl::Status LifecyclePolicy::Load() {
   if (store_ == nullptr) return absl::OkStatus();
   ASSIGN_OR_RETURN(auto transitions, store_->LoadTransitions());
   ASSIGN_OR_RETURN(auto marks, store_->LoadArchiveMarks());
   const absl::Time now = clock_->Now();
-  for (auto& [name, f] : functions_) {
-    if (auto it = transitions.find(name); it != transitions.end()) f->machine.PrependHistory(it->second);
-    auto it = marks.find(name);
-    if (it == marks.end()) continue;
-    f->mark = it->second;
-    if (f->mark.archived)
-      Move(*f, WorkerState::kArchived, now, absl::StrCat("still archived: ", f->mark.reason));
-  }
+  for (auto& [name, f] : functions_) LoadFunction(*f, transitions, marks, now);
   return absl::OkStatus();
+}
+
+void LifecyclePolicy::LoadFunction(Function& f,
+                                   const std::map<std::string, std::vector<Transition>>& transitions,
+                                   const std::map<std::string, ArchiveMark>& marks, absl::Time now) {
+  if (auto it = transitions.find(f.name); it != transitions.end()) f.machine.PrependHistory(it->second);
+  auto it = marks.find(f.name);
+  if (it == marks.end()) return;
+  f.mark = it->second;
+  if (f.mark.archived) Move(f, WorkerState::kArchived, now, absl::StrCat("still archived: ", f.mark.reason));
+}
+
+std::vector<Decision> LifecyclePolicy::Reconfigure(const LifecycleConfig& config) {
+  const absl::Time now = clock_->Now();
+  for (auto it = functions_.begin(); it != functions_.end();) {
+    if (config.functions.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    DOZE_LOG(INFO) << "lifecycle: " << it->first << " was removed from the configuration";
+    ledger_->StopTracking(it->first, now);
+    it = functions_.erase(it);
+  }
+  std::map<std::string, std::vector<Transition>> transitions;
+  std::map<std::string, ArchiveMark> marks;
+  if (store_ != nullptr) {
+    absl::StatusOr<std::map<std::string, std::vector<Transition>>> stored_transitions =
+        store_->LoadTransitions();
+    absl::StatusOr<std::map<std::string, ArchiveMark>> stored_marks = store_->LoadArchiveMarks();
+    if (stored_transitions.ok()) transitions = *std::move(stored_transitions);
+    if (stored_marks.ok()) marks = *std::move(stored_marks);
+    if (!stored_transitions.ok() || !stored_marks.ok()) {
+      DOZE_LOG(ERROR) << "lifecycle: reading the state file: "
+                      << (stored_transitions.ok() ? stored_marks.status() : stored_transitions.status());
+    }
+  }
+  for (const auto& [name, policy] : config.functions) {
+    auto it = functions_.find(name);
+    if (it != functions_.end()) {
+      it->second->SetPolicy(policy);
+      continue;
+    }
+    AddFunction(name, policy, now, "added by a configuration reload");
+    LoadFunction(*functions_.at(name), transitions, marks, now);
+  }
+  std::vector<Decision> out;
+  for (auto& [name, f] : functions_) Evaluate(*f, now, &out);
+  return out;
 }
 
 LifecyclePolicy::Function& LifecyclePolicy::Get(const std::string& function) {

@@ -54,6 +54,15 @@ class LifecyclePolicy {
   // Reads archive marks and the last transitions from the store; call once before the first event.
   absl::Status Load();
 
+  // Applies a reloaded configuration from now on: a function new in `config` starts stopped (or archived,
+  // as the store says), a function missing from it is forgotten (its ledger stops at once; the store keeps
+  // its history), and every kept function takes its new schedule. Returns the decisions of evaluating every
+  // function at once (e.g. a start for a function whose window is open).
+  std::vector<Decision> Reconfigure(const LifecycleConfig& config);
+
+  // True when `function` is under the policy; every other method but Archive and Restore requires it.
+  bool Has(const std::string& function) const { return functions_.contains(function); }
+
   // A request joined the function's queue. A reject decision means it (and any other queued) gets a 409.
   std::vector<Decision> OnRequestQueued(const std::string& function);
 
@@ -96,6 +105,10 @@ class LifecyclePolicy {
 
   Function& Get(const std::string& function);
   const Function& Get(const std::string& function) const;
+  void LoadFunction(Function& f, const std::map<std::string, std::vector<Transition>>& transitions,
+                    const std::map<std::string, ArchiveMark>& marks, absl::Time now);
+  void AddFunction(const std::string& name, const SchedulePolicy& policy, absl::Time now,
+                   const std::string& reason);
   void Evaluate(Function& f, absl::Time now, std::vector<Decision>* out);
   void RefreshResidency(Function& f, absl::Time now);
   void EvaluateDown(Function& f, absl::Time now, std::vector<Decision>* out);

@@ -26,12 +26,6 @@ std::string Rfc3339(absl::Time time) {
   return absl::FormatTime(absl::RFC3339_full, time, absl::UTCTimeZone());
 }
 
-std::set<std::string> NamesOf(const lifecycle::LifecycleConfig& config) {
-  std::set<std::string> names;
-  for (const auto& [name, schedule] : config.functions) names.insert(name);
-  return names;
-}
-
 absl::StatusOr<std::unique_ptr<lifecycle::StateStore>> OpenStore(const std::string& path) {
   if (path.empty()) return lifecycle::StateStore::Open(":memory:");
   std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -63,6 +57,26 @@ std::string Label(const std::string& value) {
 
 }  // namespace
 
+// One function's dispatcher and supervisor as the driver hears them. A reload that removes the function (or
+// replaces it under the same name) makes the attachment stale, and the driver drops what it still reports.
+class LifecycleDriver::Attachment : public DispatchListener {
+ public:
+  Attachment(LifecycleDriver* driver, std::string function)
+      : driver_(driver), function_(std::move(function)) {}
+
+  const std::string& function() const { return function_; }
+
+  absl::Status OnQueued(const std::string&) override { return driver_->OnQueued(*this); }
+  void OnStarted(const std::string&, absl::Time queued_at) override { driver_->OnStarted(*this, queued_at); }
+  void OnFinished(const std::string&) override { driver_->OnFinished(*this); }
+  void OnAbandoned(const std::string&) override { driver_->OnAbandoned(*this); }
+  bool CanDispatch(const std::string&) override { return driver_->CanDispatch(*this); }
+
+ private:
+  LifecycleDriver* driver_;
+  const std::string function_;
+};
+
 absl::StatusOr<std::unique_ptr<LifecycleDriver>> LifecycleDriver::Create(
     const lifecycle::LifecycleConfig& config, const FunctionTable* functions, Clock* clock,
     net::any_io_executor executor) {
@@ -82,9 +96,9 @@ LifecycleDriver::LifecycleDriver(const lifecycle::LifecycleConfig& config,
                                  const FunctionTable* functions, Clock* clock, net::any_io_executor executor)
     : functions_(functions),
       clock_(clock),
-      billing_(config.billing),
-      names_(NamesOf(config)),
+      state_file_(config.state_file),
       store_(std::move(store)),
+      billing_(config.billing),
       ledger_(std::move(ledger)),
       policy_(std::move(policy)),
       timer_(std::move(executor)) {}
@@ -95,15 +109,58 @@ LifecycleDriver::~LifecycleDriver() {
 }
 
 bool LifecycleDriver::Attach(FunctionRuntime& function) {
-  if (!Knows(function.name())) {
-    DOZE_LOG(WARNING) << "lifecycle: " << function.name()
-                      << " was added by a reload; it runs on demand until the gateway restarts";
+  absl::MutexLock lock(&mu_);
+  if (!policy_->Has(function.name())) {
+    DOZE_LOG(ERROR) << "lifecycle: " << function.name() << " is not in the lifecycle configuration";
     return false;
   }
-  function.dispatcher().set_listener(this);
-  function.supervisor().AddObserver(
-      [this](const WorkerTransition& transition) { OnWorkerTransition(transition); });
+  AttachLocked(function);
   return true;
+}
+
+void LifecycleDriver::AttachLocked(FunctionRuntime& function) {
+  attachments_.push_back(std::make_unique<Attachment>(this, function.name()));
+  const Attachment* attachment = attachments_.back().get();
+  current_[function.name()] = attachment;
+  function.dispatcher().set_listener(attachments_.back().get());
+  function.supervisor().AddObserver([this, attachment](const WorkerTransition& transition) {
+    OnWorkerTransition(*attachment, transition);
+  });
+}
+
+bool LifecycleDriver::IsCurrent(const Attachment& attachment) const {
+  auto it = current_.find(attachment.function());
+  return it != current_.end() && it->second == &attachment;
+}
+
+void LifecycleDriver::Reconfigure(const lifecycle::LifecycleConfig& config,
+                                  const std::vector<std::shared_ptr<FunctionRuntime>>& added,
+                                  FunctionTable* table) {
+  if (config.state_file != state_file_) {
+    DOZE_LOG(WARNING) << "lifecycle: state_file changed to \"" << config.state_file
+                      << "\"; it takes effect when the gateway restarts";
+  }
+  std::vector<Decision> decisions;
+  {
+    absl::MutexLock lock(&mu_);
+    billing_ = config.billing;
+    for (auto it = current_.begin(); it != current_.end();) {
+      it = config.functions.contains(it->first) ? std::next(it) : current_.erase(it);
+    }
+    decisions = policy_->Reconfigure(config);
+    // Attached and in the table under the lock, so that no tick decides about a function not yet there.
+    for (const std::shared_ptr<FunctionRuntime>& function : added) {
+      if (policy_->Has(function->name())) {
+        AttachLocked(*function);
+      } else {
+        DOZE_LOG(ERROR) << "lifecycle: " << function->name() << " is not in the lifecycle configuration";
+      }
+      table->Put(function);
+    }
+    FlushLedger();
+    ArmTimer();
+  }
+  Apply(decisions);
 }
 
 void LifecycleDriver::Start() { OnTick(); }
@@ -148,10 +205,14 @@ void LifecycleDriver::ArmTimer() {
   });
 }
 
-absl::Status LifecycleDriver::OnQueued(const std::string& function) {
+absl::Status LifecycleDriver::OnQueued(const Attachment& attachment) {
+  const std::string& function = attachment.function();
   std::vector<Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
+    if (!IsCurrent(attachment)) {
+      return absl::NotFoundError(absl::StrCat("function ", function, " was removed from the configuration"));
+    }
     decisions = policy_->OnRequestQueued(function);
     ArmTimer();
   }
@@ -166,37 +227,47 @@ absl::Status LifecycleDriver::OnQueued(const std::string& function) {
   return absl::OkStatus();
 }
 
-void LifecycleDriver::OnStarted(const std::string& function, absl::Time queued_at) {
+void LifecycleDriver::OnStarted(const Attachment& attachment, absl::Time queued_at) {
   absl::MutexLock lock(&mu_);
-  policy_->OnRequestStarted(function, queued_at);
+  if (IsCurrent(attachment)) policy_->OnRequestStarted(attachment.function(), queued_at);
 }
 
-void LifecycleDriver::OnFinished(const std::string& function) {
+void LifecycleDriver::OnFinished(const Attachment& attachment) {
   std::vector<Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
-    decisions = policy_->OnRequestFinished(function);
+    if (!IsCurrent(attachment)) return;
+    decisions = policy_->OnRequestFinished(attachment.function());
     ArmTimer();
   }
   Apply(decisions);
 }
 
-void LifecycleDriver::OnAbandoned(const std::string& function) {
+void LifecycleDriver::OnAbandoned(const Attachment& attachment) {
   std::vector<Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
-    decisions = policy_->OnRequestAbandoned(function);
+    if (!IsCurrent(attachment)) return;
+    decisions = policy_->OnRequestAbandoned(attachment.function());
     ArmTimer();
   }
   Apply(decisions);
 }
 
-bool LifecycleDriver::CanDispatch(const std::string& function) {
+bool LifecycleDriver::CanDispatch(const Attachment& attachment) {
   absl::MutexLock lock(&mu_);
-  return policy_->CanDispatch(function);
+  return IsCurrent(attachment) && policy_->CanDispatch(attachment.function());
 }
 
-void LifecycleDriver::OnWorkerTransition(const WorkerTransition& transition) {
+void LifecycleDriver::OnWorkerTransition(const Attachment& attachment, const WorkerTransition& transition) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!IsCurrent(attachment)) return;
+  }
+  ReportWorkerEvent(transition);
+}
+
+void LifecycleDriver::ReportWorkerEvent(const WorkerTransition& transition) {
   WorkerEvent event;
   if (transition.to == WorkerState::kReady) {
     event = WorkerEvent::kReady;
@@ -210,7 +281,7 @@ void LifecycleDriver::OnWorkerTransition(const WorkerTransition& transition) {
   std::vector<Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
-    if (stopped_) return;
+    if (stopped_ || !policy_->Has(transition.function)) return;
     decisions = policy_->OnWorkerEvent(transition.function, event, transition.reason);
     ArmTimer();
   }
@@ -242,14 +313,13 @@ void LifecycleDriver::ApplyOne(const Decision& decision, FunctionRuntime& functi
       supervisor.EnsureReady(reason);
       // Already serving (an operator started it): no transition will come, so report it here.
       if (supervisor.state() == WorkerState::kReady) {
-        OnWorkerTransition(
-            {function.name(), WorkerState::kReady, WorkerState::kReady, reason, clock_->Now()});
+        ReportWorkerEvent({function.name(), WorkerState::kReady, WorkerState::kReady, reason, clock_->Now()});
       }
       break;
     case Action::kStop:
       supervisor.Stop(reason);
       if (supervisor.state() == WorkerState::kStopped) {
-        OnWorkerTransition(
+        ReportWorkerEvent(
             {function.name(), WorkerState::kStopped, WorkerState::kStopped, reason, clock_->Now()});
       }
       break;
@@ -306,8 +376,8 @@ nlohmann::json LifecycleDriver::LedgerJson(const std::string& function, absl::Ti
 }
 
 nlohmann::json LifecycleDriver::StatusOf(const std::string& function) {
-  if (!Knows(function)) return nullptr;
   absl::MutexLock lock(&mu_);
+  if (!policy_->Has(function)) return nullptr;
   const absl::Time now = clock_->Now();
   for (const lifecycle::FunctionStatus& status : policy_->Status()) {
     if (status.name != function) continue;

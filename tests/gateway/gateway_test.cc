@@ -456,6 +456,50 @@ TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
 }
 
+TEST_F(GatewayTest, SighupPutsAddedAndChangedFunctionsUnderThePolicyAndLetsRemovedOnesGo) {
+  StartGateway();
+  ASSERT_EQ(Chat("table_parse").status, 200);
+  const pid_t removed_pid = Status()["table_parse"]["pid"].get<pid_t>();
+  const std::string all_day =
+      "    schedule: { resident: [{ days: daily, from: \"00:00\", to: \"24:00\" }] }\n";
+  std::string updated = absl::StrReplaceAll(
+      config_, {{"functions:\n",
+                 absl::StrCat("functions:\n  poetry:\n    system_prompt: \"Write poems.\"\n", all_day)},
+                {"    system_prompt: \"You polish copy.\"\n",
+                 absl::StrCat("    system_prompt: \"You polish copy.\"\n", all_day)},
+                {"  table_parse:\n    system_prompt: \"You summarise tables.\"\n    max_tokens: 8\n", ""}});
+  ASSERT_NE(updated.find("poetry"), std::string::npos);
+  ASSERT_EQ(updated.find("table_parse"), std::string::npos);
+  std::ofstream(dir_ + "/doze.yaml") << updated;
+  gateway_->Signal(SIGHUP);
+
+  // No request is sent: the policy starts both all-day functions by itself.
+  for (const char* function : {"poetry", "copy_polish"}) {
+    Json status;
+    for (int i = 0; i < 200; ++i) {
+      status = Status()[function];
+      if (status.is_object() && status["state"] == "ready") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(status.is_object()) << function;
+    EXPECT_EQ(status["state"], "ready") << function;
+    EXPECT_EQ(status["lifecycle"]["state"], "ready") << function;
+    EXPECT_TRUE(status["lifecycle"]["resident"].get<bool>()) << function;
+    EXPECT_THAT(status["lifecycle"]["transitions"].dump(), HasSubstr("resident window mon-sun 00:00-24:00"))
+        << function;
+    EXPECT_EQ(status["lifecycle"]["ledger"]["cold_starts"], 0) << function;
+  }
+  EXPECT_THAT(Status()["poetry"]["lifecycle"]["transitions"].dump(),
+              HasSubstr("added by a configuration reload"));
+  // The removed function leaves /ops/status and its worker ends.
+  EXPECT_FALSE(Status().contains("table_parse"));
+  for (int i = 0; i < 200 && kill(removed_pid, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_NE(kill(removed_pid, 0), 0) << "the removed function's worker is still there";
+  EXPECT_EQ(Chat("table_parse").status, 404);
+  EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
+}
+
 TEST_F(GatewayTest, IdleTimeoutStopsTheWorkerAndTheLedgerCountsBothPeriods) {
   StartGateway(5, FakeWorkerBinary(), {}, "schedule: { idle_timeout: 1s }");
   ASSERT_EQ(Chat("copy_polish").status, 200);
