@@ -279,21 +279,33 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
   upload(d_top_k, top_k);
   upload(d_seeds, seeds);
   CUDA_CHECK(cudaMalloc(&d_out, rows * sizeof(int32_t)));
+  void* d_workspace;
+  CUDA_CHECK(cudaMalloc(&d_workspace, kernels::SamplingWorkspaceBytes(rows)));
   const double bytes = static_cast<double>(rows) * kVocab * 4;
   const std::string suffix = " b=" + std::to_string(rows);
-  out.push_back({"sampling", "argmax" + suffix,
-                 TimeInGraph(
-                     stream, [&](int) { kernels::ArgmaxRows(d_logits, d_out, rows, kVocab, stream); }, 20),
-                 bytes, 0});
-  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
   out.push_back(
-      {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix,
+      {"sampling", "argmax" + suffix,
        TimeInGraph(
-           stream, [&](int) { kernels::SampleRows(d_logits, params, d_out, rows, kVocab, stream); }, 5),
+           stream, [&](int) { kernels::ArgmaxRows(d_logits, d_out, d_workspace, rows, kVocab, stream); }, 20),
+       bytes, 0});
+  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  const auto sample = [&](int) {
+    kernels::SampleRows(d_logits, params, d_out, d_workspace, rows, kVocab, stream);
+  };
+  out.push_back(
+      {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  const std::vector<float> zero_temperature(rows, 0.f);  // greedy rows: the engine's path at temperature 0
+  CUDA_CHECK(cudaMemcpy(d_temp, zero_temperature.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+  const kernels::SamplingParams greedy{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  out.push_back(
+      {"sampling", "greedy rows through SampleRows" + suffix,
+       TimeInGraph(
+           stream,
+           [&](int) { kernels::SampleRows(d_logits, greedy, d_out, d_workspace, rows, kVocab, stream); }, 20),
        bytes, 0});
   for (void* p : {static_cast<void*>(d_logits), static_cast<void*>(d_temp), static_cast<void*>(d_top_p),
                   static_cast<void*>(d_min_p), static_cast<void*>(d_top_k), static_cast<void*>(d_seeds),
-                  static_cast<void*>(d_out)}) {
+                  static_cast<void*>(d_out), d_workspace}) {
     CUDA_CHECK(cudaFree(p));
   }
 }

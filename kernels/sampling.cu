@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 
@@ -55,17 +56,40 @@ __device__ Best BlockArgmax(Best best) {
   return total;
 }
 
-__device__ int RowArgmax(const float* row, int vocab) {
-  Best best{-INFINITY, 0x7fffffff};
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) best = Better(best, Best{row[i], i});
-  return BlockArgmax(best).index;
+constexpr int kArgmaxParts = 64;  // slices of a row in the first argmax pass
+constexpr int kArgmaxThreads = 256;
+
+// Grid (kArgmaxParts, num_rows): the best (value, index) of one slice of each row, so that a row's argmax is
+// spread over 64 multiprocessors instead of one.
+static __global__ void __launch_bounds__(kArgmaxThreads)
+    ArgmaxPartsKernel(const float* __restrict__ logits,  // [num_rows, vocab]
+                      Best* __restrict__ parts,          // [num_rows, kArgmaxParts]
+                      int vocab) {
+  const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
+  const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
+  const float* row = logits + static_cast<int64_t>(blockIdx.y) * vocab;
+  Best best{-INFINITY, INT_MAX};
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) best = Better(best, Best{row[i], i});
+  best = BlockArgmax(best);
+  if (threadIdx.x == 0) parts[blockIdx.y * kArgmaxParts + blockIdx.x] = best;
 }
 
-static __global__ void ArgmaxKernel(const float* __restrict__ logits,  // [num_rows, vocab]
-                                    int32_t* __restrict__ out,         // [num_rows]
-                                    int vocab) {
-  const int index = RowArgmax(logits + static_cast<int64_t>(blockIdx.x) * vocab, vocab);
+// The row's argmax from its slices' bests (lowest index on ties, as the slices are in index order).
+__device__ int ArgmaxOfParts(const Best* row_parts) {
+  const Best mine = threadIdx.x < kArgmaxParts ? row_parts[threadIdx.x] : Best{-INFINITY, INT_MAX};
+  return BlockArgmax(mine).index;
+}
+
+static __global__ void ArgmaxKernel(const Best* __restrict__ parts,  // [num_rows, kArgmaxParts]
+                                    int32_t* __restrict__ out) {     // [num_rows]
+  const int index = ArgmaxOfParts(parts + blockIdx.x * kArgmaxParts);
   if (threadIdx.x == 0) out[blockIdx.x] = index;
+}
+
+void LaunchArgmaxParts(const float* logits, void* workspace, int num_rows, int vocab, cudaStream_t stream) {
+  ArgmaxPartsKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(
+      logits, static_cast<Best*>(workspace), vocab);
+  CUDA_CHECK_LAUNCH();
 }
 
 __device__ float BlockMax(float v) {
@@ -397,6 +421,7 @@ __device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int
 
 static __global__ void __launch_bounds__(kThreads)
     SampleKernel(const float* __restrict__ logits,  // [num_rows, vocab]
+                 const Best* __restrict__ parts,    // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
                  SamplingParams params,
                  int32_t* __restrict__ out,  // [num_rows]
                  int vocab) {
@@ -406,7 +431,7 @@ static __global__ void __launch_bounds__(kThreads)
   const float* row = logits + static_cast<int64_t>(r) * vocab;
   const float temperature = params.temperature[r];
   if (!(temperature > 0.f)) {
-    const int index = RowArgmax(row, vocab);
+    const int index = ArgmaxOfParts(parts + r * kArgmaxParts);
     if (threadIdx.x == 0) out[r] = index;
     return;
   }
@@ -438,16 +463,24 @@ static __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void ArgmaxRows(const float* logits, int32_t* out, int num_rows, int vocab, cudaStream_t stream) {
+size_t SamplingWorkspaceBytes(int num_rows) {
+  return static_cast<size_t>(std::max(num_rows, 0)) * kArgmaxParts * sizeof(Best);
+}
+
+void ArgmaxRows(const float* logits, int32_t* out, void* workspace, int num_rows, int vocab,
+                cudaStream_t stream) {
   if (num_rows == 0) return;
-  ArgmaxKernel<<<num_rows, kThreads, 0, stream>>>(logits, out, vocab);
+  LaunchArgmaxParts(logits, workspace, num_rows, vocab, stream);
+  ArgmaxKernel<<<num_rows, kArgmaxParts, 0, stream>>>(static_cast<const Best*>(workspace), out);
   CUDA_CHECK_LAUNCH();
 }
 
-void SampleRows(const float* logits, const SamplingParams& params, int32_t* out, int num_rows, int vocab,
-                cudaStream_t stream) {
+void SampleRows(const float* logits, const SamplingParams& params, int32_t* out, void* workspace,
+                int num_rows, int vocab, cudaStream_t stream) {
   if (num_rows == 0) return;
-  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, params, out, vocab);
+  LaunchArgmaxParts(logits, workspace, num_rows, vocab, stream);
+  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, static_cast<const Best*>(workspace), params, out,
+                                                  vocab);
   CUDA_CHECK_LAUNCH();
 }
 

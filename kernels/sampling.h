@@ -6,15 +6,21 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/sample_uniform.h"
 
 namespace doze::kernels {
 
+// Bytes of scratch ArgmaxRows and SampleRows need for `num_rows` rows (each row's argmax is found in 64
+// slices first, on as many multiprocessors, then merged).
+size_t SamplingWorkspaceBytes(int num_rows);
+
 // out[r] = the index of the largest logit of row r (the lowest index among equal maxima).
 void ArgmaxRows(const float* logits,  // [num_rows, vocab]
                 int32_t* out,         // [num_rows]
+                void* workspace,      // [SamplingWorkspaceBytes(num_rows)]
                 int num_rows, int vocab, cudaStream_t stream);
 
 // Per-row sampling settings, in device memory.
@@ -35,7 +41,8 @@ struct SamplingParams {
 // passes over it.
 void SampleRows(const float* logits,  // [num_rows, vocab]
                 const SamplingParams& params,
-                int32_t* out,  // [num_rows]
+                int32_t* out,     // [num_rows]
+                void* workspace,  // [SamplingWorkspaceBytes(num_rows)]
                 int num_rows, int vocab, cudaStream_t stream);
 
 }  // namespace doze::kernels

@@ -63,8 +63,9 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
     const std::vector<float> logits = RandomLogits(rows, vocab, vocab == 1000, rng);
     DeviceArray<float> d_logits(logits);
     DeviceArray<int32_t> d_out(rows);
+    DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
     d_out.Poison();
-    ArgmaxRows(d_logits.get(), d_out.get(), rows, vocab, nullptr);
+    ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
     const std::vector<int32_t> got = d_out.Download();
     for (int r = 0; r < rows; ++r) {
       EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))
@@ -92,13 +93,14 @@ void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step) {
   DeviceArray<float> d_logits(logits), d_temp(temperature), d_top_p(top_p), d_min_p(min_p);
   DeviceArray<int32_t> d_top_k(top_k), d_out(rows);
   DeviceArray<uint64_t> d_seeds(seeds), d_steps(steps);
+  DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
   const SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
                               d_min_p.get(), d_seeds.get(), d_steps.get()};
   d_out.Poison();
-  SampleRows(d_logits.get(), params, d_out.get(), rows, vocab, nullptr);
+  SampleRows(d_logits.get(), params, d_out.get(), d_workspace.get(), rows, vocab, nullptr);
   const std::vector<int32_t> first = d_out.Download();
   d_out.Poison();
-  SampleRows(d_logits.get(), params, d_out.get(), rows, vocab, nullptr);
+  SampleRows(d_logits.get(), params, d_out.get(), d_workspace.get(), rows, vocab, nullptr);
   EXPECT_EQ(d_out.Download(), first);
   for (int r = 0; r < rows; ++r) {
     const float* row = logits.data() + static_cast<size_t>(r) * vocab;

@@ -18,6 +18,7 @@ CudaSampler::Arrays CudaSampler::Carve(void* base, int num_rows, size_t* bytes) 
   a.min_p = bump.Take<float>(num_rows);
   a.top_k = bump.Take<int32_t>(num_rows);
   a.out = bump.Take<int32_t>(num_rows);
+  a.workspace = bump.Take<char>(kernels::SamplingWorkspaceBytes(num_rows));
   if (bytes != nullptr) *bytes = bump.used();
   return a;
 }
@@ -54,7 +55,7 @@ absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(const float* logits,
   CUDA_CHECK(cudaMemcpyAsync(device.seed, host.seed, input_bytes, cudaMemcpyHostToDevice, stream_));
   const kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
                                        device.min_p,       device.seed,  device.step};
-  kernels::SampleRows(logits, params, device.out, n, vocab, stream_);
+  kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
   CUDA_CHECK(cudaMemcpyAsync(host.out, device.out, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   return std::vector<int32_t>(host.out, host.out + n);

@@ -29,6 +29,7 @@ class CudaSampler {
     float *temperature, *top_p, *min_p;
     int32_t *top_k, *out;
     uint64_t *seed, *step;
+    char* workspace;  // kernels::SamplingWorkspaceBytes(rows); unused in the host copy
   };
 
   absl::Status EnsureCapacity(int num_rows);
