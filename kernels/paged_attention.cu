@@ -44,6 +44,10 @@ __device__ __forceinline__ int64_t CacheOffset(const BlockWork& work, const Atte
   return ((block * s.block_size + key % s.block_size) * s.num_kv_heads + work.kv_head) * s.head_dim;
 }
 
+__device__ __forceinline__ void PrefetchL1(const void* p) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
 template <int N>
 __device__ __forceinline__ uint32_t Word(const uint4 (&v)[N], int i) {
   return reinterpret_cast<const uint32_t*>(v)[i];
@@ -109,11 +113,11 @@ struct WarpSoftmax {
   float o[kHeadDim / 8][2] = {};
 };
 
-// Scores, online-softmax update and PV for the step at k0. q[s] holds the A operand of k-step s.
+// Scores, online-softmax update and PV for the step at k0. Words 2s and 2s+1 of q are the A operand of k-step
+// s (read in place: copying them out would wait for q's load before the step's K and V loads could issue).
 template <int kHeadDim>
-__device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d,
-                                            const uint32_t (&q)[kHeadDim / 16][2], WarpSoftmax<kHeadDim>& st,
-                                            int k0, int end, float scale_log2) {
+__device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d, const uint4 (&q)[kHeadDim / 32],
+                                            WarpSoftmax<kHeadDim>& st, int k0, int end, float scale_log2) {
   const int c = threadIdx.x & 3;
   float x[4];
 #pragma unroll
@@ -121,7 +125,7 @@ __device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d,
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll
     for (int s = 0; s < kHeadDim / 16; ++s)
-      MmaTopRows(s0, s1, q[s][0], q[s][1], Word(d.k[t], 2 * s), Word(d.k[t], 2 * s + 1));
+      MmaTopRows(s0, s1, Word(q, 2 * s), Word(q, 2 * s + 1), Word(d.k[t], 2 * s), Word(d.k[t], 2 * s + 1));
     const int key = k0 + 8 * t + 2 * c;
     x[2 * t] = key < end ? s0 * scale_log2 : -INFINITY;
     x[2 * t + 1] = key + 1 < end ? s1 * scale_log2 : -INFINITY;
@@ -237,6 +241,14 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
   work.begin = blockIdx.z * partition;
   work.end = min(context, work.begin + partition);
   work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
+  const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+  // The block-table entries of this warp's first chunk into L1 while the previous kernel finishes, so that
+  // its K and V loads wait for one round trip after the wait instead of two.
+  const int first_key = work.begin + warp * kChunkKeys;
+  if (first_key < work.end) {
+    PrefetchL1(work.block_table + first_key / s.block_size);
+    PrefetchL1(work.block_table + (min(first_key + kChunkKeys, work.end) - 1) / s.block_size);
+  }
   GridDependencyWait();
   LaunchDependents();
   if (work.begin >= work.end) {
@@ -248,19 +260,12 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
-  // Head g's query, dims [(kHeadDim/4) c, +kHeadDim/4), as the A operand: k-step s takes words 2s and 2s+1.
+  // Head g's query, dims [(kHeadDim/4) c, +kHeadDim/4): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
   LoadRow(q_raw,
           q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim +
               (kHeadDim / 4) * c,
           g < work.group);
-  uint32_t q_frag[kHeadDim / 16][2];
-#pragma unroll
-  for (int i = 0; i < kHeadDim / 16; ++i) {
-    q_frag[i][0] = Word(q_raw, 2 * i);
-    q_frag[i][1] = Word(q_raw, 2 * i + 1);
-  }
   const float scale_log2 = s.scale * kLog2e;
   WarpSoftmax<kHeadDim> st;
   for (int k0 = work.begin + warp * kChunkKeys; k0 < work.end; k0 += kWarps * kChunkKeys) {
@@ -270,10 +275,12 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
       if (i == 0 || k0 + i * kStepKeys < work.end)
         LoadStep(loads[i], k_cache, v_cache, work, s, k0 + i * kStepKeys);
     }
+    const int next_key = k0 + kWarps * kChunkKeys;  // this warp's next chunk: its table entry meanwhile
+    if (next_key < work.end) PrefetchL1(work.block_table + next_key / s.block_size);
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
       if (i == 0 || k0 + i * kStepKeys < work.end)
-        ComputeStep(loads[i], q_frag, st, k0 + i * kStepKeys, work.end, scale_log2);
+        ComputeStep(loads[i], q_raw, st, k0 + i * kStepKeys, work.end, scale_log2);
     }
   }
   MergeAndWrite(st, merge, work, s, out, workspace);

@@ -74,6 +74,11 @@ void CheckAttention(const std::vector<SeqSpec>& seqs, HeadSpec h, int extra_cont
   reference::PagedAttention(in, want.data());
   EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f))
       << seqs.size() << " sequences, max context " << max_ctx << ", head_dim " << h.head_dim;
+  // A second call on the same workspace gives the same result (nothing carries over between calls).
+  d_out.Poison();
+  PagedAttention(d_q.get(), d_k.get(), d_v.get(), d_tables.get(), d_token_seq.get(), d_ctx.get(), d_out.get(),
+                 d_ws.get(), ws_bytes, shape, nullptr);
+  EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f)) << "second call on the same workspace";
 }
 
 constexpr HeadSpec kQwen05{14, 2, 64};
