@@ -1,5 +1,6 @@
 #include "gateway/api/ops_handler.h"
 
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,19 @@
 #include "nlohmann/json.hpp"
 
 namespace doze::gateway {
+namespace {
+
+// The operator actions the lifecycle policy carries out; nullopt for other verbs.
+std::optional<lifecycle::OperatorAction> ParseOperatorAction(const std::string& verb) {
+  for (lifecycle::OperatorAction action :
+       {lifecycle::OperatorAction::kStart, lifecycle::OperatorAction::kStop,
+        lifecycle::OperatorAction::kSleep, lifecycle::OperatorAction::kWake}) {
+    if (verb == lifecycle::OperatorActionName(action)) return action;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 void OpsHandler::Register(Router* router) const {
   router->Add("GET", "/healthz", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
@@ -65,29 +79,22 @@ void OpsHandler::FunctionVerb(const HttpRequest& request,
     return channel->Send(ErrorResponse(absl::NotFoundError(absl::StrCat("no function named ", parts[0]))));
   }
   const std::string& verb = parts[1];
-  const std::string reason = absl::StrCat("operator: ", verb);
-  if (verb == "archive" || verb == "restore") {
-    absl::StatusOr<std::string> state = verb == "archive" ? lifecycle_->Archive(function->name(), reason)
-                                                          : lifecycle_->Restore(function->name());
-    if (!state.ok()) return channel->Send(ErrorResponse(state.status()));
-    nlohmann::json body = {{"function", function->name()}, {"action", verb}, {"lifecycle_state", *state}};
-    return channel->Send(MakeResponse(202, body.dump()));
-  }
-  if (verb == "start") {
-    function->supervisor().Start(reason);
-  } else if (verb == "stop") {
-    function->supervisor().Stop(reason);
-  } else if (verb == "sleep") {
-    function->supervisor().Sleep(reason);
-  } else if (verb == "wake") {
-    function->supervisor().Wake(reason);
+  absl::StatusOr<std::string> state;
+  if (verb == "archive") {
+    state = lifecycle_->Archive(function->name(), "operator: archive");
+  } else if (verb == "restore") {
+    state = lifecycle_->Restore(function->name());
+  } else if (std::optional<lifecycle::OperatorAction> action = ParseOperatorAction(verb)) {
+    state = lifecycle_->Operate(function->name(), *action);
   } else {
     return channel->Send(ErrorResponse(absl::NotFoundError(
         absl::StrCat("unknown verb ", verb, ": use start, stop, sleep, wake, archive or restore"))));
   }
+  if (!state.ok()) return channel->Send(ErrorResponse(state.status()));
   nlohmann::json body = {{"function", function->name()},
                          {"action", verb},
-                         {"state", WorkerStateName(function->supervisor().state())}};
+                         {"state", WorkerStateName(function->supervisor().state())},
+                         {"lifecycle_state", *state}};
   channel->Send(MakeResponse(202, body.dump()));
 }
 

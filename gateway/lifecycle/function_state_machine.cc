@@ -47,13 +47,13 @@ bool FunctionStateMachine::IsAllowed(WorkerState from, WorkerState to) {
     case S::kStopped:
       return to == S::kStarting || to == S::kArchived;
     case S::kStarting:
-      return to == S::kReady;
+      return to == S::kReady || to == S::kDraining;
     case S::kReady:
       return to == S::kDraining || to == S::kSleeping;
     case S::kSleeping:
       return to == S::kWaking || to == S::kDraining;
     case S::kWaking:
-      return to == S::kReady;
+      return to == S::kReady || to == S::kDraining;
     case S::kDraining:
       return to == S::kStopped || to == S::kArchived;
     case S::kFailed:

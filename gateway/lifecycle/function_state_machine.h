@@ -6,6 +6,7 @@
 //      │                                         │                 │  └───────────ready───────────────┘
 //      └──────────── draining ◄──stop/archive────┘◄────────────────┘
 //   failed: from any state when the worker dies or fails to start; started again after a short delay.
+//   An operator's stop also drains a worker that is starting or waking.
 #pragma once
 
 #include <deque>

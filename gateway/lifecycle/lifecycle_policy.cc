@@ -4,43 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "gateway/lifecycle/policy_function.h"
 #include "worker/common/duration.h"
 #include "worker/common/logging.h"
 #include "worker/common/status_macros.h"
 
 namespace doze::lifecycle {
-
-struct LifecyclePolicy::Function {
-  Function(std::string function_name, SchedulePolicy schedule_policy, absl::Time now, std::string reason)
-      : name(std::move(function_name)),
-        policy(std::move(schedule_policy)),
-        schedule(policy.timezone, policy.resident),
-        machine(WorkerState::kStopped, now, std::move(reason)) {}
-
-  // Takes `new_policy` from now on: residency and the archive check are worked out afresh.
-  void SetPolicy(const SchedulePolicy& new_policy) {
-    policy = new_policy;
-    schedule = ResidentSchedule(policy.timezone, policy.resident);
-    residency_until = absl::InfinitePast();
-    next_archive_check = absl::InfinitePast();
-  }
-
-  std::string name;
-  SchedulePolicy policy;
-  ResidentSchedule schedule;
-  FunctionStateMachine machine;
-  ArchiveMark mark;
-  int queued = 0;
-  int in_flight = 0;
-  absl::Time ready_since = absl::InfinitePast();  // When the worker last became ready.
-  absl::Time last_finish = absl::InfinitePast();  // When the last request in flight finished.
-  absl::Time retry_at = absl::InfinitePast();     // When a failed worker may be started again.
-  bool stop_sent = false;                         // Draining, and the stop decision is out.
-  bool resident = false;                          // Inside a window or its pre-warm.
-  std::string resident_reason;
-  absl::Time residency_until = absl::InfinitePast();  // `resident` holds until then.
-  absl::Time next_archive_check = absl::InfinitePast();
-};
 
 LifecyclePolicy::LifecyclePolicy(const LifecycleConfig& config, const gateway::Clock* clock, Ledger* ledger,
                                  StateStore* store)
@@ -104,6 +73,10 @@ std::vector<Decision> LifecyclePolicy::Reconfigure(const LifecycleConfig& config
     auto it = functions_.find(name);
     if (it != functions_.end()) {
       it->second->SetPolicy(policy);
+      // An operator's hold lasts until the next window of the new schedule.
+      if (it->second->held_until != absl::InfinitePast()) {
+        it->second->held_until = NextResidencyStart(*it->second, now);
+      }
       continue;
     }
     AddFunction(name, policy, now, "added by a configuration reload");
@@ -129,6 +102,7 @@ const LifecyclePolicy::Function& LifecyclePolicy::Get(const std::string& functio
 std::vector<Decision> LifecyclePolicy::OnRequestQueued(const std::string& function) {
   Function& f = Get(function);
   ++f.queued;
+  f.held_until = absl::InfinitePast();  // A request lifts an operator's stop or sleep.
   std::vector<Decision> out;
   Evaluate(f, clock_->Now(), &out);
   return out;
@@ -221,6 +195,7 @@ absl::StatusOr<std::vector<Decision>> LifecyclePolicy::Restore(const std::string
 
 void LifecyclePolicy::Evaluate(Function& f, absl::Time now, std::vector<Decision>* out) {
   RefreshResidency(f, now);
+  if (now >= f.held_until) f.held_until = absl::InfinitePast();
   if (f.mark.archived && f.queued > 0) {
     if (f.policy.archive.on_request == ArchivedRequestAction::kReject) {
       out->push_back({Action::kReject, f.name, "archived; an operator must restore it"});
@@ -286,8 +261,14 @@ void LifecyclePolicy::EvaluateDown(Function& f, absl::Time now, std::vector<Deci
     }
     return;
   }
-  if (state == WorkerState::kFailed && f.queued == 0 && now < f.retry_at) return;
-  if (f.queued > 0 || f.resident) StartWorker(f, now, /*demand=*/f.queued > 0, out);
+  if (state == WorkerState::kFailed && f.queued == 0 && f.operator_start.empty() && now < f.retry_at) return;
+  if (f.queued > 0) {
+    StartWorker(f, now, /*demand=*/true, "request queued", out);
+  } else if (!f.operator_start.empty()) {
+    StartWorker(f, now, /*demand=*/false, f.operator_start, out);
+  } else if (f.resident && now >= f.held_until) {
+    StartWorker(f, now, /*demand=*/false, f.resident_reason, out);
+  }
 }
 
 void LifecyclePolicy::EvaluateReady(Function& f, absl::Time now, std::vector<Decision>* out) {
@@ -348,9 +329,10 @@ bool LifecyclePolicy::IdleLongEnough(const Function& f, absl::Time now) const {
   return now >= IdleDeadline(f);
 }
 
-void LifecyclePolicy::StartWorker(Function& f, absl::Time now, bool demand, std::vector<Decision>* out) {
+void LifecyclePolicy::StartWorker(Function& f, absl::Time now, bool demand, std::string reason,
+                                  std::vector<Decision>* out) {
   const bool waking = f.machine.state() == WorkerState::kSleeping;
-  const std::string reason = demand ? "request queued" : f.resident_reason;
+  f.operator_start.clear();
   if (demand) ledger_->RecordColdStart(f.name, now);
   Move(f, waking ? WorkerState::kWaking : WorkerState::kStarting, now, reason);
   out->push_back({waking ? Action::kWake : Action::kStart, f.name, reason});
@@ -416,6 +398,7 @@ absl::Time LifecyclePolicy::DeadlineOf(const Function& f) const {
     next = std::min(next, IdleDeadline(f));
   }
   if (state == WorkerState::kFailed && (f.queued > 0 || f.resident)) next = std::min(next, f.retry_at);
+  if (f.held_until != absl::InfinitePast()) next = std::min(next, f.held_until);
   if (f.policy.archive.enabled && !f.mark.archived) next = std::min(next, f.next_archive_check);
   return next;
 }

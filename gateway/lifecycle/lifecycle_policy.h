@@ -23,6 +23,12 @@
 
 namespace doze::lifecycle {
 
+// What an operator asks of a function's worker (POST /ops/functions/{name}/start|stop|sleep|wake).
+enum class OperatorAction { kStart, kStop, kSleep, kWake };
+
+// Returns the lower-case name of `action` ("start", "stop", ...).
+const char* OperatorActionName(OperatorAction action);
+
 // A snapshot of one function for /ops/status.
 struct FunctionStatus {
   std::string name;
@@ -88,6 +94,14 @@ class LifecyclePolicy {
   // Restores an archived function by an operator's hand; its utilisation window starts afresh now.
   absl::StatusOr<std::vector<Decision>> Restore(const std::string& function);
 
+  // Carries out an operator's action through the rules (docs/lifecycle.md, "Operators"), with the reason
+  // "operator start" (stop, sleep, wake): start and wake bring the worker up (a stop under way first ends);
+  // stop and sleep take it down (stop lets requests in flight finish) and hold it down until the next
+  // request, an operator's start or wake, or the next opening of a resident window. NotFound for an unknown
+  // function; FailedPrecondition when its state does not allow the action (start of an archived function,
+  // sleep of a worker that is not ready or has requests in flight).
+  absl::StatusOr<std::vector<Decision>> Operate(const std::string& function, OperatorAction action);
+
   // Returns the earliest time at which Tick() would decide something; InfiniteFuture when nothing is pending.
   absl::Time NextDeadline() const;
 
@@ -117,7 +131,10 @@ class LifecyclePolicy {
   bool IdleLongEnough(const Function& f, absl::Time now) const;
   absl::Time IdleDeadline(const Function& f) const;
   absl::Time DeadlineOf(const Function& f) const;
-  void StartWorker(Function& f, absl::Time now, bool demand, std::vector<Decision>* out);
+  absl::Status OperateOn(Function& f, OperatorAction action, absl::Time now, std::vector<Decision>* out);
+  absl::Time NextResidencyStart(const Function& f, absl::Time now) const;
+  // Starts (wakes) the worker; `reason` by value, as it may be the operator_start being cleared.
+  void StartWorker(Function& f, absl::Time now, bool demand, std::string reason, std::vector<Decision>* out);
   void StopWorker(Function& f, absl::Time now, const std::string& reason, std::vector<Decision>* out);
   void SetArchived(Function& f, absl::Time now, bool archived, const std::string& reason, bool by_operator,
                    std::vector<Decision>* out);

@@ -336,6 +336,20 @@ void LifecycleDriver::ApplyOne(const Decision& decision, FunctionRuntime& functi
   }
 }
 
+absl::StatusOr<std::string> LifecycleDriver::Operate(const std::string& function,
+                                                     lifecycle::OperatorAction action) {
+  std::vector<Decision> decisions;
+  std::string state;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(decisions, policy_->Operate(function, action));
+    state = lifecycle::WorkerStateName(policy_->StateOf(function));
+    ArmTimer();
+  }
+  Apply(decisions);
+  return state;
+}
+
 absl::StatusOr<std::string> LifecycleDriver::Archive(const std::string& function, const std::string& reason) {
   std::vector<Decision> decisions;
   std::string state;

@@ -53,6 +53,10 @@ class LifecycleDriver {
   // Stops carrying out decisions (shutdown) and writes the ledger.
   void Shutdown();
 
+  // Carries out an operator's start, stop, sleep or wake through the policy (LifecyclePolicy::Operate);
+  // returns the function's lifecycle state afterwards.
+  absl::StatusOr<std::string> Operate(const std::string& function, lifecycle::OperatorAction action);
+
   // Archives `function` by an operator's hand; returns its lifecycle state afterwards.
   absl::StatusOr<std::string> Archive(const std::string& function, const std::string& reason);
 

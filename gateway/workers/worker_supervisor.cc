@@ -79,11 +79,14 @@ void WorkerSupervisor::Start(const std::string& reason) {
 }
 
 void WorkerSupervisor::ScheduleStart(absl::Duration delay, const std::string& reason) {
-  if (start_scheduled_) return;
+  // One scheduled start at a time; a Stop cancels it, so one asked for after the Stop is scheduled afresh.
+  if (start_scheduled_ && scheduled_generation_ == stop_generation_) return;
   start_scheduled_ = true;
-  After(executor_, delay, [self = shared_from_this(), reason] {
+  scheduled_generation_ = stop_generation_;
+  After(executor_, delay, [self = shared_from_this(), reason, generation = stop_generation_] {
     {
       absl::MutexLock lock(&self->mu_);
+      if (self->stop_generation_ != generation) return;
       self->start_scheduled_ = false;
     }
     self->Start(reason);
@@ -198,6 +201,7 @@ void WorkerSupervisor::Stop(const std::string& reason) {
   {
     absl::MutexLock lock(&mu_);
     restart_after_stop_ = false;
+    ++stop_generation_;
     if (!HasProcess(state_) || state_ == WorkerState::kStopping) return;
     transitions.push_back(SetState(WorkerState::kStopping, reason));
     child = child_;

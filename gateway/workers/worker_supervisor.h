@@ -57,7 +57,8 @@ class WorkerSupervisor : public std::enable_shared_from_this<WorkerSupervisor> {
   // Starts the worker unless it runs; in back-off, schedules the start for when the back-off ends.
   void Start(const std::string& reason);
 
-  // Stops the worker (SIGTERM to its group: it drains; SIGKILL after stop_timeout).
+  // Stops the worker (SIGTERM to its group: it drains; SIGKILL after stop_timeout); a start waiting out the
+  // back-off is cancelled.
   void Stop(const std::string& reason);
 
   // Asks a ready worker to release the GPU (Worker/Sleep).
@@ -119,6 +120,9 @@ class WorkerSupervisor : public std::enable_shared_from_this<WorkerSupervisor> {
   absl::Duration backoff_ ABSL_GUARDED_BY(mu_);
   absl::Time next_start_allowed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool start_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  int stop_generation_ ABSL_GUARDED_BY(mu_) =
+      0;  // Counts Stop calls; a start scheduled before one is dropped.
+  int scheduled_generation_ ABSL_GUARDED_BY(mu_) = 0;  // stop_generation_ when the scheduled start was.
   bool restart_after_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<double> cold_start_ms_ ABSL_GUARDED_BY(mu_);
   std::vector<Observer> observers_ ABSL_GUARDED_BY(mu_);

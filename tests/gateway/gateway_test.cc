@@ -428,6 +428,37 @@ TEST_F(GatewayTest, OperatorVerbsDriveTheWorker) {
   EXPECT_TRUE(Status()["table_parse"]["pid"].is_null());
 }
 
+TEST_F(GatewayTest, OperatorStopHoldsAResidentWorkerDownUntilARequest) {
+  StartGateway(5, FakeWorkerBinary(), {},
+               "schedule: { resident: [{ days: daily, from: \"00:00\", to: \"24:00\" }] }");
+  std::map<std::string, std::string> admin = {{"Authorization", absl::StrCat("Bearer ", kAdminToken)}};
+  for (int i = 0; i < 200 && Status()["table_parse"]["lifecycle"]["state"] != "ready"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(Status()["table_parse"]["lifecycle"]["state"], "ready");
+  TestResponse stop = Fetch(port_, "POST", "/ops/functions/table_parse/stop", "", admin);
+  ASSERT_EQ(stop.status, 202) << stop.body;
+  EXPECT_EQ(Json::parse(stop.body)["lifecycle_state"], "draining");
+  for (int i = 0; i < 200 && Status()["table_parse"]["state"] != "stopped"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // The policy ticks every second; the window is open, yet the worker stays down.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  Json status = Status()["table_parse"];
+  EXPECT_EQ(status["state"], "stopped");
+  EXPECT_EQ(status["lifecycle"]["state"], "stopped");
+  EXPECT_TRUE(status["lifecycle"]["resident"].get<bool>());
+  EXPECT_THAT(status["lifecycle"]["transitions"].dump(), HasSubstr("\"reason\":\"operator stop\""));
+  // Sleep is refused for a stopped worker, with the reason.
+  TestResponse sleep = Fetch(port_, "POST", "/ops/functions/table_parse/sleep", "", admin);
+  EXPECT_EQ(sleep.status, 409);
+  EXPECT_THAT(sleep.body, HasSubstr("no ready worker"));
+  // A request lifts the hold; the window then keeps the worker up.
+  EXPECT_EQ(Chat("table_parse").status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Status()["table_parse"]["lifecycle"]["state"], "ready");
+}
+
 TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
   StartGateway(/*token_delay_ms=*/20);
   testing::StreamingRequest stream(port_, "/v1/chat/completions",

@@ -40,6 +40,12 @@ std::string Names(const std::vector<Action>& actions) {
   return absl::StrJoin(names, ",");
 }
 
+std::vector<Decision> Operate(LifecyclePolicy& policy, OperatorAction action) {
+  absl::StatusOr<std::vector<Decision>> decisions = policy.Operate("fn", action);
+  EXPECT_TRUE(decisions.ok()) << OperatorActionName(action) << ": " << decisions.status();
+  return decisions.ok() ? *decisions : std::vector<Decision>{};
+}
+
 std::vector<Decision> Feed(LifecyclePolicy& policy, Event event, absl::Time now) {
   switch (event) {
     case Event::kTick:
@@ -61,6 +67,14 @@ std::vector<Decision> Feed(LifecyclePolicy& policy, Event event, absl::Time now)
       return *policy.Archive("fn", "by test");
     case Event::kRestore:
       return *policy.Restore("fn");
+    case Event::kOpStart:
+      return Operate(policy, OperatorAction::kStart);
+    case Event::kOpStop:
+      return Operate(policy, OperatorAction::kStop);
+    case Event::kOpSleep:
+      return Operate(policy, OperatorAction::kSleep);
+    case Event::kOpWake:
+      return Operate(policy, OperatorAction::kWake);
   }
   return {};
 }

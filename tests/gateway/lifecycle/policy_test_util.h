@@ -12,7 +12,22 @@
 
 namespace doze::lifecycle::testing {
 
-enum class Event { kTick, kQueue, kStart, kFinish, kReady, kStopped, kFailed, kArchive, kRestore };
+// kStart is a request handed to the worker; kOpStart ... kOpWake are an operator's actions.
+enum class Event {
+  kTick,
+  kQueue,
+  kStart,
+  kFinish,
+  kReady,
+  kStopped,
+  kFailed,
+  kArchive,
+  kRestore,
+  kOpStart,
+  kOpStop,
+  kOpSleep,
+  kOpWake
+};
 
 struct Step {
   std::string at;  // "YYYY-MM-DD HH:MM:SS" in the schedule's zone, or with a " UTC" suffix.

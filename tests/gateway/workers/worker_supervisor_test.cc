@@ -184,6 +184,22 @@ TEST_F(WorkerSupervisorTest, CrashIsFailedWithTheReasonAndDemandRestartsAfterBac
   EXPECT_EQ(supervisor_->snapshot().cold_starts, 2);
 }
 
+TEST_F(WorkerSupervisorTest, StopCancelsAStartWaitingOutTheBackOff) {
+  spawner_.fail_with_ = "cannot start doze-worker: No such file";
+  supervisor_->Start("first");
+  ASSERT_TRUE(AwaitState(WorkerState::kFailed));
+  spawner_.fail_with_ = "";
+  supervisor_->Start("during back-off");  // Scheduled for when the 1 s back-off ends.
+  supervisor_->Stop("operator stop");
+  clock_.Advance(absl::Seconds(1));  // The back-off is over when the scheduled start would run.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(spawner_.spawns_, 1);
+  EXPECT_EQ(supervisor_->state(), WorkerState::kFailed);
+  supervisor_->Start("after the stop");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  EXPECT_EQ(spawner_.spawns_, 2);
+}
+
 TEST_F(WorkerSupervisorTest, StopSendsSigtermAndEndsStopped) {
   supervisor_->Start("test");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
