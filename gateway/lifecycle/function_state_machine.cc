@@ -4,33 +4,33 @@
 
 namespace doze::lifecycle {
 
-const char* WorkerStateName(WorkerState state) {
+const char* FunctionStateName(FunctionState state) {
   switch (state) {
-    case WorkerState::kArchived:
+    case FunctionState::kArchived:
       return "archived";
-    case WorkerState::kStopped:
+    case FunctionState::kStopped:
       return "stopped";
-    case WorkerState::kStarting:
+    case FunctionState::kStarting:
       return "starting";
-    case WorkerState::kReady:
+    case FunctionState::kReady:
       return "ready";
-    case WorkerState::kSleeping:
+    case FunctionState::kSleeping:
       return "sleeping";
-    case WorkerState::kWaking:
+    case FunctionState::kWaking:
       return "waking";
-    case WorkerState::kDraining:
+    case FunctionState::kDraining:
       return "draining";
-    case WorkerState::kFailed:
+    case FunctionState::kFailed:
       return "failed";
   }
   return "unknown";
 }
 
-bool ParseWorkerState(const std::string& name, WorkerState* state) {
-  for (WorkerState candidate :
-       {WorkerState::kArchived, WorkerState::kStopped, WorkerState::kStarting, WorkerState::kReady,
-        WorkerState::kSleeping, WorkerState::kWaking, WorkerState::kDraining, WorkerState::kFailed}) {
-    if (name == WorkerStateName(candidate)) {
+bool ParseFunctionState(const std::string& name, FunctionState* state) {
+  for (FunctionState candidate :
+       {FunctionState::kArchived, FunctionState::kStopped, FunctionState::kStarting, FunctionState::kReady,
+        FunctionState::kSleeping, FunctionState::kWaking, FunctionState::kDraining, FunctionState::kFailed}) {
+    if (name == FunctionStateName(candidate)) {
       *state = candidate;
       return true;
     }
@@ -38,8 +38,8 @@ bool ParseWorkerState(const std::string& name, WorkerState* state) {
   return false;
 }
 
-bool FunctionStateMachine::IsAllowed(WorkerState from, WorkerState to) {
-  using S = WorkerState;
+bool FunctionStateMachine::IsAllowed(FunctionState from, FunctionState to) {
+  using S = FunctionState;
   if (to == S::kFailed) return from != S::kArchived && from != S::kStopped;
   switch (from) {
     case S::kArchived:
@@ -62,7 +62,7 @@ bool FunctionStateMachine::IsAllowed(WorkerState from, WorkerState to) {
   return false;
 }
 
-FunctionStateMachine::FunctionStateMachine(WorkerState initial, absl::Time at, std::string reason)
+FunctionStateMachine::FunctionStateMachine(FunctionState initial, absl::Time at, std::string reason)
     : state_(initial), since_(at) {
   history_.push_back({at, initial, initial, std::move(reason)});
 }
@@ -72,8 +72,8 @@ void FunctionStateMachine::PrependHistory(const std::vector<Transition>& earlier
   while (history_.size() > kMaxHistory) history_.pop_front();
 }
 
-const Transition& FunctionStateMachine::TransitionTo(WorkerState to, absl::Time at, std::string reason) {
-  DOZE_CHECK(IsAllowed(state_, to)) << WorkerStateName(state_) << " -> " << WorkerStateName(to) << " ("
+const Transition& FunctionStateMachine::TransitionTo(FunctionState to, absl::Time at, std::string reason) {
+  DOZE_CHECK(IsAllowed(state_, to)) << FunctionStateName(state_) << " -> " << FunctionStateName(to) << " ("
                                     << reason << ")";
   history_.push_back({at, state_, to, std::move(reason)});
   if (history_.size() > kMaxHistory) history_.pop_front();

@@ -17,23 +17,23 @@
 
 namespace doze::lifecycle {
 
-enum class WorkerState { kArchived, kStopped, kStarting, kReady, kSleeping, kWaking, kDraining, kFailed };
-
-// The name the gateway uses for this state of a function, apart from its supervisor's process state
-// (doze::gateway::WorkerState).
-using FunctionState = WorkerState;
+// The lifecycle policy's state of a function: what the policy has decided and heard, including the archive
+// mark (archived) and a stop waiting for requests in flight (draining). It is a different concept from
+// doze::gateway::WorkerState, the state of the worker process as its supervisor sees it (no archived or
+// draining, but stopping); /ops/status shows both, as `lifecycle.state` and `state`.
+enum class FunctionState { kArchived, kStopped, kStarting, kReady, kSleeping, kWaking, kDraining, kFailed };
 
 // Returns the lower-case name used in status pages and the state file ("ready", "draining", ...).
-const char* WorkerStateName(WorkerState state);
+const char* FunctionStateName(FunctionState state);
 
-// Parses a name written by WorkerStateName; false when it is none.
-bool ParseWorkerState(const std::string& name, WorkerState* state);
+// Parses a name written by FunctionStateName; false when it is none.
+bool ParseFunctionState(const std::string& name, FunctionState* state);
 
 // One change of state.
 struct Transition {
   absl::Time at;
-  WorkerState from;
-  WorkerState to;
+  FunctionState from;
+  FunctionState to;
   std::string reason;
 };
 
@@ -43,10 +43,10 @@ class FunctionStateMachine {
   static constexpr size_t kMaxHistory = 32;
 
   // Starts in `initial` at `at`; the first transition recorded is from `initial` to itself with `reason`.
-  FunctionStateMachine(WorkerState initial, absl::Time at, std::string reason);
+  FunctionStateMachine(FunctionState initial, absl::Time at, std::string reason);
 
   // Returns the current state.
-  WorkerState state() const { return state_; }
+  FunctionState state() const { return state_; }
 
   // Returns when the current state was entered.
   absl::Time since() const { return since_; }
@@ -55,16 +55,16 @@ class FunctionStateMachine {
   const std::deque<Transition>& history() const { return history_; }
 
   // True when the diagram above allows `from` -> `to`.
-  static bool IsAllowed(WorkerState from, WorkerState to);
+  static bool IsAllowed(FunctionState from, FunctionState to);
 
   // Puts transitions read back from the state file before the current history (oldest first).
   void PrependHistory(const std::vector<Transition>& earlier);
 
   // Moves to `to`, recording `reason`; a transition the diagram forbids is a bug in the policy and aborts.
-  const Transition& TransitionTo(WorkerState to, absl::Time at, std::string reason);
+  const Transition& TransitionTo(FunctionState to, absl::Time at, std::string reason);
 
  private:
-  WorkerState state_;
+  FunctionState state_;
   absl::Time since_;
   std::deque<Transition> history_;
 };

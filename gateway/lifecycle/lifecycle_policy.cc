@@ -42,7 +42,8 @@ void LifecyclePolicy::LoadFunction(Function& f,
   auto it = marks.find(f.name);
   if (it == marks.end()) return;
   f.mark = it->second;
-  if (f.mark.archived) Move(f, WorkerState::kArchived, now, absl::StrCat("still archived: ", f.mark.reason));
+  if (f.mark.archived)
+    Move(f, FunctionState::kArchived, now, absl::StrCat("still archived: ", f.mark.reason));
 }
 
 std::vector<Decision> LifecyclePolicy::Reconfigure(const LifecycleConfig& config) {
@@ -140,23 +141,24 @@ std::vector<Decision> LifecyclePolicy::OnWorkerEvent(const std::string& function
                                                      const std::string& detail) {
   Function& f = Get(function);
   const absl::Time now = clock_->Now();
-  const WorkerState state = f.machine.state();
-  const bool down = state == WorkerState::kStopped || state == WorkerState::kArchived;
-  if (event == WorkerEvent::kReady && (state == WorkerState::kStarting || state == WorkerState::kWaking)) {
+  const FunctionState state = f.machine.state();
+  const bool down = state == FunctionState::kStopped || state == FunctionState::kArchived;
+  if (event == WorkerEvent::kReady &&
+      (state == FunctionState::kStarting || state == FunctionState::kWaking)) {
     f.ready_since = now;
-    Move(f, WorkerState::kReady, now, state == WorkerState::kStarting ? "worker started" : "worker woke");
-  } else if (event == WorkerEvent::kStopped && state == WorkerState::kDraining) {
+    Move(f, FunctionState::kReady, now, state == FunctionState::kStarting ? "worker started" : "worker woke");
+  } else if (event == WorkerEvent::kStopped && state == FunctionState::kDraining) {
     f.stop_sent = false;
-    Move(f, f.mark.archived ? WorkerState::kArchived : WorkerState::kStopped, now,
+    Move(f, f.mark.archived ? FunctionState::kArchived : FunctionState::kStopped, now,
          f.mark.archived ? absl::StrCat("archived: ", f.mark.reason) : "worker stopped");
-  } else if (event != WorkerEvent::kReady && !down && state != WorkerState::kFailed) {
+  } else if (event != WorkerEvent::kReady && !down && state != FunctionState::kFailed) {
     f.stop_sent = false;
     f.retry_at = now + kFailedRetryDelay;
-    Move(f, WorkerState::kFailed, now,
+    Move(f, FunctionState::kFailed, now,
          event == WorkerEvent::kStopped ? absl::StrCat("worker exited unexpectedly ", detail) : detail);
   } else {
     DOZE_LOG(WARNING) << "lifecycle: ignoring worker event " << static_cast<int>(event) << " of " << function
-                      << " in state " << WorkerStateName(state);
+                      << " in state " << FunctionStateName(state);
   }
   std::vector<Decision> out;
   Evaluate(f, now, &out);
@@ -205,23 +207,23 @@ void LifecyclePolicy::Evaluate(Function& f, absl::Time now, std::vector<Decision
     }
   }
   switch (f.machine.state()) {
-    case WorkerState::kArchived:
-    case WorkerState::kStopped:
-    case WorkerState::kFailed:
-    case WorkerState::kSleeping:
+    case FunctionState::kArchived:
+    case FunctionState::kStopped:
+    case FunctionState::kFailed:
+    case FunctionState::kSleeping:
       EvaluateDown(f, now, out);
       break;
-    case WorkerState::kReady:
+    case FunctionState::kReady:
       EvaluateReady(f, now, out);
       break;
-    case WorkerState::kDraining:
+    case FunctionState::kDraining:
       if (f.in_flight == 0 && !f.stop_sent) {
         f.stop_sent = true;
         out->push_back({Action::kStop, f.name, f.machine.history().back().reason});
       }
       break;
-    case WorkerState::kStarting:
-    case WorkerState::kWaking:
+    case FunctionState::kStarting:
+    case FunctionState::kWaking:
       break;
   }
   EvaluateArchiveRule(f, now, out);
@@ -251,17 +253,18 @@ void LifecyclePolicy::RefreshResidency(Function& f, absl::Time now) {
 }
 
 void LifecyclePolicy::EvaluateDown(Function& f, absl::Time now, std::vector<Decision>* out) {
-  const WorkerState state = f.machine.state();
-  if (state == WorkerState::kArchived) return;  // Left only by a restore (above, or by an operator).
+  const FunctionState state = f.machine.state();
+  if (state == FunctionState::kArchived) return;  // Left only by a restore (above, or by an operator).
   if (f.mark.archived) {
-    if (state == WorkerState::kSleeping) {
+    if (state == FunctionState::kSleeping) {
       StopWorker(f, now, absl::StrCat("archived: ", f.mark.reason), out);
     } else {
-      Move(f, WorkerState::kArchived, now, absl::StrCat("archived: ", f.mark.reason));
+      Move(f, FunctionState::kArchived, now, absl::StrCat("archived: ", f.mark.reason));
     }
     return;
   }
-  if (state == WorkerState::kFailed && f.queued == 0 && f.operator_start.empty() && now < f.retry_at) return;
+  if (state == FunctionState::kFailed && f.queued == 0 && f.operator_start.empty() && now < f.retry_at)
+    return;
   if (f.queued > 0) {
     StartWorker(f, now, /*demand=*/true, "request queued", out);
   } else if (!f.operator_start.empty()) {
@@ -277,7 +280,7 @@ void LifecyclePolicy::EvaluateReady(Function& f, absl::Time now, std::vector<Dec
     if (f.in_flight == 0) {
       StopWorker(f, now, reason, out);
     } else {
-      Move(f, WorkerState::kDraining, now, reason);  // The stop goes out when the last request finishes.
+      Move(f, FunctionState::kDraining, now, reason);  // The stop goes out when the last request finishes.
     }
     return;
   }
@@ -287,7 +290,7 @@ void LifecyclePolicy::EvaluateReady(Function& f, absl::Time now, std::vector<Dec
   if (f.policy.idle_action == IdleAction::kStop) {
     StopWorker(f, now, reason, out);
   } else {
-    Move(f, WorkerState::kSleeping, now, reason);
+    Move(f, FunctionState::kSleeping, now, reason);
     out->push_back({Action::kSleep, f.name, reason});
   }
 }
@@ -302,11 +305,12 @@ void LifecyclePolicy::EvaluateArchiveRule(Function& f, absl::Time now, std::vect
     return;
   }
   f.next_archive_check = now + kArchiveCheckInterval;
-  const WorkerState state = f.machine.state();
+  const FunctionState state = f.machine.state();
   // Only a function nobody is using is archived: down, asleep, or ready and idle past its timeout.
   const bool unused =
-      state == WorkerState::kStopped || state == WorkerState::kFailed || state == WorkerState::kSleeping ||
-      (state == WorkerState::kReady && f.queued == 0 && f.in_flight == 0 && IdleLongEnough(f, now));
+      state == FunctionState::kStopped || state == FunctionState::kFailed ||
+      state == FunctionState::kSleeping ||
+      (state == FunctionState::kReady && f.queued == 0 && f.in_flight == 0 && IdleLongEnough(f, now));
   if (!unused) return;
   ledger_->Settle(now);
   const double utilization =
@@ -316,8 +320,8 @@ void LifecyclePolicy::EvaluateArchiveRule(Function& f, absl::Time now, std::vect
               absl::StrFormat("utilisation %.2f%% < %.2f%% over %s", 100 * utilization,
                               100 * rule.below_utilization, FormatConfigDuration(rule.window)),
               /*by_operator=*/false, out);
-  if (state == WorkerState::kReady) StopWorker(f, now, absl::StrCat("archived: ", f.mark.reason), out);
-  if (state == WorkerState::kSleeping) StopWorker(f, now, absl::StrCat("archived: ", f.mark.reason), out);
+  if (state == FunctionState::kReady) StopWorker(f, now, absl::StrCat("archived: ", f.mark.reason), out);
+  if (state == FunctionState::kSleeping) StopWorker(f, now, absl::StrCat("archived: ", f.mark.reason), out);
 }
 
 absl::Time LifecyclePolicy::IdleDeadline(const Function& f) const {
@@ -331,16 +335,16 @@ bool LifecyclePolicy::IdleLongEnough(const Function& f, absl::Time now) const {
 
 void LifecyclePolicy::StartWorker(Function& f, absl::Time now, bool demand, std::string reason,
                                   std::vector<Decision>* out) {
-  const bool waking = f.machine.state() == WorkerState::kSleeping;
+  const bool waking = f.machine.state() == FunctionState::kSleeping;
   f.operator_start.clear();
   if (demand) ledger_->RecordColdStart(f.name, now);
-  Move(f, waking ? WorkerState::kWaking : WorkerState::kStarting, now, reason);
+  Move(f, waking ? FunctionState::kWaking : FunctionState::kStarting, now, reason);
   out->push_back({waking ? Action::kWake : Action::kStart, f.name, reason});
 }
 
 void LifecyclePolicy::StopWorker(Function& f, absl::Time now, const std::string& reason,
                                  std::vector<Decision>* out) {
-  Move(f, WorkerState::kDraining, now, reason);
+  Move(f, FunctionState::kDraining, now, reason);
   f.stop_sent = true;
   out->push_back({Action::kStop, f.name, reason});
 }
@@ -357,18 +361,18 @@ void LifecyclePolicy::SetArchived(Function& f, absl::Time now, bool archived, co
     if (!saved.ok()) DOZE_LOG(ERROR) << "lifecycle: " << saved;
   }
   out->push_back({archived ? Action::kArchive : Action::kRestore, f.name, reason});
-  const WorkerState state = f.machine.state();
-  if (archived && (state == WorkerState::kStopped || state == WorkerState::kFailed)) {
-    Move(f, WorkerState::kArchived, now, reason);
-  } else if (!archived && state == WorkerState::kArchived) {
-    Move(f, WorkerState::kStopped, now, reason);
+  const FunctionState state = f.machine.state();
+  if (archived && (state == FunctionState::kStopped || state == FunctionState::kFailed)) {
+    Move(f, FunctionState::kArchived, now, reason);
+  } else if (!archived && state == FunctionState::kArchived) {
+    Move(f, FunctionState::kStopped, now, reason);
   }
 }
 
-void LifecyclePolicy::Move(Function& f, WorkerState to, absl::Time now, std::string reason) {
+void LifecyclePolicy::Move(Function& f, FunctionState to, absl::Time now, std::string reason) {
   const Transition& transition = f.machine.TransitionTo(to, now, std::move(reason));
-  DOZE_LOG(DEBUG) << "lifecycle: " << f.name << " " << WorkerStateName(transition.from) << " -> "
-                  << WorkerStateName(to) << ": " << transition.reason;
+  DOZE_LOG(DEBUG) << "lifecycle: " << f.name << " " << FunctionStateName(transition.from) << " -> "
+                  << FunctionStateName(to) << ": " << transition.reason;
   if (store_ == nullptr) return;
   absl::Status saved = store_->AppendTransition(f.name, transition);
   if (!saved.ok()) DOZE_LOG(ERROR) << "lifecycle: " << saved;
@@ -377,12 +381,12 @@ void LifecyclePolicy::Move(Function& f, WorkerState to, absl::Time now, std::str
 void LifecyclePolicy::UpdateGpuUse(Function& f, absl::Time now) {
   GpuUse use = GpuUse::kOff;
   switch (f.machine.state()) {
-    case WorkerState::kStarting:
-    case WorkerState::kWaking:
+    case FunctionState::kStarting:
+    case FunctionState::kWaking:
       use = GpuUse::kWarming;
       break;
-    case WorkerState::kReady:
-    case WorkerState::kDraining:
+    case FunctionState::kReady:
+    case FunctionState::kDraining:
       use = f.in_flight > 0 ? GpuUse::kBusy : GpuUse::kIdle;
       break;
     default:
@@ -393,11 +397,11 @@ void LifecyclePolicy::UpdateGpuUse(Function& f, absl::Time now) {
 
 absl::Time LifecyclePolicy::DeadlineOf(const Function& f) const {
   absl::Time next = f.residency_until;
-  const WorkerState state = f.machine.state();
-  if (state == WorkerState::kReady && !f.resident && f.queued == 0 && f.in_flight == 0) {
+  const FunctionState state = f.machine.state();
+  if (state == FunctionState::kReady && !f.resident && f.queued == 0 && f.in_flight == 0) {
     next = std::min(next, IdleDeadline(f));
   }
-  if (state == WorkerState::kFailed && (f.queued > 0 || f.resident)) next = std::min(next, f.retry_at);
+  if (state == FunctionState::kFailed && (f.queued > 0 || f.resident)) next = std::min(next, f.retry_at);
   if (f.held_until != absl::InfinitePast()) next = std::min(next, f.held_until);
   if (f.policy.archive.enabled && !f.mark.archived) next = std::min(next, f.next_archive_check);
   return next;
@@ -410,10 +414,10 @@ absl::Time LifecyclePolicy::NextDeadline() const {
 }
 
 bool LifecyclePolicy::CanDispatch(const std::string& function) const {
-  return Get(function).machine.state() == WorkerState::kReady;
+  return Get(function).machine.state() == FunctionState::kReady;
 }
 
-WorkerState LifecyclePolicy::StateOf(const std::string& function) const {
+FunctionState LifecyclePolicy::StateOf(const std::string& function) const {
   return Get(function).machine.state();
 }
 

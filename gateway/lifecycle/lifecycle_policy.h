@@ -32,7 +32,7 @@ const char* OperatorActionName(OperatorAction action);
 // A snapshot of one function for /ops/status.
 struct FunctionStatus {
   std::string name;
-  WorkerState state;
+  FunctionState state;
   absl::Time since;
   bool archived;
   int queued;
@@ -109,7 +109,7 @@ class LifecyclePolicy {
   bool CanDispatch(const std::string& function) const;
 
   // Returns the state of `function` (which must exist).
-  WorkerState StateOf(const std::string& function) const;
+  FunctionState StateOf(const std::string& function) const;
 
   // Returns a snapshot of every function, by name.
   std::vector<FunctionStatus> Status() const;
@@ -138,7 +138,7 @@ class LifecyclePolicy {
   void StopWorker(Function& f, absl::Time now, const std::string& reason, std::vector<Decision>* out);
   void SetArchived(Function& f, absl::Time now, bool archived, const std::string& reason, bool by_operator,
                    std::vector<Decision>* out);
-  void Move(Function& f, WorkerState to, absl::Time now, std::string reason);
+  void Move(Function& f, FunctionState to, absl::Time now, std::string reason);
   void UpdateGpuUse(Function& f, absl::Time now);
 
   const gateway::Clock* clock_;

@@ -36,7 +36,7 @@ absl::StatusOr<std::vector<Decision>> LifecyclePolicy::Operate(const std::string
 absl::Status LifecyclePolicy::OperateOn(Function& f, OperatorAction action, absl::Time now,
                                         std::vector<Decision>* out) {
   const std::string reason = absl::StrCat("operator ", OperatorActionName(action));
-  const WorkerState state = f.machine.state();
+  const FunctionState state = f.machine.state();
   if (action == OperatorAction::kStart || action == OperatorAction::kWake) {
     if (f.mark.archived) {
       return absl::FailedPreconditionError(
@@ -44,19 +44,19 @@ absl::Status LifecyclePolicy::OperateOn(Function& f, OperatorAction action, absl
     }
     f.held_until = absl::InfinitePast();
     // Evaluate starts (wakes) a down worker now, and a draining one once it has stopped.
-    const bool up =
-        state == WorkerState::kStarting || state == WorkerState::kWaking || state == WorkerState::kReady;
+    const bool up = state == FunctionState::kStarting || state == FunctionState::kWaking ||
+                    state == FunctionState::kReady;
     if (!up) f.operator_start = reason;
     return absl::OkStatus();
   }
   if (action == OperatorAction::kSleep) {
-    if (state == WorkerState::kSleeping) {
+    if (state == FunctionState::kSleeping) {
       f.held_until = NextResidencyStart(f, now);
       return absl::OkStatus();
     }
-    if (state != WorkerState::kReady) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(f.name, " has no ready worker to put to sleep (it is ", WorkerStateName(state), ")"));
+    if (state != FunctionState::kReady) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          f.name, " has no ready worker to put to sleep (it is ", FunctionStateName(state), ")"));
     }
     if (f.in_flight > 0) {
       return absl::FailedPreconditionError(
@@ -65,28 +65,28 @@ absl::Status LifecyclePolicy::OperateOn(Function& f, OperatorAction action, absl
                        "stop it (a stop lets them finish)"));
     }
     f.held_until = NextResidencyStart(f, now);
-    Move(f, WorkerState::kSleeping, now, reason);
+    Move(f, FunctionState::kSleeping, now, reason);
     out->push_back({Action::kSleep, f.name, reason});
     return absl::OkStatus();
   }
   // Stop.
   f.operator_start.clear();
-  if (state == WorkerState::kArchived) return absl::OkStatus();  // Down until restored anyway.
+  if (state == FunctionState::kArchived) return absl::OkStatus();  // Down until restored anyway.
   f.held_until = NextResidencyStart(f, now);
   switch (state) {
-    case WorkerState::kStarting:
-    case WorkerState::kWaking:
-    case WorkerState::kReady:
-    case WorkerState::kSleeping:
+    case FunctionState::kStarting:
+    case FunctionState::kWaking:
+    case FunctionState::kReady:
+    case FunctionState::kSleeping:
       if (f.in_flight == 0) {
         StopWorker(f, now, reason, out);
       } else {
-        Move(f, WorkerState::kDraining, now, reason);  // The stop goes out when the last request finishes.
+        Move(f, FunctionState::kDraining, now, reason);  // The stop goes out when the last request finishes.
       }
       break;
-    case WorkerState::kFailed:
+    case FunctionState::kFailed:
       // No process; the stop cancels a start the supervisor's back-off may still hold.
-      Move(f, WorkerState::kStopped, now, reason);
+      Move(f, FunctionState::kStopped, now, reason);
       out->push_back({Action::kStop, f.name, reason});
       break;
     default:

@@ -18,7 +18,7 @@ struct LifecyclePolicy::Function {
       : name(std::move(function_name)),
         policy(std::move(schedule_policy)),
         schedule(policy.timezone, policy.resident),
-        machine(WorkerState::kStopped, now, std::move(reason)) {}
+        machine(FunctionState::kStopped, now, std::move(reason)) {}
 
   // Takes `new_policy` from now on: residency and the archive check are worked out afresh.
   void SetPolicy(const SchedulePolicy& new_policy) {

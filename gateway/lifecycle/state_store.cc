@@ -214,8 +214,8 @@ absl::Status StateStore::AppendTransition(const std::string& function, const Tra
   RETURN_IF_ERROR(insert.status());
   RETURN_IF_ERROR(insert.Bind(1, function)
                       .Bind(2, ToMicros(transition.at))
-                      .Bind(3, std::string(WorkerStateName(transition.from)))
-                      .Bind(4, std::string(WorkerStateName(transition.to)))
+                      .Bind(3, std::string(FunctionStateName(transition.from)))
+                      .Bind(4, std::string(FunctionStateName(transition.to)))
                       .Bind(5, transition.reason)
                       .Run());
   Statement trim(db_,
@@ -235,10 +235,10 @@ absl::StatusOr<std::map<std::string, std::vector<Transition>>> StateStore::LoadT
   while (true) {
     ASSIGN_OR_RETURN(bool row, select.Step());
     if (!row) break;
-    Transition transition{FromMicros(select.Int(1)), WorkerState::kStopped, WorkerState::kStopped,
+    Transition transition{FromMicros(select.Int(1)), FunctionState::kStopped, FunctionState::kStopped,
                           select.Text(4)};
-    ParseWorkerState(select.Text(2), &transition.from);
-    ParseWorkerState(select.Text(3), &transition.to);
+    ParseFunctionState(select.Text(2), &transition.from);
+    ParseFunctionState(select.Text(3), &transition.to);
     transitions[select.Text(0)].push_back(std::move(transition));
   }
   return transitions;

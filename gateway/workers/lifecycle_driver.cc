@@ -343,7 +343,7 @@ absl::StatusOr<std::string> LifecycleDriver::Operate(const std::string& function
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(decisions, policy_->Operate(function, action));
-    state = lifecycle::WorkerStateName(policy_->StateOf(function));
+    state = lifecycle::FunctionStateName(policy_->StateOf(function));
     ArmTimer();
   }
   Apply(decisions);
@@ -356,7 +356,7 @@ absl::StatusOr<std::string> LifecycleDriver::Archive(const std::string& function
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(decisions, policy_->Archive(function, reason));
-    state = lifecycle::WorkerStateName(policy_->StateOf(function));
+    state = lifecycle::FunctionStateName(policy_->StateOf(function));
     ArmTimer();
   }
   Apply(decisions);
@@ -369,7 +369,7 @@ absl::StatusOr<std::string> LifecycleDriver::Restore(const std::string& function
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(decisions, policy_->Restore(function));
-    state = lifecycle::WorkerStateName(policy_->StateOf(function));
+    state = lifecycle::FunctionStateName(policy_->StateOf(function));
     ArmTimer();
   }
   Apply(decisions);
@@ -401,11 +401,11 @@ nlohmann::json LifecycleDriver::StatusOf(const std::string& function) {
     for (size_t i = first; i < status.transitions.size(); ++i) {
       const lifecycle::Transition& t = status.transitions[i];
       transitions.push_back({{"at", Rfc3339(t.at)},
-                             {"from", lifecycle::WorkerStateName(t.from)},
-                             {"to", lifecycle::WorkerStateName(t.to)},
+                             {"from", lifecycle::FunctionStateName(t.from)},
+                             {"to", lifecycle::FunctionStateName(t.to)},
                              {"reason", t.reason}});
     }
-    return {{"state", lifecycle::WorkerStateName(status.state)},
+    return {{"state", lifecycle::FunctionStateName(status.state)},
             {"since", Rfc3339(status.since)},
             {"archived", status.archived},
             {"resident", status.resident},
@@ -441,7 +441,7 @@ void LifecycleDriver::RenderMetrics(std::string* out) {
     for (FunctionState s : {FunctionState::kArchived, FunctionState::kStopped, FunctionState::kStarting,
                             FunctionState::kReady, FunctionState::kSleeping, FunctionState::kWaking,
                             FunctionState::kDraining, FunctionState::kFailed}) {
-      absl::StrAppend(&state, "doze_lifecycle_state{", label, ",state=\"", lifecycle::WorkerStateName(s),
+      absl::StrAppend(&state, "doze_lifecycle_state{", label, ",state=\"", lifecycle::FunctionStateName(s),
                       "\"} ", s == status.state ? 1 : 0, "\n");
     }
   }

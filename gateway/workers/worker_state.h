@@ -1,4 +1,6 @@
-// The states of a function's worker and the record of a change between them.
+// The states of a function's worker process, as its supervisor sees them, and the record of a change between
+// them. The lifecycle policy's own state of the function is lifecycle::FunctionState (which adds archived and
+// draining); /ops/status shows this one as `state` and that one as `lifecycle.state`.
 #pragma once
 
 #include <string>

@@ -61,7 +61,7 @@ TEST(LedgerTest, ReopeningTheStateFileKeepsLedgerAndArchiveMarks) {
     LifecyclePolicy policy(testing::ConfigFromYaml(""), &clock, &ledger, store->get());
     ASSERT_TRUE(policy.Load().ok());
     ASSERT_TRUE(policy.Archive("fn", "by test").ok());
-    EXPECT_EQ(policy.StateOf("fn"), WorkerState::kArchived);
+    EXPECT_EQ(policy.StateOf("fn"), FunctionState::kArchived);
   }
   auto store = StateStore::Open(path);
   ASSERT_TRUE(store.ok()) << store.status();
@@ -71,7 +71,7 @@ TEST(LedgerTest, ReopeningTheStateFileKeepsLedgerAndArchiveMarks) {
   gateway::FakeClock clock(kT0 + absl::Hours(3));
   LifecyclePolicy policy(testing::ConfigFromYaml(""), &clock, &ledger, store->get());
   ASSERT_TRUE(policy.Load().ok());
-  EXPECT_EQ(policy.StateOf("fn"), WorkerState::kArchived);
+  EXPECT_EQ(policy.StateOf("fn"), FunctionState::kArchived);
   EXPECT_GE(policy.Status()[0].transitions.size(), 3u);  // The archive before the restart is still listed.
   std::remove(path.c_str());
 }

@@ -11,7 +11,7 @@ using testing::ConfigFromYaml;
 using testing::Event;
 using testing::RunSteps;
 using A = Action;
-using S = WorkerState;
+using S = FunctionState;
 
 constexpr const char* kOffice = R"yaml(
 schedule:
@@ -243,7 +243,7 @@ TEST(LifecyclePolicyTest, TransitionsKeepReasonsAndTimes) {
   policy.Tick();
   const std::vector<FunctionStatus> status = policy.Status();
   ASSERT_EQ(status.size(), 1u);
-  EXPECT_EQ(status[0].state, WorkerState::kStarting);
+  EXPECT_EQ(status[0].state, FunctionState::kStarting);
   EXPECT_TRUE(status[0].resident);
   ASSERT_EQ(status[0].transitions.size(), 2u);
   EXPECT_EQ(status[0].transitions[1].reason, "resident window mon-fri 09:00-18:00");

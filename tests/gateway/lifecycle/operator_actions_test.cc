@@ -14,7 +14,7 @@ using testing::Event;
 using testing::RunSteps;
 using testing::StepTime;
 using A = Action;
-using S = WorkerState;
+using S = FunctionState;
 
 // Weekdays 09:00-18:00 Shanghai time; 2025-03-03 is a Monday.
 constexpr const char* kOffice = R"yaml(
@@ -180,8 +180,8 @@ TEST(OperatorActionsTest, TransitionsNameTheOperatorAndRefusalsSayWhy) {
   const Transition& stop = transitions.back();
   EXPECT_EQ(stop.reason, "operator stop");
   EXPECT_EQ(stop.at, clock.Now());
-  EXPECT_EQ(stop.from, WorkerState::kReady);
-  EXPECT_EQ(stop.to, WorkerState::kDraining);
+  EXPECT_EQ(stop.from, FunctionState::kReady);
+  EXPECT_EQ(stop.to, FunctionState::kDraining);
   EXPECT_EQ(transitions.rbegin()[2].reason, "operator start");
 
   ASSERT_TRUE(policy.Archive("fn", "by test").ok());

@@ -81,8 +81,8 @@ TEST(PolicyReconfigureTest, AddedFunctionsComeUnderThePolicyRemovedOnesLeaveAndS
   clock.Advance(absl::Minutes(1));  // 11:01
   EXPECT_EQ(Summary(policy.Reconfigure(Parse(kLater))),
             (std::vector<std::string>{"stop added", "stop kept"}));
-  EXPECT_EQ(policy.StateOf("kept"), WorkerState::kDraining);
-  EXPECT_EQ(policy.StateOf("removed"), WorkerState::kStopped);
+  EXPECT_EQ(policy.StateOf("kept"), FunctionState::kDraining);
+  EXPECT_EQ(policy.StateOf("removed"), FunctionState::kStopped);
 
   // Back under the policy, the returning function's ledger resumes from the reload.
   clock.Advance(absl::Minutes(9));  // 11:10
@@ -101,7 +101,7 @@ TEST(PolicyReconfigureTest, AReloadThatChangesNothingDecidesNothing) {
   policy.OnWorkerEvent("added", WorkerEvent::kReady, "");
   clock.Advance(absl::Hours(1));
   EXPECT_TRUE(policy.Reconfigure(Parse(kAfter)).empty());
-  EXPECT_EQ(policy.StateOf("kept"), WorkerState::kReady);
+  EXPECT_EQ(policy.StateOf("kept"), FunctionState::kReady);
   EXPECT_EQ(policy.Status()[1].transitions.size(), 3u);  // gateway started, window start, worker started
 }
 

@@ -96,7 +96,7 @@ void RunSteps(const LifecycleConfig& config, const std::vector<Step>& steps, Led
     clock.Advance(at - clock.Now());
     std::vector<Decision> decisions = Feed(policy, step.event, at);
     EXPECT_EQ(Names(decisions), Names(step.decisions)) << "step " << i << " at " << step.at;
-    EXPECT_EQ(WorkerStateName(policy.StateOf("fn")), std::string(WorkerStateName(step.state)))
+    EXPECT_EQ(FunctionStateName(policy.StateOf("fn")), std::string(FunctionStateName(step.state)))
         << "step " << i << " at " << step.at;
   }
 }

@@ -33,7 +33,7 @@ struct Step {
   std::string at;  // "YYYY-MM-DD HH:MM:SS" in the schedule's zone, or with a " UTC" suffix.
   Event event;
   std::vector<Action> decisions;
-  WorkerState state;
+  FunctionState state;
 };
 
 // Parses a lifecycle config from YAML whose single function is "fn"; aborts the test on errors.
