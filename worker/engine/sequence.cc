@@ -12,9 +12,14 @@ Sequence::Sequence(uint64_t id, std::vector<int32_t> prompt_token_ids, SamplingP
       params_(std::move(params)),
       rng_seed_(rng_seed) {}
 
-void Sequence::AppendToken(int32_t token_id) {
-  token_ids_.push_back(token_id);
-  ++output_token_counts_[token_id];
+void Sequence::AppendToken(int32_t token_id) { token_ids_.push_back(token_id); }
+
+const absl::flat_hash_map<int32_t, int>& Sequence::output_token_counts() const {
+  const absl::Span<const int32_t> output = output_token_ids();
+  for (; num_counted_output_tokens_ < static_cast<int>(output.size()); ++num_counted_output_tokens_) {
+    ++output_token_counts_[output[num_counted_output_tokens_]];
+  }
+  return output_token_counts_;
 }
 
 }  // namespace doze

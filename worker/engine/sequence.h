@@ -44,8 +44,9 @@ class Sequence {
   int num_tokens() const { return static_cast<int>(token_ids_.size()); }
   int num_prompt_tokens() const { return num_prompt_tokens_; }
   int num_output_tokens() const { return num_tokens() - num_prompt_tokens_; }
-  // How often each token id occurs in the output (for presence and frequency penalties).
-  const absl::flat_hash_map<int32_t, int>& output_token_counts() const { return output_token_counts_; }
+  // How often each token id occurs in the output (for presence and frequency penalties). Counted on first
+  // use after tokens were appended, so sequences without penalties never pay for the map.
+  const absl::flat_hash_map<int32_t, int>& output_token_counts() const;
   // Appends a sampled token.
   void AppendToken(int32_t token_id);
 
@@ -82,7 +83,9 @@ class Sequence {
   SamplingParams params_;
   uint64_t rng_seed_;
   SequenceStatus status_ = SequenceStatus::kWaiting;
-  absl::flat_hash_map<int32_t, int> output_token_counts_;
+  // Counts of output tokens [0, num_counted_output_tokens_); output_token_counts() catches up.
+  mutable absl::flat_hash_map<int32_t, int> output_token_counts_;
+  mutable int num_counted_output_tokens_ = 0;
   int num_computed_tokens_ = 0;
   int num_cached_tokens_ = 0;
   int num_prompt_cached_tokens_ = 0;
