@@ -24,10 +24,16 @@ SchedulerOutput Scheduler::Schedule() {
 }
 
 void Scheduler::ScheduleRunning(SchedulerOutput& out, int& budget) {
-  std::vector<Sequence*> order = running_;
-  std::stable_partition(order.begin(), order.end(),
-                        [](const Sequence* s) { return s->num_pending_tokens() == 1; });
-  for (Sequence* seq : order) {
+  // Decodes first, then prefill chunks, each in admission order. A copy, because preemption shrinks running_.
+  order_.clear();
+  for (Sequence* seq : running_) {
+    if (seq->num_pending_tokens() == 1) order_.push_back(seq);
+  }
+  for (Sequence* seq : running_) {
+    if (seq->num_pending_tokens() != 1) order_.push_back(seq);
+  }
+  out.chunks.reserve(running_.size() + 1);
+  for (Sequence* seq : order_) {
     if (seq->status() != SequenceStatus::kRunning || budget == 0) continue;  // preempted earlier this step
     DOZE_CHECK(seq->num_pending_tokens() > 0) << "sequence " << seq->id() << " has nothing to compute";
     const int num_new_tokens = std::min(seq->num_pending_tokens(), budget);

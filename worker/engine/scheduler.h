@@ -74,6 +74,7 @@ class Scheduler {
   BlockManager* block_manager_;
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;
+  std::vector<Sequence*> order_;  // ScheduleRunning's visiting order, kept to reuse its memory
   uint64_t next_admission_order_ = 1;
   int64_t num_preemptions_ = 0;
   int64_t prefix_cache_queried_tokens_ = 0;
