@@ -16,7 +16,9 @@ struct Batch {
   std::vector<Sequence*> sampled_seqs;  // [num_logits], sampled_seqs[i] owns logits row i
 };
 
-// Lays the chunks end to end. Each chunk's slots must already be allocated (Scheduler::Schedule does it).
-Batch BuildBatch(absl::Span<const ScheduledChunk> chunks, int block_size);
+// Lays the chunks end to end into `batch`, replacing what it held (its vectors' memory is reused, so an
+// engine keeps one Batch across steps). Each chunk's slots must already be allocated (Scheduler::Schedule
+// does it).
+void BuildBatch(absl::Span<const ScheduledChunk> chunks, int block_size, Batch* batch);
 
 }  // namespace doze

@@ -86,11 +86,12 @@ std::vector<RequestOutput> Engine::Step() {
   std::vector<RequestOutput> outputs = std::exchange(pending_outputs_, {});
   SchedulerOutput scheduled = scheduler_.Schedule();
   if (scheduled.empty()) return outputs;
-  Batch batch = BuildBatch(scheduled.chunks, block_manager_.block_size());
-  std::vector<SampleResult> samples = RunModelAndSample(batch);
+  BuildBatch(scheduled.chunks, block_manager_.block_size(), &batch_);
+  RunModelAndSample(batch_);
   scheduler_.OnStepComputed(scheduled);
-  for (size_t i = 0; i < samples.size(); ++i) {
-    outputs.push_back(PostProcess(*batch.sampled_seqs[i], std::move(samples[i])));
+  outputs.reserve(outputs.size() + samples_.size());
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    outputs.push_back(PostProcess(*batch_.sampled_seqs[i], std::move(samples_[i])));
   }
   return outputs;
 }
@@ -116,47 +117,47 @@ EngineCounters Engine::counters() const {
   return c;
 }
 
-std::vector<SampleResult> Engine::RunModelAndSample(const Batch& batch) {
+void Engine::RunModelAndSample(const Batch& batch) {
   computed_tokens_ += batch.metadata.num_tokens();
-  std::optional<std::vector<DeviceSamplingRow>> device_rows = DeviceRows(batch);
-  return device_rows.has_value() ? SampleOnDevice(batch, *device_rows) : SampleOnHost(batch);
+  samples_.clear();  // also drops what PostProcess left in the moved-from results
+  if (DeviceRows(batch, &device_rows_)) {
+    SampleOnDevice(batch, device_rows_);
+  } else {
+    SampleOnHost(batch);
+  }
 }
 
-std::optional<std::vector<DeviceSamplingRow>> Engine::DeviceRows(const Batch& batch) const {
-  if (!runner_->SupportsDeviceSampling()) return std::nullopt;
-  std::vector<DeviceSamplingRow> rows;
+bool Engine::DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows) const {
+  if (!runner_->SupportsDeviceSampling()) return false;
+  rows->clear();
   for (const Sequence* seq : batch.sampled_seqs) {
     std::optional<DeviceSamplingRow> row = DeviceSamplingRowOf(*seq);
-    if (!row.has_value()) return std::nullopt;  // one host-only row takes the whole step to the host
-    rows.push_back(*row);
+    if (!row.has_value()) return false;  // one host-only row takes the whole step to the host
+    rows->push_back(*row);
   }
-  return rows;
+  return true;
 }
 
-std::vector<SampleResult> Engine::SampleOnDevice(const Batch& batch,
-                                                 absl::Span<const DeviceSamplingRow> rows) {
+void Engine::SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows) {
   absl::StatusOr<std::vector<int32_t>> tokens = runner_->ForwardAndSample(batch.metadata, rows);
   if (!tokens.ok()) DOZE_LOG(FATAL) << "model runner failed: " << tokens.status();
   DOZE_CHECK(static_cast<int>(tokens->size()) == batch.metadata.num_logits())
       << tokens->size() << " tokens for " << batch.metadata.num_logits() << " rows";
-  std::vector<SampleResult> samples(tokens->size());
-  for (size_t i = 0; i < samples.size(); ++i) samples[i].token_id = (*tokens)[i];
-  return samples;
+  samples_.resize(tokens->size());
+  for (size_t i = 0; i < samples_.size(); ++i) samples_[i].token_id = (*tokens)[i];
 }
 
-std::vector<SampleResult> Engine::SampleOnHost(const Batch& batch) {
+void Engine::SampleOnHost(const Batch& batch) {
   absl::StatusOr<LogitsView> logits = runner_->Forward(batch.metadata);
   if (!logits.ok()) DOZE_LOG(FATAL) << "model runner failed: " << logits.status();
   DOZE_CHECK(logits->num_rows == batch.metadata.num_logits())
       << logits->num_rows << " rows for " << batch.metadata.num_logits();
   const int vocab_size = runner_->config().vocab_size;
-  std::vector<SampleResult> samples;
-  samples.reserve(logits->num_rows);
+  samples_.reserve(logits->num_rows);
   for (int i = 0; i < logits->num_rows; ++i) {
-    samples.push_back(
+    samples_.push_back(
         sampler_.Sample(absl::MakeConstSpan(logits->row(i), vocab_size), *batch.sampled_seqs[i]));
   }
-  return samples;
 }
 
 RequestOutput Engine::PostProcess(Sequence& seq, SampleResult sample) {

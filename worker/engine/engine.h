@@ -82,13 +82,15 @@ class Engine {
   };
 
   absl::Status CheckFits(int num_prompt_tokens, const SamplingParams& params) const;
-  // Runs the model over `batch` and picks each logits row's token: on the device when the runner can and
-  // every row allows it (DeviceRows), else with the host Sampler. A runner failure ends the process.
-  std::vector<SampleResult> RunModelAndSample(const Batch& batch);
-  // The device settings of every sampled row, or nullopt when the runner or any row needs the host path.
-  std::optional<std::vector<DeviceSamplingRow>> DeviceRows(const Batch& batch) const;
-  std::vector<SampleResult> SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows);
-  std::vector<SampleResult> SampleOnHost(const Batch& batch);
+  // Runs the model over `batch` and picks each logits row's token into samples_: on the device when the
+  // runner can and every row allows it (DeviceRows), else with the host Sampler. A runner failure ends the
+  // process.
+  void RunModelAndSample(const Batch& batch);
+  // Fills `rows` with the device settings of every sampled row; false when the runner or any row needs the
+  // host path.
+  bool DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows) const;
+  void SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows);
+  void SampleOnHost(const Batch& batch);
   // Appends the sampled token to `seq`, updates its text and finishes it when a stop rule says so.
   RequestOutput PostProcess(Sequence& seq, SampleResult sample);
   RequestOutput NewOutput(const Request& request) const;
@@ -104,6 +106,10 @@ class Engine {
   std::mt19937_64 seed_generator_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Request>> requests_;
   std::vector<RequestOutput> pending_outputs_;  // aborts, reported by the next Step
+  // Per-step scratch, members so their memory is reused from step to step.
+  Batch batch_;
+  std::vector<DeviceSamplingRow> device_rows_;
+  std::vector<SampleResult> samples_;  // [num_logits]
   uint64_t next_id_ = 1;
   int64_t prompt_tokens_ = 0;
   int64_t generated_tokens_ = 0;
