@@ -38,7 +38,7 @@ FinishReason OutputProcessor::OnToken(const Sequence& seq, int32_t token_id, std
     text_delta->append(FlushText());
     return FinishReason::kStop;
   }
-  text_delta->append(stop_matcher_.Push(decoder_->Push(token_id)));
+  stop_matcher_.Push(decoder_->Push(token_id), text_delta);
   if (stop_matcher_.stopped()) return FinishReason::kStop;
   if (seq.num_output_tokens() >= max_tokens_) {
     text_delta->append(FlushText());

@@ -9,22 +9,29 @@ StopStringMatcher::StopStringMatcher(std::vector<std::string> stop_strings)
     : stop_strings_(std::move(stop_strings)) {}
 
 std::string StopStringMatcher::Push(std::string_view text) {
-  if (stopped_) return "";
-  if (stop_strings_.empty()) return std::string(text);
+  std::string released;
+  Push(text, &released);
+  return released;
+}
+
+void StopStringMatcher::Push(std::string_view text, std::string* released) {
+  if (stopped_) return;
+  if (stop_strings_.empty()) {
+    released->append(text);
+    return;
+  }
   pending_.append(text);
   size_t first = std::string::npos;
   for (const std::string& stop : stop_strings_) first = std::min(first, pending_.find(stop));
-  std::string released;
   if (first != std::string::npos) {
     stopped_ = true;
-    released = pending_.substr(0, first);
+    released->append(pending_, 0, first);
     pending_.clear();
-    return released;
+    return;
   }
-  const size_t keep = HeldBackLength();
-  released = pending_.substr(0, pending_.size() - keep);
-  pending_.erase(0, pending_.size() - keep);
-  return released;
+  const size_t num_released = pending_.size() - HeldBackLength();
+  released->append(pending_, 0, num_released);
+  pending_.erase(0, num_released);
 }
 
 std::string StopStringMatcher::Flush() {

@@ -15,6 +15,8 @@ class StopStringMatcher {
 
   // Adds decoded text; returns the text that is now certain not to be part of a stop string.
   std::string Push(std::string_view text);
+  // Push that appends the released text to `released` instead of returning it.
+  void Push(std::string_view text, std::string* released);
   // Releases the held-back tail (the output is over without a stop string completing).
   std::string Flush();
   // A stop string was found; later Push calls return nothing.
