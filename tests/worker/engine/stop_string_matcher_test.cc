@@ -33,6 +33,18 @@ TEST_P(StopStringMatcherTest, ReleasesOnlyTextThatCannotStartAStopString) {
   EXPECT_EQ(matcher.stopped(), c.stopped);
 }
 
+// The appending Push (what OutputProcessor uses) releases the same text after whatever the string held.
+TEST_P(StopStringMatcherTest, AppendingPushReleasesTheSameText) {
+  const StopCase& c = GetParam();
+  StopStringMatcher matcher(c.stops);
+  std::string all = "prefix:", expected = "prefix:";
+  for (const std::string& piece : c.pieces) matcher.Push(piece, &all);
+  all += matcher.Flush();
+  for (const std::string& released : c.released) expected += released;
+  EXPECT_EQ(all, expected);
+  EXPECT_EQ(matcher.stopped(), c.stopped);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Cases, StopStringMatcherTest,
     ::testing::Values(
