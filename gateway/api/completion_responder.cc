@@ -47,8 +47,8 @@ void CompletionResponder::StreamResponse(const v1::GenerateResponse& response) {
     if (include_usage_) events += formatter_.UsageEvent(response.usage());
     events += CompletionFormatter::DoneEvent();
   }
+  if (done_) return channel_->WriteLast(std::move(events));
   channel_->Write(std::move(events));
-  if (done_) channel_->EndStream();
 }
 
 void CompletionResponder::OnError(const absl::Status& status) {
@@ -56,8 +56,7 @@ void CompletionResponder::OnError(const absl::Status& status) {
   if (done_) return;
   done_ = true;
   if (!stream_started_) return channel_->Send(ErrorResponse(status));
-  channel_->Write(CompletionFormatter::ErrorEvent(ErrorJson(status)));
-  channel_->EndStream();
+  channel_->WriteLast(CompletionFormatter::ErrorEvent(ErrorJson(status)));
 }
 
 }  // namespace doze::gateway

@@ -1,5 +1,8 @@
 #include "gateway/http/http_session.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+
 #include <chrono>
 #include <utility>
 
@@ -24,7 +27,7 @@ std::chrono::nanoseconds ToChrono(absl::Duration duration) { return absl::ToChro
 }  // namespace
 
 HttpSession::HttpSession(net::ip::tcp::socket socket, std::shared_ptr<SessionContext> context)
-    : stream_(std::move(socket)), context_(std::move(context)) {
+    : stream_(std::move(socket)), context_(std::move(context)), fd_(stream_.socket().native_handle()) {
   context_->num_connections.fetch_add(1);
 }
 
@@ -100,7 +103,11 @@ void HttpSession::OnBody(beast::error_code error) {
   request.path = target.substr(0, target.find('?'));
   request.authorization = std::string(message[http::field::authorization]);
   request.body = std::move(message.body());
-  keep_alive_ = message.keep_alive();
+  {
+    absl::MutexLock lock(&out_mu_);
+    keep_alive_ = message.keep_alive();
+    phase_ = Phase::kAwaiting;
+  }
   busy_ = true;
   context_->num_busy.fetch_add(1);
   stream_.expires_never();
@@ -109,18 +116,16 @@ void HttpSession::OnBody(beast::error_code error) {
 }
 
 void HttpSession::RejectAndClose(int status, const std::string& message) {
-  keep_alive_ = false;
   rejected_ = true;
   busy_ = true;
   context_->num_busy.fetch_add(1);
-  HttpResponse response = ErrorResponse(WithHttpStatus(absl::InvalidArgumentError(message), status));
-  whole_.emplace(static_cast<http::status>(status), 11);
-  whole_->set(http::field::content_type, response.content_type);
-  whole_->body() = std::move(response.body);
-  whole_->keep_alive(false);
-  whole_->prepare_payload();
+  {
+    absl::MutexLock lock(&out_mu_);
+    keep_alive_ = false;
+    phase_ = Phase::kAwaiting;
+  }
   stream_.expires_after(ToChrono(context_->limits.stream_idle_timeout));
-  Flush();
+  SendWhole(ErrorResponse(WithHttpStatus(absl::InvalidArgumentError(message), status)));
 }
 
 void HttpSession::WatchClient() {
@@ -144,7 +149,12 @@ void HttpSession::ClientGone() {
   if (client_gone_) return;
   client_gone_ = true;
   if (on_client_gone_) std::exchange(on_client_gone_, nullptr)();
-  if (!writing_) Close();
+  bool async_writing;
+  {
+    absl::MutexLock lock(&out_mu_);
+    async_writing = async_writing_;
+  }
+  if (!async_writing) Close();
 }
 
 void HttpSession::OnClientGone(std::function<void()> callback) {
@@ -155,93 +165,128 @@ void HttpSession::OnClientGone(std::function<void()> callback) {
                 });
 }
 
-void HttpSession::Send(HttpResponse response) {
-  net::dispatch(stream_.get_executor(),
-                [self = shared_from_this(), response = std::move(response)]() mutable {
-                  if (!self->busy_ || self->whole_ || self->stream_head_) return;
-                  auto& out = self->whole_.emplace(static_cast<http::status>(response.status), 11);
-                  out.set(http::field::content_type, response.content_type);
-                  for (auto& [name, value] : response.headers) out.set(name, value);
-                  out.body() = std::move(response.body);
-                  out.keep_alive(self->keep_alive_ && !self->context_->stopping.load());
-                  out.prepare_payload();
-                  self->Flush();
-                });
+void HttpSession::Send(HttpResponse response) { SendWhole(std::move(response)); }
+
+void HttpSession::SendWhole(HttpResponse response) {
+  absl::MutexLock lock(&out_mu_);
+  if (phase_ != Phase::kAwaiting) return;
+  response_keep_alive_ = keep_alive_ && !context_->stopping.load();
+  beast::string_view reason = http::obsolete_reason(static_cast<http::status>(response.status));
+  absl::StrAppend(&out_, "HTTP/1.1 ", response.status, " ", absl::string_view(reason.data(), reason.size()),
+                  "\r\nContent-Type: ", response.content_type, "\r\n");
+  for (const auto& [name, value] : response.headers) absl::StrAppend(&out_, name, ": ", value, "\r\n");
+  absl::StrAppend(&out_, "Content-Length: ", response.body.size(), "\r\n",
+                  response_keep_alive_ ? "" : "Connection: close\r\n", "\r\n", response.body);
+  phase_ = Phase::kEnding;
+  SendLocked();
 }
 
 void HttpSession::StartStream(const std::string& content_type) {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this(), content_type] {
-    if (!self->busy_ || self->whole_ || self->stream_head_) return;
-    auto& head = self->stream_head_.emplace(http::status::ok, 11);
-    head.set(http::field::content_type, content_type);
-    head.set(http::field::cache_control, "no-cache");
-    head.keep_alive(self->keep_alive_ && !self->context_->stopping.load());
-    head.chunked(true);
-    self->head_serializer_.emplace(head);
-    self->Flush();
-  });
+  absl::MutexLock lock(&out_mu_);
+  if (phase_ != Phase::kAwaiting) return;
+  response_keep_alive_ = keep_alive_ && !context_->stopping.load();
+  absl::StrAppend(&out_, "HTTP/1.1 200 OK\r\nContent-Type: ", content_type,
+                  "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
+                  response_keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+  phase_ = Phase::kStreaming;  // The header waits for the first chunk: one send for both.
 }
 
-void HttpSession::Write(std::string data) {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this(), data = std::move(data)] {
-    if (!self->stream_head_ || self->end_requested_) return;
-    self->pending_data_ += data;
-    self->Flush();
-  });
+void HttpSession::Write(std::string data) { AppendChunk(data, /*last=*/false); }
+
+void HttpSession::WriteLast(std::string data) { AppendChunk(data, /*last=*/true); }
+
+void HttpSession::EndStream() { AppendChunk({}, /*last=*/true); }
+
+void HttpSession::AppendChunk(absl::string_view data, bool last) {
+  absl::MutexLock lock(&out_mu_);
+  if (phase_ != Phase::kStreaming) return;
+  // An empty chunk would end the stream.
+  if (!data.empty()) absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
+  if (last) {
+    out_ += "0\r\n\r\n";
+    phase_ = Phase::kEnding;
+  }
+  SendLocked();
 }
 
-void HttpSession::EndStream() {
-  net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-    if (!self->stream_head_) return;
-    self->end_requested_ = true;
-    self->Flush();
-  });
-}
-
-void HttpSession::Flush() {
-  if (writing_ || closed_) return;
-  if (client_gone_) return Close();
-  auto self = shared_from_this();
-  stream_.expires_after(ToChrono(context_->limits.stream_idle_timeout));
-  if (whole_) {
-    writing_ = true;
-    http::async_write(stream_, *whole_, [self](beast::error_code e, size_t) { self->OnWritten(e, true); });
-  } else if (stream_head_ && !head_sent_) {
-    writing_ = true;
-    head_sent_ = true;
-    http::async_write_header(stream_, *head_serializer_,
-                             [self](beast::error_code e, size_t) { self->OnWritten(e, false); });
-  } else if (!pending_data_.empty()) {
-    writing_ = true;
-    current_data_ = std::exchange(pending_data_, {});
-    net::async_write(stream_, http::make_chunk(net::buffer(current_data_)),
-                     [self](beast::error_code e, size_t) { self->OnWritten(e, false); });
-  } else if (end_requested_) {
-    writing_ = true;
-    net::async_write(stream_, http::make_chunk_last(),
-                     [self](beast::error_code e, size_t) { self->OnWritten(e, true); });
-  } else if (stream_head_) {
-    stream_.expires_never();
+void HttpSession::SendLocked() {
+  if (!socket_open_) {
+    out_.clear();
+    return;
+  }
+  if (async_writing_) return;  // The strand's write takes out_ when it completes.
+  while (!out_.empty()) {
+    ssize_t sent = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0) {
+      out_.erase(0, static_cast<size_t>(sent));
+      continue;
+    }
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    out_.clear();
+    socket_open_ = false;  // Nothing more goes out; the strand closes the socket.
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->OnSendFailed(); });
+    return;
+  }
+  if (!out_.empty()) {
+    async_writing_ = true;
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->AsyncFlush(); });
+    return;
+  }
+  if (phase_ == Phase::kEnding) {
+    phase_ = Phase::kIdle;
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->FinishResponse(); });
   }
 }
 
-void HttpSession::OnWritten(beast::error_code error, bool response_done) {
-  writing_ = false;
+void HttpSession::AsyncFlush() {
+  {
+    absl::MutexLock lock(&out_mu_);
+    if (!socket_open_) {
+      async_writing_ = false;
+      return;
+    }
+    current_data_ = std::exchange(out_, {});
+  }
+  stream_.expires_after(ToChrono(context_->limits.stream_idle_timeout));
+  net::async_write(
+      stream_, net::buffer(current_data_),
+      [self = shared_from_this()](beast::error_code error, size_t) { self->OnAsyncWritten(error); });
+}
+
+void HttpSession::OnAsyncWritten(beast::error_code error) {
+  bool more = false;
+  bool finished = false;
+  {
+    absl::MutexLock lock(&out_mu_);
+    more = !error && !out_.empty() && socket_open_;
+    if (!more) async_writing_ = false;
+    if (!more && !error && phase_ == Phase::kEnding) {
+      phase_ = Phase::kIdle;
+      finished = true;
+    }
+  }
+  if (more) return AsyncFlush();
   if (error) {
     ClientGone();
     return Close();
   }
-  if (response_done) return FinishResponse();
-  Flush();
+  stream_.expires_never();
+  if (finished) FinishResponse();
+  if (client_gone_) Close();
+}
+
+void HttpSession::OnSendFailed() {
+  ClientGone();
+  Close();
 }
 
 void HttpSession::FinishResponse() {
-  bool keep_alive = whole_ ? whole_->keep_alive() : stream_head_->keep_alive();
-  whole_.reset();
-  head_serializer_.reset();
-  stream_head_.reset();
-  head_sent_ = false;
-  end_requested_ = false;
+  bool keep_alive;
+  {
+    absl::MutexLock lock(&out_mu_);
+    keep_alive = response_keep_alive_;
+  }
   on_client_gone_ = nullptr;
   busy_ = false;
   context_->num_busy.fetch_sub(1);
@@ -258,6 +303,11 @@ void HttpSession::FinishResponse() {
 void HttpSession::Close() {
   if (closed_) return;
   closed_ = true;
+  {
+    absl::MutexLock lock(&out_mu_);
+    socket_open_ = false;
+    out_.clear();
+  }
   beast::error_code ignored;
   if (rejected_) {
     // Reading what the client still sends lets it see the error instead of a reset connection.

@@ -1,15 +1,22 @@
 // One HTTP/1.1 connection: reads each request's header and body within the limits (431, 413, timeouts),
 // routes it, writes the answer (whole or chunked), watches for the client leaving while it waits, and keeps
-// the connection alive between requests. All state is touched on the connection's strand.
+// the connection alive between requests.
+//
+// Reading and the connection's state live on its strand. The answer is written by the thread that produces it
+// (a gRPC completion, usually): it is serialized and sent with one non-blocking send() at once, so the client
+// does not wait for an I/O thread to wake up; only what the socket does not take (a slow reader) goes on
+// through an asynchronous write on the strand. The output state is guarded by out_mu_, which Close() also
+// takes, so no send() can reach a closed (or reused) descriptor.
 #pragma once
 
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core.hpp"
@@ -42,6 +49,7 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   void Send(HttpResponse response) override;
   void StartStream(const std::string& content_type) override;
   void Write(std::string data) override;
+  void WriteLast(std::string data) override;
   void EndStream() override;
   void OnClientGone(std::function<void()> callback) override;
 
@@ -58,9 +66,25 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   void WatchClient();
   void OnWatch(boost::beast::error_code error, size_t bytes);
   void ClientGone();
-  // Starts the next write when none is running.
-  void Flush();
-  void OnWritten(boost::beast::error_code error, bool response_done);
+  // Where the response to the routed request stands.
+  enum class Phase {
+    kIdle,       // No request is waiting for an answer.
+    kAwaiting,   // A request was routed; nothing answered yet.
+    kStreaming,  // The stream's header is out or queued; chunks may follow.
+    kEnding,     // The response's last bytes are queued; FinishResponse follows once they are written.
+  };
+
+  // Serializes a whole response and sends it.
+  void SendWhole(HttpResponse response);
+  // Appends `data` as one chunk of the stream (nothing when empty); `last` ends the stream and sends.
+  void AppendChunk(absl::string_view data, bool last);
+  // Sends out_ directly when no asynchronous write runs; hands the rest to the strand.
+  void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
+  // On the strand: writes out_ asynchronously (a client that does not keep up).
+  void AsyncFlush();
+  void OnAsyncWritten(boost::beast::error_code error);
+  // On the strand: a direct send failed (the client left).
+  void OnSendFailed();
   void FinishResponse();
   void Close();
   // Reads and drops what the client still sends after a rejection, then closes.
@@ -71,22 +95,24 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   boost::beast::flat_buffer buffer_;
   std::optional<Parser> parser_;
 
-  // The response in progress; strand only.
-  bool busy_ = false;  // A request was routed and its response has not ended.
-  bool keep_alive_ = false;
-  bool writing_ = false;
+  // The connection; strand only.
+  bool busy_ = false;      // A request was routed and its response has not ended.
   bool watching_ = false;  // A read that notices the client leaving is pending.
   bool client_gone_ = false;
   bool closed_ = false;
-  bool rejected_ = false;  // The request was refused unread; the rest of it is drained before closing.
-  std::optional<boost::beast::http::response<boost::beast::http::string_body>> whole_;
-  std::optional<boost::beast::http::response<boost::beast::http::empty_body>> stream_head_;
-  std::optional<boost::beast::http::response_serializer<boost::beast::http::empty_body>> head_serializer_;
-  bool head_sent_ = false;
-  std::string pending_data_;
-  std::string current_data_;
-  bool end_requested_ = false;
+  bool rejected_ = false;     // The request was refused unread; the rest of it is drained before closing.
+  std::string current_data_;  // The bytes of the asynchronous write in flight.
   std::function<void()> on_client_gone_;
+
+  // The response in progress; any thread.
+  absl::Mutex out_mu_;
+  const int fd_;
+  Phase phase_ ABSL_GUARDED_BY(out_mu_) = Phase::kIdle;
+  bool keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;  // The request allows it (the response may still close).
+  bool response_keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;
+  bool socket_open_ ABSL_GUARDED_BY(out_mu_) = true;
+  bool async_writing_ ABSL_GUARDED_BY(out_mu_) = false;  // The strand writes; direct sends wait their turn.
+  std::string out_ ABSL_GUARDED_BY(out_mu_);             // Bytes not yet handed to the socket.
 };
 
 }  // namespace doze::gateway

@@ -36,8 +36,9 @@ inline HttpResponse MakeResponse(int status, std::string body,
   return response;
 }
 
-// How a handler answers one request: either Send once, or StartStream, Write any number of times, EndStream.
-// Thread-safe: the calls may come from any thread, in this order.
+// How a handler answers one request: either Send once, or StartStream, Write any number of times, then
+// EndStream or WriteLast. Thread-safe: the calls may come from any thread, in this order. The bytes go out on
+// the calling thread when the socket takes them, so a call costs a send() but no thread hand-off.
 class ResponseChannel {
  public:
   virtual ~ResponseChannel() = default;
@@ -45,11 +46,14 @@ class ResponseChannel {
   // Sends a whole response.
   virtual void Send(HttpResponse response) = 0;
 
-  // Sends a 200 header for a chunked stream of `content_type`.
+  // Starts a 200 chunked stream of `content_type`; its header goes out with the first piece (or the end).
   virtual void StartStream(const std::string& content_type) = 0;
 
   // Sends one piece of the stream.
   virtual void Write(std::string data) = 0;
+
+  // Sends the last piece of the stream and ends it, in one write.
+  virtual void WriteLast(std::string data) = 0;
 
   // Ends the stream.
   virtual void EndStream() = 0;
