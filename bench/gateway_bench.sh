@@ -9,6 +9,9 @@
 # use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
 # DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
 # DOZE_BENCH_IO_THREADS sets server.io_threads (2); DOZE_BENCH_TESTS picks the tests ("rate streams").
+# On a machine shared with other work, DOZE_BENCH_CHRT="-f 10" runs the gateway, the worker and the load
+# generator real-time (chrt), so that other processes cannot preempt them and only the gateway's own structure
+# shows; leave it unset for the figure of record.
 set -euo pipefail
 build=$1 tokenizer=$2 rate=${3:-1000} streams=${4:-200} seconds=${5:-10}
 gateway_cpus=${DOZE_GATEWAY_CPUS:-0-1}
@@ -17,6 +20,8 @@ runs=${DOZE_BENCH_RUNS:-3}
 tests=${DOZE_BENCH_TESTS:-rate streams}
 gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
 fake_worker=${DOZE_BENCH_FAKE_WORKER:-$build/tests/doze-fake-worker}
+realtime=()
+if [[ -n ${DOZE_BENCH_CHRT:-} ]]; then read -ra realtime <<< "chrt ${DOZE_BENCH_CHRT}"; fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"; true' EXIT
 mkdir -p "$work/model"
@@ -35,7 +40,7 @@ functions:
 YAML
   : > "$work/ready"
   DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
-    taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
+    "${realtime[@]}" taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
   local pid=$!
   for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
   local port
@@ -44,7 +49,7 @@ YAML
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --mode rate --rate 50 --seconds 1 \
     --connections 4 > /dev/null
   local line
-  line=$(taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
+  line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
   echo "{\"run\":$run_index,${line#\{}" | tee -a "$work/results"
   kill -TERM "$pid"
   wait "$pid" || true

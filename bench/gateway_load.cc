@@ -3,7 +3,8 @@
 //
 //   doze_gateway_load --port P --mode rate --rate 1000 --seconds 10 --connections 64 [--function F]
 //   doze_gateway_load --port P --mode streams --streams 200 --seconds 10 --max-tokens 32
-//   [--gateway-pid PID]: also report the CPU the gateway used during the measured window, in cores.
+//   [--gateway-pid PID]: also report the CPU the gateway used during the measured window, in cores, and its
+//   threads' context switches per request (each thread hand-off on a request's path costs at least one).
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -194,6 +196,24 @@ double ProcessCpuSeconds(int pid) {
   return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Returns the context switches (voluntary and not) of every thread of process `pid` so far, or -1.
+int64_t ProcessContextSwitches(int pid) {
+  std::error_code error;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", error);
+  if (pid <= 0 || error) return -1;
+  int64_t switches = 0;
+  for (const auto& task : tasks) {
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.find("ctxt_switches:") != std::string::npos) {
+        switches += std::strtoll(line.c_str() + line.find(':') + 1, nullptr, 10);
+      }
+    }
+  }
+  return switches;
+}
+
 double Percentile(std::vector<double>& values, double p) {
   if (values.empty()) return 0;
   size_t index = std::min(values.size() - 1, static_cast<size_t>(p * values.size()));
@@ -210,6 +230,7 @@ int main(int argc, char** argv) {
   auto start = Clock::now() + std::chrono::milliseconds(100);
   std::this_thread::sleep_until(start - std::chrono::milliseconds(50));
   double cpu_before = ProcessCpuSeconds(options.gateway_pid);
+  int64_t switches_before = ProcessContextSwitches(options.gateway_pid);
   if (options.mode == "rate") {
     for (int i = 0; i < options.connections; ++i) threads.emplace_back(RateLoop, options, i, start, &results);
   } else {
@@ -220,19 +241,25 @@ int main(int argc, char** argv) {
   for (std::thread& thread : threads) thread.join();
   double elapsed = Millis(Clock::now() - start) / 1000;
   double cpu_after = ProcessCpuSeconds(options.gateway_pid);
-  char gateway_cores[32] = "null";
+  int64_t switches_after = ProcessContextSwitches(options.gateway_pid);
+  size_t count = results.added_ms.size();
+  char gateway_cores[32] = "null", switches_per_request[32] = "null";
   if (cpu_before >= 0 && cpu_after >= 0) {
     std::snprintf(gateway_cores, sizeof(gateway_cores), "%.3f", (cpu_after - cpu_before) / (elapsed + 0.05));
   }
-  size_t count = results.added_ms.size();
+  if (switches_before >= 0 && switches_after >= 0 && count > 0) {
+    std::snprintf(switches_per_request, sizeof(switches_per_request), "%.2f",
+                  static_cast<double>(switches_after - switches_before) / static_cast<double>(count));
+  }
   std::printf(
       "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
       "\"p90\":%.3f,"
       "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
-      "\"gateway_cpu_cores\":%s}\n",
+      "\"gateway_cpu_cores\":%s,\"gateway_context_switches_per_request\":%s}\n",
       options.mode.c_str(), count, results.errors.load(), count / elapsed, Percentile(results.added_ms, 0.5),
       Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99),
       Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
-      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores);
+      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores,
+      switches_per_request);
   return results.errors.load() == 0 ? 0 : 1;
 }
