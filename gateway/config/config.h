@@ -18,7 +18,8 @@ struct ServerConfig {
   uint16_t port = 8080;       // 0: any free port (tests).
   std::string api_keys_file;  // Empty: /v1 needs no key.
   std::string admin_token_env = "DOZE_ADMIN_TOKEN";
-  int io_threads = 2;
+  int io_threads = 2;    // Asio threads: accept, read and route requests.
+  int grpc_threads = 1;  // Threads that drive the calls to the workers and write their answers to clients.
   int max_connections = 1024;
   int64_t max_body_bytes = 1 << 20;
   int64_t max_header_bytes = 16 << 10;

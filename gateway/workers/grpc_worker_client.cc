@@ -1,6 +1,12 @@
 #include "gateway/workers/grpc_worker_client.h"
 
+#include <pthread.h>
+
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <thread>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
@@ -8,6 +14,54 @@
 #include "proto/worker.grpc.pb.h"
 
 namespace doze::gateway {
+
+// What a completion queue event points to: the code that handles the operation's completion.
+struct CompletionTag {
+  std::function<void(bool ok)> run;
+};
+
+// Threads that take events off one completion queue and run their tags. gRPC polls the sockets of the calls
+// on this queue from these threads (no others), so a worker's response is read and handled on one thread.
+class CompletionThreads {
+ public:
+  explicit CompletionThreads(int num_threads) {
+    for (int i = 0; i < std::max(1, num_threads); ++i) {
+      threads_.emplace_back([this] { Loop(); });
+      pthread_setname_np(threads_.back().native_handle(), "doze-grpc");
+    }
+  }
+
+  // Shuts the queue down and waits a few seconds for the calls still open to end; past that the threads and
+  // the queue are left to the process's exit rather than blocking it.
+  ~CompletionThreads() {
+    cq_->Shutdown();
+    absl::MutexLock lock(&mu_);
+    auto all_exited = [this] { return num_exited_ == static_cast<int>(threads_.size()); };
+    if (mu_.AwaitWithTimeout(absl::Condition(&all_exited), absl::Seconds(5))) {
+      for (std::thread& thread : threads_) thread.join();
+      delete cq_;
+    } else {
+      for (std::thread& thread : threads_) thread.detach();
+    }
+  }
+
+  grpc::CompletionQueue* cq() { return cq_; }
+
+ private:
+  void Loop() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_->Next(&tag, &ok)) static_cast<CompletionTag*>(tag)->run(ok);
+    absl::MutexLock lock(&mu_);
+    ++num_exited_;
+  }
+
+  grpc::CompletionQueue* const cq_ = new grpc::CompletionQueue();
+  std::vector<std::thread> threads_;
+  absl::Mutex mu_;
+  int num_exited_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 namespace {
 
 absl::Status ToAbsl(const grpc::Status& status) {
@@ -19,19 +73,18 @@ std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
 }
 
-// One Generate stream; owns itself until gRPC reports it done.
-class GenerateReactor : public grpc::ClientReadReactor<v1::GenerateResponse>,
-                        public GenerateCall,
-                        public std::enable_shared_from_this<GenerateReactor> {
+// One Generate stream: the start, then reads until the stream ends, then the status. Owns itself until both
+// the start and the status have completed.
+class AsyncGenerate : public GenerateCall, public std::enable_shared_from_this<AsyncGenerate> {
  public:
-  GenerateReactor(v1::GenerateRequest request, std::shared_ptr<GenerateObserver> observer)
-      : request_(std::move(request)), observer_(std::move(observer)) {}
+  explicit AsyncGenerate(std::shared_ptr<GenerateObserver> observer) : observer_(std::move(observer)) {}
 
-  void Start(v1::Worker::Stub* stub) {
+  // The request is serialized here; it need not outlive the call.
+  void Start(v1::Worker::Stub* stub, const v1::GenerateRequest& request, grpc::CompletionQueue* cq) {
     self_ = shared_from_this();
-    stub->async()->Generate(&context_, &request_, this);
-    StartRead(&response_);
-    StartCall();
+    reader_ = stub->PrepareAsyncGenerate(&context_, request, cq);
+    reader_->StartCall(&started_);
+    reader_->Read(&response_, &read_);
   }
 
   void Cancel() override {
@@ -39,105 +92,141 @@ class GenerateReactor : public grpc::ClientReadReactor<v1::GenerateResponse>,
     if (!done_) context_.TryCancel();
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
+ private:
+  void OnRead(bool ok) {
+    if (!ok) return reader_->Finish(&status_, &finished_);
     observer_->OnResponse(response_);
-    StartRead(&response_);
+    reader_->Read(&response_, &read_);
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void OnFinished() {
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
     }
-    observer_->OnDone(ToAbsl(status));
-    self_.reset();
+    observer_->OnDone(ToAbsl(status_));
+    Release();
   }
 
- private:
+  // Drops one of the two completions the call waits for; the last one frees the call.
+  void Release() {
+    if (pending_.fetch_sub(1) == 1) self_.reset();
+  }
+
   grpc::ClientContext context_;
-  v1::GenerateRequest request_;
+  std::unique_ptr<grpc::ClientAsyncReader<v1::GenerateResponse>> reader_;
   v1::GenerateResponse response_;
+  grpc::Status status_;
   std::shared_ptr<GenerateObserver> observer_;
-  std::shared_ptr<GenerateReactor> self_;
+  std::shared_ptr<AsyncGenerate> self_;
+  std::atomic<int> pending_{2};  // The start and the status.
+  CompletionTag started_{[this](bool) { Release(); }};
+  CompletionTag read_{[this](bool ok) { OnRead(ok); }};
+  CompletionTag finished_{[this](bool) { OnFinished(); }};
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// The state of one unary call, kept alive until its callback runs.
-template <typename Request, typename Response>
+// One unary call, deleted once its callback has run.
+template <typename Response>
 struct UnaryCall {
   grpc::ClientContext context;
-  Request request;
   Response response;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader;
+  std::function<void(UnaryCall&)> done;
+  CompletionTag finished{[this](bool) {
+    done(*this);
+    delete this;
+  }};
 };
 
 class GrpcWorkerClient : public WorkerClient {
  public:
-  explicit GrpcWorkerClient(std::shared_ptr<grpc::Channel> channel)
-      : worker_(v1::Worker::NewStub(channel)), health_(grpc::health::v1::Health::NewStub(channel)) {}
+  GrpcWorkerClient(std::shared_ptr<grpc::Channel> channel, std::shared_ptr<CompletionThreads> threads)
+      : worker_(v1::Worker::NewStub(channel)),
+        health_(grpc::health::v1::Health::NewStub(channel)),
+        threads_(std::move(threads)) {}
 
   void CheckHealth(absl::Duration timeout, std::function<void(bool)> done) override {
-    auto call = std::make_shared<
-        UnaryCall<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>>();
-    call->context.set_deadline(Deadline(timeout));
-    health_->async()->Check(
-        &call->context, &call->request, &call->response, [call, done = std::move(done)](grpc::Status status) {
-          done(status.ok() && call->response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+    Unary<grpc::health::v1::HealthCheckResponse>(
+        timeout,
+        [done = std::move(done)](auto& call) {
+          done(call.status.ok() && call.response.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+        },
+        [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+          return health_->PrepareAsyncCheck(context, grpc::health::v1::HealthCheckRequest(), cq);
         });
   }
 
   std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest& request,
                                          std::shared_ptr<GenerateObserver> observer) override {
-    auto reactor = std::make_shared<GenerateReactor>(request, std::move(observer));
-    reactor->Start(worker_.get());
-    return reactor;
+    auto call = std::make_shared<AsyncGenerate>(std::move(observer));
+    call->Start(worker_.get(), request, threads_->cq());
+    return call;
   }
 
   void Stats(absl::Duration timeout, std::function<void(absl::StatusOr<v1::StatsResponse>)> done) override {
-    auto call = std::make_shared<UnaryCall<v1::StatsRequest, v1::StatsResponse>>();
-    call->context.set_deadline(Deadline(timeout));
-    worker_->async()->Stats(&call->context, &call->request, &call->response,
-                            [call, done = std::move(done)](grpc::Status status) {
-                              if (!status.ok()) return done(ToAbsl(status));
-                              done(std::move(call->response));
-                            });
+    Unary<v1::StatsResponse>(
+        timeout,
+        [done = std::move(done)](auto& call) {
+          if (!call.status.ok()) return done(ToAbsl(call.status));
+          done(std::move(call.response));
+        },
+        [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+          return worker_->PrepareAsyncStats(context, v1::StatsRequest(), cq);
+        });
   }
 
   void Sleep(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::SleepRequest, v1::SleepResponse>(
-        timeout, std::move(done),
-        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Sleep(c, q, r, std::move(cb)); });
+    Unary<v1::SleepResponse>(timeout, StatusOnly<v1::SleepResponse>(std::move(done)),
+                             [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+                               return worker_->PrepareAsyncSleep(context, v1::SleepRequest(), cq);
+                             });
   }
 
   void Wake(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::WakeRequest, v1::WakeResponse>(
-        timeout, std::move(done),
-        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Wake(c, q, r, std::move(cb)); });
+    Unary<v1::WakeResponse>(timeout, StatusOnly<v1::WakeResponse>(std::move(done)),
+                            [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+                              return worker_->PrepareAsyncWake(context, v1::WakeRequest(), cq);
+                            });
   }
 
   void Drain(absl::Duration timeout, std::function<void(absl::Status)> done) override {
-    Unary<v1::DrainRequest, v1::DrainResponse>(
-        timeout, std::move(done),
-        [this](auto* c, auto* q, auto* r, auto cb) { worker_->async()->Drain(c, q, r, std::move(cb)); });
+    Unary<v1::DrainResponse>(timeout, StatusOnly<v1::DrainResponse>(std::move(done)),
+                             [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+                               return worker_->PrepareAsyncDrain(context, v1::DrainRequest(), cq);
+                             });
   }
 
  private:
-  // Runs one unary RPC through `start(context, request, response, callback)`.
-  template <typename Request, typename Response, typename Start>
-  void Unary(absl::Duration timeout, std::function<void(absl::Status)> done, Start start) {
-    auto call = std::make_shared<UnaryCall<Request, Response>>();
+  template <typename Response>
+  static std::function<void(UnaryCall<Response>&)> StatusOnly(std::function<void(absl::Status)> done) {
+    return [done = std::move(done)](UnaryCall<Response>& call) { done(ToAbsl(call.status)); };
+  }
+
+  // Runs one unary RPC that `prepare(context, cq)` sets up; `done` gets the finished call.
+  template <typename Response, typename Prepare>
+  void Unary(absl::Duration timeout, std::function<void(UnaryCall<Response>&)> done, Prepare prepare) {
+    auto* call = new UnaryCall<Response>();
+    call->done = std::move(done);
     call->context.set_deadline(Deadline(timeout));
-    start(&call->context, &call->request, &call->response,
-          std::function<void(grpc::Status)>(
-              [call, done = std::move(done)](grpc::Status status) { done(ToAbsl(status)); }));
+    call->reader = prepare(&call->context, threads_->cq());
+    call->reader->StartCall();
+    call->reader->Finish(&call->response, &call->status, &call->finished);
   }
 
   std::unique_ptr<v1::Worker::Stub> worker_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::shared_ptr<CompletionThreads> threads_;
 };
 
 }  // namespace
+
+GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads)
+    : threads_(std::make_shared<CompletionThreads>(num_threads)) {}
+
+GrpcWorkerClientFactory::~GrpcWorkerClientFactory() = default;
 
 std::shared_ptr<WorkerClient> GrpcWorkerClientFactory::Connect(const std::string& address) {
   grpc::ChannelArguments arguments;
@@ -146,7 +235,7 @@ std::shared_ptr<WorkerClient> GrpcWorkerClientFactory::Connect(const std::string
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   return std::make_shared<GrpcWorkerClient>(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments));
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments), threads_);
 }
 
 }  // namespace doze::gateway

@@ -1,4 +1,7 @@
-// WorkerClient over gRPC's callback API: completions run on gRPC's own threads, no thread waits on a call.
+// WorkerClient over gRPC's asynchronous API on one completion queue that the factory's own threads drive: no
+// thread waits on a call, and a completion (a worker's response) is handled, and its HTTP answer written, on
+// the thread that read it from the worker's socket. gRPC's callback API would instead bring its own pollers
+// (half the machine's cores, however few the gateway is pinned to), which pass each event between them.
 #pragma once
 
 #include <memory>
@@ -8,11 +11,20 @@
 
 namespace doze::gateway {
 
+class CompletionThreads;
+
 // Connects to workers over gRPC (unix sockets or TCP).
 class GrpcWorkerClientFactory : public WorkerClientFactory {
  public:
+  // Starts `num_threads` threads that drive every call of every client this factory makes.
+  explicit GrpcWorkerClientFactory(int num_threads = 1);
+  ~GrpcWorkerClientFactory() override;
+
   // Returns a client on a fresh channel to `address`.
   std::shared_ptr<WorkerClient> Connect(const std::string& address) override;
+
+ private:
+  std::shared_ptr<CompletionThreads> threads_;
 };
 
 }  // namespace doze::gateway

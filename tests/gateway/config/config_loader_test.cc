@@ -51,6 +51,7 @@ server:
   api_keys_file: keys.txt
   admin_token_env: MY_TOKEN
   io_threads: 3
+  grpc_threads: 2
   max_connections: 10
   header_timeout: 2s
   stream_idle_timeout: 250ms
@@ -78,6 +79,8 @@ simulation: { cold_start: 0.6s }
   EXPECT_EQ(config->server.host, "0.0.0.0");
   EXPECT_EQ(config->server.port, 0);
   EXPECT_EQ(config->server.stream_idle_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(config->server.io_threads, 3);
+  EXPECT_EQ(config->server.grpc_threads, 2);
   EXPECT_EQ(config->workers.start_timeout, absl::Minutes(1));
   EXPECT_EQ(config->workers.max_queue, 7);
   const FunctionConfig& function = config->functions.at("customer_service");
