@@ -98,7 +98,6 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
     metrics_->CountRequest(503);
     return WithRetryAfter(std::move(pushed), absl::Seconds(1));
   }
-  Enqueue(request, /*front=*/false);
   std::weak_ptr<Dispatcher> weak = shared_from_this();
   request->SetCancelHook([weak, raw = request.get()] {
     std::shared_ptr<Dispatcher> self = weak.lock();
@@ -109,12 +108,15 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
     }
   });
   Pump();
+  ArmTimerIfQueued(request);
   return absl::OkStatus();
 }
 
-void Dispatcher::Enqueue(std::shared_ptr<PendingRequest> request, bool front) {
-  if (front) queue_.PushFront(request);
+void Dispatcher::ArmTimerIfQueued(const std::shared_ptr<PendingRequest>& request) {
+  // Pump takes requests off the queue under mu_, so a request found queued here has its timer disarmed by
+  // whichever Pump takes it later. Most requests go to the worker at once and never need one.
   absl::MutexLock lock(&mu_);
+  if (!queue_.Contains(request.get())) return;
   auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(queue_timeout_));
   std::weak_ptr<Dispatcher> weak = shared_from_this();
   timer->async_wait([weak, request](boost::system::error_code error) {
@@ -235,7 +237,8 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
       Reject(request, admitted);
       return Pump();
     }
-    Enqueue(request, /*front=*/true);
+    queue_.PushFront(request);
+    ArmTimerIfQueued(request);
     auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(retry_delay));
     timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
     return;

@@ -90,7 +90,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  private:
   class CallObserver;
 
-  void Enqueue(std::shared_ptr<PendingRequest> request, bool front);
+  // Arms the queue timeout of `request` if it is still waiting in the queue.
+  void ArmTimerIfQueued(const std::shared_ptr<PendingRequest>& request);
   void OnQueueTimeout(const std::shared_ptr<PendingRequest>& request);
   void DisarmTimer(const PendingRequest* request);
   void OnTransition(const WorkerTransition& transition);

@@ -38,6 +38,12 @@ bool FunctionQueue::Remove(const PendingRequest* request) {
   return true;
 }
 
+bool FunctionQueue::Contains(const PendingRequest* request) const {
+  absl::MutexLock lock(&mu_);
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [&](const auto& queued) { return queued.get() == request; });
+}
+
 std::deque<std::shared_ptr<PendingRequest>> FunctionQueue::TakeAll() {
   absl::MutexLock lock(&mu_);
   return std::exchange(queue_, {});

@@ -28,6 +28,9 @@ class FunctionQueue {
   // Removes `request` if it is still queued; returns whether it was.
   bool Remove(const PendingRequest* request);
 
+  // Returns whether `request` is queued.
+  bool Contains(const PendingRequest* request) const;
+
   // Removes and returns every queued request.
   std::deque<std::shared_ptr<PendingRequest>> TakeAll();
 
