@@ -12,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -228,6 +230,66 @@ TEST_F(GatewayIdleSleepE2eTest, IdleWorkerSleepsInItsProcessAndWakesForTheNextRe
   ASSERT_EQ(Chat("table_parse").status, 200);
   EXPECT_EQ(Status()["table_parse"]["pid"].get<pid_t>(), pid);
   EXPECT_EQ(Status()["table_parse"]["cold_starts"], 1);
+}
+
+// The lifecycle policy's resident windows starting real workers by the clock, with no request sent.
+class GatewayResidentE2eTest : public GatewayE2eTest {
+ protected:
+  std::string ExtraConfig() const override {
+    return "schedule: { timezone: UTC, resident: [{ days: daily, from: \"00:00\", to: \"24:00\" }] }\n";
+  }
+
+  // Polls /ops/status for up to 60 s (three workers start at once) until `function` is ready by the worker
+  // process and by the policy; returns its status.
+  Json AwaitReady(const std::string& function) {
+    Json status;
+    for (int i = 0; i < 1200; ++i) {
+      status = Status()[function];
+      if (status["state"] == "ready" && status["lifecycle"]["state"] == "ready") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return status;
+  }
+};
+
+TEST_F(GatewayResidentE2eTest, AllDayWindowStartsEveryWorkerWithoutARequest) {
+  for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+    Json status = AwaitReady(function);
+    ASSERT_EQ(status["state"], "ready") << function << ": " << status.dump();
+    EXPECT_EQ(status["lifecycle"]["state"], "ready") << function;
+    EXPECT_TRUE(status["lifecycle"]["resident"].get<bool>()) << function;
+    EXPECT_EQ(kill(status["pid"].get<pid_t>(), 0), 0) << function << ": the worker process is not there";
+    EXPECT_EQ(status["requests"], 0) << function;
+    EXPECT_EQ(status["lifecycle"]["ledger"]["cold_starts"], 0) << function;  // Nobody waited for it.
+    EXPECT_THAT(
+        status["lifecycle"]["transitions"].dump(),
+        HasSubstr(R"("from":"stopped","reason":"resident window mon-sun 00:00-24:00","to":"starting")"))
+        << function;
+  }
+  // The window keeps the worker that served a request up past any idle timeout.
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  EXPECT_EQ(Status()["copy_polish"]["lifecycle"]["ledger"]["cold_starts"], 0);
+}
+
+// A window opening one to two minutes from now, with ten minutes of pre-warm: the gateway starts inside the
+// pre-warm, so the policy starts the worker before the window opens.
+class GatewayPrewarmE2eTest : public GatewayResidentE2eTest {
+ protected:
+  std::string ExtraConfig() const override {
+    const absl::CivilMinute from = absl::ToCivilMinute(absl::Now(), absl::UTCTimeZone()) + 2;
+    const absl::CivilMinute to = from + 30;
+    return absl::StrCat("schedule: { timezone: UTC, prewarm: 10m, resident: [{ days: daily, from: \"",
+                        absl::FormatCivilTime(from).substr(11, 5), "\", to: \"",
+                        absl::FormatCivilTime(to).substr(11, 5), "\" }] }\n");
+  }
+};
+
+TEST_F(GatewayPrewarmE2eTest, WorkerStartsWithinThePrewarmBeforeTheWindowOpens) {
+  Json status = AwaitReady("table_parse");
+  ASSERT_EQ(status["state"], "ready") << status.dump();
+  EXPECT_TRUE(status["lifecycle"]["resident"].get<bool>());
+  EXPECT_THAT(status["lifecycle"]["transitions"].dump(), HasSubstr("\"reason\":\"prewarm 10m before "));
+  EXPECT_EQ(status["requests"], 0);
 }
 
 }  // namespace
