@@ -111,7 +111,8 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
               [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                 completions_->Handle(request, std::move(channel), /*chat=*/false);
               });
-  server_ = std::make_unique<HttpServer>(io_context_, LimitsOf(config_.server), &router_);
+  server_ = std::make_unique<HttpServer>(io_context_, LimitsOf(config_.server), &router_,
+                                         config_.server.io_threads);
 }
 
 absl::Status Gateway::Init() {

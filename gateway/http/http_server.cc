@@ -1,5 +1,9 @@
 #include "gateway/http/http_server.h"
 
+#include <pthread.h>
+
+#include <atomic>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,14 +18,40 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(net::io_context& io, HttpLimits limits, const Router* router) : io_context(io), acceptor(io) {
+  Impl(net::io_context& io, HttpLimits limits, const Router* router, int num_loops)
+      : io_context(io), acceptor(io) {
     context = std::make_shared<SessionContext>();
     context->limits = limits;
     context->router = router;
+    for (int i = 0; i < num_loops; ++i) {
+      // Concurrency hint 1: one thread runs the loop, so Asio takes no locks for its queue.
+      loops.push_back(std::make_unique<net::io_context>(1));
+      guards.push_back(net::make_work_guard(*loops.back()));
+    }
+  }
+
+  void StartLoops() {
+    for (auto& loop : loops) {
+      threads.emplace_back([loop = loop.get()] { loop->run(); });
+      pthread_setname_np(threads.back().native_handle(), "doze-http");
+    }
+  }
+
+  void StopLoops() {
+    guards.clear();
+    for (auto& loop : loops) loop->stop();
+    for (std::thread& thread : threads) thread.join();
+    threads.clear();
+  }
+
+  // Where the next connection runs: the next loop in turn, or a strand of the server's io_context.
+  net::any_io_executor NextExecutor() {
+    if (loops.empty()) return net::make_strand(io_context);
+    return loops[next_loop.fetch_add(1) % loops.size()]->get_executor();
   }
 
   void Accept() {
-    acceptor.async_accept(net::make_strand(io_context),
+    acceptor.async_accept(NextExecutor(),
                           [self = shared_from_this()](boost::system::error_code error, tcp::socket socket) {
                             if (error) {
                               if (self->acceptor.is_open()) self->Accept();
@@ -51,16 +81,23 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   }
 
   net::io_context& io_context;
+  std::vector<std::unique_ptr<net::io_context>> loops;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::atomic<size_t> next_loop{0};
   tcp::acceptor acceptor;
   std::shared_ptr<SessionContext> context;
   absl::Mutex mu;
   std::vector<std::weak_ptr<HttpSession>> sessions ABSL_GUARDED_BY(mu);
 };
 
-HttpServer::HttpServer(net::io_context& io_context, HttpLimits limits, const Router* router)
-    : impl_(std::make_shared<Impl>(io_context, limits, router)) {}
+HttpServer::HttpServer(net::io_context& io_context, HttpLimits limits, const Router* router, int num_loops)
+    : impl_(std::make_shared<Impl>(io_context, limits, router, num_loops)) {}
 
-HttpServer::~HttpServer() { StopAccepting(); }
+HttpServer::~HttpServer() {
+  StopAccepting();
+  impl_->StopLoops();
+}
 
 absl::StatusOr<uint16_t> HttpServer::Start(const std::string& host, uint16_t port) {
   boost::system::error_code error;
@@ -76,6 +113,7 @@ absl::StatusOr<uint16_t> HttpServer::Start(const std::string& host, uint16_t por
     return absl::UnavailableError(absl::StrCat("cannot listen on ", host, ":", port, ": ", error.message()));
   }
   uint16_t bound = acceptor.local_endpoint().port();
+  impl_->StartLoops();
   impl_->Accept();
   return bound;
 }

@@ -2,11 +2,12 @@
 // routes it, writes the answer (whole or chunked), watches for the client leaving while it waits, and keeps
 // the connection alive between requests.
 //
-// Reading and the connection's state live on its strand. The answer is written by the thread that produces it
-// (a gRPC completion, usually): it is serialized and sent with one non-blocking send() at once, so the client
-// does not wait for an I/O thread to wake up; only what the socket does not take (a slow reader) goes on
-// through an asynchronous write on the strand. The output state is guarded by out_mu_, which Close() also
-// takes, so no send() can reach a closed (or reused) descriptor.
+// Reading and the connection's state live on its executor (a strand, or a loop of its own with one thread).
+// The answer is written by the thread that produces it (a gRPC completion, usually): it is serialized and
+// sent with one non-blocking send() at once, so the client does not wait for an I/O thread to wake up; only
+// what the socket does not take (a slow reader) goes on through an asynchronous write on the strand. The
+// output state is guarded by out_mu_, which Close() also takes, so no send() can reach a closed (or reused)
+// descriptor.
 #pragma once
 
 #include <atomic>

@@ -142,5 +142,26 @@ TEST_F(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
   EXPECT_THAT(raw, HasSubstr("\r\n\r\nb"));
 }
 
+TEST_F(HttpServerTest, ServesConnectionsOnItsOwnLoops) {
+  HttpLimits limits;
+  HttpServer server(io_, limits, &router_, /*num_loops=*/2);
+  absl::StatusOr<uint16_t> port = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status();
+  for (int i = 0; i < 4; ++i) {  // Connections land on both loops.
+    testing::TestResponse echo = Fetch(*port, "POST", "/echo", "hello");
+    EXPECT_EQ(echo.status, 200);
+    EXPECT_EQ(echo.body, "hello");
+  }
+  testing::TestResponse stream = Fetch(*port, "GET", "/stream");
+  EXPECT_EQ(stream.status, 200);
+  EXPECT_THAT(stream.body, HasSubstr("data: 2"));
+  std::string one = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na";
+  std::string two = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nb";
+  std::string raw = SendRaw(*port, one + two);
+  EXPECT_THAT(raw, HasSubstr("\r\n\r\na"));
+  EXPECT_THAT(raw, HasSubstr("\r\n\r\nb"));
+  server.StopAccepting();
+}
+
 }  // namespace
 }  // namespace doze::gateway
