@@ -461,7 +461,29 @@ static __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) out[r] = index;
 }
 
+static __global__ void ApplyLogitEditsKernel(float* __restrict__ logits,           // [rows, vocab]
+                                             const LogitEdit* __restrict__ edits,  // [num_edits]
+                                             int num_edits, int vocab) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= num_edits) return;
+  const LogitEdit e = edits[i];
+  float& logit = logits[static_cast<int64_t>(e.row) * vocab + e.token_id];
+  float v = logit;
+  if (e.bias != 0.f) v += e.bias;
+  if (e.repetition != 1.f) v = v > 0.f ? v / e.repetition : v * e.repetition;
+  if (e.subtract != 0.f) v -= e.subtract;
+  logit = v;
+}
+
 }  // namespace
+
+void ApplyLogitEdits(float* logits, const LogitEdit* edits, int num_edits, int vocab, cudaStream_t stream) {
+  if (num_edits == 0) return;
+  constexpr int kEditThreads = 256;
+  ApplyLogitEditsKernel<<<(num_edits + kEditThreads - 1) / kEditThreads, kEditThreads, 0, stream>>>(
+      logits, edits, num_edits, vocab);
+  CUDA_CHECK_LAUNCH();
+}
 
 size_t SamplingWorkspaceBytes(int num_rows) {
   return static_cast<size_t>(std::max(num_rows, 0)) * kArgmaxParts * sizeof(Best);

@@ -13,6 +13,23 @@
 
 namespace doze::kernels {
 
+// One change to one logit before sampling, in the host Sampler's order (worker/engine/sampler.h): add `bias`,
+// then the repetition penalty (v > 0 ? v / repetition : v * repetition; 1 leaves v), then subtract `subtract`
+// (the presence and frequency penalties).
+struct LogitEdit {
+  int32_t row;       // logits row
+  int32_t token_id;  // at most one edit per (row, token_id)
+  float bias;
+  float repetition;
+  float subtract;
+};
+
+// Applies `num_edits` edits to `logits` in place, one thread each, with the host's float operations, so the
+// edited logits equal the host Sampler's bit for bit.
+void ApplyLogitEdits(float* logits,           // [rows, vocab]
+                     const LogitEdit* edits,  // [num_edits], device memory
+                     int num_edits, int vocab, cudaStream_t stream);
+
 // Bytes of scratch ArgmaxRows and SampleRows need for `num_rows` rows (each row's argmax is found in 64
 // slices first, on as many multiprocessors, then merged).
 size_t SamplingWorkspaceBytes(int num_rows);

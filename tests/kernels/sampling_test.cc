@@ -4,11 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "tests/kernels/kernel_test_util.h"
+#include "worker/engine/logit_edit.h"
 #include "worker/engine/logits_processor.h"
 
 namespace doze::kernels {
@@ -123,6 +126,43 @@ TEST_P(SamplingTest, TiesAtEveryCutFollowTheHost) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Batch, SamplingTest, ::testing::Values(1, 3, 19, 64));
+
+// Edits of every kind on random distinct ids of each row: the kernel against the host's ApplyLogitEdits
+// (worker/engine/logit_edit.h), which the engine's tests hold to the host Sampler's penalties.
+TEST(LogitEditsTest, EqualTheHostEditsBitForBit) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (int vocab : {151936, 1000}) {
+    const int rows = 7;
+    std::mt19937 rng(vocab);
+    const std::vector<float> logits = RandomLogits(rows, vocab, /*integral=*/false, rng);
+    std::vector<float> want = logits;
+    std::vector<LogitEdit> edits;
+    std::uniform_real_distribution<float> amount(-2.f, 2.f);
+    for (int r = 0; r < rows; ++r) {
+      std::vector<int32_t> ids(vocab);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      std::vector<doze::LogitEdit> row_edits;
+      for (int i = 0; i < 300; ++i) {
+        doze::LogitEdit e{ids[i]};
+        if (i % 3 != 1) e.bias = amount(rng);
+        if (i % 3 != 2) e.repetition = i % 2 == 0 ? 1.3f : 0.7f;
+        if (i % 4 != 0) e.subtract = amount(rng);
+        row_edits.push_back(e);
+        edits.push_back(LogitEdit{r, e.token_id, e.bias, e.repetition, e.subtract});
+      }
+      doze::ApplyLogitEdits(row_edits, absl::MakeSpan(want.data() + static_cast<size_t>(r) * vocab, vocab));
+    }
+    DeviceArray<float> d_logits(logits);
+    DeviceArray<LogitEdit> d_edits(edits);
+    ApplyLogitEdits(d_logits.get(), d_edits.get(), static_cast<int>(edits.size()), vocab, nullptr);
+    const std::vector<float> got = d_logits.Download();
+    int differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += got[i] != want[i];
+    EXPECT_EQ(differ, 0) << "vocab " << vocab << ", " << edits.size() << " edits";
+    EXPECT_NE(got, logits);
+  }
+}
 
 }  // namespace
 }  // namespace doze::kernels

@@ -133,7 +133,7 @@ bool Engine::DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows
   for (const Sequence* seq : batch.sampled_seqs) {
     std::optional<DeviceSamplingRow> row = DeviceSamplingRowOf(*seq);
     if (!row.has_value()) return false;  // one host-only row takes the whole step to the host
-    rows->push_back(*row);
+    rows->push_back(std::move(*row));
   }
   return true;
 }

@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "worker/engine/batch_metadata.h"
+#include "worker/engine/logit_edit.h"
 #include "worker/model/model_config.h"
 
 namespace doze {
@@ -19,15 +20,16 @@ struct LogitsView {
   const float* row(int i) const { return data + static_cast<size_t>(i) * vocab_size; }
 };
 
-// How to pick one row's token on the device: the host Sampler's rules for a row with no penalty, logit bias,
-// logprobs or top_logits (see DeviceSamplingRowOf in worker/engine/sampler.h).
+// How to pick one row's token on the device: the host Sampler's rules for a row without logprobs or
+// top_logits (see DeviceSamplingRowOf in worker/engine/sampler.h).
 struct DeviceSamplingRow {
-  float temperature = 0.0f;  // 0: greedy, the lowest id of the largest logit
-  int32_t top_k = 0;         // <= 0: off
-  float top_p = 1.0f;        // >= 1: off
-  float min_p = 0.0f;        // <= 0: off
-  uint64_t seed = 0;         // the sequence's seed
-  uint64_t step = 0;         // its output index: the draw is SeededUniform(seed, step)
+  float temperature = 0.0f;      // 0: greedy, the lowest id of the largest logit
+  int32_t top_k = 0;             // <= 0: off
+  float top_p = 1.0f;            // >= 1: off
+  float min_p = 0.0f;            // <= 0: off
+  uint64_t seed = 0;             // the sequence's seed
+  uint64_t step = 0;             // its output index: the draw is SeededUniform(seed, step)
+  std::vector<LogitEdit> edits;  // logit bias and penalties, applied to the row first; empty for most rows
 };
 
 // Implemented by the CPU reference backend and the CUDA backend. The KV cache is a pool of num_kv_blocks()
@@ -50,10 +52,10 @@ class ModelRunner {
   virtual bool SupportsDeviceSampling() const { return false; }
   // Runs the step like Forward, then picks logits row i's next token where the logits are, per rows[i]
   // (rows.size() == batch.num_logits()), and returns only the token ids. The contract is the host Sampler's
-  // result: greedy takes the lowest id of the largest logit; temperature > 0 keeps what MaskTopK, MaskTopP
-  // and MaskMinP keep and draws by inverse CDF over ids with SeededUniform(seed, step). Float rounding may
-  // differ from the host's, so a draw that lands within rounding of a CDF boundary may pick the neighbouring
-  // token.
+  // result: rows[i].edits are applied first (ApplyLogitEdits), then greedy takes the lowest id of the largest
+  // logit; temperature > 0 keeps what MaskTopK, MaskTopP and MaskMinP keep and draws by inverse CDF over ids
+  // with SeededUniform(seed, step). Float rounding may differ from the host's, so a draw that lands within
+  // rounding of a CDF boundary may pick the neighbouring token.
   virtual absl::StatusOr<std::vector<int32_t>> ForwardAndSample(
       const BatchMetadata& /*batch*/, absl::Span<const DeviceSamplingRow> /*rows*/) {
     return absl::UnimplementedError("this backend samples on the host only");

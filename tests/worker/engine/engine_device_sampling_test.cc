@@ -72,12 +72,39 @@ TEST(EngineDeviceSamplingTest, GreedyAndSeededTokensEqualTheHostPath) {
   EXPECT_EQ(device.num_host_steps(), 0);
 }
 
+// Logit bias, repetition, presence and frequency penalties, alone and together, greedy and sampled: the
+// device path applies them as edits and picks the host path's tokens.
+TEST(EngineDeviceSamplingTest, PenaltiesAndLogitBiasEqualTheHostPath) {
+  std::vector<Request> requests = DeviceableRequests(12);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    SamplingParams& p = requests[i].params;
+    p.max_tokens = 24;
+    if (i % 4 == 0 || i % 4 == 3) p.repetition_penalty = i % 8 == 0 ? 1.5f : 0.8f;
+    if (i % 4 == 1 || i % 4 == 3) p.presence_penalty = 0.7f;
+    if (i % 4 == 2 || i % 4 == 3) p.frequency_penalty = i % 8 == 2 ? 0.4f : -0.3f;
+    if (i % 3 == 0) p.logit_bias = {{40, 5.0f}, {41, -100.0f}, {static_cast<int32_t>(50 + i), 2.5f}};
+  }
+  FakeModelRunner host(kVocab, kBlocks);
+  FakeDeviceSamplingRunner device(kVocab, kBlocks);
+  const std::vector<std::vector<int32_t>> tokens = Generate(device, requests);
+  EXPECT_EQ(tokens, Generate(host, requests));
+  EXPECT_GT(device.num_device_steps(), 0);
+  EXPECT_EQ(device.num_host_steps(), 0);
+  std::vector<Request> unpenalised = DeviceableRequests(12);
+  for (Request& r : unpenalised) r.params.max_tokens = 24;
+  FakeDeviceSamplingRunner plain(kVocab, kBlocks);
+  const std::vector<std::vector<int32_t>> plain_tokens = Generate(plain, unpenalised);
+  int changed = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) changed += tokens[i] != plain_tokens[i];
+  EXPECT_GE(changed, 8) << "the penalties should change most requests' tokens";
+}
+
 TEST(EngineDeviceSamplingTest, AHostOnlyRowTakesItsStepsToTheHost) {
   std::vector<Request> requests = DeviceableRequests(4);
-  Request penalised = requests[1];
-  penalised.params.repetition_penalty = 1.3f;
-  penalised.params.max_tokens = 3;  // shorter than the others: later steps go back to the device
-  requests.push_back(penalised);
+  Request with_logprobs = requests[1];
+  with_logprobs.params.logprobs = true;
+  with_logprobs.params.max_tokens = 3;  // shorter than the others: later steps go back to the device
+  requests.push_back(with_logprobs);
   FakeModelRunner host(kVocab, kBlocks);
   FakeDeviceSamplingRunner device(kVocab, kBlocks);
   EXPECT_EQ(Generate(device, requests), Generate(host, requests));

@@ -301,9 +301,9 @@ absl::StatusOr<std::vector<int32_t>> CudaModelRunner::ForwardAndSample(
     return absl::InvalidArgumentError(
         absl::StrCat(rows.size(), " sampling rows for ", batch.num_logits(), " logits rows"));
   }
-  ASSIGN_OR_RETURN(const float* device_logits, ForwardOnDevice(batch));
+  RETURN_IF_ERROR(ForwardOnDevice(batch).status());
   if (sampler_ == nullptr) sampler_ = std::make_unique<CudaSampler>(stream_);
-  return sampler_->Sample(device_logits, rows, config_.vocab_size);
+  return sampler_->Sample(logits_, rows, config_.vocab_size);  // may edit the step's logits in place
 }
 
 // The first step of a bucket runs eagerly (loading every kernel it needs) and is then captured without

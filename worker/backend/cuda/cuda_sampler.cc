@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/cuda_check.h"
 #include "kernels/sampling.h"
 #include "worker/common/status_macros.h"
@@ -34,12 +35,41 @@ absl::Status CudaSampler::EnsureCapacity(int num_rows) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(const float* logits,
+absl::Status CudaSampler::ApplyEdits(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
+  size_t count = 0;
+  for (const DeviceSamplingRow& row : rows) count += row.edits.size();
+  if (count == 0) return absl::OkStatus();
+  if (count > edit_capacity_) {
+    const size_t capacity = std::max(count, 2 * edit_capacity_);
+    RETURN_IF_ERROR(edits_.Allocate(capacity * sizeof(kernels::LogitEdit), "logit edits"));
+    RETURN_IF_ERROR(host_edits_.Allocate(capacity * sizeof(kernels::LogitEdit), "logit edits (host)"));
+    edit_capacity_ = capacity;
+  }
+  auto* host = static_cast<kernels::LogitEdit*>(host_edits_.get());
+  size_t i = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    for (const LogitEdit& e : rows[r].edits) {
+      if (e.token_id < 0 || e.token_id >= vocab) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("logit edit for token id ", e.token_id, " outside [0, ", vocab, ")"));
+      }
+      host[i++] = kernels::LogitEdit{static_cast<int32_t>(r), e.token_id, e.bias, e.repetition, e.subtract};
+    }
+  }
+  auto* device = static_cast<kernels::LogitEdit*>(edits_.get());
+  CUDA_CHECK(
+      cudaMemcpyAsync(device, host, count * sizeof(kernels::LogitEdit), cudaMemcpyHostToDevice, stream_));
+  kernels::ApplyLogitEdits(logits, device, static_cast<int>(count), vocab, stream_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(float* logits,
                                                          absl::Span<const DeviceSamplingRow> rows,
                                                          int vocab) {
   const int n = static_cast<int>(rows.size());
   if (n == 0) return std::vector<int32_t>();
   RETURN_IF_ERROR(EnsureCapacity(n));
+  RETURN_IF_ERROR(ApplyEdits(logits, rows, vocab));
   const Arrays host = Carve(host_params_.get(), capacity_);
   for (int i = 0; i < n; ++i) {
     host.temperature[i] = rows[i].temperature;

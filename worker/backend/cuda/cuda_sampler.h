@@ -19,8 +19,9 @@ class CudaSampler {
  public:
   explicit CudaSampler(cudaStream_t stream) : stream_(stream) {}
 
-  // Token ids of the rows.size() rows of `logits`, ordered after the work already on the stream.
-  absl::StatusOr<std::vector<int32_t>> Sample(const float* logits,  // [rows.size(), vocab] on the device
+  // Token ids of the rows.size() rows of `logits`, ordered after the work already on the stream. Rows' logit
+  // edits (penalties, logit bias) are applied to `logits` in place first.
+  absl::StatusOr<std::vector<int32_t>> Sample(float* logits,  // [rows.size(), vocab] on the device
                                               absl::Span<const DeviceSamplingRow> rows, int vocab);
 
  private:
@@ -33,6 +34,8 @@ class CudaSampler {
   };
 
   absl::Status EnsureCapacity(int num_rows);
+  // Uploads every row's edits as one list and applies them to `logits`.
+  absl::Status ApplyEdits(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab);
   // The arrays of `num_rows` rows from `base`; `bytes`, when given, gets the size they span.
   static Arrays Carve(void* base, int num_rows, size_t* bytes = nullptr);
 
@@ -40,6 +43,9 @@ class CudaSampler {
   int capacity_ = 0;
   cuda::DeviceBuffer params_;       // Arrays of capacity_ rows
   cuda::PinnedBuffer host_params_;  // same layout
+  size_t edit_capacity_ = 0;
+  cuda::DeviceBuffer edits_;       // [edit_capacity_] kernels::LogitEdit
+  cuda::PinnedBuffer host_edits_;  // same
 };
 
 }  // namespace doze

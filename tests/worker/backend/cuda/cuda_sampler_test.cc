@@ -1,5 +1,6 @@
 // CudaModelRunner::ForwardAndSample against Forward + the host Sampler's functions on the same step: the
-// device path must pick the tokens the engine's host path would. Skips without a GPU.
+// device path must pick the tokens the engine's host path would, logit edits (penalties, bias) included.
+// Skips without a GPU.
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -58,7 +59,11 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
           {std::vector<int32_t>(tokens.begin() + cached, tokens.begin() + (phase == 0 ? 19 + s : 20 + s)),
            cached,
            {3 * s, 3 * s + 1, 3 * s + 2}});
-      rows.push_back(RowSettings(s + 19 * phase));
+      DeviceSamplingRow row = RowSettings(s + 19 * phase);
+      if (s % 3 == 1) {  // logit bias and penalties as edits: one token pushed far up, one penalised
+        row.edits = {LogitEdit{(7 * s) % vocab, 30.0f}, LogitEdit{(11 * s + 1) % vocab, -1.0f, 1.3f, 0.4f}};
+      }
+      rows.push_back(row);
     }
     const BatchMetadata batch = MakeBatch(steps, kBlockSize);
     absl::StatusOr<std::vector<int32_t>> device = (*runner)->ForwardAndSample(batch, rows);
