@@ -16,6 +16,11 @@ using testing::Fetch;
 using ::testing::HasSubstr;
 using testing::SendRaw;
 
+constexpr int kBigChunks = 256;
+
+// Chunk `i` of /big: 64 KiB of one letter.
+std::string BigChunk(int i) { return std::string(64 << 10, static_cast<char>('a' + i % 26)); }
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -33,6 +38,14 @@ class HttpServerTest : public ::testing::Test {
       });
       held_ = channel;
     });
+    router_.Add("GET", "/big", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+      // Written from another thread, as gRPC's thread answers, faster than the client reads.
+      writer_ = std::thread([channel] {
+        channel->StartStream("application/octet-stream");
+        for (int i = 0; i < kBigChunks; ++i) channel->Write(BigChunk(i));
+        channel->EndStream();
+      });
+    });
     HttpLimits limits;
     limits.max_body_bytes = 1 << 20;
     limits.max_header_bytes = 8 << 10;
@@ -47,6 +60,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (writer_.joinable()) writer_.join();
     held_.reset();
     server_->StopAccepting();
     io_.stop();
@@ -61,6 +75,7 @@ class HttpServerTest : public ::testing::Test {
   std::atomic<bool> gone_once_{false};
   absl::Notification client_gone_;
   std::shared_ptr<ResponseChannel> held_;
+  std::thread writer_;
 };
 
 TEST_F(HttpServerTest, EchoesABody) {
@@ -140,6 +155,15 @@ TEST_F(HttpServerTest, KeepAliveServesTwoRequestsOnOneConnection) {
   std::string raw = SendRaw(port_, one + two);
   EXPECT_THAT(raw, HasSubstr("\r\n\r\na"));
   EXPECT_THAT(raw, HasSubstr("\r\n\r\nb"));
+}
+
+TEST_F(HttpServerTest, StreamFasterThanTheClientArrivesWholeAndInOrder) {
+  testing::TestResponse response = Fetch(port_, "GET", "/big");
+  ASSERT_EQ(response.status, 200);
+  std::string expected;
+  for (int i = 0; i < kBigChunks; ++i) expected += BigChunk(i);
+  EXPECT_EQ(response.body.size(), expected.size());
+  EXPECT_TRUE(response.body == expected);
 }
 
 TEST_F(HttpServerTest, ServesConnectionsOnItsOwnLoops) {
