@@ -219,6 +219,7 @@ void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
 
 void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status,
                             bool finished) {
+  request->ClearCancelHook();
   absl::Duration retry_delay;
   {
     absl::MutexLock lock(&mu_);

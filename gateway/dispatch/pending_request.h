@@ -79,6 +79,15 @@ class PendingRequest {
     if (hook) hook();
   }
 
+  // Drops the cancel hook (its call has ended). The hook of a worker call holds the call, whose observer
+  // holds this request: kept, that cycle would keep the request, its call and its HTTP session alive for
+  // good.
+  void ClearCancelHook() {
+    std::function<void()> hook;
+    absl::MutexLock lock(&mu_);
+    hook = std::move(cancel_hook_);  // Destroyed after the lock is released.
+  }
+
   // Counts the worker calls made for this request (a request with no output yet is retried once).
   int attempts() const { return attempts_.load(); }
   void AddAttempt() { attempts_.fetch_add(1); }
