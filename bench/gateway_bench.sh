@@ -8,7 +8,8 @@
 # runs. Prints one JSON line per test and run (the load generator's, with the run number and the gateway's CPU
 # use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
 # DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
-# DOZE_BENCH_IO_THREADS sets server.io_threads (2); DOZE_BENCH_TESTS picks the tests ("rate streams").
+# DOZE_BENCH_IO_THREADS and DOZE_BENCH_GRPC_THREADS set server.io_threads (2) and server.grpc_threads (1);
+# DOZE_BENCH_TESTS picks the tests ("rate streams").
 # On a machine shared with other work, DOZE_BENCH_CHRT="-f 10" runs the gateway, the worker and the load
 # generator real-time (chrt), so that other processes cannot preempt them and only the gateway's own structure
 # shows; leave it unset for the figure of record.
@@ -32,7 +33,11 @@ run() {  # run NAME RUN TOKEN_DELAY_MS LOAD_ARGS...
   local name=$1 run_index=$2 delay=$3
   shift 3
   cat > "$work/doze.yaml" <<YAML
-server: { listen: 127.0.0.1:0, io_threads: ${DOZE_BENCH_IO_THREADS:-2}, max_connections: 4096 }
+server:
+  listen: 127.0.0.1:0
+  io_threads: ${DOZE_BENCH_IO_THREADS:-2}
+  grpc_threads: ${DOZE_BENCH_GRPC_THREADS:-1}
+  max_connections: 4096
 model: { path: $work/model, backend: cpu }
 workers: { binary: $fake_worker, socket_dir: $work/sockets, max_queue: 4096 }
 functions:
