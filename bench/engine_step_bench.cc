@@ -3,7 +3,8 @@
 // runner's own host-side preparation, which this bench does not include. The floor is 0.
 //
 // usage: doze_engine_step_bench [--batch 1,8,64] [--prompt-len 512] [--gen-len 256] [--rounds 5]
-//                               [--kv-blocks 65536] [--tokenizer PATH]
+//                               [--kv-blocks 65536] [--tokenizer PATH] [--penalties 1]
+// --penalties 1 gives every request presence, frequency and repetition penalties (rows carry logit edits).
 //
 // Requests are doze bench's: random prompts of prompt-len ids, greedy, ignore_eos, gen-len tokens,
 // detokenized with the real Qwen tokenizer at Qwen2.5's vocabulary (151,936). The runner samples on the
@@ -104,6 +105,7 @@ struct Flags {
   int gen_len = 256;
   int rounds = 5;
   int kv_blocks = 65536;
+  bool penalties = false;  // presence, frequency and repetition penalties: rows carry logit edits
   std::string tokenizer = DOZE_DEFAULT_TOKENIZER_DIR;
 };
 
@@ -123,6 +125,7 @@ Flags ParseFlags(int argc, char** argv) {
     if (flag == "--rounds") flags.rounds = std::atoi(value.c_str());
     if (flag == "--kv-blocks") flags.kv_blocks = std::atoi(value.c_str());
     if (flag == "--tokenizer") flags.tokenizer = value;
+    if (flag == "--penalties") flags.penalties = value == "1" || value == "true";
   }
   if (flags.tokenizer.size() < 5 || flags.tokenizer.substr(flags.tokenizer.size() - 5) != ".json") {
     flags.tokenizer += "/tokenizer.json";
@@ -153,6 +156,11 @@ std::vector<StepTimes> RunRound(Engine& engine, const NoModelRunner& runner, std
   params.temperature = 0.0f;
   params.max_tokens = flags.gen_len;
   params.ignore_eos = true;
+  if (flags.penalties) {
+    params.presence_penalty = 0.5f;
+    params.frequency_penalty = 0.3f;
+    params.repetition_penalty = 1.1f;
+  }
   for (int i = 0; i < batch; ++i)
     DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, flags.prompt_len), params).ok());
   std::vector<StepTimes> steps;

@@ -23,13 +23,14 @@ struct LogitsView {
 // How to pick one row's token on the device: the host Sampler's rules for a row without logprobs or
 // top_logits (see DeviceSamplingRowOf in worker/engine/sampler.h).
 struct DeviceSamplingRow {
-  float temperature = 0.0f;      // 0: greedy, the lowest id of the largest logit
-  int32_t top_k = 0;             // <= 0: off
-  float top_p = 1.0f;            // >= 1: off
-  float min_p = 0.0f;            // <= 0: off
-  uint64_t seed = 0;             // the sequence's seed
-  uint64_t step = 0;             // its output index: the draw is SeededUniform(seed, step)
-  std::vector<LogitEdit> edits;  // logit bias and penalties, applied to the row first; empty for most rows
+  float temperature = 0.0f;  // 0: greedy, the lowest id of the largest logit
+  int32_t top_k = 0;         // <= 0: off
+  float top_p = 1.0f;        // >= 1: off
+  float min_p = 0.0f;        // <= 0: off
+  uint64_t seed = 0;         // the sequence's seed
+  uint64_t step = 0;         // its output index: the draw is SeededUniform(seed, step)
+  absl::Span<const LogitEdit>
+      edits;  // logit bias and penalties, applied to the row first; empty for most rows
 };
 
 // Implemented by the CPU reference backend and the CUDA backend. The KV cache is a pool of num_kv_blocks()

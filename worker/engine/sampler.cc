@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "absl/container/flat_hash_map.h"
 #include "worker/engine/logits_processor.h"
 
 namespace doze {
@@ -15,36 +14,13 @@ bool HasPenalties(const SamplingParams& params) {
 
 }  // namespace
 
-std::vector<LogitEdit> LogitEditsOf(const Sequence& seq) {
-  const SamplingParams& params = seq.params();
-  absl::flat_hash_map<int32_t, LogitEdit> by_id;
-  const auto edit = [&by_id](int32_t id) -> LogitEdit& {
-    return by_id.try_emplace(id, LogitEdit{id}).first->second;
-  };
-  for (const auto& [id, bias] : params.logit_bias) edit(id).bias = bias;
-  if (params.repetition_penalty != 1.0f) {
-    for (int32_t id : seq.token_ids()) edit(id).repetition = params.repetition_penalty;
-  }
-  if (params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f) {
-    for (const auto& [id, count] : seq.output_token_counts()) {
-      // The expression of ApplyPresenceFrequencyPenalties, so the result is the same float.
-      edit(id).subtract =
-          (count > 0 ? params.presence_penalty : 0.0f) + params.frequency_penalty * static_cast<float>(count);
-    }
-  }
-  std::vector<LogitEdit> edits;
-  edits.reserve(by_id.size());
-  for (const auto& [id, e] : by_id) edits.push_back(e);
-  return edits;
-}
-
 std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq) {
   const SamplingParams& params = seq.params();
   if (params.logprobs) return std::nullopt;
   if (params.top_logits > 0 && seq.num_output_tokens() == 0) return std::nullopt;
   DeviceSamplingRow row{params.temperature, params.top_k,   params.top_p,
                         params.min_p,       seq.rng_seed(), static_cast<uint64_t>(seq.num_output_tokens())};
-  if (HasPenalties(params)) row.edits = LogitEditsOf(seq);
+  if (HasPenalties(params)) row.edits = seq.logit_edits();
   return row;
 }
 

@@ -53,13 +53,9 @@ class Sampler {
   std::vector<float> Process(absl::Span<const float> logits, const Sequence& seq) const;
 };
 
-// `seq`'s logit bias and penalties as one edit per token they touch: what Sampler::Process does to the row
-// before temperature, as records a device can apply (LogitEdit).
-std::vector<LogitEdit> LogitEditsOf(const Sequence& seq);
-
 // The settings under which ModelRunner::ForwardAndSample draws what Sampler::Sample would for `seq`'s next
-// token, penalties and logit bias included (as edits); nullopt when the row needs the host: logprobs, or
-// top_logits on its first output token.
+// token, penalties and logit bias included (as Sequence::logit_edits, valid until the sequence changes);
+// nullopt when the row needs the host: logprobs, or top_logits on its first output token.
 std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq);
 
 // The token a device sampler must pick for `row` from `logits`, computed on the host: the reference that

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
+#include "worker/engine/logit_edit_tracker.h"
 #include "worker/engine/sampling_params.h"
 
 namespace doze {
@@ -47,6 +48,12 @@ class Sequence {
   // How often each token id occurs in the output (for presence and frequency penalties). Counted on first
   // use after tokens were appended, so sequences without penalties never pay for the map.
   const absl::flat_hash_map<int32_t, int>& output_token_counts() const;
+  // This sequence's logit bias and penalties as one edit per token they touch (what Sampler::Process does to
+  // the row before temperature), brought up to date with the tokens appended since the last call; valid until
+  // the next call.
+  absl::Span<const LogitEdit> logit_edits() const {
+    return logit_edits_.Update(params_, token_ids_, num_prompt_tokens_);
+  }
   // Appends a sampled token.
   void AppendToken(int32_t token_id);
 
@@ -86,6 +93,7 @@ class Sequence {
   // Counts of output tokens [0, num_counted_output_tokens_); output_token_counts() catches up.
   mutable absl::flat_hash_map<int32_t, int> output_token_counts_;
   mutable int num_counted_output_tokens_ = 0;
+  mutable LogitEditTracker logit_edits_;
   int num_computed_tokens_ = 0;
   int num_cached_tokens_ = 0;
   int num_prompt_cached_tokens_ = 0;

@@ -52,6 +52,7 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
   for (int phase = 0; phase < 2; ++phase) {
     std::vector<SeqStep> steps;
     std::vector<DeviceSamplingRow> rows;
+    std::vector<std::vector<LogitEdit>> edits(19);  // what rows' edits point into
     for (int s = 0; s < 19; ++s) {
       const std::vector<int32_t> tokens = RandomTokens(20 + s, vocab, s);
       const int cached = phase == 0 ? 0 : 19 + s;
@@ -61,7 +62,8 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
            {3 * s, 3 * s + 1, 3 * s + 2}});
       DeviceSamplingRow row = RowSettings(s + 19 * phase);
       if (s % 3 == 1) {  // logit bias and penalties as edits: one token pushed far up, one penalised
-        row.edits = {LogitEdit{(7 * s) % vocab, 30.0f}, LogitEdit{(11 * s + 1) % vocab, -1.0f, 1.3f, 0.4f}};
+        edits[s] = {LogitEdit{(7 * s) % vocab, 30.0f}, LogitEdit{(11 * s + 1) % vocab, -1.0f, 1.3f, 0.4f}};
+        row.edits = edits[s];
       }
       rows.push_back(row);
     }
