@@ -9,20 +9,10 @@ namespace {
 
 using testing::ConfigFromYaml;
 using testing::Event;
+using testing::kOffice;
 using testing::RunSteps;
 using A = Action;
 using S = FunctionState;
-
-constexpr const char* kOffice = R"yaml(
-schedule:
-  timezone: Asia/Shanghai
-  resident:
-    - { days: mon-fri, from: "09:00", to: "18:00" }
-  prewarm: 2m
-  idle_timeout: 5m
-  idle_action: stop
-  min_ready: 1m
-)yaml";
 
 // 2025-03-03 is a Monday.
 TEST(LifecyclePolicyTest, WindowOpensWithPrewarmAndClosesOnIdle) {

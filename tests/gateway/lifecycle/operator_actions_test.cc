@@ -11,22 +11,11 @@ namespace {
 
 using testing::ConfigFromYaml;
 using testing::Event;
+using testing::kOffice;
 using testing::RunSteps;
 using testing::StepTime;
 using A = Action;
 using S = FunctionState;
-
-// Weekdays 09:00-18:00 Shanghai time; 2025-03-03 is a Monday.
-constexpr const char* kOffice = R"yaml(
-schedule:
-  timezone: Asia/Shanghai
-  resident:
-    - { days: mon-fri, from: "09:00", to: "18:00" }
-  prewarm: 2m
-  idle_timeout: 5m
-  idle_action: stop
-  min_ready: 1m
-)yaml";
 
 // The GPU seconds of "fn" over 2025-03-03 and 04, Shanghai time.
 LedgerTotals TwoDays(const Ledger& ledger) {

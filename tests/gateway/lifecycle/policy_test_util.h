@@ -12,6 +12,19 @@
 
 namespace doze::lifecycle::testing {
 
+// An office schedule: weekdays 09:00-18:00 Shanghai time, prewarm 2m, idle stop after 5m, min_ready 1m.
+// 2025-03-03 is a Monday.
+inline constexpr const char* kOffice = R"yaml(
+schedule:
+  timezone: Asia/Shanghai
+  resident:
+    - { days: mon-fri, from: "09:00", to: "18:00" }
+  prewarm: 2m
+  idle_timeout: 5m
+  idle_action: stop
+  min_ready: 1m
+)yaml";
+
 // kStart is a request handed to the worker; kOpStart ... kOpWake are an operator's actions.
 enum class Event {
   kTick,
