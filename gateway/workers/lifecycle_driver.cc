@@ -338,37 +338,24 @@ void LifecycleDriver::ApplyOne(const Decision& decision, FunctionRuntime& functi
 
 absl::StatusOr<std::string> LifecycleDriver::Operate(const std::string& function,
                                                      lifecycle::OperatorAction action) {
-  std::vector<Decision> decisions;
-  std::string state;
-  {
-    absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(decisions, policy_->Operate(function, action));
-    state = lifecycle::FunctionStateName(policy_->StateOf(function));
-    ArmTimer();
-  }
-  Apply(decisions);
-  return state;
+  return ChangeBy(function, [&] { return policy_->Operate(function, action); });
 }
 
 absl::StatusOr<std::string> LifecycleDriver::Archive(const std::string& function, const std::string& reason) {
-  std::vector<Decision> decisions;
-  std::string state;
-  {
-    absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(decisions, policy_->Archive(function, reason));
-    state = lifecycle::FunctionStateName(policy_->StateOf(function));
-    ArmTimer();
-  }
-  Apply(decisions);
-  return state;
+  return ChangeBy(function, [&] { return policy_->Archive(function, reason); });
 }
 
 absl::StatusOr<std::string> LifecycleDriver::Restore(const std::string& function) {
+  return ChangeBy(function, [&] { return policy_->Restore(function); });
+}
+
+absl::StatusOr<std::string> LifecycleDriver::ChangeBy(
+    const std::string& function, absl::FunctionRef<absl::StatusOr<std::vector<Decision>>()> change) {
   std::vector<Decision> decisions;
   std::string state;
   {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(decisions, policy_->Restore(function));
+    ASSIGN_OR_RETURN(decisions, change());
     state = lifecycle::FunctionStateName(policy_->StateOf(function));
     ArmTimer();
   }

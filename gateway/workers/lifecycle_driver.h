@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -99,6 +100,11 @@ class LifecycleDriver {
   void ApplyOne(const lifecycle::Decision& decision, FunctionRuntime& function);
   void OnTick();
   void ArmTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs an operator's `change` of `function` under the lock, then carries out its decisions; returns the
+  // function's lifecycle state afterwards.
+  absl::StatusOr<std::string> ChangeBy(
+      const std::string& function,
+      absl::FunctionRef<absl::StatusOr<std::vector<lifecycle::Decision>>()> change);
   void FlushLedger() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   nlohmann::json LedgerJson(const std::string& function, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
