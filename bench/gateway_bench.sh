@@ -2,7 +2,9 @@
 # gateway_bench.sh BUILD_DIR TOKENIZER_JSON [RATE] [STREAMS] [SECONDS]: the latency doze-gateway adds, on its own
 # cores. The gateway runs on cores 0-1 (DOZE_GATEWAY_CPUS), the stand-in worker (no per-token delay for the rate
 # test, 20 ms per token for the streams) and the load generator on the others (DOZE_LOAD_CPUS), so only the
-# gateway's own work is measured: end to end minus the worker's reported total_ms.
+# gateway's own work is measured: end to end minus the worker's reported total_ms. The streams test also
+# measures each streamed message: the worker stamps every token's text with its send time
+# (DOZE_FAKE_STAMP_TOKENS=1) and the load generator subtracts it from the chunk's arrival (--stamped-tokens 1).
 #
 # Each run starts a fresh gateway for the rate test, then another for the streams test; DOZE_BENCH_RUNS (3)
 # runs. Prints one JSON line per test and run (the load generator's, with the run number and the gateway's CPU
@@ -29,9 +31,9 @@ mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
 echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
 
-run() {  # run NAME RUN TOKEN_DELAY_MS LOAD_ARGS...
-  local name=$1 run_index=$2 delay=$3
-  shift 3
+run() {  # run NAME RUN TOKEN_DELAY_MS STAMP_TOKENS LOAD_ARGS...
+  local name=$1 run_index=$2 delay=$3 stamp=$4
+  shift 4
   cat > "$work/doze.yaml" <<YAML
 server:
   listen: 127.0.0.1:0
@@ -44,7 +46,7 @@ functions:
   copy_polish: { system_prompt: "你是一名资深电商文案编辑。", worker: { max_in_flight: 4096 } }
 YAML
   : > "$work/ready"
-  DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
+  DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_STAMP_TOKENS=$stamp DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
     "${realtime[@]}" taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
   local pid=$!
   for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
@@ -63,13 +65,17 @@ YAML
 for ((i = 1; i <= runs; ++i)); do
   for test in $tests; do
     case $test in
-      rate) run rate "$i" 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
-      streams) run streams "$i" 20 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 ;;
+      rate) run rate "$i" 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
+      streams)
+        run streams "$i" 20 1 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 \
+          --stamped-tokens 1
+        ;;
     esac
   done
 done
 
-# The summary: per test, every run's added p50/p99/p99.9 and CPU, their median and the worst run.
+# The summary: per test, every run's added p50/p99/p99.9 and CPU, their median and the worst run; for the
+# streams, also the per-message added p50/p99 (message_added_ms).
 awk '
   function field(line, key,   m) { return match(line, "\"" key "\":[-0-9.]+") ? substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : "null" }
   function sorted_median(list,   a, n, i, j, t) {
@@ -85,16 +91,27 @@ awk '
     added = substr($0, index($0, "\"added_ms\""))
     add("p50", field(added, "p50")); add("p99", field(added, "p99")); add("p999", field(added, "p999"))
     add("cpu", field($0, "gateway_cpu_cores")); add("errors", field($0, "errors")); count[mode]++
+    if (index($0, "\"message_added_ms\"")) {
+      message = substr($0, index($0, "\"message_added_ms\""))
+      add("mp50", field(message, "p50")); add("mp99", field(message, "p99"))
+      add("stamp_errors", field($0, "message_stamp_errors"))
+    }
   }
   END {
     for (m = 1; m <= modes; ++m) {
       mode = order[m]
       printf "{\"summary\":\"%s\",\"runs\":%d,\"added_p50_ms\":[%s],\"added_p99_ms\":[%s],\"added_p999_ms\":[%s],", mode, count[mode], lists[mode, "p50"], lists[mode, "p99"], lists[mode, "p999"]
-      printf "\"gateway_cpu_cores\":[%s],\"errors\":[%s],\"median_added_p50_ms\":%s,\"median_added_p99_ms\":%s,\"worst_added_p99_ms\":%s}\n", lists[mode, "cpu"], lists[mode, "errors"], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"])
+      printf "\"gateway_cpu_cores\":[%s],\"errors\":[%s],\"median_added_p50_ms\":%s,\"median_added_p99_ms\":%s,\"worst_added_p99_ms\":%s", lists[mode, "cpu"], lists[mode, "errors"], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"])
+      if (lists[mode, "mp99"] != "") {
+        printf ",\"message_added_p50_ms\":[%s],\"message_added_p99_ms\":[%s],\"message_stamp_errors\":[%s],", lists[mode, "mp50"], lists[mode, "mp99"], lists[mode, "stamp_errors"]
+        printf "\"median_message_added_p50_ms\":%s,\"median_message_added_p99_ms\":%s,\"worst_message_added_p99_ms\":%s", sorted_median(lists[mode, "mp50"]), sorted_median(lists[mode, "mp99"]), worst(lists[mode, "mp99"])
+      }
+      printf "}\n"
     }
-    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | gateway CPU (median) |\n|---|---|---|---|---|---|\n"
+    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | per-message added p99 (median / worst) | gateway CPU (median) |\n|---|---|---|---|---|---|---|\n"
     for (m = 1; m <= modes; ++m) {
       mode = order[m]
-      printf "| %s | %d | %s ms | %s / %s ms | %s ms | %s cores |\n", mode, count[mode], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"]), sorted_median(lists[mode, "p999"]), sorted_median(lists[mode, "cpu"])
+      per_message = lists[mode, "mp99"] == "" ? "-" : sorted_median(lists[mode, "mp99"]) " / " worst(lists[mode, "mp99"]) " ms"
+      printf "| %s | %d | %s ms | %s / %s ms | %s ms | %s | %s cores |\n", mode, count[mode], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"]), sorted_median(lists[mode, "p999"]), per_message, sorted_median(lists[mode, "cpu"])
     }
   }' "$work/results"

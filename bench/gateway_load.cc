@@ -5,6 +5,12 @@
 //   doze_gateway_load --port P --mode streams --streams 200 --seconds 10 --max-tokens 32
 //   [--gateway-pid PID]: also report the CPU the gateway used during the measured window, in cores, and its
 //   threads' context switches per request (each thread hand-off on a request's path costs at least one).
+//   [--stamped-tokens 1] (streams): the worker (doze-fake-worker with DOZE_FAKE_STAMP_TOKENS=1) writes each
+//   token's text as "t<i>@<ns> ", <ns> the wall-clock time it handed the token to gRPC; each SSE chunk's
+//   delta.content is parsed as it arrives and the arrival time (CLOCK_REALTIME, same host) minus the stamp is
+//   the latency the gateway added to that message ("message_added_ms"). A content that is not exactly one
+//   stamp, a token out of order or a stream without its max_tokens stamps counts in "message_stamp_errors"
+//   (and the exit status is 1), so a chunk split or merged on the way cannot pass unnoticed.
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
@@ -12,11 +18,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +33,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -42,6 +51,7 @@ struct Options {
   int max_tokens = 1;
   std::string function = "copy_polish";
   int gateway_pid = 0;  // 0: do not measure the gateway's CPU.
+  bool stamped_tokens = false;
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -66,6 +76,8 @@ Options ParseOptions(int argc, char** argv) {
       options.function = value;
     else if (flag == "--gateway-pid")
       options.gateway_pid = std::atoi(value.c_str());
+    else if (flag == "--stamped-tokens")
+      options.stamped_tokens = std::atoi(value.c_str()) != 0;
   }
   return options;
 }
@@ -95,10 +107,94 @@ std::string Request(const Options& options, bool stream) {
          std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
+// The wall-clock time, nanoseconds since the epoch (the stamps' clock).
+int64_t RealtimeNanos() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+// Reads the stamped tokens ("t<i>@<ns> ") of one streamed response as its bytes arrive: each chunk's
+// delta.content must be exactly the next token's stamp (the role chunk's empty content aside).
+class StampReader {
+ public:
+  explicit StampReader(std::vector<double>* added_ms) : added_ms_(added_ms) {}
+
+  void Reset() { scan_ = 0, next_index_ = 0; }
+
+  // Parses the contents complete in `buffer` past those already parsed; `received_ns`: when their bytes came.
+  void Parse(const std::string& buffer, int64_t received_ns) {
+    static constexpr std::string_view kKey = "\"content\":\"";
+    while (true) {
+      size_t at = buffer.find(kKey, scan_);
+      if (at == std::string::npos) {
+        scan_ = std::max(scan_, buffer.size() >= kKey.size() ? buffer.size() - kKey.size() + 1 : 0);
+        return;
+      }
+      size_t begin = at + kKey.size(), end = buffer.find('"', begin);
+      if (end == std::string::npos) {
+        scan_ = at;  // The content is not all here yet.
+        return;
+      }
+      scan_ = end + 1;
+      if (end == begin) continue;  // The role chunk.
+      std::string_view content(buffer.data() + begin, end - begin);
+      int64_t stamp = ParseStamp(content);
+      if (stamp < 0) {
+        Error("content \"" + std::string(content.substr(0, 200)) + "\" where t" +
+              std::to_string(next_index_) + "@NS was expected");
+        continue;
+      }
+      ++next_index_;
+      added_ms_->push_back(static_cast<double>(received_ns - stamp) / 1e6);
+    }
+  }
+
+  // Ends a response that should have held `tokens` stamps.
+  void Finish(int tokens) {
+    if (next_index_ != tokens) {
+      Error("a stream ended after " + std::to_string(next_index_) + " of " + std::to_string(tokens) +
+            " stamps");
+    }
+  }
+
+  int errors() const { return errors_; }
+
+ private:
+  // Returns the stamp of `content` if it is exactly "t<next index>@<digits> ", else -1.
+  int64_t ParseStamp(std::string_view content) const {
+    char buffer[16];
+    std::string_view prefix(buffer, std::snprintf(buffer, sizeof(buffer), "t%d@", next_index_));
+    if (content.size() < prefix.size() + 2 || content.substr(0, prefix.size()) != prefix ||
+        content.back() != ' ')
+      return -1;
+    std::string_view digits = content.substr(prefix.size(), content.size() - prefix.size() - 1);
+    if (digits.size() > 19) return -1;  // Nanoseconds since the epoch: 19 digits until 2286.
+    uint64_t stamp = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return -1;
+      stamp = stamp * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return stamp > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(stamp);
+  }
+
+  // Counts a stamp error; prints the first few.
+  void Error(const std::string& what) {
+    if (errors_++ < 5) std::fprintf(stderr, "doze_gateway_load: stamped tokens: %s\n", what.c_str());
+  }
+
+  std::vector<double>* const added_ms_;
+  size_t scan_ = 0;
+  int next_index_ = 0;
+  int errors_ = 0;
+};
+
 // Reads one response on a keep-alive connection: to the end of its Content-Length body, or of its chunked
-// stream. Returns the worker's total_ms, or a negative number on failure.
-double ReadResponse(int fd, std::string* buffer) {
+// stream. Returns the worker's total_ms, or a negative number on failure. With `stamps`, parses the stamped
+// tokens as they arrive.
+double ReadResponse(int fd, std::string* buffer, StampReader* stamps = nullptr) {
   buffer->clear();
+  if (stamps != nullptr) stamps->Reset();
   char chunk[65536];
   while (true) {
     size_t header_end = buffer->find("\r\n\r\n");
@@ -119,7 +215,9 @@ double ReadResponse(int fd, std::string* buffer) {
     }
     ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
     if (n <= 0) return -1;
+    int64_t received_ns = stamps != nullptr ? RealtimeNanos() : 0;
     buffer->append(chunk, static_cast<size_t>(n));
+    if (stamps != nullptr) stamps->Parse(*buffer, received_ns);
   }
 }
 
@@ -127,12 +225,20 @@ struct Results {
   std::mutex mu;
   std::vector<double> added_ms;
   std::vector<double> total_ms;
+  std::vector<double> message_added_ms;  // --stamped-tokens: per streamed message.
   std::atomic<int> errors{0};
+  std::atomic<int> stamp_errors{0};
 
   void Add(double total, double worker) {
     std::lock_guard<std::mutex> lock(mu);
     total_ms.push_back(total);
     added_ms.push_back(std::max(0.0, total - worker));
+  }
+
+  void AddMessages(const std::vector<double>& added, int errors) {
+    std::lock_guard<std::mutex> lock(mu);
+    message_added_ms.insert(message_added_ms.end(), added.begin(), added.end());
+    stamp_errors += errors;
   }
 };
 
@@ -168,17 +274,21 @@ void StreamLoop(const Options& options, Clock::time_point end, Results* results)
   int fd = Connect(options.port);
   if (fd < 0) return void(results->errors++);
   std::string request = Request(options, true), buffer;
+  std::vector<double> message_added_ms;
+  StampReader stamps(&message_added_ms);
   while (Clock::now() < end) {
     auto sent = Clock::now();
     if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) break;
-    double worker = ReadResponse(fd, &buffer);
+    double worker = ReadResponse(fd, &buffer, options.stamped_tokens ? &stamps : nullptr);
     if (worker < 0) {
       results->errors++;
       break;
     }
     results->Add(Millis(Clock::now() - sent), worker);
+    if (options.stamped_tokens) stamps.Finish(options.max_tokens);
   }
   close(fd);
+  results->AddMessages(message_added_ms, stamps.errors());
 }
 
 // Returns the CPU time (user + system, seconds) process `pid` has used so far, or a negative number.
@@ -251,15 +361,26 @@ int main(int argc, char** argv) {
     std::snprintf(switches_per_request, sizeof(switches_per_request), "%.2f",
                   static_cast<double>(switches_after - switches_before) / static_cast<double>(count));
   }
+  std::string messages;
+  if (options.stamped_tokens) {
+    std::vector<double>& added = results.message_added_ms;
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  ",\"messages\":%zu,\"message_stamp_errors\":%d,\"message_added_ms\":{\"p50\":%.3f,"
+                  "\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
+                  added.size(), results.stamp_errors.load(), Percentile(added, 0.5), Percentile(added, 0.9),
+                  Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
+    messages = line;
+  }
   std::printf(
       "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
       "\"p90\":%.3f,"
       "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
-      "\"gateway_cpu_cores\":%s,\"gateway_context_switches_per_request\":%s}\n",
+      "\"gateway_cpu_cores\":%s,\"gateway_context_switches_per_request\":%s%s}\n",
       options.mode.c_str(), count, results.errors.load(), count / elapsed, Percentile(results.added_ms, 0.5),
       Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99),
       Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
       Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores,
-      switches_per_request);
-  return results.errors.load() == 0 ? 0 : 1;
+      switches_per_request, messages.c_str());
+  return results.errors.load() == 0 && results.stamp_errors.load() == 0 ? 0 : 1;
 }

@@ -2,12 +2,16 @@
 // flags, serves doze.v1.Worker and grpc.health.v1 on --listen, and answers Generate with max_tokens tokens
 // ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5). DOZE_FAKE_FAIL_START=1 makes it
 // exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST pins it
-// to those cores (the benchmark keeps it off the gateway's).
+// to those cores (the benchmark keeps it off the gateway's). DOZE_FAKE_STAMP_TOKENS=1 makes token i's text
+// "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME, nanoseconds since the
+// epoch) at which the token is handed to gRPC: the benchmark's load generator, on the same host, subtracts it
+// from the time the token's SSE chunk arrives, for the latency the gateway adds to each streamed message.
 //
 // Like doze-worker it uses gRPC's callback API: a call is answered on the gRPC thread that received it (no
 // delay) or from one timer thread (the stand-in for the engine thread), so the benchmark's "added" time holds
 // as few of the fake's own thread hand-offs as the real worker has.
 #include <sched.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -36,6 +40,13 @@ using Clock = std::chrono::steady_clock;
 int EnvInt(const char* name, int fallback) {
   const char* value = std::getenv(name);
   return value == nullptr ? fallback : std::atoi(value);
+}
+
+// The wall-clock time, nanoseconds since the epoch (shared by the processes of one host).
+int64_t RealtimeNanos() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
 double MillisSince(Clock::time_point start) {
@@ -105,6 +116,7 @@ class TimerThread {
 struct FakeState {
   std::string function;
   int delay_ms = 5;
+  bool stamp_tokens = false;  // DOZE_FAKE_STAMP_TOKENS: each token's text carries its send time.
   std::atomic<bool> sleeping{false};
   std::atomic<int> num_running{0};
   std::atomic<int64_t> num_requests{0};
@@ -154,11 +166,14 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
     if (cancelled_.load()) return End(grpc::Status(grpc::CANCELLED, "cancelled by the client"), true);
     int index = next_token_++;
     response_.Clear();
-    response_.set_text_delta(absl::StrCat("t", index, " "));
+    if (!state_->stamp_tokens) response_.set_text_delta(absl::StrCat("t", index, " "));
     response_.add_token_ids(1000 + index);
     state_->generated_tokens.fetch_add(1);
     if (index == 0) first_token_ms_ = MillisSince(start_);
-    if (index + 1 < max_tokens_) return StartWrite(&response_);
+    if (index + 1 < max_tokens_) {
+      Stamp(index);
+      return StartWrite(&response_);
+    }
     response_.set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
     response_.mutable_usage()->set_prompt_tokens(prompt_tokens_);
     response_.mutable_usage()->set_completion_tokens(max_tokens_);
@@ -166,7 +181,14 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
     response_.mutable_timings()->set_time_to_first_token_ms(first_token_ms_);
     state_->num_running.fetch_sub(1);
     finished_ = true;
+    Stamp(index);
     StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+
+  // With DOZE_FAKE_STAMP_TOKENS, sets token `index`'s text to "t<index>@<now, ns since the epoch> ", just
+  // before the write.
+  void Stamp(int index) {
+    if (state_->stamp_tokens) response_.set_text_delta(absl::StrCat("t", index, "@", RealtimeNanos(), " "));
   }
 
   // Finishes the call early with `status`.
@@ -278,6 +300,7 @@ int main(int argc, char** argv) {
   FakeState state;
   state.function = function;
   state.delay_ms = EnvInt("DOZE_FAKE_TOKEN_DELAY_MS", 5);
+  state.stamp_tokens = EnvInt("DOZE_FAKE_STAMP_TOKENS", 0) != 0;
   FakeWorker service(&state);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
