@@ -233,7 +233,7 @@ absl::StatusOr<Json> ParseJson(std::string_view body) {
   if (parsed.is_discarded()) {
     try {
       parsed = Json::parse(body.begin(), body.end());
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       std::string what = e.what();
       bool utf8 = what.find("UTF-8") != std::string::npos || what.find("utf-8") != std::string::npos;
       return absl::InvalidArgumentError(utf8 ? absl::StrCat("request body is not valid UTF-8: ", what)

@@ -201,6 +201,13 @@ TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
   const BadRequest table[] = {
       {"malformed json", "POST", "/v1/chat/completions", "{\"model\":", {}, 400, "not valid JSON"},
       {"not an object", "POST", "/v1/chat/completions", "[1,2]", {}, 400, "JSON object"},
+      {"number out of range",  // nlohmann reports 1e999 as out_of_range, not parse_error (found by libFuzzer)
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"temperature":1e999)"),
+       {},
+       400,
+       "not valid JSON"},
       {"invalid utf-8",
        "POST",
        "/v1/chat/completions",
