@@ -1,6 +1,7 @@
 // doze-worker: one worker process serving one business function over gRPC (started by the gateway).
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "worker/cli/engine_flags.h"
 #include "worker/cli/options.h"
 #include "worker/service/startup_timeline.h"
@@ -12,6 +13,9 @@ int main(int argc, char** argv) {
   doze::service::StartupTimeline timeline;
   timeline.Mark(doze::service::StartupTimeline::Stage::kProcessStart);
   doze::service::BlockTerminationSignals();
+  // Debian's Abseil checks every Mutex acquisition (ours and gRPC's) against a global lock-order graph behind
+  // one global lock, as in doze-gateway; the tests keep the check.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   namespace po = doze::cli::po;
   po::options_description options("doze-worker");
