@@ -16,23 +16,20 @@ namespace doze {
 class LogitEditTracker {
  public:
   // The edits that Sampler::Process's bias and penalties amount to for `token_ids` (the prompt's
-  // `num_prompt_tokens` first), folding in the tokens appended since the last call. `params` and the tokens
-  // already folded must not change between calls. The span is valid until the next call.
+  // `num_prompt_tokens` first; `output_counts` counts every output token), folding in the tokens appended
+  // since the last call. `params` and the tokens already folded must not change between calls. The span is
+  // valid until the next call.
   absl::Span<const LogitEdit> Update(const SamplingParams& params, absl::Span<const int32_t> token_ids,
-                                     int num_prompt_tokens);
+                                     int num_prompt_tokens,
+                                     const absl::flat_hash_map<int32_t, int>& output_counts);
 
  private:
-  struct Entry {
-    int index = 0;         // into edits_
-    int output_count = 0;  // occurrences in the output so far
-  };
-
-  // The entry of `id`, with a neutral edit appended on first sight.
-  Entry& EntryOf(int32_t id);
+  // The edit of `id`, a neutral one appended on first sight.
+  LogitEdit& EditOf(int32_t id);
 
   std::vector<LogitEdit> edits_;
-  absl::flat_hash_map<int32_t, Entry> entries_;
-  int num_folded_tokens_ = -1;  // -1: not even the logit bias yet
+  absl::flat_hash_map<int32_t, int> index_;  // token id -> its edit in edits_
+  int num_folded_tokens_ = -1;               // -1: not even the logit bias yet
 };
 
 }  // namespace doze

@@ -52,7 +52,7 @@ class Sequence {
   // the row before temperature), brought up to date with the tokens appended since the last call; valid until
   // the next call.
   absl::Span<const LogitEdit> logit_edits() const {
-    return logit_edits_.Update(params_, token_ids_, num_prompt_tokens_);
+    return logit_edits_.Update(params_, token_ids_, num_prompt_tokens_, output_token_counts());
   }
   // Appends a sampled token.
   void AppendToken(int32_t token_id);

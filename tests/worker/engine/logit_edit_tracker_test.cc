@@ -45,7 +45,7 @@ TEST_P(LogitEditTrackerTest, EqualsTheHostPenaltiesAfterEveryToken) {
     ApplyRepetitionPenalty(params.repetition_penalty, tokens, absl::MakeSpan(want));
     ApplyPresenceFrequencyPenalties(params.presence_penalty, params.frequency_penalty, counts,
                                     absl::MakeSpan(want));
-    ApplyLogitEdits(tracker.Update(params, tokens, num_prompt), absl::MakeSpan(got));
+    ApplyLogitEdits(tracker.Update(params, tokens, num_prompt, counts), absl::MakeSpan(got));
     ASSERT_EQ(got, want) << "after " << step << " output tokens";
     tokens.push_back(token(rng));
   }
