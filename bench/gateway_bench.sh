@@ -5,6 +5,9 @@
 # gateway's own work is measured: end to end minus the worker's reported total_ms. The streams test also
 # measures each streamed message: the worker stamps every token's text with its send time
 # (DOZE_FAKE_STAMP_TOKENS=1) and the load generator subtracts it from the chunk's arrival (--stamped-tokens 1).
+# It splits that time: the gateway's own part of each message (its doze_stream_message_gateway_seconds
+# histogram, read from /metrics before and after) and, after the test, a direct baseline with no gateway: the
+# same streams read straight from the stand-in worker over gRPC (--direct-worker; DOZE_BENCH_DIRECT=0 skips it).
 #
 # Each run starts a fresh gateway for the rate test, then another for the streams test; DOZE_BENCH_RUNS (3)
 # runs. Prints one JSON line per test and run (the load generator's, with the run number and the gateway's CPU
@@ -67,15 +70,18 @@ for ((i = 1; i <= runs; ++i)); do
     case $test in
       rate) run rate "$i" 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
       streams)
+        direct=()
+        if [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]]; then direct=(--direct-worker "unix:$work/sockets/copy_polish.sock"); fi
         run streams "$i" 20 1 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 \
-          --stamped-tokens 1
+          --stamped-tokens 1 "${direct[@]}"
         ;;
     esac
   done
 done
 
 # The summary: per test, every run's added p50/p99/p99.9 and CPU, their median and the worst run; for the
-# streams, also the per-message added p50/p99 (message_added_ms).
+# streams, also the per-message added p50/p99 (message_added_ms), the gateway's own part of it
+# (message_gateway_*_ms) and the direct baseline (message_direct_*_ms).
 awk '
   function field(line, key,   m) { return match(line, "\"" key "\":[-0-9.]+") ? substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3) : "null" }
   function sorted_median(list,   a, n, i, j, t) {
@@ -95,6 +101,8 @@ awk '
       message = substr($0, index($0, "\"message_added_ms\""))
       add("mp50", field(message, "p50")); add("mp99", field(message, "p99"))
       add("stamp_errors", field($0, "message_stamp_errors"))
+      add("gp50", field($0, "message_gateway_p50_ms")); add("gp99", field($0, "message_gateway_p99_ms"))
+      add("dp50", field($0, "message_direct_p50_ms")); add("dp99", field($0, "message_direct_p99_ms"))
     }
   }
   END {
@@ -105,13 +113,17 @@ awk '
       if (lists[mode, "mp99"] != "") {
         printf ",\"message_added_p50_ms\":[%s],\"message_added_p99_ms\":[%s],\"message_stamp_errors\":[%s],", lists[mode, "mp50"], lists[mode, "mp99"], lists[mode, "stamp_errors"]
         printf "\"median_message_added_p50_ms\":%s,\"median_message_added_p99_ms\":%s,\"worst_message_added_p99_ms\":%s", sorted_median(lists[mode, "mp50"]), sorted_median(lists[mode, "mp99"]), worst(lists[mode, "mp99"])
+        printf ",\"message_gateway_p50_ms\":[%s],\"message_gateway_p99_ms\":[%s],\"message_direct_p50_ms\":[%s],\"message_direct_p99_ms\":[%s],", lists[mode, "gp50"], lists[mode, "gp99"], lists[mode, "dp50"], lists[mode, "dp99"]
+        printf "\"median_message_gateway_p99_ms\":%s,\"median_message_direct_p99_ms\":%s", sorted_median(lists[mode, "gp99"]), sorted_median(lists[mode, "dp99"])
       }
       printf "}\n"
     }
-    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | per-message added p99 (median / worst) | gateway CPU (median) |\n|---|---|---|---|---|---|---|\n"
+    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | per-message added p99 (median / worst) | gateway CPU (median) | per-message in the gateway p50 / p99 (median) | per-message direct p50 / p99 (median) |\n|---|---|---|---|---|---|---|---|---|\n"
     for (m = 1; m <= modes; ++m) {
       mode = order[m]
       per_message = lists[mode, "mp99"] == "" ? "-" : sorted_median(lists[mode, "mp99"]) " / " worst(lists[mode, "mp99"]) " ms"
-      printf "| %s | %d | %s ms | %s / %s ms | %s ms | %s | %s cores |\n", mode, count[mode], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"]), sorted_median(lists[mode, "p999"]), per_message, sorted_median(lists[mode, "cpu"])
+      in_gateway = lists[mode, "gp99"] == "" ? "-" : sorted_median(lists[mode, "gp50"]) " / " sorted_median(lists[mode, "gp99"]) " ms"
+      direct = lists[mode, "dp99"] == "" ? "-" : sorted_median(lists[mode, "dp50"]) " / " sorted_median(lists[mode, "dp99"]) " ms"
+      printf "| %s | %d | %s ms | %s / %s ms | %s ms | %s | %s cores | %s | %s |\n", mode, count[mode], sorted_median(lists[mode, "p50"]), sorted_median(lists[mode, "p99"]), worst(lists[mode, "p99"]), sorted_median(lists[mode, "p999"]), per_message, sorted_median(lists[mode, "cpu"]), in_gateway, direct
     }
   }' "$work/results"

@@ -10,7 +10,18 @@
 //   delta.content is parsed as it arrives and the arrival time (CLOCK_REALTIME, same host) minus the stamp is
 //   the latency the gateway added to that message ("message_added_ms"). A content that is not exactly one
 //   stamp, a token out of order or a stream without its max_tokens stamps counts in "message_stamp_errors"
-//   (and the exit status is 1), so a chunk split or merged on the way cannot pass unnoticed.
+//   (and the exit status is 1), so a chunk split or merged on the way cannot pass unnoticed. The streams mode
+//   also reads the gateway's /metrics before and after the test and reports the p50/p99 of its
+//   doze_stream_message_gateway_seconds histogram over the test (interpolated within the buckets, as
+//   Prometheus' histogram_quantile does): each message's time inside the gateway, from its gRPC completion to
+//   its SSE bytes on the socket ("message_gateway_p50_ms", "message_gateway_p99_ms"; null if the gateway
+//   has no such histogram).
+//   [--direct-worker unix:PATH] (streams, with --stamped-tokens 1): after the test through the gateway, runs
+//   the same pattern (--streams calls of --max-tokens tokens, back to back, for --seconds) straight over gRPC
+//   to that worker, on one channel read by one completion-queue thread as the gateway reads it, and reports
+//   the time from each token's stamp to its response taken off the completion queue
+//   ("message_direct_p50_ms", ...): the worker's send and a gRPC receive with no gateway in between. The
+//   calls first start spread evenly over [--direct-spread-ms 20] (one token period of the bench's streams).
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
@@ -24,6 +35,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -36,6 +48,10 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "grpcpp/alarm.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/worker.grpc.pb.h"
 
 namespace {
 
@@ -52,6 +68,8 @@ struct Options {
   std::string function = "copy_polish";
   int gateway_pid = 0;  // 0: do not measure the gateway's CPU.
   bool stamped_tokens = false;
+  std::string direct_worker;     // --direct-worker: the worker's gRPC address for the direct baseline.
+  double direct_spread_ms = 20;  // --direct-spread-ms: over how long the direct calls first start.
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -78,6 +96,10 @@ Options ParseOptions(int argc, char** argv) {
       options.gateway_pid = std::atoi(value.c_str());
     else if (flag == "--stamped-tokens")
       options.stamped_tokens = std::atoi(value.c_str()) != 0;
+    else if (flag == "--direct-worker")
+      options.direct_worker = value;
+    else if (flag == "--direct-spread-ms")
+      options.direct_spread_ms = std::atof(value.c_str());
   }
   return options;
 }
@@ -114,6 +136,23 @@ int64_t RealtimeNanos() {
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
+// Returns the stamp of `content` if it is exactly "t<index>@<digits> ", else -1.
+int64_t ParseStamp(std::string_view content, int index) {
+  char buffer[16];
+  std::string_view prefix(buffer, std::snprintf(buffer, sizeof(buffer), "t%d@", index));
+  if (content.size() < prefix.size() + 2 || content.substr(0, prefix.size()) != prefix ||
+      content.back() != ' ')
+    return -1;
+  std::string_view digits = content.substr(prefix.size(), content.size() - prefix.size() - 1);
+  if (digits.size() > 19) return -1;  // Nanoseconds since the epoch: 19 digits until 2286.
+  uint64_t stamp = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return -1;
+    stamp = stamp * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return stamp > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(stamp);
+}
+
 // Reads the stamped tokens ("t<i>@<ns> ") of one streamed response as its bytes arrive: each chunk's
 // delta.content must be exactly the next token's stamp (the role chunk's empty content aside).
 class StampReader {
@@ -139,7 +178,7 @@ class StampReader {
       scan_ = end + 1;
       if (end == begin) continue;  // The role chunk.
       std::string_view content(buffer.data() + begin, end - begin);
-      int64_t stamp = ParseStamp(content);
+      int64_t stamp = ParseStamp(content, next_index_);
       if (stamp < 0) {
         Error("content \"" + std::string(content.substr(0, 200)) + "\" where t" +
               std::to_string(next_index_) + "@NS was expected");
@@ -161,23 +200,6 @@ class StampReader {
   int errors() const { return errors_; }
 
  private:
-  // Returns the stamp of `content` if it is exactly "t<next index>@<digits> ", else -1.
-  int64_t ParseStamp(std::string_view content) const {
-    char buffer[16];
-    std::string_view prefix(buffer, std::snprintf(buffer, sizeof(buffer), "t%d@", next_index_));
-    if (content.size() < prefix.size() + 2 || content.substr(0, prefix.size()) != prefix ||
-        content.back() != ' ')
-      return -1;
-    std::string_view digits = content.substr(prefix.size(), content.size() - prefix.size() - 1);
-    if (digits.size() > 19) return -1;  // Nanoseconds since the epoch: 19 digits until 2286.
-    uint64_t stamp = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return -1;
-      stamp = stamp * 10 + static_cast<uint64_t>(c - '0');
-    }
-    return stamp > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(stamp);
-  }
-
   // Counts a stamp error; prints the first few.
   void Error(const std::string& what) {
     if (errors_++ < 5) std::fprintf(stderr, "doze_gateway_load: stamped tokens: %s\n", what.c_str());
@@ -331,6 +353,200 @@ double Percentile(std::vector<double>& values, double p) {
   return values[index];
 }
 
+// Returns the body of GET /metrics, or "" when it cannot be read.
+std::string FetchMetrics(int port) {
+  int fd = Connect(port);
+  if (fd < 0) return "";
+  std::string request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", response;
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char chunk[65536];
+    for (ssize_t n; (n = recv(fd, chunk, sizeof(chunk), 0)) > 0;)
+      response.append(chunk, static_cast<size_t>(n));
+  }
+  close(fd);
+  size_t body = response.find("\r\n\r\n");
+  if (response.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) return "";
+  return response.substr(body + 4);
+}
+
+// The cumulative bucket counts of histogram `name` in Prometheus text, summed over its label sets, by upper
+// bound (+Inf as infinity). Empty when the histogram is not there.
+std::vector<std::pair<double, double>> HistogramBuckets(const std::string& text, const std::string& name) {
+  std::vector<std::pair<double, double>> buckets;  // Sorted by bound.
+  std::istringstream lines(text);
+  std::string line, prefix = name + "_bucket{";
+  while (std::getline(lines, line)) {
+    if (line.compare(0, prefix.size(), prefix) != 0) continue;
+    size_t le = line.find("le=\""), close = line.rfind('}');
+    if (le == std::string::npos || close == std::string::npos) continue;
+    std::string bound_text = line.substr(le + 4, line.find('"', le + 4) - le - 4);
+    double bound = bound_text == "+Inf" ? HUGE_VAL : std::strtod(bound_text.c_str(), nullptr);
+    double count = std::strtod(line.c_str() + close + 1, nullptr);
+    auto at = std::lower_bound(buckets.begin(), buckets.end(), std::make_pair(bound, -HUGE_VAL));
+    if (at != buckets.end() && at->first == bound) {
+      at->second += count;
+    } else {
+      buckets.insert(at, {bound, count});
+    }
+  }
+  return buckets;
+}
+
+// The quantile `q` of the observations made between two readings of one histogram's buckets, interpolated
+// linearly within its bucket as Prometheus' histogram_quantile does (the highest finite bound when it falls
+// in +Inf). Negative when there are none.
+double HistogramQuantile(const std::vector<std::pair<double, double>>& before,
+                         const std::vector<std::pair<double, double>>& after, double q, double* count) {
+  std::vector<std::pair<double, double>> delta = after;
+  for (auto& [bound, cumulative] : delta) {
+    for (const auto& [old_bound, old_cumulative] : before) {
+      if (old_bound == bound) cumulative -= old_cumulative;
+    }
+  }
+  *count = delta.empty() ? 0 : delta.back().second;
+  if (*count <= 0) return -1;
+  double rank = q * *count, lower = 0, below = 0;
+  for (const auto& [bound, cumulative] : delta) {
+    if (cumulative >= rank) {
+      if (std::isinf(bound)) return lower;
+      if (cumulative == below) return bound;
+      return lower + (bound - lower) * (rank - below) / (cumulative - below);
+    }
+    lower = bound, below = cumulative;
+  }
+  return lower;
+}
+
+// The direct baseline: streams of stamped tokens read straight from the worker over gRPC, with the gateway's
+// own way of reading them (one channel, an asynchronous reader per call, one thread on one completion queue).
+class DirectStreams {
+ public:
+  DirectStreams(const Options& options) : options_(options) {
+    channel_ = grpc::CreateChannel(options.direct_worker, grpc::InsecureChannelCredentials());
+    stub_ = doze::v1::Worker::NewStub(channel_);
+  }
+
+  // Runs --streams calls back to back until --seconds have passed; returns the number of calls that failed.
+  int Run() {
+    channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    end_ = Clock::now() +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.seconds));
+    active_ = options_.streams;
+    // The calls' first starts spread evenly over --direct-spread-ms, as requests through the gateway reach
+    // the worker spread over the time the gateway takes to read them; started all at once, every call's
+    // tokens would come due together.
+    std::vector<grpc::Alarm> alarms(options_.streams);
+    Event start{Event::kStart, nullptr};
+    auto now = std::chrono::system_clock::now();
+    for (int i = 0; i < options_.streams; ++i) {
+      alarms[i].Set(&cq_,
+                    now + std::chrono::microseconds(
+                              static_cast<int64_t>(options_.direct_spread_ms * 1000 * i / options_.streams)),
+                    &start);
+    }
+    void* tag = nullptr;
+    bool ok = false;
+    while (active_ > 0 && cq_.Next(&tag, &ok)) {
+      int64_t received_ns = RealtimeNanos();
+      auto* event = static_cast<Event*>(tag);
+      Call* call = event->call;
+      switch (event->kind) {
+        case Event::kStart:
+          StartCall();
+          break;
+        case Event::kStarted:
+          if (--call->pending == 0) Done(call);
+          break;
+        case Event::kRead:
+          if (!ok) {
+            call->reader->Finish(&call->status, &call->finished);
+            break;
+          }
+          Received(call, received_ns);
+          call->reader->Read(&call->response, &call->read);
+          break;
+        case Event::kFinished:
+          if (!call->status.ok() || call->next_index != options_.max_tokens) {
+            ++errors_;
+            if (errors_ <= 5) {
+              std::fprintf(stderr,
+                           "doze_gateway_load: direct call ended with status %d (%s) after %d tokens\n",
+                           call->status.error_code(), call->status.error_message().c_str(), call->next_index);
+            }
+          }
+          if (--call->pending == 0) Done(call);
+          break;
+      }
+    }
+    cq_.Shutdown();
+    while (cq_.Next(&tag, &ok)) {
+    }
+    return errors_;
+  }
+
+  std::vector<double>& added_ms() { return added_ms_; }
+  int stamp_errors() const { return stamp_errors_; }
+
+ private:
+  struct Call;
+  struct Event {
+    enum Kind { kStart, kStarted, kRead, kFinished } kind;
+    Call* call;
+  };
+  struct Call {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientAsyncReader<doze::v1::GenerateResponse>> reader;
+    doze::v1::GenerateResponse response;
+    grpc::Status status;
+    int next_index = 0;
+    int pending = 2;  // The start and the status.
+    Event started{Event::kStarted, this};
+    Event read{Event::kRead, this};
+    Event finished{Event::kFinished, this};
+  };
+
+  void StartCall() {
+    doze::v1::GenerateRequest request;
+    request.set_request_id("direct");
+    for (int id : {151644, 872, 198, 104169, 151645}) request.mutable_token_ids()->add_ids(id);
+    request.mutable_sampling()->set_max_tokens(options_.max_tokens);
+    auto* call = new Call();
+    call->reader = stub_->PrepareAsyncGenerate(&call->context, request, &cq_);
+    call->reader->StartCall(&call->started);
+    call->reader->Read(&call->response, &call->read);
+  }
+
+  void Received(Call* call, int64_t received_ns) {
+    int64_t stamp = ParseStamp(call->response.text_delta(), call->next_index);
+    if (stamp < 0) {
+      if (stamp_errors_++ < 5) {
+        std::fprintf(stderr, "doze_gateway_load: direct: text \"%s\" where t%d@NS was expected\n",
+                     call->response.text_delta().substr(0, 200).c_str(), call->next_index);
+      }
+      return;
+    }
+    ++call->next_index;
+    added_ms_.push_back(static_cast<double>(received_ns - stamp) / 1e6);
+  }
+
+  // The call has ended: the next one of its slot starts, unless the time is up.
+  void Done(Call* call) {
+    delete call;
+    if (Clock::now() < end_) return StartCall();
+    --active_;
+  }
+
+  const Options& options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<doze::v1::Worker::Stub> stub_;
+  grpc::CompletionQueue cq_;
+  Clock::time_point end_;
+  int active_ = 0;
+  int errors_ = 0;
+  int stamp_errors_ = 0;
+  std::vector<double> added_ms_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -339,6 +555,10 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   auto start = Clock::now() + std::chrono::milliseconds(100);
   std::this_thread::sleep_until(start - std::chrono::milliseconds(50));
+  const std::string kMessageHistogram = "doze_stream_message_gateway_seconds";
+  std::vector<std::pair<double, double>> message_buckets_before;
+  if (options.mode == "streams")
+    message_buckets_before = HistogramBuckets(FetchMetrics(options.port), kMessageHistogram);
   double cpu_before = ProcessCpuSeconds(options.gateway_pid);
   int64_t switches_before = ProcessContextSwitches(options.gateway_pid);
   if (options.mode == "rate") {
@@ -372,6 +592,42 @@ int main(int argc, char** argv) {
                   Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
     messages = line;
   }
+  if (options.mode == "streams") {
+    // The gateway's own share of each message, from its histogram over the test.
+    std::vector<std::pair<double, double>> after =
+        HistogramBuckets(FetchMetrics(options.port), kMessageHistogram);
+    double observed = 0, p50 = HistogramQuantile(message_buckets_before, after, 0.5, &observed);
+    double p99 = HistogramQuantile(message_buckets_before, after, 0.99, &observed);
+    char line[256];
+    if (after.empty() || p50 < 0) {
+      std::snprintf(line, sizeof(line),
+                    ",\"message_gateway_messages\":%.0f,\"message_gateway_p50_ms\":null,"
+                    "\"message_gateway_p99_ms\":null",
+                    observed);
+    } else {
+      std::snprintf(line, sizeof(line),
+                    ",\"message_gateway_messages\":%.0f,\"message_gateway_p50_ms\":%.3f,"
+                    "\"message_gateway_p99_ms\":%.3f",
+                    observed, p50 * 1e3, p99 * 1e3);
+    }
+    messages += line;
+  }
+  int direct_failures = 0;
+  if (options.mode == "streams" && options.stamped_tokens && !options.direct_worker.empty()) {
+    DirectStreams direct(options);
+    int failed = direct.Run();
+    std::vector<double>& added = direct.added_ms();
+    direct_failures = failed + direct.stamp_errors();
+    char line[320];
+    std::snprintf(
+        line, sizeof(line),
+        ",\"message_direct_messages\":%zu,\"message_direct_errors\":%d,\"message_direct_p50_ms\":%.3f,"
+        "\"message_direct_p90_ms\":%.3f,\"message_direct_p99_ms\":%.3f,\"message_direct_p999_ms\":%.3f,"
+        "\"message_direct_max_ms\":%.3f",
+        added.size(), direct_failures, Percentile(added, 0.5), Percentile(added, 0.9),
+        Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
+    messages += line;
+  }
   std::printf(
       "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
       "\"p90\":%.3f,"
@@ -382,5 +638,5 @@ int main(int argc, char** argv) {
       Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
       Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores,
       switches_per_request, messages.c_str());
-  return results.errors.load() == 0 && results.stamp_errors.load() == 0 ? 0 : 1;
+  return results.errors.load() == 0 && results.stamp_errors.load() == 0 && direct_failures == 0 ? 0 : 1;
 }

@@ -1,5 +1,7 @@
 #include "gateway/dispatch/dispatcher.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "gateway/openai/api_error.h"
 
@@ -32,6 +34,10 @@ class Dispatcher::CallObserver : public GenerateObserver {
       : dispatcher_(std::move(dispatcher)), request_(std::move(request)) {}
 
   void OnResponse(const v1::GenerateResponse& response) override {
+    // Called on the thread that took the response off the completion queue; a streamed response has been
+    // written to the client's socket (or handed to the connection's asynchronous write) when the sink
+    // returns.
+    auto taken = std::chrono::steady_clock::now();
     if (!first_seen_) {
       first_seen_ = true;
       absl::Time now = dispatcher_->clock_->Now();
@@ -47,7 +53,12 @@ class Dispatcher::CallObserver : public GenerateObserver {
                          response.timings().total_ms() / 1000.0;
       dispatcher_->metrics_->gateway_overhead().Observe(std::max(0.0, gateway_s));
     }
-    request_->sink()->OnResponse(response);
+    GenerationSink* sink = request_->sink();
+    sink->OnResponse(response);
+    if (sink->streams()) {
+      dispatcher_->metrics_->stream_message_gateway().Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
+    }
   }
 
   void OnDone(const absl::Status& status) override { dispatcher_->OnCallDone(request_, status, finished_); }

@@ -25,6 +25,9 @@ class GenerationSink {
 
   // The request ended without finishing; `status` says why (its HTTP status is derived from it).
   virtual void OnError(const absl::Status& status) = 0;
+
+  // Whether each response goes out to the client as it comes (a stream), rather than at the end.
+  virtual bool streams() const { return false; }
 };
 
 // A request waiting for, or running on, its function's worker.

@@ -14,6 +14,14 @@ const std::vector<double>& LatencyBounds() {
   return bounds;
 }
 
+// Seconds, for one streamed message's way through the gateway: 50 us to 10 ms.
+const std::vector<double>& MessageBounds() {
+  static const std::vector<double> bounds = {0.00005, 0.0001, 0.00015, 0.0002, 0.0003,
+                                             0.0004,  0.0005, 0.00075, 0.001,  0.0015,
+                                             0.002,   0.003,  0.005,   0.0075, 0.01};
+  return bounds;
+}
+
 std::string FormatValue(double value) { return absl::StrCat(value); }
 
 }  // namespace
@@ -49,7 +57,8 @@ FunctionMetrics::FunctionMetrics()
     : time_to_first_token_(LatencyBounds()),
       queue_wait_(LatencyBounds()),
       cold_start_(LatencyBounds()),
-      gateway_overhead_(LatencyBounds()) {}
+      gateway_overhead_(LatencyBounds()),
+      stream_message_gateway_(MessageBounds()) {}
 
 void FunctionMetrics::CountRequest(int status) {
   requests_.fetch_add(1);

@@ -55,10 +55,12 @@ class FunctionMetrics {
   Histogram& queue_wait() { return queue_wait_; }
   Histogram& cold_start() { return cold_start_; }
   Histogram& gateway_overhead() { return gateway_overhead_; }
+  Histogram& stream_message_gateway() { return stream_message_gateway_; }
   const Histogram& time_to_first_token() const { return time_to_first_token_; }
   const Histogram& queue_wait() const { return queue_wait_; }
   const Histogram& cold_start() const { return cold_start_; }
   const Histogram& gateway_overhead() const { return gateway_overhead_; }
+  const Histogram& stream_message_gateway() const { return stream_message_gateway_; }
 
  private:
   std::atomic<int64_t> requests_{0};
@@ -70,6 +72,7 @@ class FunctionMetrics {
   Histogram queue_wait_;
   Histogram cold_start_;
   Histogram gateway_overhead_;
+  Histogram stream_message_gateway_;  // Fine buckets: tens of microseconds to 10 ms.
 };
 
 }  // namespace doze::gateway

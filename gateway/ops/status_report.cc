@@ -114,6 +114,10 @@ void RenderHistograms(const std::vector<std::shared_ptr<FunctionRuntime>>& all, 
       {"doze_gateway_overhead_seconds",
        "Time in the gateway: arrival to last response minus the worker's total.",
        [](const FunctionMetrics& m) -> const Histogram& { return m.gateway_overhead(); }},
+      {"doze_stream_message_gateway_seconds",
+       "A streamed message's time in the gateway: its worker response taken off the gRPC completion queue to "
+       "its SSE chunk written to the client's socket.",
+       [](const FunctionMetrics& m) -> const Histogram& { return m.stream_message_gateway(); }},
   };
   for (const Entry& entry : entries) {
     Header(entry.name, "histogram", entry.help, out);

@@ -151,6 +151,10 @@ TEST_F(GatewayTest, StreamsSseChunksEndingWithDone) {
   EXPECT_EQ(finish["choices"][0]["finish_reason"], "length");
   Json usage = Json::parse(events[events.size() - 2]);
   EXPECT_EQ(usage["usage"]["completion_tokens"], 3);
+  // Each of the worker's three responses was timed through the gateway; a whole answer's are not.
+  ASSERT_EQ(Chat("table_parse", R"(,"max_tokens":3)").status, 200);
+  EXPECT_THAT(Fetch(port_, "GET", "/metrics").body,
+              HasSubstr("doze_stream_message_gateway_seconds_count{function=\"table_parse\"} 3\n"));
 }
 
 TEST_F(GatewayTest, LegacyCompletionsAndModels) {
