@@ -123,9 +123,10 @@ void BenchPrefill(CudaModelRunner& runner, std::vector<Result>& out) {
   out.push_back({"model", "prefill 512 tokens (TTFT)", us, 0, kContext * 1e6 / us});
 }
 
-std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max_rows) {
+std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max_rows, int mma_max_rows) {
   CudaRunnerOptions options;
   options.gemv_max_rows = gemv_max_rows;
+  options.decode_mma_max_rows = mma_max_rows;
   options.max_num_seqs = 64;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner =
@@ -140,14 +141,15 @@ std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max
 
 void BenchDecodeSteps(std::vector<Result>& out) {
   const HostModel model;
-  for (int gemv_rows : {8, 0}) {
-    std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, gemv_rows);
-    const std::string label = gemv_rows > 0 ? "fused<=8" : "cublasLt";
-    if (gemv_rows > 0) BenchPrefill(*runner, out);
-    for (int batch : {1, 2, 4, 8, 64}) {
-      if (gemv_rows == 0 && batch > 8) continue;  // batches above 8 take cuBLASLt either way
-      BenchDecode(*runner, batch, label, out);
-    }
+  struct Choice {
+    const char* label;
+    int gemv_max_rows, mma_max_rows;
+  };
+  // The runner's default (fused GEMVs to 4 rows, tensor-core decode kernels to 16), then cuBLASLt alone.
+  for (const Choice& c : {Choice{"fused", 4, 16}, Choice{"cublasLt", 0, 0}}) {
+    std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, c.gemv_max_rows, c.mma_max_rows);
+    if (c.gemv_max_rows > 0) BenchPrefill(*runner, out);
+    for (int batch : {1, 2, 4, 8, 16, 32, 64}) BenchDecode(*runner, batch, c.label, out);
   }
 }
 

@@ -18,6 +18,7 @@
 #include "bench/kernel_bench_util.h"
 #include "kernels/activation.h"
 #include "kernels/decode_gemv.h"
+#include "kernels/decode_mma.h"
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
 #include "kernels/paged_attention.h"
@@ -178,6 +179,60 @@ void BenchDecodeGemv(int m, cudaStream_t stream, std::vector<Result>& out) {
   FreeAll(weights);
 }
 
+// The tensor-core decode kernels of a layer (kernels/decode_mma.h) at `m` rows, over rotating weight copies;
+// the norms are separate kernels on this path (BenchElementwise). Bytes are the weights plus the activations
+// read and written.
+void BenchDecodeMma(int m, cudaStream_t stream, std::vector<Result>& out) {
+  using A = LayerActivations;
+  LayerActivations a(m);
+  const size_t qkv_w = A::kQkv * A::kHidden, o_w = A::kHidden * A::kQ, gu_w = 2 * A::kInter * A::kHidden;
+  const size_t layer = qkv_w + o_w + gu_w + A::kHidden * A::kInter;
+  const int copies = CopiesFor(layer * sizeof(bf16));
+  const std::vector<bf16*> weights = RandomCopies(layer, copies, 0.03f);
+  const auto w = [&](int i, size_t offset) { return weights[i % copies] + offset; };
+  size_t workspace_bytes = 0;
+  for (const auto& [n, k] : {std::pair{A::kQkv, A::kHidden}, std::pair{A::kHidden, A::kQ},
+                             std::pair{2 * A::kInter, A::kHidden}, std::pair{A::kHidden, A::kInter}}) {
+    workspace_bytes = std::max(workspace_bytes, kernels::DecodeMmaWorkspaceBytes(m, n, k));
+  }
+  kernels::DecodeMmaWorkspace ws{nullptr, workspace_bytes};
+  CUDA_CHECK(cudaMalloc(&ws.data, std::max<size_t>(ws.bytes, 1)));
+  const int calls = std::max(copies, 20);
+  const kernels::RotaryShape rotary{m, 14, 2, 64, 16};
+  const kernels::RotaryCacheOutput qkv_out{a.qkv, a.positions, a.slots, a.inv_freq, a.k_cache, a.v_cache};
+  const std::string rows = " m=" + std::to_string(m) + " mma";
+  const double act_bytes = 2.0 * m;
+  const auto add = [&](const std::string& name, auto&& call, double bytes) {
+    out.push_back({"mma", name + rows, TimeInGraph(stream, call, calls), bytes, 0});
+  };
+  add(
+      "qkv+rotary+kv",
+      [&](int i) {
+        kernels::DecodeMmaQkvRotary(a.residual, w(i, 0), a.bias, qkv_out, rotary, A::kHidden, ws, stream);
+      },
+      qkv_w * 2.0 + act_bytes * (A::kHidden + A::kQkv));
+  add(
+      "o_proj",
+      [&](int i) { kernels::DecodeMmaStore(a.attn, w(i, qkv_w), a.qkv, m, A::kHidden, A::kQ, ws, stream); },
+      o_w * 2.0 + act_bytes * (A::kQ + A::kHidden));
+  add(
+      "gate_up+swiglu",
+      [&](int i) {
+        kernels::DecodeMmaSwiGlu(a.residual, w(i, qkv_w + o_w), a.act, m, A::kInter, A::kHidden, ws, stream);
+      },
+      gu_w * 2.0 + act_bytes * (A::kHidden + A::kInter));
+  add(
+      "down",
+      [&](int i) {
+        kernels::DecodeMmaStore(a.act, w(i, qkv_w + o_w + gu_w), a.attn, m, A::kHidden, A::kInter, ws,
+                                stream);
+      },
+      A::kHidden * A::kInter * 2.0 + act_bytes * (A::kInter + A::kHidden));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  CUDA_CHECK(cudaFree(ws.data));
+  FreeAll(weights);
+}
+
 // The unfused path's element-wise kernels at `m` rows: what a cuBLASLt decode step spends besides the
 // matmuls and the attention.
 void BenchElementwise(int m, cudaStream_t stream, std::vector<Result>& out) {
@@ -209,7 +264,8 @@ void BenchElementwise(int m, cudaStream_t stream, std::vector<Result>& out) {
 }
 
 // Decode attention of one layer: `batch` sequences of `context` tokens, Qwen2.5-0.5B's 14/2 heads of 64.
-void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Result>& out) {
+// `bucket`: the context bucket a decode graph is captured for (the split plan's max_context), 0: `context`.
+void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Result>& out, int bucket = 0) {
   constexpr int kBlock = 16, kQHeads = 14, kKvHeads = 2, kDim = 64;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock, num_blocks = batch * blocks_per_seq;
   const size_t cache_elems = static_cast<size_t>(num_blocks) * kBlock * kKvHeads * kDim;
@@ -232,8 +288,9 @@ void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Res
   const size_t ws_bytes = kernels::PagedAttentionWorkspaceBytes(batch, kQHeads, kKvHeads, kDim);
   float* ws;
   CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
-  const kernels::AttentionShape shape{batch,          kQHeads, kKvHeads, kDim,  kBlock,
-                                      blocks_per_seq, context, q_stride, 0.125f};
+  const kernels::AttentionShape shape{
+      batch,    kQHeads, kKvHeads, kDim, kBlock, blocks_per_seq, bucket > 0 ? bucket : context,
+      q_stride, 0.125f};
   const double us = TimeInGraph(
       stream,
       [&](int i) {
@@ -243,8 +300,10 @@ void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Res
       std::max(copies, 20));
   const double bytes =
       2.0 * batch * context * kKvHeads * kDim * 2 + batch * (q_stride + kQHeads * kDim) * 2.0;
-  out.push_back(
-      {"attention", "decode b=" + std::to_string(batch) + " ctx=" + std::to_string(context), us, bytes, 0});
+  out.push_back({"attention",
+                 "decode b=" + std::to_string(batch) + " ctx=" + std::to_string(context) +
+                     (bucket > 0 ? " bucket=" + std::to_string(bucket) : ""),
+                 us, bytes, 0});
   FreeAll(k);
   FreeAll(v);
   FreeAll(q);
@@ -332,10 +391,12 @@ int Main(int argc, char** argv) {
     for (const LinearShape& s : shapes) BenchLinear(s, stream, gemm, results);
   }
   for (int m : {1, 8}) BenchDecodeGemv(m, stream, results);
+  for (int m : {8, 16, 32, 64}) BenchDecodeMma(m, stream, results);
   BenchElementwise(64, stream, results);
   for (int batch : {1, 8, 64}) {
     for (int context : {512, 2048}) BenchAttention(batch, context, stream, results);
   }
+  BenchAttention(64, 640, stream, results, 1024);  // doze bench's batch 64: contexts 512 to 768
   for (int rows : {1, 64}) BenchSampling(rows, stream, results);
   CUDA_CHECK(cudaStreamDestroy(stream));
   Report(results, prop.name);  // before the model part, so a failure there keeps these

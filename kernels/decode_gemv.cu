@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.h"
+#include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_gemv.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
@@ -11,8 +12,6 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane and weight row
-
-enum class Epilogue { kResidual, kSwiGlu, kRotary };
 
 // One work item is one output column (kResidual) or a pair of columns that the epilogue combines: gate and
 // up (kSwiGlu), or the two halves x[i], x[i + head_dim / 2] of one rotary pair (kRotary).
@@ -28,21 +27,6 @@ struct Params {
   int m, n, k, num_items;
   int k_split = 1;
 };
-
-__device__ __forceinline__ float RoundBf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
-
-template <Epilogue E>
-__device__ __forceinline__ int2 ItemColumns(const Params& p, int item) {
-  if constexpr (E == Epilogue::kResidual) {
-    return {item, item};
-  } else if constexpr (E == Epilogue::kSwiGlu) {
-    return {item, item + p.num_items};
-  } else {
-    const int half = p.shape.head_dim / 2;
-    const int col = (item / half) * p.shape.head_dim + item % half;
-    return {col, col + half};
-  }
-}
 
 // Loads kUnroll 16-byte pieces of each weight row (vector base + lane + 32 u); pieces past v_end read zero.
 template <int kCols>
@@ -121,10 +105,10 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
 // What an item's epilogue reads besides its dot products, loaded before them so that those loads overlap the
 // weights'.
 struct EpilogueInputs {
-  float bias[2] = {0.f, 0.f};  // kRotary
-  float cos = 1.f, sin = 0.f;  // kRotary: of the row's position and the pair's frequency, rounded to bf16
-  int64_t slot = -1;           // kRotary
-  float residual = 0.f;        // kResidual: the residual value the product is added to
+  float bias[2] = {0.f, 0.f};   // kRotary
+  float2 cos_sin = {1.f, 0.f};  // kRotary: of the row's position and the pair's frequency, rounded to bf16
+  int64_t slot = -1;            // kRotary
+  float residual = 0.f;         // kResidual: the residual value the product is added to
 };
 
 // The inputs of lane r's epilogue that depend on constants and host metadata only (may run before the wait).
@@ -135,17 +119,12 @@ __device__ __forceinline__ EpilogueInputs PrepareConstants(const Params& p, int 
   if constexpr (E == Epilogue::kRotary) {
     if (!active || r >= p.m) return in;
     const RotaryShape& s = p.shape;
-    const int half = s.head_dim / 2;
     if (p.bias != nullptr) {
       in.bias[0] = __bfloat162float(p.bias[cols.x]);
       in.bias[1] = __bfloat162float(p.bias[cols.y]);
     }
     in.slot = p.rotary.slot_mapping[r];
-    if (item / half < s.num_q_heads + s.num_kv_heads) {
-      const float angle = static_cast<float>(p.rotary.positions[r]) * p.rotary.inv_freq[item % half];
-      in.cos = RoundBf16(cosf(angle));
-      in.sin = RoundBf16(sinf(angle));
-    }
+    in.cos_sin = RotaryCosSin(s, item, p.rotary.positions[r], p.rotary.inv_freq);
   }
   return in;
 }
@@ -166,25 +145,10 @@ __device__ void Finish(const Params& p, int item, int2 cols, int r, const float 
   if constexpr (E == Epilogue::kResidual) {
     p.out[static_cast<int64_t>(r) * p.n + cols.x] = __float2bfloat16(in.residual + RoundBf16(sum[0]));
   } else if constexpr (E == Epilogue::kSwiGlu) {
-    const float g = RoundBf16(sum[0]), u = RoundBf16(sum[1]);
-    p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(g / (1.f + expf(-g)) * u);
+    p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(SwiGlu(sum[0], sum[1]));
   } else {
-    const RotaryShape& s = p.shape;
-    const int half = s.head_dim / 2, head = item / half, i = item % half;
-    const float x1 = RoundBf16(sum[0] + in.bias[0]), x2 = RoundBf16(sum[1] + in.bias[1]);
-    // The identity rotation (cos 1, sin 0) of the V heads leaves them exact.
-    const float y1 = RoundBf16(x1 * in.cos - x2 * in.sin), y2 = RoundBf16(x2 * in.cos + x1 * in.sin);
-    __nv_bfloat16* row = p.rotary.qkv + static_cast<int64_t>(r) * p.n;
-    row[cols.x] = __float2bfloat16(y1);
-    row[cols.y] = __float2bfloat16(y2);
-    const int kv_head = head - s.num_q_heads;
-    if (in.slot < 0 || kv_head < 0) return;
-    const bool is_k = kv_head < s.num_kv_heads;
-    __nv_bfloat16* cache = is_k ? p.rotary.k_cache : p.rotary.v_cache;
-    const int64_t base =
-        (in.slot * s.num_kv_heads + (is_k ? kv_head : kv_head - s.num_kv_heads)) * s.head_dim;
-    cache[base + i] = __float2bfloat16(y1);
-    cache[base + i + half] = __float2bfloat16(y2);
+    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0] + in.bias[0], sum[1] + in.bias[1],
+                    in.cos_sin, in.slot);
   }
 }
 
@@ -203,7 +167,7 @@ struct WarpWork {
     const int num_vecs = p.k / 8, part_vecs = (num_vecs + p.k_split - 1) / p.k_split;
     v_begin = (warp % p.k_split) * part_vecs;
     v_end = active ? min(num_vecs, v_begin + part_vecs) : v_begin;
-    cols = active ? ItemColumns<E>(p, item) : int2{0, 0};
+    cols = active ? ItemColumns<E>(item, p.num_items, p.shape.head_dim) : int2{0, 0};
     rows[0] = p.w + static_cast<int64_t>(cols.x) * p.k;
     if constexpr (kCols == 2) rows[kCols - 1] = p.w + static_cast<int64_t>(cols.y) * p.k;
   }

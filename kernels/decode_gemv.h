@@ -25,16 +25,6 @@ struct NormInput {
   float eps;
 };
 
-// The rotary and cache-write epilogue of the QKV projection.
-struct RotaryCacheOutput {
-  __nv_bfloat16* qkv;           // [m, (num_q_heads + 2 * num_kv_heads) * head_dim], Q and K rotated
-  const int32_t* positions;     // [m]
-  const int32_t* slot_mapping;  // [m]; negative: no cache write (padding)
-  const float* inv_freq;        // [head_dim / 2]
-  __nv_bfloat16* k_cache;       // [num_blocks, block_size, num_kv_heads, head_dim]
-  __nv_bfloat16* v_cache;       // [num_blocks, block_size, num_kv_heads, head_dim]
-};
-
 // qkv = RmsNorm(residual) @ w^T + bias, then RotaryAndCacheWrite's rotation and K/V cache writes.
 // shape.num_tokens is m; hidden must be a multiple of 8.
 void NormQkvRotaryGemv(const NormInput& in,

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda_check.h"
 #include "kernels/paged_attention.h"
@@ -333,9 +334,13 @@ int WaveBlocksFor(int head_dim) { return head_dim == 128 ? WaveBlocks<128>() : W
 // wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket, and only
 // as far as the workspace allows.
 int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
+  static const int most = [] {  // DOZE_ATTENTION_MAX_SPLITS lowers the cap (for measurements)
+    const char* env = std::getenv("DOZE_ATTENTION_MAX_SPLITS");
+    return env != nullptr && std::atoi(env) > 0 ? std::min(kMaxSplits, std::atoi(env)) : kMaxSplits;
+  }();
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
-  int splits = std::max(1, std::min({kMaxSplits, (max_context + kMinPartition - 1) / kMinPartition,
+  int splits = std::max(1, std::min({most, (max_context + kMinPartition - 1) / kMinPartition,
                                      WaveBlocksFor(s.head_dim) / rows}));
   while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
     --splits;

@@ -18,6 +18,16 @@ struct RotaryShape {
   int block_size = 0;  // token slots per KV block
 };
 
+// The rotary and cache-write epilogue of the QKV projection.
+struct RotaryCacheOutput {
+  __nv_bfloat16* qkv;           // [m, (num_q_heads + 2 * num_kv_heads) * head_dim], Q and K rotated
+  const int32_t* positions;     // [m]
+  const int32_t* slot_mapping;  // [m]; negative: no cache write (padding)
+  const float* inv_freq;        // [head_dim / 2]
+  __nv_bfloat16* k_cache;       // [num_blocks, block_size, num_kv_heads, head_dim]
+  __nv_bfloat16* v_cache;       // [num_blocks, block_size, num_kv_heads, head_dim]
+};
+
 // Rotates the Q and K heads of every row of `qkv` in place by its position, then copies K and V into the
 // cache slot slot_mapping[t] (block_id * block_size + offset); a negative slot skips the write (padding
 // rows). cos/sin are computed in fp32 from `inv_freq` and rounded to bf16 before use, as the reference model

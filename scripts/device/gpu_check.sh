@@ -3,7 +3,7 @@
 # the kernel and CUDA backend tests, a compute-sanitizer pass over a few kernel tests, then doze_kernel_bench.
 # Logs go to $OUT (the device tool's output folder) or ./gpu-check-out; the last lines printed are the bench table.
 # usage: scripts/device/gpu_check.sh [BUNDLE_DIR]      (default h100/cuda)
-# QUICK=1 keeps the sanitizer to one memcheck pass over the fused decode GEMV and decode attention tests, for
+# QUICK=1 keeps the sanitizer to one memcheck pass over the fused decode GEMV, tensor-core decode and decode attention tests, for
 # calls on a short device-time budget.
 set -uo pipefail
 bundle=${1:-h100/cuda}
@@ -26,7 +26,7 @@ done
 if [[ ${QUICK:-0} == 1 ]] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck (quick)"
   timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 "$bundle/bin/doze_kernels_test" \
-    --gtest_filter='Rows/DecodeGemvTest.*/0:Rows/DecodeGemvTest.*/3:Rows/DecodeGemvTest.*/5:BatchContext/DecodeTest.*/5' \
+    --gtest_filter='Gemv/DecodeProjectionTest.*/0:Gemv/DecodeProjectionTest.*/5:Mma/DecodeProjectionTest.*/7:Mma/DecodeProjectionTest.*/10:BatchContext/DecodeTest.*/5' \
     --gtest_brief=1 >"$out/sanitizer_quick.log" 2>&1
   rc=$?
   tail -n 3 "$out/sanitizer_quick.log"

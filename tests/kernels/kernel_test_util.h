@@ -101,4 +101,18 @@ inline ::testing::AssertionResult AllClose(const std::vector<float>& got, const 
   return ::testing::AssertionFailure() << bad << " of " << got.size() << " elements off:" << first;
 }
 
+// v with every element rounded to bf16, as a kernel that stores bf16 leaves it.
+inline std::vector<float> Rounded(std::vector<float> v) {
+  for (float& x : v) x = reference::RoundBf16(x);
+  return v;
+}
+
+// x[m, k] @ w[n, k]^T (+ bias[n]) in fp32, rounded to bf16.
+inline std::vector<float> LinearRef(const std::vector<float>& x, const std::vector<float>& w,
+                                    const float* bias, int m, int n, int k) {
+  std::vector<float> y(static_cast<size_t>(m) * n);
+  reference::Linear(x.data(), w.data(), bias, y.data(), m, n, k);
+  return Rounded(y);
+}
+
 }  // namespace doze::kernels::testing

@@ -4,6 +4,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/decode_gemv.h"
+#include "kernels/decode_mma.h"
 #include "kernels/embedding.h"
 #include "kernels/gemv.h"
 #include "kernels/paged_attention.h"
@@ -19,6 +20,9 @@ void CudaModelRunner::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, con
                              void* y, OutType out_type, int m, int n, int k) {
   if (m <= options_.gemv_max_rows && m <= kernels::kGemvMaxRows) {
     kernels::Gemv(x, w, bias, y, out_type, m, n, k, stream_);
+  } else if (UseDecodeMma(m) && bias == nullptr && out_type == OutType::kBf16 &&
+             kernels::DecodeMmaSupports(n, k)) {
+    kernels::DecodeMmaStore(x, w, static_cast<__nv_bfloat16*>(y), m, n, k, mma_workspace_, stream_);
   } else {
     gemm_->Linear(x, w, bias, y, out_type, m, n, k, stream_);
   }
@@ -26,6 +30,15 @@ void CudaModelRunner::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, con
 
 bool CudaModelRunner::UseDecodeGemv(int num_tokens) const {
   return num_tokens <= options_.gemv_max_rows && num_tokens <= kernels::kGemvMaxRows;
+}
+
+bool CudaModelRunner::UseDecodeMma(int num_tokens) const {
+  const int hidden = config_.hidden_size, inter = config_.intermediate_size;
+  return !UseDecodeGemv(num_tokens) && num_tokens <= options_.decode_mma_max_rows &&
+         num_tokens <= kernels::kDecodeMmaMaxRows && config_.head_dim % 32 == 0 &&
+         kernels::DecodeMmaSupports(config_.q_size() + 2 * config_.kv_size(), hidden) &&
+         kernels::DecodeMmaSupports(hidden, config_.q_size()) &&
+         kernels::DecodeMmaSupports(2 * inter, hidden) && kernels::DecodeMmaSupports(hidden, inter);
 }
 
 void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
@@ -84,17 +97,29 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
   } else {
     kernels::AddRmsNorm(residual_, proj_, w.input_norm, normed_, t, hidden, eps, stream_);
   }
-  Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
+  const bool mma = UseDecodeMma(t);  // rotary and SwiGLU in the projections' epilogues
   const auto [k_cache, v_cache] = KvCache(layer);
   const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
                                     config_.head_dim, options_.block_size};
-  kernels::RotaryAndCacheWrite(qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()),
-                               k_cache, v_cache, rotary, stream_);
+  const float* inv_freq = static_cast<const float*>(inv_freq_.get());
+  if (mma) {
+    kernels::DecodeMmaQkvRotary(normed_, w.qkv, w.qkv_bias,
+                                {qkv_, m.positions, m.slot_mapping, inv_freq, k_cache, v_cache}, rotary,
+                                hidden, mma_workspace_, stream_);
+  } else {
+    Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
+    kernels::RotaryAndCacheWrite(qkv_, m.positions, m.slot_mapping, inv_freq, k_cache, v_cache, rotary,
+                                 stream_);
+  }
   EnqueueAttention(layer, plan, m);
   Linear(attn_, w.o_proj, nullptr, proj_, OutType::kBf16, t, hidden, config_.q_size());
   kernels::AddRmsNorm(residual_, proj_, w.post_norm, normed_, t, hidden, eps, stream_);
-  Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
-  kernels::SiluMul(gate_up_, act_, t, inter, stream_);
+  if (mma) {
+    kernels::DecodeMmaSwiGlu(normed_, w.gate_up, act_, t, inter, hidden, mma_workspace_, stream_);
+  } else {
+    Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
+    kernels::SiluMul(gate_up_, act_, t, inter, stream_);
+  }
   Linear(act_, w.down_proj, nullptr, proj_, OutType::kBf16, t, hidden, inter);
 }
 

@@ -158,6 +158,8 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     logit_rows_ = arena.Take<__nv_bfloat16>(l * hidden);
     logits_ = arena.Take<float>(l * config_.vocab_size);
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
+    mma_workspace_.bytes = DecodeMmaWorkspaceBytes(capacity_tokens_);
+    mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
   const size_t metadata_ints = 5 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
@@ -170,6 +172,20 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     RETURN_IF_ERROR(host_logits_.Allocate(l * config_.vocab_size * sizeof(float), "host logits"));
   }
   return absl::OkStatus();
+}
+
+size_t CudaModelRunner::DecodeMmaWorkspaceBytes(int num_tokens) const {
+  const int hidden = config_.hidden_size, inter = config_.intermediate_size;
+  const int qkv = config_.q_size() + 2 * config_.kv_size();
+  size_t bytes = 0;
+  for (int m = 1; m <= std::min({num_tokens, options_.decode_mma_max_rows, kernels::kDecodeMmaMaxRows});
+       ++m) {
+    for (const auto& [n, k] : {std::pair{qkv, hidden}, std::pair{hidden, config_.q_size()},
+                               std::pair{2 * inter, hidden}, std::pair{hidden, inter}}) {
+      bytes = std::max(bytes, kernels::DecodeMmaWorkspaceBytes(m, n, k));
+    }
+  }
+  return bytes;
 }
 
 void CudaModelRunner::DestroyGraphs() {

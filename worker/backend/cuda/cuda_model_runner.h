@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "kernels/decode_mma.h"
 #include "kernels/gemm.h"
 #include "worker/backend/cuda/cuda_sampler.h"
 #include "worker/backend/cuda/device_memory.h"
@@ -30,6 +31,10 @@ struct CudaRunnerOptions {
   // Steps of at most this many rows (<= 8) take the fused decode GEMVs instead of cuBLASLt; on the H100 they
   // win at 1, 2 and 4 rows and lose at 8 (kernels/PERF_NOTES.md).
   int gemv_max_rows = 4;
+  // Steps of more rows than that, up to this many (<= kernels::kDecodeMmaMaxRows), take the tensor-core
+  // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win up to
+  // 16 rows and lose from 32 (kernels/PERF_NOTES.md).
+  int decode_mma_max_rows = 16;
 };
 
 // Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
@@ -102,6 +107,10 @@ class CudaModelRunner : public ModelRunner {
   void EnqueueModel(const StepPlan& plan);
   // Whether a step of `num_tokens` rows takes the fused decode GEMVs (kernels/decode_gemv.h).
   bool UseDecodeGemv(int num_tokens) const;
+  // Whether a step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
+  bool UseDecodeMma(int num_tokens) const;
+  // Bytes of the tensor-core kernels' workspace for the model's projections at up to `num_tokens` rows.
+  size_t DecodeMmaWorkspaceBytes(int num_tokens) const;
   // Layer `layer`'s K and V caches in kv_pool_: [num_kv_blocks, block_size, num_kv_heads, head_dim] each.
   std::pair<__nv_bfloat16*, __nv_bfloat16*> KvCache(int layer) const;
   void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
@@ -131,6 +140,7 @@ class CudaModelRunner : public ModelRunner {
   float* logits_ = nullptr;  // [capacity_logits_, vocab]
   float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;
+  kernels::DecodeMmaWorkspace mma_workspace_;
   cuda::DeviceBuffer metadata_;       // int32, laid out by MetadataViews
   cuda::PinnedBuffer host_metadata_;  // same layout, staged here
   cuda::PinnedBuffer host_logits_;    // [capacity_logits_, vocab]

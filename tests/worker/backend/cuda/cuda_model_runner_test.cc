@@ -76,9 +76,10 @@ class CudaModelRunnerTest : public ::testing::Test {
     gpu_ = Make(true);
   }
 
-  std::unique_ptr<CudaModelRunner> Make(bool graphs, int gemv_max_rows = 1) {
+  std::unique_ptr<CudaModelRunner> Make(bool graphs, int gemv_max_rows = 1, int decode_mma_max_rows = 64) {
     CudaRunnerOptions options;
     options.gemv_max_rows = gemv_max_rows;
+    options.decode_mma_max_rows = decode_mma_max_rows;
     options.num_kv_blocks = kNumBlocks;
     options.block_size = kBlockSize;
     options.max_num_tokens = 256;  // small, so that a 700-token prompt grows the buffers
@@ -174,6 +175,34 @@ TEST_F(CudaModelRunnerTest, FusedDecodeOfSeveralRowsMatchesCpu) {
   for (int i = 0; i < 3; ++i) StepBoth(all, {1, 1, 1, 1, 1}, "decode of 5, step " + std::to_string(i));
   for (int i = 0; i < 2; ++i)
     StepBoth({all[0], all[2], all[4]}, {1, 1, 1}, "decode of 3, step " + std::to_string(i));
+  EXPECT_EQ(gpu_->num_graphs(), 2);
+}
+
+// Decode batches of 9 to 64 rows take the tensor-core decode kernels (rotary and SwiGLU in their epilogues):
+// 41 sequences pad to the 48-row graph, 64 fill the largest. Logits as the CPU's, and as cuBLASLt's (the
+// same bf16 roundings; only the order of the fp32 sums differs).
+TEST_F(CudaModelRunnerTest, TensorCoreDecodeMatchesCpuAndCublasLt) {
+  std::unique_ptr<CudaModelRunner> cublas_lt = Make(true, /*gemv_max_rows=*/1, /*decode_mma_max_rows=*/0);
+  ASSERT_NE(cublas_lt, nullptr);
+  std::vector<Seq> seqs;
+  for (int i = 0; i < 64; ++i) seqs.push_back(NewSeq(2 + 3 * i, 100 + i));
+  // Runs `count` more tokens of the first `num_seqs` sequences on all three runners.
+  const auto step = [&](int num_seqs, bool prefill, const std::string& what) {
+    std::vector<SeqStep> steps;
+    for (int i = 0; i < num_seqs; ++i) {
+      Seq& s = seqs[i];
+      const int count = prefill ? 2 + 3 * i : 1;
+      steps.push_back({std::vector<int32_t>(s.tokens.begin() + s.cached, s.tokens.begin() + s.cached + count),
+                       s.cached, s.blocks});
+      s.cached += count;
+    }
+    const Rows tensor_core = Step(*gpu_, steps);
+    ExpectRowsNear(tensor_core, Step(*cpu_, steps), 0.1, 0.04, what + " vs CPU");
+    ExpectRowsNear(tensor_core, Step(*cublas_lt, steps), 2e-2, 1e-2, what + " vs cuBLASLt");
+  };
+  step(64, true, "prefill of 64");
+  for (int i = 0; i < 2; ++i) step(64, false, "decode of 64, step " + std::to_string(i));
+  step(41, false, "decode of 41");
   EXPECT_EQ(gpu_->num_graphs(), 2);
 }
 

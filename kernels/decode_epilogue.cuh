@@ -1,0 +1,75 @@
+// The epilogues the fused decode projections share (kernels/decode_gemv.cu, kernels/decode_mma.cu): which
+// output columns one work item combines, and what it computes from its dot products. Roundings are those of
+// the unfused ops (bf16 after each op the model rounds), so every path computes the same values.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/rotary_kv_cache.h"
+
+namespace doze::kernels {
+
+// kResidual: residual += bf16(x @ w^T); kStore: y = bf16(x @ w^T); kSwiGlu: act = silu(g) * u of the gate
+// and up halves; kRotary: qkv = x @ w^T + bias, Q and K rotated, K and V written to the paged cache.
+enum class Epilogue { kResidual, kStore, kSwiGlu, kRotary };
+
+__device__ __forceinline__ float RoundBf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+// The output columns of one work item: one column (kResidual, kStore), gate and up (kSwiGlu, `num_items` the
+// intermediate size), or the two halves x[i], x[i + head_dim / 2] of one rotary pair (kRotary).
+template <Epilogue E>
+__device__ __forceinline__ int2 ItemColumns(int item, int num_items, int head_dim) {
+  if constexpr (E == Epilogue::kResidual || E == Epilogue::kStore) {
+    return {item, item};
+  } else if constexpr (E == Epilogue::kSwiGlu) {
+    return {item, item + num_items};
+  } else {
+    const int half = head_dim / 2;
+    const int col = (item / half) * head_dim + item % half;
+    return {col, col + half};
+  }
+}
+
+// silu(g) * u from the fp32 gate and up sums, each rounded to bf16 first (as SiluMul reads them).
+__device__ __forceinline__ float SwiGlu(float gate_sum, float up_sum) {
+  const float g = RoundBf16(gate_sum), u = RoundBf16(up_sum);
+  return g / (1.f + expf(-g)) * u;
+}
+
+// cos and sin of one rotary pair at `position`, rounded to bf16; the identity for the V heads (pair `item`
+// of a head at or past num_q_heads + num_kv_heads).
+__device__ __forceinline__ float2 RotaryCosSin(const RotaryShape& s, int item, int position,
+                                               const float* inv_freq) {
+  const int half = s.head_dim / 2;
+  if (item / half >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
+  const float angle = static_cast<float>(position) * inv_freq[item % half];
+  return {RoundBf16(cosf(angle)), RoundBf16(sinf(angle))};
+}
+
+// Writes rotary pair `item` of token row r: x1, x2 are the pair's projections with the bias added (fp32),
+// rotated by (cos, sin) into the qkv row and, for K and V heads of a row with a slot, into the cache.
+// `width` is the qkv row's length.
+__device__ __forceinline__ void StoreRotaryPair(const RotaryCacheOutput& out, const RotaryShape& s, int width,
+                                                int r, int item, int2 cols, float x1, float x2,
+                                                float2 cos_sin, int64_t slot) {
+  const int half = s.head_dim / 2, head = item / half, i = item % half;
+  x1 = RoundBf16(x1);
+  x2 = RoundBf16(x2);
+  // The identity rotation (cos 1, sin 0) of the V heads leaves them exact.
+  const float y1 = RoundBf16(x1 * cos_sin.x - x2 * cos_sin.y),
+              y2 = RoundBf16(x2 * cos_sin.x + x1 * cos_sin.y);
+  __nv_bfloat16* row = out.qkv + static_cast<int64_t>(r) * width;
+  row[cols.x] = __float2bfloat16(y1);
+  row[cols.y] = __float2bfloat16(y2);
+  const int kv_head = head - s.num_q_heads;
+  if (slot < 0 || kv_head < 0) return;
+  const bool is_k = kv_head < s.num_kv_heads;
+  __nv_bfloat16* cache = is_k ? out.k_cache : out.v_cache;
+  const int64_t base = (slot * s.num_kv_heads + (is_k ? kv_head : kv_head - s.num_kv_heads)) * s.head_dim;
+  cache[base + i] = __float2bfloat16(y1);
+  cache[base + i + half] = __float2bfloat16(y2);
+}
+
+}  // namespace doze::kernels

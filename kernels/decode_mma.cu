@@ -1,0 +1,348 @@
+#include <algorithm>
+#include <cstdlib>
+
+#include "kernels/cuda_check.h"
+#include "kernels/decode_epilogue.cuh"
+#include "kernels/decode_mma.h"
+#include "kernels/pdl.cuh"
+
+namespace doze::kernels {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kChunk = 32;                   // k values per 16-byte load of one lane: two m16n8k16 steps
+constexpr int kTileRows = 16;                // weight rows of one mma tile
+constexpr int kMaxSharedBytes = 120 * 1024;  // x's slice per block
+constexpr int kReduceThreads = 256;
+
+struct Params {
+  const __nv_bfloat16* x;     // [m, k]
+  const __nv_bfloat16* w;     // [n, k]
+  const __nv_bfloat16* bias;  // [n] or nullptr (kRotary)
+  __nv_bfloat16* out;         // kStore: [m, n]; kSwiGlu: [m, n / 2]; kRotary: unused
+  RotaryCacheOutput rotary;   // kRotary only
+  RotaryShape shape;          // kRotary only
+  float* partials;            // [ksplit, m, n] when ksplit > 1
+  int m, n, k, num_items;
+  int ksplit, chunks_per_split;
+  int x_stride;  // 16-byte vectors between rows of x's slice in shared memory
+};
+
+// d += A[16 x 16] B[16 x 8]; a0..a3 hold A[g][2c..], A[g + 8][2c..], A[g][2c + 8..], A[g + 8][2c + 8..] and
+// b0, b1 B[2c..][g], B[2c + 8..][g] (lane = 4g + c).
+__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                    uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Lane (g, c) loads k values [8c, 8c + 8) of a chunk of weight rows g and g + 8 of each tile. The products
+// permute k the same way for both operands: step s of the chunk takes values 8c + 4s + {0, 1} as the
+// fragments' k = 2c + {0, 1} and 8c + 4s + {2, 3} as k = 2c + 8 + {0, 1}.
+template <int kCols>
+__device__ __forceinline__ void LoadChunk(uint4 (&dst)[kCols][2],
+                                          const __nv_bfloat16* const (&rows)[kCols][2], int chunk,
+                                          bool valid) {
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      dst[c][h] =
+          valid ? *reinterpret_cast<const uint4*>(rows[c][h] + chunk * kChunk) : make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// Copies rows [0, kNTiles * 8) of x's k-range [c_begin, c_end) chunks into shared memory, zero past row m.
+template <int kNTiles>
+__device__ __forceinline__ void StageX(const Params& p, uint4* xs, int c_begin, int c_end) {
+  const int vecs = (c_end - c_begin) * (kChunk / 8);
+  const uint4* x = reinterpret_cast<const uint4*>(p.x);
+  const int row_vecs = p.k / 8;
+  for (int e = threadIdx.x; e < kNTiles * 8 * vecs; e += kThreads) {
+    const int r = e / vecs, v = e - r * vecs;
+    xs[r * p.x_stride + v] =
+        r < p.m ? x[static_cast<int64_t>(r) * row_vecs + c_begin * (kChunk / 8) + v] : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// acc[c][j] += the chunk's products of tile c's rows with x rows 8j + [0, 8).
+template <int kNTiles, int kCols>
+__device__ __forceinline__ void MmaChunk(const uint4* xs, int x_stride, int local_chunk,
+                                         const uint4 (&w)[kCols][2], float (&acc)[kCols][kNTiles][4]) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+    const uint4 b = xs[(8 * j + g) * x_stride + local_chunk * (kChunk / 8) + t];
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      Mma(acc[c][j], w[c][0].x, w[c][1].x, w[c][0].y, w[c][1].y, b.x, b.y);
+      Mma(acc[c][j], w[c][0].z, w[c][1].z, w[c][0].w, w[c][1].w, b.z, b.w);
+    }
+  }
+}
+
+// The epilogue of one item of row r from its fp32 sums.
+template <Epilogue E>
+__device__ __forceinline__ void Finish(const Params& p, int r, int item, int2 cols, const float (&sum)[2]) {
+  if constexpr (E == Epilogue::kStore) {
+    p.out[static_cast<int64_t>(r) * p.n + cols.x] = __float2bfloat16(sum[0]);
+  } else if constexpr (E == Epilogue::kSwiGlu) {
+    p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(SwiGlu(sum[0], sum[1]));
+  } else {
+    const float b0 = p.bias != nullptr ? __bfloat162float(p.bias[cols.x]) : 0.f;
+    const float b1 = p.bias != nullptr ? __bfloat162float(p.bias[cols.y]) : 0.f;
+    const float2 cos_sin = RotaryCosSin(p.shape, item, p.rotary.positions[r], p.rotary.inv_freq);
+    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0] + b0, sum[1] + b1, cos_sin,
+                    p.rotary.slot_mapping[r]);
+  }
+}
+
+// Calls f(row, offset, value index) for each accumulator of a lane: tile rows `offset` = g and g + 8, x rows
+// 8j + 2t + {0, 1}; rows at or past m skipped.
+template <int kNTiles, typename F>
+__device__ __forceinline__ void ForEachOutput(int m, F&& f) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 8 * j + 2 * t + h;
+      if (row >= m) continue;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) f(row, g + 8 * half, j, 2 * half + h);
+    }
+  }
+}
+
+// Without a k split: the warp's sums are complete, the epilogue runs from registers.
+template <int kNTiles, int kCols, Epilogue E>
+__device__ __forceinline__ void FinishWarp(const Params& p, int item_base,
+                                           const float (&acc)[kCols][kNTiles][4]) {
+  ForEachOutput<kNTiles>(p.m, [&](int row, int offset, int j, int v) {
+    const int item = item_base + offset;
+    const float sum[2] = {acc[0][j][v], acc[kCols - 1][j][v]};
+    Finish<E>(p, row, item, ItemColumns<E>(item, p.num_items, p.shape.head_dim), sum);
+  });
+}
+
+// With a k split: stores the warp's sums of this block's k-range in partials[split][row][col].
+template <int kNTiles, int kCols>
+__device__ __forceinline__ void WritePartials(const Params& p, int2 base,
+                                              const float (&acc)[kCols][kNTiles][4]) {
+  float* out = p.partials + static_cast<int64_t>(blockIdx.y) * p.m * p.n;
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+    const int col = c == 0 ? base.x : base.y;
+    ForEachOutput<kNTiles>(p.m, [&](int row, int offset, int j, int v) {
+      __stcg(out + static_cast<int64_t>(row) * p.n + col + offset, acc[c][j][v]);
+    });
+  }
+}
+
+// Block (group, split): warp w takes the 16 items from (group * kWarps + w) * 16 over the split's k-range.
+template <int kNTiles, Epilogue E>
+static __global__ void __launch_bounds__(kThreads) DecodeMmaKernel(Params p) {
+  constexpr int kCols = E == Epilogue::kStore ? 1 : 2;
+  constexpr int kStages = kCols == 1 ? 8 : 4;  // weight chunks in flight per warp: 8 KB either way
+  extern __shared__ uint4 xs[];                // [kNTiles * 8, x_stride]: x's rows over this block's k-range
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int c_begin = blockIdx.y * p.chunks_per_split;
+  const int c_end = min(p.k / kChunk, c_begin + p.chunks_per_split);
+  const int item_base = (blockIdx.x * kWarps + warp) * kTileRows;
+  const bool active = item_base < p.num_items;
+  const int2 base = ItemColumns<E>(active ? item_base : 0, p.num_items, p.shape.head_dim);
+  const __nv_bfloat16* rows[kCols][2];
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+    rows[c][0] = p.w + static_cast<int64_t>((c == 0 ? base.x : base.y) + g) * p.k + 8 * t;
+    rows[c][1] = rows[c][0] + 8 * static_cast<int64_t>(p.k);
+  }
+  uint4 w[kStages][kCols][2];
+#pragma unroll
+  for (int s = 0; s < kStages; ++s) LoadChunk<kCols>(w[s], rows, c_begin + s, active && c_begin + s < c_end);
+  GridDependencyWait();  // weights are constant; x is the previous kernel's output
+  LaunchDependents();
+  StageX<kNTiles>(p, xs, c_begin, c_end);
+  __syncthreads();
+
+  float acc[kCols][kNTiles][4] = {};
+  for (int c0 = c_begin; c0 < c_end; c0 += kStages) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      const int c = c0 + s;
+      if (c >= c_end) break;
+      MmaChunk<kNTiles, kCols>(xs, p.x_stride, c - c_begin, w[s], acc);
+      LoadChunk<kCols>(w[s], rows, c + kStages, active && c + kStages < c_end);
+    }
+  }
+  if (!active) return;
+  if (p.ksplit == 1) {
+    FinishWarp<kNTiles, kCols, E>(p, item_base, acc);
+  } else {
+    WritePartials<kNTiles, kCols>(p, base, acc);
+  }
+}
+
+// After a k split: one thread per (row, item) adds the splits' sums in split order and runs the epilogue.
+template <Epilogue E>
+static __global__ void __launch_bounds__(kReduceThreads) DecodeMmaReduceKernel(Params p) {
+  const int e = blockIdx.x * kReduceThreads + threadIdx.x;
+  const int r = e / p.num_items, item = e - r * p.num_items;
+  GridDependencyWait();
+  LaunchDependents();
+  if (r >= p.m) return;
+  const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
+  float sum[2] = {0.f, 0.f};
+  for (int s = 0; s < p.ksplit; ++s) {
+    const float* part = p.partials + (static_cast<int64_t>(s) * p.m + r) * p.n;
+    sum[0] += __ldcg(part + cols.x);
+    if constexpr (E != Epilogue::kStore) sum[1] += __ldcg(part + cols.y);
+  }
+  Finish<E>(p, r, item, cols, sum);
+}
+
+int MultiprocessorCount() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
+int TileRows(int m) { return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64; }
+
+// Shared-memory row stride (16-byte vectors) of a k-range of `chunks`: 4 mod 8, so that the eight lanes of a
+// quarter warp (rows g, g + 1; vectors t) read eight different bank groups.
+int XStride(int chunks) {
+  const int vecs = chunks * (kChunk / 8);
+  return vecs % 8 == 0 ? vecs + 4 : vecs;
+}
+
+struct Grid {
+  int groups = 0, ksplit = 0, chunks_per_split = 0;
+};
+
+// Warps a grid aims at: eight per multiprocessor (on the H100, 2, 4 and 16 measured slower at 8 to 32 rows:
+// kernels/PERF_NOTES.md); DOZE_DECODE_MMA_WARPS overrides it (for measurements).
+int TargetWarps() {
+  static const int warps = [] {
+    const char* env = std::getenv("DOZE_DECODE_MMA_WARPS");
+    return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 8 * MultiprocessorCount();
+  }();
+  return warps;
+}
+
+// Splits k over blocks until the grid has about TargetWarps() warps, with at least two chunks per split, the
+// split sums no larger than the weights and x's slice within kMaxSharedBytes.
+Grid PlanGrid(int m, int num_items, int k) {
+  Grid grid;
+  const int warps = num_items / kTileRows;
+  grid.groups = (warps + kWarps - 1) / kWarps;
+  const int chunks = k / kChunk;
+  int ksplit = std::max(1, TargetWarps() / warps);
+  ksplit = std::min({ksplit, std::max(1, k / (2 * m)), std::max(1, chunks / 2)});
+  const int max_chunks = (kMaxSharedBytes / (TileRows(m) * 16) - 4) / (kChunk / 8);
+  ksplit = std::max(ksplit, (chunks + max_chunks - 1) / max_chunks);
+  grid.chunks_per_split = (chunks + ksplit - 1) / ksplit;
+  grid.ksplit = (chunks + grid.chunks_per_split - 1) / grid.chunks_per_split;
+  return grid;
+}
+
+int NumItems(Epilogue e, int n) { return e == Epilogue::kStore ? n : n / 2; }
+
+template <int kNTiles, Epilogue E>
+void LaunchTiles(const Params& p, dim3 grid, size_t shared, cudaStream_t stream) {
+  void (*kernel)(Params) = DecodeMmaKernel<kNTiles, E>;
+  static const bool opted_in = [kernel] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSharedBytes));
+    return true;
+  }();
+  (void)opted_in;
+  LaunchWithPdl(kernel, grid, dim3(kThreads), shared, stream, p);
+}
+
+template <Epilogue E>
+void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+  if (p.m == 0) return;
+  if (p.m < 0 || p.m > kDecodeMmaMaxRows || !DecodeMmaSupports(p.n, p.k)) {
+    CudaFail("DecodeMma", "needs 1 <= m <= 64, k % 32 == 0 and n % 32 == 0", __FILE__, __LINE__);
+  }
+  const Grid grid = PlanGrid(p.m, p.num_items, p.k);
+  if (workspace.bytes < DecodeMmaWorkspaceBytes(p.m, p.n, p.k)) {
+    CudaFail("DecodeMma", "workspace too small", __FILE__, __LINE__);
+  }
+  p.ksplit = grid.ksplit;
+  p.chunks_per_split = grid.chunks_per_split;
+  p.x_stride = XStride(grid.chunks_per_split);
+  p.partials = static_cast<float*>(workspace.data);
+  const dim3 blocks(grid.groups, grid.ksplit);
+  const size_t shared = static_cast<size_t>(TileRows(p.m)) * p.x_stride * sizeof(uint4);
+  switch (TileRows(p.m)) {
+    case 8:
+      LaunchTiles<1, E>(p, blocks, shared, stream);
+      break;
+    case 16:
+      LaunchTiles<2, E>(p, blocks, shared, stream);
+      break;
+    case 32:
+      LaunchTiles<4, E>(p, blocks, shared, stream);
+      break;
+    default:
+      LaunchTiles<8, E>(p, blocks, shared, stream);
+      break;
+  }
+  if (grid.ksplit == 1) return;
+  const int outputs = p.m * p.num_items;
+  LaunchWithPdl(DecodeMmaReduceKernel<E>, dim3((outputs + kReduceThreads - 1) / kReduceThreads),
+                dim3(kReduceThreads), 0, stream, p);
+}
+
+}  // namespace
+
+bool DecodeMmaSupports(int n, int k) { return n > 0 && k > 0 && n % 32 == 0 && k % kChunk == 0; }
+
+size_t DecodeMmaWorkspaceBytes(int m, int n, int k) {
+  if (m <= 0 || !DecodeMmaSupports(n, k)) return 0;
+  size_t most = 0;
+  for (Epilogue e : {Epilogue::kStore, Epilogue::kSwiGlu}) {
+    const Grid grid = PlanGrid(m, NumItems(e, n), k);
+    if (grid.ksplit > 1) most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
+  }
+  return most;
+}
+
+void DecodeMmaStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int m, int n, int k,
+                    const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+  Params p{};
+  p.x = x, p.w = w, p.out = y;
+  p.m = m, p.n = n, p.k = k, p.num_items = n;
+  Launch<Epilogue::kStore>(p, workspace, stream);
+}
+
+void DecodeMmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* act, int m,
+                     int intermediate, int hidden, const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+  Params p{};
+  p.x = x, p.w = w, p.out = act;
+  p.m = m, p.n = 2 * intermediate, p.k = hidden, p.num_items = intermediate;
+  Launch<Epilogue::kSwiGlu>(p, workspace, stream);
+}
+
+void DecodeMmaQkvRotary(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias,
+                        const RotaryCacheOutput& out, const RotaryShape& shape, int hidden,
+                        const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+  if (shape.head_dim % 32 != 0)
+    CudaFail("DecodeMmaQkvRotary", "head_dim must be a multiple of 32", __FILE__, __LINE__);
+  const int width = (shape.num_q_heads + 2 * shape.num_kv_heads) * shape.head_dim;
+  Params p{};
+  p.x = x, p.w = w, p.bias = bias, p.rotary = out, p.shape = shape;
+  p.m = shape.num_tokens, p.n = width, p.k = hidden, p.num_items = width / 2;
+  Launch<Epilogue::kRotary>(p, workspace, stream);
+}
+
+}  // namespace doze::kernels

@@ -1,0 +1,58 @@
+// Decode projections for a few dozen rows (kDecodeMmaMaxRows) on bf16 tensor cores, with the epilogues of
+// kernels/decode_epilogue.cuh: y = x @ w^T stored as bf16, SwiGLU of the gate/up projection, or the QKV
+// projection's bias, rotary and KV-cache write. Each warp streams 16 (or two matched sets of 16) weight rows
+// of one k-range straight into mma.sync fragments, reused for every row of x (staged once per block in
+// shared memory). When the rows are too few to fill the GPU, their k-ranges are spread over blocks that store
+// fp32 partial sums, and a second kernel adds them in a fixed order (the result does not depend on timing)
+// and runs the epilogue; otherwise the epilogue runs from the warp's registers. Launched with programmatic
+// dependent launch: the first weights load before the wait on the previous kernel.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "kernels/decode_gemv.h"
+#include "kernels/rotary_kv_cache.h"
+
+namespace doze::kernels {
+
+// Most rows one call takes.
+inline constexpr int kDecodeMmaMaxRows = 64;
+
+// Whether a projection of n outputs over k inputs has the sizes the kernels need (k a multiple of 32; n,
+// and for the paired epilogues n / 2 and head_dim / 2, multiples of 16).
+bool DecodeMmaSupports(int n, int k);
+
+// Scratch for the split sums.
+struct DecodeMmaWorkspace {
+  void* data = nullptr;  // [bytes]
+  size_t bytes = 0;
+};
+
+// Bytes of workspace a call with m rows, n outputs and k inputs needs (0 when it does not split k).
+size_t DecodeMmaWorkspaceBytes(int m, int n, int k);
+
+// y = bf16(x @ w^T).
+void DecodeMmaStore(const __nv_bfloat16* x,  // [m, k]
+                    const __nv_bfloat16* w,  // [n, k]
+                    __nv_bfloat16* y,        // [m, n]
+                    int m, int n, int k, const DecodeMmaWorkspace& workspace, cudaStream_t stream);
+
+// act = silu(g) * u with [g, u] = x @ w^T, g and u rounded to bf16 first.
+void DecodeMmaSwiGlu(const __nv_bfloat16* x,  // [m, hidden]
+                     const __nv_bfloat16* w,  // [2 * intermediate, hidden]: gate rows, then up rows
+                     __nv_bfloat16* act,      // [m, intermediate]
+                     int m, int intermediate, int hidden, const DecodeMmaWorkspace& workspace,
+                     cudaStream_t stream);
+
+// qkv = x @ w^T + bias, then RotaryAndCacheWrite's rotation and K/V cache writes; shape.num_tokens is m.
+void DecodeMmaQkvRotary(
+    const __nv_bfloat16* x,     // [m, hidden]
+    const __nv_bfloat16* w,     // [(num_q_heads + 2 * num_kv_heads) * head_dim, hidden]
+    const __nv_bfloat16* bias,  // [(num_q_heads + 2 * num_kv_heads) * head_dim] or nullptr
+    const RotaryCacheOutput& out, const RotaryShape& shape, int hidden, const DecodeMmaWorkspace& workspace,
+    cudaStream_t stream);
+
+}  // namespace doze::kernels

@@ -1,0 +1,229 @@
+// The fused decode projections against the unfused CPU references: the GEMVs (rows 1 to 8, the RmsNorm in
+// their prologue) and the tensor-core kernels (rows 1 to 64, x already normalized): Linear then Rotary with
+// the cache writes, Linear then SiluMul, Linear then the residual add or a plain store. Qwen2.5-0.5B's shapes
+// (down_proj splits k) and an odd small one.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+
+#include "kernels/decode_gemv.h"
+#include "kernels/decode_mma.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace doze::kernels {
+namespace {
+
+using testing::AllClose;
+using testing::DeviceArray;
+using testing::LinearRef;
+using testing::RandomBf16;
+using testing::Rounded;
+using testing::ToBf16;
+using testing::ToFloat;
+
+struct DecodeShape {
+  int hidden, intermediate, q_heads, kv_heads, head_dim;
+};
+
+constexpr float kEps = 1e-6f;
+constexpr int kBlockSize = 16, kNumBlocks = 7;
+
+// RmsNorm(residual) * weight, rounded to bf16 as the kernels store it.
+std::vector<float> NormRef(const std::vector<float>& residual, const std::vector<float>& weight, int m,
+                           int hidden) {
+  std::vector<float> out(residual.size());
+  reference::RmsNorm(nullptr, residual.data(), weight.data(), out.data(), m, hidden, kEps);
+  return Rounded(out);
+}
+
+// Which kernels a test runs: the GEMVs with the norm in their prologue, or the tensor-core kernels on the
+// normalized rows.
+enum class Path { kGemv, kMma };
+
+class DecodeProjectionTest : public ::testing::TestWithParam<std::tuple<Path, int, DecodeShape>> {
+ protected:
+  Path path() const { return std::get<0>(GetParam()); }
+  int m() const { return std::get<1>(GetParam()); }
+  const DecodeShape& s() const { return std::get<2>(GetParam()); }
+
+  // The tensor-core kernels' scratch for the largest projection of the shape.
+  DecodeMmaWorkspace Workspace() {
+    const DecodeShape& c = s();
+    size_t bytes = 0;
+    for (const auto& [n, k] : {std::pair{2 * c.intermediate, c.hidden}, std::pair{c.hidden, c.intermediate},
+                               std::pair{(c.q_heads + 2 * c.kv_heads) * c.head_dim, c.hidden},
+                               std::pair{c.hidden, c.q_heads * c.head_dim}}) {
+      bytes = std::max(bytes, DecodeMmaWorkspaceBytes(m(), n, k));
+    }
+    workspace_ = std::make_unique<DeviceArray<char>>(bytes);
+    const DecodeMmaWorkspace workspace{workspace_->get(), bytes};
+    workspace_->Poison();  // a split sum read before it is written shows as NaN
+    return workspace;
+  }
+
+  std::mt19937 rng_{static_cast<uint32_t>(std::get<1>(GetParam()) * 977 + std::get<2>(GetParam()).hidden +
+                                          static_cast<int>(std::get<0>(GetParam())))};
+  std::unique_ptr<DeviceArray<char>> workspace_;
+};
+
+TEST_P(DecodeProjectionTest, NormQkvRotaryMatchesUnfused) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const DecodeShape& c = s();
+  const int width = (c.q_heads + 2 * c.kv_heads) * c.head_dim, kv_size = c.kv_heads * c.head_dim;
+  const std::vector<float> residual = RandomBf16(static_cast<size_t>(m()) * c.hidden, -2.f, 2.f, rng_);
+  const std::vector<float> norm_w = RandomBf16(c.hidden, 0.5f, 1.5f, rng_);
+  const float bound = 1.f / std::sqrt(static_cast<float>(c.hidden));
+  const std::vector<float> w = RandomBf16(static_cast<size_t>(width) * c.hidden, -bound, bound, rng_);
+  const std::vector<float> bias = RandomBf16(width, -0.5f, 0.5f, rng_);
+  std::vector<int32_t> positions(m()), slots(kNumBlocks * kBlockSize);
+  for (int32_t& p : positions) p = static_cast<int32_t>(rng_() % 32768);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), rng_);
+  slots.resize(m());
+  if (m() > 2) slots[1] = -1;  // a padding row writes no cache
+  const std::vector<float> inv_freq = reference::RopeInvFreq(c.head_dim, 1000000.0);
+
+  DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_norm(ToBf16(norm_w)), d_w(ToBf16(w)),
+      d_bias(ToBf16(bias)), d_qkv(static_cast<size_t>(m()) * width),
+      d_k(static_cast<size_t>(kNumBlocks) * kBlockSize * kv_size), d_v(d_k.size());
+  DeviceArray<int32_t> d_pos(positions), d_slots(slots);
+  DeviceArray<float> d_inv_freq(inv_freq);
+  d_qkv.Poison();
+  d_k.Poison();
+  d_v.Poison();
+  const RotaryShape shape{m(), c.q_heads, c.kv_heads, c.head_dim, kBlockSize};
+  const RotaryCacheOutput out{d_qkv.get(),      d_pos.get(), d_slots.get(),
+                              d_inv_freq.get(), d_k.get(),   d_v.get()};
+  const std::vector<float> normed = NormRef(residual, norm_w, m(), c.hidden);
+  if (path() == Path::kGemv) {
+    NormQkvRotaryGemv({d_res.get(), d_norm.get(), kEps}, d_w.get(), d_bias.get(), out, shape, c.hidden,
+                      nullptr);
+  } else {
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(normed));
+    DecodeMmaQkvRotary(d_x.get(), d_w.get(), d_bias.get(), out, shape, c.hidden, Workspace(), nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());  // before d_x goes
+  }
+  CUDA_CHECK(cudaDeviceSynchronize());
+
+  std::vector<float> want = LinearRef(normed, w, bias.data(), m(), width, c.hidden);
+  const std::vector<float> unrotated = want;
+  reference::Rotary(want.data(), positions.data(), inv_freq.data(), m(), c.q_heads, c.kv_heads, c.head_dim);
+  EXPECT_TRUE(AllClose(ToFloat(d_qkv.Download()), want, 2e-2f, 2e-2f)) << "m=" << m();
+  const std::vector<float> k = ToFloat(d_k.Download()), v = ToFloat(d_v.Download());
+  size_t written = 0;
+  for (float x : k) written += !std::isnan(x);
+  EXPECT_EQ(
+      written,
+      static_cast<size_t>(std::count_if(slots.begin(), slots.end(), [](int x) { return x >= 0; })) * kv_size);
+  for (int t = 0; t < m(); ++t) {
+    if (slots[t] < 0) continue;
+    const size_t cache = static_cast<size_t>(slots[t]) * kv_size,
+                 src = static_cast<size_t>(t) * width + c.q_heads * c.head_dim;
+    const auto at = [&](const std::vector<float>& a, size_t offset) {
+      return std::vector<float>(a.begin() + offset, a.begin() + offset + kv_size);
+    };
+    EXPECT_TRUE(AllClose(at(k, cache), at(want, src), 2e-2f, 2e-2f)) << "K of row " << t;
+    EXPECT_TRUE(AllClose(at(v, cache), at(unrotated, src + kv_size), 2e-2f, 2e-2f)) << "V of row " << t;
+  }
+}
+
+TEST_P(DecodeProjectionTest, NormSwiGluMatchesUnfused) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const DecodeShape& c = s();
+  const std::vector<float> residual = RandomBf16(static_cast<size_t>(m()) * c.hidden, -2.f, 2.f, rng_);
+  const std::vector<float> norm_w = RandomBf16(c.hidden, 0.5f, 1.5f, rng_);
+  const float bound = 2.f / std::sqrt(static_cast<float>(c.hidden));
+  const std::vector<float> w =
+      RandomBf16(static_cast<size_t>(2 * c.intermediate) * c.hidden, -bound, bound, rng_);
+  DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_norm(ToBf16(norm_w)), d_w(ToBf16(w)),
+      d_act(static_cast<size_t>(m()) * c.intermediate);
+  d_act.Poison();
+  const std::vector<float> normed = NormRef(residual, norm_w, m(), c.hidden);
+  if (path() == Path::kGemv) {
+    NormSwiGluGemv({d_res.get(), d_norm.get(), kEps}, d_w.get(), d_act.get(), m(), c.intermediate, c.hidden,
+                   nullptr);
+  } else {
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(normed));
+    DecodeMmaSwiGlu(d_x.get(), d_w.get(), d_act.get(), m(), c.intermediate, c.hidden, Workspace(), nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  const std::vector<float> gate_up = LinearRef(normed, w, nullptr, m(), 2 * c.intermediate, c.hidden);
+  std::vector<float> want(static_cast<size_t>(m()) * c.intermediate);
+  reference::SiluMul(gate_up.data(), want.data(), m(), c.intermediate);
+  EXPECT_TRUE(AllClose(ToFloat(d_act.Download()), want, 2e-2f, 2e-2f)) << "m=" << m();
+}
+
+TEST_P(DecodeProjectionTest, ResidualAddMatchesUnfused) {
+  DOZE_SKIP_WITHOUT_GPU();
+  if (path() != Path::kGemv)
+    GTEST_SKIP() << "the tensor-core kernels store the projection (StoreMatchesLinear)";
+  const DecodeShape& c = s();
+  for (const auto& [n, k] :
+       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
+    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
+    const float bound = 1.f / std::sqrt(static_cast<float>(k));
+    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
+    const std::vector<float> residual = RandomBf16(static_cast<size_t>(m()) * n, -4.f, 4.f, rng_);
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_res(ToBf16(residual));
+    ResidualGemv(d_x.get(), d_w.get(), d_res.get(), m(), n, k, nullptr);
+    const std::vector<float> proj = LinearRef(x, w, nullptr, m(), n, k);
+    std::vector<float> want(residual.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = reference::RoundBf16(residual[i] + proj[i]);
+    EXPECT_TRUE(AllClose(ToFloat(d_res.Download()), want, 3e-2f, 1e-2f)) << "m=" << m() << " k=" << k;
+  }
+}
+
+// o_proj and down_proj on the tensor-core path: y = bf16(x @ w^T), k split over blocks for down_proj.
+TEST_P(DecodeProjectionTest, StoreMatchesLinear) {
+  DOZE_SKIP_WITHOUT_GPU();
+  if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs add the projection to the residual stream";
+  const DecodeShape& c = s();
+  const DecodeMmaWorkspace workspace = Workspace();
+  for (const auto& [n, k] :
+       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
+    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
+    const float bound = 1.f / std::sqrt(static_cast<float>(k));
+    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_y(static_cast<size_t>(m()) * n);
+    d_y.Poison();
+    DecodeMmaStore(d_x.get(), d_w.get(), d_y.get(), m(), n, k, workspace, nullptr);
+    EXPECT_TRUE(AllClose(ToFloat(d_y.Download()), LinearRef(x, w, nullptr, m(), n, k), 1e-2f, 1e-2f))
+        << "m=" << m() << " k=" << k;
+  }
+}
+
+// The same call three times gives the same bits: the split sums are added in a fixed order.
+TEST_P(DecodeProjectionTest, SplitSumsAreDeterministic) {
+  DOZE_SKIP_WITHOUT_GPU();
+  if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs split k within a block";
+  const DecodeShape& c = s();
+  const DecodeMmaWorkspace workspace = Workspace();
+  const int n = c.hidden, k = c.intermediate;
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_))),
+      d_w(ToBf16(RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng_))),
+      d_y(static_cast<size_t>(m()) * n);
+  std::vector<std::vector<float>> runs;
+  for (int i = 0; i < 3; ++i) {
+    DecodeMmaStore(d_x.get(), d_w.get(), d_y.get(), m(), n, k, workspace, nullptr);
+    runs.push_back(ToFloat(d_y.Download()));
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+  EXPECT_EQ(runs[0], runs[2]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Gemv, DecodeProjectionTest,
+                         ::testing::Combine(::testing::Values(Path::kGemv), ::testing::Values(1, 3, 5, 8),
+                                            ::testing::Values(DecodeShape{896, 4864, 14, 2, 64},
+                                                              DecodeShape{200, 264, 6, 2, 32})));
+
+INSTANTIATE_TEST_SUITE_P(Mma, DecodeProjectionTest,
+                         ::testing::Combine(::testing::Values(Path::kMma),
+                                            ::testing::Values(1, 3, 8, 19, 33, 64),
+                                            ::testing::Values(DecodeShape{896, 4864, 14, 2, 64},
+                                                              DecodeShape{160, 224, 6, 2, 32})));
+
+}  // namespace
+}  // namespace doze::kernels
