@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -371,6 +372,8 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
 
 int Main(int argc, char** argv) {
   const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
+  // --attention BATCH CONTEXT BUCKET: that attention case alone (for a profiler).
+  const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
@@ -381,6 +384,11 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
+  if (attention_only) {
+    BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]));
+    Report(results, prop.name);
+    return 0;
+  }
   {
     kernels::GemmContext gemm;
     const LinearShape shapes[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
