@@ -57,20 +57,34 @@ GemmContext::Plan& GemmContext::GetPlan(const Key& key) {
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_16BF, k, m, k));
   CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, d_type, n, m, n));
 
+  const std::vector<cublasLtMatmulHeuristicResult_t> results = Heuristics(*plan, 1);
+  if (results.empty())
+    CudaFail("cublasLtMatmulAlgoGetHeuristic", "no algorithm for this shape", __FILE__, __LINE__);
+  plan->algo = results[0].algo;
+  plans_.emplace(key, plan);
+  return *plan;
+}
+
+std::vector<cublasLtMatmulHeuristicResult_t> GemmContext::Heuristics(const Plan& plan, int count) {
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                     &kWorkspaceBytes, sizeof(kWorkspaceBytes)));
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(count);
   int found = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->d, plan->d, pref,
-                                              1, &result, &found));
+  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, count,
+                                              results.data(), &found));
   cublasLtMatmulPreferenceDestroy(pref);
-  if (found == 0)
-    CudaFail("cublasLtMatmulAlgoGetHeuristic", "no algorithm for this shape", __FILE__, __LINE__);
-  plan->algo = result.algo;
-  plans_.emplace(key, plan);
-  return *plan;
+  results.resize(found);
+  return results;
+}
+
+bool GemmContext::UseAlgorithm(int m, int n, int k, bool has_bias, OutType out_type, int rank) {
+  Plan& plan = GetPlan({m, n, k, has_bias, out_type});
+  const std::vector<cublasLtMatmulHeuristicResult_t> results = Heuristics(plan, rank + 1);
+  if (rank >= static_cast<int>(results.size())) return false;
+  plan.algo = results[rank].algo;
+  return true;
 }
 
 void GemmContext::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,

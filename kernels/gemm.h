@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <tuple>
+#include <vector>
 
 namespace doze::kernels {
 
@@ -31,11 +32,17 @@ class GemmContext {
               void* y,                    // [m, n], bf16 or fp32 as `out_type` says
               OutType out_type, int m, int n, int k, cudaStream_t stream);
 
+  // Makes Linear of this shape use the heuristic's `rank`-th algorithm (0: its first choice, the default);
+  // false when it offers fewer. For measurements of the alternatives.
+  bool UseAlgorithm(int m, int n, int k, bool has_bias, OutType out_type, int rank);
+
  private:
   struct Plan;
   using Key = std::tuple<int, int, int, bool, OutType>;
 
   Plan& GetPlan(const Key& key);
+  // The heuristic's algorithms for the plan's shape, best first (at most `count`).
+  std::vector<cublasLtMatmulHeuristicResult_t> Heuristics(const Plan& plan, int count);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;  // [kWorkspaceBytes]

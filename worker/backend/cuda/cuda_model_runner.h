@@ -28,9 +28,9 @@ struct CudaRunnerOptions {
   int max_num_seqs = 256;            // sequences per step, and the largest decode graph
   int max_model_len = 0;             // longest context; 0: the config's max_position_embeddings
   bool use_cuda_graphs = true;
-  // Steps of at most this many rows (<= 8) take the fused decode GEMVs instead of cuBLASLt; on the H100 they
-  // win at 1, 2 and 4 rows and lose at 8 (kernels/PERF_NOTES.md).
-  int gemv_max_rows = 4;
+  // Steps of at most this many rows (<= 8) take the fused decode GEMVs; on the H100 they win at 1 and 2 rows
+  // and lose at 4 to the tensor-core kernels below (kernels/PERF_NOTES.md).
+  int gemv_max_rows = 2;
   // Steps of more rows than that, up to this many (<= kernels::kDecodeMmaMaxRows), take the tensor-core
   // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win up to
   // 16 rows and lose from 32 (kernels/PERF_NOTES.md).
