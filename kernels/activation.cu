@@ -2,6 +2,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/cuda_check.h"
+#include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -13,6 +14,8 @@ static __global__ void SiluMulKernel(
     const __nv_bfloat16* __restrict__ gate_up,  // [num_rows, 2 * intermediate]
     __nv_bfloat16* __restrict__ out,            // [num_rows, intermediate]
     int num_rows, int intermediate) {
+  GridDependencyWait();  // gate_up is the previous kernel's output
+  LaunchDependents();
   const int vecs_per_row = intermediate / 8;
   const int64_t total = static_cast<int64_t>(num_rows) * vecs_per_row;
   for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v < total;
@@ -36,8 +39,7 @@ void SiluMul(const __nv_bfloat16* gate_up, __nv_bfloat16* out, int num_rows, int
   if (intermediate % 8 != 0) CudaFail("SiluMul", "intermediate must be a multiple of 8", __FILE__, __LINE__);
   const int64_t total = static_cast<int64_t>(num_rows) * (intermediate / 8);
   const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
-  SiluMulKernel<<<blocks, kThreads, 0, stream>>>(gate_up, out, num_rows, intermediate);
-  CUDA_CHECK_LAUNCH();
+  LaunchWithPdl(SiluMulKernel, dim3(blocks), dim3(kThreads), 0, stream, gate_up, out, num_rows, intermediate);
 }
 
 }  // namespace doze::kernels

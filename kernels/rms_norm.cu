@@ -1,4 +1,5 @@
 #include "kernels/cuda_check.h"
+#include "kernels/pdl.cuh"
 #include "kernels/rms_norm.h"
 #include "kernels/vec.cuh"
 
@@ -16,6 +17,8 @@ static __global__ void RmsNormKernel(__nv_bfloat16* __restrict__ residual,      
                                      __nv_bfloat16* __restrict__ out,           // [num_rows, hidden]
                                      int hidden, float eps) {
   __shared__ float scratch[kThreads / 32];
+  GridDependencyWait();  // x and the residual are the previous kernels' output
+  LaunchDependents();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   const __nv_bfloat16* src = kAdd ? residual + base : x + base;
   float sum_sq = 0.f;
@@ -53,16 +56,16 @@ void RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16*
              int hidden, float eps, cudaStream_t stream) {
   if (num_rows == 0) return;
   CheckHidden(hidden);
-  RmsNormKernel<false><<<num_rows, kThreads, 0, stream>>>(nullptr, x, weight, out, hidden, eps);
-  CUDA_CHECK_LAUNCH();
+  LaunchWithPdl(RmsNormKernel<false>, dim3(num_rows), dim3(kThreads), 0, stream, nullptr, x, weight, out,
+                hidden, eps);
 }
 
 void AddRmsNorm(__nv_bfloat16* residual, const __nv_bfloat16* x, const __nv_bfloat16* weight,
                 __nv_bfloat16* out, int num_rows, int hidden, float eps, cudaStream_t stream) {
   if (num_rows == 0) return;
   CheckHidden(hidden);
-  RmsNormKernel<true><<<num_rows, kThreads, 0, stream>>>(residual, x, weight, out, hidden, eps);
-  CUDA_CHECK_LAUNCH();
+  LaunchWithPdl(RmsNormKernel<true>, dim3(num_rows), dim3(kThreads), 0, stream, residual, x, weight, out,
+                hidden, eps);
 }
 
 }  // namespace doze::kernels

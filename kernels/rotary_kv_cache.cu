@@ -1,4 +1,5 @@
 #include "kernels/cuda_check.h"
+#include "kernels/pdl.cuh"
 #include "kernels/rotary_kv_cache.h"
 
 namespace doze::kernels {
@@ -17,6 +18,8 @@ static __global__ void RotaryKvKernel(
     __nv_bfloat16* __restrict__ v_cache,       // [num_blocks, block_size, kv_heads, dim]
     RotaryShape shape) {
   const int token = blockIdx.x;
+  GridDependencyWait();  // qkv is the previous kernel's output; the caches are read by earlier kernels
+  LaunchDependents();
   const int head_dim = shape.head_dim;
   const int half = head_dim / 2;
   const int kv_size = shape.num_kv_heads * head_dim;
@@ -60,9 +63,8 @@ void RotaryAndCacheWrite(__nv_bfloat16* qkv, const int32_t* positions, const int
                          const RotaryShape& shape, cudaStream_t stream) {
   if (shape.num_tokens == 0) return;
   if (shape.head_dim % 2 != 0) CudaFail("RotaryAndCacheWrite", "head_dim must be even", __FILE__, __LINE__);
-  RotaryKvKernel<<<shape.num_tokens, kThreads, 0, stream>>>(qkv, positions, slot_mapping, inv_freq, k_cache,
-                                                            v_cache, shape);
-  CUDA_CHECK_LAUNCH();
+  LaunchWithPdl(RotaryKvKernel, dim3(shape.num_tokens), dim3(kThreads), 0, stream, qkv, positions,
+                slot_mapping, inv_freq, k_cache, v_cache, shape);
 }
 
 }  // namespace doze::kernels
