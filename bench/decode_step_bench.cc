@@ -157,10 +157,14 @@ void BenchDecodeSteps(std::vector<Result>& out) {
     int gemv_max_rows, mma_max_rows;
   };
   // The runner's default (fused GEMVs to 2 rows, tensor-core decode kernels to 16), then cuBLASLt alone.
-  for (const Choice& c : {Choice{"fused", 2, 16}, Choice{"cublasLt", 0, 0}}) {
+  // Then the tensor-core kernels up to 64 rows, at the batches where that differs from the default.
+  for (const Choice& c : {Choice{"fused", 2, 16}, Choice{"cublasLt", 0, 0}, Choice{"mma<=64", 2, 64}}) {
     std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, c.gemv_max_rows, c.mma_max_rows);
-    if (c.gemv_max_rows > 0) BenchPrefill(*runner, out);
-    for (int batch : {1, 2, 4, 8, 16, 32, 64}) BenchDecode(*runner, batch, c.label, out);
+    if (c.gemv_max_rows > 0 && c.mma_max_rows == 16) BenchPrefill(*runner, out);
+    for (int batch : {1, 2, 4, 8, 16, 32, 64}) {
+      if (c.mma_max_rows == 64 && batch <= 16) continue;
+      BenchDecode(*runner, batch, c.label, out);
+    }
   }
 }
 
