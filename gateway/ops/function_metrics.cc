@@ -14,11 +14,11 @@ const std::vector<double>& LatencyBounds() {
   return bounds;
 }
 
-// Seconds, for one streamed message's way through the gateway: 50 us to 10 ms.
+// Seconds, for one streamed message's way through the gateway: 10 us to 10 ms.
 const std::vector<double>& MessageBounds() {
-  static const std::vector<double> bounds = {0.00005, 0.0001, 0.00015, 0.0002, 0.0003,
-                                             0.0004,  0.0005, 0.00075, 0.001,  0.0015,
-                                             0.002,   0.003,  0.005,   0.0075, 0.01};
+  static const std::vector<double> bounds = {0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001,
+                                             0.00015, 0.0002,  0.0003,  0.0004,  0.0005,  0.00075,  0.001,
+                                             0.0015,  0.002,   0.003,   0.005,   0.0075,  0.01};
   return bounds;
 }
 

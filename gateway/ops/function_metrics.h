@@ -72,7 +72,7 @@ class FunctionMetrics {
   Histogram queue_wait_;
   Histogram cold_start_;
   Histogram gateway_overhead_;
-  Histogram stream_message_gateway_;  // Fine buckets: tens of microseconds to 10 ms.
+  Histogram stream_message_gateway_;  // Fine buckets: 10 us to 10 ms.
 };
 
 }  // namespace doze::gateway
