@@ -1,5 +1,7 @@
 #include "gateway/openai/completion_format.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace doze::gateway {
@@ -9,10 +11,34 @@ using Json = nlohmann::json;
 
 std::string Dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
+// Appends `text` as the contents of a JSON string (no quotes), as Dump writes it.
+void AppendJsonStringContents(const std::string& text, std::string* out) {
+  // Printable ASCII other than '"' and '\\' is written as is; anything else goes through the serializer.
+  bool plain = std::all_of(text.begin(), text.end(),
+                           [](char c) { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'; });
+  if (plain) {
+    out->append(text);
+    return;
+  }
+  std::string quoted = Dump(Json(text));
+  out->append(quoted, 1, quoted.size() - 2);
+}
+
 }  // namespace
 
 CompletionFormatter::CompletionFormatter(CompletionIdentity identity, const Tokenizer* tokenizer)
-    : identity_(std::move(identity)), tokenizer_(tokenizer) {}
+    : identity_(std::move(identity)), tokenizer_(tokenizer) {
+  // What DeltaEventFromJson writes around the text (the object's keys in order, as nlohmann::json sorts
+  // them); completion_format_test holds the two to the same bytes.
+  std::string choice_end = "\"finish_reason\":null,\"index\":0,\"logprobs\":null";
+  delta_prefix_ = identity_.chat ? "data: {\"choices\":[{\"delta\":{\"content\":\""
+                                 : absl::StrCat("data: {\"choices\":[{", choice_end, ",\"text\":\"");
+  delta_suffix_ = absl::StrCat(
+      identity_.chat ? absl::StrCat("\"},", choice_end) : "\"", "}],\"created\":", identity_.created,
+      ",\"id\":", Dump(Json(identity_.id)), ",\"model\":", Dump(Json(identity_.model)),
+      ",\"object\":", identity_.chat ? "\"chat.completion.chunk\"" : "\"text_completion\"",
+      ",\"system_fingerprint\":\"doze\"}\n\n");
+}
 
 const char* CompletionFormatter::FinishReason(v1::FinishReason reason) {
   switch (reason) {
@@ -67,6 +93,16 @@ std::string CompletionFormatter::RoleEvent() const {
 }
 
 std::string CompletionFormatter::DeltaEvent(const v1::GenerateResponse& response) const {
+  if (response.logprobs_size() > 0) return DeltaEventFromJson(response);
+  std::string event;
+  event.reserve(delta_prefix_.size() + response.text_delta().size() + delta_suffix_.size());
+  event += delta_prefix_;
+  AppendJsonStringContents(response.text_delta(), &event);
+  event += delta_suffix_;
+  return event;
+}
+
+std::string CompletionFormatter::DeltaEventFromJson(const v1::GenerateResponse& response) const {
   Json chunk = ChunkBase();
   Json choice = {{"index", 0}, {"logprobs", Logprobs(response)}, {"finish_reason", nullptr}};
   if (identity_.chat) {

@@ -1,0 +1,79 @@
+#include "gateway/openai/completion_format.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace doze::gateway {
+namespace {
+
+using Json = nlohmann::json;
+
+// The delta event as the formatter built it before its text-only fast path: the chunk as a JSON object.
+std::string DeltaEventAsJson(const CompletionIdentity& identity, const std::string& text) {
+  Json chunk = {{"id", identity.id},
+                {"object", identity.chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", identity.created},
+                {"model", identity.model},
+                {"system_fingerprint", "doze"}};
+  Json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+  if (identity.chat) {
+    choice["delta"] = {{"content", text}};
+  } else {
+    choice["text"] = text;
+  }
+  chunk["choices"] = Json::array({choice});
+  return "data: " + chunk.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
+
+TEST(CompletionFormatTest, DeltaEventsAreTheBytesOfTheJsonChunk) {
+  const std::vector<std::string> texts = {
+      "",
+      "t0 ",
+      "Hello, world!",
+      "say \"hi\"",
+      "back\\slash",
+      "line\nbreak\ttab\r",
+      std::string("nul\0byte", 8),
+      "\x01\x1f\x7f",
+      "你好，世界",
+      "emoji 😀",
+      "bad utf-8 \xff\xfe end",
+      "cut \xe4\xbd",
+      "</script>&<>'",
+  };
+  for (bool chat : {true, false}) {
+    for (const std::string& model : {std::string("copy_polish"), std::string("m\"o\\d\x01el 模型")}) {
+      CompletionIdentity identity{chat, chat ? "chatcmpl-abc123" : "cmpl-\"x\"", model, 1767225600};
+      CompletionFormatter formatter(identity, nullptr);
+      for (const std::string& text : texts) {
+        v1::GenerateResponse response;
+        response.set_text_delta(text);
+        EXPECT_EQ(formatter.DeltaEvent(response), DeltaEventAsJson(identity, text))
+            << "chat " << chat << ", model " << model << ", text "
+            << Json(text).dump(-1, ' ', true, Json::error_handler_t::replace);
+      }
+    }
+  }
+}
+
+TEST(CompletionFormatTest, DeltaEventWithLogprobsCarriesThem) {
+  CompletionFormatter formatter(CompletionIdentity{true, "chatcmpl-1", "m", 1}, nullptr);
+  v1::GenerateResponse response;
+  response.set_text_delta("a");
+  v1::TokenLogprob* entry = response.add_logprobs();
+  entry->set_token_id(7);
+  entry->set_logprob(-0.5f);
+  std::string event = formatter.DeltaEvent(response);
+  ASSERT_EQ(event.rfind("data: ", 0), 0u);
+  Json chunk = Json::parse(event.substr(6));
+  EXPECT_EQ(chunk["choices"][0]["delta"]["content"], "a");
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["content"][0]["token"], "<7>");
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["content"][0]["logprob"], -0.5);
+}
+
+}  // namespace
+}  // namespace doze::gateway
