@@ -37,6 +37,7 @@ server:
   listen: 127.0.0.1:0
   stream_idle_timeout: 10s
   shutdown_grace: 10s
+$SERVER
 model: { path: $DIR/model, backend: cpu }
 workers:
   binary: $BINARY
@@ -81,8 +82,11 @@ class GatewayTest : public ::testing::Test {
     env["DOZE_ADMIN_TOKEN"] = kAdminToken;
     // Unix socket paths must stay under 108 bytes: the build tree may be deep.
     sockets_ = absl::StrCat("/tmp/doze-gw-test-", getpid(), "-", ++counter_);
-    config_ = absl::StrReplaceAll(
-        kConfig, {{"$DIR", dir_}, {"$SOCKETS", sockets_}, {"$BINARY", binary}, {"$EXTRA", extra}});
+    config_ = absl::StrReplaceAll(kConfig, {{"$DIR", dir_},
+                                            {"$SOCKETS", sockets_},
+                                            {"$BINARY", binary},
+                                            {"$EXTRA", extra},
+                                            {"$SERVER", server_extra_}});
     gateway_ = std::make_unique<GatewayProcess>(dir_, config_, env);
     ASSERT_NE(gateway_->port(), 0) << "the gateway did not start; see " << gateway_->log_path();
     port_ = gateway_->port();
@@ -95,6 +99,7 @@ class GatewayTest : public ::testing::Test {
   }
 
   static inline int counter_ = 0;
+  std::string server_extra_;  // More keys of the server block ("  max_connections: 4").
   std::string dir_;
   std::string sockets_;
   std::string config_;
@@ -401,6 +406,19 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   EXPECT_EQ(stats->counters().num_preemptions(), 1);  // The fake worker's abort count.
   EXPECT_LT(stats->counters().generated_tokens(), 200);
   EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
+}
+
+TEST_F(GatewayTest, EachRequestFreesItsHttpSessionOnceAnswered) {
+  // A connection counts against max_connections until its session is destroyed. A request holds its session
+  // (through its sink) and a worker call held the request (its cancel hook held the call, whose observer
+  // held the request): had that cycle outlived the call, every answered request would keep its session, and
+  // the connections after the first few would be closed unanswered.
+  server_extra_ = "  max_connections: 3";
+  StartGateway(/*token_delay_ms=*/0);
+  for (int i = 0; i < 12; ++i) {
+    TestResponse response = Chat("copy_polish", i % 2 == 0 ? R"(,"max_tokens":2)" : R"(,"stream":true)");
+    ASSERT_EQ(response.status, 200) << "request " << i << ": " << response.body;
+  }
 }
 
 TEST_F(GatewayTest, MetricsParseAsPrometheusText) {
