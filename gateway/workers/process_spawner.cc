@@ -7,12 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/posix/stream_descriptor.hpp"
 #include "boost/asio/read_until.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/streambuf.hpp"
 #include "worker/common/logging.h"
 
@@ -31,10 +33,17 @@ std::string DescribeExit(int status) {
   return absl::StrCat("ended with wait status ", status);
 }
 
+// Reports the exit once both the pidfd has signalled it and the output pipe has reached its end (the child's
+// last line, often the reason it failed, may still be in the pipe when the exit is noticed); if something
+// else keeps the pipe open, the exit is reported anyway after kOutputGrace.
 class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
  public:
   Child(net::any_io_executor executor, pid_t pid, int pidfd, int output_fd, std::string log_prefix)
-      : pid_(pid), exit_(executor, pidfd), output_(executor, output_fd), log_prefix_(std::move(log_prefix)) {}
+      : pid_(pid),
+        exit_(executor, pidfd),
+        output_(executor, output_fd),
+        grace_(executor),
+        log_prefix_(std::move(log_prefix)) {}
 
   pid_t pid() const override { return pid_; }
 
@@ -44,18 +53,22 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
   }
 
   void Watch(std::function<void(std::string)> on_exit) {
+    on_exit_ = std::move(on_exit);
     ReadOutput();
     exit_.async_wait(net::posix::stream_descriptor::wait_read,
-                     [self = shared_from_this(), on_exit = std::move(on_exit)](boost::system::error_code) {
-                       on_exit(self->Reap());
-                     });
+                     [self = shared_from_this()](boost::system::error_code) { self->OnExit(); });
   }
 
  private:
+  static constexpr std::chrono::milliseconds kOutputGrace{500};
+
   void ReadOutput() {
     net::async_read_until(output_, output_buffer_, '\n',
                           [self = shared_from_this()](boost::system::error_code error, size_t bytes) {
-                            if (error) return;
+                            if (error) {
+                              self->OnOutputEnd();
+                              return;
+                            }
                             self->TakeLine(bytes);
                             self->ReadOutput();
                           });
@@ -72,26 +85,57 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
     last_line_ = line;
   }
 
-  // Collects the exit status; the last line the child printed explains most failures.
-  std::string Reap() {
+  // The pipe is closed: a last line without its newline still counts.
+  void OnOutputEnd() {
+    if (output_buffer_.size() > 0) TakeLine(output_buffer_.size());
+    {
+      absl::MutexLock lock(&mu_);
+      output_ended_ = true;
+    }
+    MaybeReport(/*force=*/false);
+  }
+
+  // Collects the exit status, then waits (up to kOutputGrace) for the output's end.
+  void OnExit() {
     int status = 0;
     waitpid(pid_, &status, 0);
-    absl::MutexLock lock(&mu_);
-    exited_ = true;
-    std::string reason = DescribeExit(status);
-    if (!last_line_.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-      absl::StrAppend(&reason, ": ", last_line_);
+    {
+      absl::MutexLock lock(&mu_);
+      exited_ = true;
+      status_ = status;
     }
-    return reason;
+    MaybeReport(/*force=*/false);
+    grace_.expires_after(kOutputGrace);
+    grace_.async_wait([self = shared_from_this()](boost::system::error_code) { self->MaybeReport(true); });
+  }
+
+  // Runs on_exit once, with the exit status and, for a failure, the last line the child printed.
+  void MaybeReport(bool force) {
+    std::string reason;
+    {
+      absl::MutexLock lock(&mu_);
+      if (reported_ || !exited_ || (!output_ended_ && !force)) return;
+      reported_ = true;
+      reason = DescribeExit(status_);
+      if (!last_line_.empty() && !(WIFEXITED(status_) && WEXITSTATUS(status_) == 0)) {
+        absl::StrAppend(&reason, ": ", last_line_);
+      }
+    }
+    on_exit_(std::move(reason));  // the grace timer, if armed, finds reported_ set
   }
 
   const pid_t pid_;
   net::posix::stream_descriptor exit_;
   net::posix::stream_descriptor output_;
+  net::steady_timer grace_;
   net::streambuf output_buffer_;
   const std::string log_prefix_;
+  std::function<void(std::string)> on_exit_;
   absl::Mutex mu_;
   bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  bool output_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;
+  int status_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_line_ ABSL_GUARDED_BY(mu_);
 };
 
