@@ -152,17 +152,32 @@ struct LayerActivations {
   float* inv_freq;
 };
 
+// Rotating copies of one decoder layer's four projection weights at Qwen2.5-0.5B's shapes, so that the timed
+// calls stream them from HBM.
+struct LayerWeights {
+  using A = LayerActivations;
+  static constexpr size_t kQkv = A::kQkv * A::kHidden, kO = A::kHidden * A::kQ,
+                          kGateUp = 2 * A::kInter * A::kHidden, kDown = A::kHidden * A::kInter,
+                          kLayer = kQkv + kO + kGateUp + kDown;
+  LayerWeights() : copies(CopiesFor(kLayer * sizeof(bf16))), weights(RandomCopies(kLayer, copies, 0.03f)) {}
+  ~LayerWeights() { FreeAll(weights); }
+  const bf16* qkv(int i) const { return weights[i % copies]; }
+  const bf16* o(int i) const { return weights[i % copies] + kQkv; }
+  const bf16* gate_up(int i) const { return weights[i % copies] + kQkv + kO; }
+  const bf16* down(int i) const { return weights[i % copies] + kQkv + kO + kGateUp; }
+  int calls() const { return std::max(copies, 20); }
+
+  const int copies;
+  const std::vector<bf16*> weights;
+};
+
 // The four fused decode GEMVs of a layer (kernels/decode_gemv.h) at `m` rows, over rotating weight copies;
 // bytes are the weights plus the activations read and written.
 void BenchDecodeGemv(int m, cudaStream_t stream, std::vector<Result>& out) {
   using A = LayerActivations;
   LayerActivations a(m);
-  const size_t qkv_w = A::kQkv * A::kHidden, o_w = A::kHidden * A::kQ, gu_w = 2 * A::kInter * A::kHidden;
-  const size_t layer = qkv_w + o_w + gu_w + A::kHidden * A::kInter;
-  const int copies = CopiesFor(layer * sizeof(bf16));
-  const std::vector<bf16*> weights = RandomCopies(layer, copies, 0.03f);
-  const auto w = [&](int i, size_t offset) { return weights[i % copies] + offset; };
-  const int calls = std::max(copies, 20);
+  const LayerWeights w;
+  const int calls = w.calls();
   const kernels::RotaryShape rotary{m, 14, 2, 64, 16};
   const kernels::RotaryCacheOutput qkv_out{a.qkv, a.positions, a.slots, a.inv_freq, a.k_cache, a.v_cache};
   const std::string rows = " m=" + std::to_string(m) + " fused";
@@ -171,38 +186,35 @@ void BenchDecodeGemv(int m, cudaStream_t stream, std::vector<Result>& out) {
                  TimeInGraph(
                      stream,
                      [&](int i) {
-                       kernels::NormQkvRotaryGemv({a.residual, a.norm, 1e-6f}, w(i, 0), a.bias, qkv_out,
+                       kernels::NormQkvRotaryGemv({a.residual, a.norm, 1e-6f}, w.qkv(i), a.bias, qkv_out,
                                                   rotary, A::kHidden, stream);
                      },
                      calls),
-                 qkv_w * 2.0 + act_bytes * (A::kHidden + A::kQkv), 0});
-  out.push_back({"fused", "o_proj+residual" + rows,
-                 TimeInGraph(
-                     stream,
-                     [&](int i) {
-                       kernels::ResidualGemv(a.attn, w(i, qkv_w), a.residual, m, A::kHidden, A::kQ, stream);
-                     },
-                     calls),
-                 o_w * 2.0 + act_bytes * (A::kQ + 2 * A::kHidden), 0});
+                 LayerWeights::kQkv * 2.0 + act_bytes * (A::kHidden + A::kQkv), 0});
+  out.push_back(
+      {"fused", "o_proj+residual" + rows,
+       TimeInGraph(
+           stream,
+           [&](int i) { kernels::ResidualGemv(a.attn, w.o(i), a.residual, m, A::kHidden, A::kQ, stream); },
+           calls),
+       LayerWeights::kO * 2.0 + act_bytes * (A::kQ + 2 * A::kHidden), 0});
   out.push_back({"fused", "norm+gate_up+swiglu" + rows,
                  TimeInGraph(
                      stream,
                      [&](int i) {
-                       kernels::NormSwiGluGemv({a.residual, a.norm, 1e-6f}, w(i, qkv_w + o_w), a.act, m,
-                                               A::kInter, A::kHidden, stream);
+                       kernels::NormSwiGluGemv({a.residual, a.norm, 1e-6f}, w.gate_up(i), a.act, m, A::kInter,
+                                               A::kHidden, stream);
                      },
                      calls),
-                 gu_w * 2.0 + act_bytes * (A::kHidden + A::kInter), 0});
+                 LayerWeights::kGateUp * 2.0 + act_bytes * (A::kHidden + A::kInter), 0});
   out.push_back({"fused", "down+residual" + rows,
                  TimeInGraph(
                      stream,
                      [&](int i) {
-                       kernels::ResidualGemv(a.act, w(i, qkv_w + o_w + gu_w), a.residual, m, A::kHidden,
-                                             A::kInter, stream);
+                       kernels::ResidualGemv(a.act, w.down(i), a.residual, m, A::kHidden, A::kInter, stream);
                      },
                      calls),
-                 A::kHidden * A::kInter * 2.0 + act_bytes * (A::kInter + 2 * A::kHidden), 0});
-  FreeAll(weights);
+                 LayerWeights::kDown * 2.0 + act_bytes * (A::kInter + 2 * A::kHidden), 0});
 }
 
 // The tensor-core decode kernels of a layer (kernels/decode_mma.h) at `m` rows, over rotating weight copies;
@@ -211,11 +223,7 @@ void BenchDecodeGemv(int m, cudaStream_t stream, std::vector<Result>& out) {
 void BenchDecodeMma(int m, cudaStream_t stream, std::vector<Result>& out) {
   using A = LayerActivations;
   LayerActivations a(m);
-  const size_t qkv_w = A::kQkv * A::kHidden, o_w = A::kHidden * A::kQ, gu_w = 2 * A::kInter * A::kHidden;
-  const size_t layer = qkv_w + o_w + gu_w + A::kHidden * A::kInter;
-  const int copies = CopiesFor(layer * sizeof(bf16));
-  const std::vector<bf16*> weights = RandomCopies(layer, copies, 0.03f);
-  const auto w = [&](int i, size_t offset) { return weights[i % copies] + offset; };
+  const LayerWeights w;
   size_t workspace_bytes = 0;
   for (const auto& [n, k] : {std::pair{A::kQkv, A::kHidden}, std::pair{A::kHidden, A::kQ},
                              std::pair{2 * A::kInter, A::kHidden}, std::pair{A::kHidden, A::kInter}}) {
@@ -223,40 +231,35 @@ void BenchDecodeMma(int m, cudaStream_t stream, std::vector<Result>& out) {
   }
   kernels::DecodeMmaWorkspace ws{nullptr, workspace_bytes};
   CUDA_CHECK(cudaMalloc(&ws.data, std::max<size_t>(ws.bytes, 1)));
-  const int calls = std::max(copies, 20);
   const kernels::RotaryShape rotary{m, 14, 2, 64, 16};
   const kernels::RotaryCacheOutput qkv_out{a.qkv, a.positions, a.slots, a.inv_freq, a.k_cache, a.v_cache};
   const std::string rows = " m=" + std::to_string(m) + " mma";
   const double act_bytes = 2.0 * m;
   const auto add = [&](const std::string& name, auto&& call, double bytes) {
-    out.push_back({"mma", name + rows, TimeInGraph(stream, call, calls), bytes, 0});
+    out.push_back({"mma", name + rows, TimeInGraph(stream, call, w.calls()), bytes, 0});
   };
   add(
       "qkv+rotary+kv",
       [&](int i) {
-        kernels::DecodeMmaQkvRotary(a.residual, w(i, 0), a.bias, qkv_out, rotary, A::kHidden, ws, stream);
+        kernels::DecodeMmaQkvRotary(a.residual, w.qkv(i), a.bias, qkv_out, rotary, A::kHidden, ws, stream);
       },
-      qkv_w * 2.0 + act_bytes * (A::kHidden + A::kQkv));
+      LayerWeights::kQkv * 2.0 + act_bytes * (A::kHidden + A::kQkv));
   add(
       "o_proj",
-      [&](int i) { kernels::DecodeMmaStore(a.attn, w(i, qkv_w), a.qkv, m, A::kHidden, A::kQ, ws, stream); },
-      o_w * 2.0 + act_bytes * (A::kQ + A::kHidden));
+      [&](int i) { kernels::DecodeMmaStore(a.attn, w.o(i), a.qkv, m, A::kHidden, A::kQ, ws, stream); },
+      LayerWeights::kO * 2.0 + act_bytes * (A::kQ + A::kHidden));
   add(
       "gate_up+swiglu",
       [&](int i) {
-        kernels::DecodeMmaSwiGlu(a.residual, w(i, qkv_w + o_w), a.act, m, A::kInter, A::kHidden, ws, stream);
+        kernels::DecodeMmaSwiGlu(a.residual, w.gate_up(i), a.act, m, A::kInter, A::kHidden, ws, stream);
       },
-      gu_w * 2.0 + act_bytes * (A::kHidden + A::kInter));
+      LayerWeights::kGateUp * 2.0 + act_bytes * (A::kHidden + A::kInter));
   add(
       "down",
-      [&](int i) {
-        kernels::DecodeMmaStore(a.act, w(i, qkv_w + o_w + gu_w), a.attn, m, A::kHidden, A::kInter, ws,
-                                stream);
-      },
-      A::kHidden * A::kInter * 2.0 + act_bytes * (A::kInter + A::kHidden));
+      [&](int i) { kernels::DecodeMmaStore(a.act, w.down(i), a.attn, m, A::kHidden, A::kInter, ws, stream); },
+      LayerWeights::kDown * 2.0 + act_bytes * (A::kInter + A::kHidden));
   CUDA_CHECK(cudaStreamSynchronize(stream));
   CUDA_CHECK(cudaFree(ws.data));
-  FreeAll(weights);
 }
 
 // The unfused path's element-wise kernels at `m` rows: what a cuBLASLt decode step spends besides the
