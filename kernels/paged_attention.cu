@@ -13,7 +13,8 @@ namespace {
 // tile is S[heads, keys] = Q[heads, dims] K^T (the group's query heads are rows 0..7 of the 16-row A
 // operand), and the output tile O[heads, dims] += P[heads, keys] V[keys, dims]. Lane (g = lane / 4, c = lane
 // % 4) holds query head g. Because a dot product does not depend on the order of its terms, the K operand's
-// dimension slots are permuted so that each lane reads 16 contiguous bytes of a key row, and the V operand's
+// dimension slots are permuted so that each lane reads 16-byte pieces of a key row (four lanes together 64
+// contiguous bytes, LoadQuarterRow), and the V operand's
 // column slots so that each lane reads contiguous dimensions of four keys; the accumulators come out in
 // contiguous dims too.
 constexpr int kThreads = 128;
@@ -73,9 +74,19 @@ __device__ __forceinline__ void MmaTopRows(float& d0, float& d1, uint32_t a0, ui
 // The K and V pieces one lane needs for the 16-key step at k0.
 template <int kHeadDim>
 struct StepLoads {
-  uint4 k[2][kHeadDim / 32];  // tile t: key k0 + 8t + g, dims [(kHeadDim/4) c, +kHeadDim/4)
+  uint4 k[2][kHeadDim / 32];  // tile t: key k0 + 8t + g, piece i: dims [32i + 8c, +8) (QuarterRow)
   uint4 v[4][kHeadDim / 64];  // key k0 + 2c + {0, 1, 8, 9}[r], dims [(kHeadDim/8) g, +kHeadDim/8)
 };
+
+// Lane c's pieces of a row for the score MMAs: dims [32i + 8c, +8) for piece i, so that each load instruction
+// of the four lanes reading one row covers 64 contiguous bytes (whole 32-byte sectors). Q and K use the same
+// pieces, and a dot product does not depend on the order of its terms.
+template <int N>
+__device__ __forceinline__ void LoadQuarterRow(uint4 (&dst)[N], const __nv_bfloat16* row, int c, bool valid) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+    dst[i] = valid ? *reinterpret_cast<const uint4*>(row + 32 * i + 8 * c) : make_uint4(0, 0, 0, 0);
+}
 
 template <int N>
 __device__ __forceinline__ void LoadRow(uint4 (&dst)[N], const __nv_bfloat16* src, bool valid) {
@@ -95,7 +106,7 @@ __device__ __forceinline__ void LoadStep(StepLoads<kHeadDim>& d, const __nv_bflo
   for (int t = 0; t < 2; ++t) {
     const int key = k0 + 8 * t + g;
     const bool valid = key < work.end;
-    LoadRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 4) * c, valid);
+    LoadQuarterRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0), c, valid);
   }
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
@@ -158,11 +169,13 @@ __device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d, const 
   }
 }
 
+// Where dim `d` of a head's row sits in MergeShared::o: one float of padding after every 32 dims, so that the
+// lanes (g, c) storing dims 2c(kHeadDim/8) + j of head g hit 32 different banks (rows of 66 or 132 floats).
+__device__ __forceinline__ int MergeSlot(int d) { return d + d / 32; }
+
 template <int kHeadDim>
 struct MergeShared {
-  // Rows padded by 4 floats: lanes (g, c) store dims 2c(kHeadDim/8) + j of head g, which without the padding
-  // all fall in two banks (a 16-way conflict measured by ncu at 64 x 640).
-  float o[kWarps][kMaxGroup][kHeadDim + 4];
+  float o[kWarps][kMaxGroup][kHeadDim + kHeadDim / 32];
   float m[kWarps][kMaxGroup], l[kWarps][kMaxGroup];
 };
 
@@ -176,8 +189,8 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
   st.l += __shfl_xor_sync(0xffffffffu, st.l, 2);
 #pragma unroll
   for (int j = 0; j < kHeadDim / 8; ++j) {
-    sh.o[warp][g][(kHeadDim / 8) * (2 * c) + j] = st.o[j][0];
-    sh.o[warp][g][(kHeadDim / 8) * (2 * c + 1) + j] = st.o[j][1];
+    sh.o[warp][g][MergeSlot((kHeadDim / 8) * (2 * c) + j)] = st.o[j][0];
+    sh.o[warp][g][MergeSlot((kHeadDim / 8) * (2 * c + 1) + j)] = st.o[j][1];
   }
   if (c == 0) {
     sh.m[warp][g] = st.m;
@@ -195,7 +208,7 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
     for (int w = 0; w < kWarps; ++w) {
       const float weight = exp2f(sh.m[w][h] - block_max);  // 0 for a warp that saw no key
       sum += sh.l[w][h] * weight;
-      value += sh.o[w][h][dim] * weight;
+      value += sh.o[w][h][MergeSlot(dim)] * weight;
     }
     const int64_t row = static_cast<int64_t>(work.token) * s.num_q_heads + work.kv_head * work.group + h;
     if (splits == 1) {
@@ -263,12 +276,12 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  // Head g's query, dims [(kHeadDim/4) c, +kHeadDim/4): the A operand of the score MMAs.
+  // Head g's query, lane c's pieces (LoadQuarterRow): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
-  LoadRow(q_raw,
-          q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim +
-              (kHeadDim / 4) * c,
-          g < work.group);
+  LoadQuarterRow(
+      q_raw,
+      q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim, c,
+      g < work.group);
   const float scale_log2 = s.scale * kLog2e;
   WarpSoftmax<kHeadDim> st;
   for (int k0 = work.begin + warp * kChunkKeys; k0 < work.end; k0 += kWarps * kChunkKeys) {
