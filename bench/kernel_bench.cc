@@ -400,8 +400,10 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
 
 int Main(int argc, char** argv) {
   const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
-  // --attention BATCH CONTEXT BUCKET: that attention case alone (for a profiler).
+  // --attention BATCH CONTEXT BUCKET: that attention case alone; --layer ROWS: one layer's fused GEMVs (rows
+  // <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
+  const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
@@ -412,8 +414,12 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
-  if (attention_only) {
-    BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]));
+  if (attention_only || layer_only) {
+    if (attention_only)
+      BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]));
+    const int rows = layer_only ? std::atoi(argv[2]) : 0;
+    if (layer_only && rows <= kernels::kGemvMaxRows) BenchDecodeGemv(rows, stream, results);
+    if (layer_only && rows > kernels::kGemvMaxRows) BenchDecodeMma(rows, stream, results);
     Report(results, prop.name);
     return 0;
   }
