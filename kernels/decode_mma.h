@@ -13,7 +13,6 @@
 
 #include <cstddef>
 
-#include "kernels/decode_gemv.h"
 #include "kernels/rotary_kv_cache.h"
 
 namespace doze::kernels {
@@ -21,8 +20,8 @@ namespace doze::kernels {
 // Most rows one call takes.
 inline constexpr int kDecodeMmaMaxRows = 64;
 
-// Whether a projection of n outputs over k inputs has the sizes the kernels need (k a multiple of 32; n,
-// and for the paired epilogues n / 2 and head_dim / 2, multiples of 16).
+// Whether a projection of n outputs over k inputs has the sizes the kernels need: n and k multiples of 32 (so
+// that a paired epilogue's n / 2 splits into 16-row tiles; DecodeMmaQkvRotary also needs head_dim % 32 == 0).
 bool DecodeMmaSupports(int n, int k);
 
 // Scratch for the split sums.
