@@ -19,7 +19,8 @@ struct ServerConfig {
   std::string api_keys_file;  // Empty: /v1 needs no key.
   std::string admin_token_env = "DOZE_ADMIN_TOKEN";
   int io_threads = 2;    // Asio threads: accept, read and route requests.
-  int grpc_threads = 1;  // Threads that drive the calls to the workers and write their answers to clients.
+  int grpc_threads = 1;  // Threads that drive the calls to the workers and write their answers to clients,
+                         // each with its own completion queue and its own connection to each worker.
   int max_connections = 1024;
   int64_t max_body_bytes = 1 << 20;
   int64_t max_header_bytes = 16 << 10;

@@ -141,12 +141,22 @@ struct UnaryCall {
   }};
 };
 
+// One connection to the worker, driven by one completion thread.
+struct Shard {
+  std::unique_ptr<v1::Worker::Stub> worker;
+  std::shared_ptr<CompletionThreads> threads;
+};
+
 class GrpcWorkerClient : public WorkerClient {
  public:
-  GrpcWorkerClient(std::shared_ptr<grpc::Channel> channel, std::shared_ptr<CompletionThreads> threads)
-      : worker_(v1::Worker::NewStub(channel)),
-        health_(grpc::health::v1::Health::NewStub(channel)),
-        threads_(std::move(threads)) {}
+  // The first shard also carries the unary calls; Generate calls go to the shards in turn.
+  explicit GrpcWorkerClient(
+      std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThreads>>> channels)
+      : health_(grpc::health::v1::Health::NewStub(channels.front().first)) {
+    for (auto& [channel, threads] : channels) shards_.push_back(Shard{v1::Worker::NewStub(channel), threads});
+    worker_ = shards_.front().worker.get();
+    threads_ = shards_.front().threads.get();
+  }
 
   void CheckHealth(absl::Duration timeout, std::function<void(bool)> done) override {
     Unary<grpc::health::v1::HealthCheckResponse>(
@@ -162,7 +172,8 @@ class GrpcWorkerClient : public WorkerClient {
   std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest& request,
                                          std::shared_ptr<GenerateObserver> observer) override {
     auto call = std::make_shared<AsyncGenerate>(std::move(observer));
-    call->Start(worker_.get(), request, threads_->cq());
+    const Shard& shard = shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+    call->Start(shard.worker.get(), request, shard.threads->cq());
     return call;
   }
 
@@ -216,15 +227,19 @@ class GrpcWorkerClient : public WorkerClient {
     call->reader->Finish(&call->response, &call->status, &call->finished);
   }
 
-  std::unique_ptr<v1::Worker::Stub> worker_;
+  std::vector<Shard> shards_;
+  std::atomic<size_t> next_shard_{0};
+  v1::Worker::Stub* worker_;    // The first shard's.
+  CompletionThreads* threads_;  // The first shard's.
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
-  std::shared_ptr<CompletionThreads> threads_;
 };
 
 }  // namespace
 
-GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads)
-    : threads_(std::make_shared<CompletionThreads>(num_threads)) {}
+GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads) {
+  for (int i = 0; i < std::max(1, num_threads); ++i)
+    threads_.push_back(std::make_shared<CompletionThreads>(1));
+}
 
 GrpcWorkerClientFactory::~GrpcWorkerClientFactory() = default;
 
@@ -234,8 +249,14 @@ std::shared_ptr<WorkerClient> GrpcWorkerClientFactory::Connect(const std::string
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
-  return std::make_shared<GrpcWorkerClient>(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments), threads_);
+  // Channels to one address share a connection unless each has its own subchannel pool.
+  if (threads_.size() > 1) arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThreads>>> channels;
+  for (const std::shared_ptr<CompletionThreads>& threads : threads_) {
+    channels.emplace_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments),
+                          threads);
+  }
+  return std::make_shared<GrpcWorkerClient>(std::move(channels));
 }
 
 }  // namespace doze::gateway

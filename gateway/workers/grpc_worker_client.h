@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gateway/workers/worker_client.h"
 
@@ -16,7 +17,9 @@ class CompletionThreads;
 // Connects to workers over gRPC (unix sockets or TCP).
 class GrpcWorkerClientFactory : public WorkerClientFactory {
  public:
-  // Starts `num_threads` threads that drive every call of every client this factory makes.
+  // Starts `num_threads` threads, each with its own completion queue; every client this factory makes opens
+  // one connection per thread and spreads its Generate calls over them in turn, so that a burst of responses
+  // is answered on that many threads at once.
   explicit GrpcWorkerClientFactory(int num_threads = 1);
   ~GrpcWorkerClientFactory() override;
 
@@ -24,7 +27,7 @@ class GrpcWorkerClientFactory : public WorkerClientFactory {
   std::shared_ptr<WorkerClient> Connect(const std::string& address) override;
 
  private:
-  std::shared_ptr<CompletionThreads> threads_;
+  std::vector<std::shared_ptr<CompletionThreads>> threads_;  // One completion queue and thread each.
 };
 
 }  // namespace doze::gateway
