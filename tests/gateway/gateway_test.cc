@@ -408,6 +408,49 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
 }
 
+// With two gRPC threads each has its own completion queue and connection to each worker, and calls go to them
+// in turn: whole and streamed answers from all three functions at once, and a client leaving mid-stream still
+// cancels its call on whichever thread carries it.
+TEST_F(GatewayTest, TwoGrpcThreadsServeConcurrentCallsAndCancels) {
+  server_extra_ = "  grpc_threads: 2";
+  StartGateway(/*token_delay_ms=*/5);
+  std::vector<std::future<TestResponse>> responses;
+  for (int i = 0; i < 4; ++i) {
+    for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+      const std::string extra = i % 2 == 0 ? R"(,"max_tokens":3)" : R"(,"stream":true,"max_tokens":3)";
+      responses.push_back(
+          std::async(std::launch::async, [this, function, extra] { return Chat(function, extra); }));
+    }
+  }
+  for (size_t r = 0; r < responses.size(); ++r) {
+    TestResponse done = responses[r].get();
+    ASSERT_EQ(done.status, 200) << done.body;
+    if ((r / 3) % 2 == 0) {
+      EXPECT_EQ(Json::parse(done.body)["choices"][0]["message"]["content"], "t0 t1 t2 ");
+    } else {
+      std::vector<std::string> events = testing::SseData(done.body);
+      ASSERT_FALSE(events.empty());
+      EXPECT_EQ(events.back(), "[DONE]");
+      EXPECT_THAT(done.body, HasSubstr("t2 "));
+    }
+  }
+  for (int i = 0; i < 2; ++i) {  // two streams: the calls go to both threads in turn
+    testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                     ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
+    ASSERT_TRUE(stream.ReadUntil("t2 "));
+  }
+  const std::string address = absl::StrCat("unix:", sockets_, "/copy_polish.sock");
+  std::optional<v1::StatsResponse> stats;
+  for (int i = 0; i < 100; ++i) {  // a stream that was not cancelled would run 1 s more and count no abort
+    stats = testing::WorkerStats(address);
+    if (stats.has_value() && stats->counters().num_running() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->counters().num_preemptions(), 2);  // the stand-in's count of aborted requests
+  EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
+}
+
 TEST_F(GatewayTest, EachRequestFreesItsHttpSessionOnceAnswered) {
   // A connection counts against max_connections until its session is destroyed. A request holds its session
   // (through its sink) and a worker call held the request (its cancel hook held the call, whose observer
