@@ -24,7 +24,8 @@ class GenerateObserver {
   virtual void OnDone(const absl::Status& status) = 0;
 };
 
-// A Generate call in progress.
+// A Generate call in progress. It keeps itself alive until its observer's OnDone, so callers may hold it
+// weakly.
 class GenerateCall {
  public:
   virtual ~GenerateCall() = default;

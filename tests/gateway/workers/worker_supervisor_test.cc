@@ -11,7 +11,9 @@
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
+#include "gateway/dispatch/dispatcher.h"
 #include "gateway/functions/function_table.h"
+#include "gateway/ops/function_metrics.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -64,12 +66,30 @@ class FakeSpawner : public Spawner {
   std::function<void(std::string)> on_exit_;
 };
 
+// A call that has already ended; it holds its observer, as a real call does while it runs.
+class AnsweredCall : public GenerateCall {
+ public:
+  explicit AnsweredCall(std::shared_ptr<GenerateObserver> observer) : observer_(std::move(observer)) {}
+  void Cancel() override {}
+
+ private:
+  std::shared_ptr<GenerateObserver> observer_;
+};
+
 class FakeClient : public WorkerClient, public WorkerClientFactory {
  public:
   void CheckHealth(absl::Duration, std::function<void(bool)> done) override { done(serving.load()); }
+  // With answer_at_once, the call ends (its last response, then OnDone) before Generate returns, as a fast
+  // worker's answer can reach the gateway's gRPC thread before the dispatching thread runs on.
   std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest&,
-                                         std::shared_ptr<GenerateObserver>) override {
-    return nullptr;
+                                         std::shared_ptr<GenerateObserver> observer) override {
+    if (!answer_at_once) return nullptr;
+    auto call = std::make_shared<AnsweredCall>(observer);
+    v1::GenerateResponse last;
+    last.set_finish_reason(v1::FINISH_REASON_STOP);
+    observer->OnResponse(last);
+    observer->OnDone(absl::OkStatus());
+    return call;
   }
   void Stats(absl::Duration, std::function<void(absl::StatusOr<v1::StatsResponse>)> done) override {
     done(v1::StatsResponse());
@@ -79,6 +99,7 @@ class FakeClient : public WorkerClient, public WorkerClientFactory {
   void Drain(absl::Duration, std::function<void(absl::Status)> done) override { done(absl::OkStatus()); }
   std::shared_ptr<WorkerClient> Connect(const std::string&) override { return self.lock(); }
   std::atomic<bool> serving{true};
+  std::atomic<bool> answer_at_once{false};
   std::weak_ptr<FakeClient> self;
 };
 
@@ -220,6 +241,39 @@ TEST_F(WorkerSupervisorTest, SleepAndWake) {
   supervisor_->EnsureReady("request");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
   EXPECT_EQ(spawner_.spawns_, 1);
+}
+
+// A sink that counts what reached it.
+class CountingSink : public GenerationSink {
+ public:
+  void OnResponse(const v1::GenerateResponse&) override { ++responses; }
+  void OnError(const absl::Status&) override { ++errors; }
+  std::atomic<int> responses{0}, errors{0};
+};
+
+// A call that ends before the dispatcher has set its cancel hook must not leave the request (and with it the
+// client's HTTP session) alive: the hook would hold the call, the call its observer, the observer the
+// request.
+TEST_F(WorkerSupervisorTest, RequestAnsweredBeforeItsCancelHookIsSetIsFreed) {
+  client_->answer_at_once = true;
+  FunctionMetrics metrics;
+  DispatcherOptions options;
+  options.function = "copy_polish";
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  dispatcher->Init();
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  auto sink = std::make_shared<CountingSink>();
+  std::weak_ptr<PendingRequest> weak;
+  {
+    auto request = std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now());
+    weak = request;
+    ASSERT_TRUE(dispatcher->Submit(request).ok());
+  }
+  for (int i = 0; i < 200 && !weak.expired(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(sink->responses.load(), 1);
+  EXPECT_EQ(sink->errors.load(), 0);
+  EXPECT_TRUE(weak.expired()) << "the request outlived its call";
 }
 
 }  // namespace
