@@ -225,9 +225,9 @@ void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
   request->AddAttempt();
   auto observer = std::make_shared<CallObserver>(shared_from_this(), request);
   std::shared_ptr<GenerateCall> call = client->Generate(request->request(), observer);
-  // The hook holds the call weakly: the call may already have ended (OnCallDone, on a gRPC thread, clearing the
-  // hook) before this line runs, and a strong hook set then would keep the call, its observer, this request and
-  // its HTTP session alive for good. A call in flight keeps itself alive (GenerateCall).
+  // The hook holds the call weakly: the call may already have ended (OnCallDone, on a gRPC thread, clearing
+  // the hook) before this line runs, and a strong hook set then would keep the call, its observer, this
+  // request and its HTTP session alive for good. A call in flight keeps itself alive (GenerateCall).
   request->SetCancelHook([weak = std::weak_ptr<GenerateCall>(call)] {
     if (std::shared_ptr<GenerateCall> live = weak.lock()) live->Cancel();
   });
