@@ -3,6 +3,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_gemv.h"
+#include "kernels/device_info.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
@@ -298,11 +299,9 @@ void LaunchRows(const Params& p, cudaStream_t stream) {
   if (shared > static_cast<size_t>(max_shared)) CudaFail("DecodeGemv", "m * k too large", __FILE__, __LINE__);
   const int items_per_block = kWarps / p.k_split;
   const int block_items = (p.num_items + items_per_block - 1) / items_per_block;
-  int device = 0, sms = 0, per_sm = 0;
-  CUDA_CHECK(cudaGetDevice(&device));
-  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int per_sm = 0;
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared));
-  const int blocks = std::max(1, std::min(block_items, per_sm * sms));
+  const int blocks = std::max(1, std::min(block_items, per_sm * MultiprocessorCount()));
   LaunchWithPdl(kernel, dim3(blocks), dim3(kThreads), shared, stream, p, block_items);
 }
 

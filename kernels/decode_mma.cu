@@ -4,6 +4,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_mma.h"
+#include "kernels/device_info.h"
 #include "kernels/pdl.cuh"
 
 namespace doze::kernels {
@@ -203,16 +204,6 @@ static __global__ void __launch_bounds__(kReduceThreads) DecodeMmaReduceKernel(P
     if constexpr (E != Epilogue::kStore) sum[1] += __ldcg(part + cols.y);
   }
   Finish<E>(p, r, item, cols, sum);
-}
-
-int MultiprocessorCount() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
 }
 
 int TileRows(int m) { return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64; }

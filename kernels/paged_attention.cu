@@ -2,6 +2,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
 #include "kernels/paged_attention.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
@@ -333,12 +334,10 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
 template <int kHeadDim>
 int WaveBlocks() {
   static const int blocks = [] {
-    int device = 0, sms = 0, per_sm = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    int per_sm = 0;
     CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, PagedAttentionKernel<kHeadDim>, kThreads, 0));
-    return std::max(1, sms * per_sm);
+    return std::max(1, MultiprocessorCount() * per_sm);
   }();
   return blocks;
 }

@@ -33,12 +33,8 @@ bool CudaModelRunner::UseDecodeGemv(int num_tokens) const {
 }
 
 bool CudaModelRunner::UseDecodeMma(int num_tokens) const {
-  const int hidden = config_.hidden_size, inter = config_.intermediate_size;
-  return !UseDecodeGemv(num_tokens) && num_tokens <= options_.decode_mma_max_rows &&
-         num_tokens <= kernels::kDecodeMmaMaxRows && config_.head_dim % 32 == 0 &&
-         kernels::DecodeMmaSupports(config_.q_size() + 2 * config_.kv_size(), hidden) &&
-         kernels::DecodeMmaSupports(hidden, config_.q_size()) &&
-         kernels::DecodeMmaSupports(2 * inter, hidden) && kernels::DecodeMmaSupports(hidden, inter);
+  return decode_mma_fits_ && !UseDecodeGemv(num_tokens) && num_tokens <= options_.decode_mma_max_rows &&
+         num_tokens <= kernels::kDecodeMmaMaxRows;
 }
 
 void CudaModelRunner::EnqueueModel(const StepPlan& plan) {

@@ -53,6 +53,15 @@ std::vector<float> RopeInvFreq(int head_dim, double theta) {
   return inv_freq;
 }
 
+// Whether every decoder projection of `c` has the sizes kernels/decode_mma.h needs.
+bool DecodeMmaFits(const ModelConfig& c) {
+  const int qkv = c.q_size() + 2 * c.kv_size();
+  return c.head_dim % 32 == 0 && kernels::DecodeMmaSupports(qkv, c.hidden_size) &&
+         kernels::DecodeMmaSupports(c.hidden_size, c.q_size()) &&
+         kernels::DecodeMmaSupports(2 * c.intermediate_size, c.hidden_size) &&
+         kernels::DecodeMmaSupports(c.hidden_size, c.intermediate_size);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const Checkpoint& checkpoint,
@@ -81,7 +90,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const M
 }
 
 CudaModelRunner::CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options)
-    : config_(config), options_(options) {}
+    : config_(config), options_(options), decode_mma_fits_(DecodeMmaFits(config)) {}
 
 CudaModelRunner::~CudaModelRunner() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);

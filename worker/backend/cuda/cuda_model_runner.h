@@ -122,6 +122,7 @@ class CudaModelRunner : public ModelRunner {
 
   ModelConfig config_;
   CudaRunnerOptions options_;
+  const bool decode_mma_fits_;  // the model's projections have the sizes kernels/decode_mma.h needs
   int num_kv_blocks_ = 0;
   bool asleep_ = false;
   int max_blocks_per_seq_ = 0;
