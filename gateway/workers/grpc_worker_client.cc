@@ -20,28 +20,24 @@ struct CompletionTag {
   std::function<void(bool ok)> run;
 };
 
-// Threads that take events off one completion queue and run their tags. gRPC polls the sockets of the calls
-// on this queue from these threads (no others), so a worker's response is read and handled on one thread.
-class CompletionThreads {
+// A thread that takes events off its own completion queue and runs their tags. gRPC polls the sockets of the
+// calls on this queue from this thread (no other), so a worker's response is read and handled on one thread.
+class CompletionThread {
  public:
-  explicit CompletionThreads(int num_threads) {
-    for (int i = 0; i < std::max(1, num_threads); ++i) {
-      threads_.emplace_back([this] { Loop(); });
-      pthread_setname_np(threads_.back().native_handle(), "doze-grpc");
-    }
+  CompletionThread() : thread_([this] { Loop(); }) {
+    pthread_setname_np(thread_.native_handle(), "doze-grpc");
   }
 
-  // Shuts the queue down and waits a few seconds for the calls still open to end; past that the threads and
+  // Shuts the queue down and waits a few seconds for the calls still open to end; past that the thread and
   // the queue are left to the process's exit rather than blocking it.
-  ~CompletionThreads() {
+  ~CompletionThread() {
     cq_->Shutdown();
     absl::MutexLock lock(&mu_);
-    auto all_exited = [this] { return num_exited_ == static_cast<int>(threads_.size()); };
-    if (mu_.AwaitWithTimeout(absl::Condition(&all_exited), absl::Seconds(5))) {
-      for (std::thread& thread : threads_) thread.join();
+    if (mu_.AwaitWithTimeout(absl::Condition(&exited_), absl::Seconds(5))) {
+      thread_.join();
       delete cq_;
     } else {
-      for (std::thread& thread : threads_) thread.detach();
+      thread_.detach();
     }
   }
 
@@ -53,13 +49,13 @@ class CompletionThreads {
     bool ok = false;
     while (cq_->Next(&tag, &ok)) static_cast<CompletionTag*>(tag)->run(ok);
     absl::MutexLock lock(&mu_);
-    ++num_exited_;
+    exited_ = true;
   }
 
   grpc::CompletionQueue* const cq_ = new grpc::CompletionQueue();
-  std::vector<std::thread> threads_;
   absl::Mutex mu_;
-  int num_exited_ ABSL_GUARDED_BY(mu_) = 0;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: it starts once the members it uses exist
 };
 
 namespace {
@@ -144,18 +140,16 @@ struct UnaryCall {
 // One connection to the worker, driven by one completion thread.
 struct Shard {
   std::unique_ptr<v1::Worker::Stub> worker;
-  std::shared_ptr<CompletionThreads> threads;
+  std::shared_ptr<CompletionThread> threads;
 };
 
 class GrpcWorkerClient : public WorkerClient {
  public:
   // The first shard also carries the unary calls; Generate calls go to the shards in turn.
   explicit GrpcWorkerClient(
-      std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThreads>>> channels)
+      std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThread>>> channels)
       : health_(grpc::health::v1::Health::NewStub(channels.front().first)) {
     for (auto& [channel, threads] : channels) shards_.push_back(Shard{v1::Worker::NewStub(channel), threads});
-    worker_ = shards_.front().worker.get();
-    threads_ = shards_.front().threads.get();
   }
 
   void CheckHealth(absl::Duration timeout, std::function<void(bool)> done) override {
@@ -185,28 +179,28 @@ class GrpcWorkerClient : public WorkerClient {
           done(std::move(call.response));
         },
         [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-          return worker_->PrepareAsyncStats(context, v1::StatsRequest(), cq);
+          return worker()->PrepareAsyncStats(context, v1::StatsRequest(), cq);
         });
   }
 
   void Sleep(absl::Duration timeout, std::function<void(absl::Status)> done) override {
     Unary<v1::SleepResponse>(timeout, StatusOnly<v1::SleepResponse>(std::move(done)),
                              [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-                               return worker_->PrepareAsyncSleep(context, v1::SleepRequest(), cq);
+                               return worker()->PrepareAsyncSleep(context, v1::SleepRequest(), cq);
                              });
   }
 
   void Wake(absl::Duration timeout, std::function<void(absl::Status)> done) override {
     Unary<v1::WakeResponse>(timeout, StatusOnly<v1::WakeResponse>(std::move(done)),
                             [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-                              return worker_->PrepareAsyncWake(context, v1::WakeRequest(), cq);
+                              return worker()->PrepareAsyncWake(context, v1::WakeRequest(), cq);
                             });
   }
 
   void Drain(absl::Duration timeout, std::function<void(absl::Status)> done) override {
     Unary<v1::DrainResponse>(timeout, StatusOnly<v1::DrainResponse>(std::move(done)),
                              [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-                               return worker_->PrepareAsyncDrain(context, v1::DrainRequest(), cq);
+                               return worker()->PrepareAsyncDrain(context, v1::DrainRequest(), cq);
                              });
   }
 
@@ -222,23 +216,23 @@ class GrpcWorkerClient : public WorkerClient {
     auto* call = new UnaryCall<Response>();
     call->done = std::move(done);
     call->context.set_deadline(Deadline(timeout));
-    call->reader = prepare(&call->context, threads_->cq());
+    call->reader = prepare(&call->context, shards_.front().threads->cq());
     call->reader->StartCall();
     call->reader->Finish(&call->response, &call->status, &call->finished);
   }
 
+  // The stub unary calls use: the first shard's (they run on its thread too).
+  v1::Worker::Stub* worker() { return shards_.front().worker.get(); }
+
   std::vector<Shard> shards_;
   std::atomic<size_t> next_shard_{0};
-  v1::Worker::Stub* worker_;    // The first shard's.
-  CompletionThreads* threads_;  // The first shard's.
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
 
 }  // namespace
 
 GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads) {
-  for (int i = 0; i < std::max(1, num_threads); ++i)
-    threads_.push_back(std::make_shared<CompletionThreads>(1));
+  for (int i = 0; i < std::max(1, num_threads); ++i) threads_.push_back(std::make_shared<CompletionThread>());
 }
 
 GrpcWorkerClientFactory::~GrpcWorkerClientFactory() = default;
@@ -251,8 +245,8 @@ std::shared_ptr<WorkerClient> GrpcWorkerClientFactory::Connect(const std::string
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);
   // Channels to one address share a connection unless each has its own subchannel pool.
   if (threads_.size() > 1) arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThreads>>> channels;
-  for (const std::shared_ptr<CompletionThreads>& threads : threads_) {
+  std::vector<std::pair<std::shared_ptr<grpc::Channel>, std::shared_ptr<CompletionThread>>> channels;
+  for (const std::shared_ptr<CompletionThread>& threads : threads_) {
     channels.emplace_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments),
                           threads);
   }

@@ -12,7 +12,7 @@
 
 namespace doze::gateway {
 
-class CompletionThreads;
+class CompletionThread;
 
 // Connects to workers over gRPC (unix sockets or TCP).
 class GrpcWorkerClientFactory : public WorkerClientFactory {
@@ -27,7 +27,7 @@ class GrpcWorkerClientFactory : public WorkerClientFactory {
   std::shared_ptr<WorkerClient> Connect(const std::string& address) override;
 
  private:
-  std::vector<std::shared_ptr<CompletionThreads>> threads_;  // One completion queue and thread each.
+  std::vector<std::shared_ptr<CompletionThread>> threads_;  // Each with its own completion queue.
 };
 
 }  // namespace doze::gateway
