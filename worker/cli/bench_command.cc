@@ -2,12 +2,15 @@
 // object and a short table. Prompts are random token ids, so the prefix cache never helps.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -57,14 +60,22 @@ struct DecodeFigures {
   double tokens_per_s = 0;
   double prefill_tokens_per_s = 0;
   double first_steps_ms = 0;  // the untimed first decode steps, which capture the batch's CUDA graph
+  double median_step_ms = 0;  // of the timed steps: the steady state, whatever a few slow steps cost
+  double max_step_ms = 0;
 };
+
+// The median and the largest of `steps_ms` (not empty).
+std::pair<double, double> MedianAndMax(std::vector<double> steps_ms) {
+  std::sort(steps_ms.begin(), steps_ms.end());
+  return {steps_ms[steps_ms.size() / 2], steps_ms.back()};
+}
 
 // Decode steps of a batch left out of the steady-state figure: the first of a batch size runs eagerly and
 // then captures its CUDA graph (a one-time cost per batch and context bucket, reported apart).
 constexpr int kUntimedDecodeSteps = 2;
 
-// Runs `batch` prompts together; decode is timed over the steps after every prompt has its first token and
-// after the first kUntimedDecodeSteps.
+// Runs `batch` prompts together; decode is timed over the steps that decode all `batch` sequences, after
+// every prompt has its first token and after the first kUntimedDecodeSteps.
 DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len) {
   auto start = Clock::now();
   for (int i = 0; i < batch; ++i)
@@ -72,7 +83,11 @@ DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int pro
   int first_tokens = 0, decode_steps = 0, untimed_steps = 0;
   double prefill_s = 0;
   Clock::time_point first_decode_start, decode_start;
+  std::vector<double> steps_ms;
+  // DOZE_BENCH_STEPS=1 prints every timed step's duration to stderr (to find where slow steps fall).
+  const bool print_steps = std::getenv("DOZE_BENCH_STEPS") != nullptr;
   while (engine.HasUnfinished()) {
+    const Clock::time_point step_start = Clock::now();
     std::vector<RequestOutput> outputs = engine.Step();
     if (first_tokens < batch) {
       for (const RequestOutput& out : outputs) first_tokens += out.usage.completion_tokens == 1;
@@ -85,14 +100,22 @@ DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int pro
         if (++untimed_steps == kUntimedDecodeSteps) decode_start = Clock::now();
       } else {
         ++decode_steps;
+        steps_ms.push_back(1e3 * Seconds(step_start));
+        if (print_steps)
+          std::fprintf(stderr, "batch %d step %d: %.3f ms\n", batch, decode_steps, steps_ms.back());
       }
     }
   }
   DecodeFigures figures;
-  double decode_s = Seconds(decode_start);
+  // The timed steps' own durations: the steps in between (prompts that reached decode a chunked-prefill step
+  // apart finish apart, so the batch's last steps run fewer rows, in CUDA graphs of other sizes that may
+  // still need capturing) are not steps of this batch size.
+  double decode_s = 0;
+  for (double ms : steps_ms) decode_s += ms / 1e3;
   if (decode_steps > 0) {
     figures.step_ms = 1e3 * decode_s / decode_steps;
     figures.tokens_per_s = batch * decode_steps / decode_s;
+    std::tie(figures.median_step_ms, figures.max_step_ms) = MedianAndMax(steps_ms);
   }
   figures.first_steps_ms = 1e3 * std::chrono::duration<double>(decode_start - first_decode_start).count();
   figures.prefill_tokens_per_s = batch * prompt_len / prefill_s;
@@ -145,8 +168,8 @@ int BenchCommand(int argc, char** argv) {
                  {"gen_len", gen_len},
                  {"decode", json::array()},
                  {"ttft_ms", json::object()}};
-  std::printf("%-8s %12s %12s %14s %10s %16s\n", "batch", "step ms", "tokens/s", "prefill tok/s", "roofline",
-              "first 2 steps ms");
+  std::printf("%-8s %12s %12s %12s %14s %10s %16s\n", "batch", "step ms", "median ms", "tokens/s",
+              "prefill tok/s", "roofline", "first 2 steps ms");
   for (int batch : ParseBatches(vm["batch"].as<std::string>())) {
     DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len);
     double context = prompt_len + gen_len / 2.0;
@@ -154,6 +177,8 @@ int BenchCommand(int argc, char** argv) {
         DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
     json row = {{"batch", batch},
                 {"step_ms", f.step_ms},
+                {"median_step_ms", f.median_step_ms},
+                {"max_step_ms", f.max_step_ms},
                 {"tokens_per_s", f.tokens_per_s},
                 {"prefill_tokens_per_s", f.prefill_tokens_per_s},
                 {"first_decode_steps_ms", f.first_steps_ms},
@@ -163,8 +188,8 @@ int BenchCommand(int argc, char** argv) {
     report["decode"].push_back(row);
     std::string fraction =
         row.contains("hbm_roofline_fraction") ? std::to_string(100 * roofline).substr(0, 5) + "%" : "-";
-    std::printf("%-8d %12.3f %12.1f %14.1f %10s %16.2f\n", batch, f.step_ms, f.tokens_per_s,
-                f.prefill_tokens_per_s, fraction.c_str(), f.first_steps_ms);
+    std::printf("%-8d %12.3f %12.3f %12.1f %14.1f %10s %16.2f\n", batch, f.step_ms, f.median_step_ms,
+                f.tokens_per_s, f.prefill_tokens_per_s, fraction.c_str(), f.first_steps_ms);
   }
   for (int length : ParseBatches(vm["ttft-lens"].as<std::string>())) {
     double ms = 1e3 * TimeToFirstToken(engine, rng, length);
