@@ -317,9 +317,10 @@ void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Res
   const size_t ws_bytes = kernels::PagedAttentionWorkspaceBytes(batch, kQHeads, kKvHeads, kDim);
   float* ws;
   CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
-  const kernels::AttentionShape shape{
+  kernels::AttentionShape shape{
       batch,    kQHeads, kKvHeads, kDim, kBlock, blocks_per_seq, bucket > 0 ? bucket : context,
       q_stride, 0.125f};
+  shape.one_token_per_seq = true;  // decode rows, as the runner launches them
   const double us = TimeInGraph(
       stream,
       [&](int i) {

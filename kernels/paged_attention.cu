@@ -89,31 +89,96 @@ __device__ __forceinline__ void LoadQuarterRow(uint4 (&dst)[N], const __nv_bfloa
     dst[i] = valid ? *reinterpret_cast<const uint4*>(row + 32 * i + 8 * c) : make_uint4(0, 0, 0, 0);
 }
 
-template <int N>
-__device__ __forceinline__ void LoadRow(uint4 (&dst)[N], const __nv_bfloat16* src, bool valid) {
-#pragma unroll
-  for (int i = 0; i < N; ++i)
-    dst[i] = valid ? reinterpret_cast<const uint4*>(src)[i] : make_uint4(0, 0, 0, 0);
+// 16 bytes from global to shared memory without passing through registers (cached in L1 too: prefill rows
+// of one sequence on one multiprocessor read the same keys); a zero `valid` writes zeros and reads nothing.
+__device__ __forceinline__ void CopyAsync16(uint4* dst, const void* src, bool valid) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
 }
 
-// Issues every load of one step; keys at or past work.end read as zeros (the cache past a context may hold
-// anything, and 0 * NaN would poison the sum).
+__device__ __forceinline__ void CommitAsyncCopies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+// Waits until at most `kPending` of this thread's newest commit groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void WaitAsyncCopies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// One step's pieces in shared memory, [piece][lane]: lane l's 16-byte pieces at column l, so that a warp's
+// read of one piece covers 512 contiguous bytes (no bank conflict). Pieces 0 .. kHeadDim/16 - 1 are K's
+// (tile t, piece i at t * kHeadDim/32 + i), the rest V's (key r, piece i at kHeadDim/16 + r * kHeadDim/64 +
+// i).
 template <int kHeadDim>
-__device__ __forceinline__ void LoadStep(StepLoads<kHeadDim>& d, const __nv_bfloat16* k_cache,
-                                         const __nv_bfloat16* v_cache, const BlockWork& work,
-                                         const AttentionShape& s, int k0) {
-  const int g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+using StepSlot = uint4[kHeadDim / 8][32];
+
+// Issues the copies of one step into `slot`, each lane the pieces it will read back itself (so no barrier is
+// needed between the copy and the read): keys before `copy_end` with their data, keys at or past work.end as
+// zeros (the cache past a context may hold anything, and 0 * NaN would poison the sum), keys in between not
+// at all (IssueKey copies them later).
+template <int kHeadDim>
+__device__ __forceinline__ void IssueStep(StepSlot<kHeadDim>& slot, const __nv_bfloat16* k_cache,
+                                          const __nv_bfloat16* v_cache, const BlockWork& work,
+                                          const AttentionShape& s, int k0, int copy_end) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  // Piece `piece` of key `key`, `offset` elements into the key's row.
+  auto copy = [&](int piece, int key, const __nv_bfloat16* cache, int offset) {
+    if (key < copy_end) {
+      CopyAsync16(&slot[piece][lane], cache + CacheOffset(work, s, key) + offset, true);
+    } else if (key >= work.end) {
+      CopyAsync16(&slot[piece][lane], cache, false);
+    }
+  };
+  int piece = 0;
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
-    const int key = k0 + 8 * t + g;
-    const bool valid = key < work.end;
-    LoadQuarterRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0), c, valid);
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 32; ++i) copy(piece++, k0 + 8 * t + g, k_cache, 32 * i + 8 * c);
   }
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
-    const int key = k0 + 2 * c + (r & 1) + 8 * (r >> 1);
-    const bool valid = key < work.end;
-    LoadRow(d.v[r], v_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 8) * g, valid);
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 64; ++i)
+      copy(piece++, k0 + 2 * c + (r & 1) + 8 * (r >> 1), v_cache, (kHeadDim / 8) * g + 8 * i);
+  }
+}
+
+// Issues the copies of the one key `key` of the step at k0 (the lanes that hold its pieces).
+template <int kHeadDim>
+__device__ __forceinline__ void IssueKey(StepSlot<kHeadDim>& slot, const __nv_bfloat16* k_cache,
+                                         const __nv_bfloat16* v_cache, const BlockWork& work,
+                                         const AttentionShape& s, int k0, int key) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3, o = key - k0;
+  const int64_t row = CacheOffset(work, s, key);
+  if (g == o % 8) {  // K: tile o / 8, row g
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 32; ++i)
+      CopyAsync16(&slot[(o / 8) * (kHeadDim / 32) + i][lane], k_cache + row + 32 * i + 8 * c, true);
+  }
+  if (c == (o % 8) / 2) {  // V: key 2c + (r & 1) + 8 (r >> 1)
+    const int r = (o & 1) + 2 * (o / 8);
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 64; ++i) {
+      CopyAsync16(&slot[kHeadDim / 16 + r * (kHeadDim / 64) + i][lane],
+                  v_cache + row + (kHeadDim / 8) * g + 8 * i, true);
+    }
+  }
+}
+
+// The lane's pieces of a landed step, in the fragment layout ComputeStep takes.
+template <int kHeadDim>
+__device__ __forceinline__ void ReadStep(StepLoads<kHeadDim>& d, const StepSlot<kHeadDim>& slot) {
+  const int lane = threadIdx.x & 31;
+  int piece = 0;
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 32; ++i) d.k[t][i] = slot[piece++][lane];
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 64; ++i) d.v[r][i] = slot[piece++][lane];
   }
 }
 
@@ -226,13 +291,172 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
   }
 }
 
-// Steps a warp keeps in flight: two 16-key steps at head_dim 64, one at 128 (registers).
+// Steps of one chunk, the unit a warp takes in turn: two 16-key steps at head_dim 64, one at 128 (4 or 8 KB
+// of K and V a warp).
 template <int kHeadDim>
 constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
+constexpr int kChunkBuffers = 2;  // chunks a warp has in flight: the one it computes and the next
+
+// The block's shared memory: each warp's chunk buffers while the keys are read, then the merge.
+template <int kHeadDim>
+union AttentionShared {
+  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers][kStepsPerChunk<kHeadDim>];
+  MergeShared<kHeadDim> merge;
+};
+
+// The block-table entries of the chunk at k0 into L1, so that its copies wait for one round trip, not two.
+__device__ __forceinline__ void PrefetchChunkTable(const BlockWork& work, const AttentionShape& s, int k0,
+                                                   int chunk_keys) {
+  if (k0 >= work.end) return;
+  PrefetchL1(work.block_table + k0 / s.block_size);
+  PrefetchL1(work.block_table + (min(k0 + chunk_keys, work.end) - 1) / s.block_size);
+}
+
+template <int kHeadDim>
+__device__ __forceinline__ void IssueChunk(StepSlot<kHeadDim> (&chunk)[kStepsPerChunk<kHeadDim>],
+                                           const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
+                                           const BlockWork& work, const AttentionShape& s, int k0,
+                                           int copy_end) {
+  if (k0 >= work.end) return;
+#pragma unroll
+  for (int i = 0; i < kStepsPerChunk<kHeadDim>; ++i) {
+    if (i == 0 || k0 + i * kStepKeys < work.end)
+      IssueStep<kHeadDim>(chunk[i], k_cache, v_cache, work, s, k0 + i * kStepKeys, copy_end);
+  }
+}
+
+// Issues every load of one step into registers; keys at or past work.end read as zeros.
+template <int kHeadDim>
+__device__ __forceinline__ void LoadStep(StepLoads<kHeadDim>& d, const __nv_bfloat16* k_cache,
+                                         const __nv_bfloat16* v_cache, const BlockWork& work,
+                                         const AttentionShape& s, int k0) {
+  const int g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const int key = k0 + 8 * t + g;
+    const bool valid = key < work.end;
+    LoadQuarterRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0), c, valid);
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int key = k0 + 2 * c + (r & 1) + 8 * (r >> 1);
+    const bool valid = key < work.end;
+    const __nv_bfloat16* row = v_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 8) * g;
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 64; ++i)
+      d.v[r][i] = valid ? reinterpret_cast<const uint4*>(row)[i] : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// What a warp needs to run its chunks: the block's work, the caches, its query and where chunks start.
+template <int kHeadDim>
+struct WarpKeys {
+  const __nv_bfloat16* k_cache;
+  const __nv_bfloat16* v_cache;
+  const BlockWork& work;
+  const AttentionShape& s;
+  int first_key;
+  float scale_log2;
+};
+
+template <int kHeadDim>
+constexpr int kChunkKeysFor = kStepsPerChunk<kHeadDim>* kStepKeys;
+
+// The key loop with loads in registers: a warp issues its chunk's loads, then computes them (prefill rows,
+// where rows of one sequence share keys through L1, and decode batches above kStagedMaxRows).
+template <int kHeadDim>
+__device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w,
+                                                     const uint4 (&q_raw)[kHeadDim / 32],
+                                                     WarpSoftmax<kHeadDim>& st) {
+  constexpr int kSteps = kStepsPerChunk<kHeadDim>, kChunkKeys = kSteps * kStepKeys;
+  for (int k0 = w.first_key; k0 < w.work.end; k0 += kWarps * kChunkKeys) {
+    StepLoads<kHeadDim> loads[kSteps];
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      if (i == 0 || k0 + i * kStepKeys < w.work.end)
+        LoadStep(loads[i], w.k_cache, w.v_cache, w.work, w.s, k0 + i * kStepKeys);
+    }
+    const int next_key = k0 + kWarps * kChunkKeys;  // this warp's next chunk: its table entry meanwhile
+    if (next_key < w.work.end) PrefetchL1(w.work.block_table + next_key / w.s.block_size);
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      if (i == 0 || k0 + i * kStepKeys < w.work.end)
+        ComputeStep(loads[i], q_raw, st, k0 + i * kStepKeys, w.work.end, w.scale_log2);
+    }
+  }
+}
+
+// The key loop with chunks staged in shared memory (decode rows): the first two chunks are on their way
+// (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed while the warp
+// computes the current one.
+template <int kHeadDim>
+__device__ __forceinline__ void RunStagedChunks(
+    const WarpKeys<kHeadDim>& w, const uint4 (&q_raw)[kHeadDim / 32], WarpSoftmax<kHeadDim>& st,
+    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
+  constexpr int kSteps = kStepsPerChunk<kHeadDim>, kStride = kWarps * kSteps * kStepKeys;
+  int buffer = 0;
+  for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer ^= 1) {
+    if (k0 == w.first_key) {
+      PrefetchChunkTable(w.work, w.s, w.first_key + 2 * kStride, kSteps * kStepKeys);
+      WaitAsyncCopies<0>();
+    } else if (k0 + kStride < w.work.end) {
+      const int next = k0 + kStride;
+      IssueChunk<kHeadDim>(chunks[buffer ^ 1], w.k_cache, w.v_cache, w.work, w.s, next, w.work.end);
+      PrefetchChunkTable(w.work, w.s, next + kStride, kSteps * kStepKeys);
+      CommitAsyncCopies();
+      WaitAsyncCopies<1>();
+    } else {
+      WaitAsyncCopies<0>();
+    }
+#pragma unroll
+    for (int i = 0; i < kSteps; ++i) {
+      if (i == 0 || k0 + i * kStepKeys < w.work.end) {
+        StepLoads<kHeadDim> loads;
+        ReadStep(loads, chunks[buffer][i]);
+        ComputeStep(loads, q_raw, st, k0 + i * kStepKeys, w.work.end, w.scale_log2);
+      }
+    }
+  }
+}
+
+// Copies, into the warp's chunk buffers, the keys of its first two chunks but each row's newest: with one new
+// token per sequence they were all written by earlier steps, so this runs before the grid dependency wait.
+template <int kHeadDim>
+__device__ __forceinline__ void IssueEarlyChunks(
+    const WarpKeys<kHeadDim>& w, int newest,
+    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
+  constexpr int kStride = kWarps * kChunkKeysFor<kHeadDim>;
+  const int copy_end = min(newest, w.work.end);
+  IssueChunk<kHeadDim>(chunks[0], w.k_cache, w.v_cache, w.work, w.s, w.first_key, copy_end);
+  IssueChunk<kHeadDim>(chunks[1], w.k_cache, w.v_cache, w.work, w.s, w.first_key + kStride, copy_end);
+  CommitAsyncCopies();
+}
+
+// After the wait: the newest key, if it lies in one of this warp's first two chunks (a later chunk copies it
+// in RunStagedChunks).
+template <int kHeadDim>
+__device__ __forceinline__ void IssueNewestKey(
+    const WarpKeys<kHeadDim>& w, int newest,
+    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
+  constexpr int kChunkKeys = kChunkKeysFor<kHeadDim>;
+  const int warp = threadIdx.x >> 5;
+  if (newest >= w.work.begin && newest < w.work.end) {
+    const int chunk =
+        (newest - w.work.begin) / kChunkKeys;  // the block's chunk; warp chunk % kWarps takes it
+    if (chunk % kWarps == warp && chunk / kWarps < kChunkBuffers) {
+      const int step = (newest - w.work.begin) % kChunkKeys / kStepKeys;
+      IssueKey<kHeadDim>(chunks[chunk / kWarps][step], w.k_cache, w.v_cache, w.work, w.s,
+                         w.work.begin + chunk * kChunkKeys + step * kStepKeys, newest);
+    }
+  }
+  CommitAsyncCopies();
+}
 
 // Grid (num_tokens, num_kv_heads, splits); the block serves all query heads of its KV head over one key
-// range, its warps taking chunks of kStepsPerChunk steps in turn.
-template <int kHeadDim>
+// range, its warps taking chunks in turn. kStaged (decode rows, shape.one_token_per_seq): a warp's chunks go
+// through shared memory (cp.async), the next copied while the current one is computed, and the copies of the
+// keys no kernel of this step writes start before the grid dependency wait.
+template <int kHeadDim, bool kStaged>
 static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     const __nv_bfloat16* __restrict__ q,        // [num_tokens, q_row_stride]
     const __nv_bfloat16* __restrict__ k_cache,  // [num_blocks, block_size, kv_heads, head_dim]
@@ -243,9 +467,8 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
     AttentionShape s) {
-  constexpr int kSteps = kStepsPerChunk<kHeadDim>;
-  constexpr int kChunkKeys = kSteps * kStepKeys;
-  __shared__ MergeShared<kHeadDim> merge;
+  constexpr int kChunkKeys = kChunkKeysFor<kHeadDim>;
+  extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
   BlockWork work{static_cast<int>(blockIdx.x),
                  static_cast<int>(blockIdx.y),
                  s.num_q_heads / s.num_kv_heads,
@@ -259,12 +482,13 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
   work.end = min(context, work.begin + partition);
   work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
-  // The block-table entries of this warp's first chunk into L1 while the previous kernel finishes, so that
-  // its K and V loads wait for one round trip after the wait instead of two.
-  const int first_key = work.begin + warp * kChunkKeys;
-  if (first_key < work.end) {
-    PrefetchL1(work.block_table + first_key / s.block_size);
-    PrefetchL1(work.block_table + (min(first_key + kChunkKeys, work.end) - 1) / s.block_size);
+  const WarpKeys<kHeadDim> keys{k_cache, v_cache, work, s, work.begin + warp * kChunkKeys, s.scale * kLog2e};
+  // The block-table entries of this warp's first chunks into L1 while the previous kernel finishes.
+  PrefetchChunkTable(work, s, keys.first_key, kChunkKeys);
+  if constexpr (kStaged) {
+    PrefetchChunkTable(work, s, keys.first_key + kWarps * kChunkKeys, kChunkKeys);
+    IssueEarlyChunks(keys, context - 1,
+                     reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
   }
   GridDependencyWait();
   LaunchDependents();
@@ -277,30 +501,24 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
+  if constexpr (kStaged)
+    IssueNewestKey(keys, context - 1, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
   // Head g's query, lane c's pieces (LoadQuarterRow): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
   LoadQuarterRow(
       q_raw,
       q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim, c,
       g < work.group);
-  const float scale_log2 = s.scale * kLog2e;
   WarpSoftmax<kHeadDim> st;
-  for (int k0 = work.begin + warp * kChunkKeys; k0 < work.end; k0 += kWarps * kChunkKeys) {
-    StepLoads<kHeadDim> loads[kSteps];
-#pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
-      if (i == 0 || k0 + i * kStepKeys < work.end)
-        LoadStep(loads[i], k_cache, v_cache, work, s, k0 + i * kStepKeys);
-    }
-    const int next_key = k0 + kWarps * kChunkKeys;  // this warp's next chunk: its table entry meanwhile
-    if (next_key < work.end) PrefetchL1(work.block_table + next_key / s.block_size);
-#pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
-      if (i == 0 || k0 + i * kStepKeys < work.end)
-        ComputeStep(loads[i], q_raw, st, k0 + i * kStepKeys, work.end, scale_log2);
-    }
+  if constexpr (kStaged) {
+    RunStagedChunks(keys, q_raw, st, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
+    __syncthreads();  // every warp is done with its chunk buffers: the merge reuses the space
+    MergeAndWrite(st, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->merge, work, s, out,
+                  workspace);
+  } else {
+    RunChunksInRegisters(keys, q_raw, st);
+    MergeAndWrite(st, *reinterpret_cast<MergeShared<kHeadDim>*>(shared_raw), work, s, out, workspace);
   }
-  MergeAndWrite(st, merge, work, s, out, workspace);
 }
 
 // Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits.
@@ -330,19 +548,42 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
   return static_cast<size_t>(num_tokens) * num_q_heads * splits * (head_dim + 2) * sizeof(float);
 }
 
+// Decode launches of at most this many rows stage their keys in shared memory (kStaged); larger batches and
+// prefill keep them in registers. On the H100 (kernels/PERF_NOTES.md) the staged kernel took 4.8% off a
+// batch-1 step and 1.5-3% off batches 2-16, but batch 32 lost 3% and prefill 11% (its rows share keys through
+// L1, which the staged kernel's 64 KB of shared memory a block shrinks).
+constexpr int kStagedMaxRows = 16;
+
+bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq && s.num_tokens <= kStagedMaxRows; }
+
+// The split kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
+template <int kHeadDim, bool kStaged>
+size_t KernelSharedBytes() {
+  static const size_t bytes = [] {
+    const size_t size = kStaged ? sizeof(AttentionShared<kHeadDim>) : sizeof(MergeShared<kHeadDim>);
+    CUDA_CHECK(cudaFuncSetAttribute(PagedAttentionKernel<kHeadDim, kStaged>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(size)));
+    return size;
+  }();
+  return bytes;
+}
+
 // Blocks of the split kernel that fit the device at once (its occupancy times the multiprocessors).
-template <int kHeadDim>
+template <int kHeadDim, bool kStaged>
 int WaveBlocks() {
   static const int blocks = [] {
     int per_sm = 0;
-    CUDA_CHECK(
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, PagedAttentionKernel<kHeadDim>, kThreads, 0));
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, PagedAttentionKernel<kHeadDim, kStaged>, kThreads, KernelSharedBytes<kHeadDim, kStaged>()));
     return std::max(1, MultiprocessorCount() * per_sm);
   }();
   return blocks;
 }
 
-int WaveBlocksFor(int head_dim) { return head_dim == 128 ? WaveBlocks<128>() : WaveBlocks<64>(); }
+int WaveBlocksFor(int head_dim, bool staged) {
+  if (head_dim == 128) return staged ? WaveBlocks<128, true>() : WaveBlocks<128, false>();
+  return staged ? WaveBlocks<64, true>() : WaveBlocks<64, false>();
+}
 
 // Splits the key range only as far as the grid still fits in one wave (rounding down: a second, mostly idle
 // wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket, and only
@@ -355,28 +596,44 @@ int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
   int splits = std::max(1, std::min({most, (max_context + kMinPartition - 1) / kMinPartition,
-                                     WaveBlocksFor(s.head_dim) / rows}));
+                                     WaveBlocksFor(s.head_dim, UseStaged(s)) / rows}));
   while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
     --splits;
   return splits;
 }
-template <int kHeadDim>
+template <int kHeadDim, bool kStaged>
 void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
             const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
             __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
-  LaunchWithPdl(PagedAttentionKernel<kHeadDim>, grid, dim3(kThreads), 0, stream, q, k_cache, v_cache,
-                block_tables, token_seq, context_lens, out, workspace, s);
+  LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged>, grid, dim3(kThreads),
+                KernelSharedBytes<kHeadDim, kStaged>(), stream, q, k_cache, v_cache, block_tables, token_seq,
+                context_lens, out, workspace, s);
   if (splits == 1) return;
   LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
                 static_cast<const float*>(workspace), context_lens, out, s.num_tokens, s.num_q_heads,
                 kHeadDim, splits);
 }
 
+template <int kHeadDim>
+void LaunchVariant(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
+                   const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
+                   __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits,
+                   cudaStream_t stream) {
+  if (UseStaged(s)) {
+    Launch<kHeadDim, true>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, s,
+                           splits, stream);
+  } else {
+    Launch<kHeadDim, false>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, s,
+                            splits, stream);
+  }
+}
+
 }  // namespace
 
 size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_heads, int head_dim) {
-  const int max_split_rows = std::min(max_tokens, (WaveBlocksFor(head_dim) - 1) / std::max(num_kv_heads, 1));
+  const int wave = std::max(WaveBlocksFor(head_dim, false), WaveBlocksFor(head_dim, true));
+  const int max_split_rows = std::min(max_tokens, (wave - 1) / std::max(num_kv_heads, 1));
   return PartialBytes(std::max(max_split_rows, 1), num_q_heads, head_dim, kMaxSplits);
 }
 
@@ -391,11 +648,11 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
   }
   const int splits = PlanSplits(shape, workspace_bytes);
   if (shape.head_dim == 64) {
-    Launch<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, splits,
-               stream);
+    LaunchVariant<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape,
+                      splits, stream);
   } else if (shape.head_dim == 128) {
-    Launch<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape, splits,
-                stream);
+    LaunchVariant<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape,
+                       splits, stream);
   } else {
     CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);
   }

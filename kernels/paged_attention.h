@@ -24,6 +24,9 @@ struct AttentionShape {
       0;  // bound on context_lens; with num_tokens it fixes the grid (so one graph serves many lengths)
   int q_row_stride = 0;  // elements between consecutive query rows (the fused QKV row width)
   float scale = 0.f;     // softmax scale, 1/sqrt(head_dim)
+  // Every row is its sequence's only new token (decode): the keys before each row's last were written by
+  // earlier steps, so the kernel starts reading them before the previous kernel on the stream has finished.
+  bool one_token_per_seq = false;
 };
 
 // Bytes of fp32 workspace PagedAttention may use for up to `max_tokens` rows.
@@ -32,7 +35,8 @@ size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_
 // out[t, h, :] = softmax(q[t, h] . K[s, :c]^T * scale) V[s, :c] with s = token_seq[t], c = context_lens[t],
 // and the query head h reading KV head h / (num_q_heads / num_kv_heads). A row with c == 0 (padding) gets
 // zeros. Launched with programmatic dependent launch (kernels/pdl.cuh), it reads block_tables, token_seq and
-// context_lens before waiting for the previous kernel: they must not be written by the kernel just before.
+// context_lens before waiting for the previous kernel: they must not be written by the kernel just before;
+// with shape.one_token_per_seq, neither may any key of the cache but each row's newest.
 void PagedAttention(
     const __nv_bfloat16* q,        // [num_tokens, q_row_stride], head h at columns [h*head_dim, ...)
     const __nv_bfloat16* k_cache,  // [num_blocks, block_size, num_kv_heads, head_dim]

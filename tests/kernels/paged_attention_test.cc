@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "tests/kernels/delayed_copy.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace doze::kernels {
@@ -28,9 +29,26 @@ struct HeadSpec {
   int num_q_heads, num_kv_heads, head_dim;
 };
 
+// Copies `values` with every sequence's newest key (K or V, all KV heads) set to NaN.
+std::vector<float> WithNewestKeysPoisoned(std::vector<float> values, const std::vector<SeqSpec>& seqs,
+                                          const std::vector<int32_t>& tables, int max_blocks, int block_size,
+                                          int row_elems) {
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const int key = seqs[s].context_len - 1;
+    const int64_t slot =
+        static_cast<int64_t>(tables[s * max_blocks + key / block_size]) * block_size + key % block_size;
+    std::fill_n(values.begin() + slot * row_elems, row_elems, std::nanf(""));
+  }
+  return values;
+}
+
 // Lays the sequences into a shuffled paged cache full of random K/V, runs the kernel, compares with the
 // reference. `extra_context` raises max_context above the longest sequence, as a captured decode graph does.
-void CheckAttention(const std::vector<SeqSpec>& seqs, HeadSpec h, int extra_context, uint32_t seed) {
+// Decode batches (one new token per sequence) run with one_token_per_seq; with `newest_keys_late` the cache
+// starts with each sequence's newest key poisoned and a kernel just before the attention writes it late, as
+// the QKV kernel before it does in a decode step: the attention must read those keys only after its wait.
+void CheckAttention(const std::vector<SeqSpec>& seqs, HeadSpec h, int extra_context, uint32_t seed,
+                    bool newest_keys_late = false) {
   const int block_size = 16;
   int max_ctx = 0, max_blocks = 0, num_tokens = 0;
   for (const SeqSpec& s : seqs) {
@@ -56,17 +74,34 @@ void CheckAttention(const std::vector<SeqSpec>& seqs, HeadSpec h, int extra_cont
   const int q_stride = (h.num_q_heads + 2 * h.num_kv_heads) * h.head_dim;
   const std::vector<float> k = RandomBf16(kv_elems, -1.f, 1.f, rng), v = RandomBf16(kv_elems, -1.f, 1.f, rng);
   const std::vector<float> q = RandomBf16(static_cast<size_t>(num_tokens) * q_stride, -1.f, 1.f, rng);
-  DeviceArray<__nv_bfloat16> d_q(ToBf16(q)), d_k(ToBf16(k)), d_v(ToBf16(v)),
+  const bool one_token_per_seq =
+      std::all_of(seqs.begin(), seqs.end(), [](const SeqSpec& s) { return s.query_len == 1; });
+  ASSERT_TRUE(one_token_per_seq || !newest_keys_late);
+  const int row_elems = h.num_kv_heads * h.head_dim;
+  DeviceArray<__nv_bfloat16> d_q(ToBf16(q)),
+      d_k(ToBf16(newest_keys_late ? WithNewestKeysPoisoned(k, seqs, tables, max_blocks, block_size, row_elems)
+                                  : k)),
+      d_v(ToBf16(newest_keys_late ? WithNewestKeysPoisoned(v, seqs, tables, max_blocks, block_size, row_elems)
+                                  : v)),
+      d_k_late(ToBf16(k)), d_v_late(ToBf16(v)),
       d_out(static_cast<size_t>(num_tokens) * h.num_q_heads * h.head_dim);
   DeviceArray<int32_t> d_tables(tables), d_token_seq(token_seq), d_ctx(ctx_lens);
   const size_t ws_bytes = PagedAttentionWorkspaceBytes(num_tokens, h.num_q_heads, h.num_kv_heads, h.head_dim);
   DeviceArray<float> d_ws(ws_bytes / sizeof(float));
   d_out.Poison();
   const float scale = 1.f / std::sqrt(static_cast<float>(h.head_dim));
-  const AttentionShape shape{num_tokens, h.num_q_heads,           h.num_kv_heads, h.head_dim, block_size,
-                             max_blocks, max_ctx + extra_context, q_stride,       scale};
+  AttentionShape shape{num_tokens, h.num_q_heads,           h.num_kv_heads, h.head_dim, block_size,
+                       max_blocks, max_ctx + extra_context, q_stride,       scale};
+  shape.one_token_per_seq = one_token_per_seq;
+  cudaStream_t stream = nullptr;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  if (newest_keys_late) {
+    testing::LaunchDelayedCopy(d_k_late.get(), d_k.get(), d_v_late.get(), d_v.get(), d_k.size(), 50, stream);
+  }
   PagedAttention(d_q.get(), d_k.get(), d_v.get(), d_tables.get(), d_token_seq.get(), d_ctx.get(), d_out.get(),
-                 d_ws.get(), ws_bytes, shape, nullptr);
+                 d_ws.get(), ws_bytes, shape, stream);
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  CUDA_CHECK(cudaStreamDestroy(stream));
   std::vector<float> want(d_out.size());
   const reference::AttentionInputs in{
       q.data(),      k.data(),       v.data(),   tables.data(), token_seq.data(), ctx_lens.data(), num_tokens,
@@ -97,6 +132,19 @@ TEST_P(DecodeTest, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(BatchContext, DecodeTest,
                          ::testing::Combine(::testing::Values(1, 3, 19, 64),
                                             ::testing::Values(1, 17, 511, 2049)));
+
+// The keys before each row's newest are read while the kernel before the attention still runs; the newest
+// only after it (decode launches of up to 16 rows, which stage their keys in shared memory).
+TEST(DecodeEarlyReadsTest, NewestKeyReadAfterThePreviousKernel) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (int context : {1, 17, 33, 511, 2049}) {
+    std::vector<SeqSpec> seqs;
+    for (int i = 0; i < 13; ++i) seqs.push_back({1, std::max(1, context - (i * 37) % context)});
+    CheckAttention(seqs, kQwen05, 0, context, /*newest_keys_late=*/true);
+    CheckAttention(seqs, kQwen05, 1000, context + 1, /*newest_keys_late=*/true);
+  }
+  CheckAttention({{1, 700}, {1, 150}, {1, 1}}, HeadSpec{16, 2, 128}, 0, 9, /*newest_keys_late=*/true);
+}
 
 TEST(PrefillTest, SinglePrompts) {
   DOZE_SKIP_WITHOUT_GPU();

@@ -70,15 +70,16 @@ std::pair<__nv_bfloat16*, __nv_bfloat16*> CudaModelRunner::KvCache(int layer) co
 void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m) {
   const auto [k_cache, v_cache] = KvCache(layer);
   const int qkv_width = config_.q_size() + 2 * config_.kv_size();
-  const kernels::AttentionShape attention{plan.num_tokens,
-                                          config_.num_attention_heads,
-                                          config_.num_key_value_heads,
-                                          config_.head_dim,
-                                          options_.block_size,
-                                          plan.table_width,
-                                          plan.max_context,
-                                          qkv_width,
-                                          1.f / std::sqrt(static_cast<float>(config_.head_dim))};
+  kernels::AttentionShape attention{plan.num_tokens,
+                                    config_.num_attention_heads,
+                                    config_.num_key_value_heads,
+                                    config_.head_dim,
+                                    options_.block_size,
+                                    plan.table_width,
+                                    plan.max_context,
+                                    qkv_width,
+                                    1.f / std::sqrt(static_cast<float>(config_.head_dim))};
+  attention.one_token_per_seq = plan.one_token_per_seq;
   kernels::PagedAttention(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
                           attn_workspace_, attn_workspace_bytes_, attention, stream_);
 }

@@ -241,7 +241,13 @@ absl::Status CudaModelRunner::Wake() {
 }
 
 CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) const {
-  StepPlan plan{batch.num_tokens(), batch.num_logits(), batch.num_seqs(), 0, 0, false};
+  StepPlan plan{batch.num_tokens(),
+                batch.num_logits(),
+                batch.num_seqs(),
+                0,
+                0,
+                false,
+                batch.num_tokens() == batch.num_seqs()};
   const int max_seq_len = *std::max_element(batch.seq_lens.begin(), batch.seq_lens.end());
   const int max_model_len = max_blocks_per_seq_ * options_.block_size;
   plan.max_context = std::min(std::max(kMinContextBucket, NextPowerOfTwo(max_seq_len)), max_model_len);

@@ -85,6 +85,7 @@ class CudaModelRunner : public ModelRunner {
   struct StepPlan {
     int num_tokens, num_logits, num_seqs, max_context, table_width;
     bool graph;
+    bool one_token_per_seq;  // every sequence has one token in the step (decode): see AttentionShape
   };
   // Device views of the step's metadata, carved from metadata_ at offsets that depend on the plan only.
   struct StepMetadata {
