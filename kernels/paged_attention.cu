@@ -291,16 +291,17 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
   }
 }
 
-// Steps of one chunk, the unit a warp takes in turn: two 16-key steps at head_dim 64, one at 128 (4 or 8 KB
-// of K and V a warp).
+// Steps of one chunk, the unit a warp takes in turn: in registers two 16-key steps at head_dim 64, one at 128
+// (4 or 8 KB of K and V a warp); staged in shared memory one step (two measured slower at batch 64).
 template <int kHeadDim>
 constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
+constexpr int kStagedSteps = 1;
 constexpr int kChunkBuffers = 2;  // chunks a warp has in flight: the one it computes and the next
 
 // The block's shared memory: each warp's chunk buffers while the keys are read, then the merge.
 template <int kHeadDim>
 union AttentionShared {
-  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers][kStepsPerChunk<kHeadDim>];
+  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers][kStagedSteps];
   MergeShared<kHeadDim> merge;
 };
 
@@ -313,13 +314,13 @@ __device__ __forceinline__ void PrefetchChunkTable(const BlockWork& work, const 
 }
 
 template <int kHeadDim>
-__device__ __forceinline__ void IssueChunk(StepSlot<kHeadDim> (&chunk)[kStepsPerChunk<kHeadDim>],
+__device__ __forceinline__ void IssueChunk(StepSlot<kHeadDim> (&chunk)[kStagedSteps],
                                            const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
                                            const BlockWork& work, const AttentionShape& s, int k0,
                                            int copy_end) {
   if (k0 >= work.end) return;
 #pragma unroll
-  for (int i = 0; i < kStepsPerChunk<kHeadDim>; ++i) {
+  for (int i = 0; i < kStagedSteps; ++i) {
     if (i == 0 || k0 + i * kStepKeys < work.end)
       IssueStep<kHeadDim>(chunk[i], k_cache, v_cache, work, s, k0 + i * kStepKeys, copy_end);
   }
@@ -359,11 +360,10 @@ struct WarpKeys {
   float scale_log2;
 };
 
-template <int kHeadDim>
-constexpr int kChunkKeysFor = kStepsPerChunk<kHeadDim>* kStepKeys;
+constexpr int kStagedChunkKeys = kStagedSteps * kStepKeys;
 
 // The key loop with loads in registers: a warp issues its chunk's loads, then computes them (prefill rows,
-// where rows of one sequence share keys through L1, and decode batches above kStagedMaxRows).
+// where rows of one sequence share keys through L1).
 template <int kHeadDim>
 __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w,
                                                      const uint4 (&q_raw)[kHeadDim / 32],
@@ -390,10 +390,11 @@ __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w
 // (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed while the warp
 // computes the current one.
 template <int kHeadDim>
-__device__ __forceinline__ void RunStagedChunks(
-    const WarpKeys<kHeadDim>& w, const uint4 (&q_raw)[kHeadDim / 32], WarpSoftmax<kHeadDim>& st,
-    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
-  constexpr int kSteps = kStepsPerChunk<kHeadDim>, kStride = kWarps * kSteps * kStepKeys;
+__device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
+                                                const uint4 (&q_raw)[kHeadDim / 32],
+                                                WarpSoftmax<kHeadDim>& st,
+                                                StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
+  constexpr int kSteps = kStagedSteps, kStride = kWarps * kSteps * kStepKeys;
   int buffer = 0;
   for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer ^= 1) {
     if (k0 == w.first_key) {
@@ -422,10 +423,9 @@ __device__ __forceinline__ void RunStagedChunks(
 // Copies, into the warp's chunk buffers, the keys of its first two chunks but each row's newest: with one new
 // token per sequence they were all written by earlier steps, so this runs before the grid dependency wait.
 template <int kHeadDim>
-__device__ __forceinline__ void IssueEarlyChunks(
-    const WarpKeys<kHeadDim>& w, int newest,
-    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
-  constexpr int kStride = kWarps * kChunkKeysFor<kHeadDim>;
+__device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, int newest,
+                                                 StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
+  constexpr int kStride = kWarps * kStagedChunkKeys;
   const int copy_end = min(newest, w.work.end);
   IssueChunk<kHeadDim>(chunks[0], w.k_cache, w.v_cache, w.work, w.s, w.first_key, copy_end);
   IssueChunk<kHeadDim>(chunks[1], w.k_cache, w.v_cache, w.work, w.s, w.first_key + kStride, copy_end);
@@ -435,10 +435,9 @@ __device__ __forceinline__ void IssueEarlyChunks(
 // After the wait: the newest key, if it lies in one of this warp's first two chunks (a later chunk copies it
 // in RunStagedChunks).
 template <int kHeadDim>
-__device__ __forceinline__ void IssueNewestKey(
-    const WarpKeys<kHeadDim>& w, int newest,
-    StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStepsPerChunk<kHeadDim>]) {
-  constexpr int kChunkKeys = kChunkKeysFor<kHeadDim>;
+__device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int newest,
+                                               StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
+  constexpr int kChunkKeys = kStagedChunkKeys;
   const int warp = threadIdx.x >> 5;
   if (newest >= w.work.begin && newest < w.work.end) {
     const int chunk =
@@ -467,7 +466,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
     AttentionShape s) {
-  constexpr int kChunkKeys = kChunkKeysFor<kHeadDim>;
+  constexpr int kChunkKeys = (kStaged ? kStagedSteps : kStepsPerChunk<kHeadDim>)*kStepKeys;
   extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
   BlockWork work{static_cast<int>(blockIdx.x),
                  static_cast<int>(blockIdx.y),
@@ -548,13 +547,10 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
   return static_cast<size_t>(num_tokens) * num_q_heads * splits * (head_dim + 2) * sizeof(float);
 }
 
-// Decode launches of at most this many rows stage their keys in shared memory (kStaged); larger batches and
-// prefill keep them in registers. On the H100 (kernels/PERF_NOTES.md) the staged kernel took 4.8% off a
-// batch-1 step and 1.5-3% off batches 2-16, but batch 32 lost 3% and prefill 11% (its rows share keys through
-// L1, which the staged kernel's 64 KB of shared memory a block shrinks).
-constexpr int kStagedMaxRows = 16;
-
-bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq && s.num_tokens <= kStagedMaxRows; }
+// Decode launches stage their keys in shared memory (kStaged); prefill keeps them in registers: its rows of
+// one sequence share keys through L1, which the staged kernel's shared memory shrinks
+// (kernels/PERF_NOTES.md).
+bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq; }
 
 // The split kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
 template <int kHeadDim, bool kStaged>

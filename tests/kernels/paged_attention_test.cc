@@ -134,12 +134,12 @@ INSTANTIATE_TEST_SUITE_P(BatchContext, DecodeTest,
                                             ::testing::Values(1, 17, 511, 2049)));
 
 // The keys before each row's newest are read while the kernel before the attention still runs; the newest
-// only after it (decode launches of up to 16 rows, which stage their keys in shared memory).
+// only after it.
 TEST(DecodeEarlyReadsTest, NewestKeyReadAfterThePreviousKernel) {
   DOZE_SKIP_WITHOUT_GPU();
   for (int context : {1, 17, 33, 511, 2049}) {
     std::vector<SeqSpec> seqs;
-    for (int i = 0; i < 13; ++i) seqs.push_back({1, std::max(1, context - (i * 37) % context)});
+    for (int i = 0; i < 19; ++i) seqs.push_back({1, std::max(1, context - (i * 37) % context)});
     CheckAttention(seqs, kQwen05, 0, context, /*newest_keys_late=*/true);
     CheckAttention(seqs, kQwen05, 1000, context + 1, /*newest_keys_late=*/true);
   }
