@@ -88,6 +88,7 @@ void CheckAttention(const std::vector<SeqSpec>& seqs, HeadSpec h, int extra_cont
   DeviceArray<int32_t> d_tables(tables), d_token_seq(token_seq), d_ctx(ctx_lens);
   const size_t ws_bytes = PagedAttentionWorkspaceBytes(num_tokens, h.num_q_heads, h.num_kv_heads, h.head_dim);
   DeviceArray<float> d_ws(ws_bytes / sizeof(float));
+  d_ws.Poison();  // nothing in it may be read before the call writes it
   d_out.Poison();
   const float scale = 1.f / std::sqrt(static_cast<float>(h.head_dim));
   AttentionShape shape{num_tokens, h.num_q_heads,           h.num_kv_heads, h.head_dim, block_size,
