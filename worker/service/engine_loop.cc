@@ -162,18 +162,24 @@ void EngineLoop::ApplyCancels(const std::vector<uint64_t>& handles) {
 }
 
 void EngineLoop::Dispatch(std::vector<RequestOutput> outputs) {
+  std::vector<RequestSink*> stepped;   // had an output in this step
+  std::vector<RequestSink*> finished;  // and it was their last
   for (RequestOutput& output : outputs) {
     auto it = admitted_.find(output.id);
     if (it == admitted_.end()) continue;  // the warm-up request
-    const bool finished = output.finished;
     Admitted admitted = it->second;
-    admitted.sink->OnOutput(std::move(output));
-    if (finished) {
-      admitted.sink->Release();
+    stepped.push_back(admitted.sink);
+    if (output.finished) {
+      if (output.finish_reason == FinishReason::kAbort) ++num_aborted_;
+      finished.push_back(admitted.sink);
       engine_id_of_handle_.erase(admitted.handle);
       admitted_.erase(it);
     }
+    admitted.sink->OnOutput(std::move(output));
   }
+  // The step's end before the releases: a sink may go once released.
+  for (RequestSink* sink : stepped) sink->OnStepEnd();
+  for (RequestSink* sink : finished) sink->Release();
 }
 
 void EngineLoop::RunCommand(Command& command) {
@@ -226,6 +232,7 @@ void EngineLoop::Publish() {
 EngineStats EngineLoop::CurrentStats() const {
   EngineStats stats;
   stats.num_requests = num_requests_;
+  stats.num_aborted = num_aborted_;
   if (engine_) stats.counters = engine_->counters();
   AddTotals(retired_, stats.counters);
   const int64_t queried = stats.counters.prefix_cache_queried_tokens;

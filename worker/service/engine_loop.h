@@ -42,6 +42,7 @@ using EngineInit = std::function<absl::StatusOr<EngineParts>()>;
 struct EngineStats {
   EngineCounters counters;
   int64_t num_requests = 0;  // admitted by the engine
+  int64_t num_aborted = 0;   // ended by an abort
 };
 
 // Other threads hand requests, cancellations and sleep/wake commands over through a mutex-guarded inbox; the
@@ -123,6 +124,7 @@ class EngineLoop {
   absl::flat_hash_map<uint64_t, Admitted> admitted_;  // by engine id
   EngineCounters retired_;                            // totals of the engines dropped at sleeps
   int64_t num_requests_ = 0;
+  int64_t num_aborted_ = 0;
 };
 
 }  // namespace doze::service

@@ -7,7 +7,8 @@
 namespace doze::service {
 
 // Every method is called on the engine thread, in this order: OnAdmitted or OnError once, OnOutput for each
-// step's output (the last one finished), then Release once. The sink must stay alive until Release.
+// step's output (the last one finished) and OnStepEnd once the step's outputs for all requests have been
+// handed over, then Release once. The sink must stay alive until Release.
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
@@ -16,6 +17,9 @@ class RequestSink {
   virtual void OnAdmitted() = 0;
   // One step's output; `output.finished` on the last.
   virtual void OnOutput(RequestOutput output) = 0;
+  // The step that gave this sink an output has handed all its outputs over: a sink that serves several
+  // requests (a GenerateStream) sends them together from here.
+  virtual void OnStepEnd() = 0;
   // The engine refused the request (its status names the field); no output follows.
   virtual void OnError(absl::Status status) = 0;
   // The engine thread holds no more references to this sink.

@@ -40,6 +40,7 @@ void CountersToProto(const EngineStats& stats, v1::StatsResponse* out) {
   counters->set_generated_tokens(c.generated_tokens);
   counters->set_computed_tokens(c.computed_tokens);
   counters->set_num_requests(stats.num_requests);
+  counters->set_num_aborted(stats.num_aborted);
   v1::KvCacheUsage* kv = out->mutable_kv_cache();
   kv->set_blocks_used(c.kv_blocks_used);
   kv->set_blocks_total(c.kv_blocks_total);
@@ -83,6 +84,11 @@ GenerateDeps WorkerService::deps() const {
 grpc::ServerWriteReactor<v1::GenerateResponse>* WorkerService::Generate(grpc::CallbackServerContext*,
                                                                         const v1::GenerateRequest* request) {
   return new GenerateCall(deps(), *request);
+}
+
+grpc::ServerBidiReactor<v1::GenerateStreamRequest, v1::GenerateStreamResponse>* WorkerService::GenerateStream(
+    grpc::CallbackServerContext*) {
+  return new GenerateStreamCall([this] { return deps(); });
 }
 
 grpc::ServerUnaryReactor* WorkerService::Stats(grpc::CallbackServerContext* context, const v1::StatsRequest*,

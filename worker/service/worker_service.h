@@ -10,6 +10,7 @@
 #include "proto/worker.grpc.pb.h"
 #include "worker/service/engine_loop.h"
 #include "worker/service/generate_call.h"
+#include "worker/service/generate_stream_call.h"
 #include "worker/service/startup_timeline.h"
 #include "worker/service/worker_lifecycle.h"
 #include "worker/service/worker_model.h"
@@ -23,7 +24,8 @@ struct WorkerInfo {
   std::string backend;
 };
 
-// Callback API: no handler blocks a gRPC thread. Generate calls stream through GenerateCall; Sleep, Wake and
+// Callback API: no handler blocks a gRPC thread. Generate calls stream through GenerateCall, GenerateStream
+// through GenerateStreamCall; Sleep, Wake and
 // Drain answer from the engine thread or from the end of the last open call.
 class WorkerService final : public v1::Worker::CallbackService {
  public:
@@ -38,6 +40,9 @@ class WorkerService final : public v1::Worker::CallbackService {
   // Streams one request's outputs.
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* context,
                                                            const v1::GenerateRequest* request) override;
+  // Streams the outputs of many requests, started and cancelled on the stream.
+  grpc::ServerBidiReactor<v1::GenerateStreamRequest, v1::GenerateStreamResponse>* GenerateStream(
+      grpc::CallbackServerContext* context) override;
   // Counters, KV usage, start-up timeline and state.
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context, const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
