@@ -1,9 +1,10 @@
 // doze-fake-worker: a stand-in for doze-worker in the gateway's tests and benchmark. It takes doze-worker's
 // flags, serves doze.v1.Worker and grpc.health.v1 on --listen, and answers Generate with max_tokens tokens
-// ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5). DOZE_FAKE_FAIL_START=1 makes it
-// exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST pins it
-// to those cores (the benchmark keeps it off the gateway's). DOZE_FAKE_STAMP_TOKENS=1 makes token i's text
-// "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME, nanoseconds since the
+// ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5), and GenerateStream alike (the
+// tokens of a stream's calls that come due at one timer wake-up leave in one message). DOZE_FAKE_FAIL_START=1
+// makes it exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST
+// pins it to those cores (the benchmark keeps it off the gateway's). DOZE_FAKE_STAMP_TOKENS=1 makes token i's
+// text "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME, nanoseconds since the
 // epoch) at which the token is handed to gRPC: the benchmark's load generator, on the same host, subtracts it
 // from the time the token's SSE chunk arrives, for the latency the gateway adds to each streamed message.
 //
@@ -20,11 +21,14 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -75,6 +79,10 @@ class TimerThread {
     wake_.notify_one();
   }
 
+  // From a callback: runs `callback` once every callback due at this wake-up has run (a stream writes all
+  // its tokens of the wake-up in one message, as a worker writes a step's outputs).
+  void AfterThisWakeUp(std::function<void()> callback) { after_wake_up_.push_back(std::move(callback)); }
+
  private:
   struct Timer {
     Clock::time_point when;
@@ -92,14 +100,19 @@ class TimerThread {
         wake_.wait(lock);
         continue;
       }
-      if (Clock::now() < timers_.top().when) {
+      const Clock::time_point now = Clock::now();
+      if (now < timers_.top().when) {
         wake_.wait_until(lock, timers_.top().when);
         continue;
       }
-      std::function<void()> callback = std::move(const_cast<Timer&>(timers_.top()).callback);
-      timers_.pop();
+      std::vector<std::function<void()>> due;
+      while (!timers_.empty() && timers_.top().when <= now) {
+        due.push_back(std::move(const_cast<Timer&>(timers_.top()).callback));
+        timers_.pop();
+      }
       lock.unlock();
-      callback();
+      for (std::function<void()>& callback : due) callback();
+      for (std::function<void()>& callback : std::exchange(after_wake_up_, {})) callback();
       lock.lock();
     }
   }
@@ -109,6 +122,7 @@ class TimerThread {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t sequence_ = 0;
   bool stopping_ = false;
+  std::vector<std::function<void()>> after_wake_up_;  // timer thread only
   std::thread thread_;
 };
 
@@ -211,6 +225,221 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
   doze::v1::GenerateResponse response_;
 };
 
+// One GenerateStream: the calls started on it get the same tokens, at the same pace, as FakeGenerate's (a
+// call's next token is due a token delay after the write that carried the previous one), but the tokens due
+// at one timer wake-up leave in one message for the whole stream, and a token is stamped as that message is
+// handed to gRPC. Deletes itself once gRPC is done with it and no timer holds it.
+class FakeGenerateStream
+    : public grpc::ServerBidiReactor<doze::v1::GenerateStreamRequest, doze::v1::GenerateStreamResponse> {
+ public:
+  explicit FakeGenerateStream(FakeState* state) : state_(state) { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!ok) {
+        // Half-closed (or broken): the calls still open are cancelled.
+        reads_done_ = true;
+        AbortAllLocked();
+      } else {
+        for (const doze::v1::StreamCommand& command : request_.commands()) {
+          if (command.has_start()) StartLocked(command.call_id(), command.start());
+          if (command.has_cancel()) AbortLocked(command.call_id());
+        }
+      }
+    }
+    Flush();
+    if (ok) StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (!ok) {
+        broken_ = true;
+        AbortAllLocked();
+      }
+      for (uint64_t id : std::exchange(in_flight_, {})) {
+        if (ok) ScheduleNextLocked(id);
+      }
+    }
+    Flush();
+  }
+
+  void OnCancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      broken_ = true;
+      AbortAllLocked();
+    }
+    Flush();
+  }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  struct Call {
+    int max_tokens = 0;
+    int prompt_tokens = 0;
+    int next_token = 0;
+    double first_token_ms = 0;
+    Clock::time_point start = Clock::now();
+  };
+  // What waits for the next write: a token of a call, its final status, or both.
+  struct Event {
+    uint64_t call_id = 0;
+    int token = -1;  // -1: none
+    Call call;       // the call as it was at the token (for the last token's usage and timings)
+    std::optional<grpc::Status> status;
+  };
+
+  void StartLocked(uint64_t id, const doze::v1::GenerateRequest& request) {
+    if (broken_) return;
+    if (state_->sleeping.load()) return Push(id, grpc::Status(grpc::FAILED_PRECONDITION, "sleeping"));
+    state_->num_requests.fetch_add(1);
+    Call call;
+    call.max_tokens = request.sampling().has_max_tokens() ? request.sampling().max_tokens() : 16;
+    call.prompt_tokens = request.token_ids().ids_size();
+    if (call.max_tokens <= 0) return Push(id, grpc::Status::OK);
+    state_->num_running.fetch_add(1);
+    calls_[id] = call;
+    ScheduleNextLocked(id);
+  }
+
+  // The call's next token: now (no delay) or after the delay on the timer thread.
+  void ScheduleNextLocked(uint64_t id) {
+    if (state_->delay_ms <= 0) return TokenDueLocked(id);
+    refs_.fetch_add(1);
+    state_->timers.At(Clock::now() + std::chrono::milliseconds(state_->delay_ms), [this, id] {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        TokenDueLocked(id);
+        if (!flush_after_wake_up_) {
+          flush_after_wake_up_ = true;
+          refs_.fetch_add(1);
+          state_->timers.AfterThisWakeUp([this] {
+            {
+              std::lock_guard<std::mutex> lock(mu_);
+              flush_after_wake_up_ = false;
+            }
+            Flush();
+            Unref();
+          });
+        }
+      }
+      Unref();
+    });
+  }
+
+  void TokenDueLocked(uint64_t id) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;  // cancelled meanwhile
+    Call& call = it->second;
+    Event event;
+    event.call_id = id;
+    event.token = call.next_token++;
+    state_->generated_tokens.fetch_add(1);
+    if (event.token == 0) call.first_token_ms = MillisSince(call.start);
+    event.call = call;
+    if (call.next_token == call.max_tokens) {
+      event.status = grpc::Status::OK;
+      state_->num_running.fetch_sub(1);
+      calls_.erase(it);
+    }
+    pending_.push_back(std::move(event));
+  }
+
+  void Push(uint64_t id, grpc::Status status) {
+    Event event;
+    event.call_id = id;
+    event.status = std::move(status);
+    pending_.push_back(std::move(event));
+  }
+
+  void AbortLocked(uint64_t id) {
+    if (calls_.erase(id) == 0) return;
+    state_->num_running.fetch_sub(1);
+    state_->num_aborted.fetch_add(1);
+    Push(id, grpc::Status(grpc::CANCELLED, "cancelled by the client"));
+  }
+
+  void AbortAllLocked() {
+    while (!calls_.empty()) AbortLocked(calls_.begin()->first);
+  }
+
+  // Writes what is pending in one message when no write is in flight; finishes once no call is open and no
+  // command can come.
+  void Flush() {
+    enum class Action { kNone, kWrite, kFinish } action = Action::kNone;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (writing_ || finish_started_) return;
+      if (broken_) pending_.clear();
+      status = broken_ ? grpc::Status::CANCELLED : grpc::Status::OK;
+      if (!pending_.empty()) {
+        FillResponseLocked();
+        writing_ = true;
+        action = Action::kWrite;
+      } else if (calls_.empty() && (reads_done_ || broken_)) {
+        finish_started_ = true;
+        action = Action::kFinish;
+      }
+    }
+    if (action == Action::kWrite) StartWrite(&response_);
+    if (action == Action::kFinish) Finish(status);
+  }
+
+  void FillResponseLocked() {
+    response_.Clear();
+    for (const Event& event : pending_) {
+      doze::v1::CallEvent* out = response_.add_events();
+      out->set_call_id(event.call_id);
+      if (event.token >= 0) FillToken(event, out->mutable_response());
+      if (event.status) {
+        out->mutable_status()->set_code(event.status->error_code());
+        out->mutable_status()->set_message(event.status->error_message());
+      } else {
+        in_flight_.push_back(event.call_id);
+      }
+    }
+    pending_.clear();
+  }
+
+  // Token `event.token` as FakeGenerate writes it (stamped now, just before the write).
+  void FillToken(const Event& event, doze::v1::GenerateResponse* response) const {
+    const int index = event.token;
+    response->set_text_delta(state_->stamp_tokens ? absl::StrCat("t", index, "@", RealtimeNanos(), " ")
+                                                  : absl::StrCat("t", index, " "));
+    response->add_token_ids(1000 + index);
+    if (!event.status) return;
+    response->set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
+    response->mutable_usage()->set_prompt_tokens(event.call.prompt_tokens);
+    response->mutable_usage()->set_completion_tokens(event.call.max_tokens);
+    response->mutable_timings()->set_total_ms(MillisSince(event.call.start));
+    response->mutable_timings()->set_time_to_first_token_ms(event.call.first_token_ms);
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+  FakeState* const state_;
+  std::atomic<int> refs_{1};  // gRPC's (until OnDone) and one per timer callback pending
+  doze::v1::GenerateStreamRequest request_;
+  std::mutex mu_;
+  std::map<uint64_t, Call> calls_;  // open
+  std::vector<Event> pending_;
+  std::vector<uint64_t> in_flight_;  // calls whose token (not their last) rides the write in flight
+  bool flush_after_wake_up_ = false;
+  bool reads_done_ = false;
+  bool broken_ = false;
+  bool writing_ = false;
+  bool finish_started_ = false;
+  doze::v1::GenerateStreamResponse response_;
+};
+
 class FakeWorker final : public doze::v1::Worker::CallbackService {
  public:
   explicit FakeWorker(FakeState* state) : state_(state) {}
@@ -218,6 +447,11 @@ class FakeWorker final : public doze::v1::Worker::CallbackService {
   grpc::ServerWriteReactor<doze::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext*, const doze::v1::GenerateRequest* request) override {
     return new FakeGenerate(state_, *request);
+  }
+
+  grpc::ServerBidiReactor<doze::v1::GenerateStreamRequest, doze::v1::GenerateStreamResponse>* GenerateStream(
+      grpc::CallbackServerContext*) override {
+    return new FakeGenerateStream(state_);
   }
 
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context, const doze::v1::StatsRequest*,
