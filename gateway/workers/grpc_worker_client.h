@@ -1,7 +1,9 @@
 // WorkerClient over gRPC's asynchronous API on one completion queue that the factory's own threads drive: no
 // thread waits on a call, and a completion (a worker's response) is handled, and its HTTP answer written, on
-// the thread that read it from the worker's socket. gRPC's callback API would instead bring its own pollers
-// (half the machine's cores, however few the gateway is pinned to), which pass each event between them.
+// the thread that read it from the worker's socket. Generate calls travel on one GenerateStream per
+// connection (CallStream), so that a worker's step of tokens for many calls is one message to read. gRPC's
+// callback API would instead bring its own pollers (half the machine's cores, however few the gateway is
+// pinned to), which pass each event between them.
 #pragma once
 
 #include <memory>
@@ -18,8 +20,8 @@ class CompletionThread;
 class GrpcWorkerClientFactory : public WorkerClientFactory {
  public:
   // Starts `num_threads` threads, each with its own completion queue; every client this factory makes opens
-  // one connection per thread and spreads its Generate calls over them in turn, so that a burst of responses
-  // is answered on that many threads at once.
+  // one connection per thread, each with its own GenerateStream, and spreads its Generate calls over them in
+  // turn, so that a burst of responses is answered on that many threads at once.
   explicit GrpcWorkerClientFactory(int num_threads = 1);
   ~GrpcWorkerClientFactory() override;
 
