@@ -18,8 +18,8 @@
 //   has no such histogram).
 //   [--direct-worker unix:PATH] (streams, with --stamped-tokens 1): after the test through the gateway, runs
 //   the same pattern (--streams calls of --max-tokens tokens, back to back, for --seconds) straight over gRPC
-//   to that worker, on one channel read by one completion-queue thread as the gateway reads it, and reports
-//   the time from each token's stamp to its response taken off the completion queue
+//   to that worker, on one GenerateStream read by one completion-queue thread as the gateway reads it, and
+//   reports the time from each token's stamp to its response taken off the completion queue
 //   ("message_direct_p50_ms", ...): the worker's send and a gRPC receive with no gateway in between. The
 //   calls first start spread evenly over [--direct-spread-ms 20] (one token period of the bench's streams).
 //
@@ -47,6 +47,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "grpcpp/alarm.h"
@@ -418,7 +419,8 @@ double HistogramQuantile(const std::vector<std::pair<double, double>>& before,
 }
 
 // The direct baseline: streams of stamped tokens read straight from the worker over gRPC, with the gateway's
-// own way of reading them (one channel, an asynchronous reader per call, one thread on one completion queue).
+// own way of reading them (one channel, one GenerateStream carrying every call, one thread on one completion
+// queue).
 class DirectStreams {
  public:
   DirectStreams(const Options& options) : options_(options) {
@@ -432,52 +434,38 @@ class DirectStreams {
     end_ = Clock::now() +
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.seconds));
     active_ = options_.streams;
+    stream_ = stub_->PrepareAsyncGenerateStream(&context_, &cq_);
+    stream_->StartCall(&started_);  // gRPC sends the header with its write operation: the first write
+    writing_ = true;
+    stream_->Read(&response_, &read_);
     // The calls' first starts spread evenly over --direct-spread-ms, as requests through the gateway reach
     // the worker spread over the time the gateway takes to read them; started all at once, every call's
     // tokens would come due together.
     std::vector<grpc::Alarm> alarms(options_.streams);
-    Event start{Event::kStart, nullptr};
     auto now = std::chrono::system_clock::now();
     for (int i = 0; i < options_.streams; ++i) {
       alarms[i].Set(&cq_,
                     now + std::chrono::microseconds(
                               static_cast<int64_t>(options_.direct_spread_ms * 1000 * i / options_.streams)),
-                    &start);
+                    &start_);
     }
     void* tag = nullptr;
     bool ok = false;
     while (active_ > 0 && cq_.Next(&tag, &ok)) {
       int64_t received_ns = RealtimeNanos();
-      auto* event = static_cast<Event*>(tag);
-      Call* call = event->call;
-      switch (event->kind) {
-        case Event::kStart:
-          StartCall();
-          break;
-        case Event::kStarted:
-          if (--call->pending == 0) Done(call);
-          break;
-        case Event::kRead:
-          if (!ok) {
-            call->reader->Finish(&call->status, &call->finished);
-            break;
-          }
-          Received(call, received_ns);
-          call->reader->Read(&call->response, &call->read);
-          break;
-        case Event::kFinished:
-          if (!call->status.ok() || call->next_index != options_.max_tokens) {
-            ++errors_;
-            if (errors_ <= 5) {
-              std::fprintf(stderr,
-                           "doze_gateway_load: direct call ended with status %d (%s) after %d tokens\n",
-                           call->status.error_code(), call->status.error_message().c_str(), call->next_index);
-            }
-          }
-          if (--call->pending == 0) Done(call);
-          break;
+      if (tag == &start_) {
+        StartCall();
+      } else if (tag == &started_ || tag == &written_) {
+        if (!ok) return Broken("write");
+        writing_ = false;
+        Write();
+      } else if (tag == &read_) {
+        if (!ok) return Broken("read");
+        for (const doze::v1::CallEvent& event : response_.events()) Received(event, received_ns);
+        stream_->Read(&response_, &read_);
       }
     }
+    context_.TryCancel();
     cq_.Shutdown();
     while (cq_.Next(&tag, &ok)) {
     }
@@ -488,50 +476,68 @@ class DirectStreams {
   int stamp_errors() const { return stamp_errors_; }
 
  private:
-  struct Call;
-  struct Event {
-    enum Kind { kStart, kStarted, kRead, kFinished } kind;
-    Call* call;
-  };
-  struct Call {
-    grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientAsyncReader<doze::v1::GenerateResponse>> reader;
-    doze::v1::GenerateResponse response;
-    grpc::Status status;
-    int next_index = 0;
-    int pending = 2;  // The start and the status.
-    Event started{Event::kStarted, this};
-    Event read{Event::kRead, this};
-    Event finished{Event::kFinished, this};
-  };
+  // Counts every call still open as failed once the stream has broken.
+  int Broken(const char* what) {
+    std::fprintf(stderr, "doze_gateway_load: direct: the stream's %s failed\n", what);
+    errors_ += active_;
+    active_ = 0;
+    context_.TryCancel();
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+    return errors_;
+  }
 
   void StartCall() {
-    doze::v1::GenerateRequest request;
-    request.set_request_id("direct");
-    for (int id : {151644, 872, 198, 104169, 151645}) request.mutable_token_ids()->add_ids(id);
-    request.mutable_sampling()->set_max_tokens(options_.max_tokens);
-    auto* call = new Call();
-    call->reader = stub_->PrepareAsyncGenerate(&call->context, request, &cq_);
-    call->reader->StartCall(&call->started);
-    call->reader->Read(&call->response, &call->read);
+    doze::v1::StreamCommand* command = queued_.add_commands();
+    const uint64_t id = next_id_++;
+    command->set_call_id(id);
+    doze::v1::GenerateRequest* request = command->mutable_start();
+    request->set_request_id("direct");
+    for (int token : {151644, 872, 198, 104169, 151645}) request->mutable_token_ids()->add_ids(token);
+    request->mutable_sampling()->set_max_tokens(options_.max_tokens);
+    next_index_[id] = 0;
+    Write();
   }
 
-  void Received(Call* call, int64_t received_ns) {
-    int64_t stamp = ParseStamp(call->response.text_delta(), call->next_index);
-    if (stamp < 0) {
-      if (stamp_errors_++ < 5) {
-        std::fprintf(stderr, "doze_gateway_load: direct: text \"%s\" where t%d@NS was expected\n",
-                     call->response.text_delta().substr(0, 200).c_str(), call->next_index);
+  // Sends the queued starts when no write is in flight.
+  void Write() {
+    if (writing_ || queued_.commands_size() == 0) return;
+    outgoing_.Swap(&queued_);
+    queued_.Clear();
+    writing_ = true;
+    stream_->Write(outgoing_, &written_);
+  }
+
+  void Received(const doze::v1::CallEvent& event, int64_t received_ns) {
+    auto it = next_index_.find(event.call_id());
+    if (it == next_index_.end()) return;
+    int& next_index = it->second;
+    if (event.has_response()) {
+      const std::string& text = event.response().text_delta();
+      int64_t stamp = ParseStamp(text, next_index);
+      if (stamp < 0) {
+        if (stamp_errors_++ < 5) {
+          std::fprintf(stderr, "doze_gateway_load: direct: text \"%s\" where t%d@NS was expected\n",
+                       text.substr(0, 200).c_str(), next_index);
+        }
+      } else {
+        ++next_index;
+        added_ms_.push_back(static_cast<double>(received_ns - stamp) / 1e6);
       }
-      return;
     }
-    ++call->next_index;
-    added_ms_.push_back(static_cast<double>(received_ns - stamp) / 1e6);
-  }
-
-  // The call has ended: the next one of its slot starts, unless the time is up.
-  void Done(Call* call) {
-    delete call;
+    if (!event.has_status()) return;
+    if (event.status().code() != 0 || next_index != options_.max_tokens) {
+      ++errors_;
+      if (errors_ <= 5) {
+        std::fprintf(stderr, "doze_gateway_load: direct call ended with status %d (%s) after %d tokens\n",
+                     event.status().code(), event.status().message().c_str(), next_index);
+      }
+    }
+    next_index_.erase(it);
+    // The next call of its slot starts, unless the time is up.
     if (Clock::now() < end_) return StartCall();
     --active_;
   }
@@ -540,6 +546,18 @@ class DirectStreams {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<doze::v1::Worker::Stub> stub_;
   grpc::CompletionQueue cq_;
+  grpc::ClientContext context_;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<doze::v1::GenerateStreamRequest, doze::v1::GenerateStreamResponse>>
+      stream_;
+  doze::v1::GenerateStreamResponse response_;
+  doze::v1::GenerateStreamRequest queued_;
+  doze::v1::GenerateStreamRequest outgoing_;
+  bool writing_ = false;
+  // Tags: only their addresses matter.
+  char start_ = 0, started_ = 0, written_ = 0, read_ = 0;
+  uint64_t next_id_ = 1;
+  std::unordered_map<uint64_t, int> next_index_;  // the open calls' next token index
   Clock::time_point end_;
   int active_ = 0;
   int errors_ = 0;
