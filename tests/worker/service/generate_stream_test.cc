@@ -18,18 +18,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Long enough that a call is still running when the test acts on it.
-constexpr int kLongMaxTokens = 30000;
-
-v1::GenerateRequest TextRequest(const std::string& text, int max_tokens) {
-  v1::GenerateRequest request;
-  request.set_text(text);
-  request.mutable_sampling()->set_temperature(0.0f);
-  request.mutable_sampling()->set_max_tokens(max_tokens);
-  request.mutable_sampling()->set_ignore_eos(true);
-  return request;
-}
-
 // What one call of a stream received.
 struct CallResult {
   std::vector<int32_t> ids;

@@ -17,6 +17,15 @@ std::string Env(const char* name, const char* fallback) {
 
 }  // namespace
 
+v1::GenerateRequest TextRequest(const std::string& text, int max_tokens) {
+  v1::GenerateRequest request;
+  request.set_text(text);
+  request.mutable_sampling()->set_temperature(0.0f);
+  request.mutable_sampling()->set_max_tokens(max_tokens);
+  request.mutable_sampling()->set_ignore_eos(true);
+  return request;
+}
+
 std::string TestWorker::ModelDir() { return Env("DOZE_BUILD_DIR", "build") + "/models/tiny-tied-gqa2"; }
 
 std::string TestWorker::Binary(const std::string& name) {

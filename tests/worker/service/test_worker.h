@@ -5,10 +5,18 @@
 #include <string>
 #include <vector>
 
+#include "proto/worker.pb.h"
 #include "worker/service/child_worker.h"
 #include "worker/service/worker_client.h"
 
 namespace doze::service::testing {
+
+// Long enough that a call is still running when a test acts on it (one token per step, steps of a fraction of
+// a millisecond), short enough for the 32k-token context.
+inline constexpr int kLongMaxTokens = 30000;
+
+// A greedy request for `text` that ignores end-of-sequence and stops after `max_tokens` tokens.
+v1::GenerateRequest TextRequest(const std::string& text, int max_tokens);
 
 class TestWorker {
  public:

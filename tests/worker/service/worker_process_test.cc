@@ -17,19 +17,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Long enough that a stream is still running when the test acts on it (one token per step, steps of a
-// fraction of a millisecond), short enough for the 32k-token context.
-constexpr int kLongMaxTokens = 30000;
-
-v1::GenerateRequest TextRequest(const std::string& text, int max_tokens) {
-  v1::GenerateRequest request;
-  request.set_text(text);
-  request.mutable_sampling()->set_temperature(0.0f);
-  request.mutable_sampling()->set_max_tokens(max_tokens);
-  request.mutable_sampling()->set_ignore_eos(true);
-  return request;
-}
-
 // The concatenated token ids of a finished stream, its finish reason and its status.
 struct StreamResult {
   grpc::Status status;
