@@ -136,19 +136,8 @@ class StreamClient {
   std::thread reader_;  // last: it starts once the members it uses exist
 };
 
-class GenerateStreamTest : public ::testing::Test {
+class GenerateStreamTest : public SharedWorkerTest {
  protected:
-  static void SetUpTestSuite() {
-    worker_ = new TestWorker();
-    worker_->WaitReady();
-  }
-  static void TearDownTestSuite() {
-    delete worker_;
-    worker_ = nullptr;
-  }
-  static WorkerClient& client() { return worker_->client(); }
-  static const std::string& target() { return worker_->target(); }
-
   static v1::StatsResponse Stats() {
     v1::StatsResponse stats;
     EXPECT_TRUE(client().Stats(&stats).ok());
@@ -180,11 +169,7 @@ class GenerateStreamTest : public ::testing::Test {
     result.message = status.error_message();
     return result;
   }
-
-  static TestWorker* worker_;
 };
-
-TestWorker* GenerateStreamTest::worker_ = nullptr;
 
 TEST_F(GenerateStreamTest, TwoInterleavedCallsGetWhatSeparateGenerateCallsGet) {
   const v1::GenerateRequest first = TextRequest("The weather today is", 24);

@@ -1,6 +1,8 @@
 // A doze-worker child process on a unix socket in a fresh temporary directory, with the tiny CPU checkpoint.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +41,24 @@ class TestWorker {
   std::string target_;
   std::unique_ptr<ChildWorker> child_;
   std::unique_ptr<WorkerClient> client_;
+};
+
+// A fixture whose tests share one worker, started once for the suite.
+class SharedWorkerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    worker_ = new TestWorker();
+    worker_->WaitReady();
+  }
+  static void TearDownTestSuite() {
+    delete worker_;
+    worker_ = nullptr;
+  }
+  static WorkerClient& client() { return worker_->client(); }
+  static const std::string& target() { return worker_->target(); }
+
+ private:
+  static inline TestWorker* worker_ = nullptr;
 };
 
 }  // namespace doze::service::testing

@@ -104,22 +104,7 @@ bool WaitForIdleEngine(WorkerClient& client) {
   return false;
 }
 
-class WorkerProcessTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    worker_ = new TestWorker();
-    worker_->WaitReady();
-  }
-  static void TearDownTestSuite() {
-    delete worker_;
-    worker_ = nullptr;
-  }
-  WorkerClient& client() { return worker_->client(); }
-
-  static TestWorker* worker_;
-};
-
-TestWorker* WorkerProcessTest::worker_ = nullptr;
+using WorkerProcessTest = SharedWorkerTest;
 
 TEST_F(WorkerProcessTest, LastResponseCarriesUsageAndTimings) {
   StreamResult result = RunStream(client(), TextRequest("Hello there", 8));
