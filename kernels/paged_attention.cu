@@ -120,6 +120,7 @@ template <int kHeadDim>
 __device__ __forceinline__ void IssueStep(StepSlot<kHeadDim>& slot, const __nv_bfloat16* k_cache,
                                           const __nv_bfloat16* v_cache, const BlockWork& work,
                                           const AttentionShape& s, int k0, int copy_end) {
+  if (k0 >= work.end) return;  // a chunk past the warp's range
   const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   // Piece `piece` of key `key`, `offset` elements into the key's row.
   auto copy = [&](int piece, int key, const __nv_bfloat16* cache, int offset) {
@@ -295,13 +296,13 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
 // (4 or 8 KB of K and V a warp); staged in shared memory one step (two measured slower at batch 64).
 template <int kHeadDim>
 constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
-constexpr int kStagedSteps = 1;
+constexpr int kStagedChunkKeys = kStepKeys;
 constexpr int kChunkBuffers = 2;  // chunks a warp has in flight: the one it computes and the next
 
 // The block's shared memory: each warp's chunk buffers while the keys are read, then the merge.
 template <int kHeadDim>
 union AttentionShared {
-  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers][kStagedSteps];
+  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers];
   MergeShared<kHeadDim> merge;
 };
 
@@ -311,19 +312,6 @@ __device__ __forceinline__ void PrefetchChunkTable(const BlockWork& work, const 
   if (k0 >= work.end) return;
   PrefetchL1(work.block_table + k0 / s.block_size);
   PrefetchL1(work.block_table + (min(k0 + chunk_keys, work.end) - 1) / s.block_size);
-}
-
-template <int kHeadDim>
-__device__ __forceinline__ void IssueChunk(StepSlot<kHeadDim> (&chunk)[kStagedSteps],
-                                           const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
-                                           const BlockWork& work, const AttentionShape& s, int k0,
-                                           int copy_end) {
-  if (k0 >= work.end) return;
-#pragma unroll
-  for (int i = 0; i < kStagedSteps; ++i) {
-    if (i == 0 || k0 + i * kStepKeys < work.end)
-      IssueStep<kHeadDim>(chunk[i], k_cache, v_cache, work, s, k0 + i * kStepKeys, copy_end);
-  }
 }
 
 // Issues every load of one step into registers; keys at or past work.end read as zeros.
@@ -360,8 +348,6 @@ struct WarpKeys {
   float scale_log2;
 };
 
-constexpr int kStagedChunkKeys = kStagedSteps * kStepKeys;
-
 // The key loop with loads in registers: a warp issues its chunk's loads, then computes them (prefill rows,
 // where rows of one sequence share keys through L1).
 template <int kHeadDim>
@@ -393,30 +379,25 @@ template <int kHeadDim>
 __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
                                                 const uint4 (&q_raw)[kHeadDim / 32],
                                                 WarpSoftmax<kHeadDim>& st,
-                                                StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
-  constexpr int kSteps = kStagedSteps, kStride = kWarps * kSteps * kStepKeys;
+                                                StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
+  constexpr int kStride = kWarps * kStagedChunkKeys;
   int buffer = 0;
   for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer ^= 1) {
     if (k0 == w.first_key) {
-      PrefetchChunkTable(w.work, w.s, w.first_key + 2 * kStride, kSteps * kStepKeys);
+      PrefetchChunkTable(w.work, w.s, w.first_key + 2 * kStride, kStagedChunkKeys);
       WaitAsyncCopies<0>();
     } else if (k0 + kStride < w.work.end) {
       const int next = k0 + kStride;
-      IssueChunk<kHeadDim>(chunks[buffer ^ 1], w.k_cache, w.v_cache, w.work, w.s, next, w.work.end);
-      PrefetchChunkTable(w.work, w.s, next + kStride, kSteps * kStepKeys);
+      IssueStep<kHeadDim>(chunks[buffer ^ 1], w.k_cache, w.v_cache, w.work, w.s, next, w.work.end);
+      PrefetchChunkTable(w.work, w.s, next + kStride, kStagedChunkKeys);
       CommitAsyncCopies();
       WaitAsyncCopies<1>();
     } else {
       WaitAsyncCopies<0>();
     }
-#pragma unroll
-    for (int i = 0; i < kSteps; ++i) {
-      if (i == 0 || k0 + i * kStepKeys < w.work.end) {
-        StepLoads<kHeadDim> loads;
-        ReadStep(loads, chunks[buffer][i]);
-        ComputeStep(loads, q_raw, st, k0 + i * kStepKeys, w.work.end, w.scale_log2);
-      }
-    }
+    StepLoads<kHeadDim> loads;
+    ReadStep(loads, chunks[buffer]);
+    ComputeStep(loads, q_raw, st, k0, w.work.end, w.scale_log2);
   }
 }
 
@@ -424,11 +405,11 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
 // token per sequence they were all written by earlier steps, so this runs before the grid dependency wait.
 template <int kHeadDim>
 __device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, int newest,
-                                                 StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
-  constexpr int kStride = kWarps * kStagedChunkKeys;
+                                                 StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
   const int copy_end = min(newest, w.work.end);
-  IssueChunk<kHeadDim>(chunks[0], w.k_cache, w.v_cache, w.work, w.s, w.first_key, copy_end);
-  IssueChunk<kHeadDim>(chunks[1], w.k_cache, w.v_cache, w.work, w.s, w.first_key + kStride, copy_end);
+  IssueStep<kHeadDim>(chunks[0], w.k_cache, w.v_cache, w.work, w.s, w.first_key, copy_end);
+  IssueStep<kHeadDim>(chunks[1], w.k_cache, w.v_cache, w.work, w.s, w.first_key + kWarps * kStagedChunkKeys,
+                      copy_end);
   CommitAsyncCopies();
 }
 
@@ -436,16 +417,14 @@ __device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, in
 // in RunStagedChunks).
 template <int kHeadDim>
 __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int newest,
-                                               StepSlot<kHeadDim> (&chunks)[kChunkBuffers][kStagedSteps]) {
-  constexpr int kChunkKeys = kStagedChunkKeys;
+                                               StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
   const int warp = threadIdx.x >> 5;
   if (newest >= w.work.begin && newest < w.work.end) {
     const int chunk =
-        (newest - w.work.begin) / kChunkKeys;  // the block's chunk; warp chunk % kWarps takes it
+        (newest - w.work.begin) / kStagedChunkKeys;  // the block's; warp chunk % kWarps takes it
     if (chunk % kWarps == warp && chunk / kWarps < kChunkBuffers) {
-      const int step = (newest - w.work.begin) % kChunkKeys / kStepKeys;
-      IssueKey<kHeadDim>(chunks[chunk / kWarps][step], w.k_cache, w.v_cache, w.work, w.s,
-                         w.work.begin + chunk * kChunkKeys + step * kStepKeys, newest);
+      IssueKey<kHeadDim>(chunks[chunk / kWarps], w.k_cache, w.v_cache, w.work, w.s,
+                         w.work.begin + chunk * kStagedChunkKeys, newest);
     }
   }
   CommitAsyncCopies();
@@ -466,8 +445,9 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
     AttentionShape s) {
-  constexpr int kChunkKeys = (kStaged ? kStagedSteps : kStepsPerChunk<kHeadDim>)*kStepKeys;
+  constexpr int kChunkKeys = kStaged ? kStagedChunkKeys : kStepsPerChunk<kHeadDim> * kStepKeys;
   extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
+  auto* staged = reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw);
   BlockWork work{static_cast<int>(blockIdx.x),
                  static_cast<int>(blockIdx.y),
                  s.num_q_heads / s.num_kv_heads,
@@ -486,8 +466,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
   PrefetchChunkTable(work, s, keys.first_key, kChunkKeys);
   if constexpr (kStaged) {
     PrefetchChunkTable(work, s, keys.first_key + kWarps * kChunkKeys, kChunkKeys);
-    IssueEarlyChunks(keys, context - 1,
-                     reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
+    IssueEarlyChunks(keys, context - 1, staged->chunks[warp]);
   }
   GridDependencyWait();
   LaunchDependents();
@@ -500,8 +479,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  if constexpr (kStaged)
-    IssueNewestKey(keys, context - 1, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
+  if constexpr (kStaged) IssueNewestKey(keys, context - 1, staged->chunks[warp]);
   // Head g's query, lane c's pieces (LoadQuarterRow): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
   LoadQuarterRow(
@@ -510,10 +488,9 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
       g < work.group);
   WarpSoftmax<kHeadDim> st;
   if constexpr (kStaged) {
-    RunStagedChunks(keys, q_raw, st, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->chunks[warp]);
+    RunStagedChunks(keys, q_raw, st, staged->chunks[warp]);
     __syncthreads();  // every warp is done with its chunk buffers: the merge reuses the space
-    MergeAndWrite(st, reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw)->merge, work, s, out,
-                  workspace);
+    MergeAndWrite(st, staged->merge, work, s, out, workspace);
   } else {
     RunChunksInRegisters(keys, q_raw, st);
     MergeAndWrite(st, *reinterpret_cast<MergeShared<kHeadDim>*>(shared_raw), work, s, out, workspace);

@@ -18,6 +18,7 @@ namespace {
 
 using testing::AllClose;
 using testing::DeviceArray;
+using testing::ExpectCacheRows;
 using testing::LinearRef;
 using testing::RandomBf16;
 using testing::Rounded;
@@ -112,22 +113,8 @@ TEST_P(DecodeProjectionTest, NormQkvRotaryMatchesUnfused) {
   const std::vector<float> unrotated = want;
   reference::Rotary(want.data(), positions.data(), inv_freq.data(), m(), c.q_heads, c.kv_heads, c.head_dim);
   EXPECT_TRUE(AllClose(ToFloat(d_qkv.Download()), want, 2e-2f, 2e-2f)) << "m=" << m();
-  const std::vector<float> k = ToFloat(d_k.Download()), v = ToFloat(d_v.Download());
-  size_t written = 0;
-  for (float x : k) written += !std::isnan(x);
-  EXPECT_EQ(
-      written,
-      static_cast<size_t>(std::count_if(slots.begin(), slots.end(), [](int x) { return x >= 0; })) * kv_size);
-  for (int t = 0; t < m(); ++t) {
-    if (slots[t] < 0) continue;
-    const size_t cache = static_cast<size_t>(slots[t]) * kv_size,
-                 src = static_cast<size_t>(t) * width + c.q_heads * c.head_dim;
-    const auto at = [&](const std::vector<float>& a, size_t offset) {
-      return std::vector<float>(a.begin() + offset, a.begin() + offset + kv_size);
-    };
-    EXPECT_TRUE(AllClose(at(k, cache), at(want, src), 2e-2f, 2e-2f)) << "K of row " << t;
-    EXPECT_TRUE(AllClose(at(v, cache), at(unrotated, src + kv_size), 2e-2f, 2e-2f)) << "V of row " << t;
-  }
+  ExpectCacheRows(ToFloat(d_k.Download()), ToFloat(d_v.Download()), want, unrotated, slots, m(), width,
+                  static_cast<size_t>(c.q_heads) * c.head_dim, kv_size, 2e-2f, 2e-2f);
 }
 
 TEST_P(DecodeProjectionTest, NormSwiGluMatchesUnfused) {

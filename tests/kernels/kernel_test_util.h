@@ -115,4 +115,28 @@ inline std::vector<float> LinearRef(const std::vector<float>& x, const std::vect
   return Rounded(y);
 }
 
+// Checks the paged K and V caches (poisoned before) that a rotary + cache write left: only the rows of tokens
+// with a slot (>= 0) are written, K row t is the K heads of qkv row t in `rotated`, V row t the V heads of
+// `unrotated`. `row_width` is a qkv row's length, `k_offset` where its K heads begin, `kv_size` their width.
+inline void ExpectCacheRows(const std::vector<float>& k, const std::vector<float>& v,
+                            const std::vector<float>& rotated, const std::vector<float>& unrotated,
+                            const std::vector<int32_t>& slots, size_t num_tokens, size_t row_width,
+                            size_t k_offset, size_t kv_size, float k_tolerance, float v_tolerance) {
+  size_t written = 0;
+  for (float x : k) written += !std::isnan(x);
+  EXPECT_EQ(written, static_cast<size_t>(std::count_if(slots.begin(), slots.begin() + num_tokens,
+                                                       [](int32_t slot) { return slot >= 0; })) *
+                         kv_size);
+  const auto at = [&](const std::vector<float>& a, size_t offset) {
+    return std::vector<float>(a.begin() + offset, a.begin() + offset + kv_size);
+  };
+  for (size_t t = 0; t < num_tokens; ++t) {
+    if (slots[t] < 0) continue;
+    const size_t cache = static_cast<size_t>(slots[t]) * kv_size, src = t * row_width + k_offset;
+    EXPECT_TRUE(AllClose(at(k, cache), at(rotated, src), k_tolerance, k_tolerance)) << "K of row " << t;
+    EXPECT_TRUE(AllClose(at(v, cache), at(unrotated, src + kv_size), v_tolerance, v_tolerance))
+        << "V of row " << t;
+  }
+}
+
 }  // namespace doze::kernels::testing

@@ -14,6 +14,7 @@ namespace {
 
 using testing::AllClose;
 using testing::DeviceArray;
+using testing::ExpectCacheRows;
 using testing::RandomBf16;
 using testing::ToBf16;
 using testing::ToFloat;
@@ -46,22 +47,8 @@ TEST_P(RotaryTest, RotatesAndWritesCache) {
   std::vector<float> want = qkv;
   reference::Rotary(want.data(), positions.data(), inv_freq.data(), shape.num_tokens, 14, 2, 64);
   EXPECT_TRUE(AllClose(ToFloat(d_qkv.Download()), want, 1e-2f, 1e-2f));
-  const std::vector<float> k = ToFloat(d_k.Download()), v = ToFloat(d_v.Download());
-  size_t written = 0;
-  for (float x : k) written += !std::isnan(x);
-  EXPECT_EQ(
-      written,
-      static_cast<size_t>(std::count_if(slots.begin(), slots.end(), [](int s) { return s >= 0; })) * kv_size);
-  for (int t = 0; t < shape.num_tokens; ++t) {
-    if (slots[t] < 0) continue;
-    const auto at = [&](const std::vector<float>& a, size_t offset) {
-      return std::vector<float>(a.begin() + offset, a.begin() + offset + kv_size);
-    };
-    const size_t cache = static_cast<size_t>(slots[t]) * kv_size,
-                 src = static_cast<size_t>(t) * row + 14 * 64;
-    EXPECT_TRUE(AllClose(at(k, cache), at(want, src), 1e-2f, 1e-2f)) << "K of token " << t;
-    EXPECT_TRUE(AllClose(at(v, cache), at(qkv, src + kv_size), 0.f, 0.f)) << "V of token " << t;
-  }
+  ExpectCacheRows(ToFloat(d_k.Download()), ToFloat(d_v.Download()), want, qkv, slots, shape.num_tokens, row,
+                  14 * 64, kv_size, 1e-2f, 0.f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokens, RotaryTest, ::testing::Values(1, 3, 17, 64, 511));
