@@ -152,18 +152,24 @@ std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max
 
 void BenchDecodeSteps(std::vector<Result>& out) {
   const HostModel model;
+  const CudaRunnerOptions defaults;
   struct Choice {
     const char* label;
     int gemv_max_rows, mma_max_rows;
+    bool prefill;
+    int min_batch, max_batch;  // the batches where the choice differs from the default
   };
-  // The runner's default (fused GEMVs to 2 rows, tensor-core decode kernels to 16), then cuBLASLt alone.
-  // Then the tensor-core kernels up to 64 rows, at the batches where that differs from the default.
-  for (const Choice& c : {Choice{"fused", 2, 16}, Choice{"cublasLt", 0, 0}, Choice{"mma<=64", 2, 64}}) {
+  // The runner's default, then cuBLASLt alone and the tensor-core kernels up to 64 rows, each only at the
+  // batches where it takes another path than the default.
+  const Choice choices[] = {
+      {"default", defaults.gemv_max_rows, defaults.decode_mma_max_rows, true, 1, 64},
+      {"cublasLt", 0, 0, false, 1, defaults.decode_mma_max_rows},
+      {"mma<=64", defaults.gemv_max_rows, 64, false, defaults.decode_mma_max_rows + 1, 64}};
+  for (const Choice& c : choices) {
     std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, c.gemv_max_rows, c.mma_max_rows);
-    if (c.gemv_max_rows > 0 && c.mma_max_rows == 16) BenchPrefill(*runner, out);
+    if (c.prefill) BenchPrefill(*runner, out);
     for (int batch : {1, 2, 4, 8, 16, 32, 64}) {
-      if (c.mma_max_rows == 64 && batch <= 16) continue;
-      BenchDecode(*runner, batch, c.label, out);
+      if (batch >= c.min_batch && batch <= c.max_batch) BenchDecode(*runner, batch, c.label, out);
     }
   }
 }

@@ -8,9 +8,10 @@
 
 namespace doze::bench {
 
-// Appends: TTFT of a 512-token prompt, and decode steps at batch 1, 2, 4, 8 and 64 over 512-token contexts
-// (batches up to 8 with the fused decode GEMVs and with cuBLASLt alone), each with host logits (Forward) and
-// device logits (ForwardOnDevice).
+// Appends: TTFT of a 512-token prompt, and decode steps at batches 1 to 64 over 512-token contexts with the
+// runner's default paths, with cuBLASLt alone (batches up to the tensor-core kernels' limit) and with the
+// tensor-core kernels up to 64 rows (the batches above it), each with host logits (Forward), device logits
+// (ForwardOnDevice) and device logits of ten steps queued back to back.
 void BenchDecodeSteps(std::vector<Result>& out);
 
 }  // namespace doze::bench

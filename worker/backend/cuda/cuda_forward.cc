@@ -20,9 +20,6 @@ void CudaModelRunner::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, con
                              void* y, OutType out_type, int m, int n, int k) {
   if (m <= options_.gemv_max_rows && m <= kernels::kGemvMaxRows) {
     kernels::Gemv(x, w, bias, y, out_type, m, n, k, stream_);
-  } else if (UseDecodeMma(m) && bias == nullptr && out_type == OutType::kBf16 &&
-             kernels::DecodeMmaSupports(n, k)) {
-    kernels::DecodeMmaStore(x, w, static_cast<__nv_bfloat16*>(y), m, n, k, mma_workspace_, stream_);
   } else {
     gemm_->Linear(x, w, bias, y, out_type, m, n, k, stream_);
   }
@@ -109,7 +106,7 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
                                  stream_);
   }
   EnqueueAttention(layer, plan, m);
-  Linear(attn_, w.o_proj, nullptr, proj_, OutType::kBf16, t, hidden, config_.q_size());
+  ProjectionStore(attn_, w.o_proj, proj_, mma, t, hidden, config_.q_size());
   kernels::AddRmsNorm(residual_, proj_, w.post_norm, normed_, t, hidden, eps, stream_);
   if (mma) {
     kernels::DecodeMmaSwiGlu(normed_, w.gate_up, act_, t, inter, hidden, mma_workspace_, stream_);
@@ -117,7 +114,13 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
     Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
     kernels::SiluMul(gate_up_, act_, t, inter, stream_);
   }
-  Linear(act_, w.down_proj, nullptr, proj_, OutType::kBf16, t, hidden, inter);
+  ProjectionStore(act_, w.down_proj, proj_, mma, t, hidden, inter);
+}
+
+void CudaModelRunner::ProjectionStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y,
+                                      bool mma, int m, int n, int k) {
+  if (mma) return kernels::DecodeMmaStore(x, w, y, m, n, k, mma_workspace_, stream_);
+  Linear(x, w, nullptr, y, OutType::kBf16, m, n, k);
 }
 
 // Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write

@@ -1,6 +1,7 @@
 #include "worker/backend/cuda/cuda_model_runner.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <vector>
@@ -53,13 +54,18 @@ std::vector<float> RopeInvFreq(int head_dim, double theta) {
   return inv_freq;
 }
 
+// The (outputs, inputs) of a decoder layer's projections: qkv, o_proj, gate/up, down.
+std::array<std::pair<int, int>, 4> DecoderProjections(const ModelConfig& c) {
+  return {std::pair{c.q_size() + 2 * c.kv_size(), c.hidden_size}, std::pair{c.hidden_size, c.q_size()},
+          std::pair{2 * c.intermediate_size, c.hidden_size}, std::pair{c.hidden_size, c.intermediate_size}};
+}
+
 // Whether every decoder projection of `c` has the sizes kernels/decode_mma.h needs.
 bool DecodeMmaFits(const ModelConfig& c) {
-  const int qkv = c.q_size() + 2 * c.kv_size();
-  return c.head_dim % 32 == 0 && kernels::DecodeMmaSupports(qkv, c.hidden_size) &&
-         kernels::DecodeMmaSupports(c.hidden_size, c.q_size()) &&
-         kernels::DecodeMmaSupports(2 * c.intermediate_size, c.hidden_size) &&
-         kernels::DecodeMmaSupports(c.hidden_size, c.intermediate_size);
+  const auto projections = DecoderProjections(c);
+  return c.head_dim % 32 == 0 && std::all_of(projections.begin(), projections.end(), [](const auto& p) {
+           return kernels::DecodeMmaSupports(p.first, p.second);
+         });
 }
 
 }  // namespace
@@ -154,6 +160,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
   const size_t qkv = config_.q_size() + 2 * config_.kv_size(), inter = config_.intermediate_size;
   attn_workspace_bytes_ = kernels::PagedAttentionWorkspaceBytes(
       capacity_tokens_, config_.num_attention_heads, config_.num_key_value_heads, config_.head_dim);
+  mma_workspace_.bytes = DecodeMmaWorkspaceBytes(capacity_tokens_);
   // Two passes: the first sizes the allocation, the second carves it (activations_.get() changes in between).
   for (int pass = 0; pass < 2; ++pass) {
     cuda::BumpAllocator arena(pass == 0 ? nullptr : activations_.get());
@@ -167,7 +174,6 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     logit_rows_ = arena.Take<__nv_bfloat16>(l * hidden);
     logits_ = arena.Take<float>(l * config_.vocab_size);
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
-    mma_workspace_.bytes = DecodeMmaWorkspaceBytes(capacity_tokens_);
     mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
@@ -184,15 +190,12 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
 }
 
 size_t CudaModelRunner::DecodeMmaWorkspaceBytes(int num_tokens) const {
-  const int hidden = config_.hidden_size, inter = config_.intermediate_size;
-  const int qkv = config_.q_size() + 2 * config_.kv_size();
+  if (!decode_mma_fits_) return 0;  // the tensor-core kernels never run
   size_t bytes = 0;
   for (int m = 1; m <= std::min({num_tokens, options_.decode_mma_max_rows, kernels::kDecodeMmaMaxRows});
        ++m) {
-    for (const auto& [n, k] : {std::pair{qkv, hidden}, std::pair{hidden, config_.q_size()},
-                               std::pair{2 * inter, hidden}, std::pair{hidden, inter}}) {
+    for (const auto& [n, k] : DecoderProjections(config_))
       bytes = std::max(bytes, kernels::DecodeMmaWorkspaceBytes(m, n, k));
-    }
   }
   return bytes;
 }
@@ -252,7 +255,7 @@ CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) 
   const int max_model_len = max_blocks_per_seq_ * options_.block_size;
   plan.max_context = std::min(std::max(kMinContextBucket, NextPowerOfTwo(max_seq_len)), max_model_len);
   plan.table_width = (plan.max_context + options_.block_size - 1) / options_.block_size;
-  bool decode = plan.num_tokens == plan.num_seqs && plan.num_logits == plan.num_seqs;
+  bool decode = plan.one_token_per_seq && plan.num_logits == plan.num_seqs;
   for (int i = 0; decode && i < plan.num_logits; ++i) decode = batch.logits_indices[i] == i;
   plan.graph = options_.use_cuda_graphs && decode && BatchBucket(plan.num_seqs) <= options_.max_num_seqs;
   if (plan.graph) plan.num_tokens = plan.num_logits = BatchBucket(plan.num_seqs);

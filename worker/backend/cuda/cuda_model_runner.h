@@ -66,6 +66,9 @@ class CudaModelRunner : public ModelRunner {
   cudaStream_t stream() const { return stream_; }
   // Number of decode graphs captured so far.
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
+  // Whether a step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
+  bool UseDecodeMma(int num_tokens) const;
+  // Whether a decode step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
   // Device bytes of the weights and of the KV pool (0 while asleep).
   size_t weights_bytes() const { return weights_->bytes(); }
   size_t kv_pool_bytes() const { return kv_pool_.bytes(); }
@@ -108,8 +111,6 @@ class CudaModelRunner : public ModelRunner {
   void EnqueueModel(const StepPlan& plan);
   // Whether a step of `num_tokens` rows takes the fused decode GEMVs (kernels/decode_gemv.h).
   bool UseDecodeGemv(int num_tokens) const;
-  // Whether a step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
-  bool UseDecodeMma(int num_tokens) const;
   // Bytes of the tensor-core kernels' workspace for the model's projections at up to `num_tokens` rows.
   size_t DecodeMmaWorkspaceBytes(int num_tokens) const;
   // Layer `layer`'s K and V caches in kv_pool_: [num_kv_blocks, block_size, num_kv_heads, head_dim] each.
@@ -119,6 +120,9 @@ class CudaModelRunner : public ModelRunner {
   void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
+  // y = bf16(x @ w^T) for a projection without bias (o_proj, down_proj): the tensor-core kernel when `mma`.
+  void ProjectionStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, bool mma, int m,
+                       int n, int k);
   void RunDecodeGraph(const StepPlan& plan);
 
   ModelConfig config_;
