@@ -456,11 +456,17 @@ class DirectStreams {
       if (tag == &start_) {
         StartCall();
       } else if (tag == &started_ || tag == &written_) {
-        if (!ok) return Broken("write");
+        if (!ok) {
+          Broken("write");
+          continue;
+        }
         writing_ = false;
         Write();
       } else if (tag == &read_) {
-        if (!ok) return Broken("read");
+        if (!ok) {
+          Broken("read");
+          continue;
+        }
         for (const doze::v1::CallEvent& event : response_.events()) Received(event, received_ns);
         stream_->Read(&response_, &read_);
       }
@@ -476,18 +482,11 @@ class DirectStreams {
   int stamp_errors() const { return stamp_errors_; }
 
  private:
-  // Counts every call still open as failed once the stream has broken.
-  int Broken(const char* what) {
+  // Counts every call still open as failed once the stream has broken; Run's loop then ends.
+  void Broken(const char* what) {
     std::fprintf(stderr, "doze_gateway_load: direct: the stream's %s failed\n", what);
     errors_ += active_;
     active_ = 0;
-    context_.TryCancel();
-    cq_.Shutdown();
-    void* tag = nullptr;
-    bool ok = false;
-    while (cq_.Next(&tag, &ok)) {
-    }
-    return errors_;
   }
 
   void StartCall() {

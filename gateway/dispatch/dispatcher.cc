@@ -37,7 +37,9 @@ class Dispatcher::CallObserver : public GenerateObserver {
     // Called on the thread that took the response off the completion queue; a streamed response has been
     // written to the client's socket (or handed to the connection's asynchronous write) when the sink
     // returns.
-    auto taken = std::chrono::steady_clock::now();
+    GenerationSink* sink = request_->sink();
+    const bool timed = sink->streams();  // the per-message histogram is of streamed messages
+    const auto taken = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (!first_seen_) {
       first_seen_ = true;
       absl::Time now = dispatcher_->clock_->Now();
@@ -53,9 +55,8 @@ class Dispatcher::CallObserver : public GenerateObserver {
                          response.timings().total_ms() / 1000.0;
       dispatcher_->metrics_->gateway_overhead().Observe(std::max(0.0, gateway_s));
     }
-    GenerationSink* sink = request_->sink();
     sink->OnResponse(response);
-    if (sink->streams()) {
+    if (timed) {
       dispatcher_->metrics_->stream_message_gateway().Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
     }

@@ -82,9 +82,8 @@ class PendingRequest {
     if (hook) hook();
   }
 
-  // Drops the cancel hook (its call has ended). The hook of a worker call holds the call, whose observer
-  // holds this request: kept, that cycle would keep the request, its call and its HTTP session alive for
-  // good.
+  // Drops the cancel hook (its call has ended), so that a later Cancel does not reach an ended call. The hook
+  // holds its call weakly (Dispatcher), so no reference cycle depends on this.
   void ClearCancelHook() {
     std::function<void()> hook;
     absl::MutexLock lock(&mu_);

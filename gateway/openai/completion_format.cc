@@ -27,17 +27,16 @@ void AppendJsonStringContents(const std::string& text, std::string* out) {
 }  // namespace
 
 CompletionFormatter::CompletionFormatter(CompletionIdentity identity, const Tokenizer* tokenizer)
-    : identity_(std::move(identity)), tokenizer_(tokenizer) {
-  // What DeltaEventFromJson writes around the text (the object's keys in order, as nlohmann::json sorts
-  // them); completion_format_test holds the two to the same bytes.
-  std::string choice_end = "\"finish_reason\":null,\"index\":0,\"logprobs\":null";
-  delta_prefix_ = identity_.chat ? "data: {\"choices\":[{\"delta\":{\"content\":\""
-                                 : absl::StrCat("data: {\"choices\":[{", choice_end, ",\"text\":\"");
-  delta_suffix_ = absl::StrCat(
-      identity_.chat ? absl::StrCat("\"},", choice_end) : "\"", "}],\"created\":", identity_.created,
-      ",\"id\":", Dump(Json(identity_.id)), ",\"model\":", Dump(Json(identity_.model)),
-      ",\"object\":", identity_.chat ? "\"chat.completion.chunk\"" : "\"text_completion\"",
-      ",\"system_fingerprint\":\"doze\"}\n\n");
+    : identity_(std::move(identity)), tokenizer_(tokenizer) {}
+
+void CompletionFormatter::SetDeltaAffixes() const {
+  // DeltaEventFromJson's event for an empty text, cut inside the text's quotes (the first such key: the
+  // object's keys are sorted and "choices" comes first).
+  const std::string empty = DeltaEventFromJson(v1::GenerateResponse());
+  const std::string key = identity_.chat ? "\"content\":\"\"" : "\"text\":\"\"";
+  const size_t cut = empty.find(key) + key.size() - 1;
+  delta_prefix_ = empty.substr(0, cut);
+  delta_suffix_ = empty.substr(cut);
 }
 
 const char* CompletionFormatter::FinishReason(v1::FinishReason reason) {
@@ -94,6 +93,7 @@ std::string CompletionFormatter::RoleEvent() const {
 
 std::string CompletionFormatter::DeltaEvent(const v1::GenerateResponse& response) const {
   if (response.logprobs_size() > 0) return DeltaEventFromJson(response);
+  if (delta_prefix_.empty()) SetDeltaAffixes();  // once, at a stream's first text
   std::string event;
   event.reserve(delta_prefix_.size() + response.text_delta().size() + delta_suffix_.size());
   event += delta_prefix_;

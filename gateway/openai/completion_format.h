@@ -63,6 +63,8 @@ class CompletionFormatter {
   nlohmann::json ChunkBase() const;
   // Returns the delta event built as a JSON object (the reference that the text-only fast path matches).
   std::string DeltaEventFromJson(const v1::GenerateResponse& response) const;
+  // Sets delta_prefix_ and delta_suffix_ from DeltaEventFromJson, so that the two paths cannot drift apart.
+  void SetDeltaAffixes() const;
   static std::string Event(const nlohmann::json& payload);
   // Returns a token's text (lossy UTF-8) and raw bytes.
   std::string TokenText(int32_t id) const;
@@ -70,9 +72,10 @@ class CompletionFormatter {
   CompletionIdentity identity_;
   const Tokenizer* tokenizer_;
   // A text-only delta event is delta_prefix_ + the text as a JSON string's contents + delta_suffix_: the
-  // bytes the JSON object would dump to, without building it for every token.
-  std::string delta_prefix_;
-  std::string delta_suffix_;
+  // bytes the JSON object would dump to, without building it for every token (set at the first, a formatter
+  // serving one response on one thread at a time).
+  mutable std::string delta_prefix_;
+  mutable std::string delta_suffix_;
 };
 
 }  // namespace doze::gateway

@@ -62,11 +62,10 @@ std::shared_ptr<GenerateCall> CallStream::Start(const v1::GenerateRequest& reque
     added = !ended_;
     if (added) {
       calls_[call->id()] = call;
-      *queued_.add_commands() = std::move(command);
-      write = NextWriteLocked();
+      write = QueueLocked(std::move(command));
     }
   }
-  if (write) stream_->Write(outgoing_, &written_);
+  if (write) StartWrite();
   // Only when the stream had already ended (its open calls told): this call is told the same.
   if (!added)
     call->observer().OnDone(absl::UnavailableError("the stream to the worker has ended; try again"));
@@ -88,11 +87,17 @@ void CallStream::CancelCall(uint64_t id) {
   {
     absl::MutexLock lock(&mu_);
     if (!calls_.contains(id)) return;  // ended already
-    *queued_.add_commands() = std::move(command);
-    write = NextWriteLocked();
+    write = QueueLocked(std::move(command));
   }
-  if (write) stream_->Write(outgoing_, &written_);
+  if (write) StartWrite();
 }
+
+bool CallStream::QueueLocked(v1::StreamCommand command) {
+  *queued_.add_commands() = std::move(command);
+  return NextWriteLocked();
+}
+
+void CallStream::StartWrite() { stream_->Write(outgoing_, &written_); }
 
 bool CallStream::NextWriteLocked() {
   if (writing_ || write_failed_ || reads_over_ || queued_.commands_size() == 0) return false;
@@ -147,7 +152,7 @@ void CallStream::OnWritten(bool ok) {
     if (!finish) write = NextWriteLocked();
   }
   if (finish) StartFinish();
-  if (write) stream_->Write(outgoing_, &written_);
+  if (write) StartWrite();
 }
 
 void CallStream::StartFinish() { stream_->Finish(&status_, &finished_); }

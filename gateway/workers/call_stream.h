@@ -46,10 +46,11 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   void Connect(v1::Worker::Stub* stub, CompletionThread* thread);
   // Asks the worker to cancel one call (Call::Cancel).
   void CancelCall(uint64_t id);
-  // Queues a command; starts a write when none is in flight.
-  void Send(v1::StreamCommand command);
+  // Queues a command; whether a write may start now (the caller starts it after the lock, StartWrite).
+  bool QueueLocked(v1::StreamCommand command) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves the queued commands into the write buffer when a write may start; whether it may.
   bool NextWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartWrite();
   void OnRead(bool ok);
   void OnWritten(bool ok);
   void OnFinished();

@@ -403,7 +403,7 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   }
   ASSERT_TRUE(stats.has_value());
   EXPECT_EQ(stats->counters().num_running(), 0);
-  EXPECT_EQ(stats->counters().num_preemptions(), 1);  // The fake worker's abort count.
+  EXPECT_EQ(stats->counters().num_aborted(), 1);
   EXPECT_LT(stats->counters().generated_tokens(), 200);
   EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
 }
@@ -447,7 +447,7 @@ TEST_F(GatewayTest, TwoGrpcThreadsServeConcurrentCallsAndCancels) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_TRUE(stats.has_value());
-  EXPECT_EQ(stats->counters().num_preemptions(), 2);  // the stand-in's count of aborted requests
+  EXPECT_EQ(stats->counters().num_aborted(), 2);
   EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
 }
 

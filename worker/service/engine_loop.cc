@@ -162,24 +162,24 @@ void EngineLoop::ApplyCancels(const std::vector<uint64_t>& handles) {
 }
 
 void EngineLoop::Dispatch(std::vector<RequestOutput> outputs) {
-  std::vector<RequestSink*> stepped;   // had an output in this step
-  std::vector<RequestSink*> finished;  // and it was their last
   for (RequestOutput& output : outputs) {
     auto it = admitted_.find(output.id);
     if (it == admitted_.end()) continue;  // the warm-up request
     Admitted admitted = it->second;
-    stepped.push_back(admitted.sink);
+    stepped_.push_back(admitted.sink);  // had an output in this step
     if (output.finished) {
       if (output.finish_reason == FinishReason::kAbort) ++num_aborted_;
-      finished.push_back(admitted.sink);
+      finished_.push_back(admitted.sink);  // and it was its last
       engine_id_of_handle_.erase(admitted.handle);
       admitted_.erase(it);
     }
     admitted.sink->OnOutput(std::move(output));
   }
   // The step's end before the releases: a sink may go once released.
-  for (RequestSink* sink : stepped) sink->OnStepEnd();
-  for (RequestSink* sink : finished) sink->Release();
+  for (RequestSink* sink : stepped_) sink->OnStepEnd();
+  for (RequestSink* sink : finished_) sink->Release();
+  stepped_.clear();  // their capacity stays for the next step
+  finished_.clear();
 }
 
 void EngineLoop::RunCommand(Command& command) {

@@ -125,6 +125,7 @@ class EngineLoop {
   EngineCounters retired_;                            // totals of the engines dropped at sleeps
   int64_t num_requests_ = 0;
   int64_t num_aborted_ = 0;
+  std::vector<RequestSink*> stepped_, finished_;  // Dispatch's, cleared after each step
 };
 
 }  // namespace doze::service

@@ -139,6 +139,27 @@ struct FakeState {
   TimerThread timers;
 };
 
+// Most tokens a request asks for (16 when unset, the engine's default).
+int MaxTokens(const doze::v1::GenerateRequest& request) {
+  return request.sampling().has_max_tokens() ? request.sampling().max_tokens() : 16;
+}
+
+// Token `index` of a call: its text "t<index> " (with DOZE_FAKE_STAMP_TOKENS "t<index>@<now, ns since the
+// epoch>
+// ": call it just before the write) and id; the last also carries the finish, usage and timings.
+void FillToken(const FakeState& state, int index, bool last, int prompt_tokens, int max_tokens,
+               Clock::time_point start, double first_token_ms, doze::v1::GenerateResponse* response) {
+  response->set_text_delta(state.stamp_tokens ? absl::StrCat("t", index, "@", RealtimeNanos(), " ")
+                                              : absl::StrCat("t", index, " "));
+  response->add_token_ids(1000 + index);
+  if (!last) return;
+  response->set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
+  response->mutable_usage()->set_prompt_tokens(prompt_tokens);
+  response->mutable_usage()->set_completion_tokens(max_tokens);
+  response->mutable_timings()->set_total_ms(MillisSince(start));
+  response->mutable_timings()->set_time_to_first_token_ms(first_token_ms);
+}
+
 // One Generate call: writes max_tokens responses, the next one when the previous write is done and the token
 // delay has passed. Deletes itself in OnDone.
 class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse> {
@@ -151,7 +172,7 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
     }
     state_->num_requests.fetch_add(1);
     state_->num_running.fetch_add(1);
-    max_tokens_ = request.sampling().has_max_tokens() ? request.sampling().max_tokens() : 16;
+    max_tokens_ = MaxTokens(request);
     prompt_tokens_ = request.token_ids().ids_size();
     if (max_tokens_ <= 0) {
       End(grpc::Status::OK);
@@ -179,30 +200,17 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
   void WriteNext() {
     if (cancelled_.load()) return End(grpc::Status(grpc::CANCELLED, "cancelled by the client"), true);
     int index = next_token_++;
-    response_.Clear();
-    if (!state_->stamp_tokens) response_.set_text_delta(absl::StrCat("t", index, " "));
-    response_.add_token_ids(1000 + index);
     state_->generated_tokens.fetch_add(1);
     if (index == 0) first_token_ms_ = MillisSince(start_);
-    if (index + 1 < max_tokens_) {
-      Stamp(index);
-      return StartWrite(&response_);
+    const bool last = index + 1 >= max_tokens_;
+    if (last) {
+      state_->num_running.fetch_sub(1);
+      finished_ = true;
     }
-    response_.set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
-    response_.mutable_usage()->set_prompt_tokens(prompt_tokens_);
-    response_.mutable_usage()->set_completion_tokens(max_tokens_);
-    response_.mutable_timings()->set_total_ms(MillisSince(start_));
-    response_.mutable_timings()->set_time_to_first_token_ms(first_token_ms_);
-    state_->num_running.fetch_sub(1);
-    finished_ = true;
-    Stamp(index);
+    response_.Clear();
+    FillToken(*state_, index, last, prompt_tokens_, max_tokens_, start_, first_token_ms_, &response_);
+    if (!last) return StartWrite(&response_);
     StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
-  }
-
-  // With DOZE_FAKE_STAMP_TOKENS, sets token `index`'s text to "t<index>@<now, ns since the epoch> ", just
-  // before the write.
-  void Stamp(int index) {
-    if (state_->stamp_tokens) response_.set_text_delta(absl::StrCat("t", index, "@", RealtimeNanos(), " "));
   }
 
   // Finishes the call early with `status`.
@@ -299,7 +307,7 @@ class FakeGenerateStream
     if (state_->sleeping.load()) return Push(id, grpc::Status(grpc::FAILED_PRECONDITION, "sleeping"));
     state_->num_requests.fetch_add(1);
     Call call;
-    call.max_tokens = request.sampling().has_max_tokens() ? request.sampling().max_tokens() : 16;
+    call.max_tokens = MaxTokens(request);
     call.prompt_tokens = request.token_ids().ids_size();
     if (call.max_tokens <= 0) return Push(id, grpc::Status::OK);
     state_->num_running.fetch_add(1);
@@ -396,7 +404,11 @@ class FakeGenerateStream
     for (const Event& event : pending_) {
       doze::v1::CallEvent* out = response_.add_events();
       out->set_call_id(event.call_id);
-      if (event.token >= 0) FillToken(event, out->mutable_response());
+      if (event.token >= 0) {
+        FillToken(*state_, event.token, event.status.has_value(), event.call.prompt_tokens,
+                  event.call.max_tokens, event.call.start, event.call.first_token_ms,
+                  out->mutable_response());
+      }
       if (event.status) {
         out->mutable_status()->set_code(event.status->error_code());
         out->mutable_status()->set_message(event.status->error_message());
@@ -405,20 +417,6 @@ class FakeGenerateStream
       }
     }
     pending_.clear();
-  }
-
-  // Token `event.token` as FakeGenerate writes it (stamped now, just before the write).
-  void FillToken(const Event& event, doze::v1::GenerateResponse* response) const {
-    const int index = event.token;
-    response->set_text_delta(state_->stamp_tokens ? absl::StrCat("t", index, "@", RealtimeNanos(), " ")
-                                                  : absl::StrCat("t", index, " "));
-    response->add_token_ids(1000 + index);
-    if (!event.status) return;
-    response->set_finish_reason(doze::v1::FINISH_REASON_LENGTH);
-    response->mutable_usage()->set_prompt_tokens(event.call.prompt_tokens);
-    response->mutable_usage()->set_completion_tokens(event.call.max_tokens);
-    response->mutable_timings()->set_total_ms(MillisSince(event.call.start));
-    response->mutable_timings()->set_time_to_first_token_ms(event.call.first_token_ms);
   }
 
   void Unref() {
@@ -463,8 +461,7 @@ class FakeWorker final : public doze::v1::Worker::CallbackService {
     response->mutable_counters()->set_num_running(state_->num_running.load());
     response->mutable_counters()->set_num_requests(state_->num_requests.load());
     response->mutable_counters()->set_generated_tokens(state_->generated_tokens.load());
-    // The fake's aborted calls, reported where a real worker reports preemptions (tests read it).
-    response->mutable_counters()->set_num_preemptions(state_->num_aborted.load());
+    response->mutable_counters()->set_num_aborted(state_->num_aborted.load());
     return Done(context);
   }
 
