@@ -3,7 +3,8 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model]   (--no-model skips the decode steps of the full model)
+// usage: doze_kernel_bench [--no-model | --steps]   (--no-model skips the decode steps of the full model,
+// --steps runs only them)
 // Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
@@ -405,6 +406,8 @@ int Main(int argc, char** argv) {
   // <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
+  // --steps: the whole model's decode steps alone.
+  const bool steps_only = argc > 1 && std::strcmp(argv[1], "--steps") == 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
@@ -415,6 +418,11 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
+  if (steps_only) {
+    BenchDecodeSteps(results);
+    Report(results, prop.name);
+    return 0;
+  }
   if (attention_only || layer_only) {
     if (attention_only)
       BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]));
