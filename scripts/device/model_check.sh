@@ -43,7 +43,7 @@ PY
 done
 
 echo "== doze bench, CUDA, full Qwen2.5-0.5B shape"
-timeout 200 "$doze" bench --model $models/qwen2.5-0.5b --backend cuda --batch 1,4,8,16,64 --prompt-len 512 \
+timeout 200 "$doze" bench --model $models/qwen2.5-0.5b --backend cuda --batch 1,4,8,16,32,64 --prompt-len 512 \
   --gen-len 256 --ttft-lens 512,2048 >"$out/bench.log" 2>&1 || status=1
 grep -v '^I ' "$out/bench.log"
 
