@@ -85,6 +85,48 @@ void BenchAlgorithms(const LinearShape& s, int m, const bf16* x, const std::vect
   }
 }
 
+// cuBLASLt's first algorithms with k split 2 to 8 ways, at m rows: the fastest configuration against the
+// default.
+void BenchSplitK(const LinearShape& s, int m, cudaStream_t stream, kernels::GemmContext& gemm,
+                 std::vector<Result>& out) {
+  const size_t w_elems = static_cast<size_t>(s.n) * s.k;
+  const int copies = CopiesFor(w_elems * sizeof(bf16));
+  const std::vector<bf16*> weights = RandomCopies(w_elems, copies, 0.03f);
+  const std::vector<bf16*> x = RandomCopies(static_cast<size_t>(m) * s.k, 1, 1.f),
+                           bias = RandomCopies(s.n, 1, 0.1f);
+  void* y;
+  CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(m) * s.n * sizeof(float)));
+  const bf16* b = s.bias ? bias[0] : nullptr;
+  const double bytes = w_elems * 2.0 + m * s.k * 2.0;
+  const auto time = [&] {
+    return TimeInGraph(
+        stream, [&](int i) { gemm.Linear(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
+        std::max(copies, 20));
+  };
+  const std::string shape = std::string(s.name) + " m=" + std::to_string(m);
+  out.push_back({"splitk", shape + " default", time(), bytes, 0});
+  double best = 0;
+  std::string best_name;
+  int tried = 0;
+  for (int rank = 0; rank < 8; ++rank) {
+    for (int splits : {1, 2, 3, 4, 6, 8}) {
+      if (!gemm.UseSplitK(m, s.n, s.k, b != nullptr, s.out_type, rank, splits)) continue;
+      ++tried;
+      const double us = time();
+      if (best_name.empty() || us < best)
+        best = us, best_name = "rank " + std::to_string(rank) + " split " + std::to_string(splits);
+    }
+  }
+  gemm.UseAlgorithm(m, s.n, s.k, b != nullptr, s.out_type, 0);
+  if (!best_name.empty()) {
+    out.push_back({"splitk", shape + " best of " + std::to_string(tried) + ": " + best_name, best, bytes, 0});
+  }
+  FreeAll(weights);
+  FreeAll(x);
+  FreeAll(bias);
+  CUDA_CHECK(cudaFree(y));
+}
+
 void BenchLinear(const LinearShape& s, cudaStream_t stream, kernels::GemmContext& gemm,
                  std::vector<Result>& out) {
   const size_t w_elems = static_cast<size_t>(s.n) * s.k;
@@ -406,8 +448,9 @@ int Main(int argc, char** argv) {
   // <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
-  // --steps: the whole model's decode steps alone.
+  // --steps: the whole model's decode steps alone; --split-k: cuBLASLt's k splits for the projections.
   const bool steps_only = argc > 1 && std::strcmp(argv[1], "--steps") == 0;
+  const bool split_k_only = argc > 1 && std::strcmp(argv[1], "--split-k") == 0;
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
@@ -420,6 +463,18 @@ int Main(int argc, char** argv) {
   std::vector<Result> results;
   if (steps_only) {
     BenchDecodeSteps(results);
+    Report(results, prop.name);
+    return 0;
+  }
+  if (split_k_only) {
+    kernels::GemmContext gemm;
+    const LinearShape shapes[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
+                                  {"o_proj 896x896", 896, 896, false, kernels::OutType::kBf16},
+                                  {"gate_up 9728x896", 9728, 896, false, kernels::OutType::kBf16},
+                                  {"down 896x4864", 896, 4864, false, kernels::OutType::kBf16}};
+    for (int m : {32, 64}) {
+      for (const LinearShape& s : shapes) BenchSplitK(s, m, stream, gemm, results);
+    }
     Report(results, prop.name);
     return 0;
   }

@@ -87,6 +87,34 @@ bool GemmContext::UseAlgorithm(int m, int n, int k, bool has_bias, OutType out_t
   return true;
 }
 
+bool GemmContext::UseSplitK(int m, int n, int k, bool has_bias, OutType out_type, int rank, int splits) {
+  Plan& plan = GetPlan({m, n, k, has_bias, out_type});
+  const std::vector<cublasLtMatmulHeuristicResult_t> results = Heuristics(plan, rank + 1);
+  if (rank >= static_cast<int>(results.size())) return false;
+  cublasLtMatmulAlgo_t algo = results[rank].algo;
+  int32_t support = 0;
+  size_t written = 0;
+  CUBLAS_CHECK(cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support,
+                                                 sizeof(support), &written));
+  if (splits > 1 && support == 0) return false;
+  const int32_t num = splits;
+  CUBLAS_CHECK(
+      cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &num, sizeof(num)));
+  if (splits > 1) {
+    const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    CUBLAS_CHECK(cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                      sizeof(scheme)));
+  }
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(handle_, plan.desc, plan.a, plan.b, plan.d, plan.d, &algo, &check) !=
+          CUBLAS_STATUS_SUCCESS ||
+      check.workspaceSize > kWorkspaceBytes) {
+    return false;
+  }
+  plan.algo = algo;
+  return true;
+}
+
 void GemmContext::Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
                          OutType out_type, int m, int n, int k, cudaStream_t stream) {
   if (m == 0) return;

@@ -35,6 +35,9 @@ class GemmContext {
   // Makes Linear of this shape use the heuristic's `rank`-th algorithm (0: its first choice, the default);
   // false when it offers fewer. For measurements of the alternatives.
   bool UseAlgorithm(int m, int n, int k, bool has_bias, OutType out_type, int rank);
+  // Same with k split `splits` ways (partial sums reduced in fp32 through the workspace); false when that
+  // algorithm cannot split k or cuBLASLt rejects the configuration. For measurements.
+  bool UseSplitK(int m, int n, int k, bool has_bias, OutType out_type, int rank, int splits);
 
  private:
   struct Plan;
