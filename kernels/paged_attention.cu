@@ -297,7 +297,9 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
 template <int kHeadDim>
 constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
 constexpr int kStagedChunkKeys = kStepKeys;
-constexpr int kChunkBuffers = 2;  // chunks a warp has in flight: the one it computes and the next
+// A warp's staged chunks: the one it computes, the rest in flight (three measured no better at batch 64,
+// within 0.4 us: kernels/PERF_NOTES.md).
+constexpr int kChunkBuffers = 2;
 
 // The block's shared memory: each warp's chunk buffers while the keys are read, then the merge.
 template <int kHeadDim>
@@ -372,9 +374,9 @@ __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w
   }
 }
 
-// The key loop with chunks staged in shared memory (decode rows): the first two chunks are on their way
-// (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed while the warp
-// computes the current one.
+// The key loop with chunks staged in shared memory (decode rows): the first kChunkBuffers chunks are on their
+// way (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed, so a warp
+// has kChunkBuffers - 1 chunks in flight while it computes one.
 template <int kHeadDim>
 __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
                                                 const uint4 (&q_raw)[kHeadDim / 32],
@@ -382,16 +384,17 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
                                                 StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
   constexpr int kStride = kWarps * kStagedChunkKeys;
   int buffer = 0;
-  for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer ^= 1) {
+  for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer = (buffer + 1) % kChunkBuffers) {
+    const int next = k0 + (kChunkBuffers - 1) * kStride;  // the chunk to copy now, into the last one's buffer
     if (k0 == w.first_key) {
-      PrefetchChunkTable(w.work, w.s, w.first_key + 2 * kStride, kStagedChunkKeys);
+      PrefetchChunkTable(w.work, w.s, w.first_key + kChunkBuffers * kStride, kStagedChunkKeys);
       WaitAsyncCopies<0>();
-    } else if (k0 + kStride < w.work.end) {
-      const int next = k0 + kStride;
-      IssueStep<kHeadDim>(chunks[buffer ^ 1], w.k_cache, w.v_cache, w.work, w.s, next, w.work.end);
+    } else if (next < w.work.end) {
+      IssueStep<kHeadDim>(chunks[(buffer + kChunkBuffers - 1) % kChunkBuffers], w.k_cache, w.v_cache, w.work,
+                          w.s, next, w.work.end);
       PrefetchChunkTable(w.work, w.s, next + kStride, kStagedChunkKeys);
       CommitAsyncCopies();
-      WaitAsyncCopies<1>();
+      WaitAsyncCopies<kChunkBuffers - 1>();
     } else {
       WaitAsyncCopies<0>();
     }
@@ -401,20 +404,23 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
   }
 }
 
-// Copies, into the warp's chunk buffers, the keys of its first two chunks but each row's newest: with one new
-// token per sequence they were all written by earlier steps, so this runs before the grid dependency wait.
+// Copies, into the warp's chunk buffers, the keys of its first kChunkBuffers chunks but each row's newest:
+// with one new token per sequence they were all written by earlier steps, so this runs before the grid
+// dependency wait.
 template <int kHeadDim>
 __device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, int newest,
                                                  StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
   const int copy_end = min(newest, w.work.end);
-  IssueStep<kHeadDim>(chunks[0], w.k_cache, w.v_cache, w.work, w.s, w.first_key, copy_end);
-  IssueStep<kHeadDim>(chunks[1], w.k_cache, w.v_cache, w.work, w.s, w.first_key + kWarps * kStagedChunkKeys,
-                      copy_end);
+#pragma unroll
+  for (int i = 0; i < kChunkBuffers; ++i) {
+    IssueStep<kHeadDim>(chunks[i], w.k_cache, w.v_cache, w.work, w.s,
+                        w.first_key + i * kWarps * kStagedChunkKeys, copy_end);
+  }
   CommitAsyncCopies();
 }
 
-// After the wait: the newest key, if it lies in one of this warp's first two chunks (a later chunk copies it
-// in RunStagedChunks).
+// After the wait: the newest key, if it lies in one of this warp's first kChunkBuffers chunks (a later chunk
+// copies it in RunStagedChunks).
 template <int kHeadDim>
 __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int newest,
                                                StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
