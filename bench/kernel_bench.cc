@@ -3,9 +3,9 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model | --steps]   (--no-model skips the decode steps of the full model,
-// --steps runs only them)
-// Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
+// usage: doze_kernel_bench [--no-model | --steps | --split-k]   (--no-model skips the decode steps of the
+// full model, --steps runs only them, --split-k times cuBLASLt's k splits for the projections) Weights and KV
+// caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
 #include <cmath>
