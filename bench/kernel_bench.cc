@@ -61,27 +61,81 @@ struct LinearShape {
   kernels::OutType out_type;
 };
 
+// A decoder layer's projections of Qwen2.5-0.5B, then its LM head.
+constexpr LinearShape kProjections[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
+                                        {"o_proj 896x896", 896, 896, false, kernels::OutType::kBf16},
+                                        {"gate_up 9728x896", 9728, 896, false, kernels::OutType::kBf16},
+                                        {"down 896x4864", 896, 4864, false, kernels::OutType::kBf16}};
+constexpr LinearShape kLmHead = {"lm_head 151936x896 f32", 151936, 896, false, kernels::OutType::kF32};
+
+// Random operands of one linear shape for up to 64 rows, the weights in enough copies to stream from HBM.
+class LinearOperands {
+ public:
+  static constexpr int kMaxRows = 64;
+  explicit LinearOperands(const LinearShape& s)
+      : s_(s),
+        weights_(RandomCopies(static_cast<size_t>(s.n) * s.k, CopiesFor(static_cast<size_t>(s.n) * s.k * 2),
+                              0.03f)),
+        x_(RandomCopies(static_cast<size_t>(kMaxRows) * s.k, 1, 1.f)),
+        bias_(RandomCopies(s.n, 1, 0.1f)) {
+    CUDA_CHECK(cudaMalloc(&y_, static_cast<size_t>(kMaxRows) * s.n * sizeof(float)));
+  }
+  ~LinearOperands() {
+    FreeAll(weights_);
+    FreeAll(x_);
+    FreeAll(bias_);
+    cudaFree(y_);
+  }
+  LinearOperands(const LinearOperands&) = delete;
+  LinearOperands& operator=(const LinearOperands&) = delete;
+
+  // Bytes a call of m rows must move: the weights once, x in, y out.
+  double Bytes(int m) const {
+    const double out_size = s_.out_type == kernels::OutType::kF32 ? 4 : 2;
+    return static_cast<double>(s_.n) * s_.k * 2 + static_cast<double>(m) * s_.k * 2 + m * s_.n * out_size;
+  }
+  // Microseconds a call of cuBLASLt's current plan for m rows takes (graph replays over the weight copies).
+  double TimeCublasLt(kernels::GemmContext& gemm, int m, cudaStream_t stream) const {
+    return Time(stream, [&](const bf16* w) {
+      gemm.Linear(x_[0], w, bias(), y_, s_.out_type, m, s_.n, s_.k, stream);
+    });
+  }
+  double TimeGemv(int m, cudaStream_t stream) const {
+    return Time(stream, [&](const bf16* w) {
+      kernels::Gemv(x_[0], w, bias(), y_, s_.out_type, m, s_.n, s_.k, stream);
+    });
+  }
+
+ private:
+  const bf16* bias() const { return s_.bias ? bias_[0] : nullptr; }
+  template <typename Call>
+  double Time(cudaStream_t stream, const Call& call) const {
+    const int copies = static_cast<int>(weights_.size());
+    return TimeInGraph(
+        stream, [&](int i) { call(weights_[i % copies]); }, std::max(copies, 20));
+  }
+
+  const LinearShape& s_;
+  std::vector<bf16*> weights_, x_, bias_;
+  void* y_ = nullptr;
+};
+
 // cuBLASLt's next algorithms for the shape, timed like its first choice (weights streamed from HBM): the best
 // of ranks 1 to 15, then the first choice restored.
-void BenchAlgorithms(const LinearShape& s, int m, const bf16* x, const std::vector<bf16*>& weights,
-                     const bf16* b, void* y, double bytes, cudaStream_t stream, kernels::GemmContext& gemm,
-                     std::vector<Result>& out) {
-  const bool bias = b != nullptr;
-  const int copies = static_cast<int>(weights.size());
+void BenchAlgorithms(const LinearShape& s, int m, const LinearOperands& operands, cudaStream_t stream,
+                     kernels::GemmContext& gemm, std::vector<Result>& out) {
   double best = 0;
   int best_rank = 0;
-  for (int rank = 1; rank < 16 && gemm.UseAlgorithm(m, s.n, s.k, bias, s.out_type, rank); ++rank) {
-    const double us = TimeInGraph(
-        stream, [&](int i) { gemm.Linear(x, weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
-        std::max(copies, 20));
+  for (int rank = 1; rank < 16 && gemm.UseAlgorithm(m, s.n, s.k, s.bias, s.out_type, rank); ++rank) {
+    const double us = operands.TimeCublasLt(gemm, m, stream);
     if (best_rank == 0 || us < best) best = us, best_rank = rank;
   }
-  gemm.UseAlgorithm(m, s.n, s.k, bias, s.out_type, 0);
+  gemm.UseAlgorithm(m, s.n, s.k, s.bias, s.out_type, 0);
   if (best_rank > 0) {
     out.push_back({"gemm",
                    std::string(s.name) + " m=" + std::to_string(m) + " cublasLt best of ranks 1-15 (rank " +
                        std::to_string(best_rank) + ")",
-                   best, bytes, 0});
+                   best, operands.Bytes(m), 0});
   }
 }
 
@@ -89,75 +143,39 @@ void BenchAlgorithms(const LinearShape& s, int m, const bf16* x, const std::vect
 // default.
 void BenchSplitK(const LinearShape& s, int m, cudaStream_t stream, kernels::GemmContext& gemm,
                  std::vector<Result>& out) {
-  const size_t w_elems = static_cast<size_t>(s.n) * s.k;
-  const int copies = CopiesFor(w_elems * sizeof(bf16));
-  const std::vector<bf16*> weights = RandomCopies(w_elems, copies, 0.03f);
-  const std::vector<bf16*> x = RandomCopies(static_cast<size_t>(m) * s.k, 1, 1.f),
-                           bias = RandomCopies(s.n, 1, 0.1f);
-  void* y;
-  CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(m) * s.n * sizeof(float)));
-  const bf16* b = s.bias ? bias[0] : nullptr;
-  const double bytes = w_elems * 2.0 + m * s.k * 2.0;
-  const auto time = [&] {
-    return TimeInGraph(
-        stream, [&](int i) { gemm.Linear(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
-        std::max(copies, 20));
-  };
+  const LinearOperands operands(s);
   const std::string shape = std::string(s.name) + " m=" + std::to_string(m);
-  out.push_back({"splitk", shape + " default", time(), bytes, 0});
+  out.push_back({"splitk", shape + " default", operands.TimeCublasLt(gemm, m, stream), operands.Bytes(m), 0});
   double best = 0;
   std::string best_name;
   int tried = 0;
   for (int rank = 0; rank < 8; ++rank) {
     for (int splits : {1, 2, 3, 4, 6, 8}) {
-      if (!gemm.UseSplitK(m, s.n, s.k, b != nullptr, s.out_type, rank, splits)) continue;
+      if (!gemm.UseSplitK(m, s.n, s.k, s.bias, s.out_type, rank, splits)) continue;
       ++tried;
-      const double us = time();
+      const double us = operands.TimeCublasLt(gemm, m, stream);
       if (best_name.empty() || us < best)
         best = us, best_name = "rank " + std::to_string(rank) + " split " + std::to_string(splits);
     }
   }
-  gemm.UseAlgorithm(m, s.n, s.k, b != nullptr, s.out_type, 0);
+  gemm.UseAlgorithm(m, s.n, s.k, s.bias, s.out_type, 0);
   if (!best_name.empty()) {
-    out.push_back({"splitk", shape + " best of " + std::to_string(tried) + ": " + best_name, best, bytes, 0});
+    out.push_back({"splitk", shape + " best of " + std::to_string(tried) + ": " + best_name, best,
+                   operands.Bytes(m), 0});
   }
-  FreeAll(weights);
-  FreeAll(x);
-  FreeAll(bias);
-  CUDA_CHECK(cudaFree(y));
 }
 
 void BenchLinear(const LinearShape& s, cudaStream_t stream, kernels::GemmContext& gemm,
                  std::vector<Result>& out) {
-  const size_t w_elems = static_cast<size_t>(s.n) * s.k;
-  const int copies = CopiesFor(w_elems * sizeof(bf16));
-  const std::vector<bf16*> weights = RandomCopies(w_elems, copies, 0.03f);
-  const std::vector<bf16*> x = RandomCopies(static_cast<size_t>(64) * s.k, 1, 1.f),
-                           bias = RandomCopies(s.n, 1, 0.1f);
-  void* y;
-  CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(64) * s.n * sizeof(float)));
-  const size_t out_size = s.out_type == kernels::OutType::kF32 ? 4 : 2;
-  for (int m : {1, 8, 64}) {
-    const double bytes = w_elems * 2.0 + m * s.k * 2.0 + static_cast<double>(m) * s.n * out_size;
+  const LinearOperands operands(s);
+  for (int m : {1, 8, LinearOperands::kMaxRows}) {
     const std::string shape = std::string(s.name) + " m=" + std::to_string(m);
-    const bf16* b = s.bias ? bias[0] : nullptr;
-    const int calls = std::max(copies, 20);
-    const double lt = TimeInGraph(
-        stream, [&](int i) { gemm.Linear(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
-        calls);
-    out.push_back({"gemm", shape + " cublasLt", lt, bytes, 0});
-    if (m == 64) BenchAlgorithms(s, m, x[0], weights, b, y, bytes, stream, gemm, out);
+    out.push_back(
+        {"gemm", shape + " cublasLt", operands.TimeCublasLt(gemm, m, stream), operands.Bytes(m), 0});
+    if (m == LinearOperands::kMaxRows) BenchAlgorithms(s, m, operands, stream, gemm, out);
     if (m > kernels::kGemvMaxRows) continue;
-    const double gemv = TimeInGraph(
-        stream,
-        [&](int i) { kernels::Gemv(x[0], weights[i % copies], b, y, s.out_type, m, s.n, s.k, stream); },
-        calls);
-    out.push_back({"gemm", shape + " gemv", gemv, bytes, 0});
+    out.push_back({"gemm", shape + " gemv", operands.TimeGemv(m, stream), operands.Bytes(m), 0});
   }
-  FreeAll(weights);
-  FreeAll(x);
-  FreeAll(bias);
-  CUDA_CHECK(cudaFree(y));
 }
 
 // Buffers of one decoder layer's activations at `m` rows of Qwen2.5-0.5B's shape, random, for timing the
@@ -468,12 +486,8 @@ int Main(int argc, char** argv) {
   }
   if (split_k_only) {
     kernels::GemmContext gemm;
-    const LinearShape shapes[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
-                                  {"o_proj 896x896", 896, 896, false, kernels::OutType::kBf16},
-                                  {"gate_up 9728x896", 9728, 896, false, kernels::OutType::kBf16},
-                                  {"down 896x4864", 896, 4864, false, kernels::OutType::kBf16}};
     for (int m : {32, 64}) {
-      for (const LinearShape& s : shapes) BenchSplitK(s, m, stream, gemm, results);
+      for (const LinearShape& s : kProjections) BenchSplitK(s, m, stream, gemm, results);
     }
     Report(results, prop.name);
     return 0;
@@ -489,12 +503,8 @@ int Main(int argc, char** argv) {
   }
   {
     kernels::GemmContext gemm;
-    const LinearShape shapes[] = {{"qkv 1152x896+bias", 1152, 896, true, kernels::OutType::kBf16},
-                                  {"o_proj 896x896", 896, 896, false, kernels::OutType::kBf16},
-                                  {"gate_up 9728x896", 9728, 896, false, kernels::OutType::kBf16},
-                                  {"down 896x4864", 896, 4864, false, kernels::OutType::kBf16},
-                                  {"lm_head 151936x896 f32", 151936, 896, false, kernels::OutType::kF32}};
-    for (const LinearShape& s : shapes) BenchLinear(s, stream, gemm, results);
+    for (const LinearShape& s : kProjections) BenchLinear(s, stream, gemm, results);
+    BenchLinear(kLmHead, stream, gemm, results);
   }
   for (int m : {1, 8}) BenchDecodeGemv(m, stream, results);
   for (int m : {8, 16, 32, 64}) BenchDecodeMma(m, stream, results);
