@@ -145,16 +145,27 @@ v1::StatsResponse Stats(const std::string& address) {
   return stats;
 }
 
+// `count` calls started on one client, call i for max_tokens(i) tokens, each with its own Recorder.
+struct StartedCalls {
+  std::vector<std::shared_ptr<Recorder>> recorders;
+  std::vector<std::shared_ptr<GenerateCall>> calls;
+};
+
+template <typename MaxTokens>
+StartedCalls StartCalls(WorkerClient& client, int count, const MaxTokens& max_tokens) {
+  StartedCalls started;
+  for (int i = 0; i < count; ++i) {
+    started.recorders.push_back(std::make_shared<Recorder>());
+    started.calls.push_back(client.Generate(Request(max_tokens(i)), started.recorders.back()));
+  }
+  return started;
+}
+
 TEST(GrpcWorkerClientTest, ManyCallsOnOneStreamEachGetTheirTokensAndOneOk) {
   FakeWorker worker(2);
   GrpcWorkerClientFactory factory(1);
   std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
-  std::vector<std::shared_ptr<Recorder>> recorders;
-  std::vector<std::shared_ptr<GenerateCall>> calls;
-  for (int i = 0; i < 20; ++i) {
-    recorders.push_back(std::make_shared<Recorder>());
-    calls.push_back(client->Generate(Request(5 + i % 3), recorders.back()));
-  }
+  const auto [recorders, calls] = StartCalls(*client, 20, [](int i) { return 5 + i % 3; });
   for (int i = 0; i < 20; ++i) {
     EXPECT_TRUE(recorders[i]->WaitDone().ok()) << i;
     EXPECT_EQ(recorders[i]->text(), Tokens(5 + i % 3)) << i;
@@ -167,12 +178,11 @@ TEST(GrpcWorkerClientTest, WorkerKilledMidStreamEndsEveryOpenCallOnceThenANewStr
   FakeWorker worker(10);
   GrpcWorkerClientFactory factory(1);
   std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
-  std::vector<std::shared_ptr<Recorder>> recorders;
-  std::vector<std::weak_ptr<GenerateCall>> calls;
-  for (int i = 0; i < 8; ++i) {
-    recorders.push_back(std::make_shared<Recorder>());
-    calls.push_back(client->Generate(Request(100000), recorders.back()));
-  }
+  StartedCalls started = StartCalls(*client, 8, [](int) { return 100000; });
+  const std::vector<std::shared_ptr<Recorder>> recorders = started.recorders;
+  // Weak, so that the calls' release after the failure can be seen.
+  const std::vector<std::weak_ptr<GenerateCall>> calls(started.calls.begin(), started.calls.end());
+  started.calls.clear();
   for (auto& recorder : recorders) ASSERT_TRUE(recorder->WaitResponses(2));
   worker.Kill();
   for (auto& recorder : recorders) {
