@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "kernels/async_copy.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
 #include "kernels/paged_attention.h"
@@ -87,22 +88,6 @@ __device__ __forceinline__ void LoadQuarterRow(uint4 (&dst)[N], const __nv_bfloa
 #pragma unroll
   for (int i = 0; i < N; ++i)
     dst[i] = valid ? *reinterpret_cast<const uint4*>(row + 32 * i + 8 * c) : make_uint4(0, 0, 0, 0);
-}
-
-// 16 bytes from global to shared memory without passing through registers (cached in L1 too: prefill rows
-// of one sequence on one multiprocessor read the same keys); a zero `valid` writes zeros and reads nothing.
-__device__ __forceinline__ void CopyAsync16(uint4* dst, const void* src, bool valid) {
-  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-__device__ __forceinline__ void CommitAsyncCopies() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-// Waits until at most `kPending` of this thread's newest commit groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void WaitAsyncCopies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // One step's pieces in shared memory, [piece][lane]: lane l's 16-byte pieces at column l, so that a warp's
