@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "kernels/async_copy.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_mma.h"
@@ -188,6 +189,219 @@ static __global__ void __launch_bounds__(kThreads) DecodeMmaKernel(Params p) {
   }
 }
 
+// The pipelined kernel (33 to 64 rows): a block of four warps owns 64 weight rows (64 outputs, or 32 items of
+// a paired epilogue) and every row of x; 64-wide k-tiles of both stream through kPipeStages stages of shared
+// memory with cp.async, so each block keeps several tiles of weights in flight without holding them in
+// registers, and ldmatrix feeds the tensor cores from the swizzled tiles.
+constexpr int kPipeK = 64;           // k values per tile: a 128-byte row, eight 16-byte pieces
+constexpr int kPipeWeightRows = 64;  // four 16-row mma tiles, one a warp
+constexpr int kPipeStages = 6;
+constexpr int kPipeTileBytes = kPipeWeightRows * kPipeK * 2;
+// Two warps per 16-row mma tile, each taking half of every k-tile's four 16-wide steps; their sums are added
+// through shared memory at the end.
+constexpr int kPipeKGroups = 2;
+constexpr int kPipeThreads = kPipeKGroups * (kPipeWeightRows / 16) * 32;
+
+// Byte offset of piece `c` of tile row `row`: pieces XOR-swizzled by the row, so that the eight rows an
+// ldmatrix phase reads fall in eight different bank groups.
+__device__ __forceinline__ uint32_t SwizzledOffset(int row, int c) {
+  return row * 128 + ((c ^ (row & 7)) << 4);
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t address, uint32_t& r0, uint32_t& r1, uint32_t& r2,
+                                           uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(address));
+}
+
+// Items a pipelined block covers: one per weight row (kStore), or two weight rows per item.
+__host__ __device__ constexpr int PipeItems(Epilogue e) {
+  return e == Epilogue::kStore ? kPipeWeightRows : kPipeWeightRows / 2;
+}
+
+// The weight row behind row r of a block's tile, or -1 past the last item. Paired epilogues lay each 16-row
+// mma tile out as 8 items' first columns, then the same 8 items' second columns, so that a lane's
+// accumulators for rows g and g + 8 are one item's pair.
+template <Epilogue E>
+__device__ __forceinline__ int PipeWeightRow(const Params& p, int r) {
+  if constexpr (E == Epilogue::kStore) {
+    const int col = blockIdx.x * kPipeWeightRows + r;
+    return col < p.n ? col : -1;
+  } else {
+    const int item = blockIdx.x * PipeItems(E) + (r / 16) * 8 + (r & 7);
+    if (item >= p.num_items) return -1;
+    const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
+    return (r & 8) ? cols.y : cols.x;
+  }
+}
+
+// Issues the copies of k-tile `tile` (global index) of the block's weight rows into `w_stage`.
+template <Epilogue E>
+__device__ __forceinline__ void CopyWeightTile(const Params& p, char* w_stage, int tile) {
+#pragma unroll
+  for (int i = 0; i < kPipeWeightRows * 8 / kPipeThreads; ++i) {
+    const int e = threadIdx.x + i * kPipeThreads, row = e >> 3, c = e & 7;
+    const int wrow = PipeWeightRow<E>(p, row);
+    const int col = tile * kPipeK + 8 * c;
+    const bool valid = wrow >= 0 && col < p.k;
+    CopyAsync16<CopyCache::kL2Only>(w_stage + SwizzledOffset(row, c),
+                                    valid ? p.w + static_cast<int64_t>(wrow) * p.k + col : p.w, valid);
+  }
+}
+
+// Issues the copies of k-tile `tile` of x's rows [0, kNTiles * 8) into `x_stage`, zeros past row m.
+template <int kNTiles>
+__device__ __forceinline__ void CopyXTile(const Params& p, char* x_stage, int tile) {
+  for (int e = threadIdx.x; e < kNTiles * 8 * 8; e += kPipeThreads) {
+    const int row = e >> 3, c = e & 7;
+    const int col = tile * kPipeK + 8 * c;
+    const bool valid = row < p.m && col < p.k;
+    CopyAsync16<CopyCache::kL2Only>(x_stage + SwizzledOffset(row, c),
+                                    valid ? p.x + static_cast<int64_t>(row) * p.k + col : p.x, valid);
+  }
+}
+
+// The mma tile (16 weight rows) and k group of the calling warp.
+__device__ __forceinline__ int PipeTile() { return (threadIdx.x >> 5) % (kPipeWeightRows / 16); }
+__device__ __forceinline__ int PipeKGroup() { return (threadIdx.x >> 5) / (kPipeWeightRows / 16); }
+
+// acc[j] += the warp's 16 weight rows x rows 8j + [0, 8) of x over its k group's steps of one staged k-tile.
+template <int kNTiles>
+__device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, float (&acc)[kNTiles][4]) {
+  constexpr int kSteps = kPipeK / 16 / kPipeKGroups;
+  const int lane = threadIdx.x & 31, warp = PipeTile();
+#pragma unroll
+  for (int step = 0; step < kSteps; ++step) {
+    const int kk = PipeKGroup() * kSteps + step;
+    uint32_t a[4];
+    const int a_row = 16 * warp + (lane & 15);
+    LdMatrixX4(w_stage + SwizzledOffset(a_row, 2 * kk + (lane >> 4)), a[0], a[1], a[2], a[3]);
+#pragma unroll
+    for (int jp = 0; jp < kNTiles / 2; ++jp) {
+      uint32_t b[4];
+      const int x_row = 8 * (2 * jp + (lane >> 4)) + (lane & 7);
+      LdMatrixX4(x_stage + SwizzledOffset(x_row, 2 * kk + ((lane >> 3) & 1)), b[0], b[1], b[2], b[3]);
+      Mma(acc[2 * jp], a[0], a[1], a[2], a[3], b[0], b[1]);
+      Mma(acc[2 * jp + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
+    }
+  }
+}
+
+// The warp's outputs: f(x row, first column, second column or -1, sum of the first, of the second).
+template <int kNTiles, Epilogue E, typename F>
+__device__ __forceinline__ void ForEachPipeOutput(const Params& p, const float (&acc)[kNTiles][4], F&& f) {
+  const int lane = threadIdx.x & 31, warp = PipeTile(), g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = 8 * j + 2 * t + h;
+      if (row >= p.m) continue;
+      if constexpr (E == Epilogue::kStore) {
+        const int col = blockIdx.x * kPipeWeightRows + 16 * warp + g;
+        if (col < p.n) f(row, col, acc[j][h]);
+        if (col + 8 < p.n) f(row, col + 8, acc[j][2 + h]);
+      } else {
+        const int item = blockIdx.x * PipeItems(E) + 8 * warp + g;
+        if (item < p.num_items) f(row, item, acc[j][h], acc[j][2 + h]);
+      }
+    }
+  }
+}
+
+// Adds the other k groups' sums into k group 0's accumulators, through `red` (the stages' shared memory,
+// free once every copy has landed and every warp has left the loop).
+template <int kNTiles>
+__device__ __forceinline__ void AddKGroups(float* red, float (&acc)[kNTiles][4]) {
+  constexpr int kValues = kNTiles * 4;
+  WaitAsyncCopies<0>();
+  __syncthreads();
+  const int lane = threadIdx.x & 31;
+  float* mine = red + (threadIdx.x >> 5) * kValues * 32;  // [value][lane] a warp
+  if (PipeKGroup() != 0) {
+#pragma unroll
+    for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+      for (int v = 0; v < 4; ++v) mine[(4 * j + v) * 32 + lane] = acc[j][v];
+    }
+  }
+  __syncthreads();
+  if (PipeKGroup() != 0) return;
+  for (int group = 1; group < kPipeKGroups; ++group) {
+    const float* theirs = red + (group * (kPipeWeightRows / 16) + PipeTile()) * kValues * 32;
+#pragma unroll
+    for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[j][v] += theirs[(4 * j + v) * 32 + lane];
+    }
+  }
+}
+
+// Block (group, split): the group's weight rows over the split's k-tiles.
+template <int kNTiles, Epilogue E>
+static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(Params p) {
+  constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
+  extern __shared__ __align__(128) char smem[];  // [kPipeStages][weights | x]
+  const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  constexpr int kStageBytes = kPipeTileBytes + kXTileBytes;
+  static_assert(kPipeThreads / 32 * kNTiles * 4 * 32 * sizeof(float) <= kPipeStages * kStageBytes,
+                "AddKGroups reuses the stages");
+  const int ktiles = (p.k + kPipeK - 1) / kPipeK;
+  const int t_begin = blockIdx.y * p.chunks_per_split;
+  const int t_count = min(ktiles, t_begin + p.chunks_per_split) - t_begin;
+  // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
+  for (int s = 0; s < kPipeStages - 1 && s < t_count; ++s)
+    CopyWeightTile<E>(p, smem + s * kStageBytes, t_begin + s);
+  CommitAsyncCopies();
+  GridDependencyWait();
+  LaunchDependents();
+  for (int s = 0; s < kPipeStages - 1; ++s) {
+    if (s < t_count) CopyXTile<kNTiles>(p, smem + s * kStageBytes + kPipeTileBytes, t_begin + s);
+    CommitAsyncCopies();
+  }
+  float acc[kNTiles][4] = {};
+  for (int i = 0; i < t_count; ++i) {
+    WaitAsyncCopies<kPipeStages - 2>();
+    __syncthreads();  // tile i is in; every warp is done with tile i - 1, whose stage the next copies reuse
+    const int next = i + kPipeStages - 1;
+    if (next < t_count) {
+      char* stage = smem + (next % kPipeStages) * kStageBytes;
+      CopyWeightTile<E>(p, stage, t_begin + next);
+      CopyXTile<kNTiles>(p, stage + kPipeTileBytes, t_begin + next);
+    }
+    CommitAsyncCopies();
+    const uint32_t stage = smem_base + (i % kPipeStages) * kStageBytes;
+    MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
+  }
+  AddKGroups<kNTiles>(reinterpret_cast<float*>(smem), acc);
+  if (PipeKGroup() != 0) return;
+  if (p.ksplit == 1) {
+    if constexpr (E == Epilogue::kStore) {
+      ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int col, float v) {
+        p.out[static_cast<int64_t>(row) * p.n + col] = __float2bfloat16(v);
+      });
+    } else {
+      ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int item, float v0, float v1) {
+        const float sum[2] = {v0, v1};
+        Finish<E>(p, row, item, ItemColumns<E>(item, p.num_items, p.shape.head_dim), sum);
+      });
+    }
+    return;
+  }
+  float* out = p.partials + static_cast<int64_t>(blockIdx.y) * p.m * p.n;
+  if constexpr (E == Epilogue::kStore) {
+    ForEachPipeOutput<kNTiles, E>(
+        p, acc, [&](int row, int col, float v) { __stcg(out + static_cast<int64_t>(row) * p.n + col, v); });
+  } else {
+    ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int item, float v0, float v1) {
+      const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
+      __stcg(out + static_cast<int64_t>(row) * p.n + cols.x, v0);
+      __stcg(out + static_cast<int64_t>(row) * p.n + cols.y, v1);
+    });
+  }
+}
+
 // After a k split: one thread per (row, item) adds the splits' sums in split order and runs the epilogue.
 template <Epilogue E>
 static __global__ void __launch_bounds__(kReduceThreads) DecodeMmaReduceKernel(Params p) {
@@ -216,22 +430,41 @@ int XStride(int chunks) {
 }
 
 struct Grid {
-  int groups = 0, ksplit = 0, chunks_per_split = 0;
+  bool pipelined = false;
+  int groups = 0, ksplit = 0, chunks_per_split = 0;  // pipelined: chunks are 64-wide k-tiles
 };
+
+// An integer from the environment, or `fallback` when unset or not positive (measurement knobs).
+int EnvInt(const char* name, int fallback) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : fallback;
+}
 
 // Warps a grid aims at: eight per multiprocessor (on the H100, 2, 4 and 16 measured slower at 8 to 32 rows:
 // kernels/PERF_NOTES.md); DOZE_DECODE_MMA_WARPS overrides it (for measurements).
 int TargetWarps() {
-  static const int warps = [] {
-    const char* env = std::getenv("DOZE_DECODE_MMA_WARPS");
-    return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 8 * MultiprocessorCount();
-  }();
+  static const int warps = EnvInt("DOZE_DECODE_MMA_WARPS", 8 * MultiprocessorCount());
   return warps;
 }
 
-// Splits k over blocks until the grid has about TargetWarps() warps, with at least two chunks per split, the
-// split sums no larger than the weights and x's slice within kMaxSharedBytes.
-Grid PlanGrid(int m, int num_items, int k) {
+// The fewest rows that take the pipelined kernel; DOZE_DECODE_MMA_PIPELINE_MIN_ROWS overrides it (65: never;
+// at least 9, as the kernel reads x in pairs of 8-row tiles).
+int PipelineMinRows() {
+  static const int rows = std::max(9, EnvInt("DOZE_DECODE_MMA_PIPELINE_MIN_ROWS", 9));
+  return rows;
+}
+
+// Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
+int TargetBlocks() {
+  static const int blocks = EnvInt("DOZE_DECODE_MMA_BLOCKS", MultiprocessorCount());
+  return blocks;
+}
+
+int NumItems(Epilogue e, int n) { return e == Epilogue::kStore ? n : n / 2; }
+
+// Register-fed kernel: splits k over blocks until the grid has about TargetWarps() warps, with at least two
+// chunks per split, the split sums no larger than the weights and x's slice within kMaxSharedBytes.
+Grid PlanRegisterGrid(int m, int num_items, int k) {
   Grid grid;
   const int warps = num_items / kTileRows;
   grid.groups = (warps + kWarps - 1) / kWarps;
@@ -245,17 +478,47 @@ Grid PlanGrid(int m, int num_items, int k) {
   return grid;
 }
 
-int NumItems(Epilogue e, int n) { return e == Epilogue::kStore ? n : n / 2; }
+// Pipelined kernel: splits k over blocks until the grid has about TargetBlocks() blocks, at least two k-tiles
+// per split.
+Grid PlanPipelinedGrid(Epilogue e, int n, int k) {
+  Grid grid;
+  grid.pipelined = true;
+  grid.groups = (NumItems(e, n) + PipeItems(e) - 1) / PipeItems(e);
+  const int tiles = (k + kPipeK - 1) / kPipeK;
+  const int ksplit = std::clamp(TargetBlocks() / grid.groups, 1, std::max(1, tiles / 2));
+  grid.chunks_per_split = (tiles + ksplit - 1) / ksplit;
+  grid.ksplit = (tiles + grid.chunks_per_split - 1) / grid.chunks_per_split;
+  return grid;
+}
+
+Grid PlanGrid(Epilogue e, int m, int n, int k) {
+  return m >= PipelineMinRows() ? PlanPipelinedGrid(e, n, k) : PlanRegisterGrid(m, NumItems(e, n), k);
+}
 
 template <int kNTiles, Epilogue E>
-void LaunchTiles(const Params& p, dim3 grid, size_t shared, cudaStream_t stream) {
+void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
+  const dim3 blocks(grid.groups, grid.ksplit);
+  if (grid.pipelined) {
+    if constexpr (kNTiles % 2 == 0) {
+      void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E>;
+      constexpr int kShared = kPipeStages * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
+      static const bool opted_in = [kernel] {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
+        return true;
+      }();
+      (void)opted_in;
+      LaunchWithPdl(kernel, blocks, dim3(kPipeThreads), kShared, stream, p);
+    }
+    return;
+  }
   void (*kernel)(Params) = DecodeMmaKernel<kNTiles, E>;
   static const bool opted_in = [kernel] {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSharedBytes));
     return true;
   }();
   (void)opted_in;
-  LaunchWithPdl(kernel, grid, dim3(kThreads), shared, stream, p);
+  const size_t shared = static_cast<size_t>(TileRows(p.m)) * p.x_stride * sizeof(uint4);
+  LaunchWithPdl(kernel, blocks, dim3(kThreads), shared, stream, p);
 }
 
 template <Epilogue E>
@@ -264,7 +527,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
   if (p.m < 0 || p.m > kDecodeMmaMaxRows || !DecodeMmaSupports(p.n, p.k)) {
     CudaFail("DecodeMma", "needs 1 <= m <= 64, k % 32 == 0 and n % 32 == 0", __FILE__, __LINE__);
   }
-  const Grid grid = PlanGrid(p.m, p.num_items, p.k);
+  const Grid grid = PlanGrid(E, p.m, p.n, p.k);
   if (workspace.bytes < DecodeMmaWorkspaceBytes(p.m, p.n, p.k)) {
     CudaFail("DecodeMma", "workspace too small", __FILE__, __LINE__);
   }
@@ -272,20 +535,18 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
   p.chunks_per_split = grid.chunks_per_split;
   p.x_stride = XStride(grid.chunks_per_split);
   p.partials = static_cast<float*>(workspace.data);
-  const dim3 blocks(grid.groups, grid.ksplit);
-  const size_t shared = static_cast<size_t>(TileRows(p.m)) * p.x_stride * sizeof(uint4);
   switch (TileRows(p.m)) {
     case 8:
-      LaunchTiles<1, E>(p, blocks, shared, stream);
+      LaunchTiles<1, E>(p, grid, stream);
       break;
     case 16:
-      LaunchTiles<2, E>(p, blocks, shared, stream);
+      LaunchTiles<2, E>(p, grid, stream);
       break;
     case 32:
-      LaunchTiles<4, E>(p, blocks, shared, stream);
+      LaunchTiles<4, E>(p, grid, stream);
       break;
     default:
-      LaunchTiles<8, E>(p, blocks, shared, stream);
+      LaunchTiles<8, E>(p, grid, stream);
       break;
   }
   if (grid.ksplit == 1) return;
@@ -302,7 +563,7 @@ size_t DecodeMmaWorkspaceBytes(int m, int n, int k) {
   if (m <= 0 || !DecodeMmaSupports(n, k)) return 0;
   size_t most = 0;
   for (Epilogue e : {Epilogue::kStore, Epilogue::kSwiGlu}) {
-    const Grid grid = PlanGrid(m, NumItems(e, n), k);
+    const Grid grid = PlanGrid(e, m, n, k);
     if (grid.ksplit > 1) most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
   }
   return most;

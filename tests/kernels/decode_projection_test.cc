@@ -208,7 +208,7 @@ INSTANTIATE_TEST_SUITE_P(Gemv, DecodeProjectionTest,
 
 INSTANTIATE_TEST_SUITE_P(Mma, DecodeProjectionTest,
                          ::testing::Combine(::testing::Values(Path::kMma),
-                                            ::testing::Values(1, 3, 8, 19, 33, 64),
+                                            ::testing::Values(1, 3, 8, 12, 19, 33, 64),
                                             ::testing::Values(DecodeShape{896, 4864, 14, 2, 64},
                                                               DecodeShape{160, 224, 6, 2, 32})));
 

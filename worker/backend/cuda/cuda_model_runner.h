@@ -33,8 +33,8 @@ struct CudaRunnerOptions {
   int gemv_max_rows = 2;
   // Steps of more rows than that, up to this many (<= kernels::kDecodeMmaMaxRows), take the tensor-core
   // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win up to
-  // 16 rows and lose from 32 (kernels/PERF_NOTES.md).
-  int decode_mma_max_rows = 16;
+  // 32 rows and lose at 64 (kernels/PERF_NOTES.md).
+  int decode_mma_max_rows = 32;
 };
 
 // Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
