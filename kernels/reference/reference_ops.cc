@@ -26,6 +26,12 @@ void GatherRows(const int32_t* indices, const float* table, float* out, int num_
   }
 }
 
+void TakeSampledTokens(int32_t* token_ids, const int32_t* sources, const int32_t* samples, int num_rows) {
+  for (int r = 0; r < num_rows; ++r) {
+    if (sources[r] >= 0) token_ids[r] = samples[sources[r]];
+  }
+}
+
 void RmsNorm(float* residual, const float* x, const float* weight, float* out, int num_rows, int hidden,
              float eps) {
   std::vector<float> row(hidden);

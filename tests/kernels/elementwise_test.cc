@@ -1,4 +1,5 @@
-// GatherRows, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward sizes.
+// GatherRows, TakeSampledTokens, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward
+// sizes.
 #include <gtest/gtest.h>
 
 #include "kernels/activation.h"
@@ -32,6 +33,23 @@ TEST_P(RowsTest, GatherRowsCopiesRowsAndZeroesPadding) {
   std::vector<float> want(d_out.size());
   reference::GatherRows(indices.data(), table.data(), want.data(), rows, width);
   EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 0.f, 0.f));
+}
+
+TEST_P(RowsTest, TakeSampledTokensReadsTheSampledRows) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), sampled = 37;
+  std::mt19937 rng(rows + 5);
+  std::vector<int32_t> tokens(rows), sources(rows), samples(sampled);
+  for (int32_t& s : samples) s = static_cast<int32_t>(rng() % 151936);
+  for (int r = 0; r < rows; ++r) {
+    sources[r] = r % 3 == 1 ? -1 : static_cast<int32_t>(rng() % sampled);
+    tokens[r] = sources[r] < 0 ? static_cast<int32_t>(rng() % 151936) : -1;
+  }
+  DeviceArray<int32_t> d_tokens(tokens), d_sources(sources), d_samples(samples);
+  TakeSampledTokens(d_tokens.get(), d_sources.get(), d_samples.get(), rows, nullptr);
+  std::vector<int32_t> want = tokens;
+  reference::TakeSampledTokens(want.data(), sources.data(), samples.data(), rows);
+  EXPECT_EQ(d_tokens.Download(), want);
 }
 
 TEST_P(RowsTest, RmsNormMatchesReference) {

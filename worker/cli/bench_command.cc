@@ -74,8 +74,8 @@ std::pair<double, double> MedianAndMax(std::vector<double> steps_ms) {
 // then captures its CUDA graph (a one-time cost per batch and context bucket, reported apart).
 constexpr int kUntimedDecodeSteps = 2;
 
-// Runs `batch` prompts together; decode is timed over the steps that decode all `batch` sequences, after
-// every prompt has its first token and after the first kUntimedDecodeSteps.
+// Runs `batch` prompts together; decode is timed over the steps that decode all `batch` sequences and finish
+// none, after every prompt has its first token and after the first kUntimedDecodeSteps.
 DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len) {
   auto start = Clock::now();
   for (int i = 0; i < batch; ++i)
@@ -95,7 +95,11 @@ DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int pro
         prefill_s = Seconds(start);
         first_decode_start = decode_start = Clock::now();
       }
-    } else if (static_cast<int>(outputs.size()) == batch) {
+    } else if (static_cast<int>(outputs.size()) == batch &&
+               std::none_of(outputs.begin(), outputs.end(),
+                            [](const RequestOutput& o) { return o.finished; })) {
+      // A step in which requests finish is not one of this batch size: with async scheduling it also launched
+      // the next step, with fewer rows (perhaps in a CUDA graph still to capture).
       if (untimed_steps < kUntimedDecodeSteps) {
         if (++untimed_steps == kUntimedDecodeSteps) decode_start = Clock::now();
       } else {

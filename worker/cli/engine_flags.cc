@@ -10,7 +10,9 @@ void AddEngineOptions(po::options_description& options) {
       "kv-cache-tokens", po::value<int>()->default_value(0),
       "KV cache size in tokens (0: the backend's default)")(
       "gpu-memory-fraction", po::value<double>()->default_value(0.9), "CUDA: share of GPU memory to use")(
-      "threads", po::value<int>()->default_value(0), "CPU backend threads (0: every core)");
+      "threads", po::value<int>()->default_value(0), "CPU backend threads (0: every core)")(
+      "async-scheduling", po::value<int>()->default_value(1),
+      "1: schedule the next step while the GPU runs the current one; 0: one step at a time");
 }
 
 ModelInstanceOptions ModelInstanceOptionsFromFlags(const po::variables_map& vm) {
@@ -22,6 +24,7 @@ ModelInstanceOptions ModelInstanceOptionsFromFlags(const po::variables_map& vm) 
   options.kv_cache_tokens = vm["kv-cache-tokens"].as<int>();
   options.gpu_memory_fraction = vm["gpu-memory-fraction"].as<double>();
   options.num_threads = vm["threads"].as<int>();
+  options.async_scheduling = vm["async-scheduling"].as<int>() != 0;
   return options;
 }
 

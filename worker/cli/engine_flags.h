@@ -7,7 +7,7 @@
 namespace doze::cli {
 
 // Adds --model (required), --backend, --max-num-seqs, --max-num-batched-tokens, --kv-cache-tokens,
-// --gpu-memory-fraction and --threads.
+// --gpu-memory-fraction, --threads and --async-scheduling.
 void AddEngineOptions(po::options_description& options);
 
 // Reads them back.

@@ -14,6 +14,7 @@ void BuildBatch(absl::Span<const ScheduledChunk> chunks, int block_size, Batch* 
   BatchMetadata& m = batch->metadata;
   // Every element below is overwritten; resize only keeps last step's capacity.
   m.token_ids.resize(num_tokens);
+  m.token_sources.clear();
   m.positions.resize(num_tokens);
   m.slot_mapping.resize(num_tokens);
   m.query_start_loc.resize(num_seqs + 1);
@@ -32,6 +33,10 @@ void BuildBatch(absl::Span<const ScheduledChunk> chunks, int block_size, Batch* 
     const int end = begin + chunks[s].num_new_tokens;
     for (int pos = begin; pos < end; ++pos, ++row) {
       m.token_ids[row] = token_ids[pos];
+      if (pos == seq.num_tokens() - 1 && seq.pending_sample_row() >= 0) {
+        m.token_sources.resize(num_tokens, -1);  // only steps that read pending tokens carry the array
+        m.token_sources[row] = seq.pending_sample_row();
+      }
       m.positions[row] = pos;
       m.slot_mapping[row] = table[pos / block_size] * block_size + pos % block_size;
     }

@@ -18,6 +18,11 @@ struct BatchMetadata {
   std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq], unused entries -1
   int32_t max_blocks_per_seq = 0;
   std::vector<int32_t> logits_indices;  // [num_logits] rows whose next-token logits are wanted
+  // [num_tokens] or empty. Row r with token_sources[r] >= 0 takes as its token the one that logits row
+  // token_sources[r] of the previous step submitted to the runner samples
+  // (ModelRunner::SubmitForwardAndSample), which may not have reached the host yet; token_ids[r] is then a
+  // placeholder.
+  std::vector<int32_t> token_sources;
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
   int num_seqs() const { return static_cast<int>(seq_lens.size()); }

@@ -84,19 +84,28 @@ void Engine::Abort(uint64_t id) {
 
 std::vector<RequestOutput> Engine::Step() {
   std::vector<RequestOutput> outputs = std::exchange(pending_outputs_, {});
-  SchedulerOutput scheduled = scheduler_.Schedule();
-  if (scheduled.empty()) return outputs;
-  BuildBatch(scheduled.chunks, block_manager_.block_size(), &batch_);
-  RunModelAndSample(batch_);
-  scheduler_.OnStepComputed(scheduled);
-  outputs.reserve(outputs.size() + samples_.size());
-  for (size_t i = 0; i < samples_.size(); ++i) {
-    outputs.push_back(PostProcess(*batch_.sampled_seqs[i], std::move(samples_[i])));
+  if (!in_flight_.has_value()) {
+    std::optional<LaunchedStep> first = Launch(/*ahead=*/false);
+    if (!first.has_value()) return outputs;
+    Commit(*first);
+    in_flight_ = std::move(first);
+  }
+  // The next step starts before the one in flight is collected, its rows reading the pending tokens on the
+  // device; it is committed once the tokens it read are known on the host.
+  std::optional<LaunchedStep> next;
+  if (CanRunAhead()) next = Launch(/*ahead=*/true);
+  Collect(*in_flight_, outputs);
+  in_flight_.reset();
+  if (next.has_value()) {
+    Commit(*next);
+    in_flight_ = std::move(next);
   }
   return outputs;
 }
 
-bool Engine::HasUnfinished() const { return scheduler_.HasUnfinished() || !pending_outputs_.empty(); }
+bool Engine::HasUnfinished() const {
+  return scheduler_.HasUnfinished() || !pending_outputs_.empty() || in_flight_.has_value();
+}
 
 EngineCounters Engine::counters() const {
   EngineCounters c;
@@ -117,14 +126,40 @@ EngineCounters Engine::counters() const {
   return c;
 }
 
-void Engine::RunModelAndSample(const Batch& batch) {
-  computed_tokens_ += batch.metadata.num_tokens();
-  samples_.clear();  // also drops what PostProcess left in the moved-from results
-  if (DeviceRows(batch, &device_rows_)) {
-    SampleOnDevice(batch, device_rows_);
+std::optional<Engine::LaunchedStep> Engine::Launch(bool ahead) {
+  SchedulerOutput scheduled = scheduler_.Schedule();
+  if (scheduled.empty()) return std::nullopt;
+  BuildBatch(scheduled.chunks, block_manager_.block_size(), &batch_);
+  computed_tokens_ += batch_.metadata.num_tokens();
+  LaunchedStep step;
+  step.index = ++num_launched_;
+  step.scheduled = std::move(scheduled);
+  step.sampled_seqs = batch_.sampled_seqs;
+  const bool device = DeviceRows(batch_, &device_rows_);
+  DOZE_CHECK(device || !ahead) << "a step launched ahead has a row that needs the host";
+  if (device && config_.async_scheduling && runner_->SupportsAsyncSampling()) {
+    const absl::Status status = runner_->SubmitForwardAndSample(batch_.metadata, device_rows_);
+    if (!status.ok()) DOZE_LOG(FATAL) << "model runner failed: " << status;
+    step.on_device = true;
+  } else if (device) {
+    absl::StatusOr<std::vector<int32_t>> tokens = runner_->ForwardAndSample(batch_.metadata, device_rows_);
+    if (!tokens.ok()) DOZE_LOG(FATAL) << "model runner failed: " << tokens.status();
+    for (int32_t token : *tokens) step.samples.push_back(SampleResult{token});
   } else {
-    SampleOnHost(batch);
+    step.samples = SampleOnHost(batch_);
   }
+  return step;
+}
+
+bool Engine::CanRunAhead() const {
+  if (!config_.async_scheduling || !runner_->SupportsAsyncSampling() || !in_flight_->on_device) return false;
+  for (const Sequence* seq : scheduler_.running()) {
+    if (!CanSampleAhead(*seq)) return false;
+  }
+  for (const Sequence* seq : scheduler_.waiting()) {
+    if (!CanSampleAhead(*seq)) return false;
+  }
+  return true;
 }
 
 bool Engine::DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows) const {
@@ -138,31 +173,52 @@ bool Engine::DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows
   return true;
 }
 
-void Engine::SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows) {
-  absl::StatusOr<std::vector<int32_t>> tokens = runner_->ForwardAndSample(batch.metadata, rows);
-  if (!tokens.ok()) DOZE_LOG(FATAL) << "model runner failed: " << tokens.status();
-  DOZE_CHECK(static_cast<int>(tokens->size()) == batch.metadata.num_logits())
-      << tokens->size() << " tokens for " << batch.metadata.num_logits() << " rows";
-  samples_.resize(tokens->size());
-  for (size_t i = 0; i < samples_.size(); ++i) samples_[i].token_id = (*tokens)[i];
-}
-
-void Engine::SampleOnHost(const Batch& batch) {
+std::vector<SampleResult> Engine::SampleOnHost(const Batch& batch) {
   absl::StatusOr<LogitsView> logits = runner_->Forward(batch.metadata);
   if (!logits.ok()) DOZE_LOG(FATAL) << "model runner failed: " << logits.status();
   DOZE_CHECK(logits->num_rows == batch.metadata.num_logits())
       << logits->num_rows << " rows for " << batch.metadata.num_logits();
   const int vocab_size = runner_->config().vocab_size;
-  samples_.reserve(logits->num_rows);
+  std::vector<SampleResult> samples;
+  samples.reserve(logits->num_rows);
   for (int i = 0; i < logits->num_rows; ++i) {
-    samples_.push_back(
+    samples.push_back(
         sampler_.Sample(absl::MakeConstSpan(logits->row(i), vocab_size), *batch.sampled_seqs[i]));
   }
+  return samples;
+}
+
+void Engine::Commit(const LaunchedStep& step) {
+  scheduler_.OnStepComputed(step.scheduled);
+  for (size_t i = 0; i < step.sampled_seqs.size(); ++i) {
+    Sequence* seq = step.sampled_seqs[i];
+    if (seq->status() != SequenceStatus::kFinished) seq->AppendPendingToken(static_cast<int>(i));
+  }
+}
+
+void Engine::Collect(LaunchedStep& step, std::vector<RequestOutput>& outputs) {
+  if (step.on_device) {
+    absl::StatusOr<std::vector<int32_t>> tokens = runner_->CollectSamples();
+    if (!tokens.ok()) DOZE_LOG(FATAL) << "model runner failed: " << tokens.status();
+    for (int32_t token : *tokens) step.samples.push_back(SampleResult{token});
+  }
+  DOZE_CHECK(step.samples.size() == step.sampled_seqs.size())
+      << step.samples.size() << " tokens for " << step.sampled_seqs.size() << " rows";
+  outputs.reserve(outputs.size() + step.samples.size());
+  for (size_t i = 0; i < step.samples.size(); ++i) {
+    Sequence* seq = step.sampled_seqs[i];
+    if (seq->status() == SequenceStatus::kFinished) continue;  // finished or aborted while in flight
+    seq->ResolvePendingToken(step.samples[i].token_id);
+    outputs.push_back(PostProcess(*seq, std::move(step.samples[i])));
+  }
+  // Launched steps are collected in order: none still to collect has an index at or below this one's.
+  auto referenced = std::partition(retired_.begin(), retired_.end(),
+                                   [&](const auto& retired) { return retired.first > step.index; });
+  retired_.erase(referenced, retired_.end());
 }
 
 RequestOutput Engine::PostProcess(Sequence& seq, SampleResult sample) {
   Request& request = *requests_.at(seq.id());
-  seq.AppendToken(sample.token_id);
   ++generated_tokens_;
   RequestOutput out = NewOutput(request);
   out.new_token_ids.push_back(sample.token_id);
@@ -188,6 +244,7 @@ void Engine::Finish(uint64_t id, FinishReason reason, RequestOutput& out) {
   scheduler_.Remove(it->second->seq.get());
   out.finished = true;
   out.finish_reason = reason;
+  retired_.emplace_back(num_launched_, std::move(it->second));
   requests_.erase(it);
 }
 

@@ -33,6 +33,12 @@ struct EngineConfig {
   std::vector<int32_t> eos_token_ids;
   // Seeds the generator that gives unseeded requests their seeds; unset: std::random_device.
   std::optional<uint64_t> seed;
+  // With a runner that samples asynchronously (ModelRunner::SupportsAsyncSampling): schedule and submit the
+  // next step while the device still runs the current one, its rows reading the tokens still in flight on the
+  // device, so that the host's work between steps (scheduling, post-processing, the caller's) overlaps the
+  // device's. Rows that finish in the step still in flight waste their slot in the next one. Only while every
+  // sequence can be sampled ahead (CanSampleAhead); otherwise each step is collected before the next starts.
+  bool async_scheduling = true;
 };
 
 // A snapshot of the engine's state and totals since it started.
@@ -65,9 +71,10 @@ class Engine {
   // Unknown or finished ids are ignored.
   void Abort(uint64_t id);
   // Runs one step: schedule, run the model, sample, post-process. Returns one output per request that sampled
-  // a token or was aborted. A model runner failure ends the process (a broken device does not heal).
+  // a token or was aborted. A model runner failure ends the process (a broken device does not heal). With
+  // async_scheduling a step may return with the next step already running on the device.
   std::vector<RequestOutput> Step();
-  // Whether any request is waiting, running or has an output not yet returned.
+  // Whether any request is waiting, running or has an output not yet returned, or a step is in flight.
   bool HasUnfinished() const;
   // Queue lengths, KV usage and totals.
   EngineCounters counters() const;
@@ -81,19 +88,38 @@ class Engine {
     OutputProcessor output;
   };
 
+  // A launched step whose tokens have not been taken yet.
+  struct LaunchedStep {
+    uint64_t index = 0;  // launch order, from 1
+    SchedulerOutput scheduled;
+    std::vector<Sequence*> sampled_seqs;  // [num_logits]
+    bool on_device = false;               // its tokens come from runner_->CollectSamples()
+    std::vector<SampleResult> samples;    // otherwise: sampled at launch
+  };
+
   absl::Status CheckFits(int num_prompt_tokens, const SamplingParams& params) const;
-  // Runs the model over `batch` and picks each logits row's token into samples_: on the device when the
-  // runner can and every row allows it (DeviceRows), else with the host Sampler. A runner failure ends the
-  // process.
-  void RunModelAndSample(const Batch& batch);
+  // Schedules a step and starts it: submitted to the device when the runner samples asynchronously and every
+  // row can be sampled there, else run and sampled at once (on the device, or on the host when a row needs
+  // it). nullopt when nothing is schedulable. `ahead`: a step in flight has not been collected, so every row
+  // must be sampled on the device (CanRunAhead).
+  std::optional<LaunchedStep> Launch(bool ahead);
+  // Whether the next step may be launched before the one in flight is collected.
+  bool CanRunAhead() const;
   // Fills `rows` with the device settings of every sampled row; false when the runner or any row needs the
   // host path.
   bool DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows) const;
-  void SampleOnDevice(const Batch& batch, absl::Span<const DeviceSamplingRow> rows);
-  void SampleOnHost(const Batch& batch);
-  // Appends the sampled token to `seq`, updates its text and finishes it when a stop rule says so.
+  std::vector<SampleResult> SampleOnHost(const Batch& batch);
+  // After a launch, once every older step is collected: advances the scheduled sequences and gives each
+  // sampled one a pending token.
+  void Commit(const LaunchedStep& step);
+  // Takes a step's tokens and post-processes them into `outputs`; sequences that finished meanwhile are
+  // skipped. Releases the requests no step in flight can refer to any more.
+  void Collect(LaunchedStep& step, std::vector<RequestOutput>& outputs);
+  // Records the sampled token (already in `seq`), updates its text and finishes it when a stop rule says so.
   RequestOutput PostProcess(Sequence& seq, SampleResult sample);
   RequestOutput NewOutput(const Request& request) const;
+  // Ends a request: out of the scheduler, its blocks freed, its Request kept (retired_) until no launched
+  // step can refer to its sequence.
   void Finish(uint64_t id, FinishReason reason, RequestOutput& out);
 
   ModelRunner* runner_;
@@ -106,10 +132,14 @@ class Engine {
   std::mt19937_64 seed_generator_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Request>> requests_;
   std::vector<RequestOutput> pending_outputs_;  // aborts, reported by the next Step
+  std::optional<LaunchedStep> in_flight_;       // committed, not collected
+  uint64_t num_launched_ = 0;
+  // Finished requests and the number of steps launched when they finished: a step of a later index cannot
+  // refer to them.
+  std::vector<std::pair<uint64_t, std::unique_ptr<Request>>> retired_;
   // Per-step scratch, members so their memory is reused from step to step.
   Batch batch_;
   std::vector<DeviceSamplingRow> device_rows_;
-  std::vector<SampleResult> samples_;  // [num_logits]
   uint64_t next_id_ = 1;
   int64_t prompt_tokens_ = 0;
   int64_t generated_tokens_ = 0;

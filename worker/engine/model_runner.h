@@ -61,6 +61,20 @@ class ModelRunner {
       const BatchMetadata& /*batch*/, absl::Span<const DeviceSamplingRow> /*rows*/) {
     return absl::UnimplementedError("this backend samples on the host only");
   }
+  // Whether SubmitForwardAndSample and CollectSamples are implemented (then SupportsDeviceSampling is too).
+  virtual bool SupportsAsyncSampling() const { return false; }
+  // Starts a step like ForwardAndSample and returns without waiting for it; CollectSamples returns its
+  // tokens. At most two steps are outstanding (submitted, not collected), collected in submission order. A
+  // row r with batch.token_sources[r] >= 0 takes its token from logits row token_sources[r] of the previously
+  // submitted step, on the device, so that a step can start before the previous one's tokens reach the host.
+  virtual absl::Status SubmitForwardAndSample(const BatchMetadata& /*batch*/,
+                                              absl::Span<const DeviceSamplingRow> /*rows*/) {
+    return absl::UnimplementedError("this backend does not sample asynchronously");
+  }
+  // Waits for the oldest outstanding step and returns its token ids, one per logits row.
+  virtual absl::StatusOr<std::vector<int32_t>> CollectSamples() {
+    return absl::UnimplementedError("this backend does not sample asynchronously");
+  }
   // Releases device memory while the worker sleeps: the KV cache is freed (its contents are lost) and the
   // weights may move to host memory. The engine is idle and is rebuilt after Wake, so no cached prefix
   // outlives the sleep. The default keeps everything in place (the CPU backend has nothing to release).

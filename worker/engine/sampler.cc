@@ -24,6 +24,11 @@ std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq) {
   return row;
 }
 
+bool CanSampleAhead(const Sequence& seq) {
+  const SamplingParams& params = seq.params();
+  return !params.logprobs && !HasPenalties(params) && (params.top_logits == 0 || seq.num_output_tokens() > 0);
+}
+
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k) {
   k = std::min<int>(k, static_cast<int>(values.size()));
   std::vector<TokenValue> top;

@@ -58,6 +58,10 @@ class Sampler {
 // nullopt when the row needs the host: logprobs, or top_logits on its first output token.
 std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq);
 
+// Whether `seq`'s next token can be drawn on the device before its previous token has reached the host: a
+// device row (DeviceSamplingRowOf) without edits, which depend on the tokens so far.
+bool CanSampleAhead(const Sequence& seq);
+
 // The token a device sampler must pick for `row` from `logits`, computed on the host: the reference that
 // device samplers and fake runners are held to.
 int32_t SampleDeviceRowOnHost(absl::Span<const float> logits, const DeviceSamplingRow& row);

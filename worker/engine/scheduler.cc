@@ -35,6 +35,7 @@ void Scheduler::ScheduleRunning(SchedulerOutput& out, int& budget) {
   out.chunks.reserve(running_.size() + 1);
   for (Sequence* seq : order_) {
     if (seq->status() != SequenceStatus::kRunning || budget == 0) continue;  // preempted earlier this step
+    if (seq->final_token_pending()) continue;  // finishes when its token in flight arrives
     DOZE_CHECK(seq->num_pending_tokens() > 0) << "sequence " << seq->id() << " has nothing to compute";
     const int num_new_tokens = std::min(seq->num_pending_tokens(), budget);
     if (!MakeRoom(seq, num_new_tokens, out, budget)) continue;
@@ -91,6 +92,7 @@ void Scheduler::Preempt(Sequence* victim, SchedulerOutput& out, int& budget) {
 
 void Scheduler::OnStepComputed(const SchedulerOutput& output) {
   for (const ScheduledChunk& chunk : output.chunks) {
+    if (chunk.seq->status() == SequenceStatus::kFinished) continue;  // ended while the step was in flight
     chunk.seq->set_num_computed_tokens(chunk.seq->num_computed_tokens() + chunk.num_new_tokens);
     block_manager_->CacheFullBlocks(*chunk.seq);
   }

@@ -47,7 +47,8 @@ class Scheduler {
   void Add(Sequence* seq);
   // Picks this step's chunks, allocating their KV slots (and preempting when the pool is short).
   SchedulerOutput Schedule();
-  // After the model ran the step: advances each chunk's computed tokens and caches the blocks it filled.
+  // After the model ran the step: advances each chunk's computed tokens and caches the blocks it filled
+  // (sequences finished since the step was scheduled are skipped).
   void OnStepComputed(const SchedulerOutput& output);
   // Drops a sequence (finished or aborted) from its queue and frees its blocks at once.
   void Remove(Sequence* seq);

@@ -13,6 +13,9 @@
 
 namespace doze {
 
+// The token id a sequence holds for a token sampled by a step still in flight.
+inline constexpr int32_t kPendingToken = -1;
+
 enum class SequenceStatus {
   kWaiting,    // admitted by AddRequest, never scheduled yet
   kRunning,    // holds KV blocks and is scheduled every step
@@ -56,6 +59,18 @@ class Sequence {
   }
   // Appends a sampled token.
   void AppendToken(int32_t token_id);
+  // Appends the token that row `sample_row` of a step still running on the device will sample: a placeholder
+  // (kPendingToken) until ResolvePendingToken, so that the next step can be scheduled before the token is
+  // known (its row then reads the token on the device: BatchMetadata::token_sources).
+  void AppendPendingToken(int sample_row);
+  // Replaces the pending last token with the sampled one.
+  void ResolvePendingToken(int32_t token_id);
+  // The in-flight step's logits row that samples the last token, or -1 when the last token is known.
+  int pending_sample_row() const { return pending_sample_row_; }
+  // Whether the pending last token is the last this sequence may have (max_tokens): nothing more to schedule.
+  bool final_token_pending() const {
+    return pending_sample_row_ >= 0 && num_output_tokens() >= params_.max_tokens;
+  }
 
   // Tokens whose KV is in the cache.
   int num_computed_tokens() const { return num_computed_tokens_; }
@@ -101,6 +116,7 @@ class Sequence {
   int num_committed_blocks_ = 0;
   std::vector<uint64_t> block_hashes_;
   uint64_t admission_order_ = 0;
+  int pending_sample_row_ = -1;
 };
 
 }  // namespace doze

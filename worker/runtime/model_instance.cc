@@ -25,6 +25,7 @@ EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOp
   config.max_num_seqs = options.max_num_seqs;
   config.max_num_batched_tokens = options.max_num_batched_tokens;
   config.seed = options.seed;
+  config.async_scheduling = options.async_scheduling;
   const GenerationConfig& generation = checkpoint.generation_config();
   const std::vector<int>& eos =
       generation.eos_token_ids.empty() ? checkpoint.config().eos_token_ids : generation.eos_token_ids;

@@ -28,6 +28,7 @@ struct ModelInstanceOptions {
   int max_num_batched_tokens = 8192;
   int num_threads = 0;  // CPU backend; 0: every core
   std::optional<uint64_t> seed;
+  bool async_scheduling = true;  // EngineConfig::async_scheduling
 };
 
 // The backend factory's options for `options`.

@@ -39,7 +39,12 @@ absl::Status FakeModelRunner::CheckShapes(const BatchMetadata& b) const {
       static_cast<int>(b.block_tables.size()) != b.num_seqs() * b.max_blocks_per_seq) {
     return absl::InternalError("batch arrays disagree in size");
   }
+  if (!b.token_sources.empty()) return absl::InternalError("token sources need SubmitForwardAndSample");
   for (int i = 0; i < n; ++i) {
+    if (b.token_ids[i] < 0 || b.token_ids[i] >= config_.vocab_size) {
+      return absl::InternalError(
+          absl::StrCat("row ", i, ": token id ", b.token_ids[i], " outside the vocabulary"));
+    }
     if (b.slot_mapping[i] < 0 || b.slot_mapping[i] >= static_cast<int>(kv_.size())) {
       return absl::InternalError(absl::StrCat("row ", i, ": slot ", b.slot_mapping[i], " outside the pool"));
     }

@@ -28,6 +28,10 @@ absl::Status CheckSizes(const BatchMetadata& batch) {
                                                    " entries for ", num_seqs, " sequences of ",
                                                    batch.max_blocks_per_seq, " blocks"));
   }
+  if (!batch.token_sources.empty() && batch.token_sources.size() != num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("batch.token_sources: ", batch.token_sources.size(),
+                                                   " entries for ", num_tokens, " tokens"));
+  }
   if (batch.query_start_loc.front() != 0 ||
       batch.query_start_loc.back() != static_cast<int64_t>(num_tokens)) {
     return absl::InvalidArgumentError(
@@ -68,7 +72,13 @@ absl::Status CheckToken(const BatchMetadata& batch, int s, int row, int64_t expe
     return absl::InvalidArgumentError(absl::StrCat("batch.slot_mapping[", row, "]: ", batch.slot_mapping[row],
                                                    ", the block table gives ", slot));
   }
-  if (batch.token_ids[row] < 0 || batch.token_ids[row] >= limits.vocab_size) {
+  if (!batch.token_sources.empty() && batch.token_sources[row] >= 0) {
+    if (batch.token_sources[row] >= limits.num_previous_samples) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch.token_sources[", row, "]: row ", batch.token_sources[row],
+                       " of a previous step that sampled ", limits.num_previous_samples));
+    }
+  } else if (batch.token_ids[row] < 0 || batch.token_ids[row] >= limits.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat("batch.token_ids[", row, "]: ", batch.token_ids[row],
                                                    " is outside the vocabulary of ", limits.vocab_size));
   }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_check.h"
+#include "kernels/embedding.h"
 #include "kernels/paged_attention.h"
 #include "worker/backend/cpu/batch_validation.h"
 #include "worker/common/logging.h"
@@ -177,7 +178,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
-  const size_t metadata_ints = 5 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
+  const size_t metadata_ints = 6 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
   RETURN_IF_ERROR(metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata"));
   // The pinned buffers outlive a Sleep (activations freed, capacities reset), so Wake need not pin again.
   if (host_metadata_.bytes() < metadata_ints * sizeof(int32_t)) {
@@ -211,6 +212,7 @@ absl::Status CudaModelRunner::Sleep() {
   const auto start = std::chrono::steady_clock::now();
   DestroyGraphs();  // they point into the buffers about to move
   sampler_.reset();
+  previous_sampled_rows_ = 0;
   const size_t kv_bytes = kv_pool_.bytes(), activation_bytes = activations_.bytes() + metadata_.bytes();
   RETURN_IF_ERROR(weights_->Offload(stream_));
   kv_pool_ = cuda::DeviceBuffer();
@@ -264,8 +266,11 @@ CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) 
 
 CudaModelRunner::StepMetadata CudaModelRunner::MetadataViews(const StepPlan& plan, int32_t* base) const {
   const int t = plan.num_tokens;
-  return StepMetadata{
-      base, base + t, base + 2 * t, base + 3 * t, base + 4 * t, base + 5 * t, base + 5 * t + plan.num_logits};
+  int32_t* block_tables = base + 5 * t + plan.num_logits;
+  return StepMetadata{base,         base + t,
+                      base + 2 * t, base + 3 * t,
+                      base + 4 * t, base + 5 * t,
+                      block_tables, block_tables + static_cast<size_t>(plan.num_seqs) * plan.table_width};
 }
 
 void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan& plan) {
@@ -294,15 +299,21 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
     m.slot_mapping[row] = -1;
   }
   for (int row = batch.num_logits(); row < plan.num_logits; ++row) m.logits_indices[row] = row;
-  const size_t ints = 5 * static_cast<size_t>(plan.num_tokens) + plan.num_logits +
-                      static_cast<size_t>(plan.num_seqs) * plan.table_width;
+  size_t ints = 5 * static_cast<size_t>(plan.num_tokens) + plan.num_logits +
+                static_cast<size_t>(plan.num_seqs) * plan.table_width;
+  if (!batch.token_sources.empty()) {
+    std::copy(batch.token_sources.begin(), batch.token_sources.end(), m.token_sources);
+    std::fill(m.token_sources + real_tokens, m.token_sources + plan.num_tokens, -1);
+    ints += plan.num_tokens;
+  }
   CUDA_CHECK(cudaMemcpyAsync(metadata_.get(), host, ints * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaEventRecord(metadata_copied_, stream_));
 }
 
 absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadata& batch) {
   if (asleep_) return absl::FailedPreconditionError("the CUDA runner is asleep; call Wake first");
-  RETURN_IF_ERROR(ValidateBatch(batch, BatchLimits{config_.vocab_size, num_kv_blocks_, options_.block_size}));
+  RETURN_IF_ERROR(ValidateBatch(
+      batch, BatchLimits{config_.vocab_size, num_kv_blocks_, options_.block_size, previous_sampled_rows_}));
   if (batch.num_tokens() == 0) return logits_;
   for (int len : batch.seq_lens) {
     if (len > max_blocks_per_seq_ * options_.block_size) {
@@ -313,6 +324,11 @@ absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadat
   const StepPlan plan = PlanStep(batch);
   RETURN_IF_ERROR(EnsureCapacity(plan.num_tokens, plan.num_logits, plan.num_seqs));
   UploadMetadata(batch, plan);
+  if (!batch.token_sources.empty()) {
+    const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
+    kernels::TakeSampledTokens(m.token_ids, m.token_sources, sampler_->last_tokens(), batch.num_tokens(),
+                               stream_);
+  }
   if (plan.graph) {
     RunDecodeGraph(plan);
   } else {
@@ -323,6 +339,7 @@ absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadat
 
 absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) {
   ASSIGN_OR_RETURN(const float* device_logits, ForwardOnDevice(batch));
+  previous_sampled_rows_ = 0;  // nothing sampled on the device for the next step to read
   const size_t bytes = static_cast<size_t>(batch.num_logits()) * config_.vocab_size * sizeof(float);
   CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), device_logits, bytes, cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -331,13 +348,26 @@ absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) 
 
 absl::StatusOr<std::vector<int32_t>> CudaModelRunner::ForwardAndSample(
     const BatchMetadata& batch, absl::Span<const DeviceSamplingRow> rows) {
+  RETURN_IF_ERROR(SubmitForwardAndSample(batch, rows));
+  return CollectSamples();
+}
+
+absl::Status CudaModelRunner::SubmitForwardAndSample(const BatchMetadata& batch,
+                                                     absl::Span<const DeviceSamplingRow> rows) {
   if (static_cast<int>(rows.size()) != batch.num_logits()) {
     return absl::InvalidArgumentError(
         absl::StrCat(rows.size(), " sampling rows for ", batch.num_logits(), " logits rows"));
   }
-  RETURN_IF_ERROR(ForwardOnDevice(batch).status());
   if (sampler_ == nullptr) sampler_ = std::make_unique<CudaSampler>(stream_);
-  return sampler_->Sample(logits_, rows, config_.vocab_size);  // may edit the step's logits in place
+  RETURN_IF_ERROR(ForwardOnDevice(batch).status());
+  RETURN_IF_ERROR(sampler_->Enqueue(logits_, rows, config_.vocab_size));  // may edit the logits in place
+  previous_sampled_rows_ = batch.num_logits();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaModelRunner::CollectSamples() {
+  if (sampler_ == nullptr) return absl::FailedPreconditionError("no step submitted");
+  return sampler_->Wait();
 }
 
 // The first step of a bucket runs eagerly (loading every kernel it needs) and is then captured without

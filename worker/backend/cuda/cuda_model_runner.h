@@ -59,6 +59,12 @@ class CudaModelRunner : public ModelRunner {
   // Runs the step and samples each logits row on the GPU (CudaSampler): only token ids come back.
   absl::StatusOr<std::vector<int32_t>> ForwardAndSample(const BatchMetadata& batch,
                                                         absl::Span<const DeviceSamplingRow> rows) override;
+  bool SupportsAsyncSampling() const override { return true; }
+  // ForwardAndSample's work enqueued on the stream; rows with a token source read it from the previous
+  // submitted step's sampled tokens on the device (kernels::TakeSampledTokens).
+  absl::Status SubmitForwardAndSample(const BatchMetadata& batch,
+                                      absl::Span<const DeviceSamplingRow> rows) override;
+  absl::StatusOr<std::vector<int32_t>> CollectSamples() override;
 
   // Runs the step and leaves the logits on the device: [batch.num_logits(), vocab] fp32, valid until the next
   // call, ordered on stream(). For sampling on the GPU (kernels/sampling.h).
@@ -92,7 +98,8 @@ class CudaModelRunner : public ModelRunner {
   };
   // Device views of the step's metadata, carved from metadata_ at offsets that depend on the plan only.
   struct StepMetadata {
-    int32_t *token_ids, *positions, *slot_mapping, *token_seq, *context_lens, *logits_indices, *block_tables;
+    int32_t *token_ids, *positions, *slot_mapping, *token_seq, *context_lens, *logits_indices, *block_tables,
+        *token_sources;
   };
 
   CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options);
@@ -153,6 +160,7 @@ class CudaModelRunner : public ModelRunner {
 
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;  // (num_tokens, max_context) -> decode graph
   std::unique_ptr<CudaSampler> sampler_;                   // made on the first ForwardAndSample
+  int previous_sampled_rows_ = 0;  // rows the latest step sampled on the device: what token sources may read
 };
 
 }  // namespace doze

@@ -24,13 +24,37 @@ CudaSampler::Arrays CudaSampler::Carve(void* base, int num_rows, size_t* bytes) 
   return a;
 }
 
+CudaSampler::CudaSampler(cudaStream_t stream) : stream_(stream) {
+  for (Slot& slot : slots_) CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+}
+
+CudaSampler::~CudaSampler() {
+  for (Slot& slot : slots_) {
+    if (slot.done != nullptr) cudaEventDestroy(slot.done);
+  }
+}
+
 absl::Status CudaSampler::EnsureCapacity(int num_rows) {
   if (num_rows <= capacity_) return absl::OkStatus();
+  // The buffers about to be replaced may still be read by enqueued work (a sampling not waited for, or a
+  // step reading last_tokens()).
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int capacity = std::max(num_rows, 2 * capacity_);
   size_t bytes = 0;
   Carve(nullptr, capacity, &bytes);
+  // A pending slot's tokens are copied into the new staging first: Wait reads them from there.
+  std::vector<int32_t> pending_tokens[2];
+  for (int i = 0; i < 2; ++i) {
+    if (!slots_[i].pending) continue;
+    const int32_t* out = Carve(slots_[i].params.get(), capacity_).out;
+    pending_tokens[i].assign(out, out + slots_[i].rows);
+  }
   RETURN_IF_ERROR(params_.Allocate(bytes, "sampling parameters"));
-  RETURN_IF_ERROR(host_params_.Allocate(bytes, "sampling parameters (host)"));
+  for (int i = 0; i < 2; ++i) {
+    RETURN_IF_ERROR(slots_[i].params.Allocate(bytes, "sampling parameters (host)"));
+    std::copy(pending_tokens[i].begin(), pending_tokens[i].end(),
+              Carve(slots_[i].params.get(), capacity).out);
+  }
   capacity_ = capacity;
   return absl::OkStatus();
 }
@@ -39,6 +63,8 @@ absl::Status CudaSampler::ApplyEdits(float* logits, absl::Span<const DeviceSampl
   size_t count = 0;
   for (const DeviceSamplingRow& row : rows) count += row.edits.size();
   if (count == 0) return absl::OkStatus();
+  const Slot& other = slots_[next_slot_ ^ 1];
+  if (other.pending) CUDA_CHECK(cudaEventSynchronize(other.done));
   if (count > edit_capacity_) {
     const size_t capacity = std::max(count, 2 * edit_capacity_);
     RETURN_IF_ERROR(edits_.Allocate(capacity * sizeof(kernels::LogitEdit), "logit edits"));
@@ -66,11 +92,17 @@ absl::Status CudaSampler::ApplyEdits(float* logits, absl::Span<const DeviceSampl
 absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(float* logits,
                                                          absl::Span<const DeviceSamplingRow> rows,
                                                          int vocab) {
+  RETURN_IF_ERROR(Enqueue(logits, rows, vocab));
+  return Wait();
+}
+
+absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
+  Slot& slot = slots_[next_slot_];
+  if (slot.pending) return absl::FailedPreconditionError("two samplings are waiting to be collected already");
   const int n = static_cast<int>(rows.size());
-  if (n == 0) return std::vector<int32_t>();
-  RETURN_IF_ERROR(EnsureCapacity(n));
+  RETURN_IF_ERROR(EnsureCapacity(std::max(n, 1)));
   RETURN_IF_ERROR(ApplyEdits(logits, rows, vocab));
-  const Arrays host = Carve(host_params_.get(), capacity_);
+  const Arrays host = Carve(slot.params.get(), capacity_);
   for (int i = 0; i < n; ++i) {
     host.temperature[i] = rows[i].temperature;
     host.top_k[i] = rows[i].top_k;
@@ -80,15 +112,34 @@ absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(float* logits,
     host.step[i] = rows[i].step;
   }
   const Arrays device = Carve(params_.get(), capacity_);
-  // The inputs are everything before `out`: one copy.
-  const size_t input_bytes = reinterpret_cast<char*>(host.out) - reinterpret_cast<char*>(host.seed);
-  CUDA_CHECK(cudaMemcpyAsync(device.seed, host.seed, input_bytes, cudaMemcpyHostToDevice, stream_));
-  const kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
-                                       device.min_p,       device.seed,  device.step};
-  kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
-  CUDA_CHECK(cudaMemcpyAsync(host.out, device.out, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  return std::vector<int32_t>(host.out, host.out + n);
+  if (n > 0) {
+    // The inputs are everything before `out`: one copy.
+    const size_t input_bytes = reinterpret_cast<char*>(host.out) - reinterpret_cast<char*>(host.seed);
+    CUDA_CHECK(cudaMemcpyAsync(device.seed, host.seed, input_bytes, cudaMemcpyHostToDevice, stream_));
+    const kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
+                                         device.min_p,       device.seed,  device.step};
+    kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
+    CUDA_CHECK(cudaMemcpyAsync(host.out, device.out, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  }
+  CUDA_CHECK(cudaEventRecord(slot.done, stream_));
+  slot.rows = n;
+  slot.pending = true;
+  next_slot_ ^= 1;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaSampler::Wait() {
+  Slot& slot = slots_[oldest_slot_];
+  if (!slot.pending) return absl::FailedPreconditionError("no sampling to wait for");
+  CUDA_CHECK(cudaEventSynchronize(slot.done));
+  const int32_t* out = Carve(slot.params.get(), capacity_).out;
+  slot.pending = false;
+  oldest_slot_ ^= 1;
+  return std::vector<int32_t>(out, out + slot.rows);
+}
+
+const int32_t* CudaSampler::last_tokens() const {
+  return capacity_ == 0 ? nullptr : Carve(params_.get(), capacity_).out;
 }
 
 }  // namespace doze

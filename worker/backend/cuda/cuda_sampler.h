@@ -1,5 +1,6 @@
 // Picks a step's tokens where the logits are: uploads each row's DeviceSamplingRow, runs kernels::SampleRows
-// on the runner's stream and copies back one int32 per row instead of [rows, vocab] fp32 logits.
+// on the runner's stream and copies back one int32 per row instead of [rows, vocab] fp32 logits. Up to two
+// steps may be enqueued before their tokens are waited for (each has its own pinned staging).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,15 +18,27 @@ namespace doze {
 // Not thread-safe: the engine thread calls it, after the forward pass that wrote the logits on `stream`.
 class CudaSampler {
  public:
-  explicit CudaSampler(cudaStream_t stream) : stream_(stream) {}
+  explicit CudaSampler(cudaStream_t stream);
+  ~CudaSampler();
+  CudaSampler(const CudaSampler&) = delete;
+  CudaSampler& operator=(const CudaSampler&) = delete;
 
   // Token ids of the rows.size() rows of `logits`, ordered after the work already on the stream. Rows' logit
   // edits (penalties, logit bias) are applied to `logits` in place first.
   absl::StatusOr<std::vector<int32_t>> Sample(float* logits,  // [rows.size(), vocab] on the device
                                               absl::Span<const DeviceSamplingRow> rows, int vocab);
+  // Sample's work, enqueued without waiting: the tokens land in last_tokens() on the device, then in pinned
+  // memory for Wait. FailedPrecondition with two samplings not waited for.
+  absl::Status Enqueue(float* logits,  // [rows.size(), vocab] on the device
+                       absl::Span<const DeviceSamplingRow> rows, int vocab);
+  // Waits for the oldest enqueued sampling and returns its tokens.
+  absl::StatusOr<std::vector<int32_t>> Wait();
+  // The latest enqueued sampling's tokens on the device, [its rows], valid for work enqueued before the next
+  // Enqueue's sampling.
+  const int32_t* last_tokens() const;
 
  private:
-  // Device and pinned views of the per-row arrays, laid out alike in params_ and host_params_.
+  // Device and pinned views of the per-row arrays, laid out alike in params_ and each slot's params.
   struct Arrays {
     float *temperature, *top_p, *min_p;
     int32_t *top_k, *out;
@@ -34,15 +47,26 @@ class CudaSampler {
   };
 
   absl::Status EnsureCapacity(int num_rows);
-  // Uploads every row's edits as one list and applies them to `logits`.
+  // Uploads every row's edits as one list and applies them to `logits` (after the other slot's upload, if it
+  // is pending: the list's staging is shared).
   absl::Status ApplyEdits(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab);
   // The arrays of `num_rows` rows from `base`; `bytes`, when given, gets the size they span.
   static Arrays Carve(void* base, int num_rows, size_t* bytes = nullptr);
 
+  // One enqueued sampling's pinned staging: its rows' parameters, then its tokens.
+  struct Slot {
+    cuda::PinnedBuffer params;   // Arrays of capacity_ rows, as params_
+    cudaEvent_t done = nullptr;  // recorded after the tokens' copy to `params`
+    int rows = 0;
+    bool pending = false;  // enqueued, not waited for
+  };
+
   cudaStream_t stream_;
   int capacity_ = 0;
-  cuda::DeviceBuffer params_;       // Arrays of capacity_ rows
-  cuda::PinnedBuffer host_params_;  // same layout
+  cuda::DeviceBuffer params_;  // Arrays of capacity_ rows
+  Slot slots_[2];
+  int next_slot_ = 0;    // the slot the next Enqueue uses
+  int oldest_slot_ = 0;  // the slot the next Wait takes
   size_t edit_capacity_ = 0;
   cuda::DeviceBuffer edits_;       // [edit_capacity_] kernels::LogitEdit
   cuda::PinnedBuffer host_edits_;  // same

@@ -1,5 +1,6 @@
 // CudaModelRunner::ForwardAndSample against Forward + the host Sampler's functions on the same step: the
-// device path must pick the tokens the engine's host path would, logit edits (penalties, bias) included.
+// device path must pick the tokens the engine's host path would, logit edits (penalties, bias) included; and
+// steps submitted ahead (SubmitForwardAndSample) against the same steps one at a time.
 // Skips without a GPU.
 #include <cuda_runtime.h>
 
@@ -78,6 +79,59 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
           << "phase " << phase << " row " << i;
     }
   }
+}
+
+// Two steps submitted before either is collected, the second's decode rows reading their tokens from the
+// first's samples on the device (token_sources), against the same steps run one at a time with the tokens
+// passed from the host.
+TEST_P(CudaSamplerTest, SubmittedStepsReadPendingTokensOnTheDevice) {
+  if (const std::string reason = testing::NoGpuReason(); !reason.empty())
+    GTEST_SKIP() << "GPU test skipped: " << reason;
+  const testing::TinyModel model(testing::GpuTinyConfig(), DType::kBF16, 7);
+  CudaRunnerOptions options;
+  options.num_kv_blocks = 256;
+  options.block_size = kBlockSize;
+  options.use_cuda_graphs = GetParam();
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> one_at_a_time =
+      CudaModelRunner::Create(model.config(), model.weights(), options);
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> ahead =
+      CudaModelRunner::Create(model.config(), model.weights(), options);
+  ASSERT_TRUE(one_at_a_time.ok() && ahead.ok());
+  const int vocab = model.config().vocab_size;
+  constexpr int kSeqs = 19;
+  std::vector<SeqStep> prompts;
+  std::vector<DeviceSamplingRow> rows;
+  for (int s = 0; s < kSeqs; ++s) {
+    prompts.push_back({RandomTokens(19 + s, vocab, s), 0, {3 * s, 3 * s + 1, 3 * s + 2}});
+    rows.push_back(RowSettings(s));
+  }
+  // Decode steps after the prompts: token `tokens[s]` at position 19 + s + step.
+  auto decode = [&](const std::vector<int32_t>& tokens, int step) {
+    std::vector<SeqStep> steps;
+    for (int s = 0; s < kSeqs; ++s)
+      steps.push_back({{tokens[s]}, 19 + s + step, {3 * s, 3 * s + 1, 3 * s + 2}});
+    return MakeBatch(steps, kBlockSize);
+  };
+  std::vector<DeviceSamplingRow> next_rows = rows;
+  for (DeviceSamplingRow& row : next_rows) ++row.step;
+
+  absl::StatusOr<std::vector<int32_t>> first =
+      (*one_at_a_time)->ForwardAndSample(MakeBatch(prompts, kBlockSize), rows);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<std::vector<int32_t>> second =
+      (*one_at_a_time)->ForwardAndSample(decode(*first, 0), next_rows);
+  ASSERT_TRUE(second.ok()) << second.status();
+
+  ASSERT_TRUE((*ahead)->SubmitForwardAndSample(MakeBatch(prompts, kBlockSize), rows).ok());
+  BatchMetadata pending = decode(std::vector<int32_t>(kSeqs, -1), 0);
+  pending.token_sources.resize(kSeqs);
+  for (int s = 0; s < kSeqs; ++s) pending.token_sources[s] = s;
+  ASSERT_TRUE((*ahead)->SubmitForwardAndSample(pending, next_rows).ok());
+  EXPECT_EQ((*ahead)->CollectSamples().value(), *first);
+  EXPECT_EQ((*ahead)->CollectSamples().value(), *second);
+
+  pending.token_sources[4] = kSeqs;  // the previous step sampled kSeqs rows
+  EXPECT_EQ((*ahead)->SubmitForwardAndSample(pending, next_rows).code(), absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Graphs, CudaSamplerTest, ::testing::Bool());
