@@ -14,7 +14,8 @@
 # use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
 # DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
 # DOZE_BENCH_IO_THREADS and DOZE_BENCH_GRPC_THREADS set server.io_threads (2) and server.grpc_threads (1);
-# DOZE_BENCH_TESTS picks the tests ("rate streams").
+# DOZE_BENCH_TESTS picks the tests ("rate streams"); DOZE_BENCH_STREAM_THREADS sets the load generator's
+# --stream-threads (0: a blocking thread per stream).
 # On a machine shared with other work, DOZE_BENCH_CHRT="-f 10" runs the gateway, the worker and the load
 # generator real-time (chrt), so that other processes cannot preempt them and only the gateway's own structure
 # shows; leave it unset for the figure of record.
@@ -73,7 +74,7 @@ for ((i = 1; i <= runs; ++i)); do
         direct=()
         if [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]]; then direct=(--direct-worker "unix:$work/sockets/copy_polish.sock"); fi
         run streams "$i" 20 1 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 \
-          --stamped-tokens 1 "${direct[@]}"
+          --stamped-tokens 1 --stream-threads "${DOZE_BENCH_STREAM_THREADS:-0}" "${direct[@]}"
         ;;
     esac
   done

@@ -22,12 +22,17 @@
 //   reports the time from each token's stamp to its response taken off the completion queue
 //   ("message_direct_p50_ms", ...): the worker's send and a gRPC receive with no gateway in between. The
 //   calls first start spread evenly over [--direct-spread-ms 20] (one token period of the bench's streams).
+//   [--stream-threads T] (streams): T threads each drive their share of the streams on one epoll set (as wrk
+//   and most clients do); 0 (the default): one blocking thread per stream.
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +47,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -69,6 +76,7 @@ struct Options {
   std::string function = "copy_polish";
   int gateway_pid = 0;  // 0: do not measure the gateway's CPU.
   bool stamped_tokens = false;
+  int stream_threads = 0;        // --stream-threads: event-loop threads for the streams; 0: a thread each.
   std::string direct_worker;     // --direct-worker: the worker's gRPC address for the direct baseline.
   double direct_spread_ms = 20;  // --direct-spread-ms: over how long the direct calls first start.
 };
@@ -97,6 +105,8 @@ Options ParseOptions(int argc, char** argv) {
       options.gateway_pid = std::atoi(value.c_str());
     else if (flag == "--stamped-tokens")
       options.stamped_tokens = std::atoi(value.c_str()) != 0;
+    else if (flag == "--stream-threads")
+      options.stream_threads = std::atoi(value.c_str());
     else if (flag == "--direct-worker")
       options.direct_worker = value;
     else if (flag == "--direct-spread-ms")
@@ -212,30 +222,33 @@ class StampReader {
   int errors_ = 0;
 };
 
-// Reads one response on a keep-alive connection: to the end of its Content-Length body, or of its chunked
-// stream. Returns the worker's total_ms, or a negative number on failure. With `stamps`, parses the stamped
-// tokens as they arrive.
+// Whether `buffer` holds a whole response (its Content-Length body, or its chunked stream to the last chunk):
+// then the worker's total_ms, or a negative number for a response that is not a 200 with one; nullopt while
+// more is to come.
+std::optional<double> CompleteResponse(const std::string& buffer) {
+  size_t header_end = buffer.find("\r\n\r\n");
+  if (header_end == std::string::npos) return std::nullopt;
+  if (buffer.compare(0, 12, "HTTP/1.1 200") != 0) return -1;
+  size_t length_at = buffer.find("Content-Length: ");
+  bool complete = false;
+  if (length_at != std::string::npos && length_at < header_end) {
+    complete = buffer.size() >= header_end + 4 + std::strtoul(buffer.c_str() + length_at + 16, nullptr, 10);
+  } else {
+    complete = buffer.find("\r\n0\r\n\r\n", header_end) != std::string::npos;
+  }
+  if (!complete) return std::nullopt;
+  size_t at = buffer.rfind("\"worker_total_ms\":");
+  return at == std::string::npos ? -1 : std::strtod(buffer.c_str() + at + 18, nullptr);
+}
+
+// Reads one response on a keep-alive connection. Returns the worker's total_ms, or a negative number on
+// failure. With `stamps`, parses the stamped tokens as they arrive.
 double ReadResponse(int fd, std::string* buffer, StampReader* stamps = nullptr) {
   buffer->clear();
   if (stamps != nullptr) stamps->Reset();
   char chunk[65536];
   while (true) {
-    size_t header_end = buffer->find("\r\n\r\n");
-    if (header_end != std::string::npos) {
-      if (buffer->compare(0, 12, "HTTP/1.1 200") != 0) return -1;
-      size_t length_at = buffer->find("Content-Length: ");
-      bool complete = false;
-      if (length_at != std::string::npos && length_at < header_end) {
-        complete =
-            buffer->size() >= header_end + 4 + std::strtoul(buffer->c_str() + length_at + 16, nullptr, 10);
-      } else {
-        complete = buffer->find("\r\n0\r\n\r\n", header_end) != std::string::npos;
-      }
-      if (complete) {
-        size_t at = buffer->rfind("\"worker_total_ms\":");
-        return at == std::string::npos ? -1 : std::strtod(buffer->c_str() + at + 18, nullptr);
-      }
-    }
+    if (std::optional<double> worker = CompleteResponse(*buffer)) return *worker;
     ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
     if (n <= 0) return -1;
     int64_t received_ns = stamps != nullptr ? RealtimeNanos() : 0;
@@ -312,6 +325,91 @@ void StreamLoop(const Options& options, Clock::time_point end, Results* results)
   }
   close(fd);
   results->AddMessages(message_added_ms, stamps.errors());
+}
+
+// The streams of one event-loop thread (--stream-threads): `count` connections on one epoll set, each sending
+// its next streaming request as soon as the last one has ended, until the deadline. A chunk's arrival time is
+// taken as its recv() returns, as in StreamLoop, but one thread serves many sockets, as wrk and most clients
+// do, instead of a thread blocked on each.
+void EventStreamLoop(const Options& options, int count, Clock::time_point end, Results* results) {
+  struct Stream {
+    int fd = -1;
+    std::string buffer;
+    StampReader stamps;
+    Clock::time_point sent;
+  };
+  const std::string request = Request(options, true);
+  std::vector<double> message_added_ms;
+  std::vector<std::unique_ptr<Stream>> streams;
+  const int epoll = epoll_create1(0);
+  auto send_request = [&](Stream& stream) {
+    stream.buffer.clear();
+    stream.stamps.Reset();
+    stream.sent = Clock::now();
+    return send(stream.fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(request.size());
+  };
+  auto close_stream = [&](Stream& stream) {
+    epoll_ctl(epoll, EPOLL_CTL_DEL, stream.fd, nullptr);
+    close(stream.fd);
+    stream.fd = -1;
+  };
+  int open = 0;
+  for (int i = 0; i < count; ++i) {
+    auto stream =
+        std::make_unique<Stream>(Stream{Connect(options.port), {}, StampReader(&message_added_ms), {}});
+    if (stream->fd < 0) {
+      results->errors++;
+      continue;
+    }
+    fcntl(stream->fd, F_SETFL, fcntl(stream->fd, F_GETFL) | O_NONBLOCK);
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.ptr = stream.get();
+    epoll_ctl(epoll, EPOLL_CTL_ADD, stream->fd, &event);
+    if (!send_request(*stream)) {
+      results->errors++;
+      close_stream(*stream);
+      continue;
+    }
+    ++open;
+    streams.push_back(std::move(stream));
+  }
+  char chunk[65536];
+  epoll_event events[64];
+  while (open > 0) {
+    const int ready = epoll_wait(epoll, events, 64, 1000);
+    for (int e = 0; e < ready; ++e) {
+      Stream& stream = *static_cast<Stream*>(events[e].data.ptr);
+      bool failed = false;
+      while (true) {
+        ssize_t n = recv(stream.fd, chunk, sizeof(chunk), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n <= 0) {
+          failed = true;
+          break;
+        }
+        const int64_t received_ns = options.stamped_tokens ? RealtimeNanos() : 0;
+        stream.buffer.append(chunk, static_cast<size_t>(n));
+        if (options.stamped_tokens) stream.stamps.Parse(stream.buffer, received_ns);
+      }
+      std::optional<double> worker = CompleteResponse(stream.buffer);
+      if (!failed && !worker.has_value()) continue;
+      if (failed || *worker < 0) {
+        results->errors++;
+      } else {
+        results->Add(Millis(Clock::now() - stream.sent), *worker);
+        if (options.stamped_tokens) stream.stamps.Finish(options.max_tokens);
+        if (Clock::now() < end && send_request(stream)) continue;
+      }
+      close_stream(stream);
+      --open;
+    }
+  }
+  close(epoll);
+  int stamp_errors = 0;
+  for (const auto& stream : streams) stamp_errors += stream->stamps.errors();
+  results->AddMessages(message_added_ms, stamp_errors);
 }
 
 // Returns the CPU time (user + system, seconds) process `pid` has used so far, or a negative number.
@@ -583,7 +681,15 @@ int main(int argc, char** argv) {
   } else {
     auto end =
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.seconds));
-    for (int i = 0; i < options.streams; ++i) threads.emplace_back(StreamLoop, options, end, &results);
+    if (options.stream_threads > 0) {
+      for (int i = 0; i < options.stream_threads; ++i) {
+        const int count =
+            options.streams / options.stream_threads + (i < options.streams % options.stream_threads);
+        threads.emplace_back(EventStreamLoop, options, count, end, &results);
+      }
+    } else {
+      for (int i = 0; i < options.streams; ++i) threads.emplace_back(StreamLoop, options, end, &results);
+    }
   }
   for (std::thread& thread : threads) thread.join();
   double elapsed = Millis(Clock::now() - start) / 1000;
