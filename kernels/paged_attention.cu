@@ -25,6 +25,11 @@ constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
 constexpr int kMaxGroup = 8;   // query heads per KV head: the rows 0..7 of the MMA's A operand
 constexpr int kMaxSplits = 64;
 constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least: one 32-key chunk per warp
+// Decode batches of at most kFineSplitRows rows split finer, down to kFinePartition keys per split, up to
+// kFineSplits splits: their grids leave most of the GPU idle, and a short chain of chunks per warp beats
+// fewer combine inputs (H100: 1 x 640 in a 1,024 bucket 6.66 -> 5.59 us, 8 x 640 7.76 -> 6.62; 32 keys a
+// split and 32 splits at 2,048 were slower; kernels/PERF_NOTES.md).
+constexpr int kFineSplitRows = 8, kFinePartition = 64, kFineSplits = 16;
 constexpr int kPartitionAlign = kStepKeys;
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -555,8 +560,8 @@ int WaveBlocksFor(int head_dim, bool staged) {
 }
 
 // Splits the key range only as far as the grid still fits in one wave (rounding down: a second, mostly idle
-// wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket, and only
-// as far as the workspace allows.
+// wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket (finer for
+// small batches: kFineSplitRows), and only as far as the workspace allows.
 int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   static const int most = [] {  // DOZE_ATTENTION_MAX_SPLITS lowers the cap (for measurements)
     const char* env = std::getenv("DOZE_ATTENTION_MAX_SPLITS");
@@ -564,8 +569,11 @@ int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   }();
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
-  int splits = std::max(1, std::min({most, (max_context + kMinPartition - 1) / kMinPartition,
-                                     WaveBlocksFor(s.head_dim, UseStaged(s)) / rows}));
+  int by_context = (max_context + kMinPartition - 1) / kMinPartition;
+  if (s.num_tokens <= kFineSplitRows)
+    by_context =
+        std::max(by_context, std::min(kFineSplits, (max_context + kFinePartition - 1) / kFinePartition));
+  int splits = std::max(1, std::min({most, by_context, WaveBlocksFor(s.head_dim, UseStaged(s)) / rows}));
   while (splits > 1 && PartialBytes(s.num_tokens, s.num_q_heads, s.head_dim, splits) > workspace_bytes)
     --splits;
   return splits;
