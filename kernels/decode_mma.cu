@@ -190,12 +190,21 @@ static __global__ void __launch_bounds__(kThreads) DecodeMmaKernel(Params p) {
 }
 
 // The pipelined kernel (33 to 64 rows): a block of four warps owns 64 weight rows (64 outputs, or 32 items of
-// a paired epilogue) and every row of x; 64-wide k-tiles of both stream through kPipeStages stages of shared
-// memory with cp.async, so each block keeps several tiles of weights in flight without holding them in
+// a paired epilogue) and every row of x; 64-wide k-tiles of both stream through kPipeStages stages of
+// shared memory with cp.async, so each block keeps several tiles of weights in flight without holding them in
 // registers, and ldmatrix feeds the tensor cores from the swizzled tiles.
 constexpr int kPipeK = 64;           // k values per tile: a 128-byte row, eight 16-byte pieces
 constexpr int kPipeWeightRows = 64;  // four 16-row mma tiles, one a warp
-constexpr int kPipeStages = 6;
+// Stages of a block with kNTiles 8-row tiles of x. Deep: as many as keep two blocks a multiprocessor (about
+// 110 KB each), the most weight bytes in flight (gate/up alone -10% at 16 and 32 rows); otherwise six, whose
+// smaller blocks leave room for the next kernel's to start early. Taken for blocks that stream their rows
+// over all of k (no split) and for every projection at 17-32 rows: on the H100 the k-split projections lose
+// with deep stages at 16 rows (batch 16 step +0.8%) and win at 32 (-1.5%; kernels/PERF_NOTES.md).
+template <int kNTiles, bool kDeep>
+constexpr int kPipeStages = !kDeep         ? 6
+                            : kNTiles <= 2 ? 10
+                            : kNTiles <= 4 ? 8
+                                           : 6;
 constexpr int kPipeTileBytes = kPipeWeightRows * kPipeK * 2;
 // Two warps per 16-row mma tile, each taking half of every k-tile's four 16-wide steps; their sums are added
 // through shared memory at the end.
@@ -339,39 +348,40 @@ __device__ __forceinline__ void AddKGroups(float* red, float (&acc)[kNTiles][4])
 }
 
 // Block (group, split): the group's weight rows over the split's k-tiles.
-template <int kNTiles, Epilogue E>
+template <int kNTiles, Epilogue E, bool kDeep>
 static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(Params p) {
   constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
-  extern __shared__ __align__(128) char smem[];  // [kPipeStages][weights | x]
+  constexpr int kStages = kPipeStages<kNTiles, kDeep>;
+  extern __shared__ __align__(128) char smem[];  // [kStages][weights | x]
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   constexpr int kStageBytes = kPipeTileBytes + kXTileBytes;
-  static_assert(kPipeThreads / 32 * kNTiles * 4 * 32 * sizeof(float) <= kPipeStages * kStageBytes,
+  static_assert(kPipeThreads / 32 * kNTiles * 4 * 32 * sizeof(float) <= kStages * kStageBytes,
                 "AddKGroups reuses the stages");
   const int ktiles = (p.k + kPipeK - 1) / kPipeK;
   const int t_begin = blockIdx.y * p.chunks_per_split;
   const int t_count = min(ktiles, t_begin + p.chunks_per_split) - t_begin;
   // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
-  for (int s = 0; s < kPipeStages - 1 && s < t_count; ++s)
+  for (int s = 0; s < kStages - 1 && s < t_count; ++s)
     CopyWeightTile<E>(p, smem + s * kStageBytes, t_begin + s);
   CommitAsyncCopies();
   GridDependencyWait();
   LaunchDependents();
-  for (int s = 0; s < kPipeStages - 1; ++s) {
+  for (int s = 0; s < kStages - 1; ++s) {
     if (s < t_count) CopyXTile<kNTiles>(p, smem + s * kStageBytes + kPipeTileBytes, t_begin + s);
     CommitAsyncCopies();
   }
   float acc[kNTiles][4] = {};
   for (int i = 0; i < t_count; ++i) {
-    WaitAsyncCopies<kPipeStages - 2>();
+    WaitAsyncCopies<kStages - 2>();
     __syncthreads();  // tile i is in; every warp is done with tile i - 1, whose stage the next copies reuse
-    const int next = i + kPipeStages - 1;
+    const int next = i + kStages - 1;
     if (next < t_count) {
-      char* stage = smem + (next % kPipeStages) * kStageBytes;
+      char* stage = smem + (next % kStages) * kStageBytes;
       CopyWeightTile<E>(p, stage, t_begin + next);
       CopyXTile<kNTiles>(p, stage + kPipeTileBytes, t_begin + next);
     }
     CommitAsyncCopies();
-    const uint32_t stage = smem_base + (i % kPipeStages) * kStageBytes;
+    const uint32_t stage = smem_base + (i % kStages) * kStageBytes;
     MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
   }
   AddKGroups<kNTiles>(reinterpret_cast<float*>(smem), acc);
@@ -495,19 +505,28 @@ Grid PlanGrid(Epilogue e, int m, int n, int k) {
   return m >= PipelineMinRows() ? PlanPipelinedGrid(e, n, k) : PlanRegisterGrid(m, NumItems(e, n), k);
 }
 
+template <int kNTiles, Epilogue E, bool kDeep>
+void LaunchPipelined(const Params& p, dim3 blocks, cudaStream_t stream) {
+  void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E, kDeep>;
+  constexpr int kShared = kPipeStages<kNTiles, kDeep> * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
+  static const bool opted_in = [kernel] {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
+    return true;
+  }();
+  (void)opted_in;
+  LaunchWithPdl(kernel, blocks, dim3(kPipeThreads), kShared, stream, p);
+}
+
 template <int kNTiles, Epilogue E>
 void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
   const dim3 blocks(grid.groups, grid.ksplit);
   if (grid.pipelined) {
     if constexpr (kNTiles % 2 == 0) {
-      void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E>;
-      constexpr int kShared = kPipeStages * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
-      static const bool opted_in = [kernel] {
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
-        return true;
-      }();
-      (void)opted_in;
-      LaunchWithPdl(kernel, blocks, dim3(kPipeThreads), kShared, stream, p);
+      if (grid.ksplit == 1 || kNTiles == 4) {  // the choice that measured best at 16 and at 32 rows
+        LaunchPipelined<kNTiles, E, true>(p, blocks, stream);
+      } else {
+        LaunchPipelined<kNTiles, E, false>(p, blocks, stream);
+      }
     }
     return;
   }
