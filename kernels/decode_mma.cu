@@ -217,6 +217,13 @@ __device__ __forceinline__ uint32_t SwizzledOffset(int row, int c) {
   return row * 128 + ((c ^ (row & 7)) << 4);
 }
 
+// Lanes 0-7 address matrix 0's rows, lanes 8-15 matrix 1's (the other lanes' addresses are not used).
+__device__ __forceinline__ void LdMatrixX2(uint32_t address, uint32_t& r0, uint32_t& r1) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r0), "=r"(r1)
+               : "r"(address));
+}
+
 __device__ __forceinline__ void LdMatrixX4(uint32_t address, uint32_t& r0, uint32_t& r1, uint32_t& r2,
                                            uint32_t& r3) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -286,6 +293,11 @@ __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, floa
     uint32_t a[4];
     const int a_row = 16 * warp + (lane & 15);
     LdMatrixX4(w_stage + SwizzledOffset(a_row, 2 * kk + (lane >> 4)), a[0], a[1], a[2], a[3]);
+    if constexpr (kNTiles == 1) {
+      uint32_t b[2];
+      LdMatrixX2(x_stage + SwizzledOffset(lane & 7, 2 * kk + ((lane >> 3) & 1)), b[0], b[1]);
+      Mma(acc[0], a[0], a[1], a[2], a[3], b[0], b[1]);
+    }
 #pragma unroll
     for (int jp = 0; jp < kNTiles / 2; ++jp) {
       uint32_t b[4];
@@ -457,10 +469,10 @@ int TargetWarps() {
   return warps;
 }
 
-// The fewest rows that take the pipelined kernel; DOZE_DECODE_MMA_PIPELINE_MIN_ROWS overrides it (65: never;
-// at least 9, as the kernel reads x in pairs of 8-row tiles).
+// The fewest rows that take the pipelined kernel (on the H100 it wins from 3 rows: batch 8 -2.6% a step;
+// below that the runner takes the GEMVs); DOZE_DECODE_MMA_PIPELINE_MIN_ROWS overrides it (65: never).
 int PipelineMinRows() {
-  static const int rows = std::max(9, EnvInt("DOZE_DECODE_MMA_PIPELINE_MIN_ROWS", 9));
+  static const int rows = EnvInt("DOZE_DECODE_MMA_PIPELINE_MIN_ROWS", 3);
   return rows;
 }
 
@@ -521,12 +533,10 @@ template <int kNTiles, Epilogue E>
 void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
   const dim3 blocks(grid.groups, grid.ksplit);
   if (grid.pipelined) {
-    if constexpr (kNTiles % 2 == 0) {
-      if (grid.ksplit == 1 || kNTiles == 4) {  // the choice that measured best at 16 and at 32 rows
-        LaunchPipelined<kNTiles, E, true>(p, blocks, stream);
-      } else {
-        LaunchPipelined<kNTiles, E, false>(p, blocks, stream);
-      }
+    if (grid.ksplit == 1 || kNTiles == 4) {  // the choice that measured best at 16 and at 32 rows
+      LaunchPipelined<kNTiles, E, true>(p, blocks, stream);
+    } else {
+      LaunchPipelined<kNTiles, E, false>(p, blocks, stream);
     }
     return;
   }
