@@ -189,10 +189,11 @@ static __global__ void __launch_bounds__(kThreads) DecodeMmaKernel(Params p) {
   }
 }
 
-// The pipelined kernel (33 to 64 rows): a block of four warps owns 64 weight rows (64 outputs, or 32 items of
-// a paired epilogue) and every row of x; 64-wide k-tiles of both stream through kPipeStages stages of
-// shared memory with cp.async, so each block keeps several tiles of weights in flight without holding them in
-// registers, and ldmatrix feeds the tensor cores from the swizzled tiles.
+// The pipelined kernel (from PipelineMinRows rows): a block of eight warps, two per 16-row mma tile, owns 64
+// weight rows (64 outputs, or 32 items of a paired epilogue) and every row of x; 64-wide k-tiles of both
+// stream through kPipeStages stages of shared memory with cp.async, so each block keeps several tiles of
+// weights in flight without holding them in registers, and ldmatrix feeds the tensor cores from the swizzled
+// tiles.
 constexpr int kPipeK = 64;           // k values per tile: a 128-byte row, eight 16-byte pieces
 constexpr int kPipeWeightRows = 64;  // four 16-row mma tiles, one a warp
 // Stages of a block with kNTiles 8-row tiles of x. Deep: as many as keep two blocks a multiprocessor (about
@@ -309,7 +310,8 @@ __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, floa
   }
 }
 
-// The warp's outputs: f(x row, first column, second column or -1, sum of the first, of the second).
+// Calls f for each of the warp's outputs: f(x row, column, sum) for kStore, f(x row, item, first sum, second
+// sum) for the paired epilogues; rows at or past m and items past the end skipped.
 template <int kNTiles, Epilogue E, typename F>
 __device__ __forceinline__ void ForEachPipeOutput(const Params& p, const float (&acc)[kNTiles][4], F&& f) {
   const int lane = threadIdx.x & 31, warp = PipeTile(), g = lane >> 2, t = lane & 3;
