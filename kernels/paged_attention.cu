@@ -520,15 +520,10 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
   return static_cast<size_t>(num_tokens) * num_q_heads * splits * (head_dim + 2) * sizeof(float);
 }
 
-// Decode launches stage their keys in shared memory (kStaged) except at 17 to 32 rows; prefill keeps them in
-// registers: its rows of one sequence share keys through L1, which the staged kernel's shared memory shrinks.
-// At 17 to 32 rows the register kernel makes the whole step 2.5% faster on the H100, though the staged one is
-// faster alone (kernels/PERF_NOTES.md).
-constexpr int kRegisterDecodeMinRows = 17, kRegisterDecodeMaxRows = 32;
-bool UseStaged(const AttentionShape& s) {
-  return s.one_token_per_seq &&
-         (s.num_tokens < kRegisterDecodeMinRows || s.num_tokens > kRegisterDecodeMaxRows);
-}
+// Decode launches stage their keys in shared memory (kStaged); prefill keeps them in registers: its rows of
+// one sequence share keys through L1, which the staged kernel's shared memory shrinks. (Decode at 17 to 32
+// rows took the register kernel until the tensor-core projections took those rows: kernels/PERF_NOTES.md.)
+bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq; }
 
 // The split kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
 template <int kHeadDim, bool kStaged>
