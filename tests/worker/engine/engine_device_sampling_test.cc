@@ -101,8 +101,8 @@ TEST(EngineDeviceSamplingTest, GreedyAndSeededTokensEqualTheHostPath) {
 
 // Asynchronous scheduling: each step is submitted before the previous one's tokens are collected, its decode
 // rows reading them on the "device". The tokens and finish reasons equal those of steps run one at a time and
-// of host sampling, with stop tokens finishing requests while their next step is in flight, and the first
-// step of a request that has only one token to give not run twice.
+// of host sampling, with stop tokens finishing requests while their next step is in flight; a request is
+// never scheduled past its max_tokens.
 TEST(EngineDeviceSamplingTest, AsyncSchedulingRunsAheadWithTheSameTokens) {
   std::vector<Request> requests = DeviceableRequests(18);
   requests[3].params.max_tokens = 1;
@@ -122,6 +122,15 @@ TEST(EngineDeviceSamplingTest, AsyncSchedulingRunsAheadWithTheSameTokens) {
   EXPECT_GT(async.num_sourced_rows(), 100);
   // The rows wasted on requests that stopped while their next step was in flight, and nothing else.
   EXPECT_LE(async.num_computed_tokens() - sync.num_computed_tokens(), stopped);
+  // A request is not scheduled past its max_tokens: its prompt and every output token but the last run once.
+  for (int max_tokens : {1, 5}) {
+    Request one = requests[4];
+    one.params.max_tokens = max_tokens;
+    FakeDeviceSamplingRunner alone(kVocab, kBlocks);
+    const std::vector<Result> result = RunAll(alone, {one}, EngineConfig{});
+    ASSERT_EQ(result[0].tokens.size(), static_cast<size_t>(max_tokens));
+    EXPECT_EQ(alone.num_computed_tokens(), static_cast<int64_t>(one.prompt.size()) + max_tokens - 1);
+  }
 }
 
 // Aborts while a step that holds the aborted requests is in flight, and preemptions in a pool too small for
