@@ -35,20 +35,30 @@ DeviceSamplingRow RowSettings(int i) {
   return row;
 }
 
-class CudaSamplerTest : public ::testing::TestWithParam<bool> {};
+// The parameter: whether decode steps run as CUDA graphs.
+class CudaSamplerTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (const std::string reason = testing::NoGpuReason(); !reason.empty())
+      GTEST_SKIP() << "GPU test skipped: " << reason;
+  }
+
+  // A runner over model_ with 256 KV blocks.
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> MakeRunner() const {
+    CudaRunnerOptions options;
+    options.num_kv_blocks = 256;
+    options.block_size = kBlockSize;
+    options.use_cuda_graphs = GetParam();
+    return CudaModelRunner::Create(model_.config(), model_.weights(), options);
+  }
+
+  const testing::TinyModel model_{testing::GpuTinyConfig(), DType::kBF16, 7};
+};
 
 TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
-  if (const std::string reason = testing::NoGpuReason(); !reason.empty())
-    GTEST_SKIP() << "GPU test skipped: " << reason;
-  const testing::TinyModel model(testing::GpuTinyConfig(), DType::kBF16, 7);
-  CudaRunnerOptions options;
-  options.num_kv_blocks = 256;
-  options.block_size = kBlockSize;
-  options.use_cuda_graphs = GetParam();
-  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner =
-      CudaModelRunner::Create(model.config(), model.weights(), options);
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = MakeRunner();
   ASSERT_TRUE(runner.ok()) << runner.status();
-  const int vocab = model.config().vocab_size;
+  const int vocab = model_.config().vocab_size;
   // 19 prompts, then 19 single-token decodes over them (a decode graph when enabled).
   for (int phase = 0; phase < 2; ++phase) {
     std::vector<SeqStep> steps;
@@ -85,19 +95,9 @@ TEST_P(CudaSamplerTest, ForwardAndSampleEqualsHostSampling) {
 // first's samples on the device (token_sources), against the same steps run one at a time with the tokens
 // passed from the host.
 TEST_P(CudaSamplerTest, SubmittedStepsReadPendingTokensOnTheDevice) {
-  if (const std::string reason = testing::NoGpuReason(); !reason.empty())
-    GTEST_SKIP() << "GPU test skipped: " << reason;
-  const testing::TinyModel model(testing::GpuTinyConfig(), DType::kBF16, 7);
-  CudaRunnerOptions options;
-  options.num_kv_blocks = 256;
-  options.block_size = kBlockSize;
-  options.use_cuda_graphs = GetParam();
-  absl::StatusOr<std::unique_ptr<CudaModelRunner>> one_at_a_time =
-      CudaModelRunner::Create(model.config(), model.weights(), options);
-  absl::StatusOr<std::unique_ptr<CudaModelRunner>> ahead =
-      CudaModelRunner::Create(model.config(), model.weights(), options);
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> one_at_a_time = MakeRunner(), ahead = MakeRunner();
   ASSERT_TRUE(one_at_a_time.ok() && ahead.ok());
-  const int vocab = model.config().vocab_size;
+  const int vocab = model_.config().vocab_size;
   constexpr int kSeqs = 19;
   std::vector<SeqStep> prompts;
   std::vector<DeviceSamplingRow> rows;
