@@ -55,8 +55,13 @@ class DeviceArray {
     CUDA_CHECK(cudaMemcpy(host.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost));
     return host;
   }
-  // Fills every byte with 0xff: NaN in bf16 and fp32, -1 in integers, so an unwritten output shows.
-  void Poison() { CUDA_CHECK(cudaMemset(data_, 0xff, size_ * sizeof(T))); }
+  // Fills every byte with 0xff: NaN in bf16 and fp32, -1 in integers, so an unwritten output shows. The
+  // fill is done when this returns: cudaMemset may return before it is, and a kernel launched next on a
+  // non-blocking stream would not wait for it (the fill would land over its outputs).
+  void Poison() {
+    CUDA_CHECK(cudaMemset(data_, 0xff, size_ * sizeof(T)));
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
 
  private:
   T* data_ = nullptr;
