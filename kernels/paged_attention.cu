@@ -31,14 +31,19 @@ constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least
 // split and 32 splits at 2,048 were slower; kernels/PERF_NOTES.md).
 constexpr int kFineSplitRows = 8, kFinePartition = 64, kFineSplits = 16;
 constexpr int kPartitionAlign = kStepKeys;
+// The fewest keys a split takes when the context allows: one 16-key chunk for each of the block's warps. A
+// row shorter than its bucket's splits times this uses fewer splits (the rest exit at once) rather than
+// leaving warps idle in every block (H100: 1 x 640 in a 1,024 bucket, 14 splits of 48 keys, took longer than
+// 1 x 1,000 in 16 of 64: kernels/PERF_NOTES.md). DOZE_ATTENTION_MIN_PARTITION overrides it (measurements).
+constexpr int kMinRowPartition = kWarps * kStepKeys;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign: the
-// split kernel and the combine kernel both derive it from the row's own length, so that a graph captured for
-// a context bucket splits each row evenly whatever its length.
-__device__ __forceinline__ int RowPartition(int context, int splits) {
+// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign and at
+// least `min_partition`: the split kernel and the combine kernel both derive it from the row's own length, so
+// that a graph captured for a context bucket splits each row evenly whatever its length.
+__device__ __forceinline__ int RowPartition(int context, int splits, int min_partition) {
   const int per_split = (context + splits - 1) / splits;
-  return max(kPartitionAlign, (per_split + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign);
+  return max(min_partition, (per_split + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign);
 }
 
 // Where the work of one block lies: which query row, KV head and key range.
@@ -440,7 +445,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     const int32_t* __restrict__ context_lens,   // [num_tokens]
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
-    AttentionShape s) {
+    AttentionShape s, int min_partition) {
   constexpr int kChunkKeys = kStaged ? kStagedChunkKeys : kStepsPerChunk<kHeadDim> * kStepKeys;
   extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
   auto* staged = reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw);
@@ -452,7 +457,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
                  nullptr};
   // The step's metadata comes from the host before the first kernel: it may be read before the wait.
   const int context = context_lens[work.token];
-  const int partition = RowPartition(context, gridDim.z);
+  const int partition = RowPartition(context, gridDim.z, min_partition);
   work.begin = blockIdx.z * partition;
   work.end = min(context, work.begin + partition);
   work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
@@ -497,12 +502,14 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
 static __global__ void CombineKernel(const float* __restrict__ workspace,  // partial outputs, then (max, sum)
                                      const int32_t* __restrict__ context_lens,  // [num_tokens]
                                      __nv_bfloat16* __restrict__ out,  // [num_tokens, num_q_heads, head_dim]
-                                     int num_tokens, int num_q_heads, int head_dim, int splits) {
+                                     int num_tokens, int num_q_heads, int head_dim, int splits,
+                                     int min_partition) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * num_q_heads + blockIdx.y;
   const int context = context_lens[blockIdx.x];  // host metadata: read before the wait
   GridDependencyWait();
   LaunchDependents();
-  const int valid = (context + RowPartition(context, splits) - 1) / RowPartition(context, splits);
+  const int partition = RowPartition(context, splits, min_partition);
+  const int valid = (context + partition - 1) / partition;
   const float* max_sum = workspace + static_cast<int64_t>(num_tokens) * num_q_heads * splits * head_dim;
   float global_max = -INFINITY;
   for (int i = 0; i < valid; ++i) global_max = fmaxf(global_max, max_sum[(row * splits + i) * 2]);
@@ -573,18 +580,28 @@ int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
     --splits;
   return splits;
 }
+int MinRowPartition() {
+  static const int keys = [] {
+    const char* env = std::getenv("DOZE_ATTENTION_MIN_PARTITION");
+    const int value = env != nullptr ? std::atoi(env) : 0;
+    return value > 0 ? (value + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign : kMinRowPartition;
+  }();
+  return keys;
+}
+
 template <int kHeadDim, bool kStaged>
 void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
             const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
             __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
+  const int min_partition = MinRowPartition();
   LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged>, grid, dim3(kThreads),
                 KernelSharedBytes<kHeadDim, kStaged>(), stream, q, k_cache, v_cache, block_tables, token_seq,
-                context_lens, out, workspace, s);
+                context_lens, out, workspace, s, min_partition);
   if (splits == 1) return;
   LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
                 static_cast<const float*>(workspace), context_lens, out, s.num_tokens, s.num_q_heads,
-                kHeadDim, splits);
+                kHeadDim, splits, min_partition);
 }
 
 template <int kHeadDim>
