@@ -498,7 +498,12 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
   }
 }
 
-// Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits.
+// Partials the combine kernel loads at once: one round trip to L2 for up to this many splits.
+constexpr int kCombineBatch = 16;
+
+// Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits,
+// kCombineBatch at a time (each partial's max, sum and value loaded together, then folded into a running
+// softmax), so that a row of up to kCombineBatch splits waits for L2 once.
 static __global__ void CombineKernel(const float* __restrict__ workspace,  // partial outputs, then (max, sum)
                                      const int32_t* __restrict__ context_lens,  // [num_tokens]
                                      __nv_bfloat16* __restrict__ out,  // [num_tokens, num_q_heads, head_dim]
@@ -511,14 +516,30 @@ static __global__ void CombineKernel(const float* __restrict__ workspace,  // pa
   const int partition = RowPartition(context, splits, min_partition);
   const int valid = (context + partition - 1) / partition;
   const float* max_sum = workspace + static_cast<int64_t>(num_tokens) * num_q_heads * splits * head_dim;
-  float global_max = -INFINITY;
-  for (int i = 0; i < valid; ++i) global_max = fmaxf(global_max, max_sum[(row * splits + i) * 2]);
-  float total = 0.f, value = 0.f;
-  for (int i = 0; i < valid; ++i) {
-    const int64_t part = row * splits + i;
-    const float weight = max_sum[part * 2 + 1] * exp2f(max_sum[part * 2] - global_max);
-    total += weight;
-    value += weight * workspace[part * head_dim + threadIdx.x];
+  float running_max = -INFINITY, total = 0.f, value = 0.f;
+  for (int first = 0; first < valid; first += kCombineBatch) {
+    float m[kCombineBatch], l[kCombineBatch], v[kCombineBatch];
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) {
+      const bool used = first + j < valid;
+      const int64_t part = row * splits + (used ? first + j : 0);
+      m[j] = used ? max_sum[part * 2] : -INFINITY;  // finite for a valid split: it saw at least one key
+      l[j] = used ? max_sum[part * 2 + 1] : 0.f;
+      v[j] = used ? workspace[part * head_dim + threadIdx.x] : 0.f;
+    }
+    float batch_max = running_max;
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) batch_max = fmaxf(batch_max, m[j]);
+    const float rescale = exp2f(running_max - batch_max);  // 0 for the first batch
+    total *= rescale;
+    value *= rescale;
+#pragma unroll
+    for (int j = 0; j < kCombineBatch; ++j) {
+      const float weight = l[j] * exp2f(m[j] - batch_max);
+      total += weight;
+      value += weight * v[j];
+    }
+    running_max = batch_max;
   }
   out[row * head_dim + threadIdx.x] = __float2bfloat16(valid > 0 ? value / total : 0.f);
 }
