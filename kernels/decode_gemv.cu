@@ -12,7 +12,11 @@ namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;  // 16-byte weight loads in flight per lane and weight row
+// 16-byte weight loads in flight per lane and weight row: a warp's whole k-range of one item in one batch
+// where the registers allow, so that no second round trip to memory follows the first: 4 x 32 vectors cover
+// k = 1,024 (Qwen2.5-0.5B's 896), 5 x 32 the 152 vectors of each of down_proj's four k parts (4,864 / 8 / 4).
+template <int kCols>
+constexpr int kUnroll = kCols == 1 ? 5 : 4;
 
 // One work item is one output column (kResidual) or a pair of columns that the epilogue combines: gate and
 // up (kSwiGlu), or the two halves x[i], x[i + head_dim / 2] of one rotary pair (kRotary).
@@ -29,15 +33,16 @@ struct Params {
   int k_split = 1;
 };
 
-// Loads kUnroll 16-byte pieces of each weight row (vector base + lane + 32 u); pieces past v_end read zero.
+// Loads kUnroll<kCols> 16-byte pieces of each weight row (vector base + lane + 32 u); pieces past v_end read
+// zero.
 template <int kCols>
-__device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll],
+__device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>],
                                             const __nv_bfloat16* const (&rows)[kCols], int base, int v_end) {
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int c = 0; c < kCols; ++c) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kCols>; ++u) {
       const int v = base + lane + 32 * u;
       dst[c][u] = v < v_end ? *reinterpret_cast<const Bf16x8*>(rows[c] + v * 8) : Bf16x8{};
     }
@@ -179,12 +184,12 @@ struct WarpWork {
 // after. One buffer, so that more warps fit on a multiprocessor.
 template <int kRows, int kCols, typename Work>
 __device__ __forceinline__ void DotProducts(const Params& p, const Bf16x8* xs, const Work& work,
-                                            const Work& following, Bf16x8 (&next)[kCols][kUnroll],
+                                            const Work& following, Bf16x8 (&next)[kCols][kUnroll<kCols>],
                                             float (&acc)[kRows][kCols]) {
   const int lane = threadIdx.x & 31, num_vecs = p.k / 8;
-  for (int base = work.v_begin; base < work.v_end; base += 32 * kUnroll) {
+  for (int base = work.v_begin; base < work.v_end; base += 32 * kUnroll<kCols>) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kCols>; ++u) {
       const int v = base + lane + 32 * u;
       if (v >= work.v_end) break;
 #pragma unroll
@@ -201,8 +206,8 @@ __device__ __forceinline__ void DotProducts(const Params& p, const Bf16x8* xs, c
         }
       }
     }
-    if (base + 32 * kUnroll < work.v_end)
-      LoadWeights<kCols>(next, work.rows, base + 32 * kUnroll, work.v_end);
+    if (base + 32 * kUnroll<kCols> < work.v_end)
+      LoadWeights<kCols>(next, work.rows, base + 32 * kUnroll<kCols>, work.v_end);
   }
   LoadWeights<kCols>(next, following.rows, following.v_begin, following.v_end);
 }
@@ -249,7 +254,7 @@ static __global__ void __launch_bounds__(kThreads) DecodeGemvKernel(Params p, in
 
   Work work(p, blockIdx.x);
   const bool leader = warp % p.k_split == 0;  // the warp that runs its item's epilogue
-  Bf16x8 next[kCols][kUnroll];
+  Bf16x8 next[kCols][kUnroll<kCols>];
   LoadWeights<kCols>(next, work.rows, work.v_begin, work.v_end);  // weights are constant: before the wait
   if constexpr (kNorm) StageNormWeight(p, xs);
   EpilogueInputs in = PrepareConstants<E>(p, work.item, work.cols, lane, leader && work.v_end > work.v_begin);
