@@ -58,6 +58,7 @@ __device__ Best BlockArgmax(Best best) {
 
 constexpr int kArgmaxParts = 64;  // slices of a row in the first argmax pass
 constexpr int kArgmaxThreads = 256;
+constexpr int kArgmaxLoads = 12;  // values of its slice a thread loads at once
 
 // Grid (kArgmaxParts, num_rows): the best (value, index) of one slice of each row, so that a row's argmax is
 // spread over 64 multiprocessors instead of one.
@@ -69,7 +70,21 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
   const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
   const float* row = logits + static_cast<int64_t>(blockIdx.y) * vocab;
   Best best{-INFINITY, INT_MAX};
-  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) best = Better(best, Best{row[i], i});
+  // A thread's values of the slice (10 at Qwen's vocabulary) are loaded together before they are compared:
+  // one round trip for slices of up to kArgmaxLoads * kArgmaxThreads values.
+  for (int first = begin + threadIdx.x; first < end; first += kArgmaxLoads * kArgmaxThreads) {
+    float values[kArgmaxLoads];
+#pragma unroll
+    for (int j = 0; j < kArgmaxLoads; ++j) {
+      const int i = first + j * kArgmaxThreads;
+      values[j] = i < end ? row[i] : -INFINITY;
+    }
+#pragma unroll
+    for (int j = 0; j < kArgmaxLoads; ++j) {
+      const int i = first + j * kArgmaxThreads;
+      if (i < end) best = Better(best, Best{values[j], i});
+    }
+  }
   best = BlockArgmax(best);
   if (threadIdx.x == 0) parts[blockIdx.y * kArgmaxParts + blockIdx.x] = best;
 }
