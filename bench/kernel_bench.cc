@@ -353,18 +353,21 @@ void BenchElementwise(int m, cudaStream_t stream, std::vector<Result>& out) {
                  act * (2 * A::kQkv + 256), 0});
 }
 
-// Decode attention of one layer: `batch` sequences of `context` tokens, Qwen2.5-0.5B's 14/2 heads of 64.
-// `bucket`: the context bucket a decode graph is captured for (the split plan's max_context), 0: `context`.
-void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Result>& out, int bucket = 0) {
-  constexpr int kBlock = 16, kQHeads = 14, kKvHeads = 2, kDim = 64;
+// Decode attention of one layer: `batch` sequences of `context` tokens, Qwen2.5-0.5B's 14/2 heads of 64
+// (`kv_heads` other than 2: seven query heads each). `bucket`: the context bucket a decode graph is captured
+// for (the split plan's max_context), 0: `context`.
+void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Result>& out, int bucket = 0,
+                    int kv_heads = 2) {
+  constexpr int kBlock = 16, kDim = 64;
+  const int q_heads = 7 * kv_heads;
   const int blocks_per_seq = (context + kBlock - 1) / kBlock, num_blocks = batch * blocks_per_seq;
-  const size_t cache_elems = static_cast<size_t>(num_blocks) * kBlock * kKvHeads * kDim;
+  const size_t cache_elems = static_cast<size_t>(num_blocks) * kBlock * kv_heads * kDim;
   const int copies = CopiesFor(2 * cache_elems * sizeof(bf16));
   const std::vector<bf16*> k = RandomCopies(cache_elems, copies, 1.f),
                            v = RandomCopies(cache_elems, copies, 1.f);
-  const int q_stride = (kQHeads + 2 * kKvHeads) * kDim;
+  const int q_stride = (q_heads + 2 * kv_heads) * kDim;
   const std::vector<bf16*> q = RandomCopies(static_cast<size_t>(batch) * q_stride, 1, 1.f);
-  const std::vector<bf16*> o = RandomCopies(static_cast<size_t>(batch) * kQHeads * kDim, 1, 1.f);
+  const std::vector<bf16*> o = RandomCopies(static_cast<size_t>(batch) * q_heads * kDim, 1, 1.f);
   std::vector<int32_t> tables(num_blocks), token_seq(batch), ctx(batch, context);
   for (int i = 0; i < num_blocks; ++i) tables[i] = (i * 7919) % num_blocks;  // scattered blocks
   for (int s = 0; s < batch; ++s) token_seq[s] = s;
@@ -375,11 +378,11 @@ void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Res
   CUDA_CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d_seq, token_seq.data(), batch * 4, cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d_ctx, ctx.data(), batch * 4, cudaMemcpyHostToDevice));
-  const size_t ws_bytes = kernels::PagedAttentionWorkspaceBytes(batch, kQHeads, kKvHeads, kDim);
+  const size_t ws_bytes = kernels::PagedAttentionWorkspaceBytes(batch, q_heads, kv_heads, kDim);
   float* ws;
   CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
   kernels::AttentionShape shape{
-      batch,    kQHeads, kKvHeads, kDim, kBlock, blocks_per_seq, bucket > 0 ? bucket : context,
+      batch,    q_heads, kv_heads, kDim, kBlock, blocks_per_seq, bucket > 0 ? bucket : context,
       q_stride, 0.125f};
   shape.one_token_per_seq = true;  // decode rows, as the runner launches them
   const double us = TimeInGraph(
@@ -390,7 +393,7 @@ void BenchAttention(int batch, int context, cudaStream_t stream, std::vector<Res
       },
       std::max(copies, 20));
   const double bytes =
-      2.0 * batch * context * kKvHeads * kDim * 2 + batch * (q_stride + kQHeads * kDim) * 2.0;
+      2.0 * batch * context * kv_heads * kDim * 2 + batch * (q_stride + q_heads * kDim) * 2.0;
   out.push_back({"attention",
                  "decode b=" + std::to_string(batch) + " ctx=" + std::to_string(context) +
                      (bucket > 0 ? " bucket=" + std::to_string(bucket) : ""),
@@ -462,7 +465,8 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
 
 int Main(int argc, char** argv) {
   const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
-  // --attention BATCH CONTEXT BUCKET: that attention case alone; --layer ROWS: one layer's fused GEMVs (rows
+  // --attention BATCH CONTEXT BUCKET [KV_HEADS]: that attention case alone; --layer ROWS: one layer's fused
+  // GEMVs (rows
   // <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
@@ -494,7 +498,8 @@ int Main(int argc, char** argv) {
   }
   if (attention_only || layer_only) {
     if (attention_only)
-      BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]));
+      BenchAttention(std::atoi(argv[2]), std::atoi(argv[3]), stream, results, std::atoi(argv[4]),
+                     argc > 5 ? std::atoi(argv[5]) : 2);
     const int rows = layer_only ? std::atoi(argv[2]) : 0;
     if (layer_only && rows <= kernels::kGemvMaxRows) BenchDecodeGemv(rows, stream, results);
     if (layer_only && rows > kernels::kGemvMaxRows) BenchDecodeMma(rows, stream, results);

@@ -19,8 +19,6 @@ namespace {
 // contiguous bytes, LoadQuarterRow), and the V operand's
 // column slots so that each lane reads contiguous dimensions of four keys; the accumulators come out in
 // contiguous dims too.
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
 constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
 constexpr int kMaxGroup = 8;   // query heads per KV head: the rows 0..7 of the MMA's A operand
 constexpr int kMaxSplits = 64;
@@ -31,20 +29,41 @@ constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least
 // split and 32 splits at 2,048 were slower; kernels/PERF_NOTES.md).
 constexpr int kFineSplitRows = 8, kFinePartition = 64, kFineSplits = 16;
 constexpr int kPartitionAlign = kStepKeys;
-// The fewest keys a split takes when the context allows: one 16-key chunk for each of the block's warps. A
-// row shorter than its bucket's splits times this uses fewer splits (the rest exit at once) rather than
-// leaving warps idle in every block (H100: 1 x 640 in a 1,024 bucket, 14 splits of 48 keys, took longer than
-// 1 x 1,000 in 16 of 64: kernels/PERF_NOTES.md). DOZE_ATTENTION_MIN_PARTITION overrides it (measurements).
-constexpr int kMinRowPartition = kWarps * kStepKeys;
+// Decode batches from kWholeMinRows rows take whole blocks (WholeBlock, UseWhole) in context buckets up to
+// kWholeShortContext keys, and at any context once their blocks fill the GPU.
+constexpr int kWholeMinRows = 17, kWholeShortContext = 1024;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign and at
-// least `min_partition`: the split kernel and the combine kernel both derive it from the row's own length, so
-// that a graph captured for a context bucket splits each row evenly whatever its length.
+// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign and
+// at least `min_partition`: the split kernel and the combine kernel both derive it from the row's own length,
+// so that a graph captured for a context bucket splits each row evenly whatever its length.
 __device__ __forceinline__ int RowPartition(int context, int splits, int min_partition) {
   const int per_split = (context + splits - 1) / splits;
   return max(min_partition, (per_split + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign);
 }
+
+// A kernel variant's block: its warps, and the staged chunk buffers of each warp (kernels/PERF_NOTES.md has
+// the measurements behind both).
+template <int kWarpCount, int kBufferCount>
+struct BlockShape {
+  static constexpr int kWarps = kWarpCount;
+  static constexpr int kThreads = 32 * kWarpCount;
+  static constexpr int kBuffers = kBufferCount;
+};
+// Split blocks: a wave of many small blocks, each over one key range, merged by the combine kernel (three
+// buffers measured no better at batch 64, within 0.4 us).
+using SplitBlock = BlockShape<4, 2>;
+// Whole blocks: one block of 16 warps takes a row's whole context for its KV head, its first 768 keys (16
+// warps x 3 chunks of 16) all on their way before the grid dependency wait, and no combine kernel follows. A
+// block fills a multiprocessor (192 KB of chunk buffers), so it waits for a whole free one: at up to 16 rows
+// the split kernel's small blocks, which start beside the kernel before, win in the step (H100,
+// kernels/PERF_NOTES.md).
+using WholeBlock = BlockShape<16, 3>;
+// The fewest keys a split takes when the context allows: one 16-key chunk for each of the block's warps. A
+// row shorter than its bucket's splits times this uses fewer splits (the rest exit at once) rather than
+// leaving warps idle in every block (H100: 1 x 640 in a 1,024 bucket, 14 splits of 48 keys, took longer than
+// 1 x 1,000 in 16 of 64: kernels/PERF_NOTES.md). DOZE_ATTENTION_MIN_PARTITION overrides it (measurements).
+constexpr int kMinRowPartition = SplitBlock::kWarps * kStepKeys;
 
 // Where the work of one block lies: which query row, KV head and key range.
 struct BlockWork {
@@ -235,16 +254,16 @@ __device__ __forceinline__ void ComputeStep(const StepLoads<kHeadDim>& d, const 
 // lanes (g, c) storing dims 2c(kHeadDim/8) + j of head g hit 32 different banks (rows of 66 or 132 floats).
 __device__ __forceinline__ int MergeSlot(int d) { return d + d / 32; }
 
-template <int kHeadDim>
+template <int kHeadDim, typename B>
 struct MergeShared {
-  float o[kWarps][kMaxGroup][kHeadDim + kHeadDim / 32];
-  float m[kWarps][kMaxGroup], l[kWarps][kMaxGroup];
+  float o[B::kWarps][kMaxGroup][kHeadDim + kHeadDim / 32];
+  float m[B::kWarps][kMaxGroup], l[B::kWarps][kMaxGroup];
 };
 
 // Merges the warps' softmaxes and writes the normalised rows: straight to `out` when the block covers the
 // whole context, else as a partial (output, max in log2 units, sum) for the combine kernel.
-template <int kHeadDim>
-__device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& sh, const BlockWork& work,
+template <int kHeadDim, typename B>
+__device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim, B>& sh, const BlockWork& work,
                               const AttentionShape& s, __nv_bfloat16* out, float* workspace) {
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
   st.l += __shfl_xor_sync(0xffffffffu, st.l, 1);
@@ -264,10 +283,10 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
     const int h = e / kHeadDim, dim = e % kHeadDim;
     float block_max = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) block_max = fmaxf(block_max, sh.m[w][h]);
+    for (int w = 0; w < B::kWarps; ++w) block_max = fmaxf(block_max, sh.m[w][h]);
     float sum = 0.f, value = 0.f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
+    for (int w = 0; w < B::kWarps; ++w) {
       const float weight = exp2f(sh.m[w][h] - block_max);  // 0 for a warp that saw no key
       sum += sh.l[w][h] * weight;
       value += sh.o[w][h][MergeSlot(dim)] * weight;
@@ -292,15 +311,13 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim>& 
 template <int kHeadDim>
 constexpr int kStepsPerChunk = kHeadDim == 64 ? 2 : 1;
 constexpr int kStagedChunkKeys = kStepKeys;
-// A warp's staged chunks: the one it computes, the rest in flight (three measured no better at batch 64,
-// within 0.4 us: kernels/PERF_NOTES.md).
-constexpr int kChunkBuffers = 2;
 
-// The block's shared memory: each warp's chunk buffers while the keys are read, then the merge.
-template <int kHeadDim>
+// The block's shared memory: each warp's chunk buffers (the one it computes, the rest in flight) while the
+// keys are read, then the merge.
+template <int kHeadDim, typename B>
 union AttentionShared {
-  StepSlot<kHeadDim> chunks[kWarps][kChunkBuffers];
-  MergeShared<kHeadDim> merge;
+  StepSlot<kHeadDim> chunks[B::kWarps][B::kBuffers];
+  MergeShared<kHeadDim, B> merge;
 };
 
 // The block-table entries of the chunk at k0 into L1, so that its copies wait for one round trip, not two.
@@ -347,19 +364,19 @@ struct WarpKeys {
 
 // The key loop with loads in registers: a warp issues its chunk's loads, then computes them (prefill rows,
 // where rows of one sequence share keys through L1).
-template <int kHeadDim>
+template <int kHeadDim, typename B>
 __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w,
                                                      const uint4 (&q_raw)[kHeadDim / 32],
                                                      WarpSoftmax<kHeadDim>& st) {
   constexpr int kSteps = kStepsPerChunk<kHeadDim>, kChunkKeys = kSteps * kStepKeys;
-  for (int k0 = w.first_key; k0 < w.work.end; k0 += kWarps * kChunkKeys) {
+  for (int k0 = w.first_key; k0 < w.work.end; k0 += B::kWarps * kChunkKeys) {
     StepLoads<kHeadDim> loads[kSteps];
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
       if (i == 0 || k0 + i * kStepKeys < w.work.end)
         LoadStep(loads[i], w.k_cache, w.v_cache, w.work, w.s, k0 + i * kStepKeys);
     }
-    const int next_key = k0 + kWarps * kChunkKeys;  // this warp's next chunk: its table entry meanwhile
+    const int next_key = k0 + B::kWarps * kChunkKeys;  // this warp's next chunk: its table entry meanwhile
     if (next_key < w.work.end) PrefetchL1(w.work.block_table + next_key / w.s.block_size);
 #pragma unroll
     for (int i = 0; i < kSteps; ++i) {
@@ -369,27 +386,27 @@ __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w
   }
 }
 
-// The key loop with chunks staged in shared memory (decode rows): the first kChunkBuffers chunks are on their
+// The key loop with chunks staged in shared memory (decode rows): the first B::kBuffers chunks are on their
 // way (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed, so a warp
-// has kChunkBuffers - 1 chunks in flight while it computes one.
-template <int kHeadDim>
+// has B::kBuffers - 1 chunks in flight while it computes one.
+template <int kHeadDim, typename B>
 __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
                                                 const uint4 (&q_raw)[kHeadDim / 32],
                                                 WarpSoftmax<kHeadDim>& st,
-                                                StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
-  constexpr int kStride = kWarps * kStagedChunkKeys;
+                                                StepSlot<kHeadDim> (&chunks)[B::kBuffers]) {
+  constexpr int kStride = B::kWarps * kStagedChunkKeys;
   int buffer = 0;
-  for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer = (buffer + 1) % kChunkBuffers) {
-    const int next = k0 + (kChunkBuffers - 1) * kStride;  // the chunk to copy now, into the last one's buffer
+  for (int k0 = w.first_key; k0 < w.work.end; k0 += kStride, buffer = (buffer + 1) % B::kBuffers) {
+    const int next = k0 + (B::kBuffers - 1) * kStride;  // the chunk to copy now, into the last one's buffer
     if (k0 == w.first_key) {
-      PrefetchChunkTable(w.work, w.s, w.first_key + kChunkBuffers * kStride, kStagedChunkKeys);
+      PrefetchChunkTable(w.work, w.s, w.first_key + B::kBuffers * kStride, kStagedChunkKeys);
       WaitAsyncCopies<0>();
     } else if (next < w.work.end) {
-      IssueStep<kHeadDim>(chunks[(buffer + kChunkBuffers - 1) % kChunkBuffers], w.k_cache, w.v_cache, w.work,
-                          w.s, next, w.work.end);
+      IssueStep<kHeadDim>(chunks[(buffer + B::kBuffers - 1) % B::kBuffers], w.k_cache, w.v_cache, w.work, w.s,
+                          next, w.work.end);
       PrefetchChunkTable(w.work, w.s, next + kStride, kStagedChunkKeys);
       CommitAsyncCopies();
-      WaitAsyncCopies<kChunkBuffers - 1>();
+      WaitAsyncCopies<B::kBuffers - 1>();
     } else {
       WaitAsyncCopies<0>();
     }
@@ -399,32 +416,32 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
   }
 }
 
-// Copies, into the warp's chunk buffers, the keys of its first kChunkBuffers chunks but each row's newest:
+// Copies, into the warp's chunk buffers, the keys of its first B::kBuffers chunks but each row's newest:
 // with one new token per sequence they were all written by earlier steps, so this runs before the grid
 // dependency wait.
-template <int kHeadDim>
+template <int kHeadDim, typename B>
 __device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, int newest,
-                                                 StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
+                                                 StepSlot<kHeadDim> (&chunks)[B::kBuffers]) {
   const int copy_end = min(newest, w.work.end);
 #pragma unroll
-  for (int i = 0; i < kChunkBuffers; ++i) {
+  for (int i = 0; i < B::kBuffers; ++i) {
     IssueStep<kHeadDim>(chunks[i], w.k_cache, w.v_cache, w.work, w.s,
-                        w.first_key + i * kWarps * kStagedChunkKeys, copy_end);
+                        w.first_key + i * B::kWarps * kStagedChunkKeys, copy_end);
   }
   CommitAsyncCopies();
 }
 
-// After the wait: the newest key, if it lies in one of this warp's first kChunkBuffers chunks (a later chunk
+// After the wait: the newest key, if it lies in one of this warp's first B::kBuffers chunks (a later chunk
 // copies it in RunStagedChunks).
-template <int kHeadDim>
+template <int kHeadDim, typename B>
 __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int newest,
-                                               StepSlot<kHeadDim> (&chunks)[kChunkBuffers]) {
+                                               StepSlot<kHeadDim> (&chunks)[B::kBuffers]) {
   const int warp = threadIdx.x >> 5;
   if (newest >= w.work.begin && newest < w.work.end) {
     const int chunk =
-        (newest - w.work.begin) / kStagedChunkKeys;  // the block's; warp chunk % kWarps takes it
-    if (chunk % kWarps == warp && chunk / kWarps < kChunkBuffers) {
-      IssueKey<kHeadDim>(chunks[chunk / kWarps], w.k_cache, w.v_cache, w.work, w.s,
+        (newest - w.work.begin) / kStagedChunkKeys;  // the block's; warp chunk % B::kWarps takes it
+    if (chunk % B::kWarps == warp && chunk / B::kWarps < B::kBuffers) {
+      IssueKey<kHeadDim>(chunks[chunk / B::kWarps], w.k_cache, w.v_cache, w.work, w.s,
                          w.work.begin + chunk * kStagedChunkKeys, newest);
     }
   }
@@ -435,8 +452,8 @@ __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int 
 // range, its warps taking chunks in turn. kStaged (decode rows, shape.one_token_per_seq): a warp's chunks go
 // through shared memory (cp.async), the next copied while the current one is computed, and the copies of the
 // keys no kernel of this step writes start before the grid dependency wait.
-template <int kHeadDim, bool kStaged>
-static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
+template <int kHeadDim, bool kStaged, typename B>
+static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     const __nv_bfloat16* __restrict__ q,        // [num_tokens, q_row_stride]
     const __nv_bfloat16* __restrict__ k_cache,  // [num_blocks, block_size, kv_heads, head_dim]
     const __nv_bfloat16* __restrict__ v_cache,  // [num_blocks, block_size, kv_heads, head_dim]
@@ -448,7 +465,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     AttentionShape s, int min_partition) {
   constexpr int kChunkKeys = kStaged ? kStagedChunkKeys : kStepsPerChunk<kHeadDim> * kStepKeys;
   extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
-  auto* staged = reinterpret_cast<AttentionShared<kHeadDim>*>(shared_raw);
+  auto* staged = reinterpret_cast<AttentionShared<kHeadDim, B>*>(shared_raw);
   BlockWork work{static_cast<int>(blockIdx.x),
                  static_cast<int>(blockIdx.y),
                  s.num_q_heads / s.num_kv_heads,
@@ -466,8 +483,8 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
   // The block-table entries of this warp's first chunks into L1 while the previous kernel finishes.
   PrefetchChunkTable(work, s, keys.first_key, kChunkKeys);
   if constexpr (kStaged) {
-    PrefetchChunkTable(work, s, keys.first_key + kWarps * kChunkKeys, kChunkKeys);
-    IssueEarlyChunks(keys, context - 1, staged->chunks[warp]);
+    PrefetchChunkTable(work, s, keys.first_key + B::kWarps * kChunkKeys, kChunkKeys);
+    IssueEarlyChunks<kHeadDim, B>(keys, context - 1, staged->chunks[warp]);
   }
   GridDependencyWait();
   LaunchDependents();
@@ -480,7 +497,7 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
     }
     return;
   }
-  if constexpr (kStaged) IssueNewestKey(keys, context - 1, staged->chunks[warp]);
+  if constexpr (kStaged) IssueNewestKey<kHeadDim, B>(keys, context - 1, staged->chunks[warp]);
   // Head g's query, lane c's pieces (LoadQuarterRow): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
   LoadQuarterRow(
@@ -489,12 +506,13 @@ static __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(
       g < work.group);
   WarpSoftmax<kHeadDim> st;
   if constexpr (kStaged) {
-    RunStagedChunks(keys, q_raw, st, staged->chunks[warp]);
+    RunStagedChunks<kHeadDim, B>(keys, q_raw, st, staged->chunks[warp]);
     __syncthreads();  // every warp is done with its chunk buffers: the merge reuses the space
-    MergeAndWrite(st, staged->merge, work, s, out, workspace);
+    MergeAndWrite<kHeadDim, B>(st, staged->merge, work, s, out, workspace);
   } else {
-    RunChunksInRegisters(keys, q_raw, st);
-    MergeAndWrite(st, *reinterpret_cast<MergeShared<kHeadDim>*>(shared_raw), work, s, out, workspace);
+    RunChunksInRegisters<kHeadDim, B>(keys, q_raw, st);
+    MergeAndWrite<kHeadDim, B>(st, *reinterpret_cast<MergeShared<kHeadDim, B>*>(shared_raw), work, s, out,
+                               workspace);
   }
 }
 
@@ -553,12 +571,12 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
 // rows took the register kernel until the tensor-core projections took those rows: kernels/PERF_NOTES.md.)
 bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq; }
 
-// The split kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
-template <int kHeadDim, bool kStaged>
+// The kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
+template <int kHeadDim, bool kStaged, typename B>
 size_t KernelSharedBytes() {
   static const size_t bytes = [] {
-    const size_t size = kStaged ? sizeof(AttentionShared<kHeadDim>) : sizeof(MergeShared<kHeadDim>);
-    CUDA_CHECK(cudaFuncSetAttribute(PagedAttentionKernel<kHeadDim, kStaged>,
+    const size_t size = kStaged ? sizeof(AttentionShared<kHeadDim, B>) : sizeof(MergeShared<kHeadDim, B>);
+    CUDA_CHECK(cudaFuncSetAttribute(PagedAttentionKernel<kHeadDim, kStaged, B>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(size)));
     return size;
   }();
@@ -571,7 +589,8 @@ int WaveBlocks() {
   static const int blocks = [] {
     int per_sm = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &per_sm, PagedAttentionKernel<kHeadDim, kStaged>, kThreads, KernelSharedBytes<kHeadDim, kStaged>()));
+        &per_sm, PagedAttentionKernel<kHeadDim, kStaged, SplitBlock>, SplitBlock::kThreads,
+        KernelSharedBytes<kHeadDim, kStaged, SplitBlock>()));
     return std::max(1, MultiprocessorCount() * per_sm);
   }();
   return blocks;
@@ -580,6 +599,21 @@ int WaveBlocks() {
 int WaveBlocksFor(int head_dim, bool staged) {
   if (head_dim == 128) return staged ? WaveBlocks<128, true>() : WaveBlocks<128, false>();
   return staged ? WaveBlocks<64, true>() : WaveBlocks<64, false>();
+}
+
+// Whole blocks serve decode rows at head_dim 64 (three chunks of 128 at 16 warps would not fit a
+// multiprocessor's shared memory) from kWholeMinRows rows while they fit one wave, in context buckets up to
+// kWholeShortContext or, beyond, once they fill the GPU: on the H100 the split kernel stays faster at 24 to
+// 32 rows of 1,500 to 2,048 keys and at 16 rows (kernels/PERF_NOTES.md). DOZE_ATTENTION_WHOLE=0 turns them
+// off (measurements).
+bool UseWhole(const AttentionShape& s) {
+  static const bool enabled = [] {
+    const char* env = std::getenv("DOZE_ATTENTION_WHOLE");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  if (!enabled || !UseStaged(s) || s.head_dim != 64 || s.num_tokens < kWholeMinRows) return false;
+  const int blocks = s.num_tokens * s.num_kv_heads, sms = MultiprocessorCount();
+  return blocks <= sms && (s.max_context <= kWholeShortContext || 8 * blocks >= 7 * sms);
 }
 
 // Splits the key range only as far as the grid still fits in one wave (rounding down: a second, mostly idle
@@ -610,15 +644,15 @@ int MinRowPartition() {
   return keys;
 }
 
-template <int kHeadDim, bool kStaged>
+template <int kHeadDim, bool kStaged, typename B>
 void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
             const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
             __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
   const int min_partition = MinRowPartition();
-  LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged>, grid, dim3(kThreads),
-                KernelSharedBytes<kHeadDim, kStaged>(), stream, q, k_cache, v_cache, block_tables, token_seq,
-                context_lens, out, workspace, s, min_partition);
+  LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged, B>, grid, dim3(B::kThreads),
+                KernelSharedBytes<kHeadDim, kStaged, B>(), stream, q, k_cache, v_cache, block_tables,
+                token_seq, context_lens, out, workspace, s, min_partition);
   if (splits == 1) return;
   LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
                 static_cast<const float*>(workspace), context_lens, out, s.num_tokens, s.num_q_heads,
@@ -628,14 +662,22 @@ void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfl
 template <int kHeadDim>
 void LaunchVariant(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
                    const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
-                   __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits,
+                   __nv_bfloat16* out, float* workspace, size_t workspace_bytes, const AttentionShape& s,
                    cudaStream_t stream) {
+  if constexpr (kHeadDim == 64) {
+    if (UseWhole(s)) {
+      Launch<kHeadDim, true, WholeBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
+                                         workspace, s, 1, stream);
+      return;
+    }
+  }
+  const int splits = PlanSplits(s, workspace_bytes);
   if (UseStaged(s)) {
-    Launch<kHeadDim, true>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, s,
-                           splits, stream);
+    Launch<kHeadDim, true, SplitBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
+                                       workspace, s, splits, stream);
   } else {
-    Launch<kHeadDim, false>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, s,
-                            splits, stream);
+    Launch<kHeadDim, false, SplitBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
+                                        workspace, s, splits, stream);
   }
 }
 
@@ -656,13 +698,12 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
   if (group < 1 || group > kMaxGroup || group * shape.num_kv_heads != shape.num_q_heads) {
     CudaFail("PagedAttention", "needs 1..8 query heads per KV head", __FILE__, __LINE__);
   }
-  const int splits = PlanSplits(shape, workspace_bytes);
   if (shape.head_dim == 64) {
-    LaunchVariant<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape,
-                      splits, stream);
+    LaunchVariant<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace,
+                      workspace_bytes, shape, stream);
   } else if (shape.head_dim == 128) {
-    LaunchVariant<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, shape,
-                       splits, stream);
+    LaunchVariant<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace,
+                       workspace_bytes, shape, stream);
   } else {
     CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);
   }

@@ -1,8 +1,9 @@
 // Paged attention with grouped-query heads over one query row per work item: every decode row and every
 // prefill row (a prompt token attends causally to its sequence's cached keys and the earlier tokens of its
 // chunk). Long contexts are split across thread blocks (flash-decoding): each block writes a partial softmax,
-// a combine kernel merges them. Scores and the weighted sum of V run on bf16 tensor cores (probabilities
-// rounded to bf16, sums in fp32).
+// a combine kernel merges them; decode batches of many rows take one larger block per row and KV head
+// instead. Scores and the weighted sum of V run on bf16 tensor cores (probabilities rounded to bf16, sums in
+// fp32).
 #pragma once
 
 #include <cuda_bf16.h>

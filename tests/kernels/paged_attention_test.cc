@@ -147,6 +147,25 @@ TEST(DecodeEarlyReadsTest, NewestKeyReadAfterThePreviousKernel) {
   CheckAttention({{1, 700}, {1, 150}, {1, 1}}, HeadSpec{16, 2, 128}, 0, 9, /*newest_keys_late=*/true);
 }
 
+// Decode batches from 17 rows in context buckets of up to 1,024 keys (and at 64 rows, whose blocks fill an
+// H100, at any context) take one block per row and KV head: contexts that fit its chunk buffers (up to 768
+// keys), ones that reuse them, the newest key in the first chunks and in a later one, rows of very different
+// lengths in one grid.
+TEST(WholeContextDecodeTest, MatchesReference) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (int rows : {17, 40, 64}) {
+    for (int context : {1, 17, 255, 700, 768, 769, 1000, 1024}) {
+      std::vector<SeqSpec> seqs;
+      for (int i = 0; i < rows; ++i) seqs.push_back({1, std::max(1, context - (i * 131) % context)});
+      CheckAttention(seqs, kQwen05, 0, rows * 7919 + context, /*newest_keys_late=*/true);
+      CheckAttention(seqs, kQwen05, 1024 - context, rows * 7919 + context + 1, /*newest_keys_late=*/true);
+    }
+  }
+  std::vector<SeqSpec> long_rows;
+  for (int i = 0; i < 64; ++i) long_rows.push_back({1, 2048 - (i * 97) % 1500});
+  CheckAttention(long_rows, kQwen05, 0, 11, /*newest_keys_late=*/true);
+}
+
 TEST(PrefillTest, SinglePrompts) {
   DOZE_SKIP_WITHOUT_GPU();
   for (int len : {1, 17, 511}) CheckAttention({{len, len}}, kQwen05, 0, len);
