@@ -91,6 +91,68 @@ __device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// The rotary cos and sin of the pairs (d, d + kHeadDim / 2) a lane holds in its quarter-row pieces (piece p:
+// dims 32p + 8c .. + 8, LoadQuarterRow) of the first half, value j = 8p + i for dim 32p + 8c + i, computed as
+// RotaryAndCacheWrite does (fp32, rounded to bf16). They depend on the row's position only, which the host
+// wrote before the step: the kernel computes them before its grid dependency wait, each pair's once a block
+// (the first kHeadDim / 2 threads, through `table`), not once a lane.
+template <int kHeadDim>
+struct LaneRotation {
+  float cos[kHeadDim / 8], sin[kHeadDim / 8];
+};
+
+template <int kHeadDim>
+__device__ __forceinline__ LaneRotation<kHeadDim> ComputeLaneRotation(int c, float position,
+                                                                      const float* inv_freq,
+                                                                      float (&table)[2][kHeadDim / 2]) {
+  if (threadIdx.x < kHeadDim / 2) {
+    const float angle = position * inv_freq[threadIdx.x];
+    table[0][threadIdx.x] = __bfloat162float(__float2bfloat16(cosf(angle)));
+    table[1][threadIdx.x] = __bfloat162float(__float2bfloat16(sinf(angle)));
+  }
+  __syncthreads();
+  LaneRotation<kHeadDim> r;
+#pragma unroll
+  for (int p = 0; p < kHeadDim / 64; ++p) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      r.cos[8 * p + i] = table[0][32 * p + 8 * c + i];
+      r.sin[8 * p + i] = table[1][32 * p + 8 * c + i];
+    }
+  }
+  return r;
+}
+
+// Rotates a head held as lane c's quarter-row pieces: each pair (piece p, piece p + kHeadDim / 64) with
+// RotaryAndCacheWrite's arithmetic, each result rounded to bf16.
+template <int kHeadDim>
+__device__ __forceinline__ void RotateQuarterRow(uint4 (&x)[kHeadDim / 32], const LaneRotation<kHeadDim>& r) {
+  constexpr int kHalfPieces = kHeadDim / 64;
+#pragma unroll
+  for (int p = 0; p < kHalfPieces; ++p) {
+    // Words of the two pieces, two bf16 values each (low half first); constant indices keep them in
+    // registers.
+    uint32_t a[4] = {x[p].x, x[p].y, x[p].z, x[p].w};
+    uint32_t b[4] = {x[p + kHalfPieces].x, x[p + kHalfPieces].y, x[p + kHalfPieces].z, x[p + kHalfPieces].w};
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      float y1[2], y2[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float c = r.cos[8 * p + 2 * w + h], sn = r.sin[8 * p + 2 * w + h];
+        const float x1 = __uint_as_float(h == 0 ? a[w] << 16 : a[w] & 0xffff0000u);
+        const float x2 = __uint_as_float(h == 0 ? b[w] << 16 : b[w] & 0xffff0000u);
+        y1[h] = x1 * c - x2 * sn;
+        y2[h] = x2 * c + x1 * sn;
+      }
+      a[w] = PackBf16x2(y1[0], y1[1]);
+      b[w] = PackBf16x2(y2[0], y2[1]);
+    }
+    x[p] = make_uint4(a[0], a[1], a[2], a[3]);
+    x[p + kHalfPieces] = make_uint4(b[0], b[1], b[2], b[3]);
+  }
+}
+
 // d[rows g, cols 2c..2c+1] += A[16 x 16] B[16 x 8] with A's rows 8..15 zero: a0 holds A[g][2c..2c+1], a2
 // A[g][2c+8..2c+9]; b0 holds B[2c..2c+1][g], b1 B[2c+8..2c+9][g].
 __device__ __forceinline__ void MmaTopRows(float& d0, float& d1, uint32_t a0, uint32_t a2, uint32_t b0,
@@ -360,7 +422,45 @@ struct WarpKeys {
   const AttentionShape& s;
   int first_key;
   float scale_log2;
+  int newest;  // the row's newest key: its context - 1
+  // With rotary.positions: the newest key's K and V come from the row's unrotated QKV (qkv_row), rotated by
+  // `rotation`, instead of from the cache (PlaceNewestKey).
+  AttentionRotary rotary;
+  const __nv_bfloat16* qkv_row;
+  LaneRotation<kHeadDim> rotation;
 };
+
+// Places the newest key of the step at k0, its K rotated, into `slot` from the row's QKV (the lanes that hold
+// its pieces, as IssueKey) and writes its K and V into the cache at the row's slot.
+template <int kHeadDim>
+__device__ __forceinline__ void PlaceNewestKey(const WarpKeys<kHeadDim>& w, StepSlot<kHeadDim>& slot,
+                                               int k0) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3, o = w.newest - k0;
+  const AttentionShape& s = w.s;
+  const int64_t cache_slot = w.rotary.slot_mapping[w.work.token];
+  const int64_t cache_row = (cache_slot * s.num_kv_heads + w.work.kv_head) * kHeadDim;
+  if (g == o % 8) {  // K: tile o / 8, row g
+    uint4 k[kHeadDim / 32];
+    LoadQuarterRow(k, w.qkv_row + (s.num_q_heads + w.work.kv_head) * kHeadDim, c, true);
+    RotateQuarterRow<kHeadDim>(k, w.rotation);
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 32; ++i) {
+      slot[(o / 8) * (kHeadDim / 32) + i][lane] = k[i];
+      if (cache_slot >= 0) *reinterpret_cast<uint4*>(w.rotary.k_cache + cache_row + 32 * i + 8 * c) = k[i];
+    }
+  }
+  if (c == (o % 8) / 2) {  // V: key 2c + (r & 1) + 8 (r >> 1)
+    const int r = (o & 1) + 2 * (o / 8);
+    const __nv_bfloat16* v_new = w.qkv_row + (s.num_q_heads + s.num_kv_heads + w.work.kv_head) * kHeadDim;
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 64; ++i) {
+      const uint4 v = *reinterpret_cast<const uint4*>(v_new + (kHeadDim / 8) * g + 8 * i);
+      slot[kHeadDim / 16 + r * (kHeadDim / 64) + i][lane] = v;
+      if (cache_slot >= 0)
+        *reinterpret_cast<uint4*>(w.rotary.v_cache + cache_row + (kHeadDim / 8) * g + 8 * i) = v;
+    }
+  }
+}
 
 // The key loop with loads in registers: a warp issues its chunk's loads, then computes them (prefill rows,
 // where rows of one sequence share keys through L1).
@@ -389,7 +489,7 @@ __device__ __forceinline__ void RunChunksInRegisters(const WarpKeys<kHeadDim>& w
 // The key loop with chunks staged in shared memory (decode rows): the first B::kBuffers chunks are on their
 // way (IssueEarlyChunks, IssueNewestKey); each later one is copied into the buffer just computed, so a warp
 // has B::kBuffers - 1 chunks in flight while it computes one.
-template <int kHeadDim, typename B>
+template <int kHeadDim, typename B, bool kRotary>
 __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
                                                 const uint4 (&q_raw)[kHeadDim / 32],
                                                 WarpSoftmax<kHeadDim>& st,
@@ -402,8 +502,13 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
       PrefetchChunkTable(w.work, w.s, w.first_key + B::kBuffers * kStride, kStagedChunkKeys);
       WaitAsyncCopies<0>();
     } else if (next < w.work.end) {
-      IssueStep<kHeadDim>(chunks[(buffer + B::kBuffers - 1) % B::kBuffers], w.k_cache, w.v_cache, w.work, w.s,
-                          next, w.work.end);
+      StepSlot<kHeadDim>& slot = chunks[(buffer + B::kBuffers - 1) % B::kBuffers];
+      // With the rotary: the newest key, if in this chunk, is placed from the row's QKV rather than copied.
+      const bool place_newest =
+          kRotary && w.newest >= next && w.newest < next + kStagedChunkKeys && w.newest < w.work.end;
+      IssueStep<kHeadDim>(slot, w.k_cache, w.v_cache, w.work, w.s, next,
+                          place_newest ? w.newest : w.work.end);
+      if (place_newest) PlaceNewestKey(w, slot, next);
       PrefetchChunkTable(w.work, w.s, next + kStride, kStagedChunkKeys);
       CommitAsyncCopies();
       WaitAsyncCopies<B::kBuffers - 1>();
@@ -433,16 +538,20 @@ __device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, in
 
 // After the wait: the newest key, if it lies in one of this warp's first B::kBuffers chunks (a later chunk
 // copies it in RunStagedChunks).
-template <int kHeadDim, typename B>
-__device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int newest,
+template <int kHeadDim, typename B, bool kRotary>
+__device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w,
                                                StepSlot<kHeadDim> (&chunks)[B::kBuffers]) {
-  const int warp = threadIdx.x >> 5;
+  const int warp = threadIdx.x >> 5, newest = w.newest;
   if (newest >= w.work.begin && newest < w.work.end) {
     const int chunk =
         (newest - w.work.begin) / kStagedChunkKeys;  // the block's; warp chunk % B::kWarps takes it
     if (chunk % B::kWarps == warp && chunk / B::kWarps < B::kBuffers) {
-      IssueKey<kHeadDim>(chunks[chunk / B::kWarps], w.k_cache, w.v_cache, w.work, w.s,
-                         w.work.begin + chunk * kStagedChunkKeys, newest);
+      const int k0 = w.work.begin + chunk * kStagedChunkKeys;
+      if constexpr (kRotary) {
+        PlaceNewestKey(w, chunks[chunk / B::kWarps], k0);
+      } else {
+        IssueKey<kHeadDim>(chunks[chunk / B::kWarps], w.k_cache, w.v_cache, w.work, w.s, k0, newest);
+      }
     }
   }
   CommitAsyncCopies();
@@ -451,8 +560,10 @@ __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w, int 
 // Grid (num_tokens, num_kv_heads, splits); the block serves all query heads of its KV head over one key
 // range, its warps taking chunks in turn. kStaged (decode rows, shape.one_token_per_seq): a warp's chunks go
 // through shared memory (cp.async), the next copied while the current one is computed, and the copies of the
-// keys no kernel of this step writes start before the grid dependency wait.
-template <int kHeadDim, bool kStaged, typename B>
+// keys no kernel of this step writes start before the grid dependency wait. kRotary (staged only): q's rows
+// are the QKV projection's, unrotated; the kernel rotates Q and the newest K (the cos and sin before the
+// wait) and writes the newest K and V into the cache.
+template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
 static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     const __nv_bfloat16* __restrict__ q,        // [num_tokens, q_row_stride]
     const __nv_bfloat16* __restrict__ k_cache,  // [num_blocks, block_size, kv_heads, head_dim]
@@ -462,7 +573,8 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     const int32_t* __restrict__ context_lens,   // [num_tokens]
     __nv_bfloat16* __restrict__ out,            // [num_tokens, num_q_heads, head_dim]
     float* __restrict__ workspace,              // partials when gridDim.z > 1
-    AttentionShape s, int min_partition) {
+    AttentionShape s, int min_partition, AttentionRotary rotary) {
+  static_assert(kStaged || !kRotary, "the rotary runs in the staged kernel only");
   constexpr int kChunkKeys = kStaged ? kStagedChunkKeys : kStepsPerChunk<kHeadDim> * kStepKeys;
   extern __shared__ uint4 shared_raw[];  // AttentionShared when kStaged, else MergeShared
   auto* staged = reinterpret_cast<AttentionShared<kHeadDim, B>*>(shared_raw);
@@ -479,7 +591,16 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
   work.end = min(context, work.begin + partition);
   work.block_table = block_tables + static_cast<int64_t>(token_seq[work.token]) * s.max_blocks_per_seq;
   const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
-  const WarpKeys<kHeadDim> keys{k_cache, v_cache, work, s, work.begin + warp * kChunkKeys, s.scale * kLog2e};
+  const __nv_bfloat16* qkv_row = q + static_cast<int64_t>(work.token) * s.q_row_stride;
+  LaneRotation<kHeadDim> rotation{};
+  if constexpr (kRotary) {
+    __shared__ float table[2][kHeadDim / 2];
+    rotation = ComputeLaneRotation<kHeadDim>(c, static_cast<float>(rotary.positions[work.token]),
+                                             rotary.inv_freq, table);
+  }
+  const WarpKeys<kHeadDim> keys{
+      k_cache,          v_cache,     work,   s,       work.begin + warp * kChunkKeys,
+      s.scale * kLog2e, context - 1, rotary, qkv_row, rotation};
   // The block-table entries of this warp's first chunks into L1 while the previous kernel finishes.
   PrefetchChunkTable(work, s, keys.first_key, kChunkKeys);
   if constexpr (kStaged) {
@@ -497,16 +618,14 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     }
     return;
   }
-  if constexpr (kStaged) IssueNewestKey<kHeadDim, B>(keys, context - 1, staged->chunks[warp]);
+  if constexpr (kStaged) IssueNewestKey<kHeadDim, B, kRotary>(keys, staged->chunks[warp]);
   // Head g's query, lane c's pieces (LoadQuarterRow): the A operand of the score MMAs.
   uint4 q_raw[kHeadDim / 32];
-  LoadQuarterRow(
-      q_raw,
-      q + static_cast<int64_t>(work.token) * s.q_row_stride + (work.kv_head * work.group + g) * kHeadDim, c,
-      g < work.group);
+  LoadQuarterRow(q_raw, qkv_row + (work.kv_head * work.group + g) * kHeadDim, c, g < work.group);
+  if constexpr (kRotary) RotateQuarterRow<kHeadDim>(q_raw, rotation);
   WarpSoftmax<kHeadDim> st;
   if constexpr (kStaged) {
-    RunStagedChunks<kHeadDim, B>(keys, q_raw, st, staged->chunks[warp]);
+    RunStagedChunks<kHeadDim, B, kRotary>(keys, q_raw, st, staged->chunks[warp]);
     __syncthreads();  // every warp is done with its chunk buffers: the merge reuses the space
     MergeAndWrite<kHeadDim, B>(st, staged->merge, work, s, out, workspace);
   } else {
@@ -572,11 +691,11 @@ size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
 bool UseStaged(const AttentionShape& s) { return s.one_token_per_seq; }
 
 // The kernel's dynamic shared memory, opted in above the default 48 KB once per variant.
-template <int kHeadDim, bool kStaged, typename B>
+template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
 size_t KernelSharedBytes() {
   static const size_t bytes = [] {
     const size_t size = kStaged ? sizeof(AttentionShared<kHeadDim, B>) : sizeof(MergeShared<kHeadDim, B>);
-    CUDA_CHECK(cudaFuncSetAttribute(PagedAttentionKernel<kHeadDim, kStaged, B>,
+    CUDA_CHECK(cudaFuncSetAttribute(PagedAttentionKernel<kHeadDim, kStaged, B, kRotary>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(size)));
     return size;
   }();
@@ -644,41 +763,63 @@ int MinRowPartition() {
   return keys;
 }
 
-template <int kHeadDim, bool kStaged, typename B>
-void Launch(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
-            const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
-            __nv_bfloat16* out, float* workspace, const AttentionShape& s, int splits, cudaStream_t stream) {
+// The arguments of one PagedAttention launch.
+struct LaunchArgs {
+  const __nv_bfloat16* q;
+  const __nv_bfloat16* k_cache;
+  const __nv_bfloat16* v_cache;
+  const int32_t* block_tables;
+  const int32_t* token_seq;
+  const int32_t* context_lens;
+  __nv_bfloat16* out;
+  float* workspace;
+  size_t workspace_bytes;
+  AttentionRotary rotary;  // positions set: q unrotated, the newest K and V not in the cache yet (kRotary)
+};
+
+template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
+void Launch(const LaunchArgs& a, const AttentionShape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
   const int min_partition = MinRowPartition();
-  LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged, B>, grid, dim3(B::kThreads),
-                KernelSharedBytes<kHeadDim, kStaged, B>(), stream, q, k_cache, v_cache, block_tables,
-                token_seq, context_lens, out, workspace, s, min_partition);
+  LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged, B, kRotary>, grid, dim3(B::kThreads),
+                KernelSharedBytes<kHeadDim, kStaged, B, kRotary>(), stream, a.q, a.k_cache, a.v_cache,
+                a.block_tables, a.token_seq, a.context_lens, a.out, a.workspace, s, min_partition, a.rotary);
   if (splits == 1) return;
   LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
-                static_cast<const float*>(workspace), context_lens, out, s.num_tokens, s.num_q_heads,
+                static_cast<const float*>(a.workspace), a.context_lens, a.out, s.num_tokens, s.num_q_heads,
                 kHeadDim, splits, min_partition);
 }
 
 template <int kHeadDim>
-void LaunchVariant(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const __nv_bfloat16* v_cache,
-                   const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
-                   __nv_bfloat16* out, float* workspace, size_t workspace_bytes, const AttentionShape& s,
-                   cudaStream_t stream) {
+void LaunchVariant(const LaunchArgs& a, const AttentionShape& s, cudaStream_t stream) {
   if constexpr (kHeadDim == 64) {
-    if (UseWhole(s)) {
-      Launch<kHeadDim, true, WholeBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
-                                         workspace, s, 1, stream);
-      return;
-    }
+    if (UseWhole(s)) return Launch<kHeadDim, true, WholeBlock>(a, s, 1, stream);
   }
-  const int splits = PlanSplits(s, workspace_bytes);
+  const int splits = PlanSplits(s, a.workspace_bytes);
   if (UseStaged(s)) {
-    Launch<kHeadDim, true, SplitBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
-                                       workspace, s, splits, stream);
+    Launch<kHeadDim, true, SplitBlock>(a, s, splits, stream);
   } else {
-    Launch<kHeadDim, false, SplitBlock>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out,
-                                        workspace, s, splits, stream);
+    Launch<kHeadDim, false, SplitBlock>(a, s, splits, stream);
   }
+}
+
+void CheckShape(const AttentionShape& shape) {
+  const int group = shape.num_kv_heads > 0 ? shape.num_q_heads / shape.num_kv_heads : 0;
+  if (group < 1 || group > kMaxGroup || group * shape.num_kv_heads != shape.num_q_heads) {
+    CudaFail("PagedAttention", "needs 1..8 query heads per KV head", __FILE__, __LINE__);
+  }
+  if (shape.head_dim != 64 && shape.head_dim != 128) {
+    CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);
+  }
+}
+
+// DOZE_ATTENTION_ROTARY=0 keeps the rotary out of the attention (measurements).
+bool RotaryEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("DOZE_ATTENTION_ROTARY");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  return enabled;
 }
 
 }  // namespace
@@ -694,19 +835,31 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
                     __nv_bfloat16* out, float* workspace, size_t workspace_bytes, const AttentionShape& shape,
                     cudaStream_t stream) {
   if (shape.num_tokens == 0) return;
-  const int group = shape.num_kv_heads > 0 ? shape.num_q_heads / shape.num_kv_heads : 0;
-  if (group < 1 || group > kMaxGroup || group * shape.num_kv_heads != shape.num_q_heads) {
-    CudaFail("PagedAttention", "needs 1..8 query heads per KV head", __FILE__, __LINE__);
-  }
+  CheckShape(shape);
+  const LaunchArgs args{q,         k_cache,         v_cache, block_tables, token_seq, context_lens, out,
+                        workspace, workspace_bytes, {}};
   if (shape.head_dim == 64) {
-    LaunchVariant<64>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace,
-                      workspace_bytes, shape, stream);
-  } else if (shape.head_dim == 128) {
-    LaunchVariant<128>(q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace,
-                       workspace_bytes, shape, stream);
+    LaunchVariant<64>(args, shape, stream);
   } else {
-    CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);
+    LaunchVariant<128>(args, shape, stream);
   }
+}
+
+bool PagedAttentionRotates(const AttentionShape& shape) { return RotaryEnabled() && UseWhole(shape); }
+
+void PagedAttentionWithRotary(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
+                              const __nv_bfloat16* v_cache, const int32_t* block_tables,
+                              const int32_t* token_seq, const int32_t* context_lens, __nv_bfloat16* out,
+                              float* workspace, size_t workspace_bytes, const AttentionShape& shape,
+                              const AttentionRotary& rotary, cudaStream_t stream) {
+  if (shape.num_tokens == 0) return;
+  CheckShape(shape);
+  if (!PagedAttentionRotates(shape) || rotary.positions == nullptr) {
+    CudaFail("PagedAttentionWithRotary", "a launch PagedAttentionRotates does not take", __FILE__, __LINE__);
+  }
+  const LaunchArgs args{q,   k_cache,   v_cache,         block_tables, token_seq, context_lens,
+                        out, workspace, workspace_bytes, rotary};
+  Launch<64, true, WholeBlock, true>(args, shape, 1, stream);
 }
 
 }  // namespace doze::kernels

@@ -49,4 +49,28 @@ void PagedAttention(
     float* workspace,              // [PagedAttentionWorkspaceBytes / 4]
     size_t workspace_bytes, const AttentionShape& shape, cudaStream_t stream);
 
+// The rotary embedding and cache write of decode rows done by the attention itself instead of a
+// RotaryAndCacheWrite before it: q's rows hold Q, K and V as the QKV projection left them; the kernel rotates
+// Q and each row's new K (RotaryAndCacheWrite's arithmetic), attends with them and writes the new K and V
+// into the cache at slot_mapping[row] (none for a negative slot). q's rows are left as they are.
+struct AttentionRotary {
+  const int32_t* positions = nullptr;     // [num_tokens]
+  const int32_t* slot_mapping = nullptr;  // [num_tokens]
+  const float* inv_freq = nullptr;        // [head_dim / 2]
+  __nv_bfloat16* k_cache = nullptr;       // the caches PagedAttention reads, written at the new slots
+  __nv_bfloat16* v_cache = nullptr;
+};
+
+// Whether PagedAttentionWithRotary takes a launch of `shape`: decode batches whose attention runs one block
+// per row and KV head (from 17 rows, head_dim 64; kernels/paged_attention.cu); for others, run
+// RotaryAndCacheWrite, then PagedAttention.
+bool PagedAttentionRotates(const AttentionShape& shape);
+
+// PagedAttention over unrotated rows (AttentionRotary), for launches where PagedAttentionRotates(shape).
+void PagedAttentionWithRotary(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
+                              const __nv_bfloat16* v_cache, const int32_t* block_tables,
+                              const int32_t* token_seq, const int32_t* context_lens, __nv_bfloat16* out,
+                              float* workspace, size_t workspace_bytes, const AttentionShape& shape,
+                              const AttentionRotary& rotary, cudaStream_t stream);
+
 }  // namespace doze::kernels

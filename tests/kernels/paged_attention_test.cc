@@ -1,5 +1,5 @@
 // PagedAttention (decode with flash-decoding splits, prefill with cached prefixes) against a dense CPU
-// reference.
+// reference; PagedAttentionWithRotary against RotaryAndCacheWrite followed by PagedAttention.
 #include "kernels/paged_attention.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/rotary_kv_cache.h"
 #include "tests/kernels/delayed_copy.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -164,6 +165,86 @@ TEST(WholeContextDecodeTest, MatchesReference) {
   std::vector<SeqSpec> long_rows;
   for (int i = 0; i < 64; ++i) long_rows.push_back({1, 2048 - (i * 97) % 1500});
   CheckAttention(long_rows, kQwen05, 0, 11, /*newest_keys_late=*/true);
+}
+
+// Decode rows whose QKV is unrotated: the attention rotating Q and the newest K itself and writing the newest
+// K and V must give bit for bit what RotaryAndCacheWrite then PagedAttention give, outputs and caches,
+// without reading the newest slots (NaN in its cache until it writes them) and leaving the QKV rows as they
+// are. Batches of whole blocks: contexts within the early chunks and past them (the newest key in a later
+// chunk), padding rows (no context, no cache slot).
+class DecodeRotaryTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(DecodeRotaryTest, FusedRotaryEqualsRotaryThenAttention) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const auto [batch, context] = GetParam();
+  const HeadSpec h = kQwen05;
+  const int block_size = 16, max_blocks = (context + block_size - 1) / block_size, padding = 3;
+  const int num_blocks = max_blocks * batch + 3, rows = batch + padding;
+  std::mt19937 rng(batch * 31 + context);
+  std::vector<int32_t> all_blocks(num_blocks), tables(static_cast<size_t>(rows) * max_blocks, 0);
+  std::iota(all_blocks.begin(), all_blocks.end(), 0);
+  std::shuffle(all_blocks.begin(), all_blocks.end(), rng);
+  std::vector<int32_t> token_seq(rows, 0), ctx_lens(rows, 0), positions(rows, 0), slots(rows, -1);
+  std::vector<SeqSpec> seqs;
+  for (int s = 0, next = 0; s < batch; ++s) {
+    const int len = std::max(1, context - (s * 37) % context);
+    seqs.push_back({1, len});
+    for (int b = 0; b * block_size < len; ++b) tables[s * max_blocks + b] = all_blocks[next++];
+    token_seq[s] = s;
+    ctx_lens[s] = len;
+    positions[s] = len - 1;
+    slots[s] = tables[s * max_blocks + (len - 1) / block_size] * block_size + (len - 1) % block_size;
+  }
+  const int row_elems = h.num_kv_heads * h.head_dim, kv_elems = num_blocks * block_size * row_elems;
+  const int q_stride = (h.num_q_heads + 2 * h.num_kv_heads) * h.head_dim;
+  const std::vector<float> k = RandomBf16(kv_elems, -1.f, 1.f, rng), v = RandomBf16(kv_elems, -1.f, 1.f, rng);
+  const std::vector<float> qkv = RandomBf16(static_cast<size_t>(rows) * q_stride, -1.f, 1.f, rng);
+  const std::vector<float> inv_freq = reference::RopeInvFreq(h.head_dim, 1000000.0);
+  DeviceArray<__nv_bfloat16> qkv_a(ToBf16(qkv)), k_a(ToBf16(k)), v_a(ToBf16(v)),
+      out_a(static_cast<size_t>(rows) * h.num_q_heads * h.head_dim);
+  DeviceArray<__nv_bfloat16> qkv_b(ToBf16(qkv)), out_b(out_a.size()),
+      k_b(ToBf16(WithNewestKeysPoisoned(k, seqs, tables, max_blocks, block_size, row_elems))),
+      v_b(ToBf16(WithNewestKeysPoisoned(v, seqs, tables, max_blocks, block_size, row_elems)));
+  DeviceArray<int32_t> d_tables(tables), d_seq(token_seq), d_ctx(ctx_lens), d_pos(positions), d_slots(slots);
+  DeviceArray<float> d_freq(inv_freq);
+  const size_t ws_bytes = PagedAttentionWorkspaceBytes(rows, h.num_q_heads, h.num_kv_heads, h.head_dim);
+  DeviceArray<float> ws(ws_bytes / sizeof(float));
+  out_a.Poison();
+  out_b.Poison();
+  AttentionShape shape{rows,       h.num_q_heads, h.num_kv_heads,
+                       h.head_dim, block_size,    max_blocks,
+                       context,    q_stride,      1.f / std::sqrt(static_cast<float>(h.head_dim))};
+  shape.one_token_per_seq = true;
+  ASSERT_TRUE(PagedAttentionRotates(shape));
+  RotaryAndCacheWrite(qkv_a.get(), d_pos.get(), d_slots.get(), d_freq.get(), k_a.get(), v_a.get(),
+                      {rows, h.num_q_heads, h.num_kv_heads, h.head_dim, block_size}, nullptr);
+  PagedAttention(qkv_a.get(), k_a.get(), v_a.get(), d_tables.get(), d_seq.get(), d_ctx.get(), out_a.get(),
+                 ws.get(), ws_bytes, shape, nullptr);
+  PagedAttentionWithRotary(qkv_b.get(), k_b.get(), v_b.get(), d_tables.get(), d_seq.get(), d_ctx.get(),
+                           out_b.get(), ws.get(), ws_bytes, shape,
+                           {d_pos.get(), d_slots.get(), d_freq.get(), k_b.get(), v_b.get()}, nullptr);
+  EXPECT_EQ(ToFloat(out_a.Download()), ToFloat(out_b.Download())) << "outputs differ";
+  EXPECT_EQ(ToFloat(k_a.Download()), ToFloat(k_b.Download())) << "K caches differ";
+  EXPECT_EQ(ToFloat(v_a.Download()), ToFloat(v_b.Download())) << "V caches differ";
+  EXPECT_EQ(ToFloat(qkv_b.Download()), qkv) << "the unrotated rows were written";
+}
+
+INSTANTIATE_TEST_SUITE_P(BatchContext, DecodeRotaryTest,
+                         ::testing::Combine(::testing::Values(17, 61), ::testing::Values(1, 17, 700, 1000)));
+
+// Launches the fused rotary does not take: the split kernel's (up to 16 rows), head_dim 128, prefill.
+TEST(DecodeRotaryTest, OnlyWholeBlocksRotate) {
+  DOZE_SKIP_WITHOUT_GPU();
+  AttentionShape shape{16, 14, 2, 64, 16, 64, 1024, 1152, 0.125f};
+  shape.one_token_per_seq = true;
+  EXPECT_FALSE(PagedAttentionRotates(shape));
+  shape.num_tokens = 17;
+  EXPECT_TRUE(PagedAttentionRotates(shape));
+  shape.head_dim = 128;
+  EXPECT_FALSE(PagedAttentionRotates(shape));
+  shape.head_dim = 64;
+  shape.one_token_per_seq = false;
+  EXPECT_FALSE(PagedAttentionRotates(shape));
 }
 
 TEST(PrefillTest, SinglePrompts) {

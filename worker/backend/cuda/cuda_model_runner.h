@@ -35,6 +35,10 @@ struct CudaRunnerOptions {
   // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win up to
   // 32 rows and lose at 64 (kernels/PERF_NOTES.md).
   int decode_mma_max_rows = 32;
+  // Decode steps whose QKV comes from cuBLASLt rotate Q and the new K, and write the new K and V into the
+  // cache, in the attention kernel (kernels::PagedAttentionWithRotary) instead of a RotaryAndCacheWrite
+  // before it, where the attention can.
+  bool attention_rotary = true;
 };
 
 // Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
@@ -124,7 +128,10 @@ class CudaModelRunner : public ModelRunner {
   std::pair<__nv_bfloat16*, __nv_bfloat16*> KvCache(int layer) const;
   void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
   void EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m);
-  void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m);
+  // The attention of `layer`; with `rotate`, Q and the new K are unrotated and the new K and V not yet in the
+  // cache (cuBLASLt's QKV): rotated and written by the attention itself where it can
+  // (kernels::PagedAttentionRotates), else by RotaryAndCacheWrite first.
+  void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
   // y = bf16(x @ w^T) for a projection without bias (o_proj, down_proj): the tensor-core kernel when `mma`.

@@ -77,10 +77,12 @@ class CudaModelRunnerTest : public ::testing::Test {
   }
 
   std::unique_ptr<CudaModelRunner> Make(bool graphs, int gemv_max_rows = 1,
-                                        int decode_mma_max_rows = CudaRunnerOptions{}.decode_mma_max_rows) {
+                                        int decode_mma_max_rows = CudaRunnerOptions{}.decode_mma_max_rows,
+                                        bool attention_rotary = true) {
     CudaRunnerOptions options;
     options.gemv_max_rows = gemv_max_rows;
     options.decode_mma_max_rows = decode_mma_max_rows;
+    options.attention_rotary = attention_rotary;
     options.num_kv_blocks = kNumBlocks;
     options.block_size = kBlockSize;
     options.max_num_tokens = 256;  // small, so that a 700-token prompt grows the buffers
@@ -181,17 +183,22 @@ TEST_F(CudaModelRunnerTest, FusedDecodeOfSeveralRowsMatchesCpu) {
 
 // With the tensor-core decode kernels allowed up to 64 rows (rotary and SwiGLU in their epilogues), decode
 // batches of 2 to 64 rows take them: 41 sequences pad to the 48-row graph, 64 fill the largest. Logits as the
-// CPU's, and in decode as cuBLASLt's (the same bf16 roundings; only the order of the fp32 sums differs).
+// CPU's, and in decode as cuBLASLt's (the same bf16 roundings; only the order of the fp32 sums differs). The
+// cuBLASLt runner's decode attention (one block per row and KV head at 41 and 64 rows) rotates Q and the new
+// K itself: bit for bit what a RotaryAndCacheWrite before it gives.
 TEST_F(CudaModelRunnerTest, TensorCoreDecodeMatchesCpuAndCublasLt) {
   std::unique_ptr<CudaModelRunner> tensor_cores = Make(true, /*gemv_max_rows=*/1, /*decode_mma_max_rows=*/64);
   std::unique_ptr<CudaModelRunner> cublas_lt = Make(true, /*gemv_max_rows=*/1, /*decode_mma_max_rows=*/0);
+  std::unique_ptr<CudaModelRunner> separate_rotary =
+      Make(true, /*gemv_max_rows=*/1, /*decode_mma_max_rows=*/0, /*attention_rotary=*/false);
   ASSERT_NE(tensor_cores, nullptr);
   ASSERT_NE(cublas_lt, nullptr);
+  ASSERT_NE(separate_rotary, nullptr);
   ASSERT_TRUE(tensor_cores->UseDecodeMma(41) && tensor_cores->UseDecodeMma(64));
   ASSERT_FALSE(cublas_lt->UseDecodeMma(41) || cublas_lt->UseDecodeMma(64));
   std::vector<Seq> seqs;
   for (int i = 0; i < 64; ++i) seqs.push_back(NewSeq(2 + 3 * i, 100 + i));
-  // Runs the next tokens of the first `num_seqs` sequences (their prompts, or one each) on all three runners.
+  // Runs the next tokens of the first `num_seqs` sequences (their prompts, or one each) on all four runners.
   const auto step = [&](int num_seqs, bool prefill, const std::string& what) {
     std::vector<SeqStep> steps;
     for (int i = 0; i < num_seqs; ++i) {
@@ -205,6 +212,7 @@ TEST_F(CudaModelRunnerTest, TensorCoreDecodeMatchesCpuAndCublasLt) {
     ExpectRowsNear(tensor_core, Step(*cpu_, steps), 0.1, 0.04, what + " vs CPU");
     const Rows cublas = Step(*cublas_lt, steps);  // every runner's cache needs the step
     if (!prefill) ExpectRowsNear(tensor_core, cublas, 2e-2, 1e-2, what + " vs cuBLASLt");
+    EXPECT_EQ(cublas, Step(*separate_rotary, steps)) << what << ": rotary in the attention";
   };
   step(64, true, "prefill of 64");
   for (int i = 0; i < 2; ++i) step(64, false, "decode of 64, step " + std::to_string(i));
