@@ -59,10 +59,12 @@ using SplitBlock = BlockShape<4, 2>;
 // the split kernel's small blocks, which start beside the kernel before, win in the step (H100,
 // kernels/PERF_NOTES.md).
 using WholeBlock = BlockShape<16, 3>;
-// The fewest keys a split takes when the context allows: one 16-key chunk for each of the block's warps. A
-// row shorter than its bucket's splits times this uses fewer splits (the rest exit at once) rather than
-// leaving warps idle in every block (H100: 1 x 640 in a 1,024 bucket, 14 splits of 48 keys, took longer than
-// 1 x 1,000 in 16 of 64: kernels/PERF_NOTES.md). DOZE_ATTENTION_MIN_PARTITION overrides it (measurements).
+// The fewest keys a split takes when the context allows, for batches of up to kFineSplitRows rows: one
+// 16-key chunk for each of the block's warps; larger batches take kMinPartition. A row shorter than its
+// bucket's splits times this uses fewer splits (the rest exit at once) rather than leaving warps idle in
+// every block (H100: 1 x 640 in a 1,024 bucket, 14 splits of 48 keys, took longer than 1 x 1,000 in 16 of 64;
+// at 16 rows 128 keys beat 64 and 96, at 1 to 8 rows 64 beat 96 and 128: kernels/PERF_NOTES.md).
+// DOZE_ATTENTION_MIN_PARTITION overrides it (measurements).
 constexpr int kMinRowPartition = SplitBlock::kWarps * kStepKeys;
 
 // Where the work of one block lies: which query row, KV head and key range.
@@ -754,13 +756,14 @@ int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
     --splits;
   return splits;
 }
-int MinRowPartition() {
+int MinRowPartition(int rows) {
   static const int keys = [] {
     const char* env = std::getenv("DOZE_ATTENTION_MIN_PARTITION");
     const int value = env != nullptr ? std::atoi(env) : 0;
-    return value > 0 ? (value + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign : kMinRowPartition;
+    return value > 0 ? (value + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign : 0;
   }();
-  return keys;
+  if (keys > 0) return keys;
+  return rows <= kFineSplitRows ? kMinRowPartition : kMinPartition;
 }
 
 // The arguments of one PagedAttention launch.
@@ -780,7 +783,7 @@ struct LaunchArgs {
 template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
 void Launch(const LaunchArgs& a, const AttentionShape& s, int splits, cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
-  const int min_partition = MinRowPartition();
+  const int min_partition = MinRowPartition(s.num_tokens);
   LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged, B, kRotary>, grid, dim3(B::kThreads),
                 KernelSharedBytes<kHeadDim, kStaged, B, kRotary>(), stream, a.q, a.k_cache, a.v_cache,
                 a.block_tables, a.token_seq, a.context_lens, a.out, a.workspace, s, min_partition, a.rotary);
