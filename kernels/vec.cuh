@@ -7,6 +7,12 @@
 
 namespace doze::kernels {
 
+// Two floats rounded to bf16 and packed into one 32-bit word, the first in the low half.
+__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
 // Eight bf16 values moved as one 16-byte load or store.
 struct alignas(16) Bf16x8 {
   __nv_bfloat162 h[4];
