@@ -461,9 +461,9 @@ __device__ __forceinline__ void RunStagedChunks(const WarpKeys<kHeadDim>& w,
 // with one new token per sequence they were all written by earlier steps, so this runs before the grid
 // dependency wait.
 template <int kHeadDim, typename B>
-__device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w, int newest,
+__device__ __forceinline__ void IssueEarlyChunks(const WarpKeys<kHeadDim>& w,
                                                  StepSlot<kHeadDim> (&chunks)[B::kBuffers]) {
-  const int copy_end = min(newest, w.work.end);
+  const int copy_end = min(w.newest, w.work.end);
 #pragma unroll
   for (int i = 0; i < B::kBuffers; ++i) {
     IssueStep<kHeadDim>(chunks[i], w.k_cache, w.v_cache, w.work, w.s,
@@ -541,7 +541,7 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
   PrefetchChunkTable(work, s, keys.first_key, kChunkKeys);
   if constexpr (kStaged) {
     PrefetchChunkTable(work, s, keys.first_key + B::kWarps * kChunkKeys, kChunkKeys);
-    IssueEarlyChunks<kHeadDim, B>(keys, context - 1, staged->chunks[warp]);
+    IssueEarlyChunks<kHeadDim, B>(keys, staged->chunks[warp]);
   }
   GridDependencyWait();
   LaunchDependents();

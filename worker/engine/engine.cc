@@ -1,5 +1,6 @@
 #include "worker/engine/engine.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -153,13 +154,10 @@ std::optional<Engine::LaunchedStep> Engine::Launch(bool ahead) {
 
 bool Engine::CanRunAhead() const {
   if (!config_.async_scheduling || !runner_->SupportsAsyncSampling() || !in_flight_->on_device) return false;
-  for (const Sequence* seq : scheduler_.running()) {
-    if (!CanSampleAhead(*seq)) return false;
-  }
-  for (const Sequence* seq : scheduler_.waiting()) {
-    if (!CanSampleAhead(*seq)) return false;
-  }
-  return true;
+  const auto all_ahead = [](const auto& seqs) {
+    return std::all_of(seqs.begin(), seqs.end(), [](const Sequence* seq) { return CanSampleAhead(*seq); });
+  };
+  return all_ahead(scheduler_.running()) && all_ahead(scheduler_.waiting());
 }
 
 bool Engine::DeviceRows(const Batch& batch, std::vector<DeviceSamplingRow>* rows) const {

@@ -12,22 +12,24 @@ bool HasPenalties(const SamplingParams& params) {
          params.frequency_penalty != 0.0f;
 }
 
+// Whether `seq`'s next token needs the host sampler: logprobs, or top_logits on its first output token.
+bool NeedsHostSampling(const Sequence& seq) {
+  const SamplingParams& params = seq.params();
+  return params.logprobs || (params.top_logits > 0 && seq.num_output_tokens() == 0);
+}
+
 }  // namespace
 
 std::optional<DeviceSamplingRow> DeviceSamplingRowOf(const Sequence& seq) {
+  if (NeedsHostSampling(seq)) return std::nullopt;
   const SamplingParams& params = seq.params();
-  if (params.logprobs) return std::nullopt;
-  if (params.top_logits > 0 && seq.num_output_tokens() == 0) return std::nullopt;
   DeviceSamplingRow row{params.temperature, params.top_k,   params.top_p,
                         params.min_p,       seq.rng_seed(), static_cast<uint64_t>(seq.num_output_tokens())};
   if (HasPenalties(params)) row.edits = seq.logit_edits();
   return row;
 }
 
-bool CanSampleAhead(const Sequence& seq) {
-  const SamplingParams& params = seq.params();
-  return !params.logprobs && !HasPenalties(params) && (params.top_logits == 0 || seq.num_output_tokens() > 0);
-}
+bool CanSampleAhead(const Sequence& seq) { return !NeedsHostSampling(seq) && !HasPenalties(seq.params()); }
 
 std::vector<TokenValue> TopValues(absl::Span<const float> values, int k) {
   k = std::min<int>(k, static_cast<int>(values.size()));
