@@ -7,6 +7,7 @@
 #include "kernels/decode_mma.h"
 #include "kernels/device_info.h"
 #include "kernels/pdl.cuh"
+#include "kernels/wgmma.cuh"
 
 namespace doze::kernels {
 namespace {
@@ -29,6 +30,7 @@ struct Params {
   int m, n, k, num_items;
   int ksplit, chunks_per_split;
   int x_stride;  // 16-byte vectors between rows of x's slice in shared memory
+  bool wgmma;    // the pipelined kernel's products on warpgroup instructions (where compiled)
 };
 
 // d += A[16 x 16] B[16 x 8]; a0..a3 hold A[g][2c..], A[g + 8][2c..], A[g][2c + 8..], A[g + 8][2c + 8..] and
@@ -189,28 +191,27 @@ static __global__ void __launch_bounds__(kThreads) DecodeMmaKernel(Params p) {
   }
 }
 
-// The pipelined kernel (from PipelineMinRows rows): a block of eight warps, two per 16-row mma tile, owns 64
-// weight rows (64 outputs, or 32 items of a paired epilogue) and every row of x; 64-wide k-tiles of both
+// The pipelined kernel (from PipelineMinRows rows): a block of eight warps, one per 16-row mma tile, owns 128
+// weight rows (128 outputs, or 64 items of a paired epilogue) and every row of x; 64-wide k-tiles of both
 // stream through kPipeStages stages of shared memory with cp.async, so each block keeps several tiles of
-// weights in flight without holding them in registers, and ldmatrix feeds the tensor cores from the swizzled
-// tiles.
-constexpr int kPipeK = 64;           // k values per tile: a 128-byte row, eight 16-byte pieces
-constexpr int kPipeWeightRows = 64;  // four 16-row mma tiles, one a warp
-// Stages of a block with kNTiles 8-row tiles of x. Deep: as many as keep two blocks a multiprocessor (about
-// 110 KB each), the most weight bytes in flight (gate/up alone -10% at 16 and 32 rows); otherwise six, whose
-// smaller blocks leave room for the next kernel's to start early. Taken for blocks that stream their rows
-// over all of k (no split) and for every projection at 17-32 rows: on the H100 the k-split projections lose
-// with deep stages at 16 rows (batch 16 step +0.8%) and win at 32 (-1.5%; kernels/PERF_NOTES.md).
+// weights in flight without holding them in registers. The tensor cores read the swizzled tiles with
+// wgmma, two warpgroups of 64 weight rows each (sm_90a builds), or through ldmatrix and mma.sync. 128 rows
+// rather than 64 halve the x tiles every block copies (at 64 rows as many bytes as the weights): on the
+// H100 with wgmma, gate/up at 64 rows 12.4 -> 12.0 us, down 9.2 -> 8.2 (kernels/PERF_NOTES.md).
+constexpr int kPipeK = 64;            // k values per tile: a 128-byte row, eight 16-byte pieces
+constexpr int kPipeWeightRows = 128;  // eight 16-row mma tiles, one a warp
+// Stages of a block with kNTiles 8-row tiles of x. Deep: 10, 8 or 6 (180, 160 or 144 KB, one block a
+// multiprocessor), the most weight bytes in flight; otherwise six, whose smaller blocks leave room for the
+// next kernel's to start early. Taken for blocks that stream their rows over all of k (no split) and for
+// every projection at 17-32 rows (chosen with 64-row blocks: on the H100 the k-split projections lost with
+// deep stages at 16 rows, batch 16 step +0.8%, and won at 32, -1.5%; kernels/PERF_NOTES.md).
 template <int kNTiles, bool kDeep>
 constexpr int kPipeStages = !kDeep         ? 6
                             : kNTiles <= 2 ? 10
                             : kNTiles <= 4 ? 8
                                            : 6;
 constexpr int kPipeTileBytes = kPipeWeightRows * kPipeK * 2;
-// Two warps per 16-row mma tile, each taking half of every k-tile's four 16-wide steps; their sums are added
-// through shared memory at the end.
-constexpr int kPipeKGroups = 2;
-constexpr int kPipeThreads = kPipeKGroups * (kPipeWeightRows / 16) * 32;
+constexpr int kPipeThreads = kPipeWeightRows / 16 * 32;
 
 // Byte offset of piece `c` of tile row `row`: pieces XOR-swizzled by the row, so that the eight rows an
 // ldmatrix phase reads fall in eight different bank groups.
@@ -253,44 +254,73 @@ __device__ __forceinline__ int PipeWeightRow(const Params& p, int r) {
   }
 }
 
-// Issues the copies of k-tile `tile` (global index) of the block's weight rows into `w_stage`.
-template <Epilogue E>
-__device__ __forceinline__ void CopyWeightTile(const Params& p, char* w_stage, int tile) {
+// A thread's share of every k-tile's copies into a stage: the sources of its 16-byte pieces at k = 0 and
+// their places in the stage, worked out once per block (recomputed per tile, the weight rows' item lookups
+// and the index arithmetic were most of what the loop issued).
+template <int kNTiles, Epilogue E>
+class TileCopies {
+ public:
+  __device__ __forceinline__ explicit TileCopies(const Params& p) : k_(p.k) {
 #pragma unroll
-  for (int i = 0; i < kPipeWeightRows * 8 / kPipeThreads; ++i) {
-    const int e = threadIdx.x + i * kPipeThreads, row = e >> 3, c = e & 7;
-    const int wrow = PipeWeightRow<E>(p, row);
-    const int col = tile * kPipeK + 8 * c;
-    const bool valid = wrow >= 0 && col < p.k;
-    CopyAsync16<CopyCache::kL2Only>(w_stage + SwizzledOffset(row, c),
-                                    valid ? p.w + static_cast<int64_t>(wrow) * p.k + col : p.w, valid);
+    for (int i = 0; i < kWeightPieces; ++i) {
+      const int e = threadIdx.x + i * kPipeThreads, row = e >> 3, c = e & 7;
+      const int wrow = PipeWeightRow<E>(p, row);
+      w_[i] = p.w + static_cast<int64_t>(max(wrow, 0)) * p.k + 8 * c;
+      if (wrow >= 0) rows_ |= 1u << i;
+      w_offset_[i] = SwizzledOffset(row, c);
+    }
+#pragma unroll
+    for (int i = 0; i < kXPieces; ++i) {
+      const int e = threadIdx.x + i * kPipeThreads, row = e >> 3, c = e & 7;
+      x_[i] = p.x + static_cast<int64_t>(min(row, p.m - 1)) * p.k + 8 * c;
+      if (e < kNTiles * 64 && row < p.m) rows_ |= 1u << (kWeightPieces + i);
+      x_offset_[i] = e < kNTiles * 64 ? SwizzledOffset(row, c) : kNoPlace;
+    }
+    c8_ = 8 * (threadIdx.x & 7);  // every piece of a thread has the same c: kPipeThreads is a multiple of 8
   }
-}
 
-// Issues the copies of k-tile `tile` of x's rows [0, kNTiles * 8) into `x_stage`, zeros past row m.
-template <int kNTiles>
-__device__ __forceinline__ void CopyXTile(const Params& p, char* x_stage, int tile) {
-  for (int e = threadIdx.x; e < kNTiles * 8 * 8; e += kPipeThreads) {
-    const int row = e >> 3, c = e & 7;
-    const int col = tile * kPipeK + 8 * c;
-    const bool valid = row < p.m && col < p.k;
-    CopyAsync16<CopyCache::kL2Only>(x_stage + SwizzledOffset(row, c),
-                                    valid ? p.x + static_cast<int64_t>(row) * p.k + col : p.x, valid);
+  // The block's weight rows of k-tile `tile` into the stage's weights; zeros past the last item or k.
+  __device__ __forceinline__ void Weights(char* w_stage, int tile) const {
+    const bool in_k = tile * kPipeK + c8_ < k_;
+#pragma unroll
+    for (int i = 0; i < kWeightPieces; ++i) {
+      const bool valid = (rows_ >> i & 1) && in_k;
+      CopyAsync16<CopyCache::kL2Only>(w_stage + w_offset_[i], w_[i] + (valid ? tile * kPipeK : 0), valid);
+    }
   }
-}
 
-// The mma tile (16 weight rows) and k group of the calling warp.
-__device__ __forceinline__ int PipeTile() { return (threadIdx.x >> 5) % (kPipeWeightRows / 16); }
-__device__ __forceinline__ int PipeKGroup() { return (threadIdx.x >> 5) / (kPipeWeightRows / 16); }
+  // x's rows [0, kNTiles * 8) of k-tile `tile` into the stage's x; zeros past row m or k.
+  __device__ __forceinline__ void X(char* x_stage, int tile) const {
+    const bool in_k = tile * kPipeK + c8_ < k_;
+#pragma unroll
+    for (int i = 0; i < kXPieces; ++i) {
+      if (x_offset_[i] == kNoPlace) continue;
+      const bool valid = (rows_ >> (kWeightPieces + i) & 1) && in_k;
+      CopyAsync16<CopyCache::kL2Only>(x_stage + x_offset_[i], x_[i] + (valid ? tile * kPipeK : 0), valid);
+    }
+  }
 
-// acc[j] += the warp's 16 weight rows x rows 8j + [0, 8) of x over its k group's steps of one staged k-tile.
+ private:
+  static constexpr int kWeightPieces = kPipeWeightRows * 8 / kPipeThreads;
+  static constexpr int kXPieces = (kNTiles * 64 + kPipeThreads - 1) / kPipeThreads;
+  static constexpr uint32_t kNoPlace = ~0u;
+  const __nv_bfloat16* w_[kWeightPieces];  // a row past the last item: a row that is (copies nothing)
+  uint32_t w_offset_[kWeightPieces];
+  const __nv_bfloat16* x_[kXPieces];  // a row past m: row m - 1 (copies nothing)
+  uint32_t x_offset_[kXPieces];       // kNoPlace: no piece for this thread
+  uint32_t rows_ = 0;  // bit i: weight piece i's row exists; bit kWeightPieces + i: x piece i's
+  int k_, c8_;
+};
+
+// The mma tile (16 weight rows) of the calling warp.
+__device__ __forceinline__ int PipeTile() { return threadIdx.x >> 5; }
+
+// acc[j] += the warp's 16 weight rows x rows 8j + [0, 8) of x over one staged k-tile.
 template <int kNTiles>
 __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, float (&acc)[kNTiles][4]) {
-  constexpr int kSteps = kPipeK / 16 / kPipeKGroups;
   const int lane = threadIdx.x & 31, warp = PipeTile();
 #pragma unroll
-  for (int step = 0; step < kSteps; ++step) {
-    const int kk = PipeKGroup() * kSteps + step;
+  for (int kk = 0; kk < kPipeK / 16; ++kk) {
     uint32_t a[4];
     const int a_row = 16 * warp + (lane & 15);
     LdMatrixX4(w_stage + SwizzledOffset(a_row, 2 * kk + (lane >> 4)), a[0], a[1], a[2], a[3]);
@@ -309,6 +339,22 @@ __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, floa
     }
   }
 }
+
+#if defined(DOZE_HAVE_WGMMA)
+// The same products as MmaTile, by each warpgroup at once: its four warps are four 16-row tiles, and the
+// wgmma read both operands from the stage (no ldmatrix, x read once for the four).
+template <int kNTiles>
+__device__ __forceinline__ void WgmmaTile(uint32_t w_stage, uint32_t x_stage, float (&acc)[kNTiles][4]) {
+  const uint32_t rows = (PipeTile() / 4) * 64 * 128;  // the warpgroup's 64 weight rows
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kPipeK / 16; ++kk) {
+    Wgmma<kNTiles>(acc, SwizzledTileDescriptor(w_stage + rows + 32 * kk),
+                   SwizzledTileDescriptor(x_stage + 32 * kk));
+  }
+  WgmmaCommitAndWait();
+}
+#endif
 
 // Calls f for each of the warp's outputs: f(x row, column, sum) for kStore, f(x row, item, first sum, second
 // sum) for the paired epilogues; rows at or past m and items past the end skipped.
@@ -333,73 +379,53 @@ __device__ __forceinline__ void ForEachPipeOutput(const Params& p, const float (
   }
 }
 
-// Adds the other k groups' sums into k group 0's accumulators, through `red` (the stages' shared memory,
-// free once every copy has landed and every warp has left the loop).
-template <int kNTiles>
-__device__ __forceinline__ void AddKGroups(float* red, float (&acc)[kNTiles][4]) {
-  constexpr int kValues = kNTiles * 4;
-  WaitAsyncCopies<0>();
-  __syncthreads();
-  const int lane = threadIdx.x & 31;
-  float* mine = red + (threadIdx.x >> 5) * kValues * 32;  // [value][lane] a warp
-  if (PipeKGroup() != 0) {
-#pragma unroll
-    for (int j = 0; j < kNTiles; ++j) {
-#pragma unroll
-      for (int v = 0; v < 4; ++v) mine[(4 * j + v) * 32 + lane] = acc[j][v];
-    }
-  }
-  __syncthreads();
-  if (PipeKGroup() != 0) return;
-  for (int group = 1; group < kPipeKGroups; ++group) {
-    const float* theirs = red + (group * (kPipeWeightRows / 16) + PipeTile()) * kValues * 32;
-#pragma unroll
-    for (int j = 0; j < kNTiles; ++j) {
-#pragma unroll
-      for (int v = 0; v < 4; ++v) acc[j][v] += theirs[(4 * j + v) * 32 + lane];
-    }
-  }
-}
-
 // Block (group, split): the group's weight rows over the split's k-tiles.
 template <int kNTiles, Epilogue E, bool kDeep>
 static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(Params p) {
   constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
   constexpr int kStages = kPipeStages<kNTiles, kDeep>;
-  extern __shared__ __align__(128) char smem[];  // [kStages][weights | x]
+  extern __shared__ __align__(1024) char smem[];  // [kStages][weights | x], stages on 1,024-byte boundaries
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+#if defined(DOZE_HAVE_WGMMA)
+  if (p.wgmma && (smem_base & 1023) != 0) __trap();  // the swizzle atoms need it
+#endif
   constexpr int kStageBytes = kPipeTileBytes + kXTileBytes;
-  static_assert(kPipeThreads / 32 * kNTiles * 4 * 32 * sizeof(float) <= kStages * kStageBytes,
-                "AddKGroups reuses the stages");
   const int ktiles = (p.k + kPipeK - 1) / kPipeK;
   const int t_begin = blockIdx.y * p.chunks_per_split;
   const int t_count = min(ktiles, t_begin + p.chunks_per_split) - t_begin;
+  const TileCopies<kNTiles, E> copies(p);
   // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
-  for (int s = 0; s < kStages - 1 && s < t_count; ++s)
-    CopyWeightTile<E>(p, smem + s * kStageBytes, t_begin + s);
+  for (int s = 0; s < kStages - 1 && s < t_count; ++s) copies.Weights(smem + s * kStageBytes, t_begin + s);
   CommitAsyncCopies();
   GridDependencyWait();
   LaunchDependents();
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < t_count) CopyXTile<kNTiles>(p, smem + s * kStageBytes + kPipeTileBytes, t_begin + s);
+    if (s < t_count) copies.X(smem + s * kStageBytes + kPipeTileBytes, t_begin + s);
     CommitAsyncCopies();
   }
   float acc[kNTiles][4] = {};
   for (int i = 0; i < t_count; ++i) {
     WaitAsyncCopies<kStages - 2>();
+#if defined(DOZE_HAVE_WGMMA)
+    if (p.wgmma) FenceSharedForAsyncProxy();
+#endif
     __syncthreads();  // tile i is in; every warp is done with tile i - 1, whose stage the next copies reuse
     const int next = i + kStages - 1;
     if (next < t_count) {
       char* stage = smem + (next % kStages) * kStageBytes;
-      CopyWeightTile<E>(p, stage, t_begin + next);
-      CopyXTile<kNTiles>(p, stage + kPipeTileBytes, t_begin + next);
+      copies.Weights(stage, t_begin + next);
+      copies.X(stage + kPipeTileBytes, t_begin + next);
     }
     CommitAsyncCopies();
     const uint32_t stage = smem_base + (i % kStages) * kStageBytes;
+#if defined(DOZE_HAVE_WGMMA)
+    if (p.wgmma) {
+      WgmmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
+      continue;
+    }
+#endif
     MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
   }
-  AddKGroups<kNTiles>(reinterpret_cast<float*>(smem), acc);
-  if (PipeKGroup() != 0) return;
   if (p.ksplit == 1) {
     if constexpr (E == Epilogue::kStore) {
       ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int col, float v) {
@@ -476,6 +502,16 @@ int TargetWarps() {
 int PipelineMinRows() {
   static const int rows = EnvInt("DOZE_DECODE_MMA_PIPELINE_MIN_ROWS", 3);
   return rows;
+}
+
+// Whether the pipelined kernel multiplies with warpgroup instructions (sm_90a builds; elsewhere the flag is
+// ignored and mma.sync runs); DOZE_DECODE_MMA_WGMMA=0 keeps mma.sync (measurements).
+bool UseWgmma() {
+  static const bool wgmma = [] {
+    const char* env = std::getenv("DOZE_DECODE_MMA_WGMMA");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  return wgmma;
 }
 
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
@@ -566,6 +602,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
   p.chunks_per_split = grid.chunks_per_split;
   p.x_stride = XStride(grid.chunks_per_split);
   p.partials = static_cast<float*>(workspace.data);
+  p.wgmma = UseWgmma();
   switch (TileRows(p.m)) {
     case 8:
       LaunchTiles<1, E>(p, grid, stream);
