@@ -1,3 +1,5 @@
+#include <cooperative_groups.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -26,11 +28,12 @@ struct Params {
   __nv_bfloat16* out;         // kStore: [m, n]; kSwiGlu: [m, n / 2]; kRotary: unused
   RotaryCacheOutput rotary;   // kRotary only
   RotaryShape shape;          // kRotary only
-  float* partials;            // [ksplit, m, n] when ksplit > 1
+  float* partials;            // [ksplit, m, n] when k splits end in the reduce kernel
   int m, n, k, num_items;
   int ksplit, chunks_per_split;
-  int x_stride;  // 16-byte vectors between rows of x's slice in shared memory
-  bool wgmma;    // the pipelined kernel's products on warpgroup instructions (where compiled)
+  int x_stride;         // 16-byte vectors between rows of x's slice in shared memory
+  bool wgmma;           // the pipelined kernel's products on warpgroup instructions (where compiled)
+  bool cluster_reduce;  // the pipelined kernel's k splits are a cluster and add their sums there
 };
 
 // d += A[16 x 16] B[16 x 8]; a0..a3 hold A[g][2c..], A[g + 8][2c..], A[g][2c + 8..], A[g + 8][2c + 8..] and
@@ -356,30 +359,104 @@ __device__ __forceinline__ void WgmmaTile(uint32_t w_stage, uint32_t x_stage, fl
 }
 #endif
 
-// Calls f for each of the warp's outputs: f(x row, column, sum) for kStore, f(x row, item, first sum, second
-// sum) for the paired epilogues; rows at or past m and items past the end skipped.
-template <int kNTiles, Epilogue E, typename F>
-__device__ __forceinline__ void ForEachPipeOutput(const Params& p, const float (&acc)[kNTiles][4], F&& f) {
-  const int lane = threadIdx.x & 31, warp = PipeTile(), g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int j = 0; j < kNTiles; ++j) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int row = 8 * j + 2 * t + h;
-      if (row >= p.m) continue;
-      if constexpr (E == Epilogue::kStore) {
-        const int col = blockIdx.x * kPipeWeightRows + 16 * warp + g;
-        if (col < p.n) f(row, col, acc[j][h]);
-        if (col + 8 < p.n) f(row, col + 8, acc[j][2 + h]);
-      } else {
-        const int item = blockIdx.x * PipeItems(E) + 8 * warp + g;
-        if (item < p.num_items) f(row, item, acc[j][h], acc[j][2 + h]);
-      }
-    }
+// A unit of warp `warp`'s sums is x row 8j + 2t + h against the warp's tile rows g (v0) and g + 8 (v1), lane
+// = 4g + t: two output columns for kStore, one item's pair for the paired epilogues. Sets the unit's row and
+// first column (kStore) or item; false when the row is at or past m or the column or item past the end.
+template <Epilogue E>
+__device__ __forceinline__ bool PipeUnit(const Params& p, int warp, int lane, int j, int h, int& row,
+                                         int& index) {
+  row = 8 * j + 2 * (lane & 3) + h;
+  if constexpr (E == Epilogue::kStore) {
+    index = blockIdx.x * kPipeWeightRows + 16 * warp + (lane >> 2);
+    return row < p.m && index < p.n;
+  } else {
+    index = blockIdx.x * PipeItems(E) + 8 * warp + (lane >> 2);
+    return row < p.m && index < p.num_items;
   }
 }
 
-// Block (group, split): the group's weight rows over the split's k-tiles.
+// The epilogue of one unit from its complete sums.
+template <Epilogue E>
+__device__ __forceinline__ void FinishPipeUnit(const Params& p, int warp, int lane, int j, int h, float v0,
+                                               float v1) {
+  int row, index;
+  if (!PipeUnit<E>(p, warp, lane, j, h, row, index)) return;
+  if constexpr (E == Epilogue::kStore) {
+    __nv_bfloat16* out = p.out + static_cast<int64_t>(row) * p.n;
+    out[index] = __float2bfloat16(v0);
+    if (index + 8 < p.n) out[index + 8] = __float2bfloat16(v1);
+  } else {
+    const float sum[2] = {v0, v1};
+    Finish<E>(p, row, index, ItemColumns<E>(index, p.num_items, p.shape.head_dim), sum);
+  }
+}
+
+// One unit's sums of this block's k split into partials[split][row][column], for DecodeMmaReduceKernel.
+template <Epilogue E>
+__device__ __forceinline__ void StorePipeUnitPartials(const Params& p, int warp, int lane, int j, int h,
+                                                      float v0, float v1) {
+  int row, index;
+  if (!PipeUnit<E>(p, warp, lane, j, h, row, index)) return;
+  float* out = p.partials + (static_cast<int64_t>(blockIdx.y) * p.m + row) * p.n;
+  if constexpr (E == Epilogue::kStore) {
+    __stcg(out + index, v0);
+    if (index + 8 < p.n) __stcg(out + index + 8, v1);
+  } else {
+    const int2 cols = ItemColumns<E>(index, p.num_items, p.shape.head_dim);
+    __stcg(out + cols.x, v0);
+    __stcg(out + cols.y, v1);
+  }
+}
+
+// The most k splits added in a cluster (the portable cluster size); more go through the reduce kernel.
+constexpr int kMaxClusterBlocks = 8;
+
+// With k split over the blocks of a cluster (blockIdx.y is the rank): every block leaves its sums in its own
+// shared memory (`red`, the stages, free once every warp is done with them), then block r adds the splits'
+// sums of its share of the units, in split order, reading the others' shared memory, and runs their epilogue.
+template <int kNTiles, Epilogue E>
+__device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const float (&acc)[kNTiles][4],
+                                                      float* red) {
+  constexpr int kValues = kNTiles * 4;  // a lane's sums
+  constexpr int kUnits = kPipeThreads / 32 * kNTiles * 2 * 32;
+  const int lane = threadIdx.x & 31;
+  __syncthreads();
+  float* mine = red + PipeTile() * kValues * 32;  // [value][lane] a warp
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+    for (int v = 0; v < 4; ++v) mine[(4 * j + v) * 32 + lane] = acc[j][v];
+  }
+  cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+  cluster.sync();
+  const int splits = p.ksplit, share = (kUnits + splits - 1) / splits;
+  const int end = min(kUnits, (static_cast<int>(cluster.block_rank()) + 1) * share);
+  for (int u = cluster.block_rank() * share + threadIdx.x; u < end; u += kPipeThreads) {
+    // u = ((warp * kNTiles + j) * 2 + h) * 32 + lane
+    const int unit_lane = u & 31, h = (u >> 5) & 1, j = (u >> 6) % kNTiles, warp = (u >> 6) / kNTiles;
+    const int first = warp * kValues * 32 + (4 * j + h) * 32 + unit_lane;
+    float a[kMaxClusterBlocks], b[kMaxClusterBlocks];  // every split's pair loaded at once
+#pragma unroll
+    for (int s = 0; s < kMaxClusterBlocks; ++s) {
+      if (s >= splits) break;
+      const float* theirs = cluster.map_shared_rank(red, s);
+      a[s] = theirs[first];
+      b[s] = theirs[first + 2 * 32];
+    }
+    float v0 = 0.f, v1 = 0.f;
+#pragma unroll
+    for (int s = 0; s < kMaxClusterBlocks; ++s) {
+      if (s >= splits) break;
+      v0 += a[s];
+      v1 += b[s];
+    }
+    FinishPipeUnit<E>(p, warp, unit_lane, j, h, v0, v1);
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+}
+
+// Block (group, split): the group's weight rows over the split's k-tiles; with cluster_reduce a group's
+// splits are one cluster and add their sums there, else each writes partials for the reduce kernel.
 template <int kNTiles, Epilogue E, bool kDeep>
 static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(Params p) {
   constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
@@ -390,6 +467,8 @@ static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(
   if (p.wgmma && (smem_base & 1023) != 0) __trap();  // the swizzle atoms need it
 #endif
   constexpr int kStageBytes = kPipeTileBytes + kXTileBytes;
+  static_assert(kPipeThreads * kNTiles * 4 * sizeof(float) <= kStages * kStageBytes,
+                "ReduceSplitsInCluster reuses the stages");
   const int ktiles = (p.k + kPipeK - 1) / kPipeK;
   const int t_begin = blockIdx.y * p.chunks_per_split;
   const int t_count = min(ktiles, t_begin + p.chunks_per_split) - t_begin;
@@ -426,29 +505,18 @@ static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(
 #endif
     MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
   }
-  if (p.ksplit == 1) {
-    if constexpr (E == Epilogue::kStore) {
-      ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int col, float v) {
-        p.out[static_cast<int64_t>(row) * p.n + col] = __float2bfloat16(v);
-      });
-    } else {
-      ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int item, float v0, float v1) {
-        const float sum[2] = {v0, v1};
-        Finish<E>(p, row, item, ItemColumns<E>(item, p.num_items, p.shape.head_dim), sum);
-      });
+  if (p.cluster_reduce) return ReduceSplitsInCluster<kNTiles, E>(p, acc, reinterpret_cast<float*>(smem));
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (p.ksplit == 1) {
+        FinishPipeUnit<E>(p, PipeTile(), lane, j, h, acc[j][h], acc[j][2 + h]);
+      } else {
+        StorePipeUnitPartials<E>(p, PipeTile(), lane, j, h, acc[j][h], acc[j][2 + h]);
+      }
     }
-    return;
-  }
-  float* out = p.partials + static_cast<int64_t>(blockIdx.y) * p.m * p.n;
-  if constexpr (E == Epilogue::kStore) {
-    ForEachPipeOutput<kNTiles, E>(
-        p, acc, [&](int row, int col, float v) { __stcg(out + static_cast<int64_t>(row) * p.n + col, v); });
-  } else {
-    ForEachPipeOutput<kNTiles, E>(p, acc, [&](int row, int item, float v0, float v1) {
-      const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
-      __stcg(out + static_cast<int64_t>(row) * p.n + cols.x, v0);
-      __stcg(out + static_cast<int64_t>(row) * p.n + cols.y, v1);
-    });
   }
 }
 
@@ -482,6 +550,7 @@ int XStride(int chunks) {
 struct Grid {
   bool pipelined = false;
   int groups = 0, ksplit = 0, chunks_per_split = 0;  // pipelined: chunks are 64-wide k-tiles
+  bool cluster_reduce = false;                       // pipelined: the splits add their sums in a cluster
 };
 
 // An integer from the environment, or `fallback` when unset or not positive (measurement knobs).
@@ -514,6 +583,16 @@ bool UseWgmma() {
   return wgmma;
 }
 
+// Whether the pipelined kernel's k splits (up to kMaxClusterBlocks) add their sums in a cluster instead of
+// the reduce kernel; DOZE_DECODE_MMA_CLUSTER_REDUCE=0 keeps the reduce kernel (measurements).
+bool UseClusterReduce() {
+  static const bool cluster = [] {
+    const char* env = std::getenv("DOZE_DECODE_MMA_CLUSTER_REDUCE");
+    return env == nullptr || std::atoi(env) != 0;
+  }();
+  return cluster;
+}
+
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
 int TargetBlocks() {
   static const int blocks = EnvInt("DOZE_DECODE_MMA_BLOCKS", MultiprocessorCount());
@@ -539,7 +618,7 @@ Grid PlanRegisterGrid(int m, int num_items, int k) {
 }
 
 // Pipelined kernel: splits k over blocks until the grid has about TargetBlocks() blocks, at least two k-tiles
-// per split.
+// per split; up to kMaxClusterBlocks splits add their sums in a cluster (where UseClusterReduce).
 Grid PlanPipelinedGrid(Epilogue e, int n, int k) {
   Grid grid;
   grid.pipelined = true;
@@ -548,6 +627,7 @@ Grid PlanPipelinedGrid(Epilogue e, int n, int k) {
   const int ksplit = std::clamp(TargetBlocks() / grid.groups, 1, std::max(1, tiles / 2));
   grid.chunks_per_split = (tiles + ksplit - 1) / ksplit;
   grid.ksplit = (tiles + grid.chunks_per_split - 1) / grid.chunks_per_split;
+  grid.cluster_reduce = grid.ksplit > 1 && grid.ksplit <= kMaxClusterBlocks && UseClusterReduce();
   return grid;
 }
 
@@ -556,7 +636,7 @@ Grid PlanGrid(Epilogue e, int m, int n, int k) {
 }
 
 template <int kNTiles, Epilogue E, bool kDeep>
-void LaunchPipelined(const Params& p, dim3 blocks, cudaStream_t stream) {
+void LaunchPipelined(const Params& p, dim3 blocks, bool cluster, cudaStream_t stream) {
   void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E, kDeep>;
   constexpr int kShared = kPipeStages<kNTiles, kDeep> * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
   static const bool opted_in = [kernel] {
@@ -564,7 +644,8 @@ void LaunchPipelined(const Params& p, dim3 blocks, cudaStream_t stream) {
     return true;
   }();
   (void)opted_in;
-  LaunchWithPdl(kernel, blocks, dim3(kPipeThreads), kShared, stream, p);
+  LaunchClustersWithPdl(kernel, blocks, dim3(kPipeThreads), dim3(1, cluster ? blocks.y : 1, 1), kShared,
+                        stream, p);
 }
 
 template <int kNTiles, Epilogue E>
@@ -572,9 +653,9 @@ void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
   const dim3 blocks(grid.groups, grid.ksplit);
   if (grid.pipelined) {
     if (grid.ksplit == 1 || kNTiles == 4) {  // the choice that measured best at 16 and at 32 rows
-      LaunchPipelined<kNTiles, E, true>(p, blocks, stream);
+      LaunchPipelined<kNTiles, E, true>(p, blocks, grid.cluster_reduce, stream);
     } else {
-      LaunchPipelined<kNTiles, E, false>(p, blocks, stream);
+      LaunchPipelined<kNTiles, E, false>(p, blocks, grid.cluster_reduce, stream);
     }
     return;
   }
@@ -603,6 +684,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
   p.x_stride = XStride(grid.chunks_per_split);
   p.partials = static_cast<float*>(workspace.data);
   p.wgmma = UseWgmma();
+  p.cluster_reduce = grid.cluster_reduce;
   switch (TileRows(p.m)) {
     case 8:
       LaunchTiles<1, E>(p, grid, stream);
@@ -617,7 +699,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
       LaunchTiles<8, E>(p, grid, stream);
       break;
   }
-  if (grid.ksplit == 1) return;
+  if (grid.ksplit == 1 || grid.cluster_reduce) return;
   const int outputs = p.m * p.num_items;
   LaunchWithPdl(DecodeMmaReduceKernel<E>, dim3((outputs + kReduceThreads - 1) / kReduceThreads),
                 dim3(kReduceThreads), 0, stream, p);
@@ -632,7 +714,8 @@ size_t DecodeMmaWorkspaceBytes(int m, int n, int k) {
   size_t most = 0;
   for (Epilogue e : {Epilogue::kStore, Epilogue::kSwiGlu}) {
     const Grid grid = PlanGrid(e, m, n, k);
-    if (grid.ksplit > 1) most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
+    if (grid.ksplit > 1 && !grid.cluster_reduce)
+      most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
   }
   return most;
 }

@@ -27,21 +27,34 @@ __device__ __forceinline__ void LaunchDependents() {
 #endif
 }
 
-// Launches `kernel` with programmatic stream serialization allowed, and checks the launch.
+// Launches `kernel` with programmatic stream serialization allowed, in thread block clusters of `cluster`
+// blocks when given, and checks the launch.
 template <typename... KernelArgs, typename... Args>
-void LaunchWithPdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,
-                   cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
+void LaunchClustersWithPdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, dim3 cluster,
+                           size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attributes[2] = {};
+  attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[0].val.programmaticStreamSerializationAllowed = 1;
+  attributes[1].id = cudaLaunchAttributeClusterDimension;
+  attributes[1].val.clusterDim.x = cluster.x;
+  attributes[1].val.clusterDim.y = cluster.y;
+  attributes[1].val.clusterDim.z = cluster.z;
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
+  config.attrs = attributes;
+  config.numAttrs = cluster.x * cluster.y * cluster.z > 1 ? 2 : 1;
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+// Launches `kernel` with programmatic stream serialization allowed, and checks the launch.
+template <typename... KernelArgs, typename... Args>
+void LaunchWithPdl(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes,
+                   cudaStream_t stream, Args&&... args) {
+  LaunchClustersWithPdl(kernel, grid, block, dim3(1, 1, 1), shared_bytes, stream,
+                        std::forward<Args>(args)...);
 }
 
 }  // namespace doze::kernels
