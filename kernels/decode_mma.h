@@ -2,13 +2,14 @@
 // kernels/decode_epilogue.cuh: y = x @ w^T stored as bf16, SwiGLU of the gate/up projection, or the QKV
 // projection's bias, rotary and KV-cache write. Two kernels: for one or two rows, each warp streams 16 (or
 // two matched sets of 16) weight rows of one k-range straight into mma.sync fragments, reused for every row
-// of x (staged once per block in shared memory); from 3 rows, a block's 64 weight rows and every row of x
-// stream through a ring of shared-memory stages in 64-wide k-tiles (cp.async, ldmatrix), so that more weight
-// bytes are in flight than registers could hold. When the rows are too few to fill the GPU, their k-ranges
-// are spread over blocks that store fp32 partial sums, and a second kernel adds them in a fixed order (the
-// result does not depend on timing) and runs the epilogue; otherwise the epilogue runs from the warp's
-// registers. Launched with programmatic dependent launch: the first weights load before the wait on the
-// previous kernel.
+// of x (staged once per block in shared memory); from 3 rows, a block's 128 weight rows and every row of x
+// stream through a ring of shared-memory stages in 64-wide k-tiles (cp.async), so that more weight bytes are
+// in flight than registers could hold, multiplied with wgmma (sm_90a; ldmatrix and mma.sync elsewhere).
+// When the rows are too few to fill the GPU, their k-ranges are spread over blocks: up to 8 such blocks are
+// one cluster and add their sums through distributed shared memory, more store fp32 partial sums that a
+// second kernel adds; either way in a fixed order (the result does not depend on timing), then the epilogue
+// runs. Launched with programmatic dependent launch: the first weights load before the wait on the previous
+// kernel.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -32,9 +32,9 @@ struct CudaRunnerOptions {
   // and lose at 4 to the tensor-core kernels below (kernels/PERF_NOTES.md).
   int gemv_max_rows = 2;
   // Steps of more rows than that, up to this many (<= kernels::kDecodeMmaMaxRows), take the tensor-core
-  // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win up to
-  // 32 rows and lose at 64 (kernels/PERF_NOTES.md).
-  int decode_mma_max_rows = 32;
+  // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win at
+  // every batch up to 64 since they run on wgmma with the k splits added in clusters (kernels/PERF_NOTES.md).
+  int decode_mma_max_rows = 64;
   // Decode steps whose QKV comes from cuBLASLt rotate Q and the new K, and write the new K and V into the
   // cache, in the attention kernel (kernels::PagedAttentionWithRotary) instead of a RotaryAndCacheWrite
   // before it, where the attention can.
