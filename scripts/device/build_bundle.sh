@@ -8,7 +8,7 @@ cd "$root"
 build=${BUILD_DIR:-build-h100}
 targets=(doze_kernels_test doze_backend_cuda_test doze_kernel_bench)
 if [[ ! -f $build/build.ninja ]]; then
-  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
+  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a
 fi
 cmake --build $build -j2 --target "${targets[@]}"
 rm -rf h100/cuda

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs on the GPU machine, from the repo root: doze bench-cold over the full Qwen2.5-0.5B shape (a random bf16
 # checkpoint written there by doze make-model with the real tokenizer), with prebuilt binaries bundled here by
-#   cmake -B build-h100 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
+#   cmake -B build-h100 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a
 #   cmake --build build-h100 -j2 --target doze doze-worker
 #   ../shared/bin/bundle-libs h100/bundle build-h100/bin/doze build-h100/bin/doze-worker
 # Targets: spawn to first token <= 600 ms median, wake to first token <= 50 ms.
