@@ -559,6 +559,12 @@ int EnvInt(const char* name, int fallback) {
   return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : fallback;
 }
 
+// A switch from the environment, on unless set to 0 (measurement knobs).
+bool EnvFlag(const char* name) {
+  const char* env = std::getenv(name);
+  return env == nullptr || std::atoi(env) != 0;
+}
+
 // Warps a grid aims at: eight per multiprocessor (on the H100, 2, 4 and 16 measured slower at 8 to 32 rows:
 // kernels/PERF_NOTES.md); DOZE_DECODE_MMA_WARPS overrides it (for measurements).
 int TargetWarps() {
@@ -576,20 +582,14 @@ int PipelineMinRows() {
 // Whether the pipelined kernel multiplies with warpgroup instructions (sm_90a builds; elsewhere the flag is
 // ignored and mma.sync runs); DOZE_DECODE_MMA_WGMMA=0 keeps mma.sync (measurements).
 bool UseWgmma() {
-  static const bool wgmma = [] {
-    const char* env = std::getenv("DOZE_DECODE_MMA_WGMMA");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool wgmma = EnvFlag("DOZE_DECODE_MMA_WGMMA");
   return wgmma;
 }
 
 // Whether the pipelined kernel's k splits (up to kMaxClusterBlocks) add their sums in a cluster instead of
 // the reduce kernel; DOZE_DECODE_MMA_CLUSTER_REDUCE=0 keeps the reduce kernel (measurements).
 bool UseClusterReduce() {
-  static const bool cluster = [] {
-    const char* env = std::getenv("DOZE_DECODE_MMA_CLUSTER_REDUCE");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool cluster = EnvFlag("DOZE_DECODE_MMA_CLUSTER_REDUCE");
   return cluster;
 }
 
