@@ -346,15 +346,15 @@ __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, floa
 #if defined(DOZE_HAVE_WGMMA)
 // The same products as MmaTile, by each warpgroup at once: its four warps are four 16-row tiles, and the
 // wgmma read both operands from the stage (no ldmatrix, x read once for the four).
+// `w_desc` and `x_desc` describe stage 0's weights (the warpgroup's 64 rows) and x; `stage_units` is the
+// stage's offset from stage 0 in the descriptors' 16-byte units, so that each step's descriptor is one add.
 template <int kNTiles>
-__device__ __forceinline__ void WgmmaTile(uint32_t w_stage, uint32_t x_stage, float (&acc)[kNTiles][4]) {
-  const uint32_t rows = (PipeTile() / 4) * 64 * 128;  // the warpgroup's 64 weight rows
+__device__ __forceinline__ void WgmmaTile(uint64_t w_desc, uint64_t x_desc, uint32_t stage_units,
+                                          float (&acc)[kNTiles][4]) {
   WgmmaFence();
 #pragma unroll
-  for (int kk = 0; kk < kPipeK / 16; ++kk) {
-    Wgmma<kNTiles>(acc, SwizzledTileDescriptor(w_stage + rows + 32 * kk),
-                   SwizzledTileDescriptor(x_stage + 32 * kk));
-  }
+  for (int kk = 0; kk < kPipeK / 16; ++kk)  // 32 bytes of k a step: 2 units
+    Wgmma<kNTiles>(acc, w_desc + stage_units + 2 * kk, x_desc + stage_units + 2 * kk);
   WgmmaCommitAndWait();
 }
 #endif
@@ -483,6 +483,10 @@ static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(
     CommitAsyncCopies();
   }
   float acc[kNTiles][4] = {};
+#if defined(DOZE_HAVE_WGMMA)
+  const uint64_t w_desc = SwizzledTileDescriptor(smem_base + (PipeTile() / 4) * 64 * 128);
+  const uint64_t x_desc = SwizzledTileDescriptor(smem_base + kPipeTileBytes);
+#endif
   for (int i = 0; i < t_count; ++i) {
     WaitAsyncCopies<kStages - 2>();
 #if defined(DOZE_HAVE_WGMMA)
@@ -496,13 +500,14 @@ static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(
       copies.X(stage + kPipeTileBytes, t_begin + next);
     }
     CommitAsyncCopies();
-    const uint32_t stage = smem_base + (i % kStages) * kStageBytes;
+    const int s = i % kStages;
 #if defined(DOZE_HAVE_WGMMA)
     if (p.wgmma) {
-      WgmmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
+      WgmmaTile<kNTiles>(w_desc, x_desc, s * (kStageBytes >> 4), acc);
       continue;
     }
 #endif
+    const uint32_t stage = smem_base + s * kStageBytes;
     MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
   }
   if (p.cluster_reduce) return ReduceSplitsInCluster<kNTiles, E>(p, acc, reinterpret_cast<float*>(smem));
