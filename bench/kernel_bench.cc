@@ -466,8 +466,7 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
 int Main(int argc, char** argv) {
   const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
   // --attention BATCH CONTEXT BUCKET [KV_HEADS]: that attention case alone; --layer ROWS: one layer's fused
-  // GEMVs (rows
-  // <= 8) or tensor-core projections (more) alone (for a profiler).
+  // GEMVs (rows <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
   // --steps: the whole model's decode steps alone; --split-k: cuBLASLt's k splits for the projections.

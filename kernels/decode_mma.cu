@@ -1,13 +1,13 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "kernels/async_copy.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_mma.h"
 #include "kernels/device_info.h"
+#include "kernels/env_knob.h"
 #include "kernels/pdl.cuh"
 #include "kernels/wgmma.cuh"
 
@@ -557,18 +557,6 @@ struct Grid {
   int groups = 0, ksplit = 0, chunks_per_split = 0;  // pipelined: chunks are 64-wide k-tiles
   bool cluster_reduce = false;                       // pipelined: the splits add their sums in a cluster
 };
-
-// An integer from the environment, or `fallback` when unset or not positive (measurement knobs).
-int EnvInt(const char* name, int fallback) {
-  const char* env = std::getenv(name);
-  return env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : fallback;
-}
-
-// A switch from the environment, on unless set to 0 (measurement knobs).
-bool EnvFlag(const char* name) {
-  const char* env = std::getenv(name);
-  return env == nullptr || std::atoi(env) != 0;
-}
 
 // Warps a grid aims at: eight per multiprocessor (on the H100, 2, 4 and 16 measured slower at 8 to 32 rows:
 // kernels/PERF_NOTES.md); DOZE_DECODE_MMA_WARPS overrides it (for measurements).

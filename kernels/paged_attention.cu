@@ -1,10 +1,10 @@
 #include <algorithm>
-#include <cstdlib>
 
 #include "kernels/async_copy.cuh"
 #include "kernels/attention_rotary.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
+#include "kernels/env_knob.h"
 #include "kernels/paged_attention.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
@@ -662,10 +662,7 @@ int WaveBlocksFor(int head_dim, bool staged) {
 // 32 rows of 1,500 to 2,048 keys and at 16 rows (kernels/PERF_NOTES.md). DOZE_ATTENTION_WHOLE=0 turns them
 // off (measurements).
 bool UseWhole(const AttentionShape& s) {
-  static const bool enabled = [] {
-    const char* env = std::getenv("DOZE_ATTENTION_WHOLE");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool enabled = EnvFlag("DOZE_ATTENTION_WHOLE");
   if (!enabled || !UseStaged(s) || s.head_dim != 64 || s.num_tokens < kWholeMinRows) return false;
   const int blocks = s.num_tokens * s.num_kv_heads, sms = MultiprocessorCount();
   return blocks <= sms && (s.max_context <= kWholeShortContext || 8 * blocks >= 7 * sms);
@@ -675,10 +672,8 @@ bool UseWhole(const AttentionShape& s) {
 // wave costs a whole block's time), at most one split per kMinPartition keys of the context bucket (finer for
 // small batches: kFineSplitRows), and only as far as the workspace allows.
 int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
-  static const int most = [] {  // DOZE_ATTENTION_MAX_SPLITS lowers the cap (for measurements)
-    const char* env = std::getenv("DOZE_ATTENTION_MAX_SPLITS");
-    return env != nullptr && std::atoi(env) > 0 ? std::min(kMaxSplits, std::atoi(env)) : kMaxSplits;
-  }();
+  // DOZE_ATTENTION_MAX_SPLITS lowers the cap (for measurements).
+  static const int most = std::min(kMaxSplits, EnvInt("DOZE_ATTENTION_MAX_SPLITS", kMaxSplits));
   const int max_context = std::max(s.max_context, 1);
   const int rows = s.num_tokens * s.num_kv_heads;
   int by_context = (max_context + kMinPartition - 1) / kMinPartition;
@@ -691,11 +686,8 @@ int PlanSplits(const AttentionShape& s, size_t workspace_bytes) {
   return splits;
 }
 int MinRowPartition(int rows) {
-  static const int keys = [] {
-    const char* env = std::getenv("DOZE_ATTENTION_MIN_PARTITION");
-    const int value = env != nullptr ? std::atoi(env) : 0;
-    return value > 0 ? (value + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign : 0;
-  }();
+  static const int keys =
+      (EnvInt("DOZE_ATTENTION_MIN_PARTITION", 0) + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign;
   if (keys > 0) return keys;
   return rows <= kFineSplitRows ? kMinRowPartition : kMinPartition;
 }
@@ -752,10 +744,7 @@ void CheckShape(const AttentionShape& shape) {
 
 // DOZE_ATTENTION_ROTARY=0 keeps the rotary out of the attention (measurements).
 bool RotaryEnabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("DOZE_ATTENTION_ROTARY");
-    return env == nullptr || std::atoi(env) != 0;
-  }();
+  static const bool enabled = EnvFlag("DOZE_ATTENTION_ROTARY");
   return enabled;
 }
 

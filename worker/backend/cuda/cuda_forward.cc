@@ -64,8 +64,18 @@ std::pair<__nv_bfloat16*, __nv_bfloat16*> CudaModelRunner::KvCache(int layer) co
   return {k_cache, k_cache + cache_elems};
 }
 
-void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate) {
+kernels::RotaryShape CudaModelRunner::RotaryShapeOf(int rows) const {
+  return {rows, config_.num_attention_heads, config_.num_key_value_heads, config_.head_dim,
+          options_.block_size};
+}
+
+kernels::RotaryCacheOutput CudaModelRunner::QkvRotaryOutput(int layer, const StepMetadata& m) const {
   const auto [k_cache, v_cache] = KvCache(layer);
+  return {qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()), k_cache, v_cache};
+}
+
+void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate) {
+  const kernels::RotaryCacheOutput r = QkvRotaryOutput(layer, m);  // its caches: the layer's
   const int qkv_width = config_.q_size() + 2 * config_.kv_size();
   kernels::AttentionShape attention{plan.num_tokens,
                                     config_.num_attention_heads,
@@ -77,20 +87,18 @@ void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const St
                                     qkv_width,
                                     1.f / std::sqrt(static_cast<float>(config_.head_dim))};
   attention.one_token_per_seq = plan.one_token_per_seq;
-  const float* inv_freq = static_cast<const float*>(inv_freq_.get());
   if (rotate && options_.attention_rotary && kernels::PagedAttentionRotates(attention)) {
-    kernels::PagedAttentionWithRotary(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens,
+    kernels::PagedAttentionWithRotary(qkv_, r.k_cache, r.v_cache, m.block_tables, m.token_seq, m.context_lens,
                                       attn_, attn_workspace_, attn_workspace_bytes_, attention,
-                                      {m.positions, m.slot_mapping, inv_freq, k_cache, v_cache}, stream_);
+                                      {r.positions, r.slot_mapping, r.inv_freq, r.k_cache, r.v_cache},
+                                      stream_);
     return;
   }
   if (rotate) {
-    const kernels::RotaryShape rotary{plan.num_tokens, config_.num_attention_heads,
-                                      config_.num_key_value_heads, config_.head_dim, options_.block_size};
-    kernels::RotaryAndCacheWrite(qkv_, m.positions, m.slot_mapping, inv_freq, k_cache, v_cache, rotary,
-                                 stream_);
+    kernels::RotaryAndCacheWrite(qkv_, r.positions, r.slot_mapping, r.inv_freq, r.k_cache, r.v_cache,
+                                 RotaryShapeOf(plan.num_tokens), stream_);
   }
-  kernels::PagedAttention(qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
+  kernels::PagedAttention(qkv_, r.k_cache, r.v_cache, m.block_tables, m.token_seq, m.context_lens, attn_,
                           attn_workspace_, attn_workspace_bytes_, attention, stream_);
 }
 
@@ -106,12 +114,7 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
   }
   const bool mma = UseDecodeMma(t);  // rotary and SwiGLU in the projections' epilogues
   if (mma) {
-    const auto [k_cache, v_cache] = KvCache(layer);
-    const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
-                                      config_.head_dim, options_.block_size};
-    const float* inv_freq = static_cast<const float*>(inv_freq_.get());
-    kernels::DecodeMmaQkvRotary(normed_, w.qkv, w.qkv_bias,
-                                {qkv_, m.positions, m.slot_mapping, inv_freq, k_cache, v_cache}, rotary,
+    kernels::DecodeMmaQkvRotary(normed_, w.qkv, w.qkv_bias, QkvRotaryOutput(layer, m), RotaryShapeOf(t),
                                 hidden, mma_workspace_, stream_);
   } else {
     Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
@@ -141,13 +144,8 @@ void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const S
   const cuda::DeviceLayer& w = weights_->layer(layer);
   const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  const auto [k_cache, v_cache] = KvCache(layer);
-  const kernels::RotaryShape rotary{t, config_.num_attention_heads, config_.num_key_value_heads,
-                                    config_.head_dim, options_.block_size};
-  const kernels::RotaryCacheOutput qkv_out{
-      qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()), k_cache, v_cache};
-  kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps}, w.qkv, w.qkv_bias, qkv_out, rotary, hidden,
-                             stream_);
+  kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps}, w.qkv, w.qkv_bias, QkvRotaryOutput(layer, m),
+                             RotaryShapeOf(t), hidden, stream_);
   EnqueueAttention(layer, plan, m, /*rotate=*/false);
   kernels::ResidualGemv(attn_, w.o_proj, residual_, t, hidden, config_.q_size(), stream_);
   kernels::NormSwiGluGemv({residual_, w.post_norm, eps}, w.gate_up, act_, t, inter, hidden, stream_);

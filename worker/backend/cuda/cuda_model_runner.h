@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/decode_mma.h"
 #include "kernels/gemm.h"
+#include "kernels/rotary_kv_cache.h"
 #include "worker/backend/cuda/cuda_sampler.h"
 #include "worker/backend/cuda/device_memory.h"
 #include "worker/backend/cuda/device_weights.h"
@@ -32,8 +33,9 @@ struct CudaRunnerOptions {
   // and lose at 4 to the tensor-core kernels below (kernels/PERF_NOTES.md).
   int gemv_max_rows = 2;
   // Steps of more rows than that, up to this many (<= kernels::kDecodeMmaMaxRows), take the tensor-core
-  // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100 they win at
-  // every batch up to 64 since they run on wgmma with the k splits added in clusters (kernels/PERF_NOTES.md).
+  // decode kernels (kernels/decode_mma.h) instead of cuBLASLt; 0 turns them off. On the H100, since they run
+  // on wgmma with the k splits added in clusters, they measured faster than cuBLASLt at every batch tried,
+  // 4 to 64 rows (kernels/PERF_NOTES.md).
   int decode_mma_max_rows = 64;
   // Decode steps whose QKV comes from cuBLASLt rotate Q and the new K, and write the new K and V into the
   // cache, in the attention kernel (kernels::PagedAttentionWithRotary) instead of a RotaryAndCacheWrite
@@ -78,7 +80,6 @@ class CudaModelRunner : public ModelRunner {
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
   // Whether a step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
   bool UseDecodeMma(int num_tokens) const;
-  // Whether a decode step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
   // Device bytes of the weights and of the KV pool (0 while asleep).
   size_t weights_bytes() const { return weights_->bytes(); }
   size_t kv_pool_bytes() const { return kv_pool_.bytes(); }
@@ -126,6 +127,9 @@ class CudaModelRunner : public ModelRunner {
   size_t DecodeMmaWorkspaceBytes(int num_tokens) const;
   // Layer `layer`'s K and V caches in kv_pool_: [num_kv_blocks, block_size, num_kv_heads, head_dim] each.
   std::pair<__nv_bfloat16*, __nv_bfloat16*> KvCache(int layer) const;
+  // The rotary's shape at `rows` rows, and where the rotated QKV rows and layer `layer`'s new K and V go.
+  kernels::RotaryShape RotaryShapeOf(int rows) const;
+  kernels::RotaryCacheOutput QkvRotaryOutput(int layer, const StepMetadata& m) const;
   void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
   void EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m);
   // The attention of `layer`; with `rotate`, Q and the new K are unrotated and the new K and V not yet in the
