@@ -35,6 +35,7 @@ std::vector<float> WithNewestKeysPoisoned(std::vector<float> values, const std::
                                           const std::vector<int32_t>& tables, int max_blocks, int block_size,
                                           int row_elems) {
   for (size_t s = 0; s < seqs.size(); ++s) {
+    if (seqs[s].context_len == 0) continue;  // a padding row
     const int key = seqs[s].context_len - 1;
     const int64_t slot =
         static_cast<int64_t>(tables[s * max_blocks + key / block_size]) * block_size + key % block_size;
@@ -134,6 +135,16 @@ TEST_P(DecodeTest, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(BatchContext, DecodeTest,
                          ::testing::Combine(::testing::Values(1, 3, 19, 64),
                                             ::testing::Values(1, 17, 511, 2049)));
+
+// Padding rows (no keys, as a decode graph's unused rows) get zeros, beside rows whose context is split
+// over blocks.
+TEST(DecodeTest, PaddingRowsGetZeros) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const std::vector<SeqSpec> seqs{{1, 700}, {1, 0}, {1, 33}, {1, 0}, {1, 2049}};
+  CheckAttention(seqs, kQwen05, 0, 31);
+  CheckAttention(seqs, kQwen05, 3000, 32, /*newest_keys_late=*/true);
+  CheckAttention({{1, 0}, {1, 300}}, HeadSpec{16, 2, 128}, 500, 33);
+}
 
 // The keys before each row's newest are read while the kernel before the attention still runs; the newest
 // only after it.
