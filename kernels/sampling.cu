@@ -2,6 +2,7 @@
 #include <cfloat>
 #include <climits>
 
+#include "kernels/argmax.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/sampling.h"
 #include "kernels/vec.cuh"
@@ -23,37 +24,6 @@ __device__ __forceinline__ uint32_t OrderedKey(float f) {
 
 __device__ __forceinline__ float FromOrderedKey(uint32_t key) {
   return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
-}
-
-struct Best {
-  float value;
-  int index;
-};
-
-__device__ __forceinline__ Best Better(Best a, Best b) {
-  if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
-  return a;
-}
-
-// Block-wide argmax of (value, index) pairs, lowest index on ties; every thread gets the result.
-__device__ Best BlockArgmax(Best best) {
-  __shared__ float values[32];
-  __shared__ int indices[32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    Best other{__shfl_xor_sync(0xffffffffu, best.value, offset),
-               __shfl_xor_sync(0xffffffffu, best.index, offset)};
-    best = Better(best, other);
-  }
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) {
-    values[threadIdx.x >> 5] = best.value;
-    indices[threadIdx.x >> 5] = best.index;
-  }
-  __syncthreads();
-  Best total{-INFINITY, 0x7fffffff};
-  for (int w = 0; w < (blockDim.x >> 5); ++w) total = Better(total, Best{values[w], indices[w]});
-  return total;
 }
 
 constexpr int kArgmaxParts = 64;  // slices of a row in the first argmax pass
