@@ -1,5 +1,6 @@
 #include "kernels/cuda_check.h"
 #include "kernels/gemv.h"
+#include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -19,8 +20,24 @@ __device__ __forceinline__ void StoreOut<__nv_bfloat16>(__nv_bfloat16* y, float 
   *y = __float2bfloat16(v);
 }
 
+// Lane l's kUnroll weight vectors of the step at `base`: w_row[8 * (base + 32u), +8), zeros past the row.
+__device__ __forceinline__ void LoadWeightStep(const __nv_bfloat16* w_row, int base, int num_vecs,
+                                               float (&wv)[kUnroll][8]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int v = base + 32 * u;
+    if (v < num_vecs) {
+      LoadBf16x8(w_row + v * 8, wv[u]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) wv[u][j] = 0.f;
+    }
+  }
+}
+
 // One warp per output column j: lane l reads w[j, 8*(l + 32*s) ...] for steps s, kUnroll loads before first
-// use.
+// use. Launched with programmatic dependent launch: the first step's weights (a constant) load before the
+// wait on the kernel that writes x.
 template <int kRows, typename OutT>
 static __global__ void GemvKernel(const __nv_bfloat16* __restrict__ x,     // [m, k]
                                   const __nv_bfloat16* __restrict__ w,     // [n, k]
@@ -28,23 +45,16 @@ static __global__ void GemvKernel(const __nv_bfloat16* __restrict__ x,     // [m
                                   OutT* __restrict__ y,                    // [m, n]
                                   int m, int n, int k) {
   const int lane = threadIdx.x & 31;
-  const int col = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
-  if (col >= n) return;
+  const int col = min(static_cast<int>(blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5)), n - 1);
   const __nv_bfloat16* w_row = w + static_cast<int64_t>(col) * k;
-  float acc[kRows] = {};
   const int num_vecs = k / 8;
+  float wv[kUnroll][8];
+  LoadWeightStep(w_row, lane, num_vecs, wv);
+  GridDependencyWait();
+  LaunchDependents();
+  float acc[kRows] = {};
   for (int base = lane; base < num_vecs; base += 32 * kUnroll) {
-    float wv[kUnroll][8];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int v = base + 32 * u;
-      if (v < num_vecs) {
-        LoadBf16x8(w_row + v * 8, wv[u]);
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) wv[u][j] = 0.f;
-      }
-    }
+    if (base != lane) LoadWeightStep(w_row, base, num_vecs, wv);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int v = base + 32 * u;
@@ -59,6 +69,7 @@ static __global__ void GemvKernel(const __nv_bfloat16* __restrict__ x,     // [m
       }
     }
   }
+  if (blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5) >= n) return;  // a spare warp of the last block
   const float b = bias != nullptr ? __bfloat162float(bias[col]) : 0.f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -72,13 +83,12 @@ void LaunchGemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloa
                 OutType out_type, int m, int n, int k, cudaStream_t stream) {
   const int blocks = (n + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (out_type == OutType::kF32) {
-    GemvKernel<kRows, float>
-        <<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, static_cast<float*>(y), m, n, k);
+    LaunchWithPdl(GemvKernel<kRows, float>, dim3(blocks), dim3(kWarpsPerBlock * 32), 0, stream, x, w, bias,
+                  static_cast<float*>(y), m, n, k);
   } else {
-    GemvKernel<kRows, __nv_bfloat16>
-        <<<blocks, kWarpsPerBlock * 32, 0, stream>>>(x, w, bias, static_cast<__nv_bfloat16*>(y), m, n, k);
+    LaunchWithPdl(GemvKernel<kRows, __nv_bfloat16>, dim3(blocks), dim3(kWarpsPerBlock * 32), 0, stream, x, w,
+                  bias, static_cast<__nv_bfloat16*>(y), m, n, k);
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

@@ -12,7 +12,9 @@ namespace doze::kernels {
 inline constexpr int kGemvMaxRows = 8;
 
 // y[m, n] = x[m, k] @ w[n, k]^T (+ bias[n]) for 1 <= m <= kGemvMaxRows; k must be a multiple of 8.
-// Each warp streams one weight row once with 16-byte loads and applies it to all m rows of x.
+// Each warp streams one weight row once with 16-byte loads and applies it to all m rows of x. Launched with
+// programmatic dependent launch (kernels/pdl.cuh): the first weights load before the wait on the kernel that
+// writes x.
 void Gemv(const __nv_bfloat16* x,     // [m, k]
           const __nv_bfloat16* w,     // [n, k]
           const __nv_bfloat16* bias,  // [n] or nullptr
