@@ -3,11 +3,13 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model | --steps | --split-k]   (--no-model skips the decode steps of the
-// full model, --steps runs only them, --split-k times cuBLASLt's k splits for the projections) Weights and KV
-// caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
+// usage: doze_kernel_bench [--no-model | --steps | --split-k | --lm-head]   (--no-model skips the decode
+// steps of the full model, --steps runs only them, --split-k times cuBLASLt's k splits for the projections,
+// --lm-head the greedy LM head's two ways) Weights and KV caches rotate over enough copies to exceed the 50
+// MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -23,6 +25,7 @@
 #include "kernels/decode_mma.h"
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
+#include "kernels/lm_head_argmax.h"
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
@@ -103,6 +106,24 @@ class LinearOperands {
   double TimeGemv(int m, cudaStream_t stream) const {
     return Time(stream, [&](const bf16* w) {
       kernels::Gemv(x_[0], w, bias(), y_, s_.out_type, m, s_.n, s_.k, stream);
+    });
+  }
+  // The greedy tokens of m rows as the runner chose them before kernels::LmHeadArgmax: fp32 logits (the GEMV
+  // at one or two rows, else cuBLASLt), then the sampler's argmax; and through LmHeadArgmax.
+  double TimeLogitsThenArgmax(kernels::GemmContext& gemm, int m, void* workspace, int32_t* tokens,
+                              cudaStream_t stream) const {
+    return Time(stream, [&](const bf16* w) {
+      if (m <= 2) {
+        kernels::Gemv(x_[0], w, nullptr, y_, kernels::OutType::kF32, m, s_.n, s_.k, stream);
+      } else {
+        gemm.Linear(x_[0], w, nullptr, y_, kernels::OutType::kF32, m, s_.n, s_.k, stream);
+      }
+      kernels::ArgmaxRows(static_cast<const float*>(y_), tokens, workspace, m, s_.n, stream);
+    });
+  }
+  double TimeLmHeadArgmax(int m, void* workspace, int32_t* tokens, cudaStream_t stream) const {
+    return Time(stream, [&](const bf16* w) {
+      kernels::LmHeadArgmax(x_[0], w, tokens, m, s_.n, s_.k, workspace, stream);
     });
   }
 
@@ -463,6 +484,28 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
   }
 }
 
+// Greedy tokens from the LM head at decode's row counts: the logits and an argmax, against LmHeadArgmax.
+void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
+  const LinearOperands operands(kLmHead);
+  kernels::GemmContext gemm;
+  constexpr int kMaxRows = LinearOperands::kMaxRows;
+  void* workspace;
+  int32_t* tokens;
+  CUDA_CHECK(cudaMalloc(&workspace, std::max(kernels::SamplingWorkspaceBytes(kMaxRows),
+                                             kernels::LmHeadArgmaxWorkspaceBytes(kMaxRows))));
+  CUDA_CHECK(cudaMalloc(&tokens, kMaxRows * sizeof(int32_t)));
+  for (int m : {1, 2, 4, 8, 16, 32, 64}) {
+    const std::string rows = " m=" + std::to_string(m);
+    const double weights = static_cast<double>(kLmHead.n) * kLmHead.k * 2;
+    out.push_back({"lm_head", "logits, then argmax" + rows,
+                   operands.TimeLogitsThenArgmax(gemm, m, workspace, tokens, stream), weights, 0});
+    out.push_back({"lm_head", "LmHeadArgmax" + rows, operands.TimeLmHeadArgmax(m, workspace, tokens, stream),
+                   weights, 0});
+  }
+  CUDA_CHECK(cudaFree(workspace));
+  CUDA_CHECK(cudaFree(tokens));
+}
+
 int Main(int argc, char** argv) {
   const bool model = !(argc > 1 && std::strcmp(argv[1], "--no-model") == 0);
   // --attention BATCH CONTEXT BUCKET [KV_HEADS]: that attention case alone; --layer ROWS: one layer's fused
@@ -484,6 +527,11 @@ int Main(int argc, char** argv) {
   std::vector<Result> results;
   if (steps_only) {
     BenchDecodeSteps(results);
+    Report(results, prop.name);
+    return 0;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--lm-head") == 0) {
+    BenchLmHeadArgmax(stream, results);
     Report(results, prop.name);
     return 0;
   }
