@@ -7,6 +7,7 @@
 #include "kernels/decode_mma.h"
 #include "kernels/embedding.h"
 #include "kernels/gemv.h"
+#include "kernels/lm_head_argmax.h"
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
@@ -53,6 +54,11 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   if (!plan.graph) {
     kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
     logit_rows = logit_rows_;
+  }
+  if (plan.chosen_tokens != nullptr) {
+    kernels::LmHeadArgmax(logit_rows, weights_->lm_head(), plan.chosen_tokens, plan.num_logits,
+                          config_.vocab_size, hidden, lm_head_workspace_, stream_);
+    return;
   }
   Linear(logit_rows, weights_->lm_head(), nullptr, logits_, OutType::kF32, plan.num_logits,
          config_.vocab_size, hidden);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_check.h"
 #include "kernels/embedding.h"
+#include "kernels/lm_head_argmax.h"
 #include "kernels/paged_attention.h"
 #include "worker/backend/cpu/batch_validation.h"
 #include "worker/common/logging.h"
@@ -176,6 +177,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     logits_ = arena.Take<float>(l * config_.vocab_size);
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
     mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
+    lm_head_workspace_ = arena.Take<char>(kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_));
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
   const size_t metadata_ints = 6 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
@@ -311,18 +313,31 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
 }
 
 absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadata& batch) {
+  RETURN_IF_ERROR(RunStep(batch, /*greedy=*/false).status());
+  return logits_;
+}
+
+absl::StatusOr<bool> CudaModelRunner::RunStep(const BatchMetadata& batch, bool greedy) {
   if (asleep_) return absl::FailedPreconditionError("the CUDA runner is asleep; call Wake first");
   RETURN_IF_ERROR(ValidateBatch(
       batch, BatchLimits{config_.vocab_size, num_kv_blocks_, options_.block_size, previous_sampled_rows_}));
-  if (batch.num_tokens() == 0) return logits_;
+  if (batch.num_tokens() == 0) return false;
   for (int len : batch.seq_lens) {
     if (len > max_blocks_per_seq_ * options_.block_size) {
       return absl::InvalidArgumentError(absl::StrCat("sequence of ", len, " tokens exceeds max_model_len ",
                                                      max_blocks_per_seq_ * options_.block_size));
     }
   }
-  const StepPlan plan = PlanStep(batch);
+  StepPlan plan = PlanStep(batch);
   RETURN_IF_ERROR(EnsureCapacity(plan.num_tokens, plan.num_logits, plan.num_seqs));
+  if (greedy && options_.greedy_lm_head && sampler_ != nullptr &&
+      kernels::LmHeadArgmaxPreferred(plan.num_logits, config_.vocab_size, config_.hidden_size)) {
+    plan.chosen_tokens = sampler_->ChosenTokens(plan.num_logits);  // nullptr beyond its reserve: logits
+    if (plan.chosen_tokens != nullptr && plan.chosen_tokens != graph_chosen_tokens_) {
+      if (graph_chosen_tokens_ != nullptr) DestroyGraphs();  // greedy graphs write the old buffer
+      graph_chosen_tokens_ = plan.chosen_tokens;
+    }
+  }
   UploadMetadata(batch, plan);
   if (!batch.token_sources.empty()) {
     const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
@@ -334,7 +349,7 @@ absl::StatusOr<const float*> CudaModelRunner::ForwardOnDevice(const BatchMetadat
   } else {
     EnqueueModel(plan);
   }
-  return logits_;
+  return plan.chosen_tokens != nullptr;
 }
 
 absl::StatusOr<LogitsView> CudaModelRunner::Forward(const BatchMetadata& batch) {
@@ -358,9 +373,20 @@ absl::Status CudaModelRunner::SubmitForwardAndSample(const BatchMetadata& batch,
     return absl::InvalidArgumentError(
         absl::StrCat(rows.size(), " sampling rows for ", batch.num_logits(), " logits rows"));
   }
-  if (sampler_ == nullptr) sampler_ = std::make_unique<CudaSampler>(stream_);
-  RETURN_IF_ERROR(ForwardOnDevice(batch).status());
-  RETURN_IF_ERROR(sampler_->Enqueue(logits_, rows, config_.vocab_size));  // may edit the logits in place
+  if (sampler_ == nullptr) {
+    sampler_ = std::make_unique<CudaSampler>(stream_);
+    RETURN_IF_ERROR(sampler_->Reserve(options_.max_num_seqs));  // every decode graph's rows
+  }
+  const bool greedy = std::all_of(rows.begin(), rows.end(), [](const DeviceSamplingRow& row) {
+    return row.temperature <= 0.f && row.edits.empty();
+  });
+  ASSIGN_OR_RETURN(const bool chosen, RunStep(batch, greedy));
+  if (chosen) {
+    ++lm_head_chosen_steps_;
+    RETURN_IF_ERROR(sampler_->EnqueueChosen(batch.num_logits()));
+  } else {
+    RETURN_IF_ERROR(sampler_->Enqueue(logits_, rows, config_.vocab_size));  // may edit the logits in place
+  }
   previous_sampled_rows_ = batch.num_logits();
   return absl::OkStatus();
 }
@@ -373,7 +399,7 @@ absl::StatusOr<std::vector<int32_t>> CudaModelRunner::CollectSamples() {
 // The first step of a bucket runs eagerly (loading every kernel it needs) and is then captured without
 // running; later steps of the bucket replay the graph.
 void CudaModelRunner::RunDecodeGraph(const StepPlan& plan) {
-  const std::pair<int, int> key{plan.num_tokens, plan.max_context};
+  const std::tuple<int, int, bool> key{plan.num_tokens, plan.max_context, plan.chosen_tokens != nullptr};
   auto it = graphs_.find(key);
   if (it != graphs_.end()) {
     CUDA_CHECK(cudaGraphLaunch(it->second, stream_));

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -41,6 +42,10 @@ struct CudaRunnerOptions {
   // cache, in the attention kernel (kernels::PagedAttentionWithRotary) instead of a RotaryAndCacheWrite
   // before it, where the attention can.
   bool attention_rotary = true;
+  // Steps whose rows all take their largest logit (temperature 0, no logit edits) choose the tokens in the
+  // LM head's pass (kernels::LmHeadArgmax, where kernels::LmHeadArgmaxPreferred) instead of writing fp32
+  // logits for the sampler's argmax.
+  bool greedy_lm_head = true;
 };
 
 // Implements ModelRunner on the GPU. Forward must be called from one thread (the engine thread). A CUDA error
@@ -76,6 +81,8 @@ class CudaModelRunner : public ModelRunner {
   // call, ordered on stream(). For sampling on the GPU (kernels/sampling.h).
   absl::StatusOr<const float*> ForwardOnDevice(const BatchMetadata& batch);
   cudaStream_t stream() const { return stream_; }
+  // Steps whose tokens the LM head's pass chose (kernels::LmHeadArgmax) rather than a sampling of logits.
+  int64_t lm_head_chosen_steps() const { return lm_head_chosen_steps_; }
   // Number of decode graphs captured so far.
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
   // Whether a step of `num_tokens` rows takes the tensor-core decode kernels (kernels/decode_mma.h).
@@ -100,6 +107,9 @@ class CudaModelRunner : public ModelRunner {
     int num_tokens, num_logits, num_seqs, max_context, table_width;
     bool graph;
     bool one_token_per_seq;  // every sequence has one token in the step (decode): see AttentionShape
+    // Greedy rows: the LM head's pass writes num_logits tokens here (the sampler's ChosenTokens) instead of
+    // the logits.
+    int32_t* chosen_tokens = nullptr;
   };
   // Device views of the step's metadata, carved from metadata_ at offsets that depend on the plan only.
   struct StepMetadata {
@@ -116,6 +126,10 @@ class CudaModelRunner : public ModelRunner {
   void DestroyGraphs();
   absl::Status EnsureCapacity(int num_tokens, int num_logits, int num_seqs);
 
+  // Runs the step on the stream. With `greedy` (every row takes its largest logit), where
+  // kernels::LmHeadArgmaxPreferred, the LM head's pass chooses the tokens into the sampler's ChosenTokens
+  // instead of writing logits_: returns whether it did.
+  absl::StatusOr<bool> RunStep(const BatchMetadata& batch, bool greedy);
   StepPlan PlanStep(const BatchMetadata& batch) const;
   StepMetadata MetadataViews(const StepPlan& plan, int32_t* base) const;
   void UploadMetadata(const BatchMetadata& batch, const StepPlan& plan);
@@ -165,12 +179,16 @@ class CudaModelRunner : public ModelRunner {
   float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;
   kernels::DecodeMmaWorkspace mma_workspace_;
-  cuda::DeviceBuffer metadata_;       // int32, laid out by MetadataViews
-  cuda::PinnedBuffer host_metadata_;  // same layout, staged here
-  cuda::PinnedBuffer host_logits_;    // [capacity_logits_, vocab]
+  void* lm_head_workspace_ = nullptr;  // kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_)
+  cuda::DeviceBuffer metadata_;        // int32, laid out by MetadataViews
+  cuda::PinnedBuffer host_metadata_;   // same layout, staged here
+  cuda::PinnedBuffer host_logits_;     // [capacity_logits_, vocab]
 
-  std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;  // (num_tokens, max_context) -> decode graph
-  std::unique_ptr<CudaSampler> sampler_;                   // made on the first ForwardAndSample
+  // (num_tokens, max_context, tokens chosen in the LM head's pass) -> decode graph
+  std::map<std::tuple<int, int, bool>, cudaGraphExec_t> graphs_;
+  int32_t* graph_chosen_tokens_ = nullptr;  // the ChosenTokens the captured greedy graphs write
+  std::unique_ptr<CudaSampler> sampler_;    // made on the first ForwardAndSample
+  int64_t lm_head_chosen_steps_ = 0;
   int previous_sampled_rows_ = 0;  // rows the latest step sampled on the device: what token sources may read
 };
 

@@ -119,13 +119,39 @@ absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSampling
     const kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
                                          device.min_p,       device.seed,  device.step};
     kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
-    CUDA_CHECK(cudaMemcpyAsync(host.out, device.out, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  }
+  FinishSlot(slot, n);
+  return absl::OkStatus();
+}
+
+absl::Status CudaSampler::Reserve(int num_rows) { return EnsureCapacity(num_rows); }
+
+int32_t* CudaSampler::ChosenTokens(int num_rows) const {
+  return num_rows <= capacity_ ? Carve(params_.get(), capacity_).out : nullptr;
+}
+
+absl::Status CudaSampler::EnqueueChosen(int num_rows) {
+  Slot& slot = slots_[next_slot_];
+  if (slot.pending) return absl::FailedPreconditionError("two samplings are waiting to be collected already");
+  if (num_rows > capacity_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(num_rows, " chosen tokens, more than the ", capacity_, " reserved"));
+  }
+  FinishSlot(slot, num_rows);
+  return absl::OkStatus();
+}
+
+void CudaSampler::FinishSlot(Slot& slot, int num_rows) {
+  if (num_rows > 0) {
+    const int32_t* device_out = Carve(params_.get(), capacity_).out;
+    int32_t* host_out = Carve(slot.params.get(), capacity_).out;
+    CUDA_CHECK(
+        cudaMemcpyAsync(host_out, device_out, num_rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
   }
   CUDA_CHECK(cudaEventRecord(slot.done, stream_));
-  slot.rows = n;
+  slot.rows = num_rows;
   slot.pending = true;
   next_slot_ ^= 1;
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaSampler::Wait() {

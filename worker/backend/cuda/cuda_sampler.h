@@ -31,6 +31,15 @@ class CudaSampler {
   // memory for Wait. FailedPrecondition with two samplings not waited for.
   absl::Status Enqueue(float* logits,  // [rows.size(), vocab] on the device
                        absl::Span<const DeviceSamplingRow> rows, int vocab);
+  // Readies the device buffer for steps whose forward pass chooses the tokens itself (greedy rows,
+  // kernels/lm_head_argmax.h): ChosenTokens(rows) is then stable while rows <= num_rows.
+  absl::Status Reserve(int num_rows);
+  // Where such a step writes its `num_rows` tokens on the device (last_tokens()), or nullptr beyond what
+  // Reserve readied.
+  int32_t* ChosenTokens(int num_rows) const;
+  // Enqueue for a step whose first `num_rows` tokens the stream's work wrote to ChosenTokens: only their copy
+  // to pinned memory for Wait.
+  absl::Status EnqueueChosen(int num_rows);
   // Waits for the oldest enqueued sampling and returns its tokens.
   absl::StatusOr<std::vector<int32_t>> Wait();
   // The latest enqueued sampling's tokens on the device, [its rows], valid for work enqueued before the next
@@ -60,6 +69,9 @@ class CudaSampler {
     int rows = 0;
     bool pending = false;  // enqueued, not waited for
   };
+
+  // The tokens' copy from last_tokens() to the slot's pinned memory, its event, and the slot's turn.
+  void FinishSlot(Slot& slot, int num_rows);
 
   cudaStream_t stream_;
   int capacity_ = 0;

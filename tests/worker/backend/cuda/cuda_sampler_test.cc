@@ -4,6 +4,7 @@
 // Skips without a GPU.
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -132,6 +133,93 @@ TEST_P(CudaSamplerTest, SubmittedStepsReadPendingTokensOnTheDevice) {
 
   pending.token_sources[4] = kSeqs;  // the previous step sampled kSeqs rows
   EXPECT_EQ((*ahead)->SubmitForwardAndSample(pending, next_rows).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Steps whose rows are all greedy choose their tokens in the LM head's pass (kernels::LmHeadArgmax): each
+// token is the argmax of the same step's logits (Forward), or, where the two sum in another order, a logit
+// within rounding of it.
+TEST_P(CudaSamplerTest, GreedyStepsChooseTokensInTheLmHeadPass) {
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = MakeRunner();
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const int vocab = model_.config().vocab_size;
+  constexpr int kSeqs = 19;
+  const std::vector<DeviceSamplingRow> greedy(kSeqs);  // temperature 0, no edits
+  int same = 0, rows = 0;
+  for (int phase = 0; phase < 3; ++phase) {  // prompts, then two decode steps
+    std::vector<SeqStep> steps;
+    for (int s = 0; s < kSeqs; ++s) {
+      const std::vector<int32_t> tokens = RandomTokens(21 + s, vocab, s);
+      const int cached = phase == 0 ? 0 : 18 + s + phase;
+      steps.push_back({std::vector<int32_t>(tokens.begin() + cached, tokens.begin() + 19 + s + phase),
+                       cached,
+                       {3 * s, 3 * s + 1, 3 * s + 2}});
+    }
+    const BatchMetadata batch = MakeBatch(steps, kBlockSize);
+    const int64_t chosen_before = (*runner)->lm_head_chosen_steps();
+    absl::StatusOr<std::vector<int32_t>> device = (*runner)->ForwardAndSample(batch, greedy);
+    ASSERT_TRUE(device.ok()) << device.status();
+    EXPECT_EQ((*runner)->lm_head_chosen_steps(), chosen_before + 1) << "phase " << phase;
+    absl::StatusOr<LogitsView> logits = (*runner)->Forward(batch);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    for (int i = 0; i < logits->num_rows; ++i) {
+      const absl::Span<const float> row(logits->row(i), vocab);
+      const int32_t want = SampleDeviceRowOnHost(row, greedy[i]);
+      ++rows;
+      if ((*device)[i] == want) {
+        ++same;
+        continue;
+      }
+      ASSERT_GE((*device)[i], 0);
+      ASSERT_LT((*device)[i], vocab);
+      EXPECT_NEAR(row[(*device)[i]], row[want], 1e-3f * (1.f + std::fabs(row[want])))
+          << "phase " << phase << " row " << i;
+    }
+  }
+  EXPECT_GE(same, rows - 1);
+}
+
+// Greedy steps (tokens chosen in the LM head's pass) and sampled ones submitted ahead, each reading the
+// previous step's tokens on the device, against a runner that always samples logits, one step at a time.
+TEST_P(CudaSamplerTest, GreedyAndSampledStepsSubmittedAheadChainOnTheDevice) {
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> ahead = MakeRunner();
+  CudaRunnerOptions options;
+  options.num_kv_blocks = 256;
+  options.block_size = kBlockSize;
+  options.use_cuda_graphs = GetParam();
+  options.greedy_lm_head = false;
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> reference =
+      CudaModelRunner::Create(model_.config(), model_.weights(), options);
+  ASSERT_TRUE(ahead.ok() && reference.ok());
+  const int vocab = model_.config().vocab_size;
+  constexpr int kSeqs = 9;
+  std::vector<SeqStep> prompts;
+  for (int s = 0; s < kSeqs; ++s) prompts.push_back({RandomTokens(19 + s, vocab, s), 0, {2 * s, 2 * s + 1}});
+  auto decode = [&](const std::vector<int32_t>& tokens, int step) {
+    std::vector<SeqStep> steps;
+    for (int s = 0; s < kSeqs; ++s) steps.push_back({{tokens[s]}, 19 + s + step, {2 * s, 2 * s + 1}});
+    return MakeBatch(steps, kBlockSize);
+  };
+  // Step 0 (prompts) greedy, step 1 sampled (row 0 at temperature 1), step 2 greedy, step 3 greedy.
+  std::vector<std::vector<DeviceSamplingRow>> rows(4, std::vector<DeviceSamplingRow>(kSeqs));
+  rows[1][0] = RowSettings(1);
+  std::vector<std::vector<int32_t>> want;
+  want.push_back((*reference)->ForwardAndSample(MakeBatch(prompts, kBlockSize), rows[0]).value());
+  for (int step = 1; step < 4; ++step)
+    want.push_back((*reference)->ForwardAndSample(decode(want.back(), step - 1), rows[step]).value());
+
+  ASSERT_TRUE((*ahead)->SubmitForwardAndSample(MakeBatch(prompts, kBlockSize), rows[0]).ok());
+  std::vector<std::vector<int32_t>> got;
+  for (int step = 1; step < 4; ++step) {
+    BatchMetadata pending = decode(std::vector<int32_t>(kSeqs, -1), step - 1);
+    pending.token_sources.resize(kSeqs);
+    for (int s = 0; s < kSeqs; ++s) pending.token_sources[s] = s;
+    ASSERT_TRUE((*ahead)->SubmitForwardAndSample(pending, rows[step]).ok());
+    got.push_back((*ahead)->CollectSamples().value());
+  }
+  got.push_back((*ahead)->CollectSamples().value());
+  EXPECT_EQ((*ahead)->lm_head_chosen_steps(), 3);
+  EXPECT_EQ((*reference)->lm_head_chosen_steps(), 0);
+  EXPECT_EQ(got, want);
 }
 
 INSTANTIATE_TEST_SUITE_P(Graphs, CudaSamplerTest, ::testing::Bool());
