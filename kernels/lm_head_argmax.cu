@@ -33,12 +33,12 @@ int RowTiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
 
 size_t XBytes(int m, int k) { return static_cast<size_t>(RowTiles(m)) * 8 * k * 2; }
 
-// Shared memory: the weight stages, x's k-tiles (each on a 1,024-byte boundary), then the epilogue's
-// per-warp bests and the block's running best per row.
+// Shared memory: the weight stages, x's k-tiles (each on a 1,024-byte boundary), then the warps' bests per
+// row at the end.
 template <int kNTiles>
 size_t SharedBytes(int k) {
   return kStages * kWeightTileBytes + static_cast<size_t>(kNTiles) * 8 * k * 2 +
-         (kThreads / 32 + 1) * kNTiles * 8 * sizeof(Best);
+         kThreads / 32 * kNTiles * 8 * sizeof(Best);
 }
 
 // Weight tile q of the block's sequence (group blockIdx.x + (q / ktiles) * gridDim.x, k-tile q % ktiles)
@@ -86,35 +86,49 @@ __device__ __forceinline__ void MultiplyTile(const Params& p, uint32_t w_stage, 
   MmaTile<kNTiles>(w_stage, x_tile, acc);
 }
 
-// After a group's last k-tile: each row's best of the group's 128 logits joins the block's running best.
-// A lane holds x rows 8j + 2t + h against weight rows 16 warp + g (acc[j][h]) and + 8 (acc[j][2 + h]),
-// lane = 4g + t; the eight lanes of one t meet by shuffles, the warps through shared memory.
+// After a group's last k-tile: each of the lane's x rows keeps its best of the group's logits it holds. A
+// lane holds x rows 8j + 2t + h against weight rows 16 warp + g (acc[j][h]) and + 8 (acc[j][2 + h]), lane =
+// 4g + t.
 template <int kNTiles>
-__device__ __forceinline__ void FoldGroup(const Params& p, int group, float (&acc)[kNTiles][4],
-                                          Best (*warp_best)[kNTiles * 8], Best* running) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int row0 = group * kGroupRows + 16 * warp + g;
+__device__ __forceinline__ void KeepBest(const Params& p, int group, float (&acc)[kNTiles][4],
+                                         Best (&best)[kNTiles][2]) {
+  const int row0 = group * kGroupRows + 16 * (threadIdx.x >> 5) + ((threadIdx.x & 31) >> 2);
 #pragma unroll
   for (int j = 0; j < kNTiles; ++j) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      Best best = row0 < p.n ? Best{acc[j][h], row0} : NoBest();
-      if (row0 + 8 < p.n) best = Better(best, Best{acc[j][2 + h], row0 + 8});
-#pragma unroll
-      for (int offset = 4; offset < 32; offset <<= 1) {
-        const Best other{__shfl_xor_sync(0xffffffffu, best.value, offset),
-                         __shfl_xor_sync(0xffffffffu, best.index, offset)};
-        best = Better(best, other);
-      }
-      if (g == 0) warp_best[warp][8 * j + 2 * t + h] = best;
+      if (row0 < p.n) best[j][h] = Better(best[j][h], Best{acc[j][h], row0});
+      if (row0 + 8 < p.n) best[j][h] = Better(best[j][h], Best{acc[j][2 + h], row0 + 8});
       acc[j][h] = acc[j][2 + h] = 0.f;
     }
   }
+}
+
+// The block's best per x row into parts: the eight lanes of one t meet by shuffles, the warps through shared
+// memory.
+template <int kNTiles>
+__device__ __forceinline__ void WriteBlockBest(const Params& p, Best (&best)[kNTiles][2],
+                                               Best (*warp_best)[kNTiles * 8]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      Best b = best[j][h];
+#pragma unroll
+      for (int offset = 4; offset < 32; offset <<= 1) {
+        const Best other{__shfl_xor_sync(0xffffffffu, b.value, offset),
+                         __shfl_xor_sync(0xffffffffu, b.index, offset)};
+        b = Better(b, other);
+      }
+      if (g == 0) warp_best[warp][8 * j + 2 * t + h] = b;
+    }
+  }
   __syncthreads();
-  if (threadIdx.x < kNTiles * 8) {
-    Best best = running[threadIdx.x];
-    for (int w = 0; w < kThreads / 32; ++w) best = Better(best, warp_best[w][threadIdx.x]);
-    running[threadIdx.x] = best;
+  if (threadIdx.x < p.m) {
+    Best b = NoBest();
+    for (int w = 0; w < kThreads / 32; ++w) b = Better(b, warp_best[w][threadIdx.x]);
+    p.parts[static_cast<int64_t>(threadIdx.x) * gridDim.x + blockIdx.x] = b;
   }
 }
 
@@ -130,7 +144,6 @@ static __global__ void __launch_bounds__(kThreads) LmHeadArgmaxKernel(Params p) 
 #endif
   char* xs = smem + kStages * kWeightTileBytes;
   auto* warp_best = reinterpret_cast<Best(*)[kNTiles * 8]>(xs + kNTiles * 8 * p.k * 2);
-  Best* running = warp_best[kThreads / 32];
   const int ktiles = p.k / kPipeK;
   const int groups = (p.n + kGroupRows - 1) / kGroupRows;
   const int my_groups = (groups - static_cast<int>(blockIdx.x) + gridDim.x - 1) / gridDim.x;
@@ -143,8 +156,10 @@ static __global__ void __launch_bounds__(kThreads) LmHeadArgmaxKernel(Params p) 
   LaunchDependents();
   CopyX<kNTiles>(p, xs);
   CommitAsyncCopies();
-  if (threadIdx.x < kNTiles * 8) running[threadIdx.x] = NoBest();
   float acc[kNTiles][4] = {};
+  Best best[kNTiles][2];
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j) best[j][0] = best[j][1] = NoBest();
   for (int q = 0; q < count; ++q) {
     if (q == 0) {
       WaitAsyncCopies<0>();  // x too
@@ -161,12 +176,9 @@ static __global__ void __launch_bounds__(kThreads) LmHeadArgmaxKernel(Params p) 
     const int tile = q % ktiles;
     MultiplyTile<kNTiles>(p, smem_base + (q % kStages) * kWeightTileBytes,
                           smem_base + kStages * kWeightTileBytes + tile * kNTiles * 1024, acc);
-    if (tile == ktiles - 1)
-      FoldGroup<kNTiles>(p, blockIdx.x + (q / ktiles) * gridDim.x, acc, warp_best, running);
+    if (tile == ktiles - 1) KeepBest<kNTiles>(p, blockIdx.x + (q / ktiles) * gridDim.x, acc, best);
   }
-  __syncthreads();
-  if (threadIdx.x < p.m)
-    p.parts[static_cast<int64_t>(threadIdx.x) * gridDim.x + blockIdx.x] = running[threadIdx.x];
+  WriteBlockBest<kNTiles>(p, best, warp_best);
 }
 
 // Row blockIdx.x's best of the `parts` blocks' bests.
