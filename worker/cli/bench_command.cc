@@ -39,9 +39,16 @@ std::vector<int32_t> RandomPrompt(std::mt19937& rng, int length) {
   return ids;
 }
 
-SamplingParams FixedLength(int max_tokens) {
+// How the timed requests sample: greedy unless --temperature says otherwise.
+struct BenchSampling {
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+};
+
+SamplingParams FixedLength(int max_tokens, const BenchSampling& sampling = {}) {
   SamplingParams params;
-  params.temperature = 0.0f;
+  params.temperature = sampling.temperature;
+  params.top_p = sampling.top_p;
   params.max_tokens = max_tokens;
   params.ignore_eos = true;
   return params;
@@ -97,10 +104,11 @@ constexpr int kUntimedDecodeSteps = 2;
 
 // Runs `batch` prompts together; decode is timed over the steps that decode all `batch` sequences and finish
 // none, after every prompt has its first token and after the first kUntimedDecodeSteps.
-DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len) {
+DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len,
+                           const BenchSampling& sampling) {
   auto start = Clock::now();
   for (int i = 0; i < batch; ++i)
-    DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len)).ok());
+    DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len, sampling)).ok());
   int first_tokens = 0, decode_steps = 0, untimed_steps = 0;
   double prefill_s = 0;
   Clock::time_point first_decode_start, decode_start;
@@ -170,12 +178,17 @@ int BenchCommand(int argc, char** argv) {
       "prompt-len", po::value<int>()->default_value(512), "prompt tokens per request")(
       "gen-len", po::value<int>()->default_value(256), "generated tokens per request")(
       "ttft-lens", po::value<std::string>()->default_value("512,2048"),
-      "prompt lengths timed to first token");
+      "prompt lengths timed to first token")("temperature", po::value<float>()->default_value(0.0f),
+                                             "decode requests' temperature (0: greedy)")(
+      "top-p", po::value<float>()->default_value(1.0f), "decode requests' top-p (1: off)");
   AddEngineOptions(options);
   po::variables_map vm;
   if (auto code = ParseOptions(argc, argv, options, vm,
                                "doze bench --model DIR [--backend cpu|cuda] [--batch 1,8,64]"))
     return *code;
+  const BenchSampling sampling{vm["temperature"].as<float>(), vm["top-p"].as<float>()};
+  if (!(sampling.temperature >= 0.0f) || !(sampling.top_p > 0.0f && sampling.top_p <= 1.0f))
+    return Fail("--temperature must be >= 0 and --top-p in (0, 1]");
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));
   Engine& engine = (*model)->engine();
@@ -191,12 +204,14 @@ int BenchCommand(int argc, char** argv) {
                  {"backend", (*model)->backend()},
                  {"prompt_len", prompt_len},
                  {"gen_len", gen_len},
+                 {"temperature", sampling.temperature},
+                 {"top_p", sampling.top_p},
                  {"decode", json::array()},
                  {"ttft_ms", json::object()}};
   std::printf("%-8s %12s %12s %12s %14s %10s %16s\n", "batch", "step ms", "median ms", "tokens/s",
               "prefill tok/s", "roofline", "first 2 steps ms");
   for (int batch : ParseBatches(vm["batch"].as<std::string>())) {
-    DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len);
+    DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len, sampling);
     double context = prompt_len + gen_len / 2.0;
     double roofline =
         DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
