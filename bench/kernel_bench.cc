@@ -468,9 +468,18 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
   };
   out.push_back(
       {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  // The OpenAI-style requests' settings: top-p alone, then the temperature alone.
+  const std::vector<int32_t> no_top_k(rows, 0);
+  const std::vector<float> no_min_p(rows, 0.f), no_top_p(rows, 1.f);
+  CUDA_CHECK(cudaMemcpy(d_top_k, no_top_k.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_min_p, no_min_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+  out.push_back({"sampling", "top-p 0.9" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  CUDA_CHECK(cudaMemcpy(d_top_p, no_top_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+  out.push_back({"sampling", "temperature alone" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
   const std::vector<float> zero_temperature(rows, 0.f);  // greedy rows: the engine's path at temperature 0
   CUDA_CHECK(cudaMemcpy(d_temp, zero_temperature.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
-  const kernels::SamplingParams greedy{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  kernels::SamplingParams greedy{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  greedy.any_temperature_alone = false;  // as CudaSampler tells it for greedy rows
   out.push_back(
       {"sampling", "greedy rows through SampleRows" + suffix,
        TimeInGraph(
@@ -527,6 +536,11 @@ int Main(int argc, char** argv) {
   std::vector<Result> results;
   if (steps_only) {
     BenchDecodeSteps(results);
+    Report(results, prop.name);
+    return 0;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--sampling") == 0) {
+    for (int rows : {1, 64}) BenchSampling(rows, stream, results);
     Report(results, prop.name);
     return 0;
   }

@@ -77,6 +77,67 @@ void LaunchArgmaxParts(const float* logits, void* workspace, int num_rows, int v
   CUDA_CHECK_LAUNCH();
 }
 
+// Whether row r samples with its temperature alone (no top-k, top-p or min-p): its draw then needs only the
+// weights' sums, which SliceMassKernel spreads over the row's slices.
+__device__ __forceinline__ bool TemperatureAlone(const SamplingParams& p, int r, int vocab) {
+  return p.temperature[r] > 0.f && !(p.top_k[r] > 0 && p.top_k[r] < vocab) && !(p.top_p[r] < 1.f) &&
+         !(p.min_p[r] > 0.f);
+}
+
+// The row's largest tempered logit, from its slices' bests: max_i fl(l_i / t) is fl(max_i l_i / t), the
+// division being monotonic.
+__device__ __forceinline__ float TemperedMaxOfParts(const Best* row_parts, float temperature) {
+  __shared__ float row_max;
+  if (threadIdx.x < 32) {
+    float v = -INFINITY;
+    for (int s = threadIdx.x; s < kArgmaxParts; s += 32) v = fmaxf(v, row_parts[s].value);
+    v = WarpMax(v);
+    if (threadIdx.x == 0) row_max = v / temperature;
+  }
+  __syncthreads();
+  return row_max;
+}
+
+// Grid (kArgmaxParts, num_rows), rows that sample with the temperature alone: the sum over the slice of
+// exp(l / t - max), in double, for the draw's prefix over slices (DrawFromSlices).
+static __global__ void __launch_bounds__(kArgmaxThreads)
+    SliceMassKernel(const float* __restrict__ logits,  // [num_rows, vocab]
+                    const Best* __restrict__ parts,    // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
+                    SamplingParams params,
+                    double* __restrict__ masses,  // [num_rows, kArgmaxParts]
+                    int vocab) {
+  const int r = blockIdx.y;
+  if (!TemperatureAlone(params, r, vocab)) return;
+  const float temperature = params.temperature[r];
+  const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, temperature);
+  const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
+  const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
+  const float* row = logits + static_cast<int64_t>(r) * vocab;
+  double mass = 0.0;
+  for (int first = begin + threadIdx.x; first < end; first += kArgmaxLoads * kArgmaxThreads) {
+    float values[kArgmaxLoads];
+#pragma unroll
+    for (int j = 0; j < kArgmaxLoads; ++j) {
+      const int i = first + j * kArgmaxThreads;
+      values[j] = i < end ? row[i] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < kArgmaxLoads; ++j) {
+      if (first + j * kArgmaxThreads < end) mass += expf(values[j] / temperature - row_max);
+    }
+  }
+  __shared__ double warp_mass[kArgmaxThreads / 32];
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) mass += __shfl_xor_sync(0xffffffffu, mass, offset);
+  if ((threadIdx.x & 31) == 0) warp_mass[threadIdx.x >> 5] = mass;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kArgmaxThreads / 32; ++w) total += warp_mass[w];
+    masses[r * kArgmaxParts + blockIdx.x] = total;
+  }
+}
+
 __device__ float BlockMax(float v) {
   __shared__ float scratch[kWarps];
   v = WarpMax(v);
@@ -342,6 +403,82 @@ __device__ int DrawFromList(const ListSource& src, const Thresholds& t, double u
   return static_cast<int>(~RadixSelect(src.size, by_id, static_cast<float>(uniform * total), hist).key);
 }
 
+// The draw of a row sampled with its temperature alone, from its slices' masses (SliceMassKernel): the slice
+// where the cumulative mass crosses u * total, then the first id in it whose cumulative weight does (each
+// thread takes kIdsPerThread ids of a chunk, a block-wide prefix sum orders them). DrawFromRow's choice, with
+// the sums in another order.
+__device__ int DrawFromSlices(const RowSource& src, float row_max, const double* slice_masses,
+                              double uniform) {
+  constexpr int kIdsPerThread = 3;
+  __shared__ double cumulative[kArgmaxParts];
+  __shared__ double warp_totals[kWarps];
+  __shared__ int slice_chosen, chosen, last_id;
+  __shared__ double target, slice_base;
+  if (threadIdx.x < kArgmaxParts) cumulative[threadIdx.x] = slice_masses[threadIdx.x];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int s = 0; s < kArgmaxParts; ++s) total += cumulative[s];
+    target = uniform * total;
+    double base = 0.0;
+    int found = -1, last = 0;
+    for (int s = 0; s < kArgmaxParts && found < 0; ++s) {
+      if (cumulative[s] > 0.0) last = s;
+      if (cumulative[s] > 0.0 && base + cumulative[s] > target) {
+        found = s;
+      } else {
+        base += cumulative[s];
+      }
+    }
+    slice_chosen = found >= 0 ? found : last;  // none: rounding left the total a hair below the target
+    slice_base = found >= 0 ? base : base - cumulative[last];
+    chosen = INT_MAX;
+    last_id = -1;
+  }
+  __syncthreads();
+  const int slice = (src.size + kArgmaxParts - 1) / kArgmaxParts;
+  const int begin = slice_chosen * slice, end = min(src.size, begin + slice);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  double base = slice_base;
+  for (int chunk = begin; chunk < end; chunk += kThreads * kIdsPerThread) {
+    const int first = chunk + threadIdx.x * kIdsPerThread;
+    float w[kIdsPerThread];
+    double local = 0.0;
+#pragma unroll
+    for (int j = 0; j < kIdsPerThread; ++j) {
+      w[j] = first + j < end ? expf(src.Logit(first + j) - row_max) : 0.f;
+      local += w[j];
+    }
+    // Exclusive prefix of the threads' sums: within the warp by shuffles, then over the warps' totals.
+    double inclusive = local;
+#pragma unroll
+    for (int offset = 1; offset < 32; offset <<= 1) {
+      const double other = __shfl_up_sync(0xffffffffu, inclusive, offset);
+      if (lane >= offset) inclusive += other;
+    }
+    if (lane == 31) warp_totals[warp] = inclusive;
+    __syncthreads();
+    double running = base + inclusive - local;
+    for (int v = 0; v < warp; ++v) running += warp_totals[v];
+#pragma unroll
+    for (int j = 0; j < kIdsPerThread; ++j) {
+      running += w[j];
+      if (w[j] > 0.f) {
+        atomicMax(&last_id, first + j);
+        if (running > target) {
+          atomicMin(&chosen, first + j);
+          break;
+        }
+      }
+    }
+    for (int v = 0; v < kWarps; ++v) base += warp_totals[v];
+    __syncthreads();
+    if (chosen != INT_MAX) return chosen;
+  }
+  // The slice's own sum fell a hair short of the crossing: its last weighted id.
+  return last_id >= 0 ? last_id : begin;
+}
+
 // A key below which no token can survive the row's filters (from round-one histograms of counts and, for
 // top-p without top-k, of mass), and how many tokens lie at or above it; INT_MAX tokens when no filter is on.
 struct CandidateBound {
@@ -405,8 +542,9 @@ __device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int
 }
 
 static __global__ void __launch_bounds__(kThreads)
-    SampleKernel(const float* __restrict__ logits,  // [num_rows, vocab]
-                 const Best* __restrict__ parts,    // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
+    SampleKernel(const float* __restrict__ logits,   // [num_rows, vocab]
+                 const Best* __restrict__ parts,     // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
+                 const double* __restrict__ masses,  // [num_rows, kArgmaxParts] from SliceMassKernel, or null
                  SamplingParams params,
                  int32_t* __restrict__ out,  // [num_rows]
                  int vocab) {
@@ -421,6 +559,13 @@ static __global__ void __launch_bounds__(kThreads)
     return;
   }
   const RowSource src{row, vocab, temperature};
+  if (masses != nullptr && TemperatureAlone(params, r, vocab)) {
+    const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, temperature);
+    const int index = DrawFromSlices(src, row_max, masses + r * kArgmaxParts,
+                                     SeededUniform(params.seed[r], params.step[r]));
+    if (threadIdx.x == 0) out[r] = index;
+    return;
+  }
   Thresholds t;
   float local_max = -INFINITY;
   for (int i = threadIdx.x; i < vocab; i += kThreads) local_max = fmaxf(local_max, src.Logit(i));
@@ -471,7 +616,7 @@ void ApplyLogitEdits(float* logits, const LogitEdit* edits, int num_edits, int v
 }
 
 size_t SamplingWorkspaceBytes(int num_rows) {
-  return static_cast<size_t>(std::max(num_rows, 0)) * kArgmaxParts * sizeof(Best);
+  return static_cast<size_t>(std::max(num_rows, 0)) * kArgmaxParts * (sizeof(Best) + sizeof(double));
 }
 
 void ArgmaxRows(const float* logits, int32_t* out, void* workspace, int num_rows, int vocab,
@@ -486,8 +631,15 @@ void SampleRows(const float* logits, const SamplingParams& params, int32_t* out,
                 int num_rows, int vocab, cudaStream_t stream) {
   if (num_rows == 0) return;
   LaunchArgmaxParts(logits, workspace, num_rows, vocab, stream);
-  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, static_cast<const Best*>(workspace), params, out,
-                                                  vocab);
+  const Best* parts = static_cast<const Best*>(workspace);
+  double* masses = nullptr;
+  if (params.any_temperature_alone) {
+    masses = reinterpret_cast<double*>(static_cast<Best*>(workspace) + num_rows * kArgmaxParts);
+    SliceMassKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(logits, parts, params,
+                                                                                 masses, vocab);
+    CUDA_CHECK_LAUNCH();
+  }
+  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, parts, masses, params, out, vocab);
   CUDA_CHECK_LAUNCH();
 }
 

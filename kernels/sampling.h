@@ -48,6 +48,10 @@ struct SamplingParams {
   const float* min_p;        // [num_rows]; <= 0: off
   const uint64_t* seed;      // [num_rows]; the sequence's seed
   const uint64_t* step;      // [num_rows]; its output index
+  // Host hint: whether any row samples with its temperature alone (no top-k, top-p or min-p); such rows then
+  // sum their weights over 64 slices of the row on as many multiprocessors first. False skips that pass
+  // (such rows would be drawn in one block, slower).
+  bool any_temperature_alone = true;
 };
 
 // Samples one token per row as the host Sampler does for a row without penalties: the logits are divided by

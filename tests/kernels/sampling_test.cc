@@ -77,8 +77,9 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
   }
 }
 
-// Samples every row twice (the second run must repeat the first) and compares with the host.
-void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step) {
+// Samples every row twice (the second run must repeat the first) and compares with the host. Without
+// `slice_hint` the rows sampled with their temperature alone are drawn in one block (SampleRows' fallback).
+void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step, bool slice_hint = true) {
   std::mt19937 rng(rows * 17 + vocab + (integral ? 1 : 0));
   const std::vector<float> logits = RandomLogits(rows, vocab, integral, rng);
   std::vector<float> temperature, top_p, min_p;
@@ -97,8 +98,9 @@ void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step) {
   DeviceArray<int32_t> d_top_k(top_k), d_out(rows);
   DeviceArray<uint64_t> d_seeds(seeds), d_steps(steps);
   DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
-  const SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
-                              d_min_p.get(), d_seeds.get(), d_steps.get()};
+  SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
+                        d_min_p.get(), d_seeds.get(), d_steps.get()};
+  params.any_temperature_alone = slice_hint;
   d_out.Poison();
   SampleRows(d_logits.get(), params, d_out.get(), d_workspace.get(), rows, vocab, nullptr);
   const std::vector<int32_t> first = d_out.Download();
@@ -122,6 +124,44 @@ TEST_P(SamplingTest, TiesAtEveryCutFollowTheHost) {
   for (uint64_t step : {0, 9}) {
     ExpectSameAsHost(GetParam(), 151936, true, step);
     ExpectSameAsHost(GetParam(), 999, true, step);
+  }
+}
+
+// The rows sampled with their temperature alone, drawn in one block (the slices' sums not computed).
+TEST_P(SamplingTest, TemperatureAloneWithoutTheSlicePassMatchesTheHost) {
+  DOZE_SKIP_WITHOUT_GPU();
+  ExpectSameAsHost(GetParam(), 151936, false, 3, /*slice_hint=*/false);
+  ExpectSameAsHost(GetParam(), 999, true, 4, /*slice_hint=*/false);
+}
+
+// Every row sampled with its temperature alone (the slices' sums, then a walk of one slice), at temperatures
+// from sharp to flat and vocabularies whose slices end unevenly.
+TEST(SamplingTemperatureTest, EveryRowAtItsTemperatureMatchesTheHost) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = 40;
+  for (int vocab : {151936, 4099, 70}) {
+    std::mt19937 rng(vocab);
+    const std::vector<float> logits = RandomLogits(rows, vocab, false, rng);
+    std::vector<float> temperature(rows), top_p(rows, 1.f), min_p(rows, 0.f);
+    std::vector<int32_t> top_k(rows, 0);
+    std::vector<uint64_t> seeds(rows), steps(rows, 11);
+    for (int r = 0; r < rows; ++r) temperature[r] = 0.05f + 0.05f * r, seeds[r] = 977ull * r + 5;
+    DeviceArray<float> d_logits(logits), d_temp(temperature), d_top_p(top_p), d_min_p(min_p);
+    DeviceArray<int32_t> d_top_k(top_k), d_out(rows);
+    DeviceArray<uint64_t> d_seeds(seeds), d_steps(steps);
+    DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
+    d_workspace.Poison();
+    d_out.Poison();
+    const SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
+                                d_min_p.get(), d_seeds.get(), d_steps.get()};
+    SampleRows(d_logits.get(), params, d_out.get(), d_workspace.get(), rows, vocab, nullptr);
+    const std::vector<int32_t> got = d_out.Download();
+    for (int r = 0; r < rows; ++r) {
+      const RowSetting s{temperature[r], 0, 1.f, 0.f};
+      EXPECT_EQ(got[r],
+                HostSample(logits.data() + static_cast<size_t>(r) * vocab, vocab, s, seeds[r], steps[r]))
+          << "vocab " << vocab << " row " << r << " temperature " << temperature[r];
+    }
   }
 }
 
