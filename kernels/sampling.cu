@@ -138,17 +138,6 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
   }
 }
 
-__device__ float BlockMax(float v) {
-  __shared__ float scratch[kWarps];
-  v = WarpMax(v);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float total = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) total = fmaxf(total, scratch[w]);
-  return total;
-}
-
 __device__ double BlockSumDouble(double v) {
   __shared__ double scratch[kWarps];
 #pragma unroll
@@ -559,17 +548,15 @@ static __global__ void __launch_bounds__(kThreads)
     return;
   }
   const RowSource src{row, vocab, temperature};
+  const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, temperature);  // no pass over the row
   if (masses != nullptr && TemperatureAlone(params, r, vocab)) {
-    const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, temperature);
     const int index = DrawFromSlices(src, row_max, masses + r * kArgmaxParts,
                                      SeededUniform(params.seed[r], params.step[r]));
     if (threadIdx.x == 0) out[r] = index;
     return;
   }
   Thresholds t;
-  float local_max = -INFINITY;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) local_max = fmaxf(local_max, src.Logit(i));
-  t.row_max = BlockMax(local_max);
+  t.row_max = row_max;
   const int top_k = params.top_k[r];
   const float top_p = params.top_p[r], min_p = params.min_p[r];
   if (min_p > 0.f) t.min_logit = t.row_max + log(static_cast<double>(min_p));
