@@ -462,24 +462,52 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
        TimeInGraph(
            stream, [&](int) { kernels::ArgmaxRows(d_logits, d_out, d_workspace, rows, kVocab, stream); }, 20),
        bytes, 0});
-  const kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  // The hints as CudaSampler gives them: these rows filtered (the temperature-alone case sets them again).
+  kernels::SamplingParams params{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
+  params.any_temperature_alone = false;
+  kernels::SamplingParams one_block = params;  // every sampled row in one block: the passes over slices off
+  one_block.any_temperature_alone = one_block.any_filtered = false;
   const auto sample = [&](int) {
     kernels::SampleRows(d_logits, params, d_out, d_workspace, rows, kVocab, stream);
   };
-  out.push_back(
-      {"sampling", "top-k 50, top-p 0.9, min-p 0.05" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  const auto sample_in_one_block = [&](int) {
+    kernels::SampleRows(d_logits, one_block, d_out, d_workspace, rows, kVocab, stream);
+  };
+  // The settings' time over the row's slices, then in one block a row.
+  const auto time_both = [&](const std::string& name) {
+    out.push_back({"sampling", name + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+    out.push_back(
+        {"sampling", name + ", one block" + suffix, TimeInGraph(stream, sample_in_one_block, 5), bytes, 0});
+  };
+  time_both("top-k 50, top-p 0.9, min-p 0.05");
   // The OpenAI-style requests' settings: top-p alone, then the temperature alone.
   const std::vector<int32_t> no_top_k(rows, 0);
   const std::vector<float> no_min_p(rows, 0.f), no_top_p(rows, 1.f);
   CUDA_CHECK(cudaMemcpy(d_top_k, no_top_k.data(), rows * sizeof(int32_t), cudaMemcpyHostToDevice));
   CUDA_CHECK(cudaMemcpy(d_min_p, no_min_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
-  out.push_back({"sampling", "top-p 0.9" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  time_both("top-p 0.9");
   CUDA_CHECK(cudaMemcpy(d_top_p, no_top_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
-  out.push_back({"sampling", "temperature alone" + suffix, TimeInGraph(stream, sample, 5), bytes, 0});
+  params.any_temperature_alone = true;
+  params.any_filtered = false;
+  time_both("temperature alone");
+  params.any_temperature_alone = false;
+  params.any_filtered = true;
+  // A language model's peaked rows: twenty tokens 12 above the rest, so top-p keeps few candidates.
+  std::vector<float> peaked = logits;
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < 20; ++i)
+      peaked[static_cast<size_t>(r) * kVocab + (7919 * (i + 1) + r) % kVocab] += 12.f;
+  }
+  CUDA_CHECK(cudaMemcpy(d_logits, peaked.data(), peaked.size() * sizeof(float), cudaMemcpyHostToDevice));
+  const std::vector<float> some_top_p(rows, 0.9f);
+  CUDA_CHECK(cudaMemcpy(d_top_p, some_top_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+  time_both("top-p 0.9, peaked logits");
+  CUDA_CHECK(cudaMemcpy(d_top_p, no_top_p.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(d_logits, logits.data(), logits.size() * sizeof(float), cudaMemcpyHostToDevice));
   const std::vector<float> zero_temperature(rows, 0.f);  // greedy rows: the engine's path at temperature 0
   CUDA_CHECK(cudaMemcpy(d_temp, zero_temperature.data(), rows * sizeof(float), cudaMemcpyHostToDevice));
   kernels::SamplingParams greedy{d_temp, d_top_k, d_top_p, d_min_p, d_seeds, d_seeds};
-  greedy.any_temperature_alone = false;  // as CudaSampler tells it for greedy rows
+  greedy.any_temperature_alone = greedy.any_filtered = false;  // as CudaSampler tells it for greedy rows
   out.push_back(
       {"sampling", "greedy rows through SampleRows" + suffix,
        TimeInGraph(

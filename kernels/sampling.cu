@@ -77,11 +77,31 @@ void LaunchArgmaxParts(const float* logits, void* workspace, int num_rows, int v
   CUDA_CHECK_LAUNCH();
 }
 
+// Which of a row's filters are on: top-k, top-p (when no top-k: under top-k the list holds the top-k mass)
+// and any at all (with min-p).
+struct Filters {
+  bool use_k, use_p, any;
+};
+
+__device__ __forceinline__ Filters FiltersOf(int top_k, float top_p, float min_p, int vocab) {
+  const bool use_k = top_k > 0 && top_k < vocab, use_p = !use_k && top_p < 1.f;
+  return Filters{use_k, use_p, use_k || use_p || min_p > 0.f};
+}
+
+__device__ __forceinline__ Filters RowFilters(const SamplingParams& p, int r, int vocab) {
+  return FiltersOf(p.top_k[r], p.top_p[r], p.min_p[r], vocab);
+}
+
 // Whether row r samples with its temperature alone (no top-k, top-p or min-p): its draw then needs only the
 // weights' sums, which SliceMassKernel spreads over the row's slices.
 __device__ __forceinline__ bool TemperatureAlone(const SamplingParams& p, int r, int vocab) {
-  return p.temperature[r] > 0.f && !(p.top_k[r] > 0 && p.top_k[r] < vocab) && !(p.top_p[r] < 1.f) &&
-         !(p.min_p[r] > 0.f);
+  return p.temperature[r] > 0.f && !RowFilters(p, r, vocab).any;
+}
+
+// Whether row r samples through top-k, top-p or min-p: its candidates are bounded over the row's slices first
+// (SliceBoundKernel, RowBoundKernel, SliceGatherKernel).
+__device__ __forceinline__ bool Filtered(const SamplingParams& p, int r, int vocab) {
+  return p.temperature[r] > 0.f && RowFilters(p, r, vocab).any;
 }
 
 // The row's largest tempered logit, from its slices' bests: max_i fl(l_i / t) is fl(max_i l_i / t), the
@@ -476,28 +496,14 @@ struct CandidateBound {
   double mass;  // the whole row's exp(logit - max), when top-p without top-k needed it; else -1
 };
 
-__device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds& t, int top_k, float top_p,
-                                          float min_p, float* counts, float* masses) {
-  const bool use_k = top_k > 0 && top_k < src.size, use_p = !use_k && top_p < 1.f;
-  if (!use_k && !use_p && !(min_p > 0.f)) return CandidateBound{0, INT_MAX, -1.0};
-  for (int b = threadIdx.x; b < kMaxBins; b += kThreads) counts[b] = 0.f, masses[b] = 0.f;
-  __syncthreads();
-  double local = 0.0;
-  for (int j = threadIdx.x; j < src.size; j += kThreads) {
-    const float logit = src.Logit(j);
-    const uint32_t bin = OrderedKey(logit) >> 20;
-    atomicAdd(&counts[bin], 1.f);
-    if (use_p) {
-      const float w = expf(logit - t.row_max);
-      local += w;
-      atomicAdd(&masses[bin], w);
-    }
-  }
-  const double mass = use_p ? BlockSumDouble(local) : -1.0;
-  __syncthreads();
+// The bound from the row's round-one histograms in shared memory: `counts` of every token's key >> 20 and,
+// for top-p without top-k, `masses` with their total `mass`.
+__device__ CandidateBound BoundFromHistograms(const Thresholds& t, const Filters& f, int top_k, float top_p,
+                                              float min_p, const float* counts, const float* masses,
+                                              double mass) {
   uint32_t min_bin = 0;
-  if (use_k) min_bin = PickBin(counts, kMaxBins, static_cast<float>(top_k)).key;
-  if (use_p) {
+  if (f.use_k) min_bin = PickBin(counts, kMaxBins, static_cast<float>(top_k)).key;
+  if (f.use_p) {
     const uint32_t bin = PickBin(masses, kMaxBins, static_cast<float>(top_p * mass)).key;
     min_bin = bin > 0 ? bin - 1 : 0;  // one bin of margin for the rounding of float sums
   }
@@ -511,7 +517,30 @@ __device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds
     above += b >= static_cast<int>(min_bin) ? counts[b] : 0.f;
   __shared__ float scratch[kWarps];
   const int count = static_cast<int>(BlockSum(above, scratch));
-  return CandidateBound{min_bin, count, mass};
+  return CandidateBound{min_bin, count, f.use_p ? mass : -1.0};
+}
+
+// BoundCandidates in one block: the histograms from one pass over the row.
+__device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds& t, int top_k, float top_p,
+                                          float min_p, float* counts, float* masses) {
+  const Filters f = FiltersOf(top_k, top_p, min_p, src.size);
+  if (!f.any) return CandidateBound{0, INT_MAX, -1.0};
+  for (int b = threadIdx.x; b < kMaxBins; b += kThreads) counts[b] = 0.f, masses[b] = 0.f;
+  __syncthreads();
+  double local = 0.0;
+  for (int j = threadIdx.x; j < src.size; j += kThreads) {
+    const float logit = src.Logit(j);
+    const uint32_t bin = OrderedKey(logit) >> 20;
+    atomicAdd(&counts[bin], 1.f);
+    if (f.use_p) {
+      const float w = expf(logit - t.row_max);
+      local += w;
+      atomicAdd(&masses[bin], w);
+    }
+  }
+  const double mass = f.use_p ? BlockSumDouble(local) : -1.0;
+  __syncthreads();
+  return BoundFromHistograms(t, f, top_k, top_p, min_p, counts, masses, mass);
 }
 
 // Copies the tokens with key >> 20 >= min_bin into the list; returns how many.
@@ -530,10 +559,122 @@ __device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int
   return size;
 }
 
+// A filtered row's scratch in the workspace, zeroed before each SampleRows: the round-one histograms merged
+// over its slices, its candidate bound, and the gathered candidates.
+struct RowScratch {
+  float counts[kMaxBins];  // tokens per key >> 20
+  float masses[kMaxBins];  // exp(logit - max) per key >> 20 (top-p without top-k)
+  CandidateBound bound;
+  int list_size;
+  float list_logits[kMaxCandidates];  // tempered, in no particular order
+  int list_ids[kMaxCandidates];
+};
+
+// Grid (kArgmaxParts, num_rows), filtered rows: the slice's round-one histograms (as BoundCandidates builds
+// them) added into the row's scratch, and for top-p its mass (double) into slice_masses.
+static __global__ void __launch_bounds__(kArgmaxThreads)
+    SliceBoundKernel(const float* __restrict__ logits,  // [num_rows, vocab]
+                     const Best* __restrict__ parts,    // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
+                     SamplingParams params,
+                     RowScratch* __restrict__ scratch,   // [num_rows]
+                     double* __restrict__ slice_masses,  // [num_rows, kArgmaxParts]
+                     int vocab) {
+  const int r = blockIdx.y;
+  if (!Filtered(params, r, vocab)) return;
+  __shared__ float counts[kMaxBins], masses[kMaxBins];
+  const Filters f = RowFilters(params, r, vocab);
+  const RowSource src{logits + static_cast<int64_t>(r) * vocab, vocab, params.temperature[r]};
+  for (int b = threadIdx.x; b < kMaxBins; b += kArgmaxThreads) counts[b] = 0.f, masses[b] = 0.f;
+  const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, src.temperature);  // ends in a barrier
+  const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
+  const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
+  double local = 0.0;
+  for (int j = begin + threadIdx.x; j < end; j += kArgmaxThreads) {
+    const float logit = src.Logit(j);
+    const uint32_t bin = OrderedKey(logit) >> 20;
+    atomicAdd(&counts[bin], 1.f);
+    if (f.use_p) {
+      const float w = expf(logit - row_max);
+      local += w;
+      atomicAdd(&masses[bin], w);
+    }
+  }
+  __syncthreads();
+  RowScratch& row = scratch[r];
+  for (int b = threadIdx.x; b < kMaxBins; b += kArgmaxThreads) {
+    if (counts[b] != 0.f) atomicAdd(&row.counts[b], counts[b]);
+    if (masses[b] != 0.f) atomicAdd(&row.masses[b], masses[b]);
+  }
+  if (!f.use_p) return;
+  __shared__ double warp_mass[kArgmaxThreads / 32];
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_xor_sync(0xffffffffu, local, offset);
+  if ((threadIdx.x & 31) == 0) warp_mass[threadIdx.x >> 5] = local;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kArgmaxThreads / 32; ++w) total += warp_mass[w];
+    slice_masses[r * kArgmaxParts + blockIdx.x] = total;
+  }
+}
+
+// One block a filtered row: its candidate bound from the merged histograms (BoundFromHistograms), the mass
+// summed over the slices in order.
+static __global__ void __launch_bounds__(kThreads)
+    RowBoundKernel(const Best* __restrict__ parts,  // [num_rows, kArgmaxParts]
+                   SamplingParams params,
+                   RowScratch* __restrict__ scratch,         // [num_rows]
+                   const double* __restrict__ slice_masses,  // [num_rows, kArgmaxParts]
+                   int vocab) {
+  const int r = blockIdx.x;
+  if (!Filtered(params, r, vocab)) return;
+  __shared__ float counts[kMaxBins], masses[kMaxBins];
+  const Filters f = RowFilters(params, r, vocab);
+  RowScratch& row = scratch[r];
+  for (int b = threadIdx.x; b < kMaxBins; b += kThreads) counts[b] = row.counts[b], masses[b] = row.masses[b];
+  Thresholds t;
+  t.row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, params.temperature[r]);  // ends in a barrier
+  const float min_p = params.min_p[r];
+  if (min_p > 0.f) t.min_logit = t.row_max + log(static_cast<double>(min_p));
+  double mass = -1.0;
+  if (f.use_p) {
+    mass = 0.0;
+    for (int s = 0; s < kArgmaxParts; ++s) mass += slice_masses[r * kArgmaxParts + s];
+  }
+  const CandidateBound bound =
+      BoundFromHistograms(t, f, params.top_k[r], params.top_p[r], min_p, counts, masses, mass);
+  if (threadIdx.x == 0) row.bound = bound;
+}
+
+// Grid (kArgmaxParts, num_rows), filtered rows whose candidates fit the list: the slice's tokens at or above
+// the bound appended to the row's list.
+static __global__ void __launch_bounds__(kArgmaxThreads)
+    SliceGatherKernel(const float* __restrict__ logits,  // [num_rows, vocab]
+                      SamplingParams params,
+                      RowScratch* __restrict__ scratch,  // [num_rows]
+                      int vocab) {
+  const int r = blockIdx.y;
+  if (!Filtered(params, r, vocab)) return;
+  RowScratch& row = scratch[r];
+  const CandidateBound bound = row.bound;
+  if (bound.count > kMaxCandidates) return;
+  const RowSource src{logits + static_cast<int64_t>(r) * vocab, vocab, params.temperature[r]};
+  const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
+  const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
+  for (int j = begin + threadIdx.x; j < end; j += kArgmaxThreads) {
+    const float logit = src.Logit(j);
+    if ((OrderedKey(logit) >> 20) < bound.min_bin) continue;
+    const int slot = atomicAdd(&row.list_size, 1);
+    row.list_logits[slot] = logit;
+    row.list_ids[slot] = j;
+  }
+}
+
 static __global__ void __launch_bounds__(kThreads)
     SampleKernel(const float* __restrict__ logits,   // [num_rows, vocab]
                  const Best* __restrict__ parts,     // [num_rows, kArgmaxParts], from ArgmaxPartsKernel
                  const double* __restrict__ masses,  // [num_rows, kArgmaxParts] from SliceMassKernel, or null
+                 const RowScratch* __restrict__ scratch,  // [num_rows] from RowBoundKernel..., or null
                  SamplingParams params,
                  int32_t* __restrict__ out,  // [num_rows]
                  int vocab) {
@@ -561,12 +702,23 @@ static __global__ void __launch_bounds__(kThreads)
   const float top_p = params.top_p[r], min_p = params.min_p[r];
   if (min_p > 0.f) t.min_logit = t.row_max + log(static_cast<double>(min_p));
   const double uniform = SeededUniform(params.seed[r], params.step[r]);
-  const CandidateBound bound = BoundCandidates(src, t, top_k, top_p, min_p, pool, hist);
+  const bool gathered = scratch != nullptr && Filtered(params, r, vocab);  // bounded over the slices
+  const CandidateBound bound =
+      gathered ? scratch[r].bound : BoundCandidates(src, t, top_k, top_p, min_p, pool, hist);
   int index;
   if (bound.count <= kMaxCandidates) {
     float* list_logits = pool;
     int* list_ids = reinterpret_cast<int*>(pool + kMaxCandidates);
-    const ListSource list{list_logits, list_ids, Gather(src, bound.min_bin, list_logits, list_ids)};
+    int size;
+    if (gathered) {  // gathered over the slices: into shared memory
+      size = scratch[r].list_size;
+      for (int j = threadIdx.x; j < size; j += kThreads)
+        list_logits[j] = scratch[r].list_logits[j], list_ids[j] = scratch[r].list_ids[j];
+      __syncthreads();
+    } else {
+      size = Gather(src, bound.min_bin, list_logits, list_ids);
+    }
+    const ListSource list{list_logits, list_ids, size};
     ApplyTopK(list, top_k, vocab, t, hist);
     ApplyTopP(list, top_p, top_k > 0 && top_k < vocab ? -1.0 : bound.mass, t, hist);
     index = DrawFromList(list, t, uniform, hist);
@@ -603,7 +755,8 @@ void ApplyLogitEdits(float* logits, const LogitEdit* edits, int num_edits, int v
 }
 
 size_t SamplingWorkspaceBytes(int num_rows) {
-  return static_cast<size_t>(std::max(num_rows, 0)) * kArgmaxParts * (sizeof(Best) + sizeof(double));
+  return static_cast<size_t>(std::max(num_rows, 0)) *
+         (kArgmaxParts * (sizeof(Best) + sizeof(double)) + sizeof(RowScratch));
 }
 
 void ArgmaxRows(const float* logits, int32_t* out, void* workspace, int num_rows, int vocab,
@@ -619,14 +772,27 @@ void SampleRows(const float* logits, const SamplingParams& params, int32_t* out,
   if (num_rows == 0) return;
   LaunchArgmaxParts(logits, workspace, num_rows, vocab, stream);
   const Best* parts = static_cast<const Best*>(workspace);
-  double* masses = nullptr;
+  // [num_rows, kArgmaxParts]: the temperature-alone rows' slice sums, the top-p rows' slice masses.
+  double* masses = reinterpret_cast<double*>(static_cast<Best*>(workspace) + num_rows * kArgmaxParts);
+  const double* alone_masses = nullptr;
   if (params.any_temperature_alone) {
-    masses = reinterpret_cast<double*>(static_cast<Best*>(workspace) + num_rows * kArgmaxParts);
     SliceMassKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(logits, parts, params,
                                                                                  masses, vocab);
     CUDA_CHECK_LAUNCH();
+    alone_masses = masses;
   }
-  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, parts, masses, params, out, vocab);
+  RowScratch* scratch = nullptr;
+  if (params.any_filtered) {
+    scratch = reinterpret_cast<RowScratch*>(masses + num_rows * kArgmaxParts);
+    CUDA_CHECK(cudaMemsetAsync(scratch, 0, num_rows * sizeof(RowScratch), stream));
+    SliceBoundKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(logits, parts, params,
+                                                                                  scratch, masses, vocab);
+    RowBoundKernel<<<num_rows, kThreads, 0, stream>>>(parts, params, scratch, masses, vocab);
+    SliceGatherKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(logits, params, scratch,
+                                                                                   vocab);
+    CUDA_CHECK_LAUNCH();
+  }
+  SampleKernel<<<num_rows, kThreads, 0, stream>>>(logits, parts, alone_masses, scratch, params, out, vocab);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -52,6 +52,9 @@ struct SamplingParams {
   // sum their weights over 64 slices of the row on as many multiprocessors first. False skips that pass
   // (such rows would be drawn in one block, slower).
   bool any_temperature_alone = true;
+  // Host hint: whether any row samples through top-k, top-p or min-p; such rows then bound and gather their
+  // candidates over 64 slices of the row first. False skips those passes (one block a row would do them).
+  bool any_filtered = true;
 };
 
 // Samples one token per row as the host Sampler does for a row without penalties: the logits are divided by

@@ -78,7 +78,8 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
 }
 
 // Samples every row twice (the second run must repeat the first) and compares with the host. Without
-// `slice_hint` the rows sampled with their temperature alone are drawn in one block (SampleRows' fallback).
+// `slice_hint` every sampled row is drawn in one block (SampleRows' fallback) instead of over the row's
+// slices.
 void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step, bool slice_hint = true) {
   std::mt19937 rng(rows * 17 + vocab + (integral ? 1 : 0));
   const std::vector<float> logits = RandomLogits(rows, vocab, integral, rng);
@@ -100,7 +101,7 @@ void ExpectSameAsHost(int rows, int vocab, bool integral, uint64_t step, bool sl
   DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
   SamplingParams params{d_temp.get(),  d_top_k.get(), d_top_p.get(),
                         d_min_p.get(), d_seeds.get(), d_steps.get()};
-  params.any_temperature_alone = slice_hint;
+  params.any_temperature_alone = params.any_filtered = slice_hint;
   d_out.Poison();
   SampleRows(d_logits.get(), params, d_out.get(), d_workspace.get(), rows, vocab, nullptr);
   const std::vector<int32_t> first = d_out.Download();
@@ -127,8 +128,8 @@ TEST_P(SamplingTest, TiesAtEveryCutFollowTheHost) {
   }
 }
 
-// The rows sampled with their temperature alone, drawn in one block (the slices' sums not computed).
-TEST_P(SamplingTest, TemperatureAloneWithoutTheSlicePassMatchesTheHost) {
+// Every sampled row drawn in one block (no pass over the row's slices).
+TEST_P(SamplingTest, WithoutTheSlicePassesMatchesTheHost) {
   DOZE_SKIP_WITHOUT_GPU();
   ExpectSameAsHost(GetParam(), 151936, false, 3, /*slice_hint=*/false);
   ExpectSameAsHost(GetParam(), 999, true, 4, /*slice_hint=*/false);

@@ -118,11 +118,15 @@ absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSampling
     CUDA_CHECK(cudaMemcpyAsync(device.seed, host.seed, input_bytes, cudaMemcpyHostToDevice, stream_));
     kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
                                    device.min_p,       device.seed,  device.step};
-    params.any_temperature_alone =
-        std::any_of(rows.begin(), rows.end(), [vocab](const DeviceSamplingRow& row) {
-          return row.temperature > 0.f && !(row.top_k > 0 && row.top_k < vocab) && !(row.top_p < 1.f) &&
-                 !(row.min_p > 0.f);
-        });
+    const auto filtered = [vocab](const DeviceSamplingRow& row) {
+      return (row.top_k > 0 && row.top_k < vocab) || row.top_p < 1.f || row.min_p > 0.f;
+    };
+    params.any_temperature_alone = std::any_of(rows.begin(), rows.end(), [&](const DeviceSamplingRow& row) {
+      return row.temperature > 0.f && !filtered(row);
+    });
+    params.any_filtered = std::any_of(rows.begin(), rows.end(), [&](const DeviceSamplingRow& row) {
+      return row.temperature > 0.f && filtered(row);
+    });
     kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
   }
   FinishSlot(slot, n);
