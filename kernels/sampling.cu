@@ -118,6 +118,20 @@ __device__ __forceinline__ float TemperedMaxOfParts(const Best* row_parts, float
   return row_max;
 }
 
+// The sum of the kArgmaxThreads threads' `v` (warps, then their totals, in a fixed order) into *dst.
+__device__ __forceinline__ void WriteSliceSum(double v, double* dst) {
+  __shared__ double warp_sums[kArgmaxThreads / 32];
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kArgmaxThreads / 32; ++w) total += warp_sums[w];
+    *dst = total;
+  }
+}
+
 // Grid (kArgmaxParts, num_rows), rows that sample with the temperature alone: the sum over the slice of
 // exp(l / t - max), in double, for the draw's prefix over slices (DrawFromSlices).
 static __global__ void __launch_bounds__(kArgmaxThreads)
@@ -146,16 +160,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
       if (first + j * kArgmaxThreads < end) mass += expf(values[j] / temperature - row_max);
     }
   }
-  __shared__ double warp_mass[kArgmaxThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) mass += __shfl_xor_sync(0xffffffffu, mass, offset);
-  if ((threadIdx.x & 31) == 0) warp_mass[threadIdx.x >> 5] = mass;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kArgmaxThreads / 32; ++w) total += warp_mass[w];
-    masses[r * kArgmaxParts + blockIdx.x] = total;
-  }
+  WriteSliceSum(mass, masses + r * kArgmaxParts + blockIdx.x);
 }
 
 __device__ double BlockSumDouble(double v) {
@@ -605,17 +610,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
     if (counts[b] != 0.f) atomicAdd(&row.counts[b], counts[b]);
     if (masses[b] != 0.f) atomicAdd(&row.masses[b], masses[b]);
   }
-  if (!f.use_p) return;
-  __shared__ double warp_mass[kArgmaxThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_xor_sync(0xffffffffu, local, offset);
-  if ((threadIdx.x & 31) == 0) warp_mass[threadIdx.x >> 5] = local;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kArgmaxThreads / 32; ++w) total += warp_mass[w];
-    slice_masses[r * kArgmaxParts + blockIdx.x] = total;
-  }
+  if (f.use_p) WriteSliceSum(local, slice_masses + r * kArgmaxParts + blockIdx.x);
 }
 
 // One block a filtered row: its candidate bound from the merged histograms (BoundFromHistograms), the mass

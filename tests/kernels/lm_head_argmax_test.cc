@@ -34,6 +34,16 @@ int RowArgmax(const std::vector<float>& logits, int r, int n) {
   return static_cast<int>(std::max_element(row, row + n) - row);
 }
 
+// Random x (m rows of k) and w (n rows of k, +-w_bound) from `seed`.
+struct Operands {
+  std::vector<float> x, w;
+  Operands(int m, int n, int k, uint32_t seed, float w_bound) {
+    std::mt19937 rng(seed);
+    x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
+    w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
+  }
+};
+
 std::vector<int32_t> RunLmHeadArgmax(const std::vector<float>& x, const std::vector<float>& w, int m, int n,
                                      int k) {
   DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w));
@@ -65,10 +75,8 @@ TEST_P(LmHeadArgmaxShapeTest, MatchesReferenceArgmax) {
   DOZE_SKIP_WITHOUT_GPU();
   const auto [m, n, k] = GetParam();
   ASSERT_TRUE(LmHeadArgmaxSupports(m, n, k));
-  std::mt19937 rng(m * 7919 + n + k);
-  const std::vector<float> x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-  const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng);
-  ExpectArgmax(RunLmHeadArgmax(x, w, m, n, k), Logits(x, w, m, n, k), m, n);
+  const Operands o(m, n, k, m * 7919 + n + k, 0.1f);
+  ExpectArgmax(RunLmHeadArgmax(o.x, o.w, m, n, k), Logits(o.x, o.w, m, n, k), m, n);
 }
 
 INSTANTIATE_TEST_SUITE_P(RowsVocabHidden, LmHeadArgmaxShapeTest,
@@ -79,19 +87,17 @@ INSTANTIATE_TEST_SUITE_P(RowsVocabHidden, LmHeadArgmaxShapeTest,
 TEST(LmHeadArgmaxTest, FullVocabulary) {
   DOZE_SKIP_WITHOUT_GPU();
   const int m = 3, n = 151936, k = 896;
-  std::mt19937 rng(5);
-  const std::vector<float> x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-  const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng);
-  ExpectArgmax(RunLmHeadArgmax(x, w, m, n, k), Logits(x, w, m, n, k), m, n);
+  const Operands o(m, n, k, 5, 0.1f);
+  ExpectArgmax(RunLmHeadArgmax(o.x, o.w, m, n, k), Logits(o.x, o.w, m, n, k), m, n);
 }
 
 // Two equal weight rows in different blocks' groups give row 0 its largest logit twice: the lower id wins.
 TEST(LmHeadArgmaxTest, TieGoesToTheLowerId) {
   DOZE_SKIP_WITHOUT_GPU();
   const int m = 5, n = 70000, k = 256, low = 300, high = 65000;
-  std::mt19937 rng(9);
-  const std::vector<float> x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-  std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -0.05f, 0.05f, rng);
+  Operands o(m, n, k, 9, 0.05f);
+  const std::vector<float>& x = o.x;
+  std::vector<float>& w = o.w;
   for (int i = 0; i < k; ++i) {
     w[static_cast<size_t>(low) * k + i] = w[static_cast<size_t>(high) * k + i] = x[i] > 0 ? 0.5f : -0.5f;
   }
@@ -104,9 +110,8 @@ TEST(LmHeadArgmaxTest, TieGoesToTheLowerId) {
 TEST(LmHeadArgmaxTest, ChoosesAsLogitsThenArgmax) {
   DOZE_SKIP_WITHOUT_GPU();
   const int m = 64, n = 151936, k = 896;
-  std::mt19937 rng(13);
-  const std::vector<float> x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-  const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng);
+  const Operands o(m, n, k, 13, 0.1f);
+  const std::vector<float>&x = o.x, &w = o.w;
   DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w));
   DeviceArray<float> d_logits(static_cast<size_t>(m) * n);
   DeviceArray<int32_t> d_tokens(m);
