@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <climits>
+#include <cstddef>
 
 #include "kernels/argmax.cuh"
 #include "kernels/cuda_check.h"
@@ -566,13 +567,17 @@ __device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int
 
 // A filtered row's scratch in the workspace, zeroed before each SampleRows: the round-one histograms merged
 // over its slices, its candidate bound, and the gathered candidates.
+// Candidates a row may gather over its slices: up to kMaxCandidates the list work runs in shared memory,
+// beyond (a flat row's nucleus) on the list where it was gathered, still a fraction of the row.
+constexpr int kMaxGatheredCandidates = 32768;
+
 struct RowScratch {
   float counts[kMaxBins];  // tokens per key >> 20
   float masses[kMaxBins];  // exp(logit - max) per key >> 20 (top-p without top-k)
   CandidateBound bound;
   int list_size;
-  float list_logits[kMaxCandidates];  // tempered, in no particular order
-  int list_ids[kMaxCandidates];
+  float list_logits[kMaxGatheredCandidates];  // tempered, in no particular order (zeroing ends before them)
+  int list_ids[kMaxGatheredCandidates];
 };
 
 // Grid (kArgmaxParts, num_rows), filtered rows: the slice's round-one histograms (as BoundCandidates builds
@@ -652,7 +657,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
   if (!Filtered(params, r, vocab)) return;
   RowScratch& row = scratch[r];
   const CandidateBound bound = row.bound;
-  if (bound.count > kMaxCandidates) return;
+  if (bound.count > kMaxGatheredCandidates) return;
   const RowSource src{logits + static_cast<int64_t>(r) * vocab, vocab, params.temperature[r]};
   const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
   const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
@@ -701,19 +706,20 @@ static __global__ void __launch_bounds__(kThreads)
   const CandidateBound bound =
       gathered ? scratch[r].bound : BoundCandidates(src, t, top_k, top_p, min_p, pool, hist);
   int index;
-  if (bound.count <= kMaxCandidates) {
+  if (bound.count <= (gathered ? kMaxGatheredCandidates : kMaxCandidates)) {
     float* list_logits = pool;
     int* list_ids = reinterpret_cast<int*>(pool + kMaxCandidates);
-    int size;
-    if (gathered) {  // gathered over the slices: into shared memory
-      size = scratch[r].list_size;
-      for (int j = threadIdx.x; j < size; j += kThreads)
+    ListSource list{list_logits, list_ids, 0};
+    if (gathered && bound.count > kMaxCandidates) {  // too many for shared memory: where they were gathered
+      list = ListSource{scratch[r].list_logits, scratch[r].list_ids, scratch[r].list_size};
+    } else if (gathered) {  // gathered over the slices: into shared memory
+      list.size = scratch[r].list_size;
+      for (int j = threadIdx.x; j < list.size; j += kThreads)
         list_logits[j] = scratch[r].list_logits[j], list_ids[j] = scratch[r].list_ids[j];
       __syncthreads();
     } else {
-      size = Gather(src, bound.min_bin, list_logits, list_ids);
+      list.size = Gather(src, bound.min_bin, list_logits, list_ids);
     }
-    const ListSource list{list_logits, list_ids, size};
     ApplyTopK(list, top_k, vocab, t, hist);
     ApplyTopP(list, top_p, top_k > 0 && top_k < vocab ? -1.0 : bound.mass, t, hist);
     index = DrawFromList(list, t, uniform, hist);
@@ -779,7 +785,8 @@ void SampleRows(const float* logits, const SamplingParams& params, int32_t* out,
   RowScratch* scratch = nullptr;
   if (params.any_filtered) {
     scratch = reinterpret_cast<RowScratch*>(masses + num_rows * kArgmaxParts);
-    CUDA_CHECK(cudaMemsetAsync(scratch, 0, num_rows * sizeof(RowScratch), stream));
+    CUDA_CHECK(cudaMemset2DAsync(scratch, sizeof(RowScratch), 0, offsetof(RowScratch, list_logits), num_rows,
+                                 stream));  // the histograms and the list's size
     SliceBoundKernel<<<dim3(kArgmaxParts, num_rows), kArgmaxThreads, 0, stream>>>(logits, parts, params,
                                                                                   scratch, masses, vocab);
     RowBoundKernel<<<num_rows, kThreads, 0, stream>>>(parts, params, scratch, masses, vocab);
