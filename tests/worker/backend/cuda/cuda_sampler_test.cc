@@ -178,6 +178,39 @@ TEST_P(CudaSamplerTest, GreedyStepsChooseTokensInTheLmHeadPass) {
   EXPECT_GE(same, rows - 1);
 }
 
+// A greedy step of more rows than the sampler reserved (max_num_seqs) writes logits and samples them instead
+// of choosing in the LM head's pass; the next fitting step chooses again.
+TEST_P(CudaSamplerTest, GreedyStepBeyondTheReserveSamplesLogits) {
+  CudaRunnerOptions options;
+  options.num_kv_blocks = 256;
+  options.block_size = kBlockSize;
+  options.use_cuda_graphs = GetParam();
+  options.max_num_seqs = 4;
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner =
+      CudaModelRunner::Create(model_.config(), model_.weights(), options);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const int vocab = model_.config().vocab_size;
+  for (const int seqs : {6, 3}) {
+    std::vector<SeqStep> steps;
+    for (int s = 0; s < seqs; ++s)
+      steps.push_back({RandomTokens(9 + s, vocab, 40 + s), 0, {4 * s, 4 * s + 1}});
+    const BatchMetadata batch = MakeBatch(steps, kBlockSize);
+    const std::vector<DeviceSamplingRow> greedy(seqs);
+    const int64_t chosen_before = (*runner)->lm_head_chosen_steps();
+    absl::StatusOr<std::vector<int32_t>> device = (*runner)->ForwardAndSample(batch, greedy);
+    ASSERT_TRUE(device.ok()) << device.status();
+    EXPECT_EQ((*runner)->lm_head_chosen_steps(), chosen_before + (seqs <= 4 ? 1 : 0)) << seqs << " rows";
+    absl::StatusOr<LogitsView> logits = (*runner)->Forward(batch);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    for (int i = 0; i < seqs; ++i) {
+      const absl::Span<const float> row(logits->row(i), vocab);
+      const int32_t want = SampleDeviceRowOnHost(row, greedy[i]);
+      if ((*device)[i] != want)  // another order of the sums: only within rounding
+        EXPECT_NEAR(row[(*device)[i]], row[want], 1e-3f * (1.f + std::fabs(row[want]))) << "row " << i;
+    }
+  }
+}
+
 // Greedy steps (tokens chosen in the LM head's pass) and sampled ones submitted ahead, each reading the
 // previous step's tokens on the device, against a runner that always samples logits, one step at a time.
 TEST_P(CudaSamplerTest, GreedyAndSampledStepsSubmittedAheadChainOnTheDevice) {
