@@ -285,22 +285,6 @@ class TileCopies {
   int k_, c8_;
 };
 
-#if defined(DOZE_HAVE_WGMMA)
-// The same products as MmaTile, by each warpgroup at once: its four warps are four 16-row tiles, and the
-// wgmma read both operands from the stage (no ldmatrix, x read once for the four).
-// `w_desc` and `x_desc` describe stage 0's weights (the warpgroup's 64 rows) and x; `stage_units` is the
-// stage's offset from stage 0 in the descriptors' 16-byte units, so that each step's descriptor is one add.
-template <int kNTiles>
-__device__ __forceinline__ void WgmmaTile(uint64_t w_desc, uint64_t x_desc, uint32_t stage_units,
-                                          float (&acc)[kNTiles][4]) {
-  WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < kPipeK / 16; ++kk)  // 32 bytes of k a step: 2 units
-    Wgmma<kNTiles>(acc, w_desc + stage_units + 2 * kk, x_desc + stage_units + 2 * kk);
-  WgmmaCommitAndWait();
-}
-#endif
-
 // A unit of warp `warp`'s sums is x row 8j + 2t + h against the warp's tile rows g (v0) and g + 8 (v1), lane
 // = 4g + t: two output columns for kStore, one item's pair for the paired epilogues. Sets the unit's row and
 // first column (kStore) or item; false when the row is at or past m or the column or item past the end.
@@ -445,7 +429,8 @@ static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(
     const int s = i % kStages;
 #if defined(DOZE_HAVE_WGMMA)
     if (p.wgmma) {
-      WgmmaTile<kNTiles>(w_desc, x_desc, s * (kStageBytes >> 4), acc);
+      const uint32_t stage_units = s * (kStageBytes >> 4);  // the stage's offset in the descriptors' units
+      WgmmaTile<kNTiles>(w_desc + stage_units, x_desc + stage_units, acc);
       continue;
     }
 #endif
@@ -512,13 +497,6 @@ int TargetWarps() {
 int PipelineMinRows() {
   static const int rows = EnvInt("DOZE_DECODE_MMA_PIPELINE_MIN_ROWS", 3);
   return rows;
-}
-
-// Whether the pipelined kernel multiplies with warpgroup instructions (sm_90a builds; elsewhere the flag is
-// ignored and mma.sync runs); DOZE_DECODE_MMA_WGMMA=0 keeps mma.sync (measurements).
-bool UseWgmma() {
-  static const bool wgmma = EnvFlag("DOZE_DECODE_MMA_WGMMA");
-  return wgmma;
 }
 
 // Whether the pipelined kernel's k splits (up to kMaxClusterBlocks) add their sums in a cluster instead of

@@ -45,7 +45,8 @@ static __global__ void GemvKernel(const __nv_bfloat16* __restrict__ x,     // [m
                                   OutT* __restrict__ y,                    // [m, n]
                                   int m, int n, int k) {
   const int lane = threadIdx.x & 31;
-  const int col = min(static_cast<int>(blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5)), n - 1);
+  const int col = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
+  if (col >= n) return;  // a spare warp of the last block: nothing to wait for or compute
   const __nv_bfloat16* w_row = w + static_cast<int64_t>(col) * k;
   const int num_vecs = k / 8;
   float wv[kUnroll][8];
@@ -69,7 +70,6 @@ static __global__ void GemvKernel(const __nv_bfloat16* __restrict__ x,     // [m
       }
     }
   }
-  if (blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5) >= n) return;  // a spare warp of the last block
   const float b = bias != nullptr ? __bfloat162float(bias[col]) : 0.f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {

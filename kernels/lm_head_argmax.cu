@@ -4,7 +4,6 @@
 #include "kernels/async_copy.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
-#include "kernels/env_knob.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/mma_tile.cuh"
 #include "kernels/pdl.cuh"
@@ -74,12 +73,8 @@ __device__ __forceinline__ void MultiplyTile(const Params& p, uint32_t w_stage, 
                                              float (&acc)[kNTiles][4]) {
 #if defined(DOZE_HAVE_WGMMA)
   if (p.wgmma) {
-    const uint64_t w_desc = SwizzledTileDescriptor(w_stage + (PipeTile() / 4) * 64 * 128);
-    const uint64_t x_desc = SwizzledTileDescriptor(x_tile);
-    WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kPipeK / 16; ++kk) Wgmma<kNTiles>(acc, w_desc + 2 * kk, x_desc + 2 * kk);
-    WgmmaCommitAndWait();
+    WgmmaTile<kNTiles>(SwizzledTileDescriptor(w_stage + (PipeTile() / 4) * 64 * 128),
+                       SwizzledTileDescriptor(x_tile), acc);
     return;
   }
 #endif
@@ -192,13 +187,6 @@ static __global__ void __launch_bounds__(kFinalThreads)
       threadIdx.x < num_parts ? parts[static_cast<int64_t>(blockIdx.x) * num_parts + threadIdx.x] : NoBest();
   const Best best = BlockArgmax(mine);
   if (threadIdx.x == 0) tokens[blockIdx.x] = best.index;
-}
-
-// Whether the products run on wgmma (sm_90a builds); DOZE_DECODE_MMA_WGMMA=0 keeps mma.sync, as for the
-// decode projections (measurements).
-bool UseWgmma() {
-  static const bool wgmma = EnvFlag("DOZE_DECODE_MMA_WGMMA");
-  return wgmma;
 }
 
 int Blocks(int n) {

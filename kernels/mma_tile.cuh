@@ -8,7 +8,17 @@
 
 #include <cstdint>
 
+#include "kernels/env_knob.h"
+#include "kernels/wgmma.cuh"
+
 namespace doze::kernels {
+
+// Whether the kernels that can multiply with warpgroup instructions do (sm_90a builds; elsewhere the flag is
+// ignored and mma.sync runs); DOZE_DECODE_MMA_WGMMA=0 keeps mma.sync (measurements). Host code.
+inline bool UseWgmma() {
+  static const bool wgmma = EnvFlag("DOZE_DECODE_MMA_WGMMA");
+  return wgmma;
+}
 
 constexpr int kPipeK = 64;  // k values per tile: a 128-byte row, eight 16-byte pieces
 
@@ -69,5 +79,19 @@ __device__ __forceinline__ void MmaTile(uint32_t w_stage, uint32_t x_stage, floa
     }
   }
 }
+
+#if defined(DOZE_HAVE_WGMMA)
+// The same products as MmaTile, by each warpgroup at once: its four warps are four 16-row tiles, and the
+// wgmma read both operands from shared memory (no ldmatrix, x read once for the four). `w_desc` describes the
+// warpgroup's 64 weight rows of the k-tile, `x_desc` x's rows of it (SwizzledTileDescriptor).
+template <int kNTiles>
+__device__ __forceinline__ void WgmmaTile(uint64_t w_desc, uint64_t x_desc, float (&acc)[kNTiles][4]) {
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kPipeK / 16; ++kk)  // 32 bytes of k a step: 2 of the descriptors' 16-byte units
+    Wgmma<kNTiles>(acc, w_desc + 2 * kk, x_desc + 2 * kk);
+  WgmmaCommitAndWait();
+}
+#endif
 
 }  // namespace doze::kernels

@@ -86,7 +86,7 @@ struct Filters {
 
 __device__ __forceinline__ Filters FiltersOf(int top_k, float top_p, float min_p, int vocab) {
   const bool use_k = top_k > 0 && top_k < vocab, use_p = !use_k && top_p < 1.f;
-  return Filters{use_k, use_p, use_k || use_p || min_p > 0.f};
+  return Filters{use_k, use_p, UsesSamplingFilters(top_k, top_p, min_p, vocab)};
 }
 
 __device__ __forceinline__ Filters RowFilters(const SamplingParams& p, int r, int vocab) {

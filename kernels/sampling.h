@@ -40,6 +40,12 @@ void ArgmaxRows(const float* logits,  // [num_rows, vocab]
                 void* workspace,      // [SamplingWorkspaceBytes(num_rows)]
                 int num_rows, int vocab, cudaStream_t stream);
 
+// Whether a row with these settings samples through top-k, top-p or min-p (else, at a positive temperature,
+// with its temperature alone). Host and device code.
+inline __host__ __device__ bool UsesSamplingFilters(int top_k, float top_p, float min_p, int vocab) {
+  return (top_k > 0 && top_k < vocab) || top_p < 1.f || min_p > 0.f;
+}
+
 // Per-row sampling settings, in device memory.
 struct SamplingParams {
   const float* temperature;  // [num_rows]; <= 0 picks the argmax

@@ -41,7 +41,8 @@ __device__ __forceinline__ void WgmmaCommitAndWait() {
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 }
 
-// d += A[64 x 16] B[16 x 8 kNTiles], A and B given by descriptors.
+// d += A[64 x 16] B[16 x 8 kNTiles], A and B given by descriptors. One specialization per N: the
+// instruction's shape and its accumulator operand list (4 kNTiles registers) are spelled out in the PTX.
 template <int kNTiles>
 __device__ __forceinline__ void Wgmma(float (&d)[kNTiles][4], uint64_t a, uint64_t b);
 

@@ -119,7 +119,7 @@ absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSampling
     kernels::SamplingParams params{device.temperature, device.top_k, device.top_p,
                                    device.min_p,       device.seed,  device.step};
     const auto filtered = [vocab](const DeviceSamplingRow& row) {
-      return (row.top_k > 0 && row.top_k < vocab) || row.top_p < 1.f || row.min_p > 0.f;
+      return kernels::UsesSamplingFilters(row.top_k, row.top_p, row.min_p, vocab);
     };
     params.any_temperature_alone = std::any_of(rows.begin(), rows.end(), [&](const DeviceSamplingRow& row) {
       return row.temperature > 0.f && !filtered(row);
