@@ -41,6 +41,8 @@ absl::Status ParseServer(const YAML::Node& node, ServerConfig* server) {
   SetIf(io_threads, &server->io_threads);
   ASSIGN_OR_RETURN(std::optional<int64_t> grpc_threads, map.Int("grpc_threads", 1, 64));
   SetIf(grpc_threads, &server->grpc_threads);
+  ASSIGN_OR_RETURN(std::optional<absl::Duration> busy_poll, map.Duration("busy_poll", /*allow_zero=*/true));
+  SetIf(busy_poll, &server->busy_poll);
   ASSIGN_OR_RETURN(std::optional<int64_t> max_connections, map.Int("max_connections", 1, 1'000'000));
   SetIf(max_connections, &server->max_connections);
   ASSIGN_OR_RETURN(std::optional<int64_t> max_body, map.Int("max_body_bytes", 1024, int64_t{1} << 30));

@@ -71,15 +71,16 @@ absl::StatusOr<std::optional<double>> YamlMap::Double(const std::string& key, do
   return value;
 }
 
-absl::StatusOr<std::optional<absl::Duration>> YamlMap::Duration(const std::string& key) {
+absl::StatusOr<std::optional<absl::Duration>> YamlMap::Duration(const std::string& key, bool allow_zero) {
   absl::StatusOr<std::optional<std::string>> text = String(key);
   if (!text.ok()) return text.status();
   if (!text->has_value()) return std::nullopt;
   absl::Duration value;
-  if (!absl::ParseDuration(**text, &value) || value <= absl::ZeroDuration() ||
-      value == absl::InfiniteDuration()) {
-    return Error(key,
-                 absl::StrCat("must be a positive duration such as 30s, 5m or 250ms, got \"", **text, "\""));
+  const bool parsed = absl::ParseDuration(**text, &value);
+  const bool too_small = allow_zero ? value < absl::ZeroDuration() : value <= absl::ZeroDuration();
+  if (!parsed || too_small || value == absl::InfiniteDuration()) {
+    return Error(key, absl::StrCat("must be a ", allow_zero ? "non-negative" : "positive",
+                                   " duration such as 30s, 5m or 250ms, got \"", **text, "\""));
   }
   return value;
 }

@@ -37,8 +37,9 @@ class YamlMap {
   // Reads a number in [min, max]; nullopt when absent.
   absl::StatusOr<std::optional<double>> Double(const std::string& key, double min, double max);
 
-  // Reads a positive duration such as "60s", "5m" or "250ms"; nullopt when absent.
-  absl::StatusOr<std::optional<absl::Duration>> Duration(const std::string& key);
+  // Reads a positive duration such as "60s", "5m" or "250ms" (or zero, "0s", with `allow_zero`); nullopt
+  // when absent.
+  absl::StatusOr<std::optional<absl::Duration>> Duration(const std::string& key, bool allow_zero = false);
 
   // Returns InvalidArgument naming the first key that no read asked for.
   absl::Status CheckNoUnknownKeys() const;

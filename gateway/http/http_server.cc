@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/strand.hpp"
+#include "gateway/common/busy_poll.h"
 #include "gateway/http/http_session.h"
 
 namespace doze::gateway {
@@ -17,9 +18,31 @@ namespace doze::gateway {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// Runs `loop` until it is stopped; with a busy-poll window, polls it (handlers and sockets, without blocking)
+// for that long after each handler before blocking for the next.
+void RunLoop(net::io_context& loop, absl::Duration busy_poll) {
+  BusyPoll poll(busy_poll);
+  if (!poll.enabled()) {
+    loop.run();
+    return;
+  }
+  while (!loop.stopped()) {
+    if (loop.poll() > 0) {
+      poll.OnEvent();
+    } else if (!poll.KeepPolling()) {
+      if (loop.run_one() == 0) return;
+      poll.OnEvent();
+    }
+  }
+}
+
+}  // namespace
+
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(net::io_context& io, HttpLimits limits, const Router* router, int num_loops)
-      : io_context(io), acceptor(io) {
+  Impl(net::io_context& io, HttpLimits limits, const Router* router, int num_loops, absl::Duration busy_poll)
+      : io_context(io), acceptor(io), busy_poll(busy_poll) {
     context = std::make_shared<SessionContext>();
     context->limits = limits;
     context->router = router;
@@ -32,7 +55,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
   void StartLoops() {
     for (auto& loop : loops) {
-      threads.emplace_back([loop = loop.get()] { loop->run(); });
+      threads.emplace_back([loop = loop.get(), window = busy_poll] { RunLoop(*loop, window); });
       pthread_setname_np(threads.back().native_handle(), "doze-http");
     }
   }
@@ -86,13 +109,15 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::vector<std::thread> threads;
   std::atomic<size_t> next_loop{0};
   tcp::acceptor acceptor;
+  const absl::Duration busy_poll;  // Of each loop's thread (RunLoop).
   std::shared_ptr<SessionContext> context;
   absl::Mutex mu;
   std::vector<std::weak_ptr<HttpSession>> sessions ABSL_GUARDED_BY(mu);
 };
 
-HttpServer::HttpServer(net::io_context& io_context, HttpLimits limits, const Router* router, int num_loops)
-    : impl_(std::make_shared<Impl>(io_context, limits, router, num_loops)) {}
+HttpServer::HttpServer(net::io_context& io_context, HttpLimits limits, const Router* router, int num_loops,
+                       absl::Duration busy_poll)
+    : impl_(std::make_shared<Impl>(io_context, limits, router, num_loops, busy_poll)) {}
 
 HttpServer::~HttpServer() {
   StopAccepting();

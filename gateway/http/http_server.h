@@ -29,8 +29,10 @@ class HttpServer {
   // `router` must outlive the server. Accepts on `io_context`. With `num_loops` 0 the connections run there
   // too (each on a strand); otherwise the server runs `num_loops` threads, each with its own event loop, and
   // spreads the connections over them: a loop wakes only for its own connections, never to hand work to
-  // another thread.
-  HttpServer(boost::asio::io_context& io_context, HttpLimits limits, const Router* router, int num_loops = 0);
+  // another thread. With a `busy_poll` window each loop's thread polls for that long after each handler
+  // before it blocks (gateway/common/busy_poll.h).
+  HttpServer(boost::asio::io_context& io_context, HttpLimits limits, const Router* router, int num_loops = 0,
+             absl::Duration busy_poll = absl::ZeroDuration());
   ~HttpServer();
 
   // Binds and listens on host:port (port 0: any free port) and starts accepting; returns the bound port.

@@ -2,9 +2,12 @@
 
 #include <pthread.h>
 
+#include "gateway/common/busy_poll.h"
+
 namespace doze::gateway {
 
-CompletionThread::CompletionThread() : thread_([this] { Loop(); }) {
+CompletionThread::CompletionThread(absl::Duration busy_poll)
+    : thread_([this, busy_poll] { Loop(busy_poll); }) {
   pthread_setname_np(thread_.native_handle(), "doze-grpc");
 }
 
@@ -34,10 +37,25 @@ void CompletionThread::Release() {
   --held_;
 }
 
-void CompletionThread::Loop() {
+void CompletionThread::Loop(absl::Duration busy_poll) {
+  BusyPoll poll(busy_poll);
   void* tag = nullptr;
   bool ok = false;
-  while (cq_->Next(&tag, &ok)) static_cast<CompletionTag*>(tag)->run(ok);
+  bool polling = false;
+  for (;;) {
+    // A deadline already past makes AsyncNext poll the sockets once without blocking.
+    grpc::CompletionQueue::NextStatus status =
+        polling ? cq_->AsyncNext(&tag, &ok, gpr_inf_past(GPR_CLOCK_MONOTONIC))
+                : (cq_->Next(&tag, &ok) ? grpc::CompletionQueue::GOT_EVENT : grpc::CompletionQueue::SHUTDOWN);
+    if (status == grpc::CompletionQueue::SHUTDOWN) break;
+    if (status == grpc::CompletionQueue::GOT_EVENT) {
+      static_cast<CompletionTag*>(tag)->run(ok);
+      poll.OnEvent();
+      polling = poll.enabled();
+    } else {
+      polling = poll.KeepPolling();
+    }
+  }
   absl::MutexLock lock(&mu_);
   exited_ = true;
 }

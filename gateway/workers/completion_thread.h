@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 
 namespace doze::gateway {
@@ -15,10 +16,12 @@ struct CompletionTag {
 };
 
 // Takes events off its own completion queue and runs their tags. gRPC polls the sockets of the calls on this
-// queue from this thread (no other), so a worker's response is read and handled on one thread.
+// queue from this thread (no other), so a worker's response is read and handled on one thread. With a
+// `busy_poll` window the thread polls the queue (and so the sockets) for that long after each event before it
+// blocks (gateway/common/busy_poll.h).
 class CompletionThread {
  public:
-  CompletionThread();
+  explicit CompletionThread(absl::Duration busy_poll = absl::ZeroDuration());
   // Waits a few seconds for the held calls to let go, shuts the queue down and waits a few seconds for the
   // calls still open to end; past either wait the thread and the queue are left to the process's exit rather
   // than blocking it.
@@ -32,7 +35,7 @@ class CompletionThread {
   void Release();
 
  private:
-  void Loop();
+  void Loop(absl::Duration busy_poll);
 
   grpc::CompletionQueue* const cq_ = new grpc::CompletionQueue();
   absl::Mutex mu_;

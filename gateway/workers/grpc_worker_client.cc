@@ -153,8 +153,10 @@ class GrpcWorkerClient : public WorkerClient {
 
 }  // namespace
 
-GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads) {
-  for (int i = 0; i < std::max(1, num_threads); ++i) threads_.push_back(std::make_shared<CompletionThread>());
+GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads, absl::Duration busy_poll) {
+  for (int i = 0; i < std::max(1, num_threads); ++i) {
+    threads_.push_back(std::make_shared<CompletionThread>(busy_poll));
+  }
 }
 
 GrpcWorkerClientFactory::~GrpcWorkerClientFactory() = default;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "gateway/workers/worker_client.h"
 
 namespace doze::gateway {
@@ -21,8 +22,9 @@ class GrpcWorkerClientFactory : public WorkerClientFactory {
  public:
   // Starts `num_threads` threads, each with its own completion queue; every client this factory makes opens
   // one connection per thread, each with its own GenerateStream, and spreads its Generate calls over them in
-  // turn, so that a burst of responses is answered on that many threads at once.
-  explicit GrpcWorkerClientFactory(int num_threads = 1);
+  // turn, so that a burst of responses is answered on that many threads at once. `busy_poll`: how long each
+  // thread polls its queue after an event before it blocks (CompletionThread).
+  explicit GrpcWorkerClientFactory(int num_threads = 1, absl::Duration busy_poll = absl::ZeroDuration());
   ~GrpcWorkerClientFactory() override;
 
   // Returns a client on a fresh channel to `address`.

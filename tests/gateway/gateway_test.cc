@@ -8,10 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -66,6 +68,16 @@ std::string FakeWorkerBinary() {
   return std::string(std::getenv("DOZE_BUILD_DIR")) + "/tests/doze-fake-worker";
 }
 
+// Returns the CPU time (user and system) process `pid` has used, from /proc/PID/stat.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // The fields after the command name's closing parenthesis; utime and stime are the 12th and 13th of them.
+  std::vector<std::string> fields = absl::StrSplit(text.substr(text.rfind(')') + 2), ' ');
+  if (fields.size() < 13) return -1;
+  return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
+}
+
 std::string ChatBody(const std::string& function, const std::string& extra = "") {
   return absl::StrCat(R"({"model":")", function, R"(","messages":[{"role":"user","content":"你好"}])", extra,
                       "}");
@@ -96,6 +108,46 @@ class GatewayTest : public ::testing::Test {
 
   TestResponse Chat(const std::string& function, const std::string& extra = "") {
     return Fetch(port_, "POST", "/v1/chat/completions", ChatBody(function, extra));
+  }
+
+  // Whole and streamed answers from all three functions at once, then two streams whose clients leave: each
+  // call is cancelled on the worker.
+  void ServeConcurrentCallsAndCancels() {
+    std::vector<std::future<TestResponse>> responses;
+    for (int i = 0; i < 4; ++i) {
+      for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
+        const std::string extra = i % 2 == 0 ? R"(,"max_tokens":3)" : R"(,"stream":true,"max_tokens":3)";
+        responses.push_back(
+            std::async(std::launch::async, [this, function, extra] { return Chat(function, extra); }));
+      }
+    }
+    for (size_t r = 0; r < responses.size(); ++r) {
+      TestResponse done = responses[r].get();
+      ASSERT_EQ(done.status, 200) << done.body;
+      if ((r / 3) % 2 == 0) {
+        EXPECT_EQ(Json::parse(done.body)["choices"][0]["message"]["content"], "t0 t1 t2 ");
+      } else {
+        std::vector<std::string> events = testing::SseData(done.body);
+        ASSERT_FALSE(events.empty());
+        EXPECT_EQ(events.back(), "[DONE]");
+        EXPECT_THAT(done.body, HasSubstr("t2 "));
+      }
+    }
+    for (int i = 0; i < 2; ++i) {  // two streams: the calls go to both threads in turn
+      testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                       ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
+      ASSERT_TRUE(stream.ReadUntil("t2 "));
+    }
+    const std::string address = absl::StrCat("unix:", sockets_, "/copy_polish.sock");
+    std::optional<v1::StatsResponse> stats;
+    for (int i = 0; i < 100; ++i) {  // a stream that was not cancelled would run 1 s more and count no abort
+      stats = testing::WorkerStats(address);
+      if (stats.has_value() && stats->counters().num_running() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(stats.has_value());
+    EXPECT_EQ(stats->counters().num_aborted(), 2);
+    EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
   }
 
   static inline int counter_ = 0;
@@ -414,41 +466,24 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
 TEST_F(GatewayTest, TwoGrpcThreadsServeConcurrentCallsAndCancels) {
   server_extra_ = "  grpc_threads: 2";
   StartGateway(/*token_delay_ms=*/5);
-  std::vector<std::future<TestResponse>> responses;
-  for (int i = 0; i < 4; ++i) {
-    for (const char* function : {"customer_service", "copy_polish", "table_parse"}) {
-      const std::string extra = i % 2 == 0 ? R"(,"max_tokens":3)" : R"(,"stream":true,"max_tokens":3)";
-      responses.push_back(
-          std::async(std::launch::async, [this, function, extra] { return Chat(function, extra); }));
-    }
-  }
-  for (size_t r = 0; r < responses.size(); ++r) {
-    TestResponse done = responses[r].get();
-    ASSERT_EQ(done.status, 200) << done.body;
-    if ((r / 3) % 2 == 0) {
-      EXPECT_EQ(Json::parse(done.body)["choices"][0]["message"]["content"], "t0 t1 t2 ");
-    } else {
-      std::vector<std::string> events = testing::SseData(done.body);
-      ASSERT_FALSE(events.empty());
-      EXPECT_EQ(events.back(), "[DONE]");
-      EXPECT_THAT(done.body, HasSubstr("t2 "));
-    }
-  }
-  for (int i = 0; i < 2; ++i) {  // two streams: the calls go to both threads in turn
-    testing::StreamingRequest stream(port_, "/v1/chat/completions",
-                                     ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
-    ASSERT_TRUE(stream.ReadUntil("t2 "));
-  }
-  const std::string address = absl::StrCat("unix:", sockets_, "/copy_polish.sock");
-  std::optional<v1::StatsResponse> stats;
-  for (int i = 0; i < 100; ++i) {  // a stream that was not cancelled would run 1 s more and count no abort
-    stats = testing::WorkerStats(address);
-    if (stats.has_value() && stats->counters().num_running() == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(stats.has_value());
-  EXPECT_EQ(stats->counters().num_aborted(), 2);
-  EXPECT_EQ(Status()["copy_polish"]["in_flight"], 0);
+  ServeConcurrentCallsAndCancels();
+}
+
+// Threads that poll after each event (server.busy_poll) serve and cancel as blocking ones do, go back to
+// sleep when idle, and still stop on SIGTERM.
+TEST_F(GatewayTest, BusyPollingThreadsServeCancelAndExit) {
+  server_extra_ = "  grpc_threads: 2\n  busy_poll: 200us";
+  StartGateway(/*token_delay_ms=*/5);
+  ServeConcurrentCallsAndCancels();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // every window has closed
+  const double cpu_before = CpuSeconds(gateway_->pid());
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Three threads that kept polling would use close to the machine's cores for that second.
+  EXPECT_LT(CpuSeconds(gateway_->pid()) - cpu_before, 0.2) << "the idle gateway kept polling";
+  gateway_->Signal(SIGTERM);
+  int status = gateway_->WaitExit(15000);
+  ASSERT_NE(status, -1) << "the gateway did not exit";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST_F(GatewayTest, EachRequestFreesItsHttpSessionOnceAnswered) {

@@ -52,6 +52,7 @@ server:
   admin_token_env: MY_TOKEN
   io_threads: 3
   grpc_threads: 2
+  busy_poll: 150us
   max_connections: 10
   header_timeout: 2s
   stream_idle_timeout: 250ms
@@ -81,6 +82,7 @@ simulation: { cold_start: 0.6s }
   EXPECT_EQ(config->server.stream_idle_timeout, absl::Milliseconds(250));
   EXPECT_EQ(config->server.io_threads, 3);
   EXPECT_EQ(config->server.grpc_threads, 2);
+  EXPECT_EQ(config->server.busy_poll, absl::Microseconds(150));
   EXPECT_EQ(config->workers.start_timeout, absl::Minutes(1));
   EXPECT_EQ(config->workers.max_queue, 7);
   const FunctionConfig& function = config->functions.at("customer_service");
@@ -127,6 +129,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"model: {path: m}\nserver: {listen: 'h:99999'}\nfunctions: {f: {}}", "server.listen"},
         BadConfig{"model: {path: m}\nworkers: {queue_timeout: soon}\nfunctions: {f: {}}",
                   "workers.queue_timeout: must be a positive duration"},
+        BadConfig{"model: {path: m}\nworkers: {queue_timeout: 0s}\nfunctions: {f: {}}",
+                  "workers.queue_timeout: must be a positive duration"},
+        BadConfig{"model: {path: m}\nserver: {busy_poll: -5us}\nfunctions: {f: {}}",
+                  "server.busy_poll: must be a non-negative duration"},
         BadConfig{"model: {path: m}\nworkers: {max_queue: 0}\nfunctions: {f: {}}",
                   "workers.max_queue: must be between 1"},
         BadConfig{"model: {path: m}\nfunctions: {f: {worker: {max_num_seqs: x}}}",
