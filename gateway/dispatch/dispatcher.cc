@@ -33,13 +33,12 @@ class Dispatcher::CallObserver : public GenerateObserver {
   CallObserver(std::shared_ptr<Dispatcher> dispatcher, std::shared_ptr<PendingRequest> request)
       : dispatcher_(std::move(dispatcher)), request_(std::move(request)) {}
 
-  void OnResponse(const v1::GenerateResponse& response) override {
+  void OnResponse(const v1::GenerateResponse& response,
+                  std::chrono::steady_clock::time_point read_at) override {
     // Called on the thread that took the response off the completion queue; a streamed response has been
     // written to the client's socket (or handed to the connection's asynchronous write) when the sink
     // returns.
     GenerationSink* sink = request_->sink();
-    const bool timed = sink->streams();  // the per-message histogram is of streamed messages
-    const auto taken = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (!first_seen_) {
       first_seen_ = true;
       absl::Time now = dispatcher_->clock_->Now();
@@ -56,9 +55,11 @@ class Dispatcher::CallObserver : public GenerateObserver {
       dispatcher_->metrics_->gateway_overhead().Observe(std::max(0.0, gateway_s));
     }
     sink->OnResponse(response);
-    if (timed) {
+    // Streamed messages only, from the read of the worker's message that carried it: the events of that
+    // message handed out before this one count too.
+    if (sink->streams()) {
       dispatcher_->metrics_->stream_message_gateway().Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count());
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - read_at).count());
     }
   }
 

@@ -133,8 +133,9 @@ void CallStream::Deliver() {
     }
   }
   // Outside the lock: an observer may start or cancel calls.
+  const auto read_at = std::chrono::steady_clock::now();
   for (auto& [call, event] : deliveries_) {
-    if (event->has_response()) call->observer().OnResponse(event->response());
+    if (event->has_response()) call->observer().OnResponse(event->response(), read_at);
     if (event->has_status()) call->observer().OnDone(FromProto(event->status()));
   }
   deliveries_.clear();

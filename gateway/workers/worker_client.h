@@ -1,6 +1,7 @@
 // The gateway's view of one worker process: its RPCs, asynchronous, with callbacks on gRPC's threads.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,8 +18,10 @@ class GenerateObserver {
  public:
   virtual ~GenerateObserver() = default;
 
-  // One message of the stream.
-  virtual void OnResponse(const v1::GenerateResponse& response) = 0;
+  // One message of the stream; `read_at`: when the worker's message that carried it was read (one read may
+  // carry several calls' responses, handed to their observers in turn).
+  virtual void OnResponse(const v1::GenerateResponse& response,
+                          std::chrono::steady_clock::time_point read_at) = 0;
 
   // The stream ended; OK after the last response, else the call's error.
   virtual void OnDone(const absl::Status& status) = 0;

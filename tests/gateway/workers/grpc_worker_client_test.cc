@@ -73,7 +73,7 @@ class FakeWorker {
 // Records one call: its responses' text and every OnDone.
 class Recorder : public GenerateObserver {
  public:
-  void OnResponse(const v1::GenerateResponse& response) override {
+  void OnResponse(const v1::GenerateResponse& response, std::chrono::steady_clock::time_point) override {
     std::lock_guard<std::mutex> lock(mu_);
     EXPECT_EQ(done_, 0) << "a response after OnDone";
     ++responses_;

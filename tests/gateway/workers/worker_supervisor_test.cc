@@ -87,7 +87,7 @@ class FakeClient : public WorkerClient, public WorkerClientFactory {
     auto call = std::make_shared<AnsweredCall>(observer);
     v1::GenerateResponse last;
     last.set_finish_reason(v1::FINISH_REASON_STOP);
-    observer->OnResponse(last);
+    observer->OnResponse(last, std::chrono::steady_clock::now());
     observer->OnDone(absl::OkStatus());
     return call;
   }
