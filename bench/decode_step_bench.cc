@@ -150,7 +150,7 @@ std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max
 
 }  // namespace
 
-void BenchDecodeSteps(std::vector<Result>& out) {
+void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
   const HostModel model;
   const CudaRunnerOptions defaults;
   struct Choice {
@@ -166,9 +166,11 @@ void BenchDecodeSteps(std::vector<Result>& out) {
       {"cublasLt", 0, 0, false, 1, defaults.decode_mma_max_rows},
       {"mma<=64", defaults.gemv_max_rows, 64, false, defaults.decode_mma_max_rows + 1, 64}};
   for (const Choice& c : choices) {
+    if (max_batch > 0 && &c != &choices[0]) break;  // the default alone, up to max_batch
     std::unique_ptr<CudaModelRunner> runner = MakeRunner(model, c.gemv_max_rows, c.mma_max_rows);
-    if (c.prefill) BenchPrefill(*runner, out);
+    if (c.prefill && max_batch == 0) BenchPrefill(*runner, out);
     for (int batch : {1, 2, 4, 8, 16, 32, 64}) {
+      if (max_batch > 0 && batch > max_batch) break;
       if (batch >= c.min_batch && batch <= c.max_batch) BenchDecode(*runner, batch, c.label, out);
     }
   }

@@ -11,7 +11,8 @@ namespace doze::bench {
 // Appends: TTFT of a 512-token prompt, and decode steps at batches 1 to 64 over 512-token contexts with the
 // runner's default paths, with cuBLASLt alone (batches up to the tensor-core kernels' limit) and with the
 // tensor-core kernels up to 64 rows (the batches above it), each with host logits (Forward), device logits
-// (ForwardOnDevice) and device logits of ten steps queued back to back.
-void BenchDecodeSteps(std::vector<Result>& out);
+// (ForwardOnDevice) and device logits of ten steps queued back to back. With `max_batch` > 0: only the
+// default paths' decode steps at batches up to it.
+void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0);
 
 }  // namespace doze::bench

@@ -3,8 +3,8 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model | --steps | --split-k | --lm-head]   (--no-model skips the decode
-// steps of the full model, --steps runs only them, --split-k times cuBLASLt's k splits for the projections,
+// usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH] | --split-k | --lm-head]   (--no-model skips the
+// decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default paths alone), --split-k times cuBLASLt's k splits for the projections,
 // --lm-head the greedy LM head's two ways) Weights and KV caches rotate over enough copies to exceed the 50
 // MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
@@ -549,7 +549,8 @@ int Main(int argc, char** argv) {
   // GEMVs (rows <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
-  // --steps: the whole model's decode steps alone; --split-k: cuBLASLt's k splits for the projections.
+  // --steps [MAX_BATCH]: the whole model's decode steps alone (with MAX_BATCH, only the runner's default at
+  // batches up to it); --split-k: cuBLASLt's k splits for the projections.
   const bool steps_only = argc > 1 && std::strcmp(argv[1], "--steps") == 0;
   const bool split_k_only = argc > 1 && std::strcmp(argv[1], "--split-k") == 0;
   int devices = 0;
@@ -563,7 +564,7 @@ int Main(int argc, char** argv) {
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
   if (steps_only) {
-    BenchDecodeSteps(results);
+    BenchDecodeSteps(results, argc > 2 ? std::atoi(argv[2]) : 0);
     Report(results, prop.name);
     return 0;
   }
