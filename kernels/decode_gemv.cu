@@ -1,12 +1,9 @@
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_gemv.h"
 #include "kernels/device_info.h"
-#include "kernels/env_knob.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
@@ -309,19 +306,6 @@ void LaunchRows(const Params& p, cudaStream_t stream) {
   const int block_items = (p.num_items + items_per_block - 1) / items_per_block;
   int per_sm = 0;
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, shared));
-  static const int cap = EnvInt(E == Epilogue::kSwiGlu     ? "DOZE_DECODE_GEMV_SWIGLU_PER_SM"
-                                : E == Epilogue::kResidual ? "DOZE_DECODE_GEMV_RESIDUAL_PER_SM"
-                                                           : "DOZE_DECODE_GEMV_QKV_PER_SM",
-                                1 << 20);
-  static const bool verbose = std::getenv("DOZE_DECODE_GEMV_VERBOSE") != nullptr;
-  if (verbose) {
-    cudaFuncAttributes attributes;
-    CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
-    std::fprintf(stderr, "gemv E=%d rows=%d k=%d n=%d split=%d regs=%d shared=%zu per_sm=%d cap=%d items=%d\n",
-                 static_cast<int>(E), kRows, p.k, p.n, p.k_split, attributes.numRegs, shared, per_sm, cap,
-                 (p.num_items + kWarps / p.k_split - 1) / (kWarps / p.k_split));
-  }
-  per_sm = std::min(per_sm, cap);
   const int blocks = std::max(1, std::min(block_items, per_sm * MultiprocessorCount()));
   LaunchWithPdl(kernel, dim3(blocks), dim3(kThreads), shared, stream, p, block_items);
 }
