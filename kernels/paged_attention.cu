@@ -60,10 +60,6 @@ using SplitBlock = BlockShape<4, 2>;
 // the split kernel's small blocks, which start beside the kernel before, win in the step (H100,
 // kernels/PERF_NOTES.md).
 using WholeBlock = BlockShape<16, 3>;
-// Smaller whole blocks (measurements, DOZE_ATTENTION_WHOLE_SHAPE 1 and 2): 64 and 96 KB of chunk buffers, so
-// that a block may start beside the projection kernel before it.
-using WholeBlock8x2 = BlockShape<8, 2>;
-using WholeBlock8x3 = BlockShape<8, 3>;
 // The fewest keys a split takes when the context allows, for batches of up to kFineSplitRows rows: one
 // 16-key chunk for each of the block's warps; larger batches take kMinPartition. A row shorter than its
 // bucket's splits times this uses fewer splits (the rest exit at once) rather than leaving warps idle in
@@ -723,19 +719,10 @@ void Launch(const LaunchArgs& a, const AttentionShape& s, int splits, cudaStream
                 kHeadDim, splits, min_partition);
 }
 
-// Whole blocks of the shape DOZE_ATTENTION_WHOLE_SHAPE picks (measurements; default WholeBlock).
-template <bool kRotary>
-void LaunchWhole(const LaunchArgs& a, const AttentionShape& s, cudaStream_t stream) {
-  static const int shape = EnvInt("DOZE_ATTENTION_WHOLE_SHAPE", 0);
-  if (shape == 1) return Launch<64, true, WholeBlock8x2, kRotary>(a, s, 1, stream);
-  if (shape == 2) return Launch<64, true, WholeBlock8x3, kRotary>(a, s, 1, stream);
-  Launch<64, true, WholeBlock, kRotary>(a, s, 1, stream);
-}
-
 template <int kHeadDim>
 void LaunchVariant(const LaunchArgs& a, const AttentionShape& s, cudaStream_t stream) {
   if constexpr (kHeadDim == 64) {
-    if (UseWhole(s)) return LaunchWhole<false>(a, s, stream);
+    if (UseWhole(s)) return Launch<kHeadDim, true, WholeBlock>(a, s, 1, stream);
   }
   const int splits = PlanSplits(s, a.workspace_bytes);
   if (UseStaged(s)) {
@@ -798,7 +785,7 @@ void PagedAttentionWithRotary(const __nv_bfloat16* q, const __nv_bfloat16* k_cac
   }
   const LaunchArgs args{q,   k_cache,   v_cache,         block_tables, token_seq, context_lens,
                         out, workspace, workspace_bytes, rotary};
-  LaunchWhole<true>(args, shape, stream);
+  Launch<64, true, WholeBlock, true>(args, shape, 1, stream);
 }
 
 }  // namespace doze::kernels
