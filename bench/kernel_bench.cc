@@ -4,7 +4,8 @@
 // tokens/s for whole steps.
 //
 // usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH] | --split-k | --lm-head]   (--no-model skips the
-// decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default paths alone), --split-k times cuBLASLt's k splits for the projections,
+// decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default paths alone),
+// --split-k times cuBLASLt's k splits for the projections,
 // --lm-head the greedy LM head's two ways) Weights and KV caches rotate over enough copies to exceed the 50
 // MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
