@@ -97,11 +97,17 @@ void Check(const absl::Status& status) {
   std::exit(1);
 }
 
-void BenchDecode(CudaModelRunner& runner, int batch, const std::string& label, std::vector<Result>& out) {
-  std::vector<int> lens(batch, 0);
+// Fills `batch` sequences with kContext tokens and captures the decode graph of that batch.
+void Warm(CudaModelRunner& runner, std::vector<int>& lens) {
+  const int batch = static_cast<int>(lens.size());
   for (int s = 0; s < batch; s += 16)
     Check(runner.Forward(Step(lens, s, std::min(16, batch - s), kContext)).status());
-  for (int i = 0; i < 3; ++i) Check(runner.Forward(Step(lens, 0, batch, 1)).status());  // captures the graph
+  for (int i = 0; i < 3; ++i) Check(runner.Forward(Step(lens, 0, batch, 1)).status());
+}
+
+void BenchDecode(CudaModelRunner& runner, int batch, const std::string& label, std::vector<Result>& out) {
+  std::vector<int> lens(batch, 0);
+  Warm(runner, lens);
   const double weight_bytes = 988065536.0;
   const double bytes = weight_bytes + batch * (kContext + 20) * kKvBytesPerToken;
   const double host_us = TimeHost(20, [&] { Check(runner.Forward(Step(lens, 0, batch, 1)).status()); });
@@ -134,11 +140,13 @@ void BenchPrefill(CudaModelRunner& runner, std::vector<Result>& out) {
   out.push_back({"model", "prefill 512 tokens (TTFT)", us, 0, kContext * 1e6 / us});
 }
 
-std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max_rows, int mma_max_rows) {
+std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max_rows, int mma_max_rows,
+                                            int num_kv_blocks = 0) {
   CudaRunnerOptions options;
   options.gemv_max_rows = gemv_max_rows;
   options.decode_mma_max_rows = mma_max_rows;
   options.max_num_seqs = 64;
+  options.num_kv_blocks = num_kv_blocks;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner =
       CudaModelRunner::Create(QwenConfig(), model.weights, options);
@@ -149,6 +157,44 @@ std::unique_ptr<CudaModelRunner> MakeRunner(const HostModel& model, int gemv_max
 }
 
 }  // namespace
+
+void BenchDecodePair(std::vector<Result>& out, int batch) {
+  const HostModel model;
+  const CudaRunnerOptions defaults;
+  const int blocks = 64 * kBlocksPerSeq;
+  std::unique_ptr<CudaModelRunner> a =
+      MakeRunner(model, defaults.gemv_max_rows, defaults.decode_mma_max_rows, blocks);
+  std::unique_ptr<CudaModelRunner> b =
+      MakeRunner(model, defaults.gemv_max_rows, defaults.decode_mma_max_rows, blocks);
+  std::vector<int> lens_a(batch, 0), lens_b(batch, 0), lens_both(2 * batch, 0);
+  Warm(*a, lens_a);
+  Warm(*b, lens_b);
+  constexpr int kQueued = 10;
+  const double bytes = 988065536.0 + 2 * batch * (kContext + 20) * kKvBytesPerToken;
+  const double pair_us = TimeHost(5,
+                                  [&] {
+                                    for (int i = 0; i < kQueued; ++i) {
+                                      Check(a->ForwardOnDevice(Step(lens_a, 0, batch, 1)).status());
+                                      Check(b->ForwardOnDevice(Step(lens_b, 0, batch, 1)).status());
+                                    }
+                                    CUDA_CHECK(cudaStreamSynchronize(a->stream()));
+                                    CUDA_CHECK(cudaStreamSynchronize(b->stream()));
+                                  }) /
+                         kQueued;
+  out.push_back({"model", "decode 2 x b=" + std::to_string(batch) + " ctx=512 on two streams, queued",
+                 pair_us, bytes, 2 * batch * 1e6 / pair_us});
+  if (2 * batch > 64) return;
+  Warm(*a, lens_both);
+  const double one_us = TimeHost(5,
+                                 [&] {
+                                   for (int i = 0; i < kQueued; ++i)
+                                     Check(a->ForwardOnDevice(Step(lens_both, 0, 2 * batch, 1)).status());
+                                   CUDA_CHECK(cudaStreamSynchronize(a->stream()));
+                                 }) /
+                        kQueued;
+  out.push_back({"model", "decode b=" + std::to_string(2 * batch) + " ctx=512 on one stream, queued", one_us,
+                 bytes, 2 * batch * 1e6 / one_us});
+}
 
 void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
   const HostModel model;

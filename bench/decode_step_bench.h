@@ -15,4 +15,9 @@ namespace doze::bench {
 // default paths' decode steps at batches up to it.
 void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0);
 
+// Appends: decode steps of two runners (each its own weights, KV cache and stream) at `batch` rows each,
+// enqueued in turn so that the GPU may run them at once, against one runner at 2 x `batch` rows (when that
+// is at most 64): whether two half batches overlapped beat one whole.
+void BenchDecodePair(std::vector<Result>& out, int batch);
+
 }  // namespace doze::bench

@@ -564,6 +564,11 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
+  if (argc > 2 && std::strcmp(argv[1], "--pair") == 0) {  // --pair ROWS: BenchDecodePair
+    BenchDecodePair(results, std::atoi(argv[2]));
+    Report(results, prop.name);
+    return 0;
+  }
   if (steps_only) {
     BenchDecodeSteps(results, argc > 2 ? std::atoi(argv[2]) : 0);
     Report(results, prop.name);
