@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
+#include "bench/kernel_timeline.h"
 #include "worker/backend/cuda/cuda_model_runner.h"
 #include "worker/common/half.h"
 
@@ -194,6 +196,75 @@ void BenchDecodePair(std::vector<Result>& out, int batch) {
                         kQueued;
   out.push_back({"model", "decode b=" + std::to_string(2 * batch) + " ctx=512 on one stream, queued", one_us,
                  bytes, 2 * batch * 1e6 / one_us});
+}
+
+void BenchTimeline(int batch) {
+  const HostModel model;
+  const CudaRunnerOptions defaults;
+  std::unique_ptr<CudaModelRunner> runner =
+      MakeRunner(model, defaults.gemv_max_rows, defaults.decode_mma_max_rows);
+  std::vector<int> lens(batch, 0);
+  Warm(*runner, lens);
+  constexpr int kSteps = 6;
+  StartKernelTimeline();
+  for (int i = 0; i < kSteps; ++i) Check(runner->ForwardOnDevice(Step(lens, 0, batch, 1)).status());
+  CUDA_CHECK(cudaStreamSynchronize(runner->stream()));
+  const std::vector<KernelSpan> spans = StopKernelTimeline();
+  // Every step runs the same kernels (one graph): kSteps equal runs in start order. The first and last steps
+  // are left out (the queue fills and drains).
+  if (spans.empty() || spans.size() % kSteps != 0) {
+    std::fprintf(stderr, "doze_kernel_bench: %zu kernels in %d steps\n", spans.size(), kSteps);
+    std::exit(1);
+  }
+  std::vector<std::vector<KernelSpan>> steps(kSteps);
+  for (size_t i = 0; i < spans.size(); ++i) steps[i / (spans.size() / kSteps)].push_back(spans[i]);
+  struct Sum {
+    int calls = 0;
+    double critical_us = 0, busy_us = 0;
+  };
+  std::map<std::string, Sum> by_name;
+  double step_us = 0;
+  int counted = 0;
+  for (size_t s = 1; s + 1 < steps.size(); ++s, ++counted) {
+    std::vector<KernelSpan> step = steps[s];
+    std::sort(step.begin(), step.end(),
+              [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });
+    uint64_t previous_end = step.front().start_ns;
+    for (const KernelSpan& span : steps[s]) previous_end = std::min(previous_end, span.start_ns);
+    const uint64_t first_start = previous_end;
+    for (const KernelSpan& span : step) {
+      Sum& sum = by_name[span.name + "[" + std::to_string(span.grid[0]) + "x" + std::to_string(span.grid[1]) +
+                         "x" + std::to_string(span.grid[2]) + "]"];
+      ++sum.calls;
+      sum.critical_us += (span.end_ns - previous_end) / 1e3;  // how much later this kernel ends than the last
+      sum.busy_us += (span.end_ns - span.start_ns) / 1e3;
+      previous_end = span.end_ns;
+    }
+    step_us += (previous_end - first_start) / 1e3;
+  }
+  if (counted == 0) {
+    std::fprintf(stderr, "doze_kernel_bench: the timeline found no whole step\n");
+    std::exit(1);
+  }
+  // Per kernel name, a step's mean: calls, the time it added to the step's end (its end less the end of the
+  // kernel that ended before it), and its own span (start to end, including any wait on the kernel before).
+  std::printf(
+      "{\"bench\":\"doze_kernel_bench --timeline\",\"batch\":%d,\"steps\":%d,\"step_us\":%.2f,\"kernels\":[",
+      batch, counted, step_us / counted);
+  bool first = true;
+  for (const auto& [name, sum] : by_name) {
+    std::printf("%s{\"name\":\"%s\",\"calls\":%.1f,\"critical_us\":%.2f,\"span_us\":%.2f}", first ? "" : ",",
+                name.c_str(), static_cast<double>(sum.calls) / counted, sum.critical_us / counted,
+                sum.busy_us / counted);
+    first = false;
+  }
+  std::printf("]}\n\n%-48s %8s %14s %12s %12s\n", "kernel", "calls", "critical us", "us a call",
+              "span a call");
+  for (const auto& [name, sum] : by_name) {
+    std::printf("%-48s %8.1f %14.2f %12.2f %12.2f\n", name.c_str(), static_cast<double>(sum.calls) / counted,
+                sum.critical_us / counted, sum.critical_us / sum.calls, sum.busy_us / sum.calls);
+  }
+  std::printf("%-48s %8s %14.2f\n", "step", "", step_us / counted);
 }
 
 void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {

@@ -564,6 +564,10 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
+  if (argc > 2 && std::strcmp(argv[1], "--timeline") == 0) {  // --timeline ROWS: BenchTimeline
+    BenchTimeline(std::atoi(argv[2]));
+    return 0;
+  }
   if (argc > 2 && std::strcmp(argv[1], "--pair") == 0) {  // --pair ROWS: BenchDecodePair
     BenchDecodePair(results, std::atoi(argv[2]));
     Report(results, prop.name);
