@@ -3,11 +3,13 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH] | --split-k | --lm-head]   (--no-model skips the
-// decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default paths alone),
-// --split-k times cuBLASLt's k splits for the projections,
-// --lm-head the greedy LM head's two ways) Weights and KV caches rotate over enough copies to exceed the 50
-// MB L2, so each figure is a memory figure.
+// usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH] | --split-k | --lm-head | --sampling |
+//                          --attention B C BUCKET [KV] | --layer ROWS | --pair ROWS | --timeline ROWS]
+// --no-model skips the decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default
+// paths alone), --split-k times cuBLASLt's k splits for the projections, --lm-head the greedy LM head's two
+// ways, --pair two half batches on two streams against one whole (decode_step_bench.h), --timeline each
+// kernel's share of a decode step from CUPTI's records (printed as JSON and a table of its own). Weights and
+// KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
 #include <algorithm>
