@@ -1,5 +1,6 @@
 #include "bench/decode_step_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -198,6 +199,60 @@ void BenchDecodePair(std::vector<Result>& out, int batch) {
                  bytes, 2 * batch * 1e6 / one_us});
 }
 
+namespace {
+
+// A kernel's totals over the steps of a timeline.
+struct KernelShare {
+  int calls = 0;
+  double critical_us = 0;  // how much later than the kernel ended before it each call ended
+  double span_us = 0;      // each call's start to end, including any wait on the kernel before
+};
+
+// "Name[gx x gy x gz]": one kernel as launched (the same function at other grids is another projection).
+std::string KernelKey(const KernelSpan& span) {
+  return span.name + "[" + std::to_string(span.grid[0]) + "x" + std::to_string(span.grid[1]) + "x" +
+         std::to_string(span.grid[2]) + "]";
+}
+
+// Adds one step's kernels to `shares`; returns the step's time, first start to last end.
+double AddStep(std::vector<KernelSpan> step, std::map<std::string, KernelShare>& shares) {
+  uint64_t previous_end = step.front().start_ns;
+  for (const KernelSpan& span : step) previous_end = std::min(previous_end, span.start_ns);
+  const uint64_t first_start = previous_end;
+  std::sort(step.begin(), step.end(),
+            [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });
+  for (const KernelSpan& span : step) {
+    KernelShare& share = shares[KernelKey(span)];
+    ++share.calls;
+    share.critical_us += (span.end_ns - previous_end) / 1e3;
+    share.span_us += (span.end_ns - span.start_ns) / 1e3;
+    previous_end = span.end_ns;
+  }
+  return (previous_end - first_start) / 1e3;
+}
+
+void PrintTimeline(int batch, int steps, double step_us, const std::map<std::string, KernelShare>& shares) {
+  std::printf(
+      "{\"bench\":\"doze_kernel_bench --timeline\",\"batch\":%d,\"steps\":%d,\"step_us\":%.2f,\"kernels\":[",
+      batch, steps, step_us / steps);
+  bool first = true;
+  for (const auto& [name, share] : shares) {
+    std::printf("%s{\"name\":\"%s\",\"calls\":%.1f,\"critical_us\":%.2f,\"span_us\":%.2f}", first ? "" : ",",
+                name.c_str(), static_cast<double>(share.calls) / steps, share.critical_us / steps,
+                share.span_us / steps);
+    first = false;
+  }
+  std::printf("]}\n\n%-48s %8s %14s %12s %12s\n", "kernel", "calls", "critical us", "us a call",
+              "span a call");
+  for (const auto& [name, share] : shares) {
+    std::printf("%-48s %8.1f %14.2f %12.2f %12.2f\n", name.c_str(), static_cast<double>(share.calls) / steps,
+                share.critical_us / steps, share.critical_us / share.calls, share.span_us / share.calls);
+  }
+  std::printf("%-48s %8s %14.2f\n", "step", "", step_us / steps);
+}
+
+}  // namespace
+
 void BenchTimeline(int batch) {
   const HostModel model;
   const CudaRunnerOptions defaults;
@@ -216,55 +271,14 @@ void BenchTimeline(int batch) {
     std::fprintf(stderr, "doze_kernel_bench: %zu kernels in %d steps\n", spans.size(), kSteps);
     std::exit(1);
   }
-  std::vector<std::vector<KernelSpan>> steps(kSteps);
-  for (size_t i = 0; i < spans.size(); ++i) steps[i / (spans.size() / kSteps)].push_back(spans[i]);
-  struct Sum {
-    int calls = 0;
-    double critical_us = 0, busy_us = 0;
-  };
-  std::map<std::string, Sum> by_name;
+  const size_t per_step = spans.size() / kSteps;
+  std::map<std::string, KernelShare> shares;
   double step_us = 0;
-  int counted = 0;
-  for (size_t s = 1; s + 1 < steps.size(); ++s, ++counted) {
-    std::vector<KernelSpan> step = steps[s];
-    std::sort(step.begin(), step.end(),
-              [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });
-    uint64_t previous_end = step.front().start_ns;
-    for (const KernelSpan& span : steps[s]) previous_end = std::min(previous_end, span.start_ns);
-    const uint64_t first_start = previous_end;
-    for (const KernelSpan& span : step) {
-      Sum& sum = by_name[span.name + "[" + std::to_string(span.grid[0]) + "x" + std::to_string(span.grid[1]) +
-                         "x" + std::to_string(span.grid[2]) + "]"];
-      ++sum.calls;
-      sum.critical_us += (span.end_ns - previous_end) / 1e3;  // how much later this kernel ends than the last
-      sum.busy_us += (span.end_ns - span.start_ns) / 1e3;
-      previous_end = span.end_ns;
-    }
-    step_us += (previous_end - first_start) / 1e3;
+  for (int s = 1; s + 1 < kSteps; ++s) {
+    step_us += AddStep(
+        std::vector<KernelSpan>(spans.begin() + s * per_step, spans.begin() + (s + 1) * per_step), shares);
   }
-  if (counted == 0) {
-    std::fprintf(stderr, "doze_kernel_bench: the timeline found no whole step\n");
-    std::exit(1);
-  }
-  // Per kernel name, a step's mean: calls, the time it added to the step's end (its end less the end of the
-  // kernel that ended before it), and its own span (start to end, including any wait on the kernel before).
-  std::printf(
-      "{\"bench\":\"doze_kernel_bench --timeline\",\"batch\":%d,\"steps\":%d,\"step_us\":%.2f,\"kernels\":[",
-      batch, counted, step_us / counted);
-  bool first = true;
-  for (const auto& [name, sum] : by_name) {
-    std::printf("%s{\"name\":\"%s\",\"calls\":%.1f,\"critical_us\":%.2f,\"span_us\":%.2f}", first ? "" : ",",
-                name.c_str(), static_cast<double>(sum.calls) / counted, sum.critical_us / counted,
-                sum.busy_us / counted);
-    first = false;
-  }
-  std::printf("]}\n\n%-48s %8s %14s %12s %12s\n", "kernel", "calls", "critical us", "us a call",
-              "span a call");
-  for (const auto& [name, sum] : by_name) {
-    std::printf("%-48s %8.1f %14.2f %12.2f %12.2f\n", name.c_str(), static_cast<double>(sum.calls) / counted,
-                sum.critical_us / counted, sum.critical_us / sum.calls, sum.busy_us / sum.calls);
-  }
-  std::printf("%-48s %8s %14.2f\n", "step", "", step_us / counted);
+  PrintTimeline(batch, kSteps - 2, step_us, shares);
 }
 
 void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
