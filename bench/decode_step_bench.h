@@ -21,9 +21,9 @@ void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0);
 void BenchDecodePair(std::vector<Result>& out, int batch);
 
 // Prints, for decode steps of the runner's default paths at `batch` rows (contexts of 512, steps queued),
-// each kernel's share of a step from CUPTI's records (kernel_timeline.h): per kernel name, its calls, the
-// time it added to the step's end (its end less the previous kernel's end, so the column sums to the step)
-// and its own span. JSON, then a table.
+// each kernel's share of a step from CUPTI's records (kernel_timeline.h): per kernel (name and grid), its
+// calls, the time it added to the step's end (its end less the previous kernel's end, so the column sums to
+// the step) and its own span. JSON, then a table.
 void BenchTimeline(int batch);
 
 }  // namespace doze::bench

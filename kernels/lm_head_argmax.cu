@@ -4,6 +4,7 @@
 #include "kernels/async_copy.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
+#include "kernels/env_knob.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/mma_tile.cuh"
 #include "kernels/pdl.cuh"
@@ -30,14 +31,14 @@ struct Params {
 
 int RowTiles(int m) { return m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8; }
 
-size_t XBytes(int m, int k) { return static_cast<size_t>(RowTiles(m)) * 8 * k * 2; }
+// Bytes of x's rows in shared memory: `row_tiles` tiles of 8 rows, k bf16 values each.
+size_t XBytes(int row_tiles, int k) { return static_cast<size_t>(row_tiles) * 8 * k * 2; }
 
 // Shared memory: the weight stages, x's k-tiles (each on a 1,024-byte boundary), then the warps' bests per
 // row at the end.
 template <int kNTiles>
 size_t SharedBytes(int k) {
-  return kStages * kWeightTileBytes + static_cast<size_t>(kNTiles) * 8 * k * 2 +
-         kThreads / 32 * kNTiles * 8 * sizeof(Best);
+  return kStages * kWeightTileBytes + XBytes(kNTiles, k) + kThreads / 32 * kNTiles * 8 * sizeof(Best);
 }
 
 // Weight tile q of the block's sequence (group blockIdx.x + (q / ktiles) * gridDim.x, k-tile q % ktiles)
@@ -209,7 +210,7 @@ void Launch(const Params& p, int blocks, cudaStream_t stream) {
 
 bool LmHeadArgmaxSupports(int m, int n, int k) {
   return m >= 1 && m <= kMaxRows && n >= 1 && k >= kPipeK && k % kPipeK == 0 &&
-         XBytes(m, k) <= static_cast<size_t>(kMaxXBytes);
+         XBytes(RowTiles(m), k) <= static_cast<size_t>(kMaxXBytes);
 }
 
 bool LmHeadArgmaxPreferred(int m, int n, int k) {

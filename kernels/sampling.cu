@@ -526,6 +526,24 @@ __device__ CandidateBound BoundFromHistograms(const Thresholds& t, const Filters
   return CandidateBound{min_bin, count, f.use_p ? mass : -1.0};
 }
 
+// Adds the thread's tokens j = first, first + stride, ... < end to the round-one histograms: `counts` of
+// every token's key >> 20 and, with `use_p`, `masses` of exp(logit - row_max); returns the thread's mass.
+__device__ __forceinline__ double AddToHistograms(const RowSource& src, int first, int end, int stride,
+                                                  float row_max, bool use_p, float* counts, float* masses) {
+  double local = 0.0;
+  for (int j = first; j < end; j += stride) {
+    const float logit = src.Logit(j);
+    const uint32_t bin = OrderedKey(logit) >> 20;
+    atomicAdd(&counts[bin], 1.f);
+    if (use_p) {
+      const float w = expf(logit - row_max);
+      local += w;
+      atomicAdd(&masses[bin], w);
+    }
+  }
+  return local;
+}
+
 // BoundCandidates in one block: the histograms from one pass over the row.
 __device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds& t, int top_k, float top_p,
                                           float min_p, float* counts, float* masses) {
@@ -533,17 +551,8 @@ __device__ CandidateBound BoundCandidates(const RowSource& src, const Thresholds
   if (!f.any) return CandidateBound{0, INT_MAX, -1.0};
   for (int b = threadIdx.x; b < kMaxBins; b += kThreads) counts[b] = 0.f, masses[b] = 0.f;
   __syncthreads();
-  double local = 0.0;
-  for (int j = threadIdx.x; j < src.size; j += kThreads) {
-    const float logit = src.Logit(j);
-    const uint32_t bin = OrderedKey(logit) >> 20;
-    atomicAdd(&counts[bin], 1.f);
-    if (f.use_p) {
-      const float w = expf(logit - t.row_max);
-      local += w;
-      atomicAdd(&masses[bin], w);
-    }
-  }
+  const double local =
+      AddToHistograms(src, threadIdx.x, src.size, kThreads, t.row_max, f.use_p, counts, masses);
   const double mass = f.use_p ? BlockSumDouble(local) : -1.0;
   __syncthreads();
   return BoundFromHistograms(t, f, top_k, top_p, min_p, counts, masses, mass);
@@ -565,12 +574,12 @@ __device__ int Gather(const RowSource& src, uint32_t min_bin, float* logits, int
   return size;
 }
 
-// A filtered row's scratch in the workspace, zeroed before each SampleRows: the round-one histograms merged
-// over its slices, its candidate bound, and the gathered candidates.
 // Candidates a row may gather over its slices: up to kMaxCandidates the list work runs in shared memory,
 // beyond (a flat row's nucleus) on the list where it was gathered, still a fraction of the row.
 constexpr int kMaxGatheredCandidates = 32768;
 
+// A filtered row's scratch in the workspace, zeroed before each SampleRows: the round-one histograms merged
+// over its slices, its candidate bound, and the gathered candidates.
 struct RowScratch {
   float counts[kMaxBins];  // tokens per key >> 20
   float masses[kMaxBins];  // exp(logit - max) per key >> 20 (top-p without top-k)
@@ -598,17 +607,8 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
   const float row_max = TemperedMaxOfParts(parts + r * kArgmaxParts, src.temperature);  // ends in a barrier
   const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
   const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
-  double local = 0.0;
-  for (int j = begin + threadIdx.x; j < end; j += kArgmaxThreads) {
-    const float logit = src.Logit(j);
-    const uint32_t bin = OrderedKey(logit) >> 20;
-    atomicAdd(&counts[bin], 1.f);
-    if (f.use_p) {
-      const float w = expf(logit - row_max);
-      local += w;
-      atomicAdd(&masses[bin], w);
-    }
-  }
+  const double local =
+      AddToHistograms(src, begin + threadIdx.x, end, kArgmaxThreads, row_max, f.use_p, counts, masses);
   __syncthreads();
   RowScratch& row = scratch[r];
   for (int b = threadIdx.x; b < kMaxBins; b += kArgmaxThreads) {

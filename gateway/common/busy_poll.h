@@ -17,8 +17,10 @@ class BusyPoll {
 
   bool enabled() const { return window_.count() > 0; }
 
-  // Notes that the thread has just handled an event: the window starts again.
-  void OnEvent() { last_event_ = std::chrono::steady_clock::now(); }
+  // Notes that the thread has just handled an event: the window starts again (no clock read when off).
+  void OnEvent() {
+    if (enabled()) last_event_ = std::chrono::steady_clock::now();
+  }
 
   // Returns whether the thread should poll again rather than block. Gives the core to any other runnable
   // thread first, so that pollers sharing a core do not hold each other's events back.

@@ -72,8 +72,8 @@ double OnePromptToFirstToken(Engine& engine, std::mt19937& rng, int length) {
 constexpr int kTimedPrompts = 5;
 
 struct FirstTokenTimes {
-  double first_use_s =
-      0;                // the untimed first prompt of this length: kernels and GEMM plans loaded on first use
+  // The untimed first prompt of this length: kernels and GEMM plans loaded on first use.
+  double first_use_s = 0;
   double median_s = 0;  // of kTimedPrompts after it: what a warm worker answers in
 };
 

@@ -96,13 +96,18 @@ absl::StatusOr<std::vector<int32_t>> CudaSampler::Sample(float* logits,
   return Wait();
 }
 
-absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
+absl::StatusOr<CudaSampler::Slot*> CudaSampler::FreeSlot() {
   Slot& slot = slots_[next_slot_];
   if (slot.pending) return absl::FailedPreconditionError("two samplings are waiting to be collected already");
+  return &slot;
+}
+
+absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
+  ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
   const int n = static_cast<int>(rows.size());
   RETURN_IF_ERROR(EnsureCapacity(std::max(n, 1)));
   RETURN_IF_ERROR(ApplyEdits(logits, rows, vocab));
-  const Arrays host = Carve(slot.params.get(), capacity_);
+  const Arrays host = Carve(slot->params.get(), capacity_);
   for (int i = 0; i < n; ++i) {
     host.temperature[i] = rows[i].temperature;
     host.top_k[i] = rows[i].top_k;
@@ -129,7 +134,7 @@ absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSampling
     });
     kernels::SampleRows(logits, params, device.out, device.workspace, n, vocab, stream_);
   }
-  FinishSlot(slot, n);
+  FinishSlot(*slot, n);
   return absl::OkStatus();
 }
 
@@ -140,13 +145,12 @@ int32_t* CudaSampler::ChosenTokens(int num_rows) const {
 }
 
 absl::Status CudaSampler::EnqueueChosen(int num_rows) {
-  Slot& slot = slots_[next_slot_];
-  if (slot.pending) return absl::FailedPreconditionError("two samplings are waiting to be collected already");
+  ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
   if (num_rows > capacity_) {
     return absl::FailedPreconditionError(
         absl::StrCat(num_rows, " chosen tokens, more than the ", capacity_, " reserved"));
   }
-  FinishSlot(slot, num_rows);
+  FinishSlot(*slot, num_rows);
   return absl::OkStatus();
 }
 

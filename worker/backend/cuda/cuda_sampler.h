@@ -70,6 +70,8 @@ class CudaSampler {
     bool pending = false;  // enqueued, not waited for
   };
 
+  // The slot the next sampling fills; FailedPrecondition while it still holds one not waited for.
+  absl::StatusOr<Slot*> FreeSlot();
   // The tokens' copy from last_tokens() to the slot's pinned memory, its event, and the slot's turn.
   void FinishSlot(Slot& slot, int num_rows);
 
