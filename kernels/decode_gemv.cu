@@ -44,7 +44,7 @@ __device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>]
 #pragma unroll
     for (int u = 0; u < kUnroll<kCols>; ++u) {
       const int v = base + lane + 32 * u;
-      dst[c][u] = v < v_end ? *reinterpret_cast<const Bf16x8*>(rows[c] + v * 8) : Bf16x8{};
+      dst[c][u] = LoadVecOrZero(reinterpret_cast<const Bf16x8*>(rows[c] + v * 8), v < v_end);
     }
   }
 }
@@ -53,7 +53,7 @@ __device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>]
 __device__ __forceinline__ void StageNormWeight(const Params& p, Bf16x8* xs) {
   const int num_vecs = p.k / 8;
   const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.norm_weight);
-  for (int v = threadIdx.x; v < num_vecs; v += kThreads) xs[p.m * num_vecs + v] = src[v];
+  for (int v = threadIdx.x; v < num_vecs; v += kThreads) StoreVec(xs + p.m * num_vecs + v, LoadVec(src + v));
 }
 
 // Copies the m rows of x into shared memory; with kNorm replaces them by RmsNorm(x) * norm_weight rounded
@@ -62,7 +62,7 @@ template <int kRows, bool kNorm>
 __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRows]) {
   const int num_vecs = p.k / 8;
   const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
-  for (int e = threadIdx.x; e < p.m * num_vecs; e += kThreads) xs[e] = src[e];
+  for (int e = threadIdx.x; e < p.m * num_vecs; e += kThreads) StoreVec(xs + e, LoadVec(src + e));
   if constexpr (kNorm) {
     __syncthreads();
     float sum_sq[kRows] = {};
@@ -71,7 +71,7 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
       for (int r = 0; r < kRows; ++r) {
         if (r >= p.m) break;
         float f[8];
-        Bf16x8ToFloat(xs[r * num_vecs + v], f);
+        Bf16x8ToFloat(LoadVec(xs + r * num_vecs + v), f);
 #pragma unroll
         for (int j = 0; j < 8; ++j) sum_sq[r] += f[j] * f[j];
       }
@@ -93,12 +93,12 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
     }
     for (int v = threadIdx.x; v < num_vecs; v += kThreads) {
       float nw[8];
-      Bf16x8ToFloat(xs[p.m * num_vecs + v], nw);
+      Bf16x8ToFloat(LoadVec(xs + p.m * num_vecs + v), nw);
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         if (r >= p.m) break;
         float f[8];
-        Bf16x8ToFloat(xs[r * num_vecs + v], f);
+        Bf16x8ToFloat(LoadVec(xs + r * num_vecs + v), f);
 #pragma unroll
         for (int j = 0; j < 8; ++j) f[j] = f[j] * inv_rms[r] * nw[j];
         StoreBf16x8(reinterpret_cast<__nv_bfloat16*>(xs + r * num_vecs + v), f);
@@ -196,7 +196,7 @@ __device__ __forceinline__ void DotProducts(const Params& p, const Bf16x8* xs, c
       for (int r = 0; r < kRows; ++r) {
         if (r >= p.m) break;
         float xv[8];
-        Bf16x8ToFloat(xs[r * num_vecs + v], xv);
+        Bf16x8ToFloat(LoadVec(xs + r * num_vecs + v), xv);
 #pragma unroll
         for (int c = 0; c < kCols; ++c) {
           float wv[8];
