@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bench/kernel_timeline.h"
+#include "kernels/gemv.h"
 #include "worker/backend/cuda/cuda_model_runner.h"
 #include "worker/common/half.h"
 
@@ -290,11 +291,13 @@ void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
     bool prefill;
     int min_batch, max_batch;  // the batches where the choice differs from the default
   };
-  // The runner's default, then cuBLASLt alone and the tensor-core kernels up to 64 rows, each only at the
-  // batches where it takes another path than the default.
+  // The runner's default, then cuBLASLt alone, the fused GEMVs up to 8 rows and the tensor-core kernels up to
+  // 64 rows, each only at the batches where it takes another path than the default.
   const Choice choices[] = {
       {"default", defaults.gemv_max_rows, defaults.decode_mma_max_rows, true, 1, 64},
       {"cublasLt", 0, 0, false, 1, defaults.decode_mma_max_rows},
+      {"gemv<=8", kernels::kGemvMaxRows, defaults.decode_mma_max_rows, false, defaults.gemv_max_rows + 1,
+       kernels::kGemvMaxRows},
       {"mma<=64", defaults.gemv_max_rows, 64, false, defaults.decode_mma_max_rows + 1, 64}};
   for (const Choice& c : choices) {
     if (max_batch > 0 && &c != &choices[0]) break;  // the default alone, up to max_batch

@@ -243,8 +243,11 @@ __device__ __forceinline__ void SumParts(const Params& p, float (&acc)[kRows][kC
 // b * (kWarps / k_split) + w / k_split over the k-range part w % k_split, and the part-0 warp of each item
 // adds the parts up and runs the epilogue (lane r: row r). The grid is one wave, so the first item's weights
 // load before the wait on the previous kernel and each later item's while the one before it is computed.
+// `__launch_bounds__(kThreads, 1)`: with one block a multiprocessor as the only bound, ptxas gives these
+// kernels 116-128 registers (64-96 without the second argument), so two blocks fit a multiprocessor instead of
+// three or four; measured faster at one and two rows (kernels/PERF_NOTES.md, eleventh session).
 template <int kRows, Epilogue E, bool kNorm>
-static __global__ void __launch_bounds__(kThreads) DecodeGemvKernel(Params p, int num_block_items) {
+static __global__ void __launch_bounds__(kThreads, 1) DecodeGemvKernel(Params p, int num_block_items) {
   constexpr int kCols = E == Epilogue::kResidual ? 1 : 2;
   using Work = WarpWork<E, kCols>;
   extern __shared__ Bf16x8 xs[];  // [m, k / 8], then with kNorm the norm weight [k / 8]
