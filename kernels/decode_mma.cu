@@ -383,8 +383,10 @@ __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const flo
 
 // Block (group, split): the group's weight rows over the split's k-tiles; with cluster_reduce a group's
 // splits are one cluster and add their sums there, else each writes partials for the reduce kernel.
+// `__launch_bounds__(kPipeThreads, 1)` (one block a multiprocessor is what the stages allow anyway): ptxas
+// gives the kernel ~100-110 registers instead of ~75 (kernels/PERF_NOTES.md, eleventh session).
 template <int kNTiles, Epilogue E, bool kDeep>
-static __global__ void __launch_bounds__(kPipeThreads) DecodeMmaPipelinedKernel(Params p) {
+static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKernel(Params p) {
   constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
   constexpr int kStages = kPipeStages<kNTiles, kDeep>;
   extern __shared__ __align__(1024) char smem[];  // [kStages][weights | x], stages on 1,024-byte boundaries
