@@ -55,7 +55,7 @@ TEST_P(RowsTest, TakeSampledTokensReadsTheSampledRows) {
 TEST_P(RowsTest, RmsNormMatchesReference) {
   DOZE_SKIP_WITHOUT_GPU();
   const int rows = GetParam();
-  for (int hidden : {896, 72}) {
+  for (int hidden : {896, 72, 2056}) {  // 2,056: past the vectors a thread holds in registers
     std::mt19937 rng(rows * 7 + hidden);
     const size_t n = static_cast<size_t>(rows) * hidden;
     const std::vector<float> x = RandomBf16(n, -3.f, 3.f, rng), w = RandomBf16(hidden, 0.5f, 1.5f, rng);
@@ -70,18 +70,20 @@ TEST_P(RowsTest, RmsNormMatchesReference) {
 
 TEST_P(RowsTest, AddRmsNormUpdatesResidualAndNormalises) {
   DOZE_SKIP_WITHOUT_GPU();
-  const int rows = GetParam(), hidden = 896;
-  std::mt19937 rng(rows + 11);
-  const size_t n = static_cast<size_t>(rows) * hidden;
-  std::vector<float> residual = RandomBf16(n, -4.f, 4.f, rng);
-  const std::vector<float> x = RandomBf16(n, -1.f, 1.f, rng), w = RandomBf16(hidden, 0.5f, 1.5f, rng);
-  DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_x(ToBf16(x)), d_w(ToBf16(w)), d_out(n);
-  d_out.Poison();
-  AddRmsNorm(d_res.get(), d_x.get(), d_w.get(), d_out.get(), rows, hidden, 1e-6f, nullptr);
-  std::vector<float> want(n);
-  reference::RmsNorm(residual.data(), x.data(), w.data(), want.data(), rows, hidden, 1e-6f);
-  EXPECT_TRUE(AllClose(ToFloat(d_res.Download()), residual, 0.f, 0.f));
-  EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f));
+  const int rows = GetParam();
+  for (int hidden : {896, 2056}) {
+    std::mt19937 rng(rows + 11 + hidden);
+    const size_t n = static_cast<size_t>(rows) * hidden;
+    std::vector<float> residual = RandomBf16(n, -4.f, 4.f, rng);
+    const std::vector<float> x = RandomBf16(n, -1.f, 1.f, rng), w = RandomBf16(hidden, 0.5f, 1.5f, rng);
+    DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_x(ToBf16(x)), d_w(ToBf16(w)), d_out(n);
+    d_out.Poison();
+    AddRmsNorm(d_res.get(), d_x.get(), d_w.get(), d_out.get(), rows, hidden, 1e-6f, nullptr);
+    std::vector<float> want(n);
+    reference::RmsNorm(residual.data(), x.data(), w.data(), want.data(), rows, hidden, 1e-6f);
+    EXPECT_TRUE(AllClose(ToFloat(d_res.Download()), residual, 0.f, 0.f)) << "hidden " << hidden;
+    EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f)) << "hidden " << hidden;
+  }
 }
 
 TEST_P(RowsTest, SiluMulMatchesReference) {
