@@ -244,8 +244,8 @@ __device__ __forceinline__ void SumParts(const Params& p, float (&acc)[kRows][kC
 // adds the parts up and runs the epilogue (lane r: row r). The grid is one wave, so the first item's weights
 // load before the wait on the previous kernel and each later item's while the one before it is computed.
 // `__launch_bounds__(kThreads, 1)`: with one block a multiprocessor as the only bound, ptxas gives these
-// kernels 116-128 registers (64-96 without the second argument), so two blocks fit a multiprocessor instead of
-// three or four; measured faster at one and two rows (kernels/PERF_NOTES.md, eleventh session).
+// kernels 116-128 registers (64-96 without the second argument), so two blocks fit a multiprocessor instead
+// of three or four; measured faster at one and two rows (kernels/PERF_NOTES.md, eleventh session).
 template <int kRows, Epilogue E, bool kNorm>
 static __global__ void __launch_bounds__(kThreads, 1) DecodeGemvKernel(Params p, int num_block_items) {
   constexpr int kCols = E == Epilogue::kResidual ? 1 : 2;
