@@ -256,6 +256,8 @@ template <int kHeadDim, typename B>
 struct MergeShared {
   float o[B::kWarps][kMaxGroup][kHeadDim + kHeadDim / 32];
   float m[B::kWarps][kMaxGroup], l[B::kWarps][kMaxGroup];
+  float weight[B::kWarps][kMaxGroup];          // exp2(m - the head's block max)
+  float block_max[kMaxGroup], sum[kMaxGroup];  // per head: the warps' max, and their l weighted
 };
 
 // Merges the warps' softmaxes and writes the normalised rows: straight to `out` when the block covers the
@@ -276,19 +278,31 @@ __device__ void MergeAndWrite(WarpSoftmax<kHeadDim>& st, MergeShared<kHeadDim, B
     sh.l[warp][g] = st.l;
   }
   __syncthreads();
-  const int splits = gridDim.z;
-  for (int e = threadIdx.x; e < work.group * kHeadDim; e += blockDim.x) {
-    const int h = e / kHeadDim, dim = e % kHeadDim;
+  // Each head's block max, warp weights and weighted sum once, rather than by each of its kHeadDim elements
+  // (the same operations in the same order, so the same values).
+  if (threadIdx.x < work.group) {
+    const int h = threadIdx.x;
     float block_max = -INFINITY;
 #pragma unroll
     for (int w = 0; w < B::kWarps; ++w) block_max = fmaxf(block_max, sh.m[w][h]);
-    float sum = 0.f, value = 0.f;
+    float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < B::kWarps; ++w) {
       const float weight = exp2f(sh.m[w][h] - block_max);  // 0 for a warp that saw no key
+      sh.weight[w][h] = weight;
       sum += sh.l[w][h] * weight;
-      value += sh.o[w][h][MergeSlot(dim)] * weight;
     }
+    sh.block_max[h] = block_max;
+    sh.sum[h] = sum;
+  }
+  __syncthreads();
+  const int splits = gridDim.z;
+  for (int e = threadIdx.x; e < work.group * kHeadDim; e += blockDim.x) {
+    const int h = e / kHeadDim, dim = e % kHeadDim;
+    const float block_max = sh.block_max[h], sum = sh.sum[h];
+    float value = 0.f;
+#pragma unroll
+    for (int w = 0; w < B::kWarps; ++w) value += sh.o[w][h][MergeSlot(dim)] * sh.weight[w][h];
     const int64_t row = static_cast<int64_t>(work.token) * s.num_q_heads + work.kv_head * work.group + h;
     if (splits == 1) {
       out[row * kHeadDim + dim] = __float2bfloat16(value / sum);
