@@ -60,6 +60,7 @@
 #include "grpcpp/alarm.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/worker.grpc.pb.h"
+#include "worker/common/proc_stat.h"
 
 namespace {
 
@@ -422,20 +423,8 @@ void EventStreamLoop(const Options& options, int count, Clock::time_point end, R
   results->AddMessages(message_added_ms, stamp_errors);
 }
 
-// Returns the CPU time (user + system, seconds) process `pid` has used so far, or a negative number.
-double ProcessCpuSeconds(int pid) {
-  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (pid <= 0 || !std::getline(file, line)) return -1;
-  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
-  std::istringstream fields(line.substr(line.rfind(')') + 2));
-  std::string field;
-  double ticks = 0;
-  for (int index = 3; index <= 15 && fields >> field; ++index) {
-    if (index == 14 || index == 15) ticks += std::strtod(field.c_str(), nullptr);  // utime, stime
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+// The CPU time (user + system, seconds) process `pid` has used so far, or a negative number.
+double GatewayCpuSeconds(int pid) { return pid > 0 ? doze::ProcessCpuSeconds(pid).value_or(-1) : -1; }
 
 // Returns the context switches (voluntary and not) of every thread of process `pid` so far, or -1.
 int64_t ProcessContextSwitches(int pid) {
@@ -684,7 +673,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<double, double>> message_buckets_before;
   if (options.mode == "streams")
     message_buckets_before = HistogramBuckets(FetchMetrics(options.port), kMessageHistogram);
-  double cpu_before = ProcessCpuSeconds(options.gateway_pid);
+  double cpu_before = GatewayCpuSeconds(options.gateway_pid);
   int64_t switches_before = ProcessContextSwitches(options.gateway_pid);
   if (options.mode == "rate") {
     for (int i = 0; i < options.connections; ++i) threads.emplace_back(RateLoop, options, i, start, &results);
@@ -703,7 +692,7 @@ int main(int argc, char** argv) {
   }
   for (std::thread& thread : threads) thread.join();
   double elapsed = Millis(Clock::now() - start) / 1000;
-  double cpu_after = ProcessCpuSeconds(options.gateway_pid);
+  double cpu_after = GatewayCpuSeconds(options.gateway_pid);
   int64_t switches_after = ProcessContextSwitches(options.gateway_pid);
   size_t count = results.added_ms.size();
   char gateway_cores[32] = "null", switches_per_request[32] = "null";

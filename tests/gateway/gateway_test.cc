@@ -13,7 +13,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -21,6 +20,7 @@
 #include "tests/gateway/http_test_client.h"
 #include "tests/gateway/prometheus_text.h"
 #include "tests/gateway/worker_stats_client.h"
+#include "worker/common/proc_stat.h"
 
 namespace doze::gateway {
 namespace {
@@ -66,16 +66,6 @@ functions:
 
 std::string FakeWorkerBinary() {
   return std::string(std::getenv("DOZE_BUILD_DIR")) + "/tests/doze-fake-worker";
-}
-
-// Returns the CPU time (user and system) process `pid` has used, from /proc/PID/stat.
-double CpuSeconds(pid_t pid) {
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  // The fields after the command name's closing parenthesis; utime and stime are the 12th and 13th of them.
-  std::vector<std::string> fields = absl::StrSplit(text.substr(text.rfind(')') + 2), ' ');
-  if (fields.size() < 13) return -1;
-  return (std::stod(fields[11]) + std::stod(fields[12])) / sysconf(_SC_CLK_TCK);
 }
 
 std::string ChatBody(const std::string& function, const std::string& extra = "") {
@@ -466,7 +456,7 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
 TEST_F(GatewayTest, TwoGrpcThreadsServeConcurrentCallsAndCancels) {
   server_extra_ = "  grpc_threads: 2";
   StartGateway(/*token_delay_ms=*/5);
-  ServeConcurrentCallsAndCancels();
+  ASSERT_NO_FATAL_FAILURE(ServeConcurrentCallsAndCancels());
 }
 
 // Threads that poll after each event (server.busy_poll) serve and cancel as blocking ones do, go back to
@@ -474,12 +464,15 @@ TEST_F(GatewayTest, TwoGrpcThreadsServeConcurrentCallsAndCancels) {
 TEST_F(GatewayTest, BusyPollingThreadsServeCancelAndExit) {
   server_extra_ = "  grpc_threads: 2\n  busy_poll: 200us";
   StartGateway(/*token_delay_ms=*/5);
-  ServeConcurrentCallsAndCancels();
+  ASSERT_NO_FATAL_FAILURE(ServeConcurrentCallsAndCancels());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // every window has closed
-  const double cpu_before = CpuSeconds(gateway_->pid());
+  absl::StatusOr<double> cpu_before = ProcessCpuSeconds(gateway_->pid());
+  ASSERT_TRUE(cpu_before.ok()) << cpu_before.status();
   std::this_thread::sleep_for(std::chrono::seconds(1));
   // Three threads that kept polling would use close to the machine's cores for that second.
-  EXPECT_LT(CpuSeconds(gateway_->pid()) - cpu_before, 0.2) << "the idle gateway kept polling";
+  absl::StatusOr<double> cpu_after = ProcessCpuSeconds(gateway_->pid());
+  ASSERT_TRUE(cpu_after.ok()) << cpu_after.status();
+  EXPECT_LT(*cpu_after - *cpu_before, 0.2) << "the idle gateway kept polling";
   gateway_->Signal(SIGTERM);
   int status = gateway_->WaitExit(15000);
   ASSERT_NE(status, -1) << "the gateway did not exit";

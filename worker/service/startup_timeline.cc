@@ -3,9 +3,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
+#include <vector>
+
+#include "worker/common/proc_stat.h"
 
 namespace doze::service {
 namespace {
@@ -16,19 +17,12 @@ double BootTimeMs() {
   return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) * 1e-6;
 }
 
-// Field 22 of /proc/self/stat: the process's creation in clock ticks since boot. The command name (field 2)
-// may hold spaces, so the count starts after its closing parenthesis.
+// Field 22 of /proc/self/stat: the process's creation in clock ticks since boot.
 double ProcessCreationMs() {
-  std::ifstream in("/proc/self/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t end_of_name = stat.rfind(')');
-  if (end_of_name == std::string::npos) return BootTimeMs();
-  std::istringstream fields(stat.substr(end_of_name + 2));
-  std::string field;
-  for (int index = 3; index <= 22 && fields >> field; ++index) {
-    if (index == 22) return std::stod(field) * 1e3 / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  return BootTimeMs();
+  absl::StatusOr<std::vector<std::string>> fields = ProcStatFields(0);
+  constexpr size_t kStartTime = 22 - 3;
+  if (!fields.ok() || fields->size() <= kStartTime) return BootTimeMs();
+  return std::stod((*fields)[kStartTime]) * 1e3 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace
