@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -109,11 +110,27 @@ void Warm(CudaModelRunner& runner, std::vector<int>& lens) {
   for (int i = 0; i < 3; ++i) Check(runner.Forward(Step(lens, 0, batch, 1)).status());
 }
 
+// Bytes a decode step of `rows` sequences must move: every weight once and their KV caches.
+double DecodeStepBytes(int rows) { return 988065536.0 + rows * (kContext + 20) * kKvBytesPerToken; }
+
+// The GPU's own time a step, without the host's turnaround between a step's end and the next launch: ten
+// rounds of `enqueue` (each enqueuing one step on each of `runners`) back to back, then one wait.
+template <typename Enqueue>
+double QueuedStepUs(std::initializer_list<const CudaModelRunner*> runners, Enqueue enqueue) {
+  constexpr int kQueued = 10;
+  return TimeHost(5,
+                  [&] {
+                    for (int i = 0; i < kQueued; ++i) enqueue();
+                    for (const CudaModelRunner* runner : runners)
+                      CUDA_CHECK(cudaStreamSynchronize(runner->stream()));
+                  }) /
+         kQueued;
+}
+
 void BenchDecode(CudaModelRunner& runner, int batch, const std::string& label, std::vector<Result>& out) {
   std::vector<int> lens(batch, 0);
   Warm(runner, lens);
-  const double weight_bytes = 988065536.0;
-  const double bytes = weight_bytes + batch * (kContext + 20) * kKvBytesPerToken;
+  const double bytes = DecodeStepBytes(batch);
   const double host_us = TimeHost(20, [&] { Check(runner.Forward(Step(lens, 0, batch, 1)).status()); });
   const std::string name = "decode b=" + std::to_string(batch) + " ctx=512 " + label;
   out.push_back({"model", name + " host logits", host_us, bytes, batch * 1e6 / host_us});
@@ -122,16 +139,8 @@ void BenchDecode(CudaModelRunner& runner, int batch, const std::string& label, s
     CUDA_CHECK(cudaStreamSynchronize(runner.stream()));
   });
   out.push_back({"model", name + " device logits", device_us, bytes, batch * 1e6 / device_us});
-  // Ten steps enqueued back to back, one wait: the GPU's own time a step, without the host's turnaround
-  // between a step's end and the next launch.
-  constexpr int kQueued = 10;
-  const double queued_us = TimeHost(5,
-                                    [&] {
-                                      for (int i = 0; i < kQueued; ++i)
-                                        Check(runner.ForwardOnDevice(Step(lens, 0, batch, 1)).status());
-                                      CUDA_CHECK(cudaStreamSynchronize(runner.stream()));
-                                    }) /
-                           kQueued;
+  const double queued_us =
+      QueuedStepUs({&runner}, [&] { Check(runner.ForwardOnDevice(Step(lens, 0, batch, 1)).status()); });
   out.push_back({"model", name + " device logits, queued", queued_us, bytes, batch * 1e6 / queued_us});
 }
 
@@ -173,29 +182,17 @@ void BenchDecodePair(std::vector<Result>& out, int batch) {
   std::vector<int> lens_a(batch, 0), lens_b(batch, 0), lens_both(2 * batch, 0);
   Warm(*a, lens_a);
   Warm(*b, lens_b);
-  constexpr int kQueued = 10;
-  const double bytes = 988065536.0 + 2 * batch * (kContext + 20) * kKvBytesPerToken;
-  const double pair_us = TimeHost(5,
-                                  [&] {
-                                    for (int i = 0; i < kQueued; ++i) {
-                                      Check(a->ForwardOnDevice(Step(lens_a, 0, batch, 1)).status());
-                                      Check(b->ForwardOnDevice(Step(lens_b, 0, batch, 1)).status());
-                                    }
-                                    CUDA_CHECK(cudaStreamSynchronize(a->stream()));
-                                    CUDA_CHECK(cudaStreamSynchronize(b->stream()));
-                                  }) /
-                         kQueued;
+  const double bytes = DecodeStepBytes(2 * batch);
+  const double pair_us = QueuedStepUs({a.get(), b.get()}, [&] {
+    Check(a->ForwardOnDevice(Step(lens_a, 0, batch, 1)).status());
+    Check(b->ForwardOnDevice(Step(lens_b, 0, batch, 1)).status());
+  });
   out.push_back({"model", "decode 2 x b=" + std::to_string(batch) + " ctx=512 on two streams, queued",
                  pair_us, bytes, 2 * batch * 1e6 / pair_us});
   if (2 * batch > 64) return;
   Warm(*a, lens_both);
-  const double one_us = TimeHost(5,
-                                 [&] {
-                                   for (int i = 0; i < kQueued; ++i)
-                                     Check(a->ForwardOnDevice(Step(lens_both, 0, 2 * batch, 1)).status());
-                                   CUDA_CHECK(cudaStreamSynchronize(a->stream()));
-                                 }) /
-                        kQueued;
+  const double one_us =
+      QueuedStepUs({a.get()}, [&] { Check(a->ForwardOnDevice(Step(lens_both, 0, 2 * batch, 1)).status()); });
   out.push_back({"model", "decode b=" + std::to_string(2 * batch) + " ctx=512 on one stream, queued", one_us,
                  bytes, 2 * batch * 1e6 / one_us});
 }
@@ -217,9 +214,11 @@ std::string KernelKey(const KernelSpan& span) {
 
 // Adds one step's kernels to `shares`; returns the step's time, first start to last end.
 double AddStep(std::vector<KernelSpan> step, std::map<std::string, KernelShare>& shares) {
-  uint64_t previous_end = step.front().start_ns;
-  for (const KernelSpan& span : step) previous_end = std::min(previous_end, span.start_ns);
-  const uint64_t first_start = previous_end;
+  const uint64_t first_start =
+      std::min_element(step.begin(), step.end(), [](const KernelSpan& a, const KernelSpan& b) {
+        return a.start_ns < b.start_ns;
+      })->start_ns;
+  uint64_t previous_end = first_start;
   std::sort(step.begin(), step.end(),
             [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });
   for (const KernelSpan& span : step) {

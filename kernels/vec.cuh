@@ -26,17 +26,11 @@ __device__ __forceinline__ Bf16x8 LoadVec(const Bf16x8* p) {
   return *reinterpret_cast<const Bf16x8*>(&raw);
 }
 
-// 16 bytes at p (16-byte aligned) where `valid`, else zeros (nothing read), as one 128-bit load: written as
-// `valid ? *p : zero` the load is split like a struct copy.
-__device__ __forceinline__ uint4 Load16OrZero(const void* p, bool valid) {
+// LoadVec(p) where `valid`, else zeros (nothing read); written as `valid ? *p : Bf16x8{}` the load is split
+// like any struct copy.
+__device__ __forceinline__ Bf16x8 LoadVecOrZero(const Bf16x8* p, bool valid) {
   uint4 raw = {0, 0, 0, 0};
   if (valid) raw = *reinterpret_cast<const uint4*>(p);
-  return raw;
-}
-
-// LoadVec(p) where `valid`, else zeros (nothing read).
-__device__ __forceinline__ Bf16x8 LoadVecOrZero(const Bf16x8* p, bool valid) {
-  const uint4 raw = Load16OrZero(p, valid);
   return *reinterpret_cast<const Bf16x8*>(&raw);
 }
 
