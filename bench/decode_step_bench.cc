@@ -281,7 +281,7 @@ void BenchTimeline(int batch) {
   PrintTimeline(batch, kSteps - 2, step_us, shares);
 }
 
-void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
+void BenchDecodeSteps(std::vector<Result>& out, int max_batch, int min_batch) {
   const HostModel model;
   const CudaRunnerOptions defaults;
   struct Choice {
@@ -304,6 +304,7 @@ void BenchDecodeSteps(std::vector<Result>& out, int max_batch) {
     if (c.prefill && max_batch == 0) BenchPrefill(*runner, out);
     for (int batch : {1, 2, 4, 8, 16, 32, 64}) {
       if (max_batch > 0 && batch > max_batch) break;
+      if (batch < min_batch) continue;
       if (batch >= c.min_batch && batch <= c.max_batch) BenchDecode(*runner, batch, c.label, out);
     }
   }

@@ -12,8 +12,8 @@ namespace doze::bench {
 // runner's default paths, with cuBLASLt alone (batches up to the tensor-core kernels' limit) and with the
 // tensor-core kernels up to 64 rows (the batches above it), each with host logits (Forward), device logits
 // (ForwardOnDevice) and device logits of ten steps queued back to back. With `max_batch` > 0: only the
-// default paths' decode steps at batches up to it.
-void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0);
+// default paths' decode steps at batches from `min_batch` up to it.
+void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0, int min_batch = 1);
 
 // Appends: decode steps of two runners (each its own weights, KV cache and stream) at `batch` rows each,
 // enqueued in turn so that the GPU may run them at once, against one runner at 2 x `batch` rows (when that

@@ -3,13 +3,15 @@
 // TB/s measured ceiling (bytes each op must move: weights once, activations in and out, the KV it reads),
 // tokens/s for whole steps.
 //
-// usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH] | --split-k | --lm-head | --sampling |
-//                          --attention B C BUCKET [KV] | --layer ROWS | --pair ROWS | --timeline ROWS]
-// --no-model skips the decode steps of the full model, --steps runs only them (up to MAX_BATCH: the default
-// paths alone), --split-k times cuBLASLt's k splits for the projections, --lm-head the greedy LM head's two
-// ways, --pair two half batches on two streams against one whole (decode_step_bench.h), --timeline each
-// kernel's share of a decode step from CUPTI's records (printed as JSON and a table of its own). Weights and
-// KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory figure.
+// usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH [MIN_BATCH]] | --split-k | --lm-head |
+//                          --sampling | --attention B C BUCKET [KV] | --layer ROWS | --pair ROWS |
+//                          --timeline ROWS]
+// --no-model skips the decode steps of the full model, --steps runs only them (up to MAX_BATCH, from
+// MIN_BATCH: the default paths alone), --split-k times cuBLASLt's k splits for the projections, --lm-head the
+// greedy LM head's two ways, --pair two half batches on two streams against one whole (decode_step_bench.h),
+// --timeline each kernel's share of a decode step from CUPTI's records (printed as JSON and a table of its
+// own). Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory
+// figure.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -552,8 +554,8 @@ int Main(int argc, char** argv) {
   // GEMVs (rows <= 8) or tensor-core projections (more) alone (for a profiler).
   const bool attention_only = argc > 4 && std::strcmp(argv[1], "--attention") == 0;
   const bool layer_only = argc > 2 && std::strcmp(argv[1], "--layer") == 0;
-  // --steps [MAX_BATCH]: the whole model's decode steps alone (with MAX_BATCH, only the runner's default at
-  // batches up to it); --split-k: cuBLASLt's k splits for the projections.
+  // --steps [MAX_BATCH [MIN_BATCH]]: the whole model's decode steps alone (with MAX_BATCH, only the runner's
+  // default at batches up to it, and from MIN_BATCH); --split-k: cuBLASLt's k splits for the projections.
   const bool steps_only = argc > 1 && std::strcmp(argv[1], "--steps") == 0;
   const bool split_k_only = argc > 1 && std::strcmp(argv[1], "--split-k") == 0;
   int devices = 0;
@@ -576,7 +578,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (steps_only) {
-    BenchDecodeSteps(results, argc > 2 ? std::atoi(argv[2]) : 0);
+    BenchDecodeSteps(results, argc > 2 ? std::atoi(argv[2]) : 0, argc > 3 ? std::atoi(argv[3]) : 1);
     Report(results, prop.name);
     return 0;
   }

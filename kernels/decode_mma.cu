@@ -10,6 +10,9 @@
 #include "kernels/env_knob.h"
 #include "kernels/mma_tile.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/rms_norm.cuh"
+#include "kernels/rms_norm.h"
+#include "kernels/vec.cuh"
 #include "kernels/wgmma.cuh"
 
 namespace doze::kernels {
@@ -21,6 +24,8 @@ constexpr int kChunk = 32;                   // k values per 16-byte load of one
 constexpr int kTileRows = 16;                // weight rows of one mma tile
 constexpr int kMaxSharedBytes = 120 * 1024;  // x's slice per block
 constexpr int kReduceThreads = 256;
+constexpr int kReduceNormThreads = 512;
+constexpr int kMaxReduceNormSharedBytes = 96 * 1024;
 
 struct Params {
   const __nv_bfloat16* x;     // [m, k]
@@ -472,6 +477,48 @@ static __global__ void __launch_bounds__(kReduceThreads) DecodeMmaReduceKernel(P
   Finish<E>(p, r, item, cols, sum);
 }
 
+// After a k split of a residual projection: block r copies row r's partial sums into shared memory (every
+// piece in flight at once), then adds them in split order (DecodeMmaReduceKernel's sums), rounds the
+// projection to bf16, adds it to the residual and writes the normalized row: DecodeMmaReduceKernel<kStore>
+// then AddRmsNorm, bit for bit, in one kernel: the norm's vectors go to the first kAddRmsNormThreads threads
+// as in AddRmsNorm's blocks (the other warps add zeros to the block sum).
+static __global__ void __launch_bounds__(kReduceNormThreads)
+    DecodeMmaReduceNormKernel(Params p, ResidualNorm norm) {
+  extern __shared__ float4 sums[];  // [ksplit, n / 4]: row r's partial sums
+  __shared__ float scratch[kReduceNormThreads / 32];
+  GridDependencyWait();
+  LaunchDependents();
+  const int r = blockIdx.x, row_vecs = p.n / 4;
+  for (int e = threadIdx.x; e < p.ksplit * row_vecs; e += kReduceNormThreads) {
+    const int s = e / row_vecs;
+    CopyAsync16<CopyCache::kL2Only>(
+        sums + e, p.partials + (static_cast<int64_t>(s) * p.m + r) * p.n + 4 * (e - s * row_vecs), true);
+  }
+  CommitAsyncCopies();
+  WaitAsyncCopies<0>();
+  __syncthreads();
+  __nv_bfloat16* residual = norm.residual + static_cast<int64_t>(r) * p.n;
+  const float inv_rms = RowInvRms(
+      [&](int i, float(&v)[8]) {
+        float sum[8] = {};
+        for (int s = 0; s < p.ksplit; ++s) {
+          const float4 a = sums[s * row_vecs + i / 4], b = sums[s * row_vecs + i / 4 + 1];
+          sum[0] += a.x, sum[1] += a.y, sum[2] += a.z, sum[3] += a.w;
+          sum[4] += b.x, sum[5] += b.y, sum[6] += b.z, sum[7] += b.w;
+        }
+        LoadBf16x8(residual + i, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = RoundBf16(v[j] + RoundBf16(sum[j]));
+        StoreBf16x8(residual + i, v);
+      },
+      p.n, kAddRmsNormThreads, norm.eps, scratch);
+  WriteNormedRow(residual, norm.weight, norm.normed + static_cast<int64_t>(r) * p.n, p.n, kAddRmsNormThreads,
+                 inv_rms);
+}
+
+// Shared memory of DecodeMmaReduceNormKernel for k split `ksplit` ways over n outputs.
+int ReduceNormSharedBytes(int ksplit, int n) { return ksplit * n * static_cast<int>(sizeof(float)); }
+
 int TileRows(int m) { return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64; }
 
 // Shared-memory row stride (16-byte vectors) of a k-range of `chunks`: 4 mod 8, so that the eight lanes of a
@@ -506,6 +553,18 @@ int PipelineMinRows() {
 bool UseClusterReduce() {
   static const bool cluster = EnvFlag("DOZE_DECODE_MMA_CLUSTER_REDUCE");
   return cluster;
+}
+
+// Whether DecodeMmaResidualNorm adds a k split's sums, the residual and the norm in one kernel: for splits of
+// up to DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS (default kMaxClusterBlocks: the splits that would otherwise add
+// up in a cluster; on the H100, o_proj at 16 to 64 rows) whose sums fit the kernel's shared memory; else the
+// projection as DecodeMmaStore runs it, then AddRmsNorm. DOZE_DECODE_MMA_FUSED_NORM=0 turns it off
+// (measurements).
+bool UseFusedNorm(int ksplit, int n) {
+  static const bool enabled = EnvFlag("DOZE_DECODE_MMA_FUSED_NORM");
+  static const int max_splits = EnvInt("DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS", kMaxClusterBlocks);
+  return enabled && ksplit > 1 && ksplit <= max_splits && n % 8 == 0 &&
+         ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
 
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
@@ -584,13 +643,17 @@ void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
   LaunchWithPdl(kernel, blocks, dim3(kThreads), shared, stream, p);
 }
 
+// With `norm` (kStore only), the projection is followed by its residual add and norm (DecodeMmaResidualNorm).
 template <Epilogue E>
-void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream,
+            const ResidualNorm* norm = nullptr) {
   if (p.m == 0) return;
   if (p.m < 0 || p.m > kDecodeMmaMaxRows || !DecodeMmaSupports(p.n, p.k)) {
     CudaFail("DecodeMma", "needs 1 <= m <= 64, k % 32 == 0 and n % 32 == 0", __FILE__, __LINE__);
   }
-  const Grid grid = PlanGrid(E, p.m, p.n, p.k);
+  Grid grid = PlanGrid(E, p.m, p.n, p.k);
+  const bool fuse_norm = norm != nullptr && UseFusedNorm(grid.ksplit, p.n);
+  if (fuse_norm) grid.cluster_reduce = false;  // the splits store partial sums for the norm kernel
   if (workspace.bytes < DecodeMmaWorkspaceBytes(p.m, p.n, p.k)) {
     CudaFail("DecodeMma", "workspace too small", __FILE__, __LINE__);
   }
@@ -614,10 +677,25 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream) 
       LaunchTiles<8, E>(p, grid, stream);
       break;
   }
-  if (grid.ksplit == 1 || grid.cluster_reduce) return;
-  const int outputs = p.m * p.num_items;
-  LaunchWithPdl(DecodeMmaReduceKernel<E>, dim3((outputs + kReduceThreads - 1) / kReduceThreads),
-                dim3(kReduceThreads), 0, stream, p);
+  if (grid.ksplit > 1 && !grid.cluster_reduce) {
+    if (fuse_norm) {
+      static const bool opted_in = [] {
+        CUDA_CHECK(cudaFuncSetAttribute(DecodeMmaReduceNormKernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        kMaxReduceNormSharedBytes));
+        return true;
+      }();
+      (void)opted_in;
+      LaunchWithPdl(DecodeMmaReduceNormKernel, dim3(p.m), dim3(kReduceNormThreads),
+                    ReduceNormSharedBytes(grid.ksplit, p.n), stream, p, *norm);
+      return;
+    }
+    const int outputs = p.m * p.num_items;
+    LaunchWithPdl(DecodeMmaReduceKernel<E>, dim3((outputs + kReduceThreads - 1) / kReduceThreads),
+                  dim3(kReduceThreads), 0, stream, p);
+  }
+  if (norm != nullptr)
+    AddRmsNorm(norm->residual, p.out, norm->weight, norm->normed, p.m, p.n, norm->eps, stream);
 }
 
 }  // namespace
@@ -629,8 +707,8 @@ size_t DecodeMmaWorkspaceBytes(int m, int n, int k) {
   size_t most = 0;
   for (Epilogue e : {Epilogue::kStore, Epilogue::kSwiGlu}) {
     const Grid grid = PlanGrid(e, m, n, k);
-    if (grid.ksplit > 1 && !grid.cluster_reduce)
-      most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
+    // Clusters need none, but DecodeMmaResidualNorm stores partial sums where a cluster would add them.
+    if (grid.ksplit > 1) most = std::max(most, static_cast<size_t>(grid.ksplit) * m * n * sizeof(float));
   }
   return most;
 }
@@ -641,6 +719,15 @@ void DecodeMmaStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat1
   p.x = x, p.w = w, p.out = y;
   p.m = m, p.n = n, p.k = k, p.num_items = n;
   Launch<Epilogue::kStore>(p, workspace, stream);
+}
+
+void DecodeMmaResidualNorm(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, int m, int n,
+                           int k, const ResidualNorm& norm, const DecodeMmaWorkspace& workspace,
+                           cudaStream_t stream) {
+  Params p{};
+  p.x = x, p.w = w, p.out = y;
+  p.m = m, p.n = n, p.k = k, p.num_items = n;
+  Launch<Epilogue::kStore>(p, workspace, stream, &norm);
 }
 
 void DecodeMmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* act, int m,

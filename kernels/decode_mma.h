@@ -43,6 +43,26 @@ void DecodeMmaStore(const __nv_bfloat16* x,  // [m, k]
                     __nv_bfloat16* y,        // [m, n]
                     int m, int n, int k, const DecodeMmaWorkspace& workspace, cudaStream_t stream);
 
+// The norm that follows a residual projection: residual += y (rounded to bf16), then
+// normed = RmsNorm(residual) * weight, as kernels/rms_norm.h's AddRmsNorm.
+struct ResidualNorm {
+  __nv_bfloat16* residual;      // [m, n], updated in place
+  const __nv_bfloat16* weight;  // [n]
+  __nv_bfloat16* normed;        // [m, n]
+  float eps;
+};
+
+// y = bf16(x @ w^T), then AddRmsNorm(norm.residual, y, norm.weight, norm.normed): the same values. Where k
+// splits into at most a cluster's blocks, the splits store partial sums instead of adding them in a cluster,
+// and one kernel adds them, the residual and the norm (y is not written): a cluster's blocks must start
+// together, and on the H100 they waited for room beside the decode attention before o_proj
+// (kernels/PERF_NOTES.md, twelfth session).
+void DecodeMmaResidualNorm(const __nv_bfloat16* x,  // [m, k]
+                           const __nv_bfloat16* w,  // [n, k]
+                           __nv_bfloat16* y,        // [m, n], scratch
+                           int m, int n, int k, const ResidualNorm& norm, const DecodeMmaWorkspace& workspace,
+                           cudaStream_t stream);
+
 // act = silu(g) * u with [g, u] = x @ w^T, g and u rounded to bf16 first.
 void DecodeMmaSwiGlu(const __nv_bfloat16* x,  // [m, hidden]
                      const __nv_bfloat16* w,  // [2 * intermediate, hidden]: gate rows, then up rows

@@ -1,12 +1,13 @@
 #include "kernels/cuda_check.h"
 #include "kernels/pdl.cuh"
+#include "kernels/rms_norm.cuh"
 #include "kernels/rms_norm.h"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = kAddRmsNormThreads;
 
 // One block per row. With kAdd the sum residual + x is rounded to bf16 and written back before the norm reads
 // it, so the norm sees exactly the residual stream the next layer will.
@@ -21,29 +22,19 @@ static __global__ void RmsNormKernel(__nv_bfloat16* __restrict__ residual,      
   LaunchDependents();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   const __nv_bfloat16* src = kAdd ? residual + base : x + base;
-  float sum_sq = 0.f;
-  for (int i = threadIdx.x * 8; i < hidden; i += blockDim.x * 8) {
-    float v[8];
-    LoadBf16x8(src + i, v);
-    if constexpr (kAdd) {
-      float d[8];
-      LoadBf16x8(x + base + i, d);
+  const float inv_rms = RowInvRms(
+      [&](int i, float(&v)[8]) {
+        LoadBf16x8(src + i, v);
+        if constexpr (kAdd) {
+          float d[8];
+          LoadBf16x8(x + base + i, d);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(__float2bfloat16(v[j] + d[j]));
-      StoreBf16x8(residual + base + i, v);
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) sum_sq += v[j] * v[j];
-  }
-  const float inv_rms = rsqrtf(BlockSum(sum_sq, scratch) / hidden + eps);
-  for (int i = threadIdx.x * 8; i < hidden; i += blockDim.x * 8) {
-    float v[8], w[8];
-    LoadBf16x8(src + i, v);
-    LoadBf16x8(weight + i, w);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = v[j] * inv_rms * w[j];
-    StoreBf16x8(out + base + i, v);
-  }
+          for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(__float2bfloat16(v[j] + d[j]));
+          StoreBf16x8(residual + base + i, v);
+        }
+      },
+      hidden, kThreads, eps, scratch);
+  WriteNormedRow(src, weight, out + base, hidden, kThreads, inv_rms);
 }
 
 void CheckHidden(int hidden) {

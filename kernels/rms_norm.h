@@ -6,6 +6,10 @@
 
 namespace doze::kernels {
 
+// Threads of AddRmsNorm's block (one block a row); kernels that end in the same norm take its vectors the
+// same way (kernels/rms_norm.cuh).
+inline constexpr int kAddRmsNormThreads = 128;
+
 // out = x / sqrt(mean(x^2) + eps) * weight, row by row. `hidden` must be a multiple of 8.
 void RmsNorm(const __nv_bfloat16* x,       // [num_rows, hidden]
              const __nv_bfloat16* weight,  // [hidden]

@@ -1,7 +1,7 @@
 // The fused decode projections against the unfused CPU references: the GEMVs (rows 1 to 8, the RmsNorm in
 // their prologue) and the tensor-core kernels (rows 1 to 64, x already normalized): Linear then Rotary with
-// the cache writes, Linear then SiluMul, Linear then the residual add or a plain store. Qwen2.5-0.5B's shapes
-// (down_proj splits k) and an odd small one.
+// the cache writes, Linear then SiluMul, Linear then the residual add (and the norm after it) or a plain
+// store. Qwen2.5-0.5B's shapes (down_proj splits k) and an odd small one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include "kernels/decode_gemv.h"
 #include "kernels/decode_mma.h"
+#include "kernels/rms_norm.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace doze::kernels {
@@ -179,6 +180,43 @@ TEST_P(DecodeProjectionTest, StoreMatchesLinear) {
     DecodeMmaStore(d_x.get(), d_w.get(), d_y.get(), m(), n, k, workspace, nullptr);
     EXPECT_TRUE(AllClose(ToFloat(d_y.Download()), LinearRef(x, w, nullptr, m(), n, k), 1e-2f, 1e-2f))
         << "m=" << m() << " k=" << k;
+  }
+}
+
+// o_proj and down_proj followed by their residual add and norm: against the CPU references, and bit for bit
+// against DecodeMmaStore then AddRmsNorm, which one kernel replaces where k splits into at most a cluster's
+// blocks (o_proj from 3 rows at Qwen2.5-0.5B's shape, both projections at one row at the small one).
+TEST_P(DecodeProjectionTest, ResidualNormMatchesStoreThenAddRmsNorm) {
+  DOZE_SKIP_WITHOUT_GPU();
+  if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs add the projection in their epilogue";
+  const DecodeShape& c = s();
+  const DecodeMmaWorkspace workspace = Workspace();
+  for (const auto& [n, k] :
+       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
+    const size_t rows = static_cast<size_t>(m()) * n;
+    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
+    const float bound = 1.f / std::sqrt(static_cast<float>(k));
+    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
+    const std::vector<float> residual = RandomBf16(rows, -4.f, 4.f, rng_);
+    const std::vector<float> norm_w = RandomBf16(n, 0.5f, 1.5f, rng_);
+    DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_norm(ToBf16(norm_w)), d_y(rows),
+        d_res(ToBf16(residual)), d_out(rows), d_res2(ToBf16(residual)), d_out2(rows);
+    d_out.Poison();
+    d_out2.Poison();
+    DecodeMmaResidualNorm(d_x.get(), d_w.get(), d_y.get(), m(), n, k,
+                          {d_res.get(), d_norm.get(), d_out.get(), kEps}, workspace, nullptr);
+    const std::vector<float> got_res = ToFloat(d_res.Download()), got = ToFloat(d_out.Download());
+
+    const std::vector<float> proj = LinearRef(x, w, nullptr, m(), n, k);
+    std::vector<float> want_res(rows);
+    for (size_t i = 0; i < rows; ++i) want_res[i] = reference::RoundBf16(residual[i] + proj[i]);
+    EXPECT_TRUE(AllClose(got_res, want_res, 3e-2f, 1e-2f)) << "m=" << m() << " k=" << k;
+    EXPECT_TRUE(AllClose(got, NormRef(got_res, norm_w, m(), n), 1e-2f, 1e-2f)) << "m=" << m() << " k=" << k;
+
+    DecodeMmaStore(d_x.get(), d_w.get(), d_y.get(), m(), n, k, workspace, nullptr);
+    AddRmsNorm(d_res2.get(), d_y.get(), d_norm.get(), d_out2.get(), m(), n, kEps, nullptr);
+    EXPECT_EQ(got_res, ToFloat(d_res2.Download())) << "m=" << m() << " k=" << k;
+    EXPECT_EQ(got, ToFloat(d_out2.Download())) << "m=" << m() << " k=" << k;
   }
 }
 

@@ -45,9 +45,10 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
     for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m);
     kernels::RmsNorm(residual_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps, stream_);
   } else {
+    // Each layer ends with the next one's input norm, the last with the final norm.
+    kernels::RmsNorm(residual_, weights_->layer(0).input_norm, normed_, plan.num_tokens, hidden, eps,
+                     stream_);
     for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueLayer(l, plan, m);
-    kernels::AddRmsNorm(residual_, proj_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps,
-                        stream_);
   }
   // A decode graph's logits rows are all its rows in order (padding included): no gather needed.
   const __nv_bfloat16* logit_rows = normed_;
@@ -112,12 +113,6 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
   const cuda::DeviceLayer& w = weights_->layer(layer);
   const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
   const int qkv_width = config_.q_size() + 2 * config_.kv_size();
-  const float eps = static_cast<float>(config_.rms_norm_eps);
-  if (layer == 0) {
-    kernels::RmsNorm(residual_, w.input_norm, normed_, t, hidden, eps, stream_);
-  } else {
-    kernels::AddRmsNorm(residual_, proj_, w.input_norm, normed_, t, hidden, eps, stream_);
-  }
   const bool mma = UseDecodeMma(t);  // rotary and SwiGLU in the projections' epilogues
   if (mma) {
     kernels::DecodeMmaQkvRotary(normed_, w.qkv, w.qkv_bias, QkvRotaryOutput(layer, m), RotaryShapeOf(t),
@@ -126,21 +121,25 @@ void CudaModelRunner::EnqueueLayer(int layer, const StepPlan& plan, const StepMe
     Linear(normed_, w.qkv, w.qkv_bias, qkv_, OutType::kBf16, t, qkv_width, hidden);
   }
   EnqueueAttention(layer, plan, m, /*rotate=*/!mma);
-  ProjectionStore(attn_, w.o_proj, proj_, mma, t, hidden, config_.q_size());
-  kernels::AddRmsNorm(residual_, proj_, w.post_norm, normed_, t, hidden, eps, stream_);
+  ProjectionNorm(attn_, w.o_proj, w.post_norm, mma, t, config_.q_size());
   if (mma) {
     kernels::DecodeMmaSwiGlu(normed_, w.gate_up, act_, t, inter, hidden, mma_workspace_, stream_);
   } else {
     Linear(normed_, w.gate_up, nullptr, gate_up_, OutType::kBf16, t, 2 * inter, hidden);
     kernels::SiluMul(gate_up_, act_, t, inter, stream_);
   }
-  ProjectionStore(act_, w.down_proj, proj_, mma, t, hidden, inter);
+  const bool last = layer + 1 == config_.num_hidden_layers;
+  ProjectionNorm(act_, w.down_proj, last ? weights_->final_norm() : weights_->layer(layer + 1).input_norm,
+                 mma, t, inter);
 }
 
-void CudaModelRunner::ProjectionStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y,
-                                      bool mma, int m, int n, int k) {
-  if (mma) return kernels::DecodeMmaStore(x, w, y, m, n, k, mma_workspace_, stream_);
-  Linear(x, w, nullptr, y, OutType::kBf16, m, n, k);
+void CudaModelRunner::ProjectionNorm(const __nv_bfloat16* x, const __nv_bfloat16* w,
+                                     const __nv_bfloat16* norm_weight, bool mma, int m, int k) {
+  const int hidden = config_.hidden_size;
+  const kernels::ResidualNorm norm{residual_, norm_weight, normed_, static_cast<float>(config_.rms_norm_eps)};
+  if (mma) return kernels::DecodeMmaResidualNorm(x, w, proj_, m, hidden, k, norm, mma_workspace_, stream_);
+  Linear(x, w, nullptr, proj_, OutType::kBf16, m, hidden, k);
+  kernels::AddRmsNorm(residual_, proj_, norm_weight, normed_, m, hidden, norm.eps, stream_);
 }
 
 // Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write

@@ -152,9 +152,10 @@ class CudaModelRunner : public ModelRunner {
   void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
-  // y = bf16(x @ w^T) for a projection without bias (o_proj, down_proj): the tensor-core kernel when `mma`.
-  void ProjectionStore(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* y, bool mma, int m,
-                       int n, int k);
+  // A projection without bias to the hidden size (o_proj, down_proj), added to the residual stream, then the
+  // norm of `norm_weight` into normed_ (kernels::ResidualNorm): the tensor-core kernels when `mma`.
+  void ProjectionNorm(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* norm_weight,
+                      bool mma, int m, int k);
   void RunDecodeGraph(const StepPlan& plan);
 
   ModelConfig config_;
