@@ -40,6 +40,7 @@ struct Params {
   int x_stride;         // 16-byte vectors between rows of x's slice in shared memory
   bool wgmma;           // the pipelined kernel's products on warpgroup instructions (where compiled)
   bool cluster_reduce;  // the pipelined kernel's k splits are a cluster and add their sums there
+  bool prepare_units;   // ... and read their epilogue constants before the wait (PrepareClusterUnits)
 };
 
 // Lane (g, c) loads k values [8c, 8c + 8) of a chunk of weight rows g and g + 8 of each tile. The products
@@ -342,14 +343,88 @@ __device__ __forceinline__ void StorePipeUnitPartials(const Params& p, int warp,
 // The most k splits added in a cluster (the portable cluster size); more go through the reduce kernel.
 constexpr int kMaxClusterBlocks = 8;
 
+// A block of a cluster finishes units rank * share + threadIdx.x + i * kPipeThreads; the first
+// kPreparedUnits of a thread have their epilogue constants worked out before the grid dependency wait.
+constexpr int kPreparedUnits = 4;
+
+// What a unit's epilogue reads besides its sums that depends on constants and host metadata only (kRotary:
+// the pair's bias, cos and sin, and the row's cache slot), so that it may be read before the wait.
+struct UnitConstants {
+  float bias[2] = {0.f, 0.f};
+  float2 cos_sin = {1.f, 0.f};
+  int64_t slot = -1;
+};
+
+// Unit u's place: u = ((warp * kNTiles + j) * 2 + h) * 32 + lane.
+struct UnitPlace {
+  int warp, j, h, lane;
+};
+template <int kNTiles>
+__device__ __forceinline__ UnitPlace PlaceOfUnit(int u) {
+  return {(u >> 6) / kNTiles, (u >> 6) % kNTiles, (u >> 5) & 1, u & 31};
+}
+
+// Units [begin, end) of this block's share in the cluster's reduction.
+template <int kNTiles>
+__device__ __forceinline__ int2 ClusterShare(int splits, int rank) {
+  constexpr int kUnits = kPipeThreads / 32 * kNTiles * 2 * 32;
+  const int share = (kUnits + splits - 1) / splits;
+  return {rank * share, min(kUnits, (rank + 1) * share)};
+}
+
+template <Epilogue E>
+__device__ __forceinline__ UnitConstants PrepareUnit(const Params& p, const UnitPlace& u) {
+  UnitConstants c;
+  if constexpr (E == Epilogue::kRotary) {
+    int row, item;
+    if (!PipeUnit<E>(p, u.warp, u.lane, u.j, u.h, row, item)) return c;
+    const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
+    if (p.bias != nullptr) {
+      c.bias[0] = __bfloat162float(p.bias[cols.x]);
+      c.bias[1] = __bfloat162float(p.bias[cols.y]);
+    }
+    c.cos_sin = RotaryCosSin(p.shape, item, p.rotary.positions[row], p.rotary.inv_freq);
+    c.slot = p.rotary.slot_mapping[row];
+  }
+  return c;
+}
+
+// This thread's first kPreparedUnits units of its block's share in the cluster's reduction (kRotary only).
+template <int kNTiles, Epilogue E>
+__device__ __forceinline__ void PrepareClusterUnits(const Params& p,
+                                                    UnitConstants (&prepared)[kPreparedUnits]) {
+  if constexpr (E == Epilogue::kRotary) {
+    const int2 share = ClusterShare<kNTiles>(p.ksplit, blockIdx.y);
+#pragma unroll
+    for (int i = 0; i < kPreparedUnits; ++i) {
+      const int u = share.x + threadIdx.x + i * kPipeThreads;
+      if (u < share.y) prepared[i] = PrepareUnit<E>(p, PlaceOfUnit<kNTiles>(u));
+    }
+  }
+}
+
+// FinishPipeUnit with the unit's constants already read (kRotary; the others read none).
+template <Epilogue E>
+__device__ __forceinline__ void FinishPreparedUnit(const Params& p, const UnitPlace& u, float v0, float v1,
+                                                   const UnitConstants& c) {
+  if constexpr (E == Epilogue::kRotary) {
+    int row, item;
+    if (!PipeUnit<E>(p, u.warp, u.lane, u.j, u.h, row, item)) return;
+    StoreRotaryPair(p.rotary, p.shape, p.n, row, item, ItemColumns<E>(item, p.num_items, p.shape.head_dim),
+                    v0 + c.bias[0], v1 + c.bias[1], c.cos_sin, c.slot);
+  } else {
+    FinishPipeUnit<E>(p, u.warp, u.lane, u.j, u.h, v0, v1);
+  }
+}
+
 // With k split over the blocks of a cluster (blockIdx.y is the rank): every block leaves its sums in its own
 // shared memory (`red`, the stages, free once every warp is done with them), then block r adds the splits'
 // sums of its share of the units, in split order, reading the others' shared memory, and runs their epilogue.
 template <int kNTiles, Epilogue E>
 __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const float (&acc)[kNTiles][4],
-                                                      float* red) {
+                                                      float* red,
+                                                      const UnitConstants (&prepared)[kPreparedUnits]) {
   constexpr int kValues = kNTiles * 4;  // a lane's sums
-  constexpr int kUnits = kPipeThreads / 32 * kNTiles * 2 * 32;
   const int lane = threadIdx.x & 31;
   __syncthreads();
   float* mine = red + PipeTile() * kValues * 32;  // [value][lane] a warp
@@ -360,12 +435,11 @@ __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const flo
   }
   cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
   cluster.sync();
-  const int splits = p.ksplit, share = (kUnits + splits - 1) / splits;
-  const int end = min(kUnits, (static_cast<int>(cluster.block_rank()) + 1) * share);
-  for (int u = cluster.block_rank() * share + threadIdx.x; u < end; u += kPipeThreads) {
-    // u = ((warp * kNTiles + j) * 2 + h) * 32 + lane
-    const int unit_lane = u & 31, h = (u >> 5) & 1, j = (u >> 6) % kNTiles, warp = (u >> 6) / kNTiles;
-    const int first = warp * kValues * 32 + (4 * j + h) * 32 + unit_lane;
+  const int splits = p.ksplit;
+  const int2 share = ClusterShare<kNTiles>(splits, cluster.block_rank());
+  for (int i = 0, u = share.x + threadIdx.x; u < share.y; ++i, u += kPipeThreads) {
+    const UnitPlace place = PlaceOfUnit<kNTiles>(u);
+    const int first = place.warp * kValues * 32 + (4 * place.j + place.h) * 32 + place.lane;
     float a[kMaxClusterBlocks], b[kMaxClusterBlocks];  // every split's pair loaded at once
 #pragma unroll
     for (int s = 0; s < kMaxClusterBlocks; ++s) {
@@ -381,7 +455,11 @@ __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const flo
       v0 += a[s];
       v1 += b[s];
     }
-    FinishPipeUnit<E>(p, warp, unit_lane, j, h, v0, v1);
+    if (p.prepare_units && i < kPreparedUnits) {
+      FinishPreparedUnit<E>(p, place, v0, v1, prepared[i]);
+    } else {
+      FinishPipeUnit<E>(p, place.warp, place.lane, place.j, place.h, v0, v1);
+    }
   }
   cluster.sync();  // no block leaves while another still reads its shared memory
 }
@@ -409,6 +487,8 @@ static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKern
   // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
   for (int s = 0; s < kStages - 1 && s < t_count; ++s) copies.Weights(smem + s * kStageBytes, t_begin + s);
   CommitAsyncCopies();
+  UnitConstants prepared[kPreparedUnits];
+  if (p.cluster_reduce && p.prepare_units) PrepareClusterUnits<kNTiles, E>(p, prepared);
   GridDependencyWait();
   LaunchDependents();
   for (int s = 0; s < kStages - 1; ++s) {
@@ -444,7 +524,8 @@ static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKern
     const uint32_t stage = smem_base + s * kStageBytes;
     MmaTile<kNTiles>(stage, stage + kPipeTileBytes, acc);
   }
-  if (p.cluster_reduce) return ReduceSplitsInCluster<kNTiles, E>(p, acc, reinterpret_cast<float*>(smem));
+  if (p.cluster_reduce)
+    return ReduceSplitsInCluster<kNTiles, E>(p, acc, reinterpret_cast<float*>(smem), prepared);
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int j = 0; j < kNTiles; ++j) {
@@ -567,6 +648,15 @@ bool UseFusedNorm(int ksplit, int n) {
          ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
 
+// Whether a cluster's epilogue constants are read before the wait (PrepareClusterUnits): at up to 8 rows (one
+// 8-row tile of x); on the H100 batch 4 and 8 steps -1.5 to -2%, but 32 and 64 rows +1 to +3.5% and 16 rows
+// no change (kernels/PERF_NOTES.md, twelfth session). DOZE_DECODE_MMA_PREPARE_UNITS=0 turns it off
+// (measurements).
+bool UsePreparedUnits(int m) {
+  static const bool enabled = EnvFlag("DOZE_DECODE_MMA_PREPARE_UNITS");
+  return enabled && TileRows(m) == 8;
+}
+
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
 int TargetBlocks() {
   static const int blocks = EnvInt("DOZE_DECODE_MMA_BLOCKS", MultiprocessorCount());
@@ -592,13 +682,19 @@ Grid PlanRegisterGrid(int m, int num_items, int k) {
 }
 
 // Pipelined kernel: splits k over blocks until the grid has about TargetBlocks() blocks, at least two k-tiles
-// per split; up to kMaxClusterBlocks splits add their sums in a cluster (where UseClusterReduce).
-Grid PlanPipelinedGrid(Epilogue e, int n, int k) {
+// per split; up to kMaxClusterBlocks splits add their sums in a cluster (where UseClusterReduce). A
+// projection that narrows (k > n: down_proj) at up to 16 rows splits only as far as one cluster a group, so
+// that no reduce kernel follows: on the H100 down at 4 to 16 rows in 8 splits of 10 k-tiles took batch 4-16
+// steps 1-1.5% under 16 splits of 5 and the reduce kernel, and 32-64 rows ~0.8% over (kernels/PERF_NOTES.md).
+Grid PlanPipelinedGrid(Epilogue e, int m, int n, int k) {
   Grid grid;
   grid.pipelined = true;
   grid.groups = (NumItems(e, n) + PipeItems(e) - 1) / PipeItems(e);
   const int tiles = (k + kPipeK - 1) / kPipeK;
-  const int ksplit = std::clamp(TargetBlocks() / grid.groups, 1, std::max(1, tiles / 2));
+  static const bool narrow_clusters = EnvFlag("DOZE_DECODE_MMA_NARROW_CLUSTERS");  // 0: off (measurements)
+  const bool narrowing = narrow_clusters && k > n && TileRows(m) <= 16;
+  const int target = narrowing ? kMaxClusterBlocks * grid.groups : TargetBlocks();
+  const int ksplit = std::clamp(target / grid.groups, 1, std::max(1, tiles / 2));
   grid.chunks_per_split = (tiles + ksplit - 1) / ksplit;
   grid.ksplit = (tiles + grid.chunks_per_split - 1) / grid.chunks_per_split;
   grid.cluster_reduce = grid.ksplit > 1 && grid.ksplit <= kMaxClusterBlocks && UseClusterReduce();
@@ -606,7 +702,7 @@ Grid PlanPipelinedGrid(Epilogue e, int n, int k) {
 }
 
 Grid PlanGrid(Epilogue e, int m, int n, int k) {
-  return m >= PipelineMinRows() ? PlanPipelinedGrid(e, n, k) : PlanRegisterGrid(m, NumItems(e, n), k);
+  return m >= PipelineMinRows() ? PlanPipelinedGrid(e, m, n, k) : PlanRegisterGrid(m, NumItems(e, n), k);
 }
 
 template <int kNTiles, Epilogue E, bool kDeep>
@@ -663,6 +759,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream,
   p.partials = static_cast<float*>(workspace.data);
   p.wgmma = UseWgmma();
   p.cluster_reduce = grid.cluster_reduce;
+  p.prepare_units = UsePreparedUnits(p.m);
   switch (TileRows(p.m)) {
     case 8:
       LaunchTiles<1, E>(p, grid, stream);
