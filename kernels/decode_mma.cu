@@ -684,8 +684,9 @@ Grid PlanRegisterGrid(int m, int num_items, int k) {
 // Pipelined kernel: splits k over blocks until the grid has about TargetBlocks() blocks, at least two k-tiles
 // per split; up to kMaxClusterBlocks splits add their sums in a cluster (where UseClusterReduce). A
 // projection that narrows (k > n: down_proj) at up to 16 rows splits only as far as one cluster a group, so
-// that no reduce kernel follows: on the H100 down at 4 to 16 rows in 8 splits of 10 k-tiles took batch 4-16
-// steps 1-1.5% under 16 splits of 5 and the reduce kernel, and 32-64 rows ~0.8% over (kernels/PERF_NOTES.md).
+// that no reduce kernel follows (through DecodeMmaResidualNorm, the norm kernel adds the 8 splits): on the
+// H100 down at 4 to 16 rows in 8 splits of 10 k-tiles took batch 4-16 steps 1-1.5% under 16 splits of 5, the
+// reduce kernel and AddRmsNorm, and 32-64 rows ~0.8% over (kernels/PERF_NOTES.md).
 Grid PlanPipelinedGrid(Epilogue e, int m, int n, int k) {
   Grid grid;
   grid.pipelined = true;
