@@ -66,6 +66,23 @@ class DecodeProjectionTest : public ::testing::TestWithParam<std::tuple<Path, in
     return workspace;
   }
 
+  // o_proj's and down_proj's inputs: x [m, k] in [-1, 1) and w [n, k] within 1 / sqrt(k), fresh each call.
+  struct ResidualProjection {
+    int n, k;
+    std::vector<float> x, w;
+  };
+  std::vector<ResidualProjection> ResidualProjections() {
+    const DecodeShape& c = s();
+    std::vector<ResidualProjection> out;
+    for (const auto& [n, k] :
+         {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
+      const float bound = 1.f / std::sqrt(static_cast<float>(k));
+      std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
+      out.push_back({n, k, std::move(x), RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_)});
+    }
+    return out;
+  }
+
   std::mt19937 rng_{static_cast<uint32_t>(std::get<1>(GetParam()) * 977 + std::get<2>(GetParam()).hidden +
                                           static_cast<int>(std::get<0>(GetParam())))};
   std::unique_ptr<DeviceArray<char>> workspace_;
@@ -148,12 +165,7 @@ TEST_P(DecodeProjectionTest, ResidualAddMatchesUnfused) {
   DOZE_SKIP_WITHOUT_GPU();
   if (path() != Path::kGemv)
     GTEST_SKIP() << "the tensor-core kernels store the projection (StoreMatchesLinear)";
-  const DecodeShape& c = s();
-  for (const auto& [n, k] :
-       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
-    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
-    const float bound = 1.f / std::sqrt(static_cast<float>(k));
-    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
+  for (const auto& [n, k, x, w] : ResidualProjections()) {
     const std::vector<float> residual = RandomBf16(static_cast<size_t>(m()) * n, -4.f, 4.f, rng_);
     DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_res(ToBf16(residual));
     ResidualGemv(d_x.get(), d_w.get(), d_res.get(), m(), n, k, nullptr);
@@ -168,13 +180,8 @@ TEST_P(DecodeProjectionTest, ResidualAddMatchesUnfused) {
 TEST_P(DecodeProjectionTest, StoreMatchesLinear) {
   DOZE_SKIP_WITHOUT_GPU();
   if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs add the projection to the residual stream";
-  const DecodeShape& c = s();
   const DecodeMmaWorkspace workspace = Workspace();
-  for (const auto& [n, k] :
-       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
-    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
-    const float bound = 1.f / std::sqrt(static_cast<float>(k));
-    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
+  for (const auto& [n, k, x, w] : ResidualProjections()) {
     DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_y(static_cast<size_t>(m()) * n);
     d_y.Poison();
     DecodeMmaStore(d_x.get(), d_w.get(), d_y.get(), m(), n, k, workspace, nullptr);
@@ -189,14 +196,9 @@ TEST_P(DecodeProjectionTest, StoreMatchesLinear) {
 TEST_P(DecodeProjectionTest, ResidualNormMatchesStoreThenAddRmsNorm) {
   DOZE_SKIP_WITHOUT_GPU();
   if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs add the projection in their epilogue";
-  const DecodeShape& c = s();
   const DecodeMmaWorkspace workspace = Workspace();
-  for (const auto& [n, k] :
-       {std::pair{c.hidden, c.q_heads * c.head_dim}, std::pair{c.hidden, c.intermediate}}) {
+  for (const auto& [n, k, x, w] : ResidualProjections()) {
     const size_t rows = static_cast<size_t>(m()) * n;
-    const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * k, -1.f, 1.f, rng_);
-    const float bound = 1.f / std::sqrt(static_cast<float>(k));
-    const std::vector<float> w = RandomBf16(static_cast<size_t>(n) * k, -bound, bound, rng_);
     const std::vector<float> residual = RandomBf16(rows, -4.f, 4.f, rng_);
     const std::vector<float> norm_w = RandomBf16(n, 0.5f, 1.5f, rng_);
     DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_norm(ToBf16(norm_w)), d_y(rows),
