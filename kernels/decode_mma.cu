@@ -559,11 +559,12 @@ static __global__ void __launch_bounds__(kReduceThreads) DecodeMmaReduceKernel(P
 }
 
 // After a k split of a residual projection: block r copies row r's partial sums into shared memory (every
-// piece in flight at once), then adds them in split order (DecodeMmaReduceKernel's sums), rounds the
+// piece in flight at once) while its first kAddRmsNormThreads threads load their vectors of the residual row
+// and the norm weight, then adds the sums in split order (DecodeMmaReduceKernel's sums), rounds the
 // projection to bf16, adds it to the residual and writes the normalized row: DecodeMmaReduceKernel<kStore>
-// then AddRmsNorm, bit for bit, in one kernel: the norm's vectors go to the first kAddRmsNormThreads threads
-// as in AddRmsNorm's blocks (the other warps add zeros to the block sum).
-static __global__ void __launch_bounds__(kReduceNormThreads)
+// then AddRmsNorm, bit for bit, in one kernel (the other warps add zeros to the block sum).
+template <int kVecs>
+static __global__ void __launch_bounds__(kReduceNormThreads, 1)
     DecodeMmaReduceNormKernel(Params p, ResidualNorm norm) {
   extern __shared__ float4 sums[];  // [ksplit, n / 4]: row r's partial sums
   __shared__ float scratch[kReduceNormThreads / 32];
@@ -576,25 +577,24 @@ static __global__ void __launch_bounds__(kReduceNormThreads)
         sums + e, p.partials + (static_cast<int64_t>(s) * p.m + r) * p.n + 4 * (e - s * row_vecs), true);
   }
   CommitAsyncCopies();
+  __nv_bfloat16* residual = norm.residual + static_cast<int64_t>(r) * p.n;
+  HeldRow<kVecs> row;
+  LoadHeldRow(row, residual, norm.weight, p.n, kAddRmsNormThreads);
   WaitAsyncCopies<0>();
   __syncthreads();
-  __nv_bfloat16* residual = norm.residual + static_cast<int64_t>(r) * p.n;
-  const float inv_rms = RowInvRms(
-      [&](int i, float(&v)[8]) {
-        float sum[8] = {};
-        for (int s = 0; s < p.ksplit; ++s) {
-          const float4 a = sums[s * row_vecs + i / 4], b = sums[s * row_vecs + i / 4 + 1];
-          sum[0] += a.x, sum[1] += a.y, sum[2] += a.z, sum[3] += a.w;
-          sum[4] += b.x, sum[5] += b.y, sum[6] += b.z, sum[7] += b.w;
-        }
-        LoadBf16x8(residual + i, v);
+  ForEachHeldVector<kVecs>(p.n, kAddRmsNormThreads, [&](int j, int i) {
+    float sum[8] = {};
+    for (int s = 0; s < p.ksplit; ++s) {
+      const float4 a = sums[s * row_vecs + i / 4], b = sums[s * row_vecs + i / 4 + 1];
+      sum[0] += a.x, sum[1] += a.y, sum[2] += a.z, sum[3] += a.w;
+      sum[4] += b.x, sum[5] += b.y, sum[6] += b.z, sum[7] += b.w;
+    }
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = RoundBf16(v[j] + RoundBf16(sum[j]));
-        StoreBf16x8(residual + i, v);
-      },
-      p.n, kAddRmsNormThreads, norm.eps, scratch);
-  WriteNormedRow(residual, norm.weight, norm.normed + static_cast<int64_t>(r) * p.n, p.n, kAddRmsNormThreads,
-                 inv_rms);
+    for (int q = 0; q < 8; ++q) row.v[j][q] = RoundBf16(row.v[j][q] + RoundBf16(sum[q]));
+    StoreBf16x8(residual + i, row.v[j]);
+  });
+  const float inv_rms = HeldRowInvRms(row, p.n, kAddRmsNormThreads, norm.eps, scratch);
+  WriteHeldRow(row, norm.normed + static_cast<int64_t>(r) * p.n, p.n, kAddRmsNormThreads, inv_rms);
 }
 
 // Shared memory of DecodeMmaReduceNormKernel for k split `ksplit` ways over n outputs.
@@ -638,13 +638,13 @@ bool UseClusterReduce() {
 
 // Whether DecodeMmaResidualNorm adds a k split's sums, the residual and the norm in one kernel: for splits of
 // up to DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS (default kMaxClusterBlocks: the splits that would otherwise add
-// up in a cluster; on the H100, o_proj at 16 to 64 rows) whose sums fit the kernel's shared memory; else the
-// projection as DecodeMmaStore runs it, then AddRmsNorm. DOZE_DECODE_MMA_FUSED_NORM=0 turns it off
-// (measurements).
+// up in a cluster; on the H100, o_proj from 3 rows and down_proj at up to 16) whose sums fit the kernel's
+// shared memory, for rows of up to four vectors a norm thread (4,096 values); else the projection as
+// DecodeMmaStore runs it, then AddRmsNorm. DOZE_DECODE_MMA_FUSED_NORM=0 turns it off (measurements).
 bool UseFusedNorm(int ksplit, int n) {
   static const bool enabled = EnvFlag("DOZE_DECODE_MMA_FUSED_NORM");
   static const int max_splits = EnvInt("DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS", kMaxClusterBlocks);
-  return enabled && ksplit > 1 && ksplit <= max_splits && n % 8 == 0 &&
+  return enabled && ksplit > 1 && ksplit <= max_splits && n % 8 == 0 && NormVecs(n) <= 4 &&
          ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
 
@@ -777,15 +777,20 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream,
   }
   if (grid.ksplit > 1 && !grid.cluster_reduce) {
     if (fuse_norm) {
+      void (*kernel)(Params, ResidualNorm) = NormVecs(p.n) == 1   ? DecodeMmaReduceNormKernel<1>
+                                             : NormVecs(p.n) == 2 ? DecodeMmaReduceNormKernel<2>
+                                                                  : DecodeMmaReduceNormKernel<4>;
       static const bool opted_in = [] {
-        CUDA_CHECK(cudaFuncSetAttribute(DecodeMmaReduceNormKernel,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        kMaxReduceNormSharedBytes));
+        for (auto* each :
+             {DecodeMmaReduceNormKernel<1>, DecodeMmaReduceNormKernel<2>, DecodeMmaReduceNormKernel<4>}) {
+          CUDA_CHECK(cudaFuncSetAttribute(each, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          kMaxReduceNormSharedBytes));
+        }
         return true;
       }();
       (void)opted_in;
-      LaunchWithPdl(DecodeMmaReduceNormKernel, dim3(p.m), dim3(kReduceNormThreads),
-                    ReduceNormSharedBytes(grid.ksplit, p.n), stream, p, *norm);
+      LaunchWithPdl(kernel, dim3(p.m), dim3(kReduceNormThreads), ReduceNormSharedBytes(grid.ksplit, p.n),
+                    stream, p, *norm);
       return;
     }
     const int outputs = p.m * p.num_items;

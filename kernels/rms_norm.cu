@@ -9,9 +9,10 @@ namespace {
 
 constexpr int kThreads = kAddRmsNormThreads;
 
-// One block per row. With kAdd the sum residual + x is rounded to bf16 and written back before the norm reads
-// it, so the norm sees exactly the residual stream the next layer will.
-template <bool kAdd>
+// One block per row, the row held in registers between the passes (kernels/rms_norm.cuh). With kAdd the sum
+// residual + x is rounded to bf16 and written back, so the norm sees exactly the residual stream the next
+// layer will.
+template <bool kAdd, int kVecs>
 static __global__ void RmsNormKernel(__nv_bfloat16* __restrict__ residual,      // [num_rows, hidden]
                                      const __nv_bfloat16* __restrict__ x,       // [num_rows, hidden]
                                      const __nv_bfloat16* __restrict__ weight,  // [hidden]
@@ -21,42 +22,49 @@ static __global__ void RmsNormKernel(__nv_bfloat16* __restrict__ residual,      
   GridDependencyWait();  // x and the residual are the previous kernels' output
   LaunchDependents();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
-  const __nv_bfloat16* src = kAdd ? residual + base : x + base;
-  const float inv_rms = RowInvRms(
-      [&](int i, float(&v)[8]) {
-        LoadBf16x8(src + i, v);
-        if constexpr (kAdd) {
-          float d[8];
-          LoadBf16x8(x + base + i, d);
+  HeldRow<kVecs> row;
+  LoadHeldRow(row, kAdd ? residual + base : x + base, weight, hidden, kThreads);
+  if constexpr (kAdd) {
+    ForEachHeldVector<kVecs>(hidden, kThreads, [&](int j, int i) {
+      float d[8];
+      LoadBf16x8(x + base + i, d);
 #pragma unroll
-          for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(__float2bfloat16(v[j] + d[j]));
-          StoreBf16x8(residual + base + i, v);
-        }
-      },
-      hidden, kThreads, eps, scratch);
-  WriteNormedRow(src, weight, out + base, hidden, kThreads, inv_rms);
+      for (int q = 0; q < 8; ++q) row.v[j][q] = __bfloat162float(__float2bfloat16(row.v[j][q] + d[q]));
+      StoreBf16x8(residual + base + i, row.v[j]);
+    });
+  }
+  WriteHeldRow(row, out + base, hidden, kThreads, HeldRowInvRms(row, hidden, kThreads, eps, scratch));
 }
 
 void CheckHidden(int hidden) {
-  if (hidden % 8 != 0) CudaFail("RmsNorm", "hidden must be a multiple of 8", __FILE__, __LINE__);
+  if (hidden % 8 != 0 || hidden > kMaxNormHidden) {
+    CudaFail("RmsNorm", "hidden must be a multiple of 8, at most kMaxNormHidden", __FILE__, __LINE__);
+  }
+}
+
+template <bool kAdd>
+void Launch(__nv_bfloat16* residual, const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* out,
+            int num_rows, int hidden, float eps, cudaStream_t stream) {
+  if (num_rows == 0) return;
+  CheckHidden(hidden);
+  void (*kernel)(__nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*, int, float) =
+      NormVecs(hidden) == 1   ? RmsNormKernel<kAdd, 1>
+      : NormVecs(hidden) == 2 ? RmsNormKernel<kAdd, 2>
+      : NormVecs(hidden) == 4 ? RmsNormKernel<kAdd, 4>
+                              : RmsNormKernel<kAdd, 8>;
+  LaunchWithPdl(kernel, dim3(num_rows), dim3(kThreads), 0, stream, residual, x, weight, out, hidden, eps);
 }
 
 }  // namespace
 
 void RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* out, int num_rows,
              int hidden, float eps, cudaStream_t stream) {
-  if (num_rows == 0) return;
-  CheckHidden(hidden);
-  LaunchWithPdl(RmsNormKernel<false>, dim3(num_rows), dim3(kThreads), 0, stream, nullptr, x, weight, out,
-                hidden, eps);
+  Launch<false>(nullptr, x, weight, out, num_rows, hidden, eps, stream);
 }
 
 void AddRmsNorm(__nv_bfloat16* residual, const __nv_bfloat16* x, const __nv_bfloat16* weight,
                 __nv_bfloat16* out, int num_rows, int hidden, float eps, cudaStream_t stream) {
-  if (num_rows == 0) return;
-  CheckHidden(hidden);
-  LaunchWithPdl(RmsNormKernel<true>, dim3(num_rows), dim3(kThreads), 0, stream, residual, x, weight, out,
-                hidden, eps);
+  Launch<true>(residual, x, weight, out, num_rows, hidden, eps, stream);
 }
 
 }  // namespace doze::kernels

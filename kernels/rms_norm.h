@@ -10,7 +10,17 @@ namespace doze::kernels {
 // same way (kernels/rms_norm.cuh).
 inline constexpr int kAddRmsNormThreads = 128;
 
-// out = x / sqrt(mean(x^2) + eps) * weight, row by row. `hidden` must be a multiple of 8.
+// The longest row the norms take: each thread holds up to eight of its eight-value vectors in registers.
+inline constexpr int kMaxNormHidden = kAddRmsNormThreads * 8 * 8;
+
+// The vectors a norm thread holds for rows of `hidden` (1, 2, 4 or 8; hidden <= kMaxNormHidden).
+inline int NormVecs(int hidden) {
+  const int vecs = (hidden + kAddRmsNormThreads * 8 - 1) / (kAddRmsNormThreads * 8);
+  return vecs <= 1 ? 1 : vecs <= 2 ? 2 : vecs <= 4 ? 4 : 8;
+}
+
+// out = x / sqrt(mean(x^2) + eps) * weight, row by row. `hidden` must be a multiple of 8, at most
+// kMaxNormHidden.
 void RmsNorm(const __nv_bfloat16* x,       // [num_rows, hidden]
              const __nv_bfloat16* weight,  // [hidden]
              __nv_bfloat16* out,           // [num_rows, hidden]
