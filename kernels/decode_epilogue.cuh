@@ -48,6 +48,15 @@ __device__ __forceinline__ float2 RotaryCosSin(const RotaryShape& s, int item, i
   return {RoundBf16(cosf(angle)), RoundBf16(sinf(angle))};
 }
 
+// RotaryCosSin of pair `item` of row r, from the output's table where it has one.
+__device__ __forceinline__ float2 RowCosSin(const RotaryCacheOutput& out, const RotaryShape& s, int item,
+                                            int r) {
+  if (out.cos_sin == nullptr) return RotaryCosSin(s, item, out.positions[r], out.inv_freq);
+  const int half = s.head_dim / 2;
+  if (item / half >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
+  return out.cos_sin[static_cast<int64_t>(r) * half + item % half];
+}
+
 // Writes rotary pair `item` of token row r: x1, x2 are the pair's projections with the bias added (fp32),
 // rotated by (cos, sin) into the qkv row and, for K and V heads of a row with a slot, into the cache.
 // `width` is the qkv row's length.

@@ -130,7 +130,7 @@ __device__ __forceinline__ EpilogueInputs PrepareConstants(const Params& p, int 
       in.bias[1] = __bfloat162float(p.bias[cols.y]);
     }
     in.slot = p.rotary.slot_mapping[r];
-    in.cos_sin = RotaryCosSin(s, item, p.rotary.positions[r], p.rotary.inv_freq);
+    in.cos_sin = RowCosSin(p.rotary, s, item, r);
   }
   return in;
 }

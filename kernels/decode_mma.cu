@@ -99,7 +99,7 @@ __device__ __forceinline__ void Finish(const Params& p, int r, int item, int2 co
   } else {
     const float b0 = p.bias != nullptr ? __bfloat162float(p.bias[cols.x]) : 0.f;
     const float b1 = p.bias != nullptr ? __bfloat162float(p.bias[cols.y]) : 0.f;
-    const float2 cos_sin = RotaryCosSin(p.shape, item, p.rotary.positions[r], p.rotary.inv_freq);
+    const float2 cos_sin = RowCosSin(p.rotary, p.shape, item, r);
     StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0] + b0, sum[1] + b1, cos_sin,
                     p.rotary.slot_mapping[r]);
   }
@@ -383,7 +383,7 @@ __device__ __forceinline__ UnitConstants PrepareUnit(const Params& p, const Unit
       c.bias[0] = __bfloat162float(p.bias[cols.x]);
       c.bias[1] = __bfloat162float(p.bias[cols.y]);
     }
-    c.cos_sin = RotaryCosSin(p.shape, item, p.rotary.positions[row], p.rotary.inv_freq);
+    c.cos_sin = RowCosSin(p.rotary, p.shape, item, row);
     c.slot = p.rotary.slot_mapping[row];
   }
   return c;

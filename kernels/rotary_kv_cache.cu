@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "kernels/cuda_check.h"
 #include "kernels/pdl.cuh"
 #include "kernels/rotary_kv_cache.h"
@@ -56,7 +58,31 @@ static __global__ void RotaryKvKernel(
   }
 }
 
+// Grid (num_tokens), one thread per rotary pair.
+static __global__ void RotaryTableKernel(const int32_t* __restrict__ positions,  // [num_tokens]
+                                         const float* __restrict__ inv_freq,     // [half]
+                                         float2* __restrict__ cos_sin,           // [num_tokens, half]
+                                         int half) {
+  GridDependencyWait();  // the table may still be read by the kernel before
+  LaunchDependents();
+  const float position = static_cast<float>(positions[blockIdx.x]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = position * inv_freq[i];
+    cos_sin[static_cast<int64_t>(blockIdx.x) * half + i] = {__bfloat162float(__float2bfloat16(cosf(angle))),
+                                                            __bfloat162float(__float2bfloat16(sinf(angle)))};
+  }
+}
+
 }  // namespace
+
+void RotaryTable(const int32_t* positions, const float* inv_freq, float2* cos_sin, int num_tokens,
+                 int head_dim, cudaStream_t stream) {
+  if (num_tokens == 0) return;
+  if (head_dim % 2 != 0) CudaFail("RotaryTable", "head_dim must be even", __FILE__, __LINE__);
+  const int half = head_dim / 2;
+  LaunchWithPdl(RotaryTableKernel, dim3(num_tokens), dim3(std::min(half, 1024)), 0, stream, positions,
+                inv_freq, cos_sin, half);
+}
 
 void RotaryAndCacheWrite(__nv_bfloat16* qkv, const int32_t* positions, const int32_t* slot_mapping,
                          const float* inv_freq, __nv_bfloat16* k_cache, __nv_bfloat16* v_cache,

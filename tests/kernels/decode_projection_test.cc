@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 
@@ -117,15 +118,34 @@ TEST_P(DecodeProjectionTest, NormQkvRotaryMatchesUnfused) {
   const RotaryCacheOutput out{d_qkv.get(),      d_pos.get(), d_slots.get(),
                               d_inv_freq.get(), d_k.get(),   d_v.get()};
   const std::vector<float> normed = NormRef(residual, norm_w, m(), c.hidden);
-  if (path() == Path::kGemv) {
-    NormQkvRotaryGemv({d_res.get(), d_norm.get(), kEps}, d_w.get(), d_bias.get(), out, shape, c.hidden,
-                      nullptr);
-  } else {
-    DeviceArray<__nv_bfloat16> d_x(ToBf16(normed));
-    DecodeMmaQkvRotary(d_x.get(), d_w.get(), d_bias.get(), out, shape, c.hidden, Workspace(), nullptr);
-    CUDA_CHECK(cudaDeviceSynchronize());  // before d_x goes
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(normed));
+  const DecodeMmaWorkspace workspace = Workspace();
+  auto run = [&](const RotaryCacheOutput& o) {
+    if (path() == Path::kGemv) {
+      NormQkvRotaryGemv({d_res.get(), d_norm.get(), kEps}, d_w.get(), d_bias.get(), o, shape, c.hidden,
+                        nullptr);
+    } else {
+      DecodeMmaQkvRotary(d_x.get(), d_w.get(), d_bias.get(), o, shape, c.hidden, workspace, nullptr);
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+  };
+  run(out);
+
+  // The same with the cos and sin read from the step's table (RotaryTable): bit for bit.
+  DeviceArray<float> d_table(static_cast<size_t>(m()) * c.head_dim);
+  RotaryTable(d_pos.get(), d_inv_freq.get(), reinterpret_cast<float2*>(d_table.get()), m(), c.head_dim,
+              nullptr);
+  DeviceArray<__nv_bfloat16> d_qkv2(d_qkv.size()), d_k2(d_k.size()), d_v2(d_v.size());
+  d_qkv2.Poison();
+  d_k2.Poison();
+  d_v2.Poison();
+  run({d_qkv2.get(), d_pos.get(), d_slots.get(), d_inv_freq.get(), d_k2.get(), d_v2.get(),
+       reinterpret_cast<const float2*>(d_table.get())});
+  for (auto [a, b] : {std::pair{&d_qkv, &d_qkv2}, std::pair{&d_k, &d_k2}, std::pair{&d_v, &d_v2}}) {
+    const std::vector<__nv_bfloat16> without = a->Download(), with = b->Download();
+    EXPECT_EQ(0, std::memcmp(without.data(), with.data(), without.size() * sizeof(__nv_bfloat16)))
+        << "m=" << m();
   }
-  CUDA_CHECK(cudaDeviceSynchronize());
 
   std::vector<float> want = LinearRef(normed, w, bias.data(), m(), width, c.hidden);
   const std::vector<float> unrotated = want;

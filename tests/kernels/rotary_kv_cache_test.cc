@@ -1,4 +1,5 @@
 // RotaryAndCacheWrite: rotated Q/K in place, K and V copied to their slots, padding rows write nothing.
+// RotaryTable: the cos and sin of every pair, against the host's double-precision values.
 #include "kernels/rotary_kv_cache.h"
 
 #include <gtest/gtest.h>
@@ -49,6 +50,34 @@ TEST_P(RotaryTest, RotatesAndWritesCache) {
   EXPECT_TRUE(AllClose(ToFloat(d_qkv.Download()), want, 1e-2f, 1e-2f));
   ExpectCacheRows(ToFloat(d_k.Download()), ToFloat(d_v.Download()), want, qkv, slots, shape.num_tokens, row,
                   14 * 64, kv_size, 1e-2f, 0.f);
+}
+
+// cos and sin of positions up to 32,767 (angles far past 2 pi) and head_dim 64 and 128, rounded to bf16:
+// within one bf16 step (2^-8 near 1) of the host's double-precision values; an unwritten entry would show as
+// NaN.
+TEST_P(RotaryTest, TableMatchesHostCosSin) {
+  DOZE_SKIP_WITHOUT_GPU();
+  std::mt19937 rng(GetParam() + 5);
+  std::vector<int32_t> positions(GetParam());
+  for (int32_t& p : positions) p = static_cast<int32_t>(rng() % 32768);
+  for (int head_dim : {64, 128}) {
+    const int half = head_dim / 2;
+    const std::vector<float> inv_freq = reference::RopeInvFreq(head_dim, 1000000.0);
+    DeviceArray<int32_t> d_pos(positions);
+    DeviceArray<float> d_inv_freq(inv_freq), d_table(positions.size() * head_dim);
+    d_table.Poison();
+    RotaryTable(d_pos.get(), d_inv_freq.get(), reinterpret_cast<float2*>(d_table.get()), GetParam(), head_dim,
+                nullptr);
+    std::vector<float> want(positions.size() * head_dim);
+    for (size_t t = 0; t < positions.size(); ++t) {
+      for (int i = 0; i < half; ++i) {
+        const double angle = static_cast<double>(static_cast<float>(positions[t]) * inv_freq[i]);
+        want[(t * half + i) * 2] = static_cast<float>(std::cos(angle));
+        want[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(angle));
+      }
+    }
+    EXPECT_TRUE(AllClose(d_table.Download(), want, 1.f / 256, 0.f)) << "head_dim " << head_dim;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokens, RotaryTest, ::testing::Values(1, 3, 17, 64, 511));

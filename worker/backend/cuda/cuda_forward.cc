@@ -6,6 +6,7 @@
 #include "kernels/decode_gemv.h"
 #include "kernels/decode_mma.h"
 #include "kernels/embedding.h"
+#include "kernels/env_knob.h"
 #include "kernels/gemv.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/paged_attention.h"
@@ -35,11 +36,28 @@ bool CudaModelRunner::UseDecodeMma(int num_tokens) const {
          num_tokens <= kernels::kDecodeMmaMaxRows;
 }
 
+namespace {
+
+// Whether the tensor-core QKV epilogues read the step's rotary cos and sin from a table computed once
+// (kernels::RotaryTable) instead of computing them in every layer; DOZE_ROTARY_TABLE=0 turns it off
+// (measurements).
+bool UseRotaryTable() {
+  static const bool enabled = kernels::EnvFlag("DOZE_ROTARY_TABLE");
+  return enabled;
+}
+
+}  // namespace
+
 void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
-  const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
+  StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
   const int hidden = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
+  if (UseDecodeMma(plan.num_tokens) && UseRotaryTable()) {
+    kernels::RotaryTable(m.positions, static_cast<const float*>(inv_freq_.get()), rotary_table_,
+                         plan.num_tokens, config_.head_dim, stream_);
+    m.rotary_table = rotary_table_;
+  }
   if (UseDecodeGemv(plan.num_tokens)) {
     // The fused layers leave the residual stream complete: only the final norm is left.
     for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m);
@@ -78,7 +96,8 @@ kernels::RotaryShape CudaModelRunner::RotaryShapeOf(int rows) const {
 
 kernels::RotaryCacheOutput CudaModelRunner::QkvRotaryOutput(int layer, const StepMetadata& m) const {
   const auto [k_cache, v_cache] = KvCache(layer);
-  return {qkv_, m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()), k_cache, v_cache};
+  return {qkv_,    m.positions, m.slot_mapping, static_cast<const float*>(inv_freq_.get()),
+          k_cache, v_cache,     m.rotary_table};
 }
 
 void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate) {

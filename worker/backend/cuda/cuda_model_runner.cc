@@ -178,6 +178,7 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
     mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
     lm_head_workspace_ = arena.Take<char>(kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_));
+    rotary_table_ = arena.Take<float2>(t * (config_.head_dim / 2));
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
   const size_t metadata_ints = 6 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;

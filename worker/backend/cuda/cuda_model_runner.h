@@ -115,6 +115,9 @@ class CudaModelRunner : public ModelRunner {
   struct StepMetadata {
     int32_t *token_ids, *positions, *slot_mapping, *token_seq, *context_lens, *logits_indices, *block_tables,
         *token_sources;
+    // The step's cos and sin of every rotary pair (kernels::RotaryTable), where the QKV epilogues read them
+    // from a table; else nullptr.
+    const float2* rotary_table = nullptr;
   };
 
   CudaModelRunner(const ModelConfig& config, const CudaRunnerOptions& options);
@@ -181,6 +184,7 @@ class CudaModelRunner : public ModelRunner {
   size_t attn_workspace_bytes_ = 0;
   kernels::DecodeMmaWorkspace mma_workspace_;
   void* lm_head_workspace_ = nullptr;  // kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_)
+  float2* rotary_table_ = nullptr;     // [capacity_tokens_, head_dim / 2]: kernels::RotaryTable of the step
   cuda::DeviceBuffer metadata_;        // int32, laid out by MetadataViews
   cuda::PinnedBuffer host_metadata_;   // same layout, staged here
   cuda::PinnedBuffer host_logits_;     // [capacity_logits_, vocab]
