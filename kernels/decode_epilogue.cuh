@@ -57,15 +57,39 @@ __device__ __forceinline__ float2 RowCosSin(const RotaryCacheOutput& out, const 
   return out.cos_sin[static_cast<int64_t>(r) * half + item % half];
 }
 
-// Writes rotary pair `item` of token row r: x1, x2 are the pair's projections with the bias added (fp32),
-// rotated by (cos, sin) into the qkv row and, for K and V heads of a row with a slot, into the cache.
-// `width` is the qkv row's length.
+// What the rotary epilogue of one pair reads besides its sums; it depends on constants and host metadata
+// only, so a kernel may read it before its grid dependency wait.
+struct RotaryInputs {
+  float bias[2] = {0.f, 0.f};   // of the pair's two columns
+  float2 cos_sin = {1.f, 0.f};  // RowCosSin
+  int64_t slot = -1;            // the row's cache slot; negative: no cache write
+};
+
+// The RotaryInputs of pair `item` (columns `cols`) of row r; `bias` may be nullptr.
+__device__ __forceinline__ RotaryInputs ReadRotaryInputs(const RotaryCacheOutput& out, const RotaryShape& s,
+                                                         const __nv_bfloat16* bias, int item, int2 cols,
+                                                         int r) {
+  RotaryInputs in;
+  if (bias != nullptr) {
+    in.bias[0] = __bfloat162float(bias[cols.x]);
+    in.bias[1] = __bfloat162float(bias[cols.y]);
+  }
+  in.cos_sin = RowCosSin(out, s, item, r);
+  in.slot = out.slot_mapping[r];
+  return in;
+}
+
+// Writes rotary pair `item` of token row r: sum0, sum1 are the pair's projections (fp32), the bias is added,
+// and the pair is rotated by (cos, sin) into the qkv row and, for K and V heads of a row with a slot, into
+// the cache. `width` is the qkv row's length.
 __device__ __forceinline__ void StoreRotaryPair(const RotaryCacheOutput& out, const RotaryShape& s, int width,
-                                                int r, int item, int2 cols, float x1, float x2,
-                                                float2 cos_sin, int64_t slot) {
+                                                int r, int item, int2 cols, float sum0, float sum1,
+                                                const RotaryInputs& in) {
   const int half = s.head_dim / 2, head = item / half, i = item % half;
-  x1 = RoundBf16(x1);
-  x2 = RoundBf16(x2);
+  const float2 cos_sin = in.cos_sin;
+  const int64_t slot = in.slot;
+  const float x1 = RoundBf16(sum0 + in.bias[0]);
+  const float x2 = RoundBf16(sum1 + in.bias[1]);
   // The identity rotation (cos 1, sin 0) of the V heads leaves them exact.
   const float y1 = RoundBf16(x1 * cos_sin.x - x2 * cos_sin.y),
               y2 = RoundBf16(x2 * cos_sin.x + x1 * cos_sin.y);

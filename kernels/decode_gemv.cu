@@ -111,10 +111,8 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
 // What an item's epilogue reads besides its dot products, loaded before them so that those loads overlap the
 // weights'.
 struct EpilogueInputs {
-  float bias[2] = {0.f, 0.f};   // kRotary
-  float2 cos_sin = {1.f, 0.f};  // kRotary: of the row's position and the pair's frequency, rounded to bf16
-  int64_t slot = -1;            // kRotary
-  float residual = 0.f;         // kResidual: the residual value the product is added to
+  RotaryInputs rotary;   // kRotary
+  float residual = 0.f;  // kResidual: the residual value the product is added to
 };
 
 // The inputs of lane r's epilogue that depend on constants and host metadata only (may run before the wait).
@@ -124,13 +122,7 @@ __device__ __forceinline__ EpilogueInputs PrepareConstants(const Params& p, int 
   EpilogueInputs in;
   if constexpr (E == Epilogue::kRotary) {
     if (!active || r >= p.m) return in;
-    const RotaryShape& s = p.shape;
-    if (p.bias != nullptr) {
-      in.bias[0] = __bfloat162float(p.bias[cols.x]);
-      in.bias[1] = __bfloat162float(p.bias[cols.y]);
-    }
-    in.slot = p.rotary.slot_mapping[r];
-    in.cos_sin = RowCosSin(p.rotary, s, item, r);
+    in.rotary = ReadRotaryInputs(p.rotary, p.shape, p.bias, item, cols, r);
   }
   return in;
 }
@@ -153,8 +145,7 @@ __device__ void Finish(const Params& p, int item, int2 cols, int r, const float 
   } else if constexpr (E == Epilogue::kSwiGlu) {
     p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(SwiGlu(sum[0], sum[1]));
   } else {
-    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0] + in.bias[0], sum[1] + in.bias[1],
-                    in.cos_sin, in.slot);
+    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0], sum[1], in.rotary);
   }
 }
 

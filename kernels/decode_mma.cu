@@ -97,11 +97,8 @@ __device__ __forceinline__ void Finish(const Params& p, int r, int item, int2 co
   } else if constexpr (E == Epilogue::kSwiGlu) {
     p.out[static_cast<int64_t>(r) * p.num_items + item] = __float2bfloat16(SwiGlu(sum[0], sum[1]));
   } else {
-    const float b0 = p.bias != nullptr ? __bfloat162float(p.bias[cols.x]) : 0.f;
-    const float b1 = p.bias != nullptr ? __bfloat162float(p.bias[cols.y]) : 0.f;
-    const float2 cos_sin = RowCosSin(p.rotary, p.shape, item, r);
-    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0] + b0, sum[1] + b1, cos_sin,
-                    p.rotary.slot_mapping[r]);
+    StoreRotaryPair(p.rotary, p.shape, p.n, r, item, cols, sum[0], sum[1],
+                    ReadRotaryInputs(p.rotary, p.shape, p.bias, item, cols, r));
   }
 }
 
@@ -347,14 +344,6 @@ constexpr int kMaxClusterBlocks = 8;
 // kPreparedUnits of a thread have their epilogue constants worked out before the grid dependency wait.
 constexpr int kPreparedUnits = 4;
 
-// What a unit's epilogue reads besides its sums that depends on constants and host metadata only (kRotary:
-// the pair's bias, cos and sin, and the row's cache slot), so that it may be read before the wait.
-struct UnitConstants {
-  float bias[2] = {0.f, 0.f};
-  float2 cos_sin = {1.f, 0.f};
-  int64_t slot = -1;
-};
-
 // Unit u's place: u = ((warp * kNTiles + j) * 2 + h) * 32 + lane.
 struct UnitPlace {
   int warp, j, h, lane;
@@ -372,27 +361,19 @@ __device__ __forceinline__ int2 ClusterShare(int splits, int rank) {
   return {rank * share, min(kUnits, (rank + 1) * share)};
 }
 
+// The RotaryInputs of unit u (kRotary; none for a unit past m or the last item).
 template <Epilogue E>
-__device__ __forceinline__ UnitConstants PrepareUnit(const Params& p, const UnitPlace& u) {
-  UnitConstants c;
-  if constexpr (E == Epilogue::kRotary) {
-    int row, item;
-    if (!PipeUnit<E>(p, u.warp, u.lane, u.j, u.h, row, item)) return c;
-    const int2 cols = ItemColumns<E>(item, p.num_items, p.shape.head_dim);
-    if (p.bias != nullptr) {
-      c.bias[0] = __bfloat162float(p.bias[cols.x]);
-      c.bias[1] = __bfloat162float(p.bias[cols.y]);
-    }
-    c.cos_sin = RowCosSin(p.rotary, p.shape, item, row);
-    c.slot = p.rotary.slot_mapping[row];
-  }
-  return c;
+__device__ __forceinline__ RotaryInputs PrepareUnit(const Params& p, const UnitPlace& u) {
+  int row, item;
+  if (!PipeUnit<E>(p, u.warp, u.lane, u.j, u.h, row, item)) return {};
+  return ReadRotaryInputs(p.rotary, p.shape, p.bias, item,
+                          ItemColumns<E>(item, p.num_items, p.shape.head_dim), row);
 }
 
 // This thread's first kPreparedUnits units of its block's share in the cluster's reduction (kRotary only).
 template <int kNTiles, Epilogue E>
 __device__ __forceinline__ void PrepareClusterUnits(const Params& p,
-                                                    UnitConstants (&prepared)[kPreparedUnits]) {
+                                                    RotaryInputs (&prepared)[kPreparedUnits]) {
   if constexpr (E == Epilogue::kRotary) {
     const int2 share = ClusterShare<kNTiles>(p.ksplit, blockIdx.y);
 #pragma unroll
@@ -403,15 +384,15 @@ __device__ __forceinline__ void PrepareClusterUnits(const Params& p,
   }
 }
 
-// FinishPipeUnit with the unit's constants already read (kRotary; the others read none).
+// FinishPipeUnit with the unit's RotaryInputs already read (kRotary; the others read none).
 template <Epilogue E>
 __device__ __forceinline__ void FinishPreparedUnit(const Params& p, const UnitPlace& u, float v0, float v1,
-                                                   const UnitConstants& c) {
+                                                   const RotaryInputs& in) {
   if constexpr (E == Epilogue::kRotary) {
     int row, item;
     if (!PipeUnit<E>(p, u.warp, u.lane, u.j, u.h, row, item)) return;
     StoreRotaryPair(p.rotary, p.shape, p.n, row, item, ItemColumns<E>(item, p.num_items, p.shape.head_dim),
-                    v0 + c.bias[0], v1 + c.bias[1], c.cos_sin, c.slot);
+                    v0, v1, in);
   } else {
     FinishPipeUnit<E>(p, u.warp, u.lane, u.j, u.h, v0, v1);
   }
@@ -423,7 +404,7 @@ __device__ __forceinline__ void FinishPreparedUnit(const Params& p, const UnitPl
 template <int kNTiles, Epilogue E>
 __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const float (&acc)[kNTiles][4],
                                                       float* red,
-                                                      const UnitConstants (&prepared)[kPreparedUnits]) {
+                                                      const RotaryInputs (&prepared)[kPreparedUnits]) {
   constexpr int kValues = kNTiles * 4;  // a lane's sums
   const int lane = threadIdx.x & 31;
   __syncthreads();
@@ -487,7 +468,7 @@ static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKern
   // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
   for (int s = 0; s < kStages - 1 && s < t_count; ++s) copies.Weights(smem + s * kStageBytes, t_begin + s);
   CommitAsyncCopies();
-  UnitConstants prepared[kPreparedUnits];
+  RotaryInputs prepared[kPreparedUnits];
   if (p.cluster_reduce && p.prepare_units) PrepareClusterUnits<kNTiles, E>(p, prepared);
   GridDependencyWait();
   LaunchDependents();
@@ -644,7 +625,7 @@ bool UseClusterReduce() {
 bool UseFusedNorm(int ksplit, int n) {
   static const bool enabled = EnvFlag("DOZE_DECODE_MMA_FUSED_NORM");
   static const int max_splits = EnvInt("DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS", kMaxClusterBlocks);
-  return enabled && ksplit > 1 && ksplit <= max_splits && n % 8 == 0 && NormVecs(n) <= 4 &&
+  return enabled && ksplit > 1 && ksplit <= max_splits && NormVecs(n) <= 4 &&
          ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
 

@@ -48,13 +48,7 @@ __device__ __forceinline__ void Bf16x8ToFloat(const Bf16x8& v, float (&out)[8]) 
 }
 
 __device__ __forceinline__ void LoadBf16x8(const __nv_bfloat16* src, float (&out)[8]) {
-  const Bf16x8 v = LoadVec(reinterpret_cast<const Bf16x8*>(src));
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    float2 f = __bfloat1622float2(v.h[i]);
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
-  }
+  Bf16x8ToFloat(LoadVec(reinterpret_cast<const Bf16x8*>(src)), out);
 }
 
 __device__ __forceinline__ void StoreBf16x8(__nv_bfloat16* dst, const float (&in)[8]) {
