@@ -21,6 +21,7 @@ namespace {
 // column slots so that each lane reads contiguous dimensions of four keys; the accumulators come out in
 // contiguous dims too.
 constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
+static_assert(kAttentionBlockSizeMultiple % kStepKeys == 0, "a step's keys must share a cache block");
 constexpr int kMaxGroup = 8;   // query heads per KV head: the rows 0..7 of the MMA's A operand
 constexpr int kMaxSplits = 64;
 constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least: one 32-key chunk per warp
@@ -80,6 +81,12 @@ __device__ __forceinline__ int64_t CacheOffset(const BlockWork& work, const Atte
   return ((block * s.block_size + key % s.block_size) * s.num_kv_heads + work.kv_head) * s.head_dim;
 }
 
+// The keys of a 16-key step (k0 a multiple of kStepKeys) lie in one cache block, since CheckShape takes
+// block sizes that are multiples of kAttentionBlockSizeMultiple: key k0 + o's row is at CacheOffset(k0) +
+// o * KeyStride. One table lookup and one division a step instead of one per key (the per-key address
+// arithmetic was most of the decode kernel's instructions: kernels/PERF_NOTES.md).
+__device__ __forceinline__ int KeyStride(const AttentionShape& s) { return s.num_kv_heads * s.head_dim; }
+
 __device__ __forceinline__ void PrefetchL1(const void* p) {
   asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
 }
@@ -134,11 +141,13 @@ __device__ __forceinline__ void IssueStep(StepSlot<kHeadDim>& slot, const __nv_b
                                           const AttentionShape& s, int k0, int copy_end) {
   if (k0 >= work.end) return;  // a chunk past the warp's range
   const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-  // Piece `piece` of key `key`, `offset` elements into the key's row.
-  auto copy = [&](int piece, int key, const __nv_bfloat16* cache, int offset) {
-    if (key < copy_end) {
-      CopyAsync16(&slot[piece][lane], cache + CacheOffset(work, s, key) + offset, true);
-    } else if (key >= work.end) {
+  const int64_t step = CacheOffset(work, s, k0);
+  const int stride = KeyStride(s);
+  // Piece `piece` of key k0 + o, `offset` elements into the key's row.
+  auto copy = [&](int piece, int o, const __nv_bfloat16* cache, int offset) {
+    if (k0 + o < copy_end) {
+      CopyAsync16(&slot[piece][lane], cache + step + o * stride + offset, true);
+    } else if (k0 + o >= work.end) {
       CopyAsync16(&slot[piece][lane], cache, false);
     }
   };
@@ -146,13 +155,13 @@ __device__ __forceinline__ void IssueStep(StepSlot<kHeadDim>& slot, const __nv_b
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
 #pragma unroll
-    for (int i = 0; i < kHeadDim / 32; ++i) copy(piece++, k0 + 8 * t + g, k_cache, 32 * i + 8 * c);
+    for (int i = 0; i < kHeadDim / 32; ++i) copy(piece++, 8 * t + g, k_cache, 32 * i + 8 * c);
   }
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
 #pragma unroll
     for (int i = 0; i < kHeadDim / 64; ++i)
-      copy(piece++, k0 + 2 * c + (r & 1) + 8 * (r >> 1), v_cache, (kHeadDim / 8) * g + 8 * i);
+      copy(piece++, 2 * c + (r & 1) + 8 * (r >> 1), v_cache, (kHeadDim / 8) * g + 8 * i);
   }
 }
 
@@ -340,23 +349,25 @@ __device__ __forceinline__ void PrefetchChunkTable(const BlockWork& work, const 
   PrefetchL1(work.block_table + (min(k0 + chunk_keys, work.end) - 1) / s.block_size);
 }
 
-// Issues every load of one step into registers; keys at or past work.end read as zeros.
+// Issues every load of one step (k0 < work.end) into registers; keys at or past work.end read as zeros.
 template <int kHeadDim>
 __device__ __forceinline__ void LoadStep(StepLoads<kHeadDim>& d, const __nv_bfloat16* k_cache,
                                          const __nv_bfloat16* v_cache, const BlockWork& work,
                                          const AttentionShape& s, int k0) {
   const int g = (threadIdx.x & 31) >> 2, c = threadIdx.x & 3;
+  const int64_t step = CacheOffset(work, s, k0);
+  const int stride = KeyStride(s);
 #pragma unroll
   for (int t = 0; t < 2; ++t) {
-    const int key = k0 + 8 * t + g;
-    const bool valid = key < work.end;
-    LoadQuarterRow(d.k[t], k_cache + (valid ? CacheOffset(work, s, key) : 0), c, valid);
+    const int o = 8 * t + g;
+    const bool valid = k0 + o < work.end;
+    LoadQuarterRow(d.k[t], k_cache + (valid ? step + o * stride : 0), c, valid);
   }
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
-    const int key = k0 + 2 * c + (r & 1) + 8 * (r >> 1);
-    const bool valid = key < work.end;
-    const __nv_bfloat16* row = v_cache + (valid ? CacheOffset(work, s, key) : 0) + (kHeadDim / 8) * g;
+    const int o = 2 * c + (r & 1) + 8 * (r >> 1);
+    const bool valid = k0 + o < work.end;
+    const __nv_bfloat16* row = v_cache + (valid ? step + o * stride : 0) + (kHeadDim / 8) * g;
 #pragma unroll
     for (int i = 0; i < kHeadDim / 64; ++i)
       d.v[r][i] = valid ? reinterpret_cast<const uint4*>(row)[i] : make_uint4(0, 0, 0, 0);
@@ -753,6 +764,9 @@ void CheckShape(const AttentionShape& shape) {
   }
   if (shape.head_dim != 64 && shape.head_dim != 128) {
     CudaFail("PagedAttention", "head_dim must be 64 or 128", __FILE__, __LINE__);
+  }
+  if (shape.block_size <= 0 || shape.block_size % kAttentionBlockSizeMultiple != 0) {
+    CudaFail("PagedAttention", "block_size must be a multiple of 16", __FILE__, __LINE__);
   }
 }
 

@@ -14,12 +14,15 @@
 
 namespace doze::kernels {
 
+// KV blocks hold a multiple of this many token slots: the kernels read keys 16 at a time from one block.
+constexpr int kAttentionBlockSizeMultiple = 16;
+
 struct AttentionShape {
   int num_tokens = 0;   // query rows
   int num_q_heads = 0;  // a multiple of num_kv_heads, at most 8 query heads per KV head
   int num_kv_heads = 0;
   int head_dim = 0;            // 64 or 128
-  int block_size = 0;          // token slots per KV block
+  int block_size = 0;          // token slots per KV block: a multiple of kAttentionBlockSizeMultiple
   int max_blocks_per_seq = 0;  // width of a block-table row
   int max_context =
       0;  // bound on context_lens; with num_tokens it fixes the grid (so one graph serves many lengths)

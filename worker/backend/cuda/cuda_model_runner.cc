@@ -92,6 +92,11 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const M
     return absl::InvalidArgumentError(
         "CudaRunnerOptions: sizes must be positive, the memory fraction in (0, 1]");
   }
+  if (options.block_size % kernels::kAttentionBlockSizeMultiple != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("CudaRunnerOptions: block_size ", options.block_size,
+                                                   " is not a multiple of ",
+                                                   kernels::kAttentionBlockSizeMultiple));
+  }
   std::unique_ptr<CudaModelRunner> runner(new CudaModelRunner(config, options));
   RETURN_IF_ERROR(runner->Init(weights));
   return runner;
