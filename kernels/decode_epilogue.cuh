@@ -17,6 +17,23 @@ enum class Epilogue { kResidual, kStore, kSwiGlu, kRotary };
 
 __device__ __forceinline__ float RoundBf16(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
+// Whether the rotary epilogues take a head size: a power of two (64 and 128, every Qwen2 model), so that a
+// pair's place is a shift and a mask (runtime divisions, several a pair, were a large part of the QKV
+// epilogue's instructions).
+__host__ __device__ constexpr bool RotaryHeadDimSupported(int head_dim) {
+  return head_dim >= 2 && (head_dim & (head_dim - 1)) == 0;
+}
+
+// Rotary pair `item` of a QKV row: its head and its index i in the head's first half (pair i is dims i and
+// i + head_dim / 2). head_dim: RotaryHeadDimSupported.
+struct PairPlace {
+  int head, i;
+};
+__device__ __forceinline__ PairPlace PlaceOfPair(int item, int head_dim) {
+  const int half = head_dim >> 1;
+  return {item >> (__ffs(half) - 1), item & (half - 1)};
+}
+
 // The output columns of one work item: one column (kResidual, kStore), gate and up (kSwiGlu, `num_items` the
 // intermediate size), or the two halves x[i], x[i + head_dim / 2] of one rotary pair (kRotary).
 template <Epilogue E>
@@ -26,9 +43,9 @@ __device__ __forceinline__ int2 ItemColumns(int item, int num_items, int head_di
   } else if constexpr (E == Epilogue::kSwiGlu) {
     return {item, item + num_items};
   } else {
-    const int half = head_dim / 2;
-    const int col = (item / half) * head_dim + item % half;
-    return {col, col + half};
+    const PairPlace pair = PlaceOfPair(item, head_dim);
+    const int col = pair.head * head_dim + pair.i;
+    return {col, col + head_dim / 2};
   }
 }
 
@@ -42,9 +59,9 @@ __device__ __forceinline__ float SwiGlu(float gate_sum, float up_sum) {
 // of a head at or past num_q_heads + num_kv_heads).
 __device__ __forceinline__ float2 RotaryCosSin(const RotaryShape& s, int item, int position,
                                                const float* inv_freq) {
-  const int half = s.head_dim / 2;
-  if (item / half >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
-  const float angle = static_cast<float>(position) * inv_freq[item % half];
+  const PairPlace pair = PlaceOfPair(item, s.head_dim);
+  if (pair.head >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
+  const float angle = static_cast<float>(position) * inv_freq[pair.i];
   return {RoundBf16(cosf(angle)), RoundBf16(sinf(angle))};
 }
 
@@ -52,9 +69,9 @@ __device__ __forceinline__ float2 RotaryCosSin(const RotaryShape& s, int item, i
 __device__ __forceinline__ float2 RowCosSin(const RotaryCacheOutput& out, const RotaryShape& s, int item,
                                             int r) {
   if (out.cos_sin == nullptr) return RotaryCosSin(s, item, out.positions[r], out.inv_freq);
-  const int half = s.head_dim / 2;
-  if (item / half >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
-  return out.cos_sin[static_cast<int64_t>(r) * half + item % half];
+  const PairPlace pair = PlaceOfPair(item, s.head_dim);
+  if (pair.head >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
+  return out.cos_sin[static_cast<int64_t>(r) * (s.head_dim / 2) + pair.i];
 }
 
 // What the rotary epilogue of one pair reads besides its sums; it depends on constants and host metadata
@@ -85,7 +102,8 @@ __device__ __forceinline__ RotaryInputs ReadRotaryInputs(const RotaryCacheOutput
 __device__ __forceinline__ void StoreRotaryPair(const RotaryCacheOutput& out, const RotaryShape& s, int width,
                                                 int r, int item, int2 cols, float sum0, float sum1,
                                                 const RotaryInputs& in) {
-  const int half = s.head_dim / 2, head = item / half, i = item % half;
+  const int half = s.head_dim / 2;
+  const auto [head, i] = PlaceOfPair(item, s.head_dim);
   const float2 cos_sin = in.cos_sin;
   const int64_t slot = in.slot;
   const float x1 = RoundBf16(sum0 + in.bias[0]);

@@ -327,7 +327,8 @@ void Launch(Params p, cudaStream_t stream) {
 void NormQkvRotaryGemv(const NormInput& in, const __nv_bfloat16* w, const __nv_bfloat16* bias,
                        const RotaryCacheOutput& out, const RotaryShape& shape, int hidden,
                        cudaStream_t stream) {
-  if (shape.head_dim % 2 != 0) CudaFail("NormQkvRotaryGemv", "head_dim must be even", __FILE__, __LINE__);
+  if (!RotaryHeadDimSupported(shape.head_dim))
+    CudaFail("NormQkvRotaryGemv", "head_dim must be a power of two", __FILE__, __LINE__);
   const int width = (shape.num_q_heads + 2 * shape.num_kv_heads) * shape.head_dim;
   Params p{};
   p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.w = w, p.bias = bias;

@@ -825,8 +825,8 @@ void DecodeMmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat
 void DecodeMmaQkvRotary(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias,
                         const RotaryCacheOutput& out, const RotaryShape& shape, int hidden,
                         const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
-  if (shape.head_dim % 32 != 0)
-    CudaFail("DecodeMmaQkvRotary", "head_dim must be a multiple of 32", __FILE__, __LINE__);
+  if (shape.head_dim % 32 != 0 || !RotaryHeadDimSupported(shape.head_dim))
+    CudaFail("DecodeMmaQkvRotary", "head_dim must be a power of two, at least 32", __FILE__, __LINE__);
   const int width = (shape.num_q_heads + 2 * shape.num_kv_heads) * shape.head_dim;
   Params p{};
   p.x = x, p.w = w, p.bias = bias, p.rotary = out, p.shape = shape;

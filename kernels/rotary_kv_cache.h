@@ -14,7 +14,7 @@ struct RotaryShape {
   int num_tokens = 0;
   int num_q_heads = 0;
   int num_kv_heads = 0;
-  int head_dim = 0;    // even
+  int head_dim = 0;    // even; the fused QKV epilogues need a power of two (RotaryHeadDimSupported)
   int block_size = 0;  // token slots per KV block
 };
 
