@@ -552,10 +552,11 @@ static __global__ void __launch_bounds__(kReduceNormThreads, 1)
   GridDependencyWait();
   LaunchDependents();
   const int r = blockIdx.x, row_vecs = p.n / 4;
-  for (int e = threadIdx.x; e < p.ksplit * row_vecs; e += kReduceNormThreads) {
-    const int s = e / row_vecs;
-    CopyAsync16<CopyCache::kL2Only>(
-        sums + e, p.partials + (static_cast<int64_t>(s) * p.m + r) * p.n + 4 * (e - s * row_vecs), true);
+  const float* row_partials = p.partials + static_cast<int64_t>(r) * p.n;  // split s at s * m * n
+  const int64_t split_stride = static_cast<int64_t>(p.m) * p.n;
+  for (int v = threadIdx.x; v < row_vecs; v += kReduceNormThreads) {  // no division on the copies' path
+    for (int s = 0; s < p.ksplit; ++s)
+      CopyAsync16<CopyCache::kL2Only>(sums + s * row_vecs + v, row_partials + s * split_stride + 4 * v, true);
   }
   CommitAsyncCopies();
   __nv_bfloat16* residual = norm.residual + static_cast<int64_t>(r) * p.n;

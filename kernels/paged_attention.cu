@@ -33,7 +33,7 @@ constexpr int kFineSplitRows = 8, kFinePartition = 64, kFineSplits = 16;
 constexpr int kPartitionAlign = kStepKeys;
 // Decode batches from kWholeMinRows rows take whole blocks (WholeBlock, UseWhole) in context buckets up to
 // kWholeShortContext keys, and at any context once their blocks fill the GPU.
-constexpr int kWholeMinRows = 17, kWholeShortContext = 1024;
+constexpr int kWholeMinRows = kFineSplitRows + 1, kWholeShortContext = 1024;
 constexpr float kLog2e = 1.4426950408889634f;
 
 // Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign and
@@ -57,7 +57,7 @@ struct BlockShape {
 using SplitBlock = BlockShape<4, 2>;
 // Whole blocks: one block of 16 warps takes a row's whole context for its KV head, its first 768 keys (16
 // warps x 3 chunks of 16) all on their way before the grid dependency wait, and no combine kernel follows. A
-// block fills a multiprocessor (192 KB of chunk buffers), so it waits for a whole free one: at up to 16 rows
+// block fills a multiprocessor (192 KB of chunk buffers), so it waits for a whole free one: at up to 8 rows
 // the split kernel's small blocks, which start beside the kernel before, win in the step (H100,
 // kernels/PERF_NOTES.md).
 using WholeBlock = BlockShape<16, 3>;
@@ -684,11 +684,12 @@ int WaveBlocksFor(int head_dim, bool staged) {
 // Whole blocks serve decode rows at head_dim 64 (three chunks of 128 at 16 warps would not fit a
 // multiprocessor's shared memory) from kWholeMinRows rows while they fit one wave, in context buckets up to
 // kWholeShortContext or, beyond, once they fill the GPU: on the H100 the split kernel stays faster at 24 to
-// 32 rows of 1,500 to 2,048 keys and at 16 rows (kernels/PERF_NOTES.md). DOZE_ATTENTION_WHOLE=0 turns them
-// off (measurements).
+// 32 rows of 1,500 to 2,048 keys and at up to 8 rows (kernels/PERF_NOTES.md). DOZE_ATTENTION_WHOLE=0 turns
+// them off, DOZE_ATTENTION_WHOLE_MIN_ROWS moves kWholeMinRows (measurements).
 bool UseWhole(const AttentionShape& s) {
   static const bool enabled = EnvFlag("DOZE_ATTENTION_WHOLE");
-  if (!enabled || !UseStaged(s) || s.head_dim != 64 || s.num_tokens < kWholeMinRows) return false;
+  static const int min_rows = EnvInt("DOZE_ATTENTION_WHOLE_MIN_ROWS", kWholeMinRows);
+  if (!enabled || !UseStaged(s) || s.head_dim != 64 || s.num_tokens < min_rows) return false;
   const int blocks = s.num_tokens * s.num_kv_heads, sms = MultiprocessorCount();
   return blocks <= sms && (s.max_context <= kWholeShortContext || 8 * blocks >= 7 * sms);
 }
