@@ -246,10 +246,10 @@ INSTANTIATE_TEST_SUITE_P(BatchContext, DecodeRotaryTest,
 // Launches the fused rotary does not take: the split kernel's (up to 16 rows), head_dim 128, prefill.
 TEST(DecodeRotaryTest, OnlyWholeBlocksRotate) {
   DOZE_SKIP_WITHOUT_GPU();
-  AttentionShape shape{16, 14, 2, 64, 16, 64, 1024, 1152, 0.125f};
+  AttentionShape shape{8, 14, 2, 64, 16, 64, 1024, 1152, 0.125f};  // whole blocks from 9 rows
   shape.one_token_per_seq = true;
   EXPECT_FALSE(PagedAttentionRotates(shape));
-  shape.num_tokens = 17;
+  shape.num_tokens = 9;
   EXPECT_TRUE(PagedAttentionRotates(shape));
   shape.head_dim = 128;
   EXPECT_FALSE(PagedAttentionRotates(shape));
