@@ -639,13 +639,14 @@ bool UseFusedNorm(int ksplit, int n) {
          ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
 
-// Whether a cluster's epilogue constants are read before the wait (PrepareClusterUnits): at up to 8 rows (one
-// 8-row tile of x); on the H100 batch 4 and 8 steps -1.5 to -2%, but 32 and 64 rows +1 to +3.5% and 16 rows
-// no change (kernels/PERF_NOTES.md, twelfth session). DOZE_DECODE_MMA_PREPARE_UNITS=0 turns it off
+// Whether a cluster's epilogue constants are read before the wait (PrepareClusterUnits): with one 8-row tile
+// of x (on the H100 batch 4 and 8 steps -1.5 to -2%) and with the 64-row tile (33-64 rows: batch 64 -1.5%
+// since the cluster's final barrier arrives relaxed), not at 16 rows (no change) nor 32 (+1.7%)
+// (kernels/PERF_NOTES.md, twelfth and thirteenth sessions). DOZE_DECODE_MMA_PREPARE_UNITS=0 turns it off
 // (measurements).
 bool UsePreparedUnits(int m) {
   static const bool enabled = EnvFlag("DOZE_DECODE_MMA_PREPARE_UNITS");
-  return enabled && TileRows(m) == 8;
+  return enabled && (TileRows(m) == 8 || TileRows(m) == 64);
 }
 
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
