@@ -401,7 +401,9 @@ __device__ __forceinline__ void FinishPreparedUnit(const Params& p, const UnitPl
 __device__ __forceinline__ void ClusterArriveRelaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void ClusterWait() { asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void ClusterWait() {
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+}
 
 // With k split over the blocks of a cluster (blockIdx.y is the rank): every block leaves its sums in its own
 // shared memory (`red`, the stages, free once every warp is done with them), then block r adds the splits'

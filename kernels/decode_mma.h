@@ -25,7 +25,8 @@ namespace doze::kernels {
 inline constexpr int kDecodeMmaMaxRows = 64;
 
 // Whether a projection of n outputs over k inputs has the sizes the kernels need: n and k multiples of 32 (so
-// that a paired epilogue's n / 2 splits into 16-row tiles; DecodeMmaQkvRotary also needs head_dim a power of two, at least 32).
+// that a paired epilogue's n / 2 splits into 16-row tiles; DecodeMmaQkvRotary also needs head_dim a power of
+// two, at least 32).
 bool DecodeMmaSupports(int n, int k);
 
 // Scratch for the split sums.

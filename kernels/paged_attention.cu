@@ -22,7 +22,7 @@ namespace {
 // contiguous dims too.
 constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
 static_assert(kAttentionBlockSizeMultiple % kStepKeys == 0, "a step's keys must share a cache block");
-constexpr int kMaxGroup = 8;   // query heads per KV head: the rows 0..7 of the MMA's A operand
+constexpr int kMaxGroup = 8;  // query heads per KV head: the rows 0..7 of the MMA's A operand
 constexpr int kMaxSplits = 64;
 constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least: one 32-key chunk per warp
 // Decode batches of at most kFineSplitRows rows split finer, down to kFinePartition keys per split, up to

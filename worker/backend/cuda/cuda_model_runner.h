@@ -25,7 +25,7 @@ namespace doze {
 struct CudaRunnerOptions {
   double gpu_memory_fraction = 0.9;  // of the device's memory, weights included, the process may hold
   int num_kv_blocks = 0;             // > 0: exactly this many KV blocks instead of what the fraction leaves
-  int block_size = 16;               // tokens per KV block, a multiple of kernels::kAttentionBlockSizeMultiple
+  int block_size = 16;               // tokens per KV block, a multiple of 16 (kernels/paged_attention.h)
   int max_num_tokens = 8192;         // rows per step the activations are first sized for (grown on demand)
   int max_num_seqs = 256;            // sequences per step, and the largest decode graph
   int max_model_len = 0;             // longest context; 0: the config's max_position_embeddings

@@ -226,6 +226,13 @@ TEST_F(CudaModelRunnerTest, RejectsUnsupportedShapesAndBadBatches) {
             absl::StatusCode::kInvalidArgument);
   BatchMetadata bad = MakeBatch({{{1, 2}, 0, {kNumBlocks + 5}}}, kBlockSize);
   EXPECT_EQ(gpu_->Forward(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  CudaRunnerOptions small_blocks;  // the attention reads keys 16 at a time from one block
+  small_blocks.block_size = 8;
+  small_blocks.num_kv_blocks = kNumBlocks;
+  const absl::Status status =
+      CudaModelRunner::Create(model_.config(), model_.weights(), small_blocks).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("block_size 8"), std::string::npos) << status;
 }
 
 TEST_F(CudaModelRunnerTest, Fp32CheckpointMatchesCpu) {
