@@ -630,13 +630,15 @@ bool UseClusterReduce() {
 }
 
 // Whether DecodeMmaResidualNorm adds a k split's sums, the residual and the norm in one kernel: for splits of
-// up to DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS (default kMaxClusterBlocks: the splits that would otherwise add
-// up in a cluster; on the H100, o_proj from 3 rows and down_proj at up to 16) whose sums fit the kernel's
-// shared memory, for rows of up to four vectors a norm thread (4,096 values); else the projection as
-// DecodeMmaStore runs it, then AddRmsNorm. DOZE_DECODE_MMA_FUSED_NORM=0 turns it off (measurements).
+// up to DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS (default kMaxFusedNormSplits: on the H100 o_proj from 3 rows
+// and down_proj at every row count; down's 16 splits at 17-64 rows since the kernel issues its copies
+// without divisions, doze bench batch 24-64 -0.4 to -2.6%) whose sums fit the kernel's shared memory, for
+// rows of up to four vectors a norm thread (4,096 values); else the projection as DecodeMmaStore runs it,
+// then AddRmsNorm. DOZE_DECODE_MMA_FUSED_NORM=0 turns it off (measurements).
+constexpr int kMaxFusedNormSplits = 16;
 bool UseFusedNorm(int ksplit, int n) {
   static const bool enabled = EnvFlag("DOZE_DECODE_MMA_FUSED_NORM");
-  static const int max_splits = EnvInt("DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS", kMaxClusterBlocks);
+  static const int max_splits = EnvInt("DOZE_DECODE_MMA_FUSED_NORM_MAX_SPLITS", kMaxFusedNormSplits);
   return enabled && ksplit > 1 && ksplit <= max_splits && NormVecs(n) <= 4 &&
          ReduceNormSharedBytes(ksplit, n) <= kMaxReduceNormSharedBytes;
 }
