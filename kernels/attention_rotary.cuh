@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "kernels/rotary_angle.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -26,9 +27,9 @@ __device__ __forceinline__ LaneRotation<kHeadDim> ComputeLaneRotation(int c, flo
                                                                       const float* inv_freq,
                                                                       float (&table)[2][kHeadDim / 2]) {
   if (threadIdx.x < kHeadDim / 2) {
-    const float angle = position * inv_freq[threadIdx.x];
-    table[0][threadIdx.x] = __bfloat162float(__float2bfloat16(cosf(angle)));
-    table[1][threadIdx.x] = __bfloat162float(__float2bfloat16(sinf(angle)));
+    const float2 cos_sin = RotaryPairCosSin(position, inv_freq[threadIdx.x]);
+    table[0][threadIdx.x] = cos_sin.x;
+    table[1][threadIdx.x] = cos_sin.y;
   }
   __syncthreads();
   LaneRotation<kHeadDim> r;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "kernels/rotary_angle.cuh"
 #include "kernels/rotary_kv_cache.h"
 
 namespace doze::kernels {
@@ -61,8 +62,7 @@ __device__ __forceinline__ float2 RotaryCosSin(const RotaryShape& s, int item, i
                                                const float* inv_freq) {
   const PairPlace pair = PlaceOfPair(item, s.head_dim);
   if (pair.head >= s.num_q_heads + s.num_kv_heads) return {1.f, 0.f};
-  const float angle = static_cast<float>(position) * inv_freq[pair.i];
-  return {RoundBf16(cosf(angle)), RoundBf16(sinf(angle))};
+  return RotaryPairCosSin(static_cast<float>(position), inv_freq[pair.i]);
 }
 
 // RotaryCosSin of pair `item` of row r, from the output's table where it has one.

@@ -54,10 +54,10 @@ struct ResidualNorm {
 };
 
 // y = bf16(x @ w^T), then AddRmsNorm(norm.residual, y, norm.weight, norm.normed): the same values. Where k
-// splits into at most a cluster's blocks, the splits store partial sums instead of adding them in a cluster,
-// and one kernel adds them, the residual and the norm (y is not written): a cluster's blocks must start
-// together, and on the H100 they waited for room beside the decode attention before o_proj
-// (kernels/PERF_NOTES.md, twelfth session).
+// splits (into at most 16, whose sums fit the kernel's shared memory), the splits store partial sums instead
+// of adding them in a cluster or a reduce kernel, and one kernel adds them, the residual and the norm (y is
+// not written): a cluster's blocks must start together, and on the H100 they waited for room beside the
+// decode attention before o_proj (kernels/PERF_NOTES.md, twelfth and thirteenth sessions).
 void DecodeMmaResidualNorm(const __nv_bfloat16* x,  // [m, k]
                            const __nv_bfloat16* w,  // [n, k]
                            __nv_bfloat16* y,        // [m, n], scratch

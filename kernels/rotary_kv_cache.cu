@@ -2,6 +2,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/pdl.cuh"
+#include "kernels/rotary_angle.cuh"
 #include "kernels/rotary_kv_cache.h"
 
 namespace doze::kernels {
@@ -40,9 +41,8 @@ static __global__ void RotaryKvKernel(
     }
     const int head = t / half;
     const int i = t % half;
-    const float angle = position * inv_freq[i];
-    const float c = __bfloat162float(__float2bfloat16(cosf(angle)));
-    const float s = __bfloat162float(__float2bfloat16(sinf(angle)));
+    const float2 cos_sin = RotaryPairCosSin(position, inv_freq[i]);
+    const float c = cos_sin.x, s = cos_sin.y;
     __nv_bfloat16* x = row + head * head_dim;
     const float x1 = __bfloat162float(x[i]);
     const float x2 = __bfloat162float(x[i + half]);
@@ -67,9 +67,7 @@ static __global__ void RotaryTableKernel(const int32_t* __restrict__ positions, 
   LaunchDependents();
   const float position = static_cast<float>(positions[blockIdx.x]);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = position * inv_freq[i];
-    cos_sin[static_cast<int64_t>(blockIdx.x) * half + i] = {__bfloat162float(__float2bfloat16(cosf(angle))),
-                                                            __bfloat162float(__float2bfloat16(sinf(angle)))};
+    cos_sin[static_cast<int64_t>(blockIdx.x) * half + i] = RotaryPairCosSin(position, inv_freq[i]);
   }
 }
 

@@ -211,8 +211,8 @@ TEST_P(DecodeProjectionTest, StoreMatchesLinear) {
 }
 
 // o_proj and down_proj followed by their residual add and norm: against the CPU references, and bit for bit
-// against DecodeMmaStore then AddRmsNorm, which one kernel replaces where k splits into at most a cluster's
-// blocks (o_proj from 3 rows at Qwen2.5-0.5B's shape, both projections at one row at the small one).
+// against DecodeMmaStore then AddRmsNorm, which one kernel replaces wherever k splits (at Qwen2.5-0.5B's
+// shape down's 16 splits at 17-64 rows among them).
 TEST_P(DecodeProjectionTest, ResidualNormMatchesStoreThenAddRmsNorm) {
   DOZE_SKIP_WITHOUT_GPU();
   if (path() != Path::kMma) GTEST_SKIP() << "the GEMVs add the projection in their epilogue";
