@@ -212,13 +212,17 @@ std::string KernelKey(const KernelSpan& span) {
          std::to_string(span.grid[2]) + "]";
 }
 
-// Adds one step's kernels to `shares`; returns the step's time, first start to last end.
-double AddStep(std::vector<KernelSpan> step, std::map<std::string, KernelShare>& shares) {
-  const uint64_t first_start =
-      std::min_element(step.begin(), step.end(), [](const KernelSpan& a, const KernelSpan& b) {
-        return a.start_ns < b.start_ns;
-      })->start_ns;
-  uint64_t previous_end = first_start;
+// Adds one step's kernels and copies to `shares`; returns the step's time: from `previous_end` (the end of
+// the step before; 0: this step's first start) to its last end, so that the gap between steps counts too
+// (to the step's first op, which the GPU starts only after the gap).
+double AddStep(std::vector<KernelSpan> step, uint64_t previous_end,
+               std::map<std::string, KernelShare>& shares) {
+  if (previous_end == 0) {
+    previous_end = std::min_element(step.begin(), step.end(), [](const KernelSpan& a, const KernelSpan& b) {
+                     return a.start_ns < b.start_ns;
+                   })->start_ns;
+  }
+  const uint64_t first = previous_end;
   std::sort(step.begin(), step.end(),
             [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });
   for (const KernelSpan& span : step) {
@@ -228,7 +232,7 @@ double AddStep(std::vector<KernelSpan> step, std::map<std::string, KernelShare>&
     share.span_us += (span.end_ns - span.start_ns) / 1e3;
     previous_end = span.end_ns;
   }
-  return (previous_end - first_start) / 1e3;
+  return (previous_end - first) / 1e3;
 }
 
 void PrintTimeline(int batch, int steps, double step_us, const std::map<std::string, KernelShare>& shares) {
@@ -253,7 +257,7 @@ void PrintTimeline(int batch, int steps, double step_us, const std::map<std::str
 
 }  // namespace
 
-void BenchTimeline(int batch) {
+void BenchTimeline(int batch, bool greedy) {
   const HostModel model;
   const CudaRunnerOptions defaults;
   std::unique_ptr<CudaModelRunner> runner =
@@ -261,22 +265,47 @@ void BenchTimeline(int batch) {
   std::vector<int> lens(batch, 0);
   Warm(*runner, lens);
   constexpr int kSteps = 6;
+  // Greedy: as the engine runs steps (asynchronous scheduling): each step's tokens are taken on the device
+  // from the step before, which is collected after the next one is submitted.
+  const std::vector<DeviceSamplingRow> rows(batch);
+  const auto chained = [&] {
+    BatchMetadata b = Step(lens, 0, batch, 1);
+    for (int r = 0; r < batch; ++r) b.token_sources.push_back(r);
+    return b;
+  };
+  if (greedy) {
+    Check(runner->SubmitForwardAndSample(Step(lens, 0, batch, 1), rows));
+    CUDA_CHECK(cudaStreamSynchronize(runner->stream()));
+  }
   StartKernelTimeline();
-  for (int i = 0; i < kSteps; ++i) Check(runner->ForwardOnDevice(Step(lens, 0, batch, 1)).status());
+  for (int i = 0; i < kSteps; ++i) {
+    if (greedy) {
+      Check(runner->SubmitForwardAndSample(chained(), rows));
+      Check(runner->CollectSamples().status());
+    } else {
+      Check(runner->ForwardOnDevice(Step(lens, 0, batch, 1)).status());
+    }
+  }
   CUDA_CHECK(cudaStreamSynchronize(runner->stream()));
   const std::vector<KernelSpan> spans = StopKernelTimeline();
-  // Every step runs the same kernels (one graph): kSteps equal runs in start order. The first and last steps
-  // are left out (the queue fills and drains).
+  if (greedy) Check(runner->CollectSamples().status());
+  // Every step runs the same kernels and copies: kSteps equal runs in start order. The first and last
+  // steps are left out (the queue fills and drains).
   if (spans.empty() || spans.size() % kSteps != 0) {
-    std::fprintf(stderr, "doze_kernel_bench: %zu kernels in %d steps\n", spans.size(), kSteps);
+    std::fprintf(stderr, "doze_kernel_bench: %zu kernels and copies in %d steps\n", spans.size(), kSteps);
     std::exit(1);
   }
   const size_t per_step = spans.size() / kSteps;
   std::map<std::string, KernelShare> shares;
   double step_us = 0;
   for (int s = 1; s + 1 < kSteps; ++s) {
-    step_us += AddStep(
-        std::vector<KernelSpan>(spans.begin() + s * per_step, spans.begin() + (s + 1) * per_step), shares);
+    const uint64_t previous_end =
+        std::max_element(spans.begin() + (s - 1) * per_step, spans.begin() + s * per_step,
+                         [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; })
+            ->end_ns;
+    step_us +=
+        AddStep(std::vector<KernelSpan>(spans.begin() + s * per_step, spans.begin() + (s + 1) * per_step),
+                previous_end, shares);
   }
   PrintTimeline(batch, kSteps - 2, step_us, shares);
 }

@@ -21,9 +21,12 @@ void BenchDecodeSteps(std::vector<Result>& out, int max_batch = 0, int min_batch
 void BenchDecodePair(std::vector<Result>& out, int batch);
 
 // Prints, for decode steps of the runner's default paths at `batch` rows (contexts of 512, steps queued),
-// each kernel's share of a step from CUPTI's records (kernel_timeline.h): per kernel (name and grid), its
-// calls, the time it added to the step's end (its end less the previous kernel's end, so the column sums to
-// the step) and its own span. JSON, then a table.
-void BenchTimeline(int batch);
+// each kernel's and copy's share of a step from CUPTI's records (kernel_timeline.h): per kernel (name and
+// grid), its calls, the time it added to the step's end (its end less the previous op's end, the last of
+// the step before included, so the column sums to the step with the gap between steps) and its own span.
+// `greedy`: the steps the engine runs at temperature 0 (the tokens chosen on the device and copied back,
+// each step taking the one before's tokens on the device) instead of steps ending in logits. JSON, then a
+// table.
+void BenchTimeline(int batch, bool greedy);
 
 }  // namespace doze::bench

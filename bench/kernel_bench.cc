@@ -5,13 +5,13 @@
 //
 // usage: doze_kernel_bench [--no-model | --steps [MAX_BATCH [MIN_BATCH]] | --split-k | --lm-head |
 //                          --sampling | --attention B C BUCKET [KV] | --layer ROWS | --pair ROWS |
-//                          --timeline ROWS]
+//                          --timeline ROWS [greedy]]
 // --no-model skips the decode steps of the full model, --steps runs only them (up to MAX_BATCH, from
 // MIN_BATCH: the default paths alone), --split-k times cuBLASLt's k splits for the projections, --lm-head the
 // greedy LM head's two ways, --pair two half batches on two streams against one whole (decode_step_bench.h),
-// --timeline each kernel's share of a decode step from CUPTI's records (printed as JSON and a table of its
-// own). Weights and KV caches rotate over enough copies to exceed the 50 MB L2, so each figure is a memory
-// figure.
+// --timeline each kernel's and copy's share of a decode step from CUPTI's records (printed as JSON and a
+// table of its own; with `greedy`, the engine's steps at temperature 0). Weights and KV caches rotate over
+// enough copies to exceed the 50 MB L2, so each figure is a memory figure.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -568,8 +568,8 @@ int Main(int argc, char** argv) {
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<Result> results;
-  if (argc > 2 && std::strcmp(argv[1], "--timeline") == 0) {  // --timeline ROWS: BenchTimeline
-    BenchTimeline(std::atoi(argv[2]));
+  if (argc > 2 && std::strcmp(argv[1], "--timeline") == 0) {  // --timeline ROWS [greedy]: BenchTimeline
+    BenchTimeline(std::atoi(argv[2]), argc > 3 && std::strcmp(argv[3], "greedy") == 0);
     return 0;
   }
   if (argc > 2 && std::strcmp(argv[1], "--pair") == 0) {  // --pair ROWS: BenchDecodePair

@@ -54,6 +54,14 @@ void CUPTIAPI BufferCompleted(CUcontext, uint32_t, uint8_t* buffer, size_t, size
   CUpti_Activity* record = nullptr;
   std::lock_guard<std::mutex> lock(mu);
   while (cuptiActivityGetNextRecord(buffer, valid_bytes, &record) == CUPTI_SUCCESS) {
+    if (record->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+      const auto* copy = reinterpret_cast<const CUpti_ActivityMemcpy6*>(record);
+      const char* kind = copy->copyKind == CUPTI_ACTIVITY_MEMCPY_KIND_HTOD   ? "MemcpyHtoD"
+                         : copy->copyKind == CUPTI_ACTIVITY_MEMCPY_KIND_DTOH ? "MemcpyDtoH"
+                                                                             : "Memcpy";
+      spans->push_back({kind, {static_cast<int>(copy->bytes), 0, 0}, copy->start, copy->end});
+      continue;
+    }
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     const auto* kernel = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
     spans->push_back(
@@ -76,11 +84,13 @@ void StartKernelTimeline() {
     spans->clear();
   }
   CheckCupti(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "cuptiActivityEnable");
+  CheckCupti(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY), "cuptiActivityEnable");
 }
 
 std::vector<KernelSpan> StopKernelTimeline() {
   CheckCupti(cuptiActivityFlushAll(1), "cuptiActivityFlushAll");
   CheckCupti(cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "cuptiActivityDisable");
+  CheckCupti(cuptiActivityDisable(CUPTI_ACTIVITY_KIND_MEMCPY), "cuptiActivityDisable");
   std::lock_guard<std::mutex> lock(mu);
   std::vector<KernelSpan> out = *spans;
   std::sort(out.begin(), out.end(),

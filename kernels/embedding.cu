@@ -24,25 +24,7 @@ static __global__ void GatherRowsKernel(const int32_t* __restrict__ indices,    
   for (int v = threadIdx.x; v < num_vecs; v += blockDim.x) dst[v] = src[v];
 }
 
-static __global__ void TakeSampledTokensKernel(int32_t* __restrict__ token_ids,      // [num_rows]
-                                               const int32_t* __restrict__ sources,  // [num_rows]
-                                               const int32_t* __restrict__ samples,  // [sampled rows]
-                                               int num_rows) {
-  const int row = blockIdx.x * kThreads + threadIdx.x;
-  if (row >= num_rows) return;
-  const int32_t source = sources[row];
-  if (source >= 0) token_ids[row] = samples[source];
-}
-
 }  // namespace
-
-void TakeSampledTokens(int32_t* token_ids, const int32_t* sources, const int32_t* samples, int num_rows,
-                       cudaStream_t stream) {
-  if (num_rows == 0) return;
-  TakeSampledTokensKernel<<<(num_rows + kThreads - 1) / kThreads, kThreads, 0, stream>>>(token_ids, sources,
-                                                                                         samples, num_rows);
-  CUDA_CHECK_LAUNCH();
-}
 
 void GatherRows(const int32_t* indices, const __nv_bfloat16* table, __nv_bfloat16* out, int num_rows,
                 int width, cudaStream_t stream) {

@@ -26,10 +26,13 @@ void GatherRows(const int32_t* indices, const float* table, float* out, int num_
   }
 }
 
-void TakeSampledTokens(int32_t* token_ids, const int32_t* sources, const int32_t* samples, int num_rows) {
-  for (int r = 0; r < num_rows; ++r) {
-    if (sources[r] >= 0) token_ids[r] = samples[sources[r]];
+void StageStepInputs(const int32_t* host_ints, int32_t* ints, int num_ints, int num_tokens,
+                     int sources_offset, const int32_t* previous, int32_t* published, int num_published) {
+  for (int i = 0; i < num_ints; ++i) {
+    const int32_t source = i < num_tokens && sources_offset >= 0 ? host_ints[sources_offset + i] : -1;
+    ints[i] = source >= 0 ? previous[source] : host_ints[i];
   }
+  for (int i = 0; i < num_published; ++i) published[i] = previous[i];
 }
 
 void RmsNorm(float* residual, const float* x, const float* weight, float* out, int num_rows, int hidden,

@@ -13,7 +13,9 @@ float RoundBf16(float x);
 
 // out[i, :] = table[indices[i], :]; a negative index gives a zero row.
 void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width);
-void TakeSampledTokens(int32_t* token_ids, const int32_t* sources, const int32_t* samples, int num_rows);
+// kernels/step_inputs.h's StageStepInputs.
+void StageStepInputs(const int32_t* host_ints, int32_t* ints, int num_ints, int num_tokens,
+                     int sources_offset, const int32_t* previous, int32_t* published, int num_published);
 
 // With residual != nullptr: residual = RoundBf16(residual + x) first and the norm reads it; else the norm
 // reads x.

@@ -1,10 +1,11 @@
-// GatherRows, TakeSampledTokens, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward
+// GatherRows, StageStepInputs, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward
 // sizes.
 #include <gtest/gtest.h>
 
 #include "kernels/activation.h"
 #include "kernels/embedding.h"
 #include "kernels/rms_norm.h"
+#include "kernels/step_inputs.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace doze::kernels {
@@ -35,21 +36,53 @@ TEST_P(RowsTest, GatherRowsCopiesRowsAndZeroesPadding) {
   EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 0.f, 0.f));
 }
 
-TEST_P(RowsTest, TakeSampledTokensReadsTheSampledRows) {
-  DOZE_SKIP_WITHOUT_GPU();
-  const int rows = GetParam(), sampled = 37;
-  std::mt19937 rng(rows + 5);
-  std::vector<int32_t> tokens(rows), sources(rows), samples(sampled);
-  for (int32_t& s : samples) s = static_cast<int32_t>(rng() % 151936);
-  for (int r = 0; r < rows; ++r) {
-    sources[r] = r % 3 == 1 ? -1 : static_cast<int32_t>(rng() % sampled);
-    tokens[r] = sources[r] < 0 ? static_cast<int32_t>(rng() % 151936) : -1;
+// Pinned host memory of n elements of T, freed on destruction.
+template <typename T>
+class PinnedArray {
+ public:
+  explicit PinnedArray(size_t n) : size_(n) {
+    CUDA_CHECK(cudaMallocHost(&data_, std::max<size_t>(n, 1) * sizeof(T)));
   }
-  DeviceArray<int32_t> d_tokens(tokens), d_sources(sources), d_samples(samples);
-  TakeSampledTokens(d_tokens.get(), d_sources.get(), d_samples.get(), rows, nullptr);
-  std::vector<int32_t> want = tokens;
-  reference::TakeSampledTokens(want.data(), sources.data(), samples.data(), rows);
-  EXPECT_EQ(d_tokens.Download(), want);
+  ~PinnedArray() { cudaFreeHost(data_); }
+  PinnedArray(const PinnedArray&) = delete;
+  PinnedArray& operator=(const PinnedArray&) = delete;
+  T* get() { return data_; }
+  std::vector<T> Copy() const { return std::vector<T>(data_, data_ + size_); }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_;
+};
+
+// A step's inputs as the runner lays them out: `rows` token ids, other ints, then every row's source (a
+// row of the previous step's 37 tokens, or -1 to keep its own id); the previous tokens published to host
+// memory. Once with sources and published tokens, once without either.
+TEST_P(RowsTest, StageStepInputsCopiesTakesAndPublishes) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), previous_rows = 37;
+  for (bool sources : {true, false}) {
+    std::mt19937 rng(rows + 5);
+    const int num_ints = 3 * rows + 101 + (sources ? rows : 0);
+    const int sources_offset = sources ? num_ints - rows : -1;
+    PinnedArray<int32_t> host(num_ints), published(previous_rows);
+    for (int i = 0; i < num_ints; ++i) host.get()[i] = static_cast<int32_t>(rng() % 151936);
+    for (int r = 0; sources && r < rows; ++r)
+      host.get()[sources_offset + r] = r % 3 == 1 ? -1 : static_cast<int32_t>(rng() % previous_rows);
+    std::vector<int32_t> previous(previous_rows);
+    for (int32_t& t : previous) t = static_cast<int32_t>(rng() % 151936);
+    std::fill(published.get(), published.get() + previous_rows, -7);
+    DeviceArray<int32_t> d_ints(num_ints), d_previous(previous);
+    d_ints.Poison();
+    const int num_published = sources ? previous_rows : 0;
+    StageStepInputs(host.get(), d_ints.get(), num_ints, rows, sources_offset, d_previous.get(),
+                    sources ? published.get() : nullptr, num_published, nullptr);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<int32_t> want(num_ints), want_published(previous_rows, -7);
+    reference::StageStepInputs(host.get(), want.data(), num_ints, rows, sources_offset, previous.data(),
+                               want_published.data(), num_published);
+    EXPECT_EQ(d_ints.Download(), want) << "sources " << sources;
+    EXPECT_EQ(published.Copy(), want_published) << "sources " << sources;
+  }
 }
 
 TEST_P(RowsTest, RmsNormMatchesReference) {

@@ -11,6 +11,7 @@
 #include "kernels/embedding.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/paged_attention.h"
+#include "kernels/step_inputs.h"
 #include "worker/backend/cpu/batch_validation.h"
 #include "worker/common/logging.h"
 #include "worker/common/status_macros.h"
@@ -314,7 +315,16 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
     std::fill(m.token_sources + real_tokens, m.token_sources + plan.num_tokens, -1);
     ints += plan.num_tokens;
   }
-  CUDA_CHECK(cudaMemcpyAsync(metadata_.get(), host, ints * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  // One kernel reads the inputs over the bus, takes the pending tokens of rows with a source and writes the
+  // previous sampling's tokens to the sampler's pinned memory. The step's first kernel after it (GatherRows,
+  // launched without programmatic dependent launch) starts only once it has finished.
+  const int sources_offset = batch.token_sources.empty() ? -1 : static_cast<int>(m.token_sources - host);
+  const CudaSampler::Unpublished unpublished =
+      sampler_ != nullptr ? sampler_->UnpublishedTokens() : CudaSampler::Unpublished{};
+  kernels::StageStepInputs(
+      host, static_cast<int32_t*>(metadata_.get()), static_cast<int>(ints), plan.num_tokens, sources_offset,
+      sampler_ != nullptr ? sampler_->last_tokens() : nullptr, unpublished.host, unpublished.rows, stream_);
+  if (unpublished.host != nullptr) sampler_->TokensPublished();
   CUDA_CHECK(cudaEventRecord(metadata_copied_, stream_));
 }
 
@@ -345,11 +355,6 @@ absl::StatusOr<bool> CudaModelRunner::RunStep(const BatchMetadata& batch, bool g
     }
   }
   UploadMetadata(batch, plan);
-  if (!batch.token_sources.empty()) {
-    const StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
-    kernels::TakeSampledTokens(m.token_ids, m.token_sources, sampler_->last_tokens(), batch.num_tokens(),
-                               stream_);
-  }
   if (plan.graph) {
     RunDecodeGraph(plan);
   } else {

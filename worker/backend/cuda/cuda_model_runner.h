@@ -72,7 +72,8 @@ class CudaModelRunner : public ModelRunner {
                                                         absl::Span<const DeviceSamplingRow> rows) override;
   bool SupportsAsyncSampling() const override { return true; }
   // ForwardAndSample's work enqueued on the stream; rows with a token source read it from the previous
-  // submitted step's sampled tokens on the device (kernels::TakeSampledTokens).
+  // submitted step's sampled tokens on the device (kernels::StageStepInputs), which also brings the previous
+  // step's tokens to the sampler's pinned memory for CollectSamples.
   absl::Status SubmitForwardAndSample(const BatchMetadata& batch,
                                       absl::Span<const DeviceSamplingRow> rows) override;
   absl::StatusOr<std::vector<int32_t>> CollectSamples() override;
@@ -135,6 +136,8 @@ class CudaModelRunner : public ModelRunner {
   absl::StatusOr<bool> RunStep(const BatchMetadata& batch, bool greedy);
   StepPlan PlanStep(const BatchMetadata& batch) const;
   StepMetadata MetadataViews(const StepPlan& plan, int32_t* base) const;
+  // Stages the step's metadata in host_metadata_ and enqueues kernels::StageStepInputs, which copies it to
+  // metadata_, takes the rows' pending tokens and publishes the sampler's previous tokens.
   void UploadMetadata(const BatchMetadata& batch, const StepPlan& plan);
   // Enqueues the whole forward pass of `plan` on stream_ (also what a graph captures).
   void EnqueueModel(const StepPlan& plan);
@@ -186,7 +189,7 @@ class CudaModelRunner : public ModelRunner {
   void* lm_head_workspace_ = nullptr;  // kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_)
   float2* rotary_table_ = nullptr;     // [capacity_tokens_, head_dim / 2]: kernels::RotaryTable of the step
   cuda::DeviceBuffer metadata_;        // int32, laid out by MetadataViews
-  cuda::PinnedBuffer host_metadata_;   // same layout, staged here
+  cuda::PinnedBuffer host_metadata_;   // same layout, staged here (read by kernels::StageStepInputs)
   cuda::PinnedBuffer host_logits_;     // [capacity_logits_, vocab]
 
   // (num_tokens, max_context, tokens chosen in the LM head's pass) -> decode graph

@@ -37,7 +37,10 @@ CudaSampler::~CudaSampler() {
 absl::Status CudaSampler::EnsureCapacity(int num_rows) {
   if (num_rows <= capacity_) return absl::OkStatus();
   // The buffers about to be replaced may still be read by enqueued work (a sampling not waited for, or a
-  // step reading last_tokens()).
+  // step reading last_tokens()); tokens only on the device move to pinned memory first.
+  for (Slot& slot : slots_) {
+    if (slot.pending && !slot.published) CopyTokens(slot);
+  }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int capacity = std::max(num_rows, 2 * capacity_);
   size_t bytes = 0;
@@ -104,6 +107,8 @@ absl::StatusOr<CudaSampler::Slot*> CudaSampler::FreeSlot() {
 
 absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
   ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
+  Slot& latest = slots_[next_slot_ ^ 1];
+  if (latest.pending && !latest.published) CopyTokens(latest);  // before this sampling writes over them
   const int n = static_cast<int>(rows.size());
   RETURN_IF_ERROR(EnsureCapacity(std::max(n, 1)));
   RETURN_IF_ERROR(ApplyEdits(logits, rows, vocab));
@@ -146,6 +151,11 @@ int32_t* CudaSampler::ChosenTokens(int num_rows) const {
 
 absl::Status CudaSampler::EnqueueChosen(int num_rows) {
   ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
+  const Slot& latest = slots_[next_slot_ ^ 1];
+  if (latest.pending && !latest.published) {
+    return absl::FailedPreconditionError(
+        "the step wrote its tokens over the previous sampling's, which no step's inputs had taken");
+  }
   if (num_rows > capacity_) {
     return absl::FailedPreconditionError(
         absl::StrCat(num_rows, " chosen tokens, more than the ", capacity_, " reserved"));
@@ -155,21 +165,38 @@ absl::Status CudaSampler::EnqueueChosen(int num_rows) {
 }
 
 void CudaSampler::FinishSlot(Slot& slot, int num_rows) {
-  if (num_rows > 0) {
-    const int32_t* device_out = Carve(params_.get(), capacity_).out;
-    int32_t* host_out = Carve(slot.params.get(), capacity_).out;
-    CUDA_CHECK(
-        cudaMemcpyAsync(host_out, device_out, num_rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  }
   CUDA_CHECK(cudaEventRecord(slot.done, stream_));
   slot.rows = num_rows;
   slot.pending = true;
+  slot.published = num_rows == 0;
   next_slot_ ^= 1;
+}
+
+void CudaSampler::CopyTokens(Slot& slot) {
+  const int32_t* device_out = Carve(params_.get(), capacity_).out;
+  int32_t* host_out = Carve(slot.params.get(), capacity_).out;
+  CUDA_CHECK(
+      cudaMemcpyAsync(host_out, device_out, slot.rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaEventRecord(slot.done, stream_));
+  slot.published = true;
+}
+
+CudaSampler::Unpublished CudaSampler::UnpublishedTokens() const {
+  const Slot& latest = slots_[next_slot_ ^ 1];
+  if (!latest.pending || latest.published) return {};
+  return {Carve(latest.params.get(), capacity_).out, latest.rows};
+}
+
+void CudaSampler::TokensPublished() {
+  Slot& latest = slots_[next_slot_ ^ 1];
+  CUDA_CHECK(cudaEventRecord(latest.done, stream_));
+  latest.published = true;
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaSampler::Wait() {
   Slot& slot = slots_[oldest_slot_];
   if (!slot.pending) return absl::FailedPreconditionError("no sampling to wait for");
+  if (!slot.published) CopyTokens(slot);  // no step since took them
   CUDA_CHECK(cudaEventSynchronize(slot.done));
   const int32_t* out = Carve(slot.params.get(), capacity_).out;
   slot.pending = false;

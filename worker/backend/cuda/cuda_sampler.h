@@ -1,6 +1,8 @@
 // Picks a step's tokens where the logits are: uploads each row's DeviceSamplingRow, runs kernels::SampleRows
-// on the runner's stream and copies back one int32 per row instead of [rows, vocab] fp32 logits. Up to two
-// steps may be enqueued before their tokens are waited for (each has its own pinned staging).
+// on the runner's stream and brings back one int32 per row instead of [rows, vocab] fp32 logits. Up to two
+// steps may be enqueued before their tokens are waited for (each has its own pinned staging). The tokens
+// reach pinned memory through the next step's input kernel (kernels::StageStepInputs: UnpublishedTokens,
+// TokensPublished), or through a copy when Wait finds them still only on the device.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -37,9 +39,19 @@ class CudaSampler {
   // Where such a step writes its `num_rows` tokens on the device (last_tokens()), or nullptr beyond what
   // Reserve readied.
   int32_t* ChosenTokens(int num_rows) const;
-  // Enqueue for a step whose first `num_rows` tokens the stream's work wrote to ChosenTokens: only their copy
-  // to pinned memory for Wait.
+  // Enqueue for a step whose first `num_rows` tokens the stream's work wrote to ChosenTokens: Wait's turn
+  // for them (the stream's work wrote them over the previous ones, so those must be in pinned memory).
   absl::Status EnqueueChosen(int num_rows);
+  // Where the latest sampling's tokens belong in pinned memory while they are only in last_tokens():
+  // {nullptr, 0} once they are there (or on their way).
+  struct Unpublished {
+    int32_t* host = nullptr;  // [rows], pinned memory
+    int rows = 0;
+  };
+  Unpublished UnpublishedTokens() const;
+  // The caller enqueued, on the stream, work that copies last_tokens() to UnpublishedTokens().host: Wait
+  // returns them once that work is done.
+  void TokensPublished();
   // Waits for the oldest enqueued sampling and returns its tokens.
   absl::StatusOr<std::vector<int32_t>> Wait();
   // The latest enqueued sampling's tokens on the device, [its rows], valid for work enqueued before the next
@@ -65,15 +77,18 @@ class CudaSampler {
   // One enqueued sampling's pinned staging: its rows' parameters, then its tokens.
   struct Slot {
     cuda::PinnedBuffer params;   // Arrays of capacity_ rows, as params_
-    cudaEvent_t done = nullptr;  // recorded after the tokens' copy to `params`
+    cudaEvent_t done = nullptr;  // recorded after the sampling, again after the tokens' way to `params`
     int rows = 0;
-    bool pending = false;  // enqueued, not waited for
+    bool pending = false;   // enqueued, not waited for
+    bool published = true;  // the tokens are in `params` once `done` completes
   };
 
   // The slot the next sampling fills; FailedPrecondition while it still holds one not waited for.
   absl::StatusOr<Slot*> FreeSlot();
-  // The tokens' copy from last_tokens() to the slot's pinned memory, its event, and the slot's turn.
+  // The slot's event after the sampling, and its turn; its tokens are still only in last_tokens().
   void FinishSlot(Slot& slot, int num_rows);
+  // A copy of last_tokens() into the slot's pinned memory, then its event.
+  void CopyTokens(Slot& slot);
 
   cudaStream_t stream_;
   int capacity_ = 0;

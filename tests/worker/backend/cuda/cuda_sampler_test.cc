@@ -133,6 +133,14 @@ TEST_P(CudaSamplerTest, SubmittedStepsReadPendingTokensOnTheDevice) {
 
   pending.token_sources[4] = kSeqs;  // the previous step sampled kSeqs rows
   EXPECT_EQ((*ahead)->SubmitForwardAndSample(pending, next_rows).code(), absl::StatusCode::kInvalidArgument);
+
+  // A step that ends in host logits between a submission and its collection brings the submitted step's
+  // tokens to the host on its way (its input kernel), as a submitted step does.
+  absl::StatusOr<std::unique_ptr<CudaModelRunner>> between = MakeRunner();
+  ASSERT_TRUE(between.ok());
+  ASSERT_TRUE((*between)->SubmitForwardAndSample(MakeBatch(prompts, kBlockSize), rows).ok());
+  ASSERT_TRUE((*between)->Forward(decode(*first, 0)).ok());
+  EXPECT_EQ((*between)->CollectSamples().value(), *first);
 }
 
 // Steps whose rows are all greedy choose their tokens in the LM head's pass (kernels::LmHeadArgmax): each

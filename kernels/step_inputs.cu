@@ -1,0 +1,45 @@
+#include "kernels/cuda_check.h"
+#include "kernels/pdl.cuh"
+#include "kernels/step_inputs.h"
+
+namespace doze::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+
+static __global__ void StageStepInputsKernel(
+    const int32_t* __restrict__ host_ints,  // [num_ints], pinned host memory
+    int32_t* __restrict__ ints,             // [num_ints]
+    int num_ints, int num_tokens, int sources_offset,
+    const int32_t* __restrict__ previous,  // [previous step's sampled rows]
+    int32_t* __restrict__ published,       // [num_published], pinned host memory
+    int num_published) {
+  const int i = blockIdx.x * kThreads + threadIdx.x;
+  // The host's values cross the bus while the previous kernel finishes.
+  const int32_t value = i < num_ints ? host_ints[i] : 0;
+  const int32_t source = i < num_tokens && sources_offset >= 0 ? host_ints[sources_offset + i] : -1;
+  GridDependencyWait();  // the previous step reads `ints` and wrote `previous`
+  LaunchDependents();
+  if (i < num_ints) ints[i] = source >= 0 ? previous[source] : value;
+  if (i < num_published) {
+    published[i] = previous[i];
+    __threadfence_system();
+  }
+}
+
+}  // namespace
+
+void StageStepInputs(const int32_t* host_ints, int32_t* ints, int num_ints, int num_tokens,
+                     int sources_offset, const int32_t* previous, int32_t* published, int num_published,
+                     cudaStream_t stream) {
+  const int threads = num_ints > num_published ? num_ints : num_published;
+  if (threads == 0) return;
+  if (num_tokens > num_ints || (sources_offset >= 0 && sources_offset + num_tokens > num_ints))
+    CudaFail("StageStepInputs", "token ids and sources must lie inside the inputs", __FILE__, __LINE__);
+  if (previous == nullptr && (sources_offset >= 0 || num_published > 0))
+    CudaFail("StageStepInputs", "sources and published tokens need the previous tokens", __FILE__, __LINE__);
+  LaunchWithPdl(StageStepInputsKernel, dim3((threads + kThreads - 1) / kThreads), dim3(kThreads), 0, stream,
+                host_ints, ints, num_ints, num_tokens, sources_offset, previous, published, num_published);
+}
+
+}  // namespace doze::kernels
