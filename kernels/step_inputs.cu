@@ -21,10 +21,8 @@ static __global__ void StageStepInputsKernel(
   GridDependencyWait();  // the previous step reads `ints` and wrote `previous`
   LaunchDependents();
   if (i < num_ints) ints[i] = source >= 0 ? previous[source] : value;
-  if (i < num_published) {
-    published[i] = previous[i];
-    __threadfence_system();
-  }
+  // The host reads `published` after this kernel's completion, which makes the writes visible to it.
+  if (i < num_published) published[i] = previous[i];
 }
 
 }  // namespace
