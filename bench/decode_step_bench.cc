@@ -213,15 +213,10 @@ std::string KernelKey(const KernelSpan& span) {
 }
 
 // Adds one step's kernels and copies to `shares`; returns the step's time: from `previous_end` (the end of
-// the step before; 0: this step's first start) to its last end, so that the gap between steps counts too
-// (to the step's first op, which the GPU starts only after the gap).
+// the step before) to its last end, so that the gap between steps counts too (to the step's first op, which
+// the GPU starts only after the gap).
 double AddStep(std::vector<KernelSpan> step, uint64_t previous_end,
                std::map<std::string, KernelShare>& shares) {
-  if (previous_end == 0) {
-    previous_end = std::min_element(step.begin(), step.end(), [](const KernelSpan& a, const KernelSpan& b) {
-                     return a.start_ns < b.start_ns;
-                   })->start_ns;
-  }
   const uint64_t first = previous_end;
   std::sort(step.begin(), step.end(),
             [](const KernelSpan& a, const KernelSpan& b) { return a.end_ns < b.end_ns; });

@@ -398,6 +398,8 @@ __device__ __forceinline__ void FinishPreparedUnit(const Params& p, const UnitPl
   }
 }
 
+// The .aligned forms (every thread of the block reaches them together); the toolkit's
+// __cluster_barrier_arrive_relaxed and __cluster_barrier_wait emit the unaligned ones.
 __device__ __forceinline__ void ClusterArriveRelaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "kernels/cuda_check.h"
 #include "kernels/pdl.cuh"
 #include "kernels/step_inputs.h"
@@ -30,7 +32,7 @@ static __global__ void StageStepInputsKernel(
 void StageStepInputs(const int32_t* host_ints, int32_t* ints, int num_ints, int num_tokens,
                      int sources_offset, const int32_t* previous, int32_t* published, int num_published,
                      cudaStream_t stream) {
-  const int threads = num_ints > num_published ? num_ints : num_published;
+  const int threads = std::max(num_ints, num_published);
   if (threads == 0) return;
   if (num_tokens > num_ints || (sources_offset >= 0 && sources_offset + num_tokens > num_ints))
     CudaFail("StageStepInputs", "token ids and sources must lie inside the inputs", __FILE__, __LINE__);

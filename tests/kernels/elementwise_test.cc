@@ -13,6 +13,7 @@ namespace {
 
 using testing::AllClose;
 using testing::DeviceArray;
+using testing::PinnedArray;
 using testing::RandomBf16;
 using testing::ToBf16;
 using testing::ToFloat;
@@ -35,24 +36,6 @@ TEST_P(RowsTest, GatherRowsCopiesRowsAndZeroesPadding) {
   reference::GatherRows(indices.data(), table.data(), want.data(), rows, width);
   EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 0.f, 0.f));
 }
-
-// Pinned host memory of n elements of T, freed on destruction.
-template <typename T>
-class PinnedArray {
- public:
-  explicit PinnedArray(size_t n) : size_(n) {
-    CUDA_CHECK(cudaMallocHost(&data_, std::max<size_t>(n, 1) * sizeof(T)));
-  }
-  ~PinnedArray() { cudaFreeHost(data_); }
-  PinnedArray(const PinnedArray&) = delete;
-  PinnedArray& operator=(const PinnedArray&) = delete;
-  T* get() { return data_; }
-  std::vector<T> Copy() const { return std::vector<T>(data_, data_ + size_); }
-
- private:
-  T* data_ = nullptr;
-  size_t size_;
-};
 
 // A step's inputs as the runner lays them out: `rows` token ids, other ints, then every row's source (a
 // row of the previous step's 37 tokens, or -1 to keep its own id); the previous tokens published to host

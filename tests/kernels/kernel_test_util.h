@@ -68,6 +68,24 @@ class DeviceArray {
   size_t size_;
 };
 
+// Pinned host memory of n elements of T, freed on destruction.
+template <typename T>
+class PinnedArray {
+ public:
+  explicit PinnedArray(size_t n) : size_(n) {
+    CUDA_CHECK(cudaMallocHost(&data_, std::max<size_t>(n, 1) * sizeof(T)));
+  }
+  ~PinnedArray() { cudaFreeHost(data_); }
+  PinnedArray(const PinnedArray&) = delete;
+  PinnedArray& operator=(const PinnedArray&) = delete;
+  T* get() { return data_; }
+  std::vector<T> Copy() const { return std::vector<T>(data_, data_ + size_); }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_;
+};
+
 // n uniform values in [lo, hi), each rounded to bf16 (never all zero).
 inline std::vector<float> RandomBf16(size_t n, float lo, float hi, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(lo, hi);

@@ -39,7 +39,7 @@ absl::Status CudaSampler::EnsureCapacity(int num_rows) {
   // The buffers about to be replaced may still be read by enqueued work (a sampling not waited for, or a
   // step reading last_tokens()); tokens only on the device move to pinned memory first.
   for (Slot& slot : slots_) {
-    if (slot.pending && !slot.published) CopyTokens(slot);
+    if (slot.unpublished()) CopyTokens(slot);
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   const int capacity = std::max(num_rows, 2 * capacity_);
@@ -107,8 +107,7 @@ absl::StatusOr<CudaSampler::Slot*> CudaSampler::FreeSlot() {
 
 absl::Status CudaSampler::Enqueue(float* logits, absl::Span<const DeviceSamplingRow> rows, int vocab) {
   ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
-  Slot& latest = slots_[next_slot_ ^ 1];
-  if (latest.pending && !latest.published) CopyTokens(latest);  // before this sampling writes over them
+  if (latest().unpublished()) CopyTokens(latest());  // before this sampling writes over them
   const int n = static_cast<int>(rows.size());
   RETURN_IF_ERROR(EnsureCapacity(std::max(n, 1)));
   RETURN_IF_ERROR(ApplyEdits(logits, rows, vocab));
@@ -151,8 +150,7 @@ int32_t* CudaSampler::ChosenTokens(int num_rows) const {
 
 absl::Status CudaSampler::EnqueueChosen(int num_rows) {
   ASSIGN_OR_RETURN(Slot* const slot, FreeSlot());
-  const Slot& latest = slots_[next_slot_ ^ 1];
-  if (latest.pending && !latest.published) {
+  if (latest().unpublished()) {
     return absl::FailedPreconditionError(
         "the step wrote its tokens over the previous sampling's, which no step's inputs had taken");
   }
@@ -182,21 +180,19 @@ void CudaSampler::CopyTokens(Slot& slot) {
 }
 
 CudaSampler::Unpublished CudaSampler::UnpublishedTokens() const {
-  const Slot& latest = slots_[next_slot_ ^ 1];
-  if (!latest.pending || latest.published) return {};
-  return {Carve(latest.params.get(), capacity_).out, latest.rows};
+  if (!latest().unpublished()) return {};
+  return {Carve(latest().params.get(), capacity_).out, latest().rows};
 }
 
 void CudaSampler::TokensPublished() {
-  Slot& latest = slots_[next_slot_ ^ 1];
-  CUDA_CHECK(cudaEventRecord(latest.done, stream_));
-  latest.published = true;
+  CUDA_CHECK(cudaEventRecord(latest().done, stream_));
+  latest().published = true;
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaSampler::Wait() {
   Slot& slot = slots_[oldest_slot_];
   if (!slot.pending) return absl::FailedPreconditionError("no sampling to wait for");
-  if (!slot.published) CopyTokens(slot);  // no step since took them
+  if (slot.unpublished()) CopyTokens(slot);  // no step since took them
   CUDA_CHECK(cudaEventSynchronize(slot.done));
   const int32_t* out = Carve(slot.params.get(), capacity_).out;
   slot.pending = false;

@@ -81,7 +81,12 @@ class CudaSampler {
     int rows = 0;
     bool pending = false;   // enqueued, not waited for
     bool published = true;  // the tokens are in `params` once `done` completes
+    // Enqueued, and its tokens still only in last_tokens().
+    bool unpublished() const { return pending && !published; }
   };
+  // The slot the latest sampling filled.
+  Slot& latest() { return slots_[next_slot_ ^ 1]; }
+  const Slot& latest() const { return slots_[next_slot_ ^ 1]; }
 
   // The slot the next sampling fills; FailedPrecondition while it still holds one not waited for.
   absl::StatusOr<Slot*> FreeSlot();
