@@ -41,6 +41,8 @@ struct Params {
   bool wgmma;           // the pipelined kernel's products on warpgroup instructions (where compiled)
   bool cluster_reduce;  // the pipelined kernel's k splits are a cluster and add their sums there
   bool prepare_units;   // ... and read their epilogue constants before the wait (PrepareClusterUnits)
+  int launch_tile;      // pipelined: the k-tile at which a block lets the next kernel launch (0: at the wait)
+  int early_stages;     // pipelined: weight stages a block asks for before its wait (at most all but one)
 };
 
 // Lane (g, c) loads k values [8c, 8c + 8) of a chunk of weight rows g and g + 8 of each tile. The products
@@ -478,14 +480,17 @@ static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKern
   const int t_begin = blockIdx.y * p.chunks_per_split;
   const int t_count = min(ktiles, t_begin + p.chunks_per_split) - t_begin;
   const TileCopies<kNTiles, E> copies(p);
-  // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output).
-  for (int s = 0; s < kStages - 1 && s < t_count; ++s) copies.Weights(smem + s * kStageBytes, t_begin + s);
+  // Weights are constant: their first tiles load before the wait on the previous kernel (x is its output),
+  // the rest of the prologue's with x's after it.
+  const int early = min(p.early_stages, min(kStages - 1, t_count));
+  for (int s = 0; s < early; ++s) copies.Weights(smem + s * kStageBytes, t_begin + s);
   CommitAsyncCopies();
   RotaryInputs prepared[kPreparedUnits];
   if (p.cluster_reduce && p.prepare_units) PrepareClusterUnits<kNTiles, E>(p, prepared);
   GridDependencyWait();
-  LaunchDependents();
+  if (p.launch_tile == 0) LaunchDependents();
   for (int s = 0; s < kStages - 1; ++s) {
+    if (s >= early && s < t_count) copies.Weights(smem + s * kStageBytes, t_begin + s);
     if (s < t_count) copies.X(smem + s * kStageBytes + kPipeTileBytes, t_begin + s);
     CommitAsyncCopies();
   }
@@ -495,6 +500,7 @@ static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKern
   const uint64_t x_desc = SwizzledTileDescriptor(smem_base + kPipeTileBytes);
 #endif
   for (int i = 0; i < t_count; ++i) {
+    if (i == p.launch_tile && i > 0) LaunchDependents();  // a block with fewer tiles lets it at exit
     WaitAsyncCopies<kStages - 2>();
 #if defined(DOZE_HAVE_WGMMA)
     if (p.wgmma) FenceSharedForAsyncProxy();
@@ -655,6 +661,26 @@ bool UsePreparedUnits(int m) {
   return enabled && (TileRows(m) == 8 || TileRows(m) == 64);
 }
 
+// The k-tile of a block's `tiles` at which it lets the next kernel launch (programmatic dependent launch):
+// 0, right after its wait, but for gate/up (kSwiGlu), whose successor (down) asks for its first weight
+// stages at launch and would share the memory with gate/up's whole stream: after 3/7 of its tiles (on the
+// H100 the sixth of 14, doze bench batch 4-64 -3 to -4.5% against launching at the wait, -2% against
+// launching after the last tile; kernels/PERF_NOTES.md, fifteenth session). DOZE_DECODE_MMA_LATE_LAUNCH=0
+// launches at the wait (measurements).
+int LaunchTile(Epilogue e, int tiles) {
+  static const bool late = EnvFlag("DOZE_DECODE_MMA_LATE_LAUNCH");
+  return late && e == Epilogue::kSwiGlu ? tiles * 3 / 7 : 0;
+}
+
+// Weight stages a pipelined block asks for before its wait: all but one of its stages, but at most 4 for
+// gate/up (kSwiGlu: 6 to 10 stages), whose early loads otherwise slow the norm kernel before it (on the H100
+// doze bench batch 4-32 -1.3 to -2.4%, 48-64 within the spread; kernels/PERF_NOTES.md, fifteenth session).
+// DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES overrides the 4 (measurements).
+int EarlyWeightStages(Epilogue e) {
+  static const int swiglu = EnvInt("DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES", 4);
+  return e == Epilogue::kSwiGlu ? swiglu : kPipeStages<1, true>;
+}
+
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
 int TargetBlocks() {
   static const int blocks = EnvInt("DOZE_DECODE_MMA_BLOCKS", MultiprocessorCount());
@@ -759,6 +785,8 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream,
   p.wgmma = UseWgmma();
   p.cluster_reduce = grid.cluster_reduce;
   p.prepare_units = UsePreparedUnits(p.m);
+  p.launch_tile = grid.pipelined ? LaunchTile(E, grid.chunks_per_split) : 0;
+  p.early_stages = grid.pipelined ? EarlyWeightStages(E) : 0;
   switch (TileRows(p.m)) {
     case 8:
       LaunchTiles<1, E>(p, grid, stream);

@@ -523,7 +523,9 @@ __device__ __forceinline__ void IssueNewestKey(const WarpKeys<kHeadDim>& w,
 // through shared memory (cp.async), the next copied while the current one is computed, and the copies of the
 // keys no kernel of this step writes start before the grid dependency wait. kRotary (staged only): q's rows
 // are the QKV projection's, unrotated; the kernel rotates Q and the newest K (the cos and sin before the
-// wait) and writes the newest K and V into the cache.
+// wait) and writes the newest K and V into the cache. The next kernel may launch once the block's chunks are
+// done, not at the wait, so that its early loads do not share the memory with the keys' (on the H100 doze
+// bench batch 1 and 2 -0.5%, the others unchanged; kernels/PERF_NOTES.md, fifteenth session).
 template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
 static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     const __nv_bfloat16* __restrict__ q,        // [num_tokens, q_row_stride]
@@ -569,7 +571,6 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
     IssueEarlyChunks<kHeadDim, B>(keys, staged->chunks[warp]);
   }
   GridDependencyWait();
-  LaunchDependents();
   if (work.begin >= work.end) {
     if (gridDim.z == 1) {
       for (int e = threadIdx.x; e < work.group * kHeadDim; e += blockDim.x) {
@@ -587,10 +588,12 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
   WarpSoftmax<kHeadDim> st;
   if constexpr (kStaged) {
     RunStagedChunks<kHeadDim, B, kRotary>(keys, q_raw, st, staged->chunks[warp]);
+    LaunchDependents();
     __syncthreads();  // every warp is done with its chunk buffers: the merge reuses the space
     MergeAndWrite<kHeadDim, B>(st, staged->merge, work, s, out, workspace);
   } else {
     RunChunksInRegisters<kHeadDim, B>(keys, q_raw, st);
+    LaunchDependents();
     MergeAndWrite<kHeadDim, B>(st, *reinterpret_cast<MergeShared<kHeadDim, B>*>(shared_raw), work, s, out,
                                workspace);
   }
