@@ -1,11 +1,15 @@
-// GatherRows, StageStepInputs, RmsNorm, AddRmsNorm and SiluMul against their CPU references at awkward
-// sizes.
+// GatherRows, StageStepInputs, StepPrologue, RmsNorm, AddRmsNorm and SiluMul against their CPU references at
+// awkward sizes.
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 #include "kernels/activation.h"
 #include "kernels/embedding.h"
 #include "kernels/rms_norm.h"
+#include "kernels/rotary_kv_cache.h"
 #include "kernels/step_inputs.h"
+#include "kernels/step_prologue.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace doze::kernels {
@@ -65,6 +69,57 @@ TEST_P(RowsTest, StageStepInputsCopiesTakesAndPublishes) {
                                want_published.data(), num_published);
     EXPECT_EQ(d_ints.Download(), want) << "sources " << sources;
     EXPECT_EQ(published.Copy(), want_published) << "sources " << sources;
+  }
+}
+
+// The step's first kernel: the gathered rows (a padding row among them) exactly as the reference gathers
+// them, their norm against the reference, and all of it, the rotary table included, bit for bit against
+// GatherRows, RmsNorm and RotaryTable; once without the table (its blocks are not launched).
+TEST_P(RowsTest, StepPrologueMatchesGatherNormAndTable) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), vocab = 1001, head_dim = 64, half = head_dim / 2;
+  for (int hidden : {896, 2056}) {
+    std::mt19937 rng(rows * 3 + hidden);
+    const size_t n = static_cast<size_t>(rows) * hidden;
+    const std::vector<float> table = RandomBf16(static_cast<size_t>(vocab) * hidden, -2.f, 2.f, rng);
+    const std::vector<float> w = RandomBf16(hidden, 0.5f, 1.5f, rng);
+    std::vector<int32_t> ids(rows), positions(rows);
+    for (int32_t& i : ids) i = static_cast<int32_t>(rng() % vocab);
+    if (rows > 2) ids[1] = -1;
+    for (int32_t& p : positions) p = static_cast<int32_t>(rng() % 32768);
+    const std::vector<float> inv_freq = reference::RopeInvFreq(head_dim, 1000000.0);
+    DeviceArray<__nv_bfloat16> d_table(ToBf16(table)), d_w(ToBf16(w)), d_res(n), d_out(n), d_res2(n),
+        d_out2(n);
+    DeviceArray<int32_t> d_ids(ids), d_pos(positions);
+    DeviceArray<float> d_inv_freq(inv_freq), d_cos_sin(static_cast<size_t>(rows) * head_dim),
+        d_cos_sin2(d_cos_sin.size());
+    for (const bool with_table : {true, false}) {
+      d_res.Poison();
+      d_out.Poison();
+      d_cos_sin.Poison();
+      float2* cos_sin = with_table ? reinterpret_cast<float2*>(d_cos_sin.get()) : nullptr;
+      StepPrologue({d_ids.get(), d_table.get(), d_w.get(), d_res.get(), d_out.get(), 1e-6f, d_pos.get(),
+                    d_inv_freq.get(), cos_sin, rows, hidden, head_dim},
+                   nullptr);
+      std::vector<float> want_res(n), want(n);
+      reference::GatherRows(ids.data(), table.data(), want_res.data(), rows, hidden);
+      reference::RmsNorm(nullptr, want_res.data(), w.data(), want.data(), rows, hidden, 1e-6f);
+      const std::vector<float> got_res = ToFloat(d_res.Download()), got = ToFloat(d_out.Download());
+      EXPECT_EQ(got_res, want_res) << "hidden " << hidden;
+      EXPECT_TRUE(AllClose(got, want, 1e-2f, 1e-2f)) << "hidden " << hidden;
+
+      GatherRows(d_ids.get(), d_table.get(), d_res2.get(), rows, hidden, nullptr);
+      RmsNorm(d_res2.get(), d_w.get(), d_out2.get(), rows, hidden, 1e-6f, nullptr);
+      EXPECT_EQ(got, ToFloat(d_out2.Download())) << "hidden " << hidden;
+      const std::vector<float> got_cos_sin = d_cos_sin.Download();
+      if (!with_table) {
+        for (float v : got_cos_sin) ASSERT_TRUE(std::isnan(v)) << "the table was written without one";
+        continue;
+      }
+      RotaryTable(d_pos.get(), d_inv_freq.get(), reinterpret_cast<float2*>(d_cos_sin2.get()), rows, head_dim,
+                  nullptr);
+      EXPECT_EQ(got_cos_sin, d_cos_sin2.Download()) << "hidden " << hidden << " half " << half;
+    }
   }
 }
 

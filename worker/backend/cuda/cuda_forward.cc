@@ -12,6 +12,7 @@
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
+#include "kernels/step_prologue.h"
 #include "worker/backend/cuda/cuda_model_runner.h"
 
 namespace doze {
@@ -46,17 +47,34 @@ bool UseRotaryTable() {
   return enabled;
 }
 
+// Whether the tensor-core path starts a step with kernels::StepPrologue (the gather, the first norm and the
+// rotary table in one kernel); DOZE_STEP_PROLOGUE=0 runs them as three (measurements).
+bool UseStepPrologue() {
+  static const bool enabled = kernels::EnvFlag("DOZE_STEP_PROLOGUE");
+  return enabled;
+}
+
 }  // namespace
 
 void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   StepMetadata m = MetadataViews(plan, static_cast<int32_t*>(metadata_.get()));
   const int hidden = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
-  if (UseDecodeMma(plan.num_tokens) && UseRotaryTable()) {
-    kernels::RotaryTable(m.positions, static_cast<const float*>(inv_freq_.get()), rotary_table_,
-                         plan.num_tokens, config_.head_dim, stream_);
-    m.rotary_table = rotary_table_;
+  const bool mma = UseDecodeMma(plan.num_tokens);
+  if (mma && UseRotaryTable()) m.rotary_table = rotary_table_;
+  const bool prologue = mma && UseStepPrologue();
+  if (prologue) {
+    kernels::StepPrologue(
+        {m.token_ids, weights_->embed_tokens(), weights_->layer(0).input_norm, residual_, normed_, eps,
+         m.positions, static_cast<const float*>(inv_freq_.get()),
+         m.rotary_table != nullptr ? rotary_table_ : nullptr, plan.num_tokens, hidden, config_.head_dim},
+        stream_);
+  } else {
+    kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
+    if (m.rotary_table != nullptr) {
+      kernels::RotaryTable(m.positions, static_cast<const float*>(inv_freq_.get()), rotary_table_,
+                           plan.num_tokens, config_.head_dim, stream_);
+    }
   }
   if (UseDecodeGemv(plan.num_tokens)) {
     // The fused layers leave the residual stream complete: only the final norm is left.
@@ -64,8 +82,10 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
     kernels::RmsNorm(residual_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps, stream_);
   } else {
     // Each layer ends with the next one's input norm, the last with the final norm.
-    kernels::RmsNorm(residual_, weights_->layer(0).input_norm, normed_, plan.num_tokens, hidden, eps,
-                     stream_);
+    if (!prologue) {
+      kernels::RmsNorm(residual_, weights_->layer(0).input_norm, normed_, plan.num_tokens, hidden, eps,
+                       stream_);
+    }
     for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueLayer(l, plan, m);
   }
   // A decode graph's logits rows are all its rows in order (padding included): no gather needed.
