@@ -317,7 +317,9 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
   }
   // One kernel reads the inputs over the bus, takes the pending tokens of rows with a source and writes the
   // previous sampling's tokens to the sampler's pinned memory. The step's first kernel after it (GatherRows,
-  // launched without programmatic dependent launch) starts only once it has finished.
+  // launched without programmatic dependent launch, or StepPrologue, which reads nothing before its grid
+  // dependency wait) reads the metadata only once it has finished; the kernels after that one start early
+  // only once that one has passed its wait.
   const int sources_offset = batch.token_sources.empty() ? -1 : static_cast<int>(m.token_sources - host);
   const CudaSampler::Unpublished unpublished =
       sampler_ != nullptr ? sampler_->UnpublishedTokens() : CudaSampler::Unpublished{};
