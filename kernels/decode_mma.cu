@@ -678,7 +678,7 @@ int LaunchTile(Epilogue e, int tiles) {
 // DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES overrides the 4 (measurements).
 int EarlyWeightStages(Epilogue e) {
   static const int swiglu = EnvInt("DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES", 4);
-  return e == Epilogue::kSwiGlu ? swiglu : kPipeStages<1, true>;
+  return e == Epilogue::kSwiGlu ? swiglu : kPipeStages<1, true>;  // the deepest ring's count: all of them
 }
 
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.

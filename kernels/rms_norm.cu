@@ -36,26 +36,23 @@ static __global__ void RmsNormKernel(__nv_bfloat16* __restrict__ residual,      
   WriteHeldRow(row, out + base, hidden, kThreads, HeldRowInvRms(row, hidden, kThreads, eps, scratch));
 }
 
-void CheckHidden(int hidden) {
-  if (hidden % 8 != 0 || hidden > kMaxNormHidden) {
-    CudaFail("RmsNorm", "hidden must be a multiple of 8, at most kMaxNormHidden", __FILE__, __LINE__);
-  }
-}
-
 template <bool kAdd>
 void Launch(__nv_bfloat16* residual, const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* out,
             int num_rows, int hidden, float eps, cudaStream_t stream) {
   if (num_rows == 0) return;
-  CheckHidden(hidden);
-  void (*kernel)(__nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*, int, float) =
-      NormVecs(hidden) == 1   ? RmsNormKernel<kAdd, 1>
-      : NormVecs(hidden) == 2 ? RmsNormKernel<kAdd, 2>
-      : NormVecs(hidden) == 4 ? RmsNormKernel<kAdd, 4>
-                              : RmsNormKernel<kAdd, 8>;
-  LaunchWithPdl(kernel, dim3(num_rows), dim3(kThreads), 0, stream, residual, x, weight, out, hidden, eps);
+  CheckNormHidden("RmsNorm", hidden);
+  WithNormVecs(hidden, [&](auto vecs) {
+    LaunchWithPdl(RmsNormKernel<kAdd, decltype(vecs)::value>, dim3(num_rows), dim3(kThreads), 0, stream,
+                  residual, x, weight, out, hidden, eps);
+  });
 }
 
 }  // namespace
+
+void CheckNormHidden(const char* op, int hidden) {
+  if (hidden % 8 != 0 || hidden > kMaxNormHidden)
+    CudaFail(op, "hidden must be a multiple of 8, at most kMaxNormHidden", __FILE__, __LINE__);
+}
 
 void RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* out, int num_rows,
              int hidden, float eps, cudaStream_t stream) {

@@ -6,9 +6,28 @@
 
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
+#include "kernels/rms_norm.h"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
+
+// Calls f(std::integral_constant<int, NormVecs(hidden)>{}): picks the instance of a kernel templated on the
+// vectors a thread holds (1, 2, 4 or 8) for rows of `hidden`.
+template <typename F>
+void WithNormVecs(int hidden, F&& f) {
+  switch (NormVecs(hidden)) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    default:
+      return f(std::integral_constant<int, 8>{});
+  }
+}
 
 // A thread's vectors of the row (v) and of the norm weight (w).
 template <int kVecs>

@@ -19,6 +19,9 @@ inline int NormVecs(int hidden) {
   return vecs <= 1 ? 1 : vecs <= 2 ? 2 : vecs <= 4 ? 4 : 8;
 }
 
+// Ends the process (CudaFail, naming `op`) unless `hidden` is a multiple of 8 of at most kMaxNormHidden.
+void CheckNormHidden(const char* op, int hidden);
+
 // out = x / sqrt(mean(x^2) + eps) * weight, row by row. `hidden` must be a multiple of 8, at most
 // kMaxNormHidden.
 void RmsNorm(const __nv_bfloat16* x,       // [num_rows, hidden]

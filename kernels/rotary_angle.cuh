@@ -13,4 +13,10 @@ __device__ __forceinline__ float2 RotaryPairCosSin(float position, float inv_fre
   return {__bfloat162float(__float2bfloat16(cosf(angle))), __bfloat162float(__float2bfloat16(sinf(angle)))};
 }
 
+// One row of the step's rotary table: the cos and sin of every pair at `position`, the block's threads
+// striding over the pairs.
+__device__ __forceinline__ void WriteRotaryRow(float position, const float* inv_freq, float2* row, int half) {
+  for (int i = threadIdx.x; i < half; i += blockDim.x) row[i] = RotaryPairCosSin(position, inv_freq[i]);
+}
+
 }  // namespace doze::kernels

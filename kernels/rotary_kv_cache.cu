@@ -65,10 +65,8 @@ static __global__ void RotaryTableKernel(const int32_t* __restrict__ positions, 
                                          int half) {
   GridDependencyWait();  // the table may still be read by the kernel before
   LaunchDependents();
-  const float position = static_cast<float>(positions[blockIdx.x]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    cos_sin[static_cast<int64_t>(blockIdx.x) * half + i] = RotaryPairCosSin(position, inv_freq[i]);
-  }
+  WriteRotaryRow(static_cast<float>(positions[blockIdx.x]), inv_freq,
+                 cos_sin + static_cast<int64_t>(blockIdx.x) * half, half);
 }
 
 }  // namespace

@@ -41,26 +41,21 @@ static __global__ void __launch_bounds__(kThreads) StepPrologueKernel(StepProlog
   LaunchDependents();
   if (blockIdx.x < a.num_rows) return EmbedAndNormRow<kVecs>(a, blockIdx.x, scratch);
   const int r = blockIdx.x - a.num_rows, half = a.head_dim / 2;
-  const float position = static_cast<float>(a.positions[r]);
-  for (int i = threadIdx.x; i < half; i += kThreads) {
-    a.cos_sin[static_cast<int64_t>(r) * half + i] = RotaryPairCosSin(position, a.inv_freq[i]);
-  }
+  WriteRotaryRow(static_cast<float>(a.positions[r]), a.inv_freq, a.cos_sin + static_cast<int64_t>(r) * half,
+                 half);
 }
 
 }  // namespace
 
 void StepPrologue(const StepPrologueArgs& args, cudaStream_t stream) {
   if (args.num_rows == 0) return;
-  if (args.hidden % 8 != 0 || args.hidden > kMaxNormHidden)
-    CudaFail("StepPrologue", "hidden must be a multiple of 8, at most kMaxNormHidden", __FILE__, __LINE__);
+  CheckNormHidden("StepPrologue", args.hidden);
   if (args.cos_sin != nullptr && args.head_dim % 2 != 0)
     CudaFail("StepPrologue", "head_dim must be even", __FILE__, __LINE__);
-  void (*kernel)(StepPrologueArgs) = NormVecs(args.hidden) == 1   ? StepPrologueKernel<1>
-                                     : NormVecs(args.hidden) == 2 ? StepPrologueKernel<2>
-                                     : NormVecs(args.hidden) == 4 ? StepPrologueKernel<4>
-                                                                  : StepPrologueKernel<8>;
   const int blocks = args.num_rows * (args.cos_sin != nullptr ? 2 : 1);
-  LaunchWithPdl(kernel, dim3(blocks), dim3(kThreads), 0, stream, args);
+  WithNormVecs(args.hidden, [&](auto vecs) {
+    LaunchWithPdl(StepPrologueKernel<decltype(vecs)::value>, dim3(blocks), dim3(kThreads), 0, stream, args);
+  });
 }
 
 }  // namespace doze::kernels

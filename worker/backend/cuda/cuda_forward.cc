@@ -61,20 +61,19 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   const int hidden = config_.hidden_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const bool mma = UseDecodeMma(plan.num_tokens);
-  if (mma && UseRotaryTable()) m.rotary_table = rotary_table_;
+  float2* const table = mma && UseRotaryTable() ? rotary_table_ : nullptr;
+  m.rotary_table = table;
+  const float* inv_freq = static_cast<const float*>(inv_freq_.get());
   const bool prologue = mma && UseStepPrologue();
   if (prologue) {
     kernels::StepPrologue(
         {m.token_ids, weights_->embed_tokens(), weights_->layer(0).input_norm, residual_, normed_, eps,
-         m.positions, static_cast<const float*>(inv_freq_.get()),
-         m.rotary_table != nullptr ? rotary_table_ : nullptr, plan.num_tokens, hidden, config_.head_dim},
+         m.positions, inv_freq, table, plan.num_tokens, hidden, config_.head_dim},
         stream_);
   } else {
     kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
-    if (m.rotary_table != nullptr) {
-      kernels::RotaryTable(m.positions, static_cast<const float*>(inv_freq_.get()), rotary_table_,
-                           plan.num_tokens, config_.head_dim, stream_);
-    }
+    if (table != nullptr)
+      kernels::RotaryTable(m.positions, inv_freq, table, plan.num_tokens, config_.head_dim, stream_);
   }
   if (UseDecodeGemv(plan.num_tokens)) {
     // The fused layers leave the residual stream complete: only the final norm is left.
