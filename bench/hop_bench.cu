@@ -1,0 +1,168 @@
+// doze_hop_bench: what one dependent kernel hop costs on this GPU, the latency floor under every decode
+// kernel boundary. A CUDA graph of a chain of kernels, each reading the 4 KB its predecessor wrote and writing
+// its own (the shape of a decode step's hand-offs, without the weights), replayed; the time per kernel is
+// the hop. Three ways to order the chain:
+//   stream     plain stream order: a kernel starts once the one before has completed;
+//   pdl        programmatic dependent launch: each kernel lets the next launch right after its
+//              griddepcontrol.wait (as every decode kernel does), so the next one's blocks are resident and
+//              waiting when this one ends;
+//   pdl_flag   the same launch, but the wait is a counter in global memory that every block of the producer
+//              bumps after its stores (release) and the consumer's blocks poll (acquire), instead of
+//              griddepcontrol.wait.
+// For grids of 14 to 264 blocks, and blocks taking 120 KB or 100 KB of shared memory (one or two a
+// multiprocessor, so the consumer's blocks cannot start beside the producer's, as with the batch-1 GEMVs).
+// Prints one JSON line and a table.
+//
+// usage: doze_hop_bench [KERNELS]   (chain length, default 200)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_check.h"
+
+namespace {
+
+enum class Order { kStream, kPdl, kPdlFlag };
+constexpr const char* kOrderNames[] = {"stream", "pdl", "pdl_flag"};
+constexpr int kThreads = 256;
+constexpr int kVector = 1024;  // floats each kernel reads
+
+struct HopArgs {
+  const float* in;        // [kVector]: the predecessor's output
+  float* out;             // [max(kVector, blocks * 8)]
+  const unsigned* ready;  // kPdlFlag: the predecessor's counter (nullptr for the first kernel)
+  unsigned ready_target;  // the predecessor's block count
+  unsigned* done;         // kPdlFlag: this kernel's counter
+  Order order;
+};
+
+__device__ __forceinline__ void WaitForPredecessor(const HopArgs& a) {
+  if (a.order == Order::kPdl) {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+  } else if (a.order == Order::kPdlFlag) {
+    if (threadIdx.x == 0 && a.ready != nullptr) {
+      unsigned seen = 0;
+      do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(a.ready) : "memory");
+      } while (seen < a.ready_target);
+    }
+    __syncthreads();
+  }
+  if (a.order != Order::kStream) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+__global__ void __launch_bounds__(kThreads) HopKernel(HopArgs a) {
+  extern __shared__ float partial[];  // [kThreads]; the rest only sets the blocks a multiprocessor
+  WaitForPredecessor(a);
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < kVector; i += kThreads) sum += a.in[i];
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.x < 8) a.out[blockIdx.x * 8 + threadIdx.x] = partial[threadIdx.x] + 1.f;
+  if (a.order == Order::kPdlFlag) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      __threadfence();
+      atomicAdd(a.done, 1u);
+    }
+  }
+}
+
+struct Case {
+  int blocks, shared_kb;
+};
+
+// Microseconds per kernel of `kernels` chained kernels in one graph, replayed `replays` times after warm-up.
+double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers)[2], unsigned* counters,
+                 cudaStream_t stream) {
+  cudaGraph_t graph;
+  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
+  for (int i = 0; i < kernels; ++i) {
+    const HopArgs args{buffers[i % 2], buffers[(i + 1) % 2], i > 0 ? counters + i - 1 : nullptr,
+                       static_cast<unsigned>(c.blocks), counters + i, order};
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(c.blocks);
+    config.blockDim = dim3(kThreads);
+    config.dynamicSmemBytes = std::max<size_t>(c.shared_kb * 1024, kThreads * sizeof(float));
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = order != Order::kStream && i > 0 ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&config, HopKernel, args));
+  }
+  CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 5; ++i) CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  constexpr int kReplays = 20;
+  CUDA_CHECK(cudaEventRecord(start, stream));
+  for (int i = 0; i < kReplays; ++i) CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  CUDA_CHECK(cudaEventRecord(stop, stream));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  CUDA_CHECK(cudaGraphExecDestroy(exec));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  return ms * 1000.0 / (kReplays * kernels);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int kernels = argc > 1 ? std::max(2, std::atoi(argv[1])) : 200;
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "doze_hop_bench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  CUDA_CHECK(cudaFuncSetAttribute(HopKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  const std::vector<Case> cases = {{14, 0}, {72, 0}, {132, 0}, {264, 0}, {132, 120}, {264, 100}};
+  int max_blocks = 0;
+  for (const Case& c : cases) max_blocks = std::max(max_blocks, c.blocks);
+  float* buffers[2];
+  for (float*& b : buffers) {
+    const size_t bytes = sizeof(float) * std::max(kVector, max_blocks * 8);
+    CUDA_CHECK(cudaMalloc(&b, bytes));
+    CUDA_CHECK(cudaMemset(b, 0, bytes));
+  }
+  unsigned* counters;
+  CUDA_CHECK(cudaMalloc(&counters, sizeof(unsigned) * kernels));
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+  std::string json = "{\"bench\":\"doze_hop_bench\",\"device\":\"" + std::string(prop.name) +
+                     "\",\"kernels\":" + std::to_string(kernels) + ",\"us_per_hop\":[";
+  std::string table = "blocks  shared KB      stream     pdl  pdl_flag   (us a kernel)\n";
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    double us[3];
+    for (int o = 0; o < 3; ++o) us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, stream);
+    char line[160];
+    std::snprintf(line, sizeof(line), "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f}",
+                  i ? "," : "", c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1],
+                  kOrderNames[2], us[2]);
+    json += line;
+    std::snprintf(line, sizeof(line), "%6d  %9d  %10.3f  %6.3f  %8.3f\n", c.blocks, c.shared_kb, us[0], us[1],
+                  us[2]);
+    table += line;
+  }
+  std::printf("%s]}\n\n%s", json.c_str(), table.c_str());
+  CUDA_CHECK(cudaFree(counters));
+  for (float* b : buffers) CUDA_CHECK(cudaFree(b));
+  CUDA_CHECK(cudaStreamDestroy(stream));
+  return 0;
+}
