@@ -1,7 +1,7 @@
 // doze_hop_bench: what one dependent kernel hop costs on this GPU, the latency floor under every decode
-// kernel boundary. A CUDA graph of a chain of kernels, each reading the 4 KB its predecessor wrote and writing
-// its own (the shape of a decode step's hand-offs, without the weights), replayed; the time per kernel is
-// the hop. Three ways to order the chain:
+// kernel boundary. A CUDA graph of a chain of kernels, each reading the 4 KB its predecessor wrote and
+// writing its own (the shape of a decode step's hand-offs, without the weights), replayed; the time per
+// kernel is the hop. Three ways to order the chain:
 //   stream     plain stream order: a kernel starts once the one before has completed;
 //   pdl        programmatic dependent launch: each kernel lets the next launch right after its
 //              griddepcontrol.wait (as every decode kernel does), so the next one's blocks are resident and
@@ -83,8 +83,12 @@ double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers
   CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
   CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
   for (int i = 0; i < kernels; ++i) {
-    const HopArgs args{buffers[i % 2], buffers[(i + 1) % 2], i > 0 ? counters + i - 1 : nullptr,
-                       static_cast<unsigned>(c.blocks), counters + i, order};
+    const HopArgs args{buffers[i % 2],
+                       buffers[(i + 1) % 2],
+                       i > 0 ? counters + i - 1 : nullptr,
+                       static_cast<unsigned>(c.blocks),
+                       counters + i,
+                       order};
     cudaLaunchAttribute attribute{};
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -133,13 +137,13 @@ int main(int argc, char** argv) {
   const std::vector<Case> cases = {{14, 0}, {72, 0}, {132, 0}, {264, 0}, {132, 120}, {264, 100}};
   int max_blocks = 0;
   for (const Case& c : cases) max_blocks = std::max(max_blocks, c.blocks);
-  float* buffers[2];
+  float* buffers[2];  // each [max(kVector, blocks * 8)]: a kernel reads one and writes the other
   for (float*& b : buffers) {
     const size_t bytes = sizeof(float) * std::max(kVector, max_blocks * 8);
     CUDA_CHECK(cudaMalloc(&b, bytes));
     CUDA_CHECK(cudaMemset(b, 0, bytes));
   }
-  unsigned* counters;
+  unsigned* counters;  // [kernels]: kernel i's blocks done (pdl_flag)
   CUDA_CHECK(cudaMalloc(&counters, sizeof(unsigned) * kernels));
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -150,11 +154,12 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     double us[3];
-    for (int o = 0; o < 3; ++o) us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, stream);
+    for (int o = 0; o < 3; ++o)
+      us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, stream);
     char line[160];
-    std::snprintf(line, sizeof(line), "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f}",
-                  i ? "," : "", c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1],
-                  kOrderNames[2], us[2]);
+    std::snprintf(line, sizeof(line),
+                  "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f}", i ? "," : "",
+                  c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1], kOrderNames[2], us[2]);
     json += line;
     std::snprintf(line, sizeof(line), "%6d  %9d  %10.3f  %6.3f  %8.3f\n", c.blocks, c.shared_kb, us[0], us[1],
                   us[2]);
