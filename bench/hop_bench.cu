@@ -9,11 +9,16 @@
 //   pdl_flag   the same launch, but the wait is a counter in global memory that every block of the producer
 //              bumps after its stores (release) and the consumer's blocks poll (acquire), instead of
 //              griddepcontrol.wait.
+// Beside them, what the same hand-off costs inside one kernel between the blocks of a thread-block cluster
+// (cluster_sync: each block writes its values to its shared memory, a cluster barrier, each reads its
+// neighbour's through distributed shared memory; double-buffered, so one barrier a round), in clusters of 8,
+// 4 or 2 blocks (the largest that divides the grid).
 // For grids of 14 to 264 blocks, and blocks taking 120 KB or 100 KB of shared memory (one or two a
 // multiprocessor, so the consumer's blocks cannot start beside the producer's, as with the batch-1 GEMVs).
 // Prints one JSON line and a table.
 //
 // usage: doze_hop_bench [KERNELS]   (chain length, default 200)
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -72,9 +77,56 @@ __global__ void __launch_bounds__(kThreads) HopKernel(HopArgs a) {
   }
 }
 
+// `rounds` hand-offs between the blocks of each cluster, one cluster barrier each.
+__global__ void __launch_bounds__(kThreads) ClusterSyncKernel(float* out, int rounds) {  // out: [blocks * 8]
+  extern __shared__ float values[];  // [2][kThreads]; the rest only sets the blocks a multiprocessor
+  cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+  const unsigned next = (cluster.block_rank() + 1) % cluster.num_blocks();
+  float v = static_cast<float>(threadIdx.x);
+  for (int r = 0; r < rounds; ++r) {
+    float* mine = values + (r & 1) * kThreads;
+    mine[threadIdx.x] = v;
+    cluster.sync();
+    v = 0.5f * v + cluster.map_shared_rank(mine, next)[threadIdx.x];
+  }
+  cluster.sync();  // no block leaves while a neighbour may still read its shared memory
+  if (threadIdx.x < 8) out[blockIdx.x * 8 + threadIdx.x] = v;
+}
+
 struct Case {
   int blocks, shared_kb;
 };
+
+int ClusterSize(int blocks) { return blocks % 8 == 0 ? 8 : blocks % 4 == 0 ? 4 : 2; }
+
+// Microseconds per round of ClusterSyncKernel (one launch of `rounds` rounds, after a warm-up launch).
+double TimeClusterSync(const Case& c, int rounds, float* out, cudaStream_t stream) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = ClusterSize(c.blocks);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(c.blocks);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = std::max<size_t>(c.shared_kb * 1024, 2 * kThreads * sizeof(float));
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&config, ClusterSyncKernel, out, rounds));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  CUDA_CHECK(cudaEventRecord(start, stream));
+  CUDA_CHECK(cudaLaunchKernelEx(&config, ClusterSyncKernel, out, rounds));
+  CUDA_CHECK(cudaEventRecord(stop, stream));
+  CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.f;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  return ms * 1000.0 / rounds;
+}
 
 // Microseconds per kernel of `kernels` chained kernels in one graph, replayed `replays` times after warm-up.
 double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers)[2], unsigned* counters,
@@ -134,6 +186,8 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   CUDA_CHECK(cudaFuncSetAttribute(HopKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
+  CUDA_CHECK(
+      cudaFuncSetAttribute(ClusterSyncKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));
   const std::vector<Case> cases = {{14, 0}, {72, 0}, {132, 0}, {264, 0}, {132, 120}, {264, 100}};
   int max_blocks = 0;
   for (const Case& c : cases) max_blocks = std::max(max_blocks, c.blocks);
@@ -150,19 +204,23 @@ int main(int argc, char** argv) {
 
   std::string json = "{\"bench\":\"doze_hop_bench\",\"device\":\"" + std::string(prop.name) +
                      "\",\"kernels\":" + std::to_string(kernels) + ",\"us_per_hop\":[";
-  std::string table = "blocks  shared KB      stream     pdl  pdl_flag   (us a kernel)\n";
+  std::string table = "blocks  shared KB      stream     pdl  pdl_flag  cluster_sync (us a hand-off)\n";
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
     double us[3];
     for (int o = 0; o < 3; ++o)
       us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, stream);
-    char line[160];
-    std::snprintf(line, sizeof(line),
-                  "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f}", i ? "," : "",
-                  c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1], kOrderNames[2], us[2]);
+    const double cluster_us = TimeClusterSync(c, 100 * kernels, buffers[0], stream);
+    char line[200];
+    std::snprintf(
+        line, sizeof(line),
+        "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"cluster_sync\":%.3f,"
+        "\"cluster_blocks\":%d}",
+        i ? "," : "", c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1], kOrderNames[2],
+        us[2], cluster_us, ClusterSize(c.blocks));
     json += line;
-    std::snprintf(line, sizeof(line), "%6d  %9d  %10.3f  %6.3f  %8.3f\n", c.blocks, c.shared_kb, us[0], us[1],
-                  us[2]);
+    std::snprintf(line, sizeof(line), "%6d  %9d  %10.3f  %6.3f  %8.3f  %8.3f (%d a cluster)\n", c.blocks,
+                  c.shared_kb, us[0], us[1], us[2], cluster_us, ClusterSize(c.blocks));
     table += line;
   }
   std::printf("%s]}\n\n%s", json.c_str(), table.c_str());
