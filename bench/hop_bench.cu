@@ -1,7 +1,8 @@
 // doze_hop_bench: what one dependent kernel hop costs on this GPU, the latency floor under every decode
 // kernel boundary. A CUDA graph of a chain of kernels, each reading the 4 KB its predecessor wrote and
-// writing its own (the shape of a decode step's hand-offs, without the weights), replayed; the time per
-// kernel is the hop. Three ways to order the chain:
+// writing its own (the shape of a decode step's hand-offs, without the weights), timed as doze_kernel_bench
+// times its kernels (bench/kernel_bench_util.h's TimeInGraph: the median of the graph's replays); the time
+// per kernel is the hop. Three ways to order the chain:
 //   stream     plain stream order: a kernel starts once the one before has completed;
 //   pdl        programmatic dependent launch: each kernel lets the next launch right after its
 //              griddepcontrol.wait (as every decode kernel does), so the next one's blocks are resident and
@@ -27,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_bench_util.h"
 #include "kernels/cuda_check.h"
 
 namespace {
@@ -99,90 +101,66 @@ struct Case {
 
 int ClusterSize(int blocks) { return blocks % 8 == 0 ? 8 : blocks % 4 == 0 ? 4 : 2; }
 
-// Microseconds per round of ClusterSyncKernel (one launch of `rounds` rounds, after a warm-up launch).
-double TimeClusterSync(const Case& c, int rounds, float* out, cudaStream_t stream) {
+// The launch of `blocks` blocks of `shared_bytes`, in clusters of `cluster` blocks (1: none) or, with `pdl`,
+// allowed to start before the kernel before it has finished.
+struct Launch {
   cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = ClusterSize(c.blocks);
-  attribute.val.clusterDim.y = 1;
-  attribute.val.clusterDim.z = 1;
   cudaLaunchConfig_t config{};
-  config.gridDim = dim3(c.blocks);
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = std::max<size_t>(c.shared_kb * 1024, 2 * kThreads * sizeof(float));
-  config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&config, ClusterSyncKernel, out, rounds));
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  CUDA_CHECK(cudaEventRecord(start, stream));
-  CUDA_CHECK(cudaLaunchKernelEx(&config, ClusterSyncKernel, out, rounds));
-  CUDA_CHECK(cudaEventRecord(stop, stream));
-  CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.f;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  return ms * 1000.0 / rounds;
-}
 
-// Microseconds per kernel of `kernels` chained kernels in one graph, replayed `replays` times after warm-up.
-double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers)[2], unsigned* counters,
-                 cudaStream_t stream) {
-  cudaGraph_t graph;
-  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
-  for (int i = 0; i < kernels; ++i) {
-    const HopArgs args{buffers[i % 2],
-                       buffers[(i + 1) % 2],
-                       i > 0 ? counters + i - 1 : nullptr,
-                       static_cast<unsigned>(c.blocks),
-                       counters + i,
-                       order};
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config{};
-    config.gridDim = dim3(c.blocks);
+  Launch(int blocks, size_t shared_bytes, cudaStream_t stream, bool pdl, int cluster = 1) {
+    config.gridDim = dim3(blocks);
     config.blockDim = dim3(kThreads);
-    config.dynamicSmemBytes = std::max<size_t>(c.shared_kb * 1024, kThreads * sizeof(float));
+    config.dynamicSmemBytes = shared_bytes;
     config.stream = stream;
     config.attrs = &attribute;
-    config.numAttrs = order != Order::kStream && i > 0 ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&config, HopKernel, args));
+    if (cluster > 1) {
+      attribute.id = cudaLaunchAttributeClusterDimension;
+      attribute.val.clusterDim = {static_cast<unsigned>(cluster), 1, 1};
+      config.numAttrs = 1;
+    } else if (pdl) {
+      attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attribute.val.programmaticStreamSerializationAllowed = 1;
+      config.numAttrs = 1;
+    }
   }
-  CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  cudaGraphExec_t exec;
-  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int i = 0; i < 5; ++i) CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  constexpr int kReplays = 20;
-  CUDA_CHECK(cudaEventRecord(start, stream));
-  for (int i = 0; i < kReplays; ++i) CUDA_CHECK(cudaGraphLaunch(exec, stream));
-  CUDA_CHECK(cudaEventRecord(stop, stream));
-  CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.f;
-  CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  CUDA_CHECK(cudaGraphExecDestroy(exec));
-  CUDA_CHECK(cudaGraphDestroy(graph));
-  return ms * 1000.0 / (kReplays * kernels);
+};
+
+// Microseconds per round of ClusterSyncKernel (one launch of `rounds` rounds in a graph, the median replay).
+double TimeClusterSync(const Case& c, int rounds, float* out, cudaStream_t stream) {
+  const Launch launch(c.blocks, std::max<size_t>(c.shared_kb * 1024, 2 * kThreads * sizeof(float)), stream,
+                      /*pdl=*/false, ClusterSize(c.blocks));
+  const double us = doze::bench::TimeInGraph(
+      stream, [&](int) { CUDA_CHECK(cudaLaunchKernelEx(&launch.config, ClusterSyncKernel, out, rounds)); },
+      1);
+  return us / rounds;
+}
+
+// Microseconds per kernel of `kernels` chained kernels in one graph (the median replay); the graph's first
+// node zeroes the counters.
+double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers)[2], unsigned* counters,
+                 cudaStream_t stream) {
+  const size_t shared = std::max<size_t>(c.shared_kb * 1024, kThreads * sizeof(float));
+  return doze::bench::TimeInGraph(
+      stream,
+      [&](int i) {
+        if (i == 0) CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
+        const HopArgs args{buffers[i % 2],
+                           buffers[(i + 1) % 2],
+                           i > 0 ? counters + i - 1 : nullptr,
+                           static_cast<unsigned>(c.blocks),
+                           counters + i,
+                           order};
+        const Launch launch(c.blocks, shared, stream, /*pdl=*/order != Order::kStream && i > 0);
+        CUDA_CHECK(cudaLaunchKernelEx(&launch.config, HopKernel, args));
+      },
+      kernels);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const int kernels = argc > 1 ? std::max(2, std::atoi(argv[1])) : 200;
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "doze_hop_bench: no CUDA device\n");
-    return 1;
-  }
+  if (!doze::bench::HaveCudaDevice("doze_hop_bench")) return 1;
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   CUDA_CHECK(cudaFuncSetAttribute(HopKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 120 * 1024));

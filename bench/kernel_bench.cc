@@ -558,11 +558,7 @@ int Main(int argc, char** argv) {
   // default at batches up to it, and from MIN_BATCH); --split-k: cuBLASLt's k splits for the projections.
   const bool steps_only = argc > 1 && std::strcmp(argv[1], "--steps") == 0;
   const bool split_k_only = argc > 1 && std::strcmp(argv[1], "--split-k") == 0;
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "doze_kernel_bench: no CUDA device\n");
-    return 1;
-  }
+  if (!HaveCudaDevice("doze_kernel_bench")) return 1;
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   cudaStream_t stream;

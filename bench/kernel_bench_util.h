@@ -24,6 +24,14 @@ struct Result {
   double tokens_per_s = 0;
 };
 
+// Whether a CUDA device is there; else says so on stderr, naming `program`.
+inline bool HaveCudaDevice(const char* program) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) return true;
+  std::fprintf(stderr, "%s: no CUDA device\n", program);
+  return false;
+}
+
 // Median microseconds of one call of `enqueue(i)`: the calls are captured into a graph (`calls` of them, i =
 // 0..) so launch gaps stay out, the graph is replayed `trials` times after a warm-up, and the median replay
 // is divided by `calls`. `enqueue(0)` runs once eagerly first, so lazy set-up (cuBLASLt plans, module loads)
