@@ -6,6 +6,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_mma.h"
+#include "kernels/decode_tma_swiglu.h"
 #include "kernels/device_info.h"
 #include "kernels/env_knob.h"
 #include "kernels/mma_tile.cuh"
@@ -203,11 +204,15 @@ constexpr int kPipeWeightRows = 128;  // eight 16-row mma tiles, one a warp
 // next kernel's to start early. Taken for blocks that stream their rows over all of k (no split) and for
 // every projection at 17-32 rows (chosen with 64-row blocks: on the H100 the k-split projections lost with
 // deep stages at 16 rows, batch 16 step +0.8%, and won at 32, -1.5%; kernels/PERF_NOTES.md).
-template <int kNTiles, bool kDeep>
-constexpr int kPipeStages = !kDeep         ? 6
-                            : kNTiles <= 2 ? 10
-                            : kNTiles <= 4 ? 8
-                                           : 6;
+// Lean: four (96 KB at 64 rows), for k splits of at most five tiles at 64 rows, so that a block fits beside
+// the gate/up kernel before it (DecodeTmaSwiGlu's ring of seven stages).
+enum Ring { kShallowRing, kDeepRing, kLeanRing };
+template <int kNTiles, int kRing>
+constexpr int kPipeStages = kRing == kLeanRing      ? 4
+                            : kRing == kShallowRing ? 6
+                            : kNTiles <= 2          ? 10
+                            : kNTiles <= 4          ? 8
+                                                    : 6;
 constexpr int kPipeTileBytes = kPipeWeightRows * kPipeK * 2;
 constexpr int kPipeThreads = kPipeWeightRows / 16 * 32;
 
@@ -464,10 +469,10 @@ __device__ __forceinline__ void ReduceSplitsInCluster(const Params& p, const flo
 // splits are one cluster and add their sums there, else each writes partials for the reduce kernel.
 // `__launch_bounds__(kPipeThreads, 1)` (one block a multiprocessor is what the stages allow anyway): ptxas
 // gives the kernel ~100-110 registers instead of ~75 (kernels/PERF_NOTES.md, eleventh session).
-template <int kNTiles, Epilogue E, bool kDeep>
+template <int kNTiles, Epilogue E, int kRing>
 static __global__ void __launch_bounds__(kPipeThreads, 1) DecodeMmaPipelinedKernel(Params p) {
   constexpr int kXTileBytes = kNTiles * 8 * kPipeK * 2;
-  constexpr int kStages = kPipeStages<kNTiles, kDeep>;
+  constexpr int kStages = kPipeStages<kNTiles, kRing>;
   extern __shared__ __align__(1024) char smem[];  // [kStages][weights | x], stages on 1,024-byte boundaries
   const uint32_t smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
 #if defined(DOZE_HAVE_WGMMA)
@@ -678,7 +683,17 @@ int LaunchTile(Epilogue e, int tiles) {
 // DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES overrides the 4 (measurements).
 int EarlyWeightStages(Epilogue e) {
   static const int swiglu = EnvInt("DOZE_DECODE_MMA_SWIGLU_EARLY_STAGES", 4);
-  return e == Epilogue::kSwiGlu ? swiglu : kPipeStages<1, true>;  // the deepest ring's count: all of them
+  return e == Epilogue::kSwiGlu ? swiglu
+                                : kPipeStages<1, kDeepRing>;  // the deepest ring's count: all of them
+}
+
+// Whether the k splits of a 64-row tile (at most five k-tiles each: down_proj at Qwen2.5-0.5B's shape) take
+// the lean ring: from DOZE_DECODE_MMA_LEAN_MIN_ROWS rows (default 57; 65: never). On the H100 after
+// DecodeTmaSwiGlu's 6 stages, batch 64 -1.3% a step against the six-stage ring, batch 48 and 56 +0 to +1.3%
+// (kernels/PERF_NOTES.md, seventeenth session).
+bool UseLeanRing(int m) {
+  static const int min_rows = EnvInt("DOZE_DECODE_MMA_LEAN_MIN_ROWS", 57);
+  return m >= min_rows;
 }
 
 // Blocks a pipelined grid aims at: one per multiprocessor; DOZE_DECODE_MMA_BLOCKS overrides it.
@@ -730,10 +745,10 @@ Grid PlanGrid(Epilogue e, int m, int n, int k) {
   return m >= PipelineMinRows() ? PlanPipelinedGrid(e, m, n, k) : PlanRegisterGrid(m, NumItems(e, n), k);
 }
 
-template <int kNTiles, Epilogue E, bool kDeep>
+template <int kNTiles, Epilogue E, int kRing>
 void LaunchPipelined(const Params& p, dim3 blocks, bool cluster, cudaStream_t stream) {
-  void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E, kDeep>;
-  constexpr int kShared = kPipeStages<kNTiles, kDeep> * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
+  void (*kernel)(Params) = DecodeMmaPipelinedKernel<kNTiles, E, kRing>;
+  constexpr int kShared = kPipeStages<kNTiles, kRing> * (kPipeTileBytes + kNTiles * 8 * kPipeK * 2);
   static const bool opted_in = [kernel] {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
     return true;
@@ -748,9 +763,11 @@ void LaunchTiles(const Params& p, const Grid& grid, cudaStream_t stream) {
   const dim3 blocks(grid.groups, grid.ksplit);
   if (grid.pipelined) {
     if (grid.ksplit == 1 || kNTiles == 4) {  // the choice that measured best at 16 and at 32 rows
-      LaunchPipelined<kNTiles, E, true>(p, blocks, grid.cluster_reduce, stream);
+      LaunchPipelined<kNTiles, E, kDeepRing>(p, blocks, grid.cluster_reduce, stream);
+    } else if (kNTiles == 8 && E == Epilogue::kStore && grid.chunks_per_split <= 5 && UseLeanRing(p.m)) {
+      LaunchPipelined<8, Epilogue::kStore, kLeanRing>(p, blocks, grid.cluster_reduce, stream);
     } else {
-      LaunchPipelined<kNTiles, E, false>(p, blocks, grid.cluster_reduce, stream);
+      LaunchPipelined<kNTiles, E, kShallowRing>(p, blocks, grid.cluster_reduce, stream);
     }
     return;
   }
@@ -861,6 +878,7 @@ void DecodeMmaResidualNorm(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_
 
 void DecodeMmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat16* act, int m,
                      int intermediate, int hidden, const DecodeMmaWorkspace& workspace, cudaStream_t stream) {
+  if (UseDecodeTmaSwiGlu(x, w, m, hidden)) return DecodeTmaSwiGlu(x, w, act, m, intermediate, hidden, stream);
   Params p{};
   p.x = x, p.w = w, p.out = act;
   p.m = m, p.n = 2 * intermediate, p.k = hidden, p.num_items = intermediate;

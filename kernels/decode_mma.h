@@ -64,7 +64,8 @@ void DecodeMmaResidualNorm(const __nv_bfloat16* x,  // [m, k]
                            int m, int n, int k, const ResidualNorm& norm, const DecodeMmaWorkspace& workspace,
                            cudaStream_t stream);
 
-// act = silu(g) * u with [g, u] = x @ w^T, g and u rounded to bf16 first.
+// act = silu(g) * u with [g, u] = x @ w^T, g and u rounded to bf16 first. From 33 rows (sm_90a builds) the
+// box-copy kernel of kernels/decode_tma_swiglu.h runs it.
 void DecodeMmaSwiGlu(const __nv_bfloat16* x,  // [m, hidden]
                      const __nv_bfloat16* w,  // [2 * intermediate, hidden]: gate rows, then up rows
                      __nv_bfloat16* act,      // [m, intermediate]

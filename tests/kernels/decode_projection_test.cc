@@ -12,6 +12,7 @@
 
 #include "kernels/decode_gemv.h"
 #include "kernels/decode_mma.h"
+#include "kernels/decode_tma_swiglu.h"
 #include "kernels/rms_norm.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -181,6 +182,33 @@ TEST_P(DecodeProjectionTest, NormSwiGluMatchesUnfused) {
   EXPECT_TRUE(AllClose(ToFloat(d_act.Download()), want, 2e-2f, 2e-2f)) << "m=" << m();
 }
 
+// The box-copy gate/up kernel at every row count (DecodeMmaSwiGlu takes it from 33 rows): against the CPU
+// references, and bit for bit against itself run again on the same inputs.
+TEST_P(DecodeProjectionTest, TmaSwiGluMatchesUnfused) {
+  DOZE_SKIP_WITHOUT_GPU();
+  if (path() != Path::kMma) GTEST_SKIP() << "a tensor-core kernel";
+  const DecodeShape& c = s();
+  const std::vector<float> x = RandomBf16(static_cast<size_t>(m()) * c.hidden, -2.f, 2.f, rng_);
+  const float bound = 2.f / std::sqrt(static_cast<float>(c.hidden));
+  const std::vector<float> w =
+      RandomBf16(static_cast<size_t>(2 * c.intermediate) * c.hidden, -bound, bound, rng_);
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w)), d_act(static_cast<size_t>(m()) * c.intermediate),
+      d_again(static_cast<size_t>(m()) * c.intermediate);
+  if (!DecodeTmaSwiGluFits(d_x.get(), d_w.get(), c.hidden))
+    GTEST_SKIP() << "no wgmma in this build or on this device";
+  d_act.Poison();
+  d_again.Poison();
+  DecodeTmaSwiGlu(d_x.get(), d_w.get(), d_act.get(), m(), c.intermediate, c.hidden, nullptr);
+  DecodeTmaSwiGlu(d_x.get(), d_w.get(), d_again.get(), m(), c.intermediate, c.hidden, nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> gate_up = LinearRef(x, w, nullptr, m(), 2 * c.intermediate, c.hidden);
+  std::vector<float> want(static_cast<size_t>(m()) * c.intermediate);
+  reference::SiluMul(gate_up.data(), want.data(), m(), c.intermediate);
+  const std::vector<float> got = ToFloat(d_act.Download());
+  EXPECT_TRUE(AllClose(got, want, 2e-2f, 2e-2f)) << "m=" << m();
+  EXPECT_EQ(got, ToFloat(d_again.Download())) << "m=" << m();
+}
+
 TEST_P(DecodeProjectionTest, ResidualAddMatchesUnfused) {
   DOZE_SKIP_WITHOUT_GPU();
   if (path() != Path::kGemv)
@@ -268,7 +296,7 @@ INSTANTIATE_TEST_SUITE_P(Gemv, DecodeProjectionTest,
 
 INSTANTIATE_TEST_SUITE_P(Mma, DecodeProjectionTest,
                          ::testing::Combine(::testing::Values(Path::kMma),
-                                            ::testing::Values(1, 3, 8, 12, 19, 33, 64),
+                                            ::testing::Values(1, 3, 8, 12, 19, 33, 41, 64),
                                             ::testing::Values(DecodeShape{896, 4864, 14, 2, 64},
                                                               DecodeShape{160, 224, 6, 2, 32})));
 
