@@ -99,8 +99,8 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
       signals_(io_context_, SIGTERM, SIGINT, SIGHUP),
       shutdown_timer_(io_context_),
       spawner_(io_context_.get_executor()),
-      clients_(
-          std::make_unique<GrpcWorkerClientFactory>(config_.server.grpc_threads, config_.server.busy_poll)) {
+      clients_(std::make_unique<GrpcWorkerClientFactory>(
+          config_.server.grpc_threads, config_.server.busy_poll, config_.server.delivery_threads)) {
   for (const auto& [name, function] : config_.functions) functions_.Put(MakeFunction(function));
   completions_ = std::make_unique<CompletionsHandler>(&functions_, &keys_, &prompts_, tokenizer_.get(),
                                                       RealClock::Get());

@@ -41,6 +41,8 @@ absl::Status ParseServer(const YAML::Node& node, ServerConfig* server) {
   SetIf(io_threads, &server->io_threads);
   ASSIGN_OR_RETURN(std::optional<int64_t> grpc_threads, map.Int("grpc_threads", 1, 64));
   SetIf(grpc_threads, &server->grpc_threads);
+  ASSIGN_OR_RETURN(std::optional<int64_t> delivery_threads, map.Int("delivery_threads", 0, 8));
+  SetIf(delivery_threads, &server->delivery_threads);
   ASSIGN_OR_RETURN(std::optional<absl::Duration> busy_poll, map.Duration("busy_poll", /*allow_zero=*/true));
   SetIf(busy_poll, &server->busy_poll);
   ASSIGN_OR_RETURN(std::optional<int64_t> max_connections, map.Int("max_connections", 1, 1'000'000));

@@ -46,7 +46,7 @@ void CallStream::Connect(v1::Worker::Stub* stub, CompletionThread* thread) {
   thread_->Hold();  // until the finish has completed
   stream_ = stub->PrepareAsyncGenerateStream(&context_, thread_->cq());
   stream_->StartCall(&started_);
-  stream_->Read(&response_, &read_);
+  stream_->Read(response_.get(), &read_);
 }
 
 std::shared_ptr<GenerateCall> CallStream::Start(const v1::GenerateRequest& request,
@@ -110,7 +110,8 @@ bool CallStream::NextWriteLocked() {
 void CallStream::OnRead(bool ok) {
   if (ok) {
     Deliver();
-    stream_->Read(&response_, &read_);
+    if (thread_->num_lanes() > 0) response_ = std::make_shared<v1::GenerateStreamResponse>();
+    stream_->Read(response_.get(), &read_);
     return;
   }
   bool finish = false;
@@ -123,22 +124,42 @@ void CallStream::OnRead(bool ok) {
 }
 
 void CallStream::Deliver() {
+  const int lanes = thread_->num_lanes() + 1;
+  deliveries_.resize(lanes);
   {
     absl::MutexLock lock(&mu_);
-    for (const v1::CallEvent& event : response_.events()) {
+    for (const v1::CallEvent& event : response_->events()) {
       auto it = calls_.find(event.call_id());
       if (it == calls_.end()) continue;
-      deliveries_.emplace_back(it->second, &event);
+      deliveries_[event.call_id() % lanes].emplace_back(it->second, &event);
       if (event.has_status()) calls_.erase(it);
     }
   }
-  // Outside the lock: an observer may start or cancel calls.
+  // Outside the lock: an observer may start or cancel calls. The lanes' shares first, so that their threads
+  // write while this one writes its own; each holds the message its events point into.
   const auto read_at = std::chrono::steady_clock::now();
-  for (auto& [call, event] : deliveries_) {
+  for (int lane = 1; lane < lanes; ++lane) {
+    if (deliveries_[lane].empty()) continue;
+    thread_->lane(lane - 1).Post([message = response_, deliveries = std::exchange(deliveries_[lane], {}),
+                                  read_at] { DeliverEach(deliveries, read_at); });
+  }
+  DeliverEach(deliveries_[0], read_at);
+  deliveries_[0].clear();
+}
+
+void CallStream::DeliverEach(const std::vector<Delivery>& deliveries,
+                             std::chrono::steady_clock::time_point read_at) {
+  for (const auto& [call, event] : deliveries) {
     if (event->has_response()) call->observer().OnResponse(event->response(), read_at);
     if (event->has_status()) call->observer().OnDone(FromProto(event->status()));
   }
-  deliveries_.clear();
+}
+
+void CallStream::OnLane(uint64_t id, std::function<void()> work) {
+  const int lanes = thread_->num_lanes() + 1;
+  const int lane = static_cast<int>(id % lanes);
+  if (lane == 0) return work();
+  thread_->lane(lane - 1).Post(std::move(work));
 }
 
 void CallStream::OnWritten(bool ok) {
@@ -170,7 +191,8 @@ void CallStream::OnFinished() {
   const absl::Status status = absl::UnavailableError(
       absl::StrCat("the stream to the worker ended before the call did (",
                    status_.ok() ? "closed by the worker" : status_.error_message(), ")"));
-  for (auto& [id, call] : open) call->observer().OnDone(status);
+  // On each call's lane, after the events queued there before.
+  for (auto& [id, call] : open) OnLane(id, [call, status] { call->observer().OnDone(status); });
   thread_->Release();
   ReleaseOne();
 }

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -22,7 +24,9 @@ namespace doze::gateway {
 // the gateway one gRPC read instead of one per call. Starts and cancels from any thread go through a write
 // queue (one write in flight, gRPC's rule; what piles up meanwhile leaves in the next one); the worker's
 // events are handed to the calls' observers on the completion thread, each call's OnDone exactly once: with
-// the worker's final status, or UNAVAILABLE for every call still open when the stream breaks. A broken
+// the worker's final status, or UNAVAILABLE for every call still open when the stream breaks. With delivery
+// lanes on the completion thread, call i's events go to lane i % (lanes + 1) (0: the completion thread
+// itself), each lane in order, so one message's events are written on several threads at once. A broken
 // stream takes no more calls (CallStream::accepting); the owner opens another. Keeps itself alive until
 // gRPC is done with it.
 class CallStream : public std::enable_shared_from_this<CallStream> {
@@ -54,8 +58,13 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   void OnRead(bool ok);
   void OnWritten(bool ok);
   void OnFinished();
+  using Delivery = std::pair<std::shared_ptr<Call>, const v1::CallEvent*>;
   // Hands one message's events to their calls' observers.
   void Deliver();
+  // Runs `work` for call `id` on its lane: now on the completion thread, or posted to a delivery lane.
+  void OnLane(uint64_t id, std::function<void()> work);
+  static void DeliverEach(const std::vector<Delivery>& deliveries,
+                          std::chrono::steady_clock::time_point read_at);
   void StartFinish();
   void ReleaseOne();
 
@@ -63,11 +72,12 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::GenerateStreamRequest, v1::GenerateStreamResponse>>
       stream_;
-  v1::GenerateStreamResponse response_;  // the read in flight
-  v1::GenerateStreamRequest outgoing_;   // the write in flight
-  grpc::Status status_;                  // the stream's, once finished
-  std::shared_ptr<CallStream> self_;     // until both the start and the finish have completed
-  std::atomic<int> pending_{2};          // the start and the finish
+  // The read in flight; a fresh message for each read where delivery lanes may still hold the last one.
+  std::shared_ptr<v1::GenerateStreamResponse> response_ = std::make_shared<v1::GenerateStreamResponse>();
+  v1::GenerateStreamRequest outgoing_;  // the write in flight
+  grpc::Status status_;                 // the stream's, once finished
+  std::shared_ptr<CallStream> self_;    // until both the start and the finish have completed
+  std::atomic<int> pending_{2};         // the start and the finish
   // The start sends the stream's header with gRPC's write operation: it counts as the first write.
   CompletionTag started_{[this](bool ok) {
     OnWritten(ok);
@@ -76,7 +86,7 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   CompletionTag read_{[this](bool ok) { OnRead(ok); }};
   CompletionTag written_{[this](bool ok) { OnWritten(ok); }};
   CompletionTag finished_{[this](bool) { OnFinished(); }};
-  std::vector<std::pair<std::shared_ptr<Call>, const v1::CallEvent*>> deliveries_;  // completion thread only
+  std::vector<std::vector<Delivery>> deliveries_;  // completion thread only: one list a lane
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);  // open

@@ -6,8 +6,18 @@
 
 namespace doze::gateway {
 
-CompletionThread::CompletionThread(absl::Duration busy_poll)
-    : thread_([this, busy_poll] { Loop(busy_poll); }) {
+namespace {
+
+std::vector<std::unique_ptr<DeliveryLane>> MakeLanes(int n) {
+  std::vector<std::unique_ptr<DeliveryLane>> lanes;
+  for (int i = 0; i < n; ++i) lanes.push_back(std::make_unique<DeliveryLane>());
+  return lanes;
+}
+
+}  // namespace
+
+CompletionThread::CompletionThread(absl::Duration busy_poll, int lanes)
+    : lanes_(MakeLanes(lanes)), thread_([this, busy_poll] { Loop(busy_poll); }) {
   pthread_setname_np(thread_.native_handle(), "doze-grpc");
 }
 
@@ -16,6 +26,7 @@ CompletionThread::~CompletionThread() {
   auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return held_ == 0; };
   if (!mu_.AwaitWithTimeout(absl::Condition(&released), absl::Seconds(5))) {
     thread_.detach();
+    for (auto& lane : lanes_) lane.release();  // left to the process's exit with the thread that posts to it
     return;
   }
   cq_->Shutdown();
@@ -24,6 +35,7 @@ CompletionThread::~CompletionThread() {
     delete cq_;
   } else {
     thread_.detach();
+    for (auto& lane : lanes_) lane.release();
   }
 }
 

@@ -153,9 +153,10 @@ class GrpcWorkerClient : public WorkerClient {
 
 }  // namespace
 
-GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads, absl::Duration busy_poll) {
+GrpcWorkerClientFactory::GrpcWorkerClientFactory(int num_threads, absl::Duration busy_poll,
+                                                 int delivery_lanes) {
   for (int i = 0; i < std::max(1, num_threads); ++i) {
-    threads_.push_back(std::make_shared<CompletionThread>(busy_poll));
+    threads_.push_back(std::make_shared<CompletionThread>(busy_poll, delivery_lanes));
   }
 }
 

@@ -23,8 +23,10 @@ class GrpcWorkerClientFactory : public WorkerClientFactory {
   // Starts `num_threads` threads, each with its own completion queue; every client this factory makes opens
   // one connection per thread, each with its own GenerateStream, and spreads its Generate calls over them in
   // turn, so that a burst of responses is answered on that many threads at once. `busy_poll`: how long each
-  // thread polls its queue after an event before it blocks (CompletionThread).
-  explicit GrpcWorkerClientFactory(int num_threads = 1, absl::Duration busy_poll = absl::ZeroDuration());
+  // thread polls its queue after an event before it blocks (CompletionThread). `delivery_lanes`: threads
+  // beside each of them that write a share of a worker message's events to the clients (CallStream).
+  explicit GrpcWorkerClientFactory(int num_threads = 1, absl::Duration busy_poll = absl::ZeroDuration(),
+                                   int delivery_lanes = 0);
   ~GrpcWorkerClientFactory() override;
 
   // Returns a client on a fresh channel to `address`.

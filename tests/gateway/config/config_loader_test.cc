@@ -52,6 +52,7 @@ server:
   admin_token_env: MY_TOKEN
   io_threads: 3
   grpc_threads: 2
+  delivery_threads: 1
   busy_poll: 150us
   max_connections: 10
   header_timeout: 2s
@@ -82,6 +83,7 @@ simulation: { cold_start: 0.6s }
   EXPECT_EQ(config->server.stream_idle_timeout, absl::Milliseconds(250));
   EXPECT_EQ(config->server.io_threads, 3);
   EXPECT_EQ(config->server.grpc_threads, 2);
+  EXPECT_EQ(config->server.delivery_threads, 1);
   EXPECT_EQ(config->server.busy_poll, absl::Microseconds(150));
   EXPECT_EQ(config->workers.start_timeout, absl::Minutes(1));
   EXPECT_EQ(config->workers.max_queue, 7);
@@ -133,6 +135,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "workers.queue_timeout: must be a positive duration"},
         BadConfig{"model: {path: m}\nserver: {busy_poll: -5us}\nfunctions: {f: {}}",
                   "server.busy_poll: must be a non-negative duration"},
+        BadConfig{"model: {path: m}\nserver: {delivery_threads: 9}\nfunctions: {f: {}}",
+                  "server.delivery_threads: must be between 0 and 8"},
         BadConfig{"model: {path: m}\nworkers: {max_queue: 0}\nfunctions: {f: {}}",
                   "workers.max_queue: must be between 1"},
         BadConfig{"model: {path: m}\nfunctions: {f: {worker: {max_num_seqs: x}}}",

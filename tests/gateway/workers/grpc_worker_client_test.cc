@@ -161,9 +161,13 @@ StartedCalls StartCalls(WorkerClient& client, int count, const MaxTokens& max_to
   return started;
 }
 
-TEST(GrpcWorkerClientTest, ManyCallsOnOneStreamEachGetTheirTokensAndOneOk) {
+// With 0, 1 and 2 delivery lanes beside the completion thread (server.delivery_threads): every call's events
+// in order, its OnDone once and last, wherever its lane.
+class GrpcWorkerClientLanesTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(GrpcWorkerClientLanesTest, ManyCallsOnOneStreamEachGetTheirTokensAndOneOk) {
   FakeWorker worker(2);
-  GrpcWorkerClientFactory factory(1);
+  GrpcWorkerClientFactory factory(1, absl::ZeroDuration(), GetParam());
   std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
   const auto [recorders, calls] = StartCalls(*client, 20, [](int i) { return 5 + i % 3; });
   for (int i = 0; i < 20; ++i) {
@@ -174,9 +178,9 @@ TEST(GrpcWorkerClientTest, ManyCallsOnOneStreamEachGetTheirTokensAndOneOk) {
   for (auto& recorder : recorders) EXPECT_EQ(recorder->done(), 1);
 }
 
-TEST(GrpcWorkerClientTest, WorkerKilledMidStreamEndsEveryOpenCallOnceThenANewStreamServes) {
+TEST_P(GrpcWorkerClientLanesTest, WorkerKilledMidStreamEndsEveryOpenCallOnceThenANewStreamServes) {
   FakeWorker worker(10);
-  GrpcWorkerClientFactory factory(1);
+  GrpcWorkerClientFactory factory(1, absl::ZeroDuration(), GetParam());
   std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
   StartedCalls started = StartCalls(*client, 8, [](int) { return 100000; });
   const std::vector<std::shared_ptr<Recorder>> recorders = started.recorders;
@@ -208,6 +212,8 @@ TEST(GrpcWorkerClientTest, WorkerKilledMidStreamEndsEveryOpenCallOnceThenANewStr
   std::this_thread::sleep_for(milliseconds(50));
   for (auto& old : recorders) EXPECT_EQ(old->done(), 1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Lanes, GrpcWorkerClientLanesTest, ::testing::Values(0, 1, 2));
 
 TEST(GrpcWorkerClientTest, CallsAndObserversAreFreedOnceDone) {
   FakeWorker worker(2);
