@@ -178,10 +178,12 @@ void DecodeTmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat
   Params p{};
   p.act = act, p.m = m, p.num_items = intermediate, p.k = hidden;
   const int tiles = (hidden + kPipeK - 1) / kPipeK;
+  // Weight stages before the wait (DOZE_TMA_SWIGLU_EARLY_STAGES): 4; on the H100 2 and 6 measured no better.
   p.early_stages = EnvInt("DOZE_TMA_SWIGLU_EARLY_STAGES", 4);
-  // After 3/7 of the tiles, as the cp.async kernel's gate/up (DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS, 1-7; 8: at
-  // the wait).
-  const int sevenths = EnvInt("DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS", 3);
+  // After 4/7 of the tiles (DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS, 1-7; 8: at the wait): on the H100 batch 64
+  // 1.060-1.067 -> 1.053-1.054 ms against the cp.async kernel's 3/7, 48 -0.7%, 33 unchanged, 7/7 +5%
+  // (kernels/PERF_NOTES.md, seventeenth session).
+  const int sevenths = EnvInt("DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS", 4);
   p.launch_tile = sevenths >= 8 ? 0 : tiles * sevenths / 7;
   const int blocks = (intermediate + kItems - 1) / kItems;
   switch (Stages()) {
