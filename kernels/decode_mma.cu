@@ -204,8 +204,8 @@ constexpr int kPipeWeightRows = 128;  // eight 16-row mma tiles, one a warp
 // next kernel's to start early. Taken for blocks that stream their rows over all of k (no split) and for
 // every projection at 17-32 rows (chosen with 64-row blocks: on the H100 the k-split projections lost with
 // deep stages at 16 rows, batch 16 step +0.8%, and won at 32, -1.5%; kernels/PERF_NOTES.md).
-// Lean: four (96 KB at 64 rows), for k splits of at most five tiles at 64 rows, so that a block fits beside
-// the gate/up kernel before it (DecodeTmaSwiGlu's ring of seven stages).
+// Lean: four (96 KB at 64 rows), for k splits of at most five tiles from UseLeanRing's rows (down_proj after
+// DecodeTmaSwiGlu: measured faster there than six, for a reason not pinned down; kernels/PERF_NOTES.md).
 enum Ring { kShallowRing, kDeepRing, kLeanRing };
 template <int kNTiles, int kRing>
 constexpr int kPipeStages = kRing == kLeanRing      ? 4
@@ -689,8 +689,8 @@ int EarlyWeightStages(Epilogue e) {
 
 // Whether the k splits of a 64-row tile (at most five k-tiles each: down_proj at Qwen2.5-0.5B's shape) take
 // the lean ring: from DOZE_DECODE_MMA_LEAN_MIN_ROWS rows (default 57; 65: never). On the H100 after
-// DecodeTmaSwiGlu's 6 stages, batch 64 -1.3% a step against the six-stage ring, batch 48 and 56 +0 to +1.3%
-// (kernels/PERF_NOTES.md, seventeenth session).
+// DecodeTmaSwiGlu's 6 stages, batch 64 -1.3 to -1.6% a step against the six-stage ring, batch 48 and 56 +0
+// to +1.3% (kernels/PERF_NOTES.md, seventeenth session).
 bool UseLeanRing(int m) {
   static const int min_rows = EnvInt("DOZE_DECODE_MMA_LEAN_MIN_ROWS", 57);
   return m >= min_rows;
