@@ -671,10 +671,16 @@ bool UsePreparedUnits(int m) {
 // stages at launch and would share the memory with gate/up's whole stream: after 3/7 of its tiles (on the
 // H100 the sixth of 14, doze bench batch 4-64 -3 to -4.5% against launching at the wait, -2% against
 // launching after the last tile; kernels/PERF_NOTES.md, fifteenth session). DOZE_DECODE_MMA_LATE_LAUNCH=0
-// launches at the wait (measurements).
-int LaunchTile(Epilogue e, int tiles) {
+// launches at the wait (measurements). From DOZE_DECODE_MMA_DOWN_EXIT_LAUNCH_MIN_ROWS rows (default 33, where
+// gate/up is DecodeTmaSwiGlu; 65: never) a projection that narrows (down_proj, whose successor adds its
+// splits and the norm) lets it launch only as it exits: on the H100 batch 33 -2%, 48 -1.1%, 64 -0.2 to -0.8%
+// against at the wait, batch 4 +0.3% (kernels/PERF_NOTES.md, seventeenth session).
+int LaunchTile(Epilogue e, int tiles, int m, bool narrowing) {
   static const bool late = EnvFlag("DOZE_DECODE_MMA_LATE_LAUNCH");
-  return late && e == Epilogue::kSwiGlu ? tiles * 3 / 7 : 0;
+  static const int exit_min_rows = EnvInt("DOZE_DECODE_MMA_DOWN_EXIT_LAUNCH_MIN_ROWS", 33);
+  if (!late) return 0;
+  if (e == Epilogue::kSwiGlu) return tiles * 3 / 7;
+  return e == Epilogue::kStore && narrowing && m >= exit_min_rows ? tiles : 0;  // tiles: at the block's exit
 }
 
 // Weight stages a pipelined block asks for before its wait: all but one of its stages, but at most 4 for
@@ -802,7 +808,7 @@ void Launch(Params p, const DecodeMmaWorkspace& workspace, cudaStream_t stream,
   p.wgmma = UseWgmma();
   p.cluster_reduce = grid.cluster_reduce;
   p.prepare_units = UsePreparedUnits(p.m);
-  p.launch_tile = grid.pipelined ? LaunchTile(E, grid.chunks_per_split) : 0;
+  p.launch_tile = grid.pipelined ? LaunchTile(E, grid.chunks_per_split, p.m, p.k > p.n) : 0;
   p.early_stages = grid.pipelined ? EarlyWeightStages(E) : 0;
   switch (TileRows(p.m)) {
     case 8:
