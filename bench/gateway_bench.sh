@@ -14,7 +14,7 @@
 # use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
 # DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
 # DOZE_BENCH_IO_THREADS, DOZE_BENCH_GRPC_THREADS and DOZE_BENCH_DELIVERY_THREADS set server.io_threads (2),
-# server.grpc_threads (1) and server.delivery_threads (1),
+# server.grpc_threads (1) and server.delivery_threads (0),
 # DOZE_BENCH_BUSY_POLL server.busy_poll (0s);
 # DOZE_BENCH_TESTS picks the tests ("rate streams"); DOZE_BENCH_STREAM_THREADS sets the load generator's
 # --stream-threads (0: a blocking thread per stream).
@@ -45,7 +45,7 @@ server:
   listen: 127.0.0.1:0
   io_threads: ${DOZE_BENCH_IO_THREADS:-2}
   grpc_threads: ${DOZE_BENCH_GRPC_THREADS:-1}
-  delivery_threads: ${DOZE_BENCH_DELIVERY_THREADS:-1}
+  delivery_threads: ${DOZE_BENCH_DELIVERY_THREADS:-0}
   busy_poll: ${DOZE_BENCH_BUSY_POLL:-0s}
   max_connections: 4096
 model: { path: $work/model, backend: cpu }
