@@ -26,10 +26,11 @@ struct ServerConfig {
                          // bench/gateway_load.md.
   // Threads beside each gRPC thread that write a share of a worker message's events (one per call of the
   // step) to the clients' sockets, so that a burst of streamed tokens is written on more than one core. 1
-  // measured better than 0 on a 2-core gateway at 200 streams (per-message p99 3.2-5.0 against 3.1-6.8 ms on a
-  // slow host, five rounds; bench/gateway_load.md), but with it on, one clean-clone CI run saw a request hang
-  // after a worker was killed (GatewayTest.KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart; not
-  // reproduced in 300+ runs since, cause not found), so the default stays 0 until that is understood.
+  // measured better than 0 on a 2-core gateway at 200 streams (per-message p99 3.2-5.0 against 3.1-6.8 ms on
+  // a slow host, five rounds; bench/gateway_load.md), but with it on, one clean-clone CI run saw a request
+  // hang after a worker was killed
+  // (GatewayTest.KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart; not reproduced in 300+ runs
+  // since, cause not found), so the default stays 0 until that is understood.
   int delivery_threads = 0;
   // How long the HTTP and gRPC threads poll for more work after each event before they block (0: block at
   // once). Trades CPU during busy periods for no wake-up latency on the next event; idle threads still sleep.
