@@ -421,7 +421,8 @@ TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestar
   EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
   for (auto& response : queued) {
     TestResponse done = response.get();
-    EXPECT_EQ(done.status, 200) << done.body;
+    // With the function's state (in flight, queue depth) for a failure's diagnosis.
+    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
   }
   Json status = Status()["customer_service"];
   EXPECT_EQ(status["state"], "ready");
