@@ -1,7 +1,5 @@
 #include <cuda.h>
 
-#include <algorithm>
-
 #include "kernels/cuda_check.h"
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_tma_swiglu.h"
@@ -141,6 +139,22 @@ int Stages() {
   return stages;
 }
 
+// Weight stages asked for before the wait (DOZE_TMA_SWIGLU_EARLY_STAGES): 4; on the H100 2 and 6 measured no
+// better.
+int EarlyStages() {
+  static const int stages = EnvInt("DOZE_TMA_SWIGLU_EARLY_STAGES", 4);
+  return stages;
+}
+
+// The k-tile of `tiles` at which a block lets the next kernel launch: after 4/7 of them
+// (DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS, 1-7; 8: at the wait). On the H100 batch 64 1.060-1.067 -> 1.053-1.054 ms
+// against the cp.async kernel's 3/7, 48 -0.7%, 33 unchanged, 7/7 +5% (kernels/PERF_NOTES.md, seventeenth
+// session).
+int LaunchTile(int tiles) {
+  static const int sevenths = EnvInt("DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS", 4);
+  return sevenths >= 8 ? 0 : tiles * sevenths / 7;
+}
+
 template <int kStages>
 void Launch(const CUtensorMap& x_map, const CUtensorMap& w_map, const Params& p, int blocks,
             cudaStream_t stream) {
@@ -177,14 +191,8 @@ void DecodeTmaSwiGlu(const __nv_bfloat16* x, const __nv_bfloat16* w, __nv_bfloat
       SwizzledBf16Map(w, 2 * static_cast<int64_t>(intermediate), hidden, hidden, kItems);
   Params p{};
   p.act = act, p.m = m, p.num_items = intermediate, p.k = hidden;
-  const int tiles = (hidden + kPipeK - 1) / kPipeK;
-  // Weight stages before the wait (DOZE_TMA_SWIGLU_EARLY_STAGES): 4; on the H100 2 and 6 measured no better.
-  p.early_stages = EnvInt("DOZE_TMA_SWIGLU_EARLY_STAGES", 4);
-  // After 4/7 of the tiles (DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS, 1-7; 8: at the wait): on the H100 batch 64
-  // 1.060-1.067 -> 1.053-1.054 ms against the cp.async kernel's 3/7, 48 -0.7%, 33 unchanged, 7/7 +5%
-  // (kernels/PERF_NOTES.md, seventeenth session).
-  const int sevenths = EnvInt("DOZE_TMA_SWIGLU_LAUNCH_SEVENTHS", 4);
-  p.launch_tile = sevenths >= 8 ? 0 : tiles * sevenths / 7;
+  p.early_stages = EarlyStages();
+  p.launch_tile = LaunchTile((hidden + kPipeK - 1) / kPipeK);
   const int blocks = (intermediate + kItems - 1) / kItems;
   switch (Stages()) {
     case 12:

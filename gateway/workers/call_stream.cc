@@ -131,7 +131,7 @@ void CallStream::Deliver() {
     for (const v1::CallEvent& event : response_->events()) {
       auto it = calls_.find(event.call_id());
       if (it == calls_.end()) continue;
-      deliveries_[event.call_id() % lanes].emplace_back(it->second, &event);
+      deliveries_[LaneOf(event.call_id())].emplace_back(it->second, &event);
       if (event.has_status()) calls_.erase(it);
     }
   }
@@ -155,9 +155,10 @@ void CallStream::DeliverEach(const std::vector<Delivery>& deliveries,
   }
 }
 
+int CallStream::LaneOf(uint64_t id) const { return static_cast<int>(id % (thread_->num_lanes() + 1)); }
+
 void CallStream::OnLane(uint64_t id, std::function<void()> work) {
-  const int lanes = thread_->num_lanes() + 1;
-  const int lane = static_cast<int>(id % lanes);
+  const int lane = LaneOf(id);
   if (lane == 0) return work();
   thread_->lane(lane - 1).Post(std::move(work));
 }

@@ -61,6 +61,8 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   using Delivery = std::pair<std::shared_ptr<Call>, const v1::CallEvent*>;
   // Hands one message's events to their calls' observers.
   void Deliver();
+  // Call `id`'s lane: 0, the completion thread, or delivery lane LaneOf(id) - 1.
+  int LaneOf(uint64_t id) const;
   // Runs `work` for call `id` on its lane: now on the completion thread, or posted to a delivery lane.
   void OnLane(uint64_t id, std::function<void()> work);
   static void DeliverEach(const std::vector<Delivery>& deliveries,
