@@ -25,13 +25,20 @@ bool IsRetryable(const absl::Status& status) {
   }
 }
 
+// Whether `suspect` names `client` (compared by owner: no reference is taken, so none is dropped under a
+// lock).
+bool SameWorker(const std::weak_ptr<WorkerClient>& suspect, const std::shared_ptr<WorkerClient>& client) {
+  return client != nullptr && !suspect.owner_before(client) && !client.owner_before(suspect);
+}
+
 }  // namespace
 
 // Bridges one worker call to the request's sink and back to the dispatcher.
 class Dispatcher::CallObserver : public GenerateObserver {
  public:
-  CallObserver(std::shared_ptr<Dispatcher> dispatcher, std::shared_ptr<PendingRequest> request)
-      : dispatcher_(std::move(dispatcher)), request_(std::move(request)) {}
+  CallObserver(std::shared_ptr<Dispatcher> dispatcher, std::shared_ptr<PendingRequest> request,
+               std::weak_ptr<WorkerClient> client)
+      : dispatcher_(std::move(dispatcher)), request_(std::move(request)), client_(std::move(client)) {}
 
   void OnResponse(const v1::GenerateResponse& response,
                   std::chrono::steady_clock::time_point read_at) override {
@@ -63,11 +70,14 @@ class Dispatcher::CallObserver : public GenerateObserver {
     }
   }
 
-  void OnDone(const absl::Status& status) override { dispatcher_->OnCallDone(request_, status, finished_); }
+  void OnDone(const absl::Status& status) override {
+    dispatcher_->OnCallDone(request_, status, finished_, client_);
+  }
 
  private:
   std::shared_ptr<Dispatcher> dispatcher_;
   std::shared_ptr<PendingRequest> request_;
+  std::weak_ptr<WorkerClient> client_;  // the worker the call runs on
   bool first_seen_ = false;
   bool finished_ = false;
 };
@@ -82,7 +92,7 @@ Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervis
       queue_(options.max_queue),
       max_in_flight_(options.max_in_flight),
       queue_timeout_(options.queue_timeout),
-      retry_delay_(options.retry_delay) {
+      suspect_recheck_(options.suspect_recheck) {
   last_activity_ = clock_->Now();
 }
 
@@ -193,6 +203,7 @@ void Dispatcher::Pump() {
     return;
   }
   if (listener_ != nullptr && !listener_->CanDispatch(function_)) return;
+  if (HoldForSuspect(client)) return;
   int abandoned = 0;
   std::vector<std::shared_ptr<PendingRequest>> batch;
   {
@@ -225,7 +236,7 @@ void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
     metrics_->queue_wait().Observe(absl::ToDoubleSeconds(request->dispatched() - request->arrival()));
   }
   request->AddAttempt();
-  auto observer = std::make_shared<CallObserver>(shared_from_this(), request);
+  auto observer = std::make_shared<CallObserver>(shared_from_this(), request, client);
   std::shared_ptr<GenerateCall> call = client->Generate(request->request(), observer);
   // The hook holds the call weakly: the call may already have ended (OnCallDone, on a gRPC thread, clearing
   // the hook) before this line runs, and a strong hook set then would keep the call, its observer, this
@@ -236,21 +247,21 @@ void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
 }
 
 void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status,
-                            bool finished) {
+                            bool finished, const std::weak_ptr<WorkerClient>& client) {
   request->ClearCancelHook();
-  absl::Duration retry_delay;
+  const bool broken = !finished && !request->cancelled() && IsRetryable(status);
   {
     absl::MutexLock lock(&mu_);
     --in_flight_;
     last_activity_ = clock_->Now();
-    retry_delay = retry_delay_;
+    if (broken) suspect_ = client;
   }
   if (listener_ != nullptr) listener_->OnFinished(function_);
   if (finished) {
     // Counted when the last response passed through, before the client could see it.
   } else if (request->cancelled()) {
     metrics_->CountRequest(499);
-  } else if (!request->started() && request->attempts() < 2 && IsRetryable(status)) {
+  } else if (!request->started() && request->attempts() < 2 && broken) {
     absl::Status admitted = listener_ != nullptr ? listener_->OnQueued(function_) : absl::OkStatus();
     if (!admitted.ok()) {
       Reject(request, admitted);
@@ -258,9 +269,6 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
     }
     queue_.PushFront(request);
     ArmTimerIfQueued(request);
-    auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(retry_delay));
-    timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
-    return;
   } else if (status.code() == absl::StatusCode::kInvalidArgument) {
     Reject(request, status);
   } else {
@@ -269,6 +277,40 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
     Reject(request, absl::UnavailableError(absl::StrCat("worker for ", function_, " failed: ", why)));
   }
   Pump();
+}
+
+bool Dispatcher::HoldForSuspect(const std::shared_ptr<WorkerClient>& client) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!SameWorker(suspect_, client)) return false;
+    if (queue_.size() == 0 || checking_suspect_) return true;
+    checking_suspect_ = true;
+  }
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  client->CheckHealth(absl::Seconds(1), [weak, checked = std::weak_ptr<WorkerClient>(client)](bool serving) {
+    if (std::shared_ptr<Dispatcher> self = weak.lock()) self->OnSuspectChecked(checked.lock(), serving);
+  });
+  return true;
+}
+
+void Dispatcher::OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, bool serving) {
+  absl::Duration recheck;
+  bool held = false;
+  {
+    absl::MutexLock lock(&mu_);
+    checking_suspect_ = false;
+    // A worker replaced meanwhile (client gone) holds nothing: the next Pump goes to its successor.
+    held = client != nullptr && SameWorker(suspect_, client);
+    if (held && serving) {
+      suspect_.reset();
+      held = false;
+    }
+    recheck = suspect_recheck_;
+  }
+  if (!held) return Pump();
+  // Still suspect: asked again while requests wait (Pump), unless the supervisor replaces the worker first.
+  auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(recheck));
+  timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
 }
 
 int Dispatcher::in_flight() const {

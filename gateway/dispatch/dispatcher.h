@@ -3,6 +3,10 @@
 // got no output from a worker that died, and answers 503 when the queue is full, the wait passes
 // queue_timeout, or the worker fails to start. Nothing blocks: requests wait on the queue, calls complete on
 // gRPC's threads.
+//
+// A call that breaks (a retryable status) makes its worker suspect: the supervisor may not have seen the
+// process exit yet and still call it ready, so nothing more is dispatched to that worker until it answers a
+// health check SERVING. A dead worker never does; its successor is another client, to which the queue goes.
 #pragma once
 
 #include <memory>
@@ -29,7 +33,8 @@ struct DispatcherOptions {
   int max_queue = 256;
   int max_in_flight = 256;
   absl::Duration queue_timeout = absl::Seconds(30);
-  absl::Duration retry_delay = absl::Milliseconds(100);  // Lets the supervisor notice a dead worker first.
+  // How long after a failed health check a suspect worker is asked again while requests wait.
+  absl::Duration suspect_recheck = absl::Milliseconds(100);
 };
 
 // Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle
@@ -96,7 +101,12 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void DisarmTimer(const PendingRequest* request);
   void OnTransition(const WorkerTransition& transition);
   void StartCall(std::shared_ptr<PendingRequest> request, const std::shared_ptr<WorkerClient>& client);
-  void OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished);
+  void OnCallDone(std::shared_ptr<PendingRequest> request, const absl::Status& status, bool finished,
+                  const std::weak_ptr<WorkerClient>& client);
+  // Whether `client` is suspect (nothing goes to it); asks it for its health when requests wait and no check
+  // runs.
+  bool HoldForSuspect(const std::shared_ptr<WorkerClient>& client);
+  void OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, bool serving);
   void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);
   // Tells the listener, if any, that a queued request left.
   void Abandoned();
@@ -112,7 +122,9 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   mutable absl::Mutex mu_;
   int max_in_flight_ ABSL_GUARDED_BY(mu_);
   absl::Duration queue_timeout_ ABSL_GUARDED_BY(mu_);
-  absl::Duration retry_delay_ ABSL_GUARDED_BY(mu_);
+  absl::Duration suspect_recheck_ ABSL_GUARDED_BY(mu_);
+  std::weak_ptr<WorkerClient> suspect_ ABSL_GUARDED_BY(mu_);  // the worker whose call broke last
+  bool checking_suspect_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const PendingRequest*, std::shared_ptr<boost::asio::steady_timer>> timers_

@@ -81,8 +81,17 @@ class FakeClient : public WorkerClient, public WorkerClientFactory {
   void CheckHealth(absl::Duration, std::function<void(bool)> done) override { done(serving.load()); }
   // With answer_at_once, the call ends (its last response, then OnDone) before Generate returns, as a fast
   // worker's answer can reach the gateway's gRPC thread before the dispatching thread runs on.
+  // With calls_to_break > 0, the call ends at once with UNAVAILABLE, as a call on a stream to a dead worker
+  // does.
   std::shared_ptr<GenerateCall> Generate(const v1::GenerateRequest&,
                                          std::shared_ptr<GenerateObserver> observer) override {
+    generates.fetch_add(1);
+    if (calls_to_break.load() > 0) {
+      calls_to_break.fetch_sub(1);
+      auto call = std::make_shared<AnsweredCall>(observer);
+      observer->OnDone(absl::UnavailableError("the stream to the worker ended before the call did"));
+      return call;
+    }
     if (!answer_at_once) return nullptr;
     auto call = std::make_shared<AnsweredCall>(observer);
     v1::GenerateResponse last;
@@ -100,7 +109,20 @@ class FakeClient : public WorkerClient, public WorkerClientFactory {
   std::shared_ptr<WorkerClient> Connect(const std::string&) override { return self.lock(); }
   std::atomic<bool> serving{true};
   std::atomic<bool> answer_at_once{false};
+  std::atomic<int> calls_to_break{0};
+  std::atomic<int> generates{0};
   std::weak_ptr<FakeClient> self;
+};
+
+// Hands out its clients in turn, one a worker start.
+class ClientSequence : public WorkerClientFactory {
+ public:
+  explicit ClientSequence(std::vector<std::shared_ptr<FakeClient>> clients) : clients_(std::move(clients)) {}
+  std::shared_ptr<WorkerClient> Connect(const std::string&) override { return clients_.at(next_++); }
+
+ private:
+  std::vector<std::shared_ptr<FakeClient>> clients_;
+  size_t next_ = 0;
 };
 
 class WorkerSupervisorTest : public ::testing::Test {
@@ -274,6 +296,79 @@ TEST_F(WorkerSupervisorTest, RequestAnsweredBeforeItsCancelHookIsSetIsFreed) {
   EXPECT_EQ(sink->responses.load(), 1);
   EXPECT_EQ(sink->errors.load(), 0);
   EXPECT_TRUE(weak.expired()) << "the request outlived its call";
+}
+
+// Waits (up to 5 s) for `done`.
+template <typename Done>
+bool Await(Done done) {
+  for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
+// A killed worker's calls break before the supervisor has seen its exit, while it still counts as ready: the
+// request that saw no output waits for the next worker instead of breaking again on the dead one (and being
+// answered 503 after its one retry).
+TEST_F(WorkerSupervisorTest, BrokenCallWaitsForTheNextWorkerWhileTheDeadOneCountsAsReady) {
+  auto dead = std::make_shared<FakeClient>();
+  auto next = std::make_shared<FakeClient>();
+  next->answer_at_once = true;
+  ClientSequence clients({dead, next});
+  SupervisorOptions supervisor_options;
+  supervisor_options.function = "copy_polish";
+  supervisor_options.health_interval = absl::Milliseconds(1);
+  auto supervisor = std::make_shared<WorkerSupervisor>(supervisor_options, &spawner_, &clients, &clock_,
+                                                       io_.get_executor());
+  FunctionMetrics metrics;
+  DispatcherOptions options;
+  options.function = "copy_polish";
+  options.suspect_recheck = absl::Milliseconds(5);
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &metrics, &clock_, io_.get_executor());
+  dispatcher->Init();
+  supervisor->Start("test");
+  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kReady; }));
+
+  dead->serving = false;
+  dead->calls_to_break = 1000;
+  auto sink = std::make_shared<CountingSink>();
+  ASSERT_TRUE(
+      dispatcher
+          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
+          .ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // many health checks of the dead worker
+  EXPECT_EQ(dead->generates.load(), 1);
+  EXPECT_EQ(sink->errors.load(), 0);
+  EXPECT_EQ(dispatcher->queue_depth(), 1);
+
+  spawner_.Exit("killed by signal 9 (Killed)");  // the supervisor sees it; demand restarts after the back-off
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
+  EXPECT_EQ(sink->errors.load(), 0);
+  EXPECT_EQ(next->generates.load(), 1);
+  EXPECT_EQ(dead->generates.load(), 1);
+  EXPECT_EQ(dispatcher->in_flight(), 0);
+}
+
+// A call that breaks on a worker that is still up (its health check answers SERVING) is retried on it at
+// once.
+TEST_F(WorkerSupervisorTest, BrokenCallIsRetriedOnAWorkerThatAnswersItsHealthCheck) {
+  client_->answer_at_once = true;
+  client_->calls_to_break = 1;
+  FunctionMetrics metrics;
+  DispatcherOptions options;
+  options.function = "copy_polish";
+  options.suspect_recheck = absl::Seconds(30);  // a held queue would not be released within the test
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  dispatcher->Init();
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  auto sink = std::make_shared<CountingSink>();
+  ASSERT_TRUE(
+      dispatcher
+          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
+          .ok());
+  ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
+  EXPECT_EQ(sink->errors.load(), 0);
+  EXPECT_EQ(client_->generates.load(), 2);
 }
 
 }  // namespace
