@@ -430,6 +430,37 @@ TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestar
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("killed by signal 9"));
 }
 
+// A worker whose server goes away while its process lingers (it exits 1.5 s after SIGUSR1) still counts as
+// ready until the exit: the started stream ends with an error event, and the queued requests, which a
+// dispatch to the hung-up worker would break twice (and answer 503), wait for its successor.
+TEST_F(GatewayTest, WorkerThatHangsUpBeforeItExitsGetsNoMoreRequests) {
+  StartGateway(/*token_delay_ms=*/50);
+  ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  std::vector<std::future<TestResponse>> queued;
+  for (int i = 0; i < 2; ++i) {
+    queued.push_back(
+        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(Status()["customer_service"]["queue_depth"], 2);
+  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGUSR1);
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the process is still there
+  Json lingering = Status()["customer_service"];
+  EXPECT_EQ(lingering["state"], "ready");
+  EXPECT_EQ(lingering["queue_depth"], 2) << lingering.dump();
+  for (auto& response : queued) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
+  }
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("exited with status 1"));
+}
+
 TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   StartGateway(/*token_delay_ms=*/20);
   {

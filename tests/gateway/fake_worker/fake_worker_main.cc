@@ -7,11 +7,15 @@
 // text "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME, nanoseconds since the
 // epoch) at which the token is handed to gRPC: the benchmark's load generator, on the same host, subtracts it
 // from the time the token's SSE chunk arrives, for the latency the gateway adds to each streamed message.
+// SIGUSR1 makes it hang up: its server shuts down at once (every stream breaks, nothing answers, health
+// checks included) and the process exits with status 1 only DOZE_FAKE_HANGUP_EXIT_MS (default 1500) later, as
+// a worker whose process outlives its server for a while does (a crash that takes time to unwind).
 //
 // Like doze-worker it uses gRPC's callback API: a call is answered on the gRPC thread that received it (no
 // delay) or from one timer thread (the stand-in for the engine thread), so the benchmark's "added" time holds
 // as few of the fake's own thread hand-offs as the real worker has.
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 
 #include <atomic>
@@ -504,9 +508,32 @@ void PinFromEnvironment() {
   sched_setaffinity(0, sizeof(set), &set);
 }
 
+// Blocks SIGUSR1 in this thread and every thread started after it, so that only HangUpOnSignal takes it.
+void BlockHangUpSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+// Shuts `server` down at SIGUSR1 (the calls in flight are cancelled, the listener closes); `hung_up` tells
+// main.
+void HangUpOnSignal(grpc::Server* server, std::atomic<bool>* hung_up) {
+  std::thread([server, hung_up] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    int signal = 0;
+    if (sigwait(&set, &signal) != 0) return;
+    hung_up->store(true);
+    server->Shutdown(std::chrono::system_clock::now());
+  }).detach();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  BlockHangUpSignal();
   PinFromEnvironment();
   // As in doze-gateway: no lock-order graph on every Mutex acquisition (gRPC's included).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
@@ -541,7 +568,12 @@ int main(int argc, char** argv) {
     std::cerr << "error: cannot listen on " << listen << std::endl;
     return 1;
   }
+  std::atomic<bool> hung_up{false};
+  HangUpOnSignal(server.get(), &hung_up);
   std::cout << "{\"event\":\"ready\",\"function\":\"" << function << "\"}" << std::endl;
   server->Wait();
-  return 0;
+  if (!hung_up.load()) return 0;
+  std::this_thread::sleep_for(std::chrono::milliseconds(EnvInt("DOZE_FAKE_HANGUP_EXIT_MS", 1500)));
+  std::cerr << "error: hung up (SIGUSR1)" << std::endl;
+  return 1;
 }
