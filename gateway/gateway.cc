@@ -164,6 +164,7 @@ std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& fun
                                                    supervisor, std::make_unique<FunctionMetrics>());
   DispatcherOptions options{function.name, config_.workers.max_queue, function.worker.max_in_flight,
                             config_.workers.queue_timeout};
+  options.unresponsive_timeout = config_.workers.unresponsive_timeout;
   auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &runtime->metrics(), RealClock::Get(),
                                                  io_context_.get_executor());
   dispatcher->Init();
@@ -254,7 +255,7 @@ absl::Status Gateway::Reload() {
     existing->set_config(std::make_shared<const FunctionConfig>(function));
     existing->supervisor().UpdateSpawnSpec(SupervisorOptionsFor(function).spawn);
     existing->dispatcher().UpdateOptions(fresh.workers.max_queue, function.worker.max_in_flight,
-                                         fresh.workers.queue_timeout);
+                                         fresh.workers.queue_timeout, fresh.workers.unresponsive_timeout);
   }
   std::vector<std::shared_ptr<FunctionRuntime>> removed;
   for (const auto& function : functions_.All()) {

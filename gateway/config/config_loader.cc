@@ -90,6 +90,7 @@ absl::Status ParseWorkers(const YAML::Node& node, WorkersConfig* workers) {
   };
   for (const DurationKey& entry : {DurationKey{"start_timeout", &workers->start_timeout},
                                    DurationKey{"queue_timeout", &workers->queue_timeout},
+                                   DurationKey{"unresponsive_timeout", &workers->unresponsive_timeout},
                                    DurationKey{"stop_timeout", &workers->stop_timeout},
                                    DurationKey{"backoff_initial", &workers->backoff_initial},
                                    DurationKey{"backoff_max", &workers->backoff_max}}) {

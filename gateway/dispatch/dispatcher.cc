@@ -92,7 +92,8 @@ Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervis
       queue_(options.max_queue),
       max_in_flight_(options.max_in_flight),
       queue_timeout_(options.queue_timeout),
-      suspect_recheck_(options.suspect_recheck) {
+      suspect_recheck_(options.suspect_recheck),
+      unresponsive_timeout_(options.unresponsive_timeout) {
   last_activity_ = clock_->Now();
 }
 
@@ -250,11 +251,15 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
                             bool finished, const std::weak_ptr<WorkerClient>& client) {
   request->ClearCancelHook();
   const bool broken = !finished && !request->cancelled() && IsRetryable(status);
+  const std::shared_ptr<WorkerClient> broken_on = broken ? client.lock() : nullptr;  // released unlocked
   {
     absl::MutexLock lock(&mu_);
     --in_flight_;
     last_activity_ = clock_->Now();
-    if (broken) suspect_ = client;
+    if (broken && !SameWorker(suspect_, broken_on)) {
+      suspect_ = client;
+      suspect_failing_since_ = absl::InfiniteFuture();
+    }
   }
   if (listener_ != nullptr) listener_->OnFinished(function_);
   if (finished) {
@@ -295,7 +300,9 @@ bool Dispatcher::HoldForSuspect(const std::shared_ptr<WorkerClient>& client) {
 
 void Dispatcher::OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, bool serving) {
   absl::Duration recheck;
+  absl::Duration failing;
   bool held = false;
+  bool unresponsive = false;
   {
     absl::MutexLock lock(&mu_);
     checking_suspect_ = false;
@@ -305,9 +312,21 @@ void Dispatcher::OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, b
       suspect_.reset();
       held = false;
     }
+    if (held) {
+      const absl::Time now = clock_->Now();
+      suspect_failing_since_ = std::min(suspect_failing_since_, now);
+      failing = now - suspect_failing_since_;
+      unresponsive = failing >= unresponsive_timeout_;
+    }
     recheck = suspect_recheck_;
   }
   if (!held) return Pump();
+  if (unresponsive) {
+    // The supervisor kills it and announces the failure; its successor is another client.
+    supervisor_->FailUnresponsive(
+        client, absl::StrCat("worker stopped answering: a call broke and its health checks failed for ",
+                             absl::FormatDuration(absl::Trunc(failing, absl::Milliseconds(100)))));
+  }
   // Still suspect: asked again while requests wait (Pump), unless the supervisor replaces the worker first.
   auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(recheck));
   timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
@@ -323,12 +342,14 @@ absl::Time Dispatcher::last_activity() const {
   return last_activity_;
 }
 
-void Dispatcher::UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout) {
+void Dispatcher::UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout,
+                               absl::Duration unresponsive_timeout) {
   queue_.set_max_size(max_queue);
   {
     absl::MutexLock lock(&mu_);
     max_in_flight_ = max_in_flight;
     queue_timeout_ = queue_timeout;
+    unresponsive_timeout_ = unresponsive_timeout;
   }
   Pump();
 }

@@ -6,7 +6,9 @@
 //
 // A call that breaks (a retryable status) makes its worker suspect: the supervisor may not have seen the
 // process exit yet and still call it ready, so nothing more is dispatched to that worker until it answers a
-// health check SERVING. A dead worker never does; its successor is another client, to which the queue goes.
+// health check SERVING. A dead worker never does; its successor is another client, to which the queue goes. A
+// suspect that keeps failing its checks for unresponsive_timeout while requests wait is killed through the
+// supervisor (a process that outlives its server would otherwise hold the queue until it exits).
 #pragma once
 
 #include <memory>
@@ -35,6 +37,7 @@ struct DispatcherOptions {
   absl::Duration queue_timeout = absl::Seconds(30);
   // How long after a failed health check a suspect worker is asked again while requests wait.
   absl::Duration suspect_recheck = absl::Milliseconds(100);
+  absl::Duration unresponsive_timeout = absl::Seconds(10);
 };
 
 // Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle
@@ -87,7 +90,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   absl::Time last_activity() const;
 
   // Applies new limits (configuration reload).
-  void UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout);
+  void UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout,
+                     absl::Duration unresponsive_timeout);
 
   // Answers every queued request with `status` (shutdown).
   void FailQueued(const absl::Status& status);
@@ -125,6 +129,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   absl::Duration suspect_recheck_ ABSL_GUARDED_BY(mu_);
   std::weak_ptr<WorkerClient> suspect_ ABSL_GUARDED_BY(mu_);  // the worker whose call broke last
   bool checking_suspect_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Duration unresponsive_timeout_ ABSL_GUARDED_BY(mu_);
+  absl::Time suspect_failing_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();  // its first failed check
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const PendingRequest*, std::shared_ptr<boost::asio::steady_timer>> timers_

@@ -185,6 +185,20 @@ void WorkerSupervisor::OnExit(int incarnation, const std::string& reason) {
   if (restart) Start("restart requested while stopping");
 }
 
+void WorkerSupervisor::FailUnresponsive(const std::shared_ptr<WorkerClient>& client,
+                                        const std::string& reason) {
+  std::vector<WorkerTransition> transitions;
+  std::shared_ptr<ChildProcess> child;
+  {
+    absl::MutexLock lock(&mu_);
+    if (client == nullptr || client_ != client || state_ != WorkerState::kReady) return;
+    transitions.push_back(Fail(reason));
+    child = std::move(child_);
+  }
+  if (child) child->Signal(SIGKILL);
+  Announce(transitions);
+}
+
 WorkerTransition WorkerSupervisor::Fail(const std::string& reason) {
   last_error_ = reason;
   next_start_allowed_ = clock_->Now() + backoff_;

@@ -70,6 +70,11 @@ class WorkerSupervisor : public std::enable_shared_from_this<WorkerSupervisor> {
   // Demand: makes the worker ready, whatever it is doing (start, wake, or restart after a stop).
   void EnsureReady(const std::string& reason);
 
+  // The ready worker reached through `client` has stopped answering: it fails with `reason` (back-off as for
+  // a crash) and its process is killed. Nothing when `client` is no longer the current worker's or it is not
+  // ready.
+  void FailUnresponsive(const std::shared_ptr<WorkerClient>& client, const std::string& reason);
+
   // Returns the current state.
   WorkerState state() const;
 

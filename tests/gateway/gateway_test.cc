@@ -461,6 +461,34 @@ TEST_F(GatewayTest, WorkerThatHangsUpBeforeItExitsGetsNoMoreRequests) {
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("exited with status 1"));
 }
 
+// A hung-up worker whose process does not exit (here not for a minute) is killed once its health checks have
+// failed for workers.unresponsive_timeout, and the queued requests are served by its successor.
+TEST_F(GatewayTest, WorkerThatHangsUpAndLingersIsKilledAfterTheUnresponsiveTimeout) {
+  StartGateway(/*token_delay_ms=*/50, FakeWorkerBinary(), {{"DOZE_FAKE_HANGUP_EXIT_MS", "60000"}},
+               "  unresponsive_timeout: 1s");
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  const pid_t first = Status()["customer_service"]["pid"].get<pid_t>();
+  std::vector<std::future<TestResponse>> queued;
+  for (int i = 0; i < 2; ++i) {
+    queued.push_back(
+        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_EQ(Status()["customer_service"]["queue_depth"], 2);
+  kill(first, SIGUSR1);
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
+  for (auto& response : queued) {
+    TestResponse done = response.get();
+    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
+  }
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_NE(status["pid"], first);
+  EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("worker stopped answering"));
+}
+
 TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   StartGateway(/*token_delay_ms=*/20);
   {

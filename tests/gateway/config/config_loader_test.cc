@@ -23,6 +23,7 @@ TEST(ConfigLoaderTest, MinimalConfigTakesDefaults) {
   EXPECT_EQ(config->server.host, "127.0.0.1");
   EXPECT_EQ(config->server.port, 8080);
   EXPECT_EQ(config->workers.queue_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->workers.unresponsive_timeout, absl::Seconds(10));
   EXPECT_EQ(config->lifecycle.functions.at("copy_polish").idle_timeout, absl::Minutes(5));
   EXPECT_TRUE(config->lifecycle.state_file.empty());
   ASSERT_EQ(config->functions.size(), 1u);
@@ -63,6 +64,7 @@ workers:
   socket_dir: /tmp/x
   start_timeout: 1m
   queue_timeout: 5s
+  unresponsive_timeout: 3s
   max_queue: 7
 functions:
   customer_service:
@@ -87,6 +89,7 @@ simulation: { cold_start: 0.6s }
   EXPECT_EQ(config->server.busy_poll, absl::Microseconds(150));
   EXPECT_EQ(config->workers.start_timeout, absl::Minutes(1));
   EXPECT_EQ(config->workers.max_queue, 7);
+  EXPECT_EQ(config->workers.unresponsive_timeout, absl::Seconds(3));
   const FunctionConfig& function = config->functions.at("customer_service");
   EXPECT_EQ(*function.worker.gpu, 1);
   EXPECT_DOUBLE_EQ(*function.worker.gpu_memory_fraction, 0.25);
@@ -133,6 +136,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "workers.queue_timeout: must be a positive duration"},
         BadConfig{"model: {path: m}\nworkers: {queue_timeout: 0s}\nfunctions: {f: {}}",
                   "workers.queue_timeout: must be a positive duration"},
+        BadConfig{"model: {path: m}\nworkers: {unresponsive_timeout: -1s}\nfunctions: {f: {}}",
+                  "workers.unresponsive_timeout: must be a positive duration"},
         BadConfig{"model: {path: m}\nserver: {busy_poll: -5us}\nfunctions: {f: {}}",
                   "server.busy_poll: must be a non-negative duration"},
         BadConfig{"model: {path: m}\nserver: {delivery_threads: 9}\nfunctions: {f: {}}",

@@ -348,6 +348,52 @@ TEST_F(WorkerSupervisorTest, BrokenCallWaitsForTheNextWorkerWhileTheDeadOneCount
   EXPECT_EQ(dispatcher->in_flight(), 0);
 }
 
+// A worker whose calls broke and that keeps failing its health checks while a request waits is killed after
+// unresponsive_timeout, as a failure with back-off, and the request goes to its successor.
+TEST_F(WorkerSupervisorTest, WorkerThatKeepsFailingItsHealthChecksIsKilledAndReplaced) {
+  auto dead = std::make_shared<FakeClient>();
+  auto next = std::make_shared<FakeClient>();
+  next->answer_at_once = true;
+  ClientSequence clients({dead, next});
+  SupervisorOptions supervisor_options;
+  supervisor_options.function = "copy_polish";
+  supervisor_options.health_interval = absl::Milliseconds(1);
+  auto supervisor = std::make_shared<WorkerSupervisor>(supervisor_options, &spawner_, &clients, &clock_,
+                                                       io_.get_executor());
+  FunctionMetrics metrics;
+  DispatcherOptions options;
+  options.function = "copy_polish";
+  options.suspect_recheck = absl::Milliseconds(5);
+  options.unresponsive_timeout = absl::Seconds(10);
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &metrics, &clock_, io_.get_executor());
+  dispatcher->Init();
+  supervisor->Start("test");
+  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kReady; }));
+  std::shared_ptr<FakeChild> first_child = spawner_.child_;
+
+  dead->serving = false;
+  dead->calls_to_break = 1000;
+  auto sink = std::make_shared<CountingSink>();
+  ASSERT_TRUE(
+      dispatcher
+          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
+          .ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // checks fail, but not yet for 10 s
+  EXPECT_EQ(supervisor->state(), WorkerState::kReady);
+  EXPECT_TRUE(first_child->signals().empty());
+
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kFailed; }));
+  EXPECT_THAT(supervisor->snapshot().last_error, HasSubstr("worker stopped answering"));
+  EXPECT_EQ(first_child->signals(), std::vector<int>{SIGKILL});
+  spawner_.Exit("killed by signal 9 (Killed)");
+  clock_.Advance(absl::Seconds(1));  // the back-off
+  ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
+  EXPECT_EQ(sink->errors.load(), 0);
+  EXPECT_EQ(next->generates.load(), 1);
+  EXPECT_EQ(dead->generates.load(), 1);
+}
+
 // A call that breaks on a worker that is still up (its health check answers SERVING) is retried on it at
 // once.
 TEST_F(WorkerSupervisorTest, BrokenCallIsRetriedOnAWorkerThatAnswersItsHealthCheck) {
