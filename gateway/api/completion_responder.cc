@@ -51,6 +51,12 @@ void CompletionResponder::StreamResponse(const v1::GenerateResponse& response) {
   channel_->Write(std::move(events));
 }
 
+void CompletionResponder::Restart() {
+  absl::MutexLock lock(&mu_);
+  text_.clear();
+  logprobs_ = nullptr;
+}
+
 void CompletionResponder::OnError(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   if (done_) return;

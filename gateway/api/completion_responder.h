@@ -21,6 +21,7 @@ class CompletionResponder : public GenerationSink {
   void OnResponse(const v1::GenerateResponse& response) override;
   void OnError(const absl::Status& status) override;
   bool streams() const override { return stream_; }
+  void Restart() override;
 
  private:
   void StreamResponse(const v1::GenerateResponse& response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

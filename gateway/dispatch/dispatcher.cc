@@ -46,12 +46,14 @@ class Dispatcher::CallObserver : public GenerateObserver {
     // written to the client's socket (or handed to the connection's asynchronous write) when the sink
     // returns.
     GenerationSink* sink = request_->sink();
-    if (!first_seen_) {
-      first_seen_ = true;
+    if (request_->TakeFirstResponse()) {
       absl::Time now = dispatcher_->clock_->Now();
       dispatcher_->metrics_->time_to_first_token().Observe(absl::ToDoubleSeconds(now - request_->arrival()));
     }
-    if (!response.text_delta().empty() || response.token_ids_size() > 0) request_->MarkStarted();
+    // A whole answer's output reaches the client only at its end: until then a retry is invisible to it.
+    if (sink->streams() && (!response.text_delta().empty() || response.token_ids_size() > 0)) {
+      request_->MarkStarted();
+    }
     if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
       finished_ = true;
       dispatcher_->metrics_->CountRequest(200);
@@ -78,7 +80,6 @@ class Dispatcher::CallObserver : public GenerateObserver {
   std::shared_ptr<Dispatcher> dispatcher_;
   std::shared_ptr<PendingRequest> request_;
   std::weak_ptr<WorkerClient> client_;  // the worker the call runs on
-  bool first_seen_ = false;
   bool finished_ = false;
 };
 
@@ -272,6 +273,7 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
       Reject(request, admitted);
       return Pump();
     }
+    request->sink()->Restart();
     queue_.PushFront(request);
     ArmTimerIfQueued(request);
   } else if (status.code() == absl::StatusCode::kInvalidArgument) {

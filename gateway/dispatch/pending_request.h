@@ -28,6 +28,10 @@ class GenerationSink {
 
   // Whether each response goes out to the client as it comes (a stream), rather than at the end.
   virtual bool streams() const { return false; }
+
+  // The request is tried again on a worker: what the broken call's responses left behind (a sink that does
+  // not stream holds them until the end) is dropped.
+  virtual void Restart() {}
 };
 
 // A request waiting for, or running on, its function's worker.
@@ -90,13 +94,17 @@ class PendingRequest {
     hook = std::move(cancel_hook_);  // Destroyed after the lock is released.
   }
 
-  // Counts the worker calls made for this request (a request with no output yet is retried once).
+  // Counts the worker calls made for this request (a request whose client has seen no output is retried
+  // once).
   int attempts() const { return attempts_.load(); }
   void AddAttempt() { attempts_.fetch_add(1); }
 
-  // Whether any output reached the client.
+  // Whether any output reached the client (only a streamed request's does before it ends).
   bool started() const { return started_.load(); }
   void MarkStarted() { started_.store(true); }
+
+  // True for the first response of all the request's calls (time to first token counts it once).
+  bool TakeFirstResponse() { return !first_response_seen_.exchange(true); }
 
   // When the request left the queue for a worker (for the queue wait histogram).
   absl::Time dispatched() const { return dispatched_; }
@@ -110,6 +118,7 @@ class PendingRequest {
   absl::Time dispatched_ = absl::InfinitePast();
   std::atomic<int> attempts_{0};
   std::atomic<bool> started_{false};
+  std::atomic<bool> first_response_seen_{false};
   mutable absl::Mutex mu_;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void()> cancel_hook_ ABSL_GUARDED_BY(mu_);

@@ -489,6 +489,25 @@ TEST_F(GatewayTest, WorkerThatHangsUpAndLingersIsKilledAfterTheUnresponsiveTimeo
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("worker stopped answering"));
 }
 
+// A whole (not streamed) answer whose worker is killed part way is asked again of the restarted worker: its
+// client has seen nothing yet, and gets one whole answer with none of the first attempt's tokens in it.
+TEST_F(GatewayTest, WholeAnswerCutByAKilledWorkerIsAnsweredByTheNextOne) {
+  StartGateway(/*token_delay_ms=*/50);
+  ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
+  std::future<TestResponse> answer =
+      std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":12)"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // about five tokens in
+  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
+  TestResponse done = answer.get();
+  ASSERT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(Json::parse(done.body)["choices"][0]["message"]["content"],
+            "t0 t1 t2 t3 t4 t5 t6 t7 t8 t9 t10 t11 ");
+  EXPECT_EQ(Json::parse(done.body)["usage"]["completion_tokens"], 12);
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_EQ(status["requests_by_status"]["200"], 2);
+}
+
 TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   StartGateway(/*token_delay_ms=*/20);
   {
