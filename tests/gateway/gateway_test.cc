@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -98,6 +99,33 @@ class GatewayTest : public ::testing::Test {
 
   TestResponse Chat(const std::string& function, const std::string& extra = "") {
     return Fetch(port_, "POST", "/v1/chat/completions", ChatBody(function, extra));
+  }
+
+  // Runs a streamed customer_service request to its second token with two whole ones queued behind it (the
+  // function takes one call at a time), sends the worker `signal` and expects the stream to end with an error
+  // event; `after_error` runs next; then the queued requests must be answered 200. `worker`: the pid
+  // signalled.
+  void ExpectTheQueueServedAfterSignal(int signal, pid_t* worker,
+                                       const std::function<void()>& after_error = nullptr) {
+    testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                     ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
+    ASSERT_TRUE(stream.ReadUntil("t1 "));
+    std::vector<std::future<TestResponse>> queued;
+    for (int i = 0; i < 2; ++i) {
+      queued.push_back(
+          std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_EQ(Status()["customer_service"]["queue_depth"], 2);
+    *worker = Status()["customer_service"]["pid"].get<pid_t>();
+    kill(*worker, signal);
+    EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
+    if (after_error) after_error();
+    for (auto& response : queued) {
+      TestResponse done = response.get();
+      // With the function's state (in flight, queue depth) for a failure's diagnosis.
+      EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
+    }
   }
 
   // Whole and streamed answers from all three functions at once, then two streams whose clients leave: each
@@ -407,23 +435,8 @@ TEST_F(GatewayTest, MissingWorkerBinaryGives503) {
 TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart) {
   StartGateway(/*token_delay_ms=*/50);
   ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
-  testing::StreamingRequest stream(port_, "/v1/chat/completions",
-                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
-  ASSERT_TRUE(stream.ReadUntil("t1 "));
-  std::vector<std::future<TestResponse>> queued;
-  for (int i = 0; i < 2; ++i) {
-    queued.push_back(
-        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(Status()["customer_service"]["queue_depth"], 2);
-  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
-  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
-  for (auto& response : queued) {
-    TestResponse done = response.get();
-    // With the function's state (in flight, queue depth) for a failure's diagnosis.
-    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
-  }
+  pid_t worker = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectTheQueueServedAfterSignal(SIGKILL, &worker));
   Json status = Status()["customer_service"];
   EXPECT_EQ(status["state"], "ready");
   EXPECT_EQ(status["cold_starts"], 2);
@@ -436,26 +449,13 @@ TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestar
 TEST_F(GatewayTest, WorkerThatHangsUpBeforeItExitsGetsNoMoreRequests) {
   StartGateway(/*token_delay_ms=*/50);
   ASSERT_EQ(Chat("customer_service", R"(,"max_tokens":1)").status, 200);
-  testing::StreamingRequest stream(port_, "/v1/chat/completions",
-                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
-  ASSERT_TRUE(stream.ReadUntil("t1 "));
-  std::vector<std::future<TestResponse>> queued;
-  for (int i = 0; i < 2; ++i) {
-    queued.push_back(
-        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  ASSERT_EQ(Status()["customer_service"]["queue_depth"], 2);
-  kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGUSR1);
-  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the process is still there
-  Json lingering = Status()["customer_service"];
-  EXPECT_EQ(lingering["state"], "ready");
-  EXPECT_EQ(lingering["queue_depth"], 2) << lingering.dump();
-  for (auto& response : queued) {
-    TestResponse done = response.get();
-    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
-  }
+  pid_t worker = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectTheQueueServedAfterSignal(SIGUSR1, &worker, [this] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the process is still there
+    Json lingering = Status()["customer_service"];
+    EXPECT_EQ(lingering["state"], "ready");
+    EXPECT_EQ(lingering["queue_depth"], 2) << lingering.dump();
+  }));
   Json status = Status()["customer_service"];
   EXPECT_EQ(status["cold_starts"], 2);
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("exited with status 1"));
@@ -466,23 +466,8 @@ TEST_F(GatewayTest, WorkerThatHangsUpBeforeItExitsGetsNoMoreRequests) {
 TEST_F(GatewayTest, WorkerThatHangsUpAndLingersIsKilledAfterTheUnresponsiveTimeout) {
   StartGateway(/*token_delay_ms=*/50, FakeWorkerBinary(), {{"DOZE_FAKE_HANGUP_EXIT_MS", "60000"}},
                "  unresponsive_timeout: 1s");
-  testing::StreamingRequest stream(port_, "/v1/chat/completions",
-                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":100)"));
-  ASSERT_TRUE(stream.ReadUntil("t1 "));
-  const pid_t first = Status()["customer_service"]["pid"].get<pid_t>();
-  std::vector<std::future<TestResponse>> queued;
-  for (int i = 0; i < 2; ++i) {
-    queued.push_back(
-        std::async(std::launch::async, [this] { return Chat("customer_service", R"(,"max_tokens":2)"); }));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  ASSERT_EQ(Status()["customer_service"]["queue_depth"], 2);
-  kill(first, SIGUSR1);
-  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
-  for (auto& response : queued) {
-    TestResponse done = response.get();
-    EXPECT_EQ(done.status, 200) << done.body << "\n" << Status()["customer_service"].dump();
-  }
+  pid_t first = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectTheQueueServedAfterSignal(SIGUSR1, &first));
   Json status = Status()["customer_service"];
   EXPECT_EQ(status["cold_starts"], 2);
   EXPECT_NE(status["pid"], first);

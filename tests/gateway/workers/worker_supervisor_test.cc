@@ -305,93 +305,78 @@ bool Await(Done done) {
   return done();
 }
 
+// A worker that dies as a request comes (its calls break at once, its health checks fail) and the one that
+// replaces it (answers at once), under their own supervisor and a dispatcher, with one request submitted once
+// the first is ready.
+class DeadWorkerTest : public WorkerSupervisorTest {
+ protected:
+  void StartAndSubmit(absl::Duration unresponsive_timeout) {
+    next_->answer_at_once = true;
+    SupervisorOptions supervisor_options;
+    supervisor_options.function = "copy_polish";
+    supervisor_options.health_interval = absl::Milliseconds(1);
+    supervisor_ = std::make_shared<WorkerSupervisor>(supervisor_options, &spawner_, &clients_, &clock_,
+                                                     io_.get_executor());
+    DispatcherOptions options;
+    options.function = "copy_polish";
+    options.suspect_recheck = absl::Milliseconds(5);
+    options.unresponsive_timeout = unresponsive_timeout;
+    dispatcher_ = std::make_shared<Dispatcher>(options, supervisor_, &metrics_, &clock_, io_.get_executor());
+    dispatcher_->Init();
+    supervisor_->Start("test");
+    ASSERT_TRUE(AwaitState(WorkerState::kReady));
+    dead_->serving = false;
+    dead_->calls_to_break = 1000;
+    ASSERT_TRUE(dispatcher_
+                    ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink_,
+                                                              absl::Now()))
+                    .ok());
+  }
+
+  // The dead worker's process exits; after the back-off its successor answers the request, and only it.
+  void ExpectAnsweredByTheNextWorker() {
+    spawner_.Exit("killed by signal 9 (Killed)");
+    clock_.Advance(absl::Seconds(1));  // the back-off
+    ASSERT_TRUE(Await([&] { return sink_->responses.load() == 1; }));
+    EXPECT_EQ(sink_->errors.load(), 0);
+    EXPECT_EQ(next_->generates.load(), 1);
+    EXPECT_EQ(dead_->generates.load(), 1);
+    EXPECT_EQ(dispatcher_->in_flight(), 0);
+  }
+
+  std::shared_ptr<FakeClient> dead_ = std::make_shared<FakeClient>();
+  std::shared_ptr<FakeClient> next_ = std::make_shared<FakeClient>();
+  ClientSequence clients_{{dead_, next_}};
+  FunctionMetrics metrics_;
+  std::shared_ptr<Dispatcher> dispatcher_;
+  std::shared_ptr<CountingSink> sink_ = std::make_shared<CountingSink>();
+};
+
 // A killed worker's calls break before the supervisor has seen its exit, while it still counts as ready: the
 // request that saw no output waits for the next worker instead of breaking again on the dead one (and being
 // answered 503 after its one retry).
-TEST_F(WorkerSupervisorTest, BrokenCallWaitsForTheNextWorkerWhileTheDeadOneCountsAsReady) {
-  auto dead = std::make_shared<FakeClient>();
-  auto next = std::make_shared<FakeClient>();
-  next->answer_at_once = true;
-  ClientSequence clients({dead, next});
-  SupervisorOptions supervisor_options;
-  supervisor_options.function = "copy_polish";
-  supervisor_options.health_interval = absl::Milliseconds(1);
-  auto supervisor = std::make_shared<WorkerSupervisor>(supervisor_options, &spawner_, &clients, &clock_,
-                                                       io_.get_executor());
-  FunctionMetrics metrics;
-  DispatcherOptions options;
-  options.function = "copy_polish";
-  options.suspect_recheck = absl::Milliseconds(5);
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &metrics, &clock_, io_.get_executor());
-  dispatcher->Init();
-  supervisor->Start("test");
-  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kReady; }));
-
-  dead->serving = false;
-  dead->calls_to_break = 1000;
-  auto sink = std::make_shared<CountingSink>();
-  ASSERT_TRUE(
-      dispatcher
-          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
-          .ok());
+TEST_F(DeadWorkerTest, BrokenCallWaitsForTheNextWorkerWhileTheDeadOneCountsAsReady) {
+  ASSERT_NO_FATAL_FAILURE(StartAndSubmit(absl::Seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // many health checks of the dead worker
-  EXPECT_EQ(dead->generates.load(), 1);
-  EXPECT_EQ(sink->errors.load(), 0);
-  EXPECT_EQ(dispatcher->queue_depth(), 1);
-
-  spawner_.Exit("killed by signal 9 (Killed)");  // the supervisor sees it; demand restarts after the back-off
-  clock_.Advance(absl::Seconds(1));
-  ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
-  EXPECT_EQ(sink->errors.load(), 0);
-  EXPECT_EQ(next->generates.load(), 1);
-  EXPECT_EQ(dead->generates.load(), 1);
-  EXPECT_EQ(dispatcher->in_flight(), 0);
+  EXPECT_EQ(dead_->generates.load(), 1);
+  EXPECT_EQ(sink_->errors.load(), 0);
+  EXPECT_EQ(dispatcher_->queue_depth(), 1);
+  ExpectAnsweredByTheNextWorker();
 }
 
 // A worker whose calls broke and that keeps failing its health checks while a request waits is killed after
 // unresponsive_timeout, as a failure with back-off, and the request goes to its successor.
-TEST_F(WorkerSupervisorTest, WorkerThatKeepsFailingItsHealthChecksIsKilledAndReplaced) {
-  auto dead = std::make_shared<FakeClient>();
-  auto next = std::make_shared<FakeClient>();
-  next->answer_at_once = true;
-  ClientSequence clients({dead, next});
-  SupervisorOptions supervisor_options;
-  supervisor_options.function = "copy_polish";
-  supervisor_options.health_interval = absl::Milliseconds(1);
-  auto supervisor = std::make_shared<WorkerSupervisor>(supervisor_options, &spawner_, &clients, &clock_,
-                                                       io_.get_executor());
-  FunctionMetrics metrics;
-  DispatcherOptions options;
-  options.function = "copy_polish";
-  options.suspect_recheck = absl::Milliseconds(5);
-  options.unresponsive_timeout = absl::Seconds(10);
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &metrics, &clock_, io_.get_executor());
-  dispatcher->Init();
-  supervisor->Start("test");
-  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kReady; }));
+TEST_F(DeadWorkerTest, WorkerThatKeepsFailingItsHealthChecksIsKilledAndReplaced) {
+  ASSERT_NO_FATAL_FAILURE(StartAndSubmit(absl::Seconds(10)));
   std::shared_ptr<FakeChild> first_child = spawner_.child_;
-
-  dead->serving = false;
-  dead->calls_to_break = 1000;
-  auto sink = std::make_shared<CountingSink>();
-  ASSERT_TRUE(
-      dispatcher
-          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
-          .ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // checks fail, but not yet for 10 s
-  EXPECT_EQ(supervisor->state(), WorkerState::kReady);
+  EXPECT_EQ(supervisor_->state(), WorkerState::kReady);
   EXPECT_TRUE(first_child->signals().empty());
-
   clock_.Advance(absl::Seconds(10));
-  ASSERT_TRUE(Await([&] { return supervisor->state() == WorkerState::kFailed; }));
-  EXPECT_THAT(supervisor->snapshot().last_error, HasSubstr("worker stopped answering"));
+  ASSERT_TRUE(AwaitState(WorkerState::kFailed));
+  EXPECT_THAT(supervisor_->snapshot().last_error, HasSubstr("worker stopped answering"));
   EXPECT_EQ(first_child->signals(), std::vector<int>{SIGKILL});
-  spawner_.Exit("killed by signal 9 (Killed)");
-  clock_.Advance(absl::Seconds(1));  // the back-off
-  ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
-  EXPECT_EQ(sink->errors.load(), 0);
-  EXPECT_EQ(next->generates.load(), 1);
-  EXPECT_EQ(dead->generates.load(), 1);
+  ExpectAnsweredByTheNextWorker();
 }
 
 // A call that breaks on a worker that is still up (its health check answers SERVING) is retried on it at
