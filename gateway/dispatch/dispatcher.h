@@ -1,6 +1,6 @@
 // Moves one function's requests from its queue to its worker: it asks the supervisor for a worker when
-// requests wait, dispatches up to max_in_flight calls once the worker is ready, retries once a request that
-// got no output from a worker that died, and answers 503 when the queue is full, the wait passes
+// requests wait, dispatches up to max_in_flight calls once the worker is ready, retries once a request whose
+// client has seen no output from a worker that died, and answers 503 when the queue is full, the wait passes
 // queue_timeout, or the worker fails to start. Nothing blocks: requests wait on the queue, calls complete on
 // gRPC's threads.
 //
