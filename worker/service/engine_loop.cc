@@ -113,7 +113,9 @@ void EngineLoop::Run() {
     Admit(inbox.requests);
     ApplyCancels(inbox.cancels);
     if (engine_ && engine_->HasUnfinished()) {
+      if (step_watchdog_ != nullptr) step_watchdog_->StepStarted();
       std::vector<RequestOutput> outputs = engine_->Step();
+      if (step_watchdog_ != nullptr) step_watchdog_->StepEnded();
       // Published before the outputs leave: a client that has seen a token sees the step's KV use in Stats.
       Publish();
       Dispatch(std::move(outputs));

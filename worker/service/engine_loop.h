@@ -17,6 +17,7 @@
 #include "worker/engine/model_runner.h"
 #include "worker/engine/sampling_params.h"
 #include "worker/service/request_sink.h"
+#include "worker/service/step_watchdog.h"
 
 namespace doze::service {
 
@@ -56,6 +57,9 @@ class EngineLoop {
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
 
+  // Has `watchdog` (which must outlive the loop) told of the start and end of every step after the warm-up.
+  // Call before Start.
+  void set_step_watchdog(StepWatchdog* watchdog) { step_watchdog_ = watchdog; }
   // Starts the engine thread, runs `init` there, then one warm-up step; returns once that is done (the
   // error of `init` otherwise, the thread then gone).
   absl::Status Start(EngineInit init);
@@ -113,6 +117,7 @@ class EngineLoop {
   EngineStats published_;
 
   std::thread thread_;
+  StepWatchdog* step_watchdog_ = nullptr;  // set before the thread starts
   int max_model_len_ = 0;
   int vocab_size_ = 0;
 

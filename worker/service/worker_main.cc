@@ -2,6 +2,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "worker/cli/engine_flags.h"
 #include "worker/cli/options.h"
 #include "worker/service/startup_timeline.h"
@@ -20,7 +21,10 @@ int main(int argc, char** argv) {
   namespace po = doze::cli::po;
   po::options_description options("doze-worker");
   options.add_options()("function", po::value<std::string>()->required(), "the business function served")(
-      "listen", po::value<std::string>()->required(), "unix:PATH or HOST:PORT");
+      "listen", po::value<std::string>()->required(), "unix:PATH or HOST:PORT")(
+      "step-timeout", po::value<double>()->default_value(-1),
+      "seconds an engine step may run before the worker exits (0: never; default: 60 on CUDA, never on the "
+      "CPU)");
   doze::cli::AddEngineOptions(options);
   po::variables_map vm;
   const char* usage =
@@ -32,5 +36,6 @@ int main(int argc, char** argv) {
   worker.model = doze::cli::ModelInstanceOptionsFromFlags(vm);
   worker.function = vm["function"].as<std::string>();
   worker.listen = vm["listen"].as<std::string>();
+  worker.step_timeout = absl::Seconds(vm["step-timeout"].as<double>());
   return doze::service::RunWorker(worker, timeline);
 }

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -15,8 +17,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "worker/common/logging.h"
 #include "worker/service/engine_loop.h"
+#include "worker/service/step_watchdog.h"
 #include "worker/service/worker_lifecycle.h"
 #include "worker/service/worker_model.h"
 #include "worker/service/worker_service.h"
@@ -27,6 +31,20 @@ namespace {
 // After a drain no call is open, but an idle client connection would hold a graceful shutdown for as long as
 // it is given; the deadline cuts that wait short.
 constexpr auto kShutdownGrace = std::chrono::milliseconds(100);
+
+// The step timeout `asked` resolves to on `backend` (WorkerOptions::step_timeout).
+absl::Duration StepTimeout(absl::Duration asked, const std::string& backend) {
+  if (asked >= absl::ZeroDuration()) return asked;
+  return backend == "cuda" ? kCudaStepTimeout : absl::ZeroDuration();
+}
+
+// A hung step: the process ends as after a CUDA error (the line printed is what the gateway reports).
+[[noreturn]] void ExitOnStall(absl::Duration running) {
+  std::fprintf(stderr, "doze-worker: an engine step has run for %s, past the step timeout: exiting\n",
+               absl::FormatDuration(absl::Trunc(running, absl::Milliseconds(1))).c_str());
+  std::fflush(stderr);
+  std::abort();
+}
 
 // Set once: the drain is over (or the process must stop) and main() may shut down.
 class StopSignal {
@@ -72,6 +90,7 @@ class WorkerProcess {
   int Run() {
     if (!Listen()) return 1;
     StartSignalThread(&lifecycle_, &stop_);
+    loop_.set_step_watchdog(&watchdog_);
     absl::Status loaded = loop_.Start([this] { return Load(); });
     if (!loaded.ok()) {
       std::cerr << "doze-worker: " << loaded.message() << std::endl;
@@ -79,6 +98,7 @@ class WorkerProcess {
       return 1;
     }
     timeline_.Mark(StartupTimeline::Stage::kFirstStep);
+    watchdog_.Arm(StepTimeout(options_.step_timeout, model_->backend()));
     service_.SetModel(&loop_, model_.get(),
                       WorkerInfo{options_.function, options_.model.model_dir, model_->backend()});
     lifecycle_.SetServing();
@@ -147,6 +167,7 @@ class WorkerProcess {
   WorkerLifecycle lifecycle_;
   WorkerService service_;
   std::unique_ptr<WorkerModel> model_;
+  StepWatchdog watchdog_{ExitOnStall};  // before loop_, whose thread reports to it
   EngineLoop loop_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

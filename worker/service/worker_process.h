@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "absl/time/time.h"
 #include "worker/runtime/model_instance.h"
 #include "worker/service/startup_timeline.h"
 
@@ -12,7 +13,13 @@ struct WorkerOptions {
   ModelInstanceOptions model;
   std::string function;
   std::string listen;  // unix:PATH or HOST:PORT (port 0: any free port, reported in the ready line)
+  // A step running longer ends the process (StepWatchdog); zero: never; negative: the backend's default
+  // (kCudaStepTimeout on CUDA, never on the CPU, whose prefill steps may take minutes).
+  absl::Duration step_timeout = absl::Seconds(-1);
 };
+
+// A CUDA step takes milliseconds; one still running after this has hung.
+inline constexpr absl::Duration kCudaStepTimeout = absl::Seconds(60);
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later; they then begin a drain
 // instead of killing the process. Call first thing in main().
