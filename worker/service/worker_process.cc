@@ -41,7 +41,7 @@ absl::Duration StepTimeout(absl::Duration asked, const std::string& backend) {
 // A hung step: the process ends as after a CUDA error (the line printed is what the gateway reports).
 [[noreturn]] void ExitOnStall(absl::Duration running) {
   std::fprintf(stderr, "doze-worker: an engine step has run for %s, past the step timeout: exiting\n",
-               absl::FormatDuration(absl::Trunc(running, absl::Milliseconds(1))).c_str());
+               absl::FormatDuration(absl::Trunc(running, absl::Microseconds(100))).c_str());
   std::fflush(stderr);
   std::abort();
 }
