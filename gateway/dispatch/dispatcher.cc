@@ -46,12 +46,13 @@ class Dispatcher::CallObserver : public GenerateObserver {
     // written to the client's socket (or handed to the connection's asynchronous write) when the sink
     // returns.
     GenerationSink* sink = request_->sink();
+    const bool streams = sink->streams();
     if (request_->TakeFirstResponse()) {
       absl::Time now = dispatcher_->clock_->Now();
       dispatcher_->metrics_->time_to_first_token().Observe(absl::ToDoubleSeconds(now - request_->arrival()));
     }
     // A whole answer's output reaches the client only at its end: until then a retry is invisible to it.
-    if (sink->streams() && (!response.text_delta().empty() || response.token_ids_size() > 0)) {
+    if (streams && (!response.text_delta().empty() || response.token_ids_size() > 0)) {
       request_->MarkStarted();
     }
     if (response.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
@@ -66,7 +67,7 @@ class Dispatcher::CallObserver : public GenerateObserver {
     sink->OnResponse(response);
     // Streamed messages only, from the read of the worker's message that carried it: the events of that
     // message handed out before this one count too.
-    if (sink->streams()) {
+    if (streams) {
       dispatcher_->metrics_->stream_message_gateway().Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - read_at).count());
     }

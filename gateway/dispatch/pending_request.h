@@ -104,7 +104,10 @@ class PendingRequest {
   void MarkStarted() { started_.store(true); }
 
   // True for the first response of all the request's calls (time to first token counts it once).
-  bool TakeFirstResponse() { return !first_response_seen_.exchange(true); }
+  // (A plain load first: every later response of a stream passes here.)
+  bool TakeFirstResponse() {
+    return !first_response_seen_.load(std::memory_order_relaxed) && !first_response_seen_.exchange(true);
+  }
 
   // When the request left the queue for a worker (for the queue wait histogram).
   absl::Time dispatched() const { return dispatched_; }

@@ -125,6 +125,13 @@ class ClientSequence : public WorkerClientFactory {
   size_t next_ = 0;
 };
 
+// Waits (up to 5 s) for `done`.
+template <typename Done>
+bool Await(Done done) {
+  for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return done();
+}
+
 class WorkerSupervisorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -152,11 +159,7 @@ class WorkerSupervisorTest : public ::testing::Test {
 
   // Waits (up to 5 s of real time) for the supervisor to reach `state`.
   bool AwaitState(WorkerState state) {
-    for (int i = 0; i < 500; ++i) {
-      if (supervisor_->state() == state) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+    return Await([&] { return supervisor_->state() == state; });
   }
 
   std::vector<std::string> transitions() {
@@ -296,13 +299,6 @@ TEST_F(WorkerSupervisorTest, RequestAnsweredBeforeItsCancelHookIsSetIsFreed) {
   EXPECT_EQ(sink->responses.load(), 1);
   EXPECT_EQ(sink->errors.load(), 0);
   EXPECT_TRUE(weak.expired()) << "the request outlived its call";
-}
-
-// Waits (up to 5 s) for `done`.
-template <typename Done>
-bool Await(Done done) {
-  for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return done();
 }
 
 // A worker that dies as a request comes (its calls break at once, its health checks fail) and the one that
