@@ -104,18 +104,20 @@ void EngineLoop::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const bool busy = (engine_ && engine_->HasUnfinished()) || !deferred_commands_.empty();
+    if (step_watchdog_ != nullptr) step_watchdog_->TurnEnded();
     wake_up_.wait(lock, [&] {
       return stop_ || busy || !inbox_.requests.empty() || !inbox_.cancels.empty() || !inbox_.commands.empty();
     });
     if (stop_) break;
+    // Everything up to the next wait is watched: the admissions, the step, the outputs' hand-over (a call's
+    // sink runs here), sleep and wake.
+    if (step_watchdog_ != nullptr) step_watchdog_->TurnStarted();
     Inbox inbox = std::exchange(inbox_, {});
     lock.unlock();
     Admit(inbox.requests);
     ApplyCancels(inbox.cancels);
     if (engine_ && engine_->HasUnfinished()) {
-      if (step_watchdog_ != nullptr) step_watchdog_->StepStarted();
       std::vector<RequestOutput> outputs = engine_->Step();
-      if (step_watchdog_ != nullptr) step_watchdog_->StepEnded();
       // Published before the outputs leave: a client that has seen a token sees the step's KV use in Stats.
       Publish();
       Dispatch(std::move(outputs));

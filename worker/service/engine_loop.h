@@ -57,8 +57,9 @@ class EngineLoop {
   EngineLoop(const EngineLoop&) = delete;
   EngineLoop& operator=(const EngineLoop&) = delete;
 
-  // Has `watchdog` (which must outlive the loop) told of the start and end of every step after the warm-up.
-  // Call before Start.
+  // Has `watchdog` (which must outlive the loop) told of the start and end of every turn of the engine thread
+  // after the warm-up (what it does between two waits for work: admissions, a step, the outputs' hand-over,
+  // sleep, wake). Call before Start.
   void set_step_watchdog(StepWatchdog* watchdog) { step_watchdog_ = watchdog; }
   // Starts the engine thread, runs `init` there, then one warm-up step; returns once that is done (the
   // error of `init` otherwise, the thread then gone).

@@ -31,9 +31,9 @@ void StepWatchdog::Arm(absl::Duration timeout) {
   thread_ = std::thread([this, timeout] { Watch(timeout); });
 }
 
-void StepWatchdog::StepStarted() { step_started_ns_.store(std::max<int64_t>(SteadyNanos(), 1)); }
+void StepWatchdog::TurnStarted() { turn_started_ns_.store(std::max<int64_t>(SteadyNanos(), 1)); }
 
-void StepWatchdog::StepEnded() { step_started_ns_.store(0); }
+void StepWatchdog::TurnEnded() { turn_started_ns_.store(0); }
 
 void StepWatchdog::Watch(absl::Duration timeout) {
   // A stall is seen within a quarter of the timeout (at least a millisecond, at most a second) of passing it.
@@ -41,7 +41,7 @@ void StepWatchdog::Watch(absl::Duration timeout) {
       absl::ToChronoNanoseconds(std::clamp(timeout / 4, absl::Milliseconds(1), absl::Seconds(1)));
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_requested_.wait_for(lock, period, [this] { return stop_; })) {
-    const int64_t started = step_started_ns_.load();
+    const int64_t started = turn_started_ns_.load();
     if (started == 0) continue;
     const absl::Duration running = absl::Nanoseconds(SteadyNanos() - started);
     if (running <= timeout) continue;

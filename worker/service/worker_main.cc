@@ -23,8 +23,8 @@ int main(int argc, char** argv) {
   options.add_options()("function", po::value<std::string>()->required(), "the business function served")(
       "listen", po::value<std::string>()->required(), "unix:PATH or HOST:PORT")(
       "step-timeout", po::value<double>()->default_value(-1),
-      "seconds an engine step may run before the worker exits (0: never; default: 60 on CUDA, never on the "
-      "CPU)");
+      "seconds an engine step (with the engine thread's work around it) may run before the worker exits (0: "
+      "never; default: 60 on CUDA, never on the CPU)");
   doze::cli::AddEngineOptions(options);
   po::variables_map vm;
   const char* usage =

@@ -38,10 +38,14 @@ absl::Duration StepTimeout(absl::Duration asked, const std::string& backend) {
   return backend == "cuda" ? kCudaStepTimeout : absl::ZeroDuration();
 }
 
-// A hung step: the process ends as after a CUDA error (the line printed is what the gateway reports).
+// A hung engine thread: the process ends as after a CUDA error (the line printed is what the gateway
+// reports).
 [[noreturn]] void ExitOnStall(absl::Duration running) {
-  std::fprintf(stderr, "doze-worker: an engine step has run for %s, past the step timeout: exiting\n",
-               absl::FormatDuration(absl::Trunc(running, absl::Microseconds(100))).c_str());
+  std::fprintf(
+      stderr,
+      "doze-worker: the engine thread has been busy in one step or the work around it for %s, past the "
+      "step timeout: exiting\n",
+      absl::FormatDuration(absl::Trunc(running, absl::Microseconds(100))).c_str());
   std::fflush(stderr);
   std::abort();
 }

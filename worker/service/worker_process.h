@@ -13,7 +13,8 @@ struct WorkerOptions {
   ModelInstanceOptions model;
   std::string function;
   std::string listen;  // unix:PATH or HOST:PORT (port 0: any free port, reported in the ready line)
-  // A step running longer ends the process (StepWatchdog); zero: never; negative: the backend's default
+  // A step (or the engine thread's work around it: admissions, the outputs' hand-over, sleep, wake) running
+  // longer ends the process (StepWatchdog); zero: never; negative: the backend's default
   // (kCudaStepTimeout on CUDA, never on the CPU, whose prefill steps may take minutes).
   absl::Duration step_timeout = absl::Seconds(-1);
 };

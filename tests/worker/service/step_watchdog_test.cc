@@ -28,7 +28,7 @@ TEST(StepWatchdogTest, StepPastTheTimeoutIsReportedOnce) {
   Stalls stalls;
   StepWatchdog watchdog(stalls.Record());
   watchdog.Arm(absl::Milliseconds(80));
-  watchdog.StepStarted();
+  watchdog.TurnStarted();
   for (int i = 0; i < 200 && stalls.count.load() == 0; ++i) std::this_thread::sleep_for(milliseconds(10));
   ASSERT_EQ(stalls.count.load(), 1);
   EXPECT_GT(stalls.last_us.load(), 80'000);
@@ -42,9 +42,9 @@ TEST(StepWatchdogTest, ManyShortStepsAreNotAStall) {
   StepWatchdog watchdog(stalls.Record());
   watchdog.Arm(absl::Milliseconds(500));
   for (int i = 0; i < 40; ++i) {  // 0.8 s of steps of 20 ms, with gaps between them
-    watchdog.StepStarted();
+    watchdog.TurnStarted();
     std::this_thread::sleep_for(milliseconds(20));
-    watchdog.StepEnded();
+    watchdog.TurnEnded();
     std::this_thread::sleep_for(milliseconds(1));
   }
   std::this_thread::sleep_for(milliseconds(600));  // idle, longer than the timeout
@@ -56,8 +56,8 @@ TEST(StepWatchdogTest, UnarmedOrZeroTimeoutNeverReports) {
   StepWatchdog unarmed(stalls.Record());
   StepWatchdog zero(stalls.Record());
   zero.Arm(absl::ZeroDuration());
-  unarmed.StepStarted();
-  zero.StepStarted();
+  unarmed.TurnStarted();
+  zero.TurnStarted();
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(stalls.count.load(), 0);
 }
