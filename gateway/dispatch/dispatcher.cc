@@ -95,7 +95,8 @@ Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervis
       max_in_flight_(options.max_in_flight),
       queue_timeout_(options.queue_timeout),
       suspect_recheck_(options.suspect_recheck),
-      unresponsive_timeout_(options.unresponsive_timeout) {
+      unresponsive_timeout_(options.unresponsive_timeout),
+      liveness_check_(options.liveness_check) {
   last_activity_ = clock_->Now();
 }
 
@@ -229,6 +230,7 @@ void Dispatcher::Pump() {
   }
   for (int i = 0; i < abandoned; ++i) Abandoned();
   for (std::shared_ptr<PendingRequest>& request : batch) StartCall(std::move(request), client);
+  if (!batch.empty()) ArmLivenessCheck();
 }
 
 void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
@@ -258,10 +260,7 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
     absl::MutexLock lock(&mu_);
     --in_flight_;
     last_activity_ = clock_->Now();
-    if (broken && !SameWorker(suspect_, broken_on)) {
-      suspect_ = client;
-      suspect_failing_since_ = absl::InfiniteFuture();
-    }
+    if (broken && !SameWorker(suspect_, broken_on)) suspect_ = client;
   }
   if (listener_ != nullptr) listener_->OnFinished(function_);
   if (finished) {
@@ -303,36 +302,70 @@ bool Dispatcher::HoldForSuspect(const std::shared_ptr<WorkerClient>& client) {
 
 void Dispatcher::OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, bool serving) {
   absl::Duration recheck;
-  absl::Duration failing;
   bool held = false;
-  bool unresponsive = false;
   {
     absl::MutexLock lock(&mu_);
     checking_suspect_ = false;
     // A worker replaced meanwhile (client gone) holds nothing: the next Pump goes to its successor.
     held = client != nullptr && SameWorker(suspect_, client);
-    if (held && serving) {
-      suspect_.reset();
-      held = false;
-    }
-    if (held) {
-      const absl::Time now = clock_->Now();
-      suspect_failing_since_ = std::min(suspect_failing_since_, now);
-      failing = now - suspect_failing_since_;
-      unresponsive = failing >= unresponsive_timeout_;
-    }
+    if (held && serving) suspect_.reset();
     recheck = suspect_recheck_;
   }
-  if (!held) return Pump();
-  if (unresponsive) {
-    // The supervisor kills it and announces the failure; its successor is another client.
-    supervisor_->FailUnresponsive(
-        client, absl::StrCat("worker stopped answering: a call broke and its health checks failed for ",
-                             absl::FormatDuration(absl::Trunc(failing, absl::Milliseconds(100)))));
-  }
+  if (client != nullptr) KillIfUnresponsive(client, serving, "a call broke and its health checks failed");
+  if (!held || serving) return Pump();
   // Still suspect: asked again while requests wait (Pump), unless the supervisor replaces the worker first.
   auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(recheck));
   timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
+}
+
+void Dispatcher::KillIfUnresponsive(const std::shared_ptr<WorkerClient>& client, bool serving,
+                                    const char* why) {
+  absl::Duration failing;
+  {
+    absl::MutexLock lock(&mu_);
+    failing = failing_checks_.Record(client, serving, clock_->Now());
+    if (serving || failing < unresponsive_timeout_) return;
+  }
+  // The supervisor kills it and announces the failure; its successor is another client.
+  supervisor_->FailUnresponsive(
+      client, absl::StrCat("worker stopped answering: ", why, " for ",
+                           absl::FormatDuration(absl::Trunc(failing, absl::Milliseconds(100)))));
+}
+
+void Dispatcher::ArmLivenessCheck() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (liveness_armed_ || in_flight_ == 0) return;
+    liveness_armed_ = true;
+  }
+  auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(liveness_check_));
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  timer->async_wait([timer, weak](boost::system::error_code error) {
+    std::shared_ptr<Dispatcher> self = weak.lock();
+    if (!error && self) self->CheckLiveness();
+  });
+}
+
+void Dispatcher::CheckLiveness() {
+  std::shared_ptr<WorkerClient> client = supervisor_->ready_client();
+  if (client == nullptr) return LivenessChecked();  // starting, failed or stopping: the supervisor watches
+  std::weak_ptr<Dispatcher> weak = shared_from_this();
+  client->CheckHealth(absl::Seconds(1), [weak, checked = std::weak_ptr<WorkerClient>(client)](bool serving) {
+    std::shared_ptr<Dispatcher> self = weak.lock();
+    if (!self) return;
+    if (std::shared_ptr<WorkerClient> live = checked.lock()) {
+      self->KillIfUnresponsive(live, serving, "its health checks failed with calls in flight");
+    }
+    self->LivenessChecked();
+  });
+}
+
+void Dispatcher::LivenessChecked() {
+  {
+    absl::MutexLock lock(&mu_);
+    liveness_armed_ = false;
+  }
+  ArmLivenessCheck();
 }
 
 int Dispatcher::in_flight() const {

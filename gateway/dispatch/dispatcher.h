@@ -9,6 +9,11 @@
 // health check SERVING. A dead worker never does; its successor is another client, to which the queue goes. A
 // suspect that keeps failing its checks for unresponsive_timeout while requests wait is killed through the
 // supervisor (a process that outlives its server would otherwise hold the queue until it exits).
+//
+// While calls are in flight their worker is asked for its health every liveness_check, and one that fails
+// those checks for unresponsive_timeout is killed the same way: a process frozen mid-call (stopped, swapped
+// out, its server wedged) would otherwise hold its calls, their clients and the queue for good. Its calls
+// then break as a killed worker's do.
 #pragma once
 
 #include <memory>
@@ -22,6 +27,7 @@
 #include "boost/asio/any_io_executor.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "gateway/common/clock.h"
+#include "gateway/dispatch/failing_checks.h"
 #include "gateway/dispatch/function_queue.h"
 #include "gateway/dispatch/pending_request.h"
 #include "gateway/ops/function_metrics.h"
@@ -38,6 +44,8 @@ struct DispatcherOptions {
   // How long after a failed health check a suspect worker is asked again while requests wait.
   absl::Duration suspect_recheck = absl::Milliseconds(100);
   absl::Duration unresponsive_timeout = absl::Seconds(10);
+  // How often the worker is asked for its health while calls are in flight.
+  absl::Duration liveness_check = absl::Seconds(1);
 };
 
 // Hears every request event of a dispatcher and decides when its worker may take requests; the lifecycle
@@ -111,6 +119,14 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // runs.
   bool HoldForSuspect(const std::shared_ptr<WorkerClient>& client);
   void OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, bool serving);
+  // Counts a health check of `client`; kills it through the supervisor once its checks have failed for
+  // unresponsive_timeout (`why` goes into the reason).
+  void KillIfUnresponsive(const std::shared_ptr<WorkerClient>& client, bool serving, const char* why);
+  // Starts the liveness timer unless it runs or no call is in flight.
+  void ArmLivenessCheck();
+  // The timer's end: asks the ready worker for its health, then arms the timer again.
+  void CheckLiveness();
+  void LivenessChecked();
   void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);
   // Tells the listener, if any, that a queued request left.
   void Abandoned();
@@ -130,7 +146,9 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   std::weak_ptr<WorkerClient> suspect_ ABSL_GUARDED_BY(mu_);  // the worker whose call broke last
   bool checking_suspect_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration unresponsive_timeout_ ABSL_GUARDED_BY(mu_);
-  absl::Time suspect_failing_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();  // its first failed check
+  FailingChecks failing_checks_ ABSL_GUARDED_BY(mu_);
+  const absl::Duration liveness_check_;
+  bool liveness_armed_ ABSL_GUARDED_BY(mu_) = false;  // a liveness timer or check is under way
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<const PendingRequest*, std::shared_ptr<boost::asio::steady_timer>> timers_

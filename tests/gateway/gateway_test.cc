@@ -487,6 +487,20 @@ TEST_F(GatewayTest, WorkerThatHangsUpAndLingersIsKilledAfterTheUnresponsiveTimeo
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("worker stopped answering"));
 }
 
+// A worker frozen mid-stream (SIGSTOP: its process neither answers nor exits) is killed once its health
+// checks, asked while its calls are in flight, have failed for workers.unresponsive_timeout: the started
+// stream ends with an error event and the queued requests are served by its successor.
+TEST_F(GatewayTest, WorkerFrozenMidStreamIsKilledAndReplaced) {
+  StartGateway(/*token_delay_ms=*/50, FakeWorkerBinary(), {}, "  unresponsive_timeout: 1s");
+  pid_t first = 0;
+  ASSERT_NO_FATAL_FAILURE(ExpectTheQueueServedAfterSignal(SIGSTOP, &first));
+  Json status = Status()["customer_service"];
+  EXPECT_EQ(status["cold_starts"], 2);
+  EXPECT_NE(status["pid"], first);
+  EXPECT_THAT(status["last_error"].get<std::string>(),
+              HasSubstr("health checks failed with calls in flight"));
+}
+
 // A whole (not streamed) answer whose worker is killed part way is asked again of the restarted worker: its
 // client has seen nothing yet, and gets one whole answer with none of the first attempt's tokens in it.
 TEST_F(GatewayTest, WholeAnswerCutByAKilledWorkerIsAnsweredByTheNextOne) {

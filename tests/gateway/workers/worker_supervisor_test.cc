@@ -78,7 +78,10 @@ class AnsweredCall : public GenerateCall {
 
 class FakeClient : public WorkerClient, public WorkerClientFactory {
  public:
-  void CheckHealth(absl::Duration, std::function<void(bool)> done) override { done(serving.load()); }
+  void CheckHealth(absl::Duration, std::function<void(bool)> done) override {
+    health_checks.fetch_add(1);
+    done(serving.load());
+  }
   // With answer_at_once, the call ends (its last response, then OnDone) before Generate returns, as a fast
   // worker's answer can reach the gateway's gRPC thread before the dispatching thread runs on.
   // With calls_to_break > 0, the call ends at once with UNAVAILABLE, as a call on a stream to a dead worker
@@ -111,6 +114,7 @@ class FakeClient : public WorkerClient, public WorkerClientFactory {
   std::atomic<bool> answer_at_once{false};
   std::atomic<int> calls_to_break{0};
   std::atomic<int> generates{0};
+  std::atomic<int> health_checks{0};
   std::weak_ptr<FakeClient> self;
 };
 
@@ -396,6 +400,43 @@ TEST_F(WorkerSupervisorTest, BrokenCallIsRetriedOnAWorkerThatAnswersItsHealthChe
   ASSERT_TRUE(Await([&] { return sink->responses.load() == 1; }));
   EXPECT_EQ(sink->errors.load(), 0);
   EXPECT_EQ(client_->generates.load(), 2);
+}
+
+// A worker frozen with a call in flight (the call never ends, its health checks stop answering) is killed
+// once its checks have failed for unresponsive_timeout, as a failure with back-off; while they answer, a long
+// call is left alone.
+TEST_F(WorkerSupervisorTest, WorkerFrozenWithACallInFlightIsKilled) {
+  FunctionMetrics metrics;
+  DispatcherOptions options;
+  options.function = "copy_polish";
+  options.liveness_check = absl::Milliseconds(5);
+  options.unresponsive_timeout = absl::Seconds(10);
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  dispatcher->Init();
+  supervisor_->Start("test");
+  ASSERT_TRUE(AwaitState(WorkerState::kReady));
+  std::shared_ptr<FakeChild> child = spawner_.child_;
+  auto sink = std::make_shared<CountingSink>();
+  ASSERT_TRUE(
+      dispatcher
+          ->Submit(std::make_shared<PendingRequest>("copy_polish", v1::GenerateRequest(), sink, absl::Now()))
+          .ok());
+  ASSERT_EQ(dispatcher->in_flight(), 1);  // the call stays open
+  const int checks_before = client_->health_checks.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_GT(client_->health_checks.load(), checks_before + 3);  // asked while the call runs
+  clock_.Advance(absl::Seconds(30));                            // answering: no limit to a call's length
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(supervisor_->state(), WorkerState::kReady);
+  client_->serving = false;  // frozen
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(supervisor_->state(), WorkerState::kReady);  // failing, but not yet for 10 s
+  EXPECT_TRUE(child->signals().empty());
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_TRUE(AwaitState(WorkerState::kFailed));
+  EXPECT_THAT(supervisor_->snapshot().last_error,
+              HasSubstr("worker stopped answering: its health checks failed with calls in flight"));
+  EXPECT_EQ(child->signals(), std::vector<int>{SIGKILL});
 }
 
 }  // namespace
