@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gateway_bench.sh BUILD_DIR TOKENIZER_JSON [RATE] [STREAMS] [SECONDS]: the latency doze-gateway adds, on its own
-# cores. The gateway runs on cores 0-1 (DOZE_GATEWAY_CPUS), the stand-in worker (no per-token delay for the rate
+# cores. The gateway runs on two CPUs (DOZE_GATEWAY_CPUS; see below), the stand-in worker (no per-token delay for the rate
 # test, 20 ms per token for the streams) and the load generator on the others (DOZE_LOAD_CPUS), so only the
 # gateway's own work is measured: end to end minus the worker's reported total_ms. The streams test also
 # measures each streamed message: the worker stamps every token's text with its send time
@@ -18,13 +18,42 @@
 # DOZE_BENCH_BUSY_POLL server.busy_poll (0s);
 # DOZE_BENCH_TESTS picks the tests ("rate streams"); DOZE_BENCH_STREAM_THREADS sets the load generator's
 # --stream-threads (0: a blocking thread per stream).
+# By default the gateway's two CPUs are on two physical cores and nothing else runs on their SMT siblings (the
+# load generator on a sibling would share the gateway's core, and the host's neighbours are not a load
+# generator); DOZE_BENCH_SHARE_SIBLINGS=1 gives the load every other CPU, siblings included. Each run's JSON
+# line carries the CPUs used and the time the hypervisor took from the gateway's CPUs (steal, /proc/stat).
 # On a machine shared with other work, DOZE_BENCH_CHRT="-f 10" runs the gateway, the worker and the load
 # generator real-time (chrt), so that other processes cannot preempt them and only the gateway's own structure
 # shows; leave it unset for the figure of record.
 set -euo pipefail
 build=$1 tokenizer=$2 rate=${3:-1000} streams=${4:-200} seconds=${5:-10}
-gateway_cpus=${DOZE_GATEWAY_CPUS:-0-1}
-other_cpus=${DOZE_LOAD_CPUS:-2-$(($(nproc) - 1))}
+
+# The CPUs named by a kernel CPU list ("0-3,8"), one a line.
+expand_cpus() { tr ',' '\n' <<< "$1" | awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); ++c) print c }'; }
+# Picks two CPUs on distinct physical cores for the gateway and, unless DOZE_BENCH_SHARE_SIBLINGS=1, leaves
+# their siblings out of the load's CPUs.
+pick_cpus() {
+  local cpu n=$(nproc) chosen=() reserved=" "
+  for ((cpu = 0; cpu < n && ${#chosen[@]} < 2; ++cpu)); do
+    [[ $reserved == *" $cpu "* ]] && continue
+    chosen+=("$cpu")
+    local siblings=$cpu
+    [[ ${DOZE_BENCH_SHARE_SIBLINGS:-0} == 1 ]] ||
+      siblings=$(cat "/sys/devices/system/cpu/cpu$cpu/topology/thread_siblings_list" 2> /dev/null || echo "$cpu")
+    reserved+="$(expand_cpus "$siblings" | tr '\n' ' ')"
+  done
+  gateway_cpus=$(IFS=,; echo "${chosen[*]}")
+  other_cpus=$(for ((cpu = 0; cpu < n; ++cpu)); do [[ $reserved == *" $cpu "* ]] || echo "$cpu"; done | paste -sd,)
+}
+pick_cpus
+gateway_cpus=${DOZE_GATEWAY_CPUS:-$gateway_cpus}
+other_cpus=${DOZE_LOAD_CPUS:-$other_cpus}
+# Milliseconds of steal (time the hypervisor ran something else) summed over the gateway's CPUs so far.
+steal_ms() {
+  local list
+  list=$(expand_cpus "$gateway_cpus" | sed 's/^/cpu/' | paste -sd' ')
+  awk -v cpus=" $list " -v hz="$(getconf CLK_TCK)" 'index(cpus, " " $1 " ") { s += $9 } END { printf "%d", s * 1000 / hz }' /proc/stat
+}
 runs=${DOZE_BENCH_RUNS:-3}
 tests=${DOZE_BENCH_TESTS:-rate streams}
 gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
@@ -63,9 +92,11 @@ YAML
   # Warm-up: the first request starts the worker.
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --mode rate --rate 50 --seconds 1 \
     --connections 4 > /dev/null
-  local line
+  local line steal_before
+  steal_before=$(steal_ms)
   line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
-  echo "{\"run\":$run_index,${line#\{}" | tee -a "$work/results"
+  local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
+  echo "{\"run\":$run_index,$where,${line#\{}" | tee -a "$work/results"
   kill -TERM "$pid"
   wait "$pid" || true
 }

@@ -2,14 +2,15 @@
 // flags, serves doze.v1.Worker and grpc.health.v1 on --listen, and answers Generate with max_tokens tokens
 // ("t0 t1 ..."), one every DOZE_FAKE_TOKEN_DELAY_MS milliseconds (default 5), and GenerateStream alike (the
 // tokens of a stream's calls that come due at one timer wake-up leave in one message). DOZE_FAKE_FAIL_START=1
-// makes it exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=FIRST-LAST
-// pins it to those cores (the benchmark keeps it off the gateway's). DOZE_FAKE_STAMP_TOKENS=1 makes token i's
-// text "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME, nanoseconds since the
-// epoch) at which the token is handed to gRPC: the benchmark's load generator, on the same host, subtracts it
-// from the time the token's SSE chunk arrives, for the latency the gateway adds to each streamed message.
-// SIGUSR1 makes it hang up: its server shuts down at once (every stream breaks, nothing answers, health
-// checks included) and the process exits with status 1 only DOZE_FAKE_HANGUP_EXIT_MS (default 1500) later, as
-// a worker whose process outlives its server for a while does (a crash that takes time to unwind).
+// makes it exit at once with an error, as a worker that cannot load its model does. DOZE_FAKE_CPUS=LIST (a
+// kernel CPU list) pins it to those CPUs (the benchmark keeps it off the gateway's). DOZE_FAKE_STAMP_TOKENS=1
+// makes token i's text "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME,
+// nanoseconds since the epoch) at which the token is handed to gRPC: the benchmark's load generator, on the
+// same host, subtracts it from the time the token's SSE chunk arrives, for the latency the gateway adds to
+// each streamed message. SIGUSR1 makes it hang up: its server shuts down at once (every stream breaks,
+// nothing answers, health checks included) and the process exits with status 1 only DOZE_FAKE_HANGUP_EXIT_MS
+// (default 1500) later, as a worker whose process outlives its server for a while does (a crash that takes
+// time to unwind).
 //
 // Like doze-worker it uses gRPC's callback API: a call is answered on the gRPC thread that received it (no
 // delay) or from one timer thread (the stand-in for the engine thread), so the benchmark's "added" time holds
@@ -35,7 +36,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -496,15 +500,22 @@ class FakeWorker final : public doze::v1::Worker::CallbackService {
   FakeState* const state_;
 };
 
-// Pins the process to the cores "FIRST-LAST" of DOZE_FAKE_CPUS, when set.
+// Pins the process to the CPUs of DOZE_FAKE_CPUS (a kernel CPU list: "2-7,10,12-15"), when set.
 void PinFromEnvironment() {
   const char* cpus = std::getenv("DOZE_FAKE_CPUS");
   if (cpus == nullptr) return;
-  int first = 0, last = 0;
-  if (std::sscanf(cpus, "%d-%d", &first, &last) != 2) return;
   cpu_set_t set;
   CPU_ZERO(&set);
-  for (int cpu = first; cpu <= last; ++cpu) CPU_SET(cpu, &set);
+  for (absl::string_view range : absl::StrSplit(cpus, ',', absl::SkipEmpty())) {
+    std::pair<absl::string_view, absl::string_view> ends = absl::StrSplit(range, absl::MaxSplits('-', 1));
+    int first = 0, last = 0;
+    if (!absl::SimpleAtoi(ends.first, &first)) return;
+    if (ends.second.empty())
+      last = first;
+    else if (!absl::SimpleAtoi(ends.second, &last))
+      return;
+    for (int cpu = first; cpu <= last && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &set);
+  }
   sched_setaffinity(0, sizeof(set), &set);
 }
 
