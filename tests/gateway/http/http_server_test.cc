@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -36,7 +37,9 @@ class HttpServerTest : public ::testing::Test {
       channel->OnClientGone([this] {
         if (!gone_once_.exchange(true)) client_gone_.Notify();
       });
-      held_ = channel;
+      // Requests of different connections run on different threads; the channel held before is let go.
+      absl::MutexLock lock(&held_mu_);
+      held_.swap(channel);
     });
     router_.Add("GET", "/big", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
       // Written from another thread, as gRPC's thread answers, faster than the client reads.
@@ -61,7 +64,10 @@ class HttpServerTest : public ::testing::Test {
 
   void TearDown() override {
     if (writer_.joinable()) writer_.join();
-    held_.reset();
+    {
+      absl::MutexLock lock(&held_mu_);
+      held_.reset();
+    }
     server_->StopAccepting();
     io_.stop();
     for (std::thread& thread : threads_) thread.join();
@@ -74,7 +80,8 @@ class HttpServerTest : public ::testing::Test {
   std::vector<std::thread> threads_;
   std::atomic<bool> gone_once_{false};
   absl::Notification client_gone_;
-  std::shared_ptr<ResponseChannel> held_;
+  absl::Mutex held_mu_;
+  std::shared_ptr<ResponseChannel> held_ ABSL_GUARDED_BY(held_mu_);  // the last /hang request's
   std::thread writer_;
 };
 
