@@ -16,7 +16,12 @@
 # DOZE_BENCH_IO_THREADS, DOZE_BENCH_GRPC_THREADS and DOZE_BENCH_DELIVERY_THREADS set server.io_threads (2),
 # server.grpc_threads (1) and server.delivery_threads (0),
 # DOZE_BENCH_BUSY_POLL server.busy_poll (0s);
-# DOZE_BENCH_TESTS picks the tests ("rate streams"); DOZE_BENCH_STREAM_THREADS sets the load generator's
+# The "spread" test is the streams test with the streams' first requests spread over one stream's length
+# (--start-spread-ms 640) instead of all at once, and the stand-in on its step clock (DOZE_FAKE_STEP_CLOCK=1:
+# every running call still gets its token at the same tick, as from an engine's step): independent users'
+# requests arrive apart, while the lock-step "streams" test sends its 200 requests in one burst each time
+# its streams end together.
+# DOZE_BENCH_TESTS picks the tests ("rate streams spread"); DOZE_BENCH_STREAM_THREADS sets the load generator's
 # --stream-threads (0: a blocking thread per stream).
 # By default the gateway's two CPUs are on two physical cores and nothing else runs on their SMT siblings (the
 # load generator on a sibling would share the gateway's core, and the host's neighbours are not a load
@@ -55,7 +60,7 @@ steal_ms() {
   awk -v cpus=" $list " -v hz="$(getconf CLK_TCK)" 'index(cpus, " " $1 " ") { s += $9 } END { printf "%d", s * 1000 / hz }' /proc/stat
 }
 runs=${DOZE_BENCH_RUNS:-3}
-tests=${DOZE_BENCH_TESTS:-rate streams}
+tests=${DOZE_BENCH_TESTS:-rate streams spread}
 gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
 fake_worker=${DOZE_BENCH_FAKE_WORKER:-$build/tests/doze-fake-worker}
 realtime=()
@@ -66,9 +71,9 @@ mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
 echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
 
-run() {  # run NAME RUN TOKEN_DELAY_MS STAMP_TOKENS LOAD_ARGS...
-  local name=$1 run_index=$2 delay=$3 stamp=$4
-  shift 4
+run() {  # run NAME RUN TOKEN_DELAY_MS STAMP_TOKENS STEP_CLOCK LOAD_ARGS...
+  local name=$1 run_index=$2 delay=$3 stamp=$4 step_clock=$5
+  shift 5
   cat > "$work/doze.yaml" <<YAML
 server:
   listen: 127.0.0.1:0
@@ -83,7 +88,8 @@ functions:
   copy_polish: { system_prompt: "你是一名资深电商文案编辑。", worker: { max_in_flight: 4096 } }
 YAML
   : > "$work/ready"
-  DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_STAMP_TOKENS=$stamp DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
+  DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_STAMP_TOKENS=$stamp DOZE_FAKE_STEP_CLOCK=$step_clock \
+    DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
     "${realtime[@]}" taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
   local pid=$!
   for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
@@ -96,7 +102,7 @@ YAML
   steal_before=$(steal_ms)
   line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
   local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
-  echo "{\"run\":$run_index,$where,${line#\{}" | tee -a "$work/results"
+  echo "{\"run\":$run_index,\"test\":\"$name\",$where,${line#\{}" | tee -a "$work/results"
   kill -TERM "$pid"
   wait "$pid" || true
 }
@@ -104,12 +110,20 @@ YAML
 for ((i = 1; i <= runs; ++i)); do
   for test in $tests; do
     case $test in
-      rate) run rate "$i" 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
-      streams)
+      rate) run rate "$i" 0 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
+      streams | spread)
+        # spread: the streams' first requests spread over one stream's length (32 tokens of 20 ms), as
+        # independent users' are, on a stand-in whose step clock still gives every stream its token at once.
+        spread_ms=0 step_clock=0
+        [[ $test == spread ]] && spread_ms=640 step_clock=1
         direct=()
-        if [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]]; then direct=(--direct-worker "unix:$work/sockets/copy_polish.sock"); fi
-        run streams "$i" 20 1 --mode streams --streams "$streams" --seconds "$seconds" --max-tokens 32 \
-          --stamped-tokens 1 --stream-threads "${DOZE_BENCH_STREAM_THREADS:-0}" "${direct[@]}"
+        if [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]]; then
+          direct=(--direct-worker "unix:$work/sockets/copy_polish.sock")
+          [[ $test == spread ]] && direct+=(--direct-spread-ms "$spread_ms")
+        fi
+        run "$test" "$i" 20 1 "$step_clock" --mode streams --streams "$streams" --seconds "$seconds" \
+          --max-tokens 32 --stamped-tokens 1 --stream-threads "${DOZE_BENCH_STREAM_THREADS:-0}" \
+          --start-spread-ms "$spread_ms" "${direct[@]}"
         ;;
     esac
   done
@@ -128,7 +142,7 @@ awk '
   function worst(list,   a, n, i, w) { n = split(list, a, ","); w = a[1]; for (i = 2; i <= n; ++i) if (a[i] + 0 > w + 0) w = a[i]; return w }
   function add(key, value) { lists[mode, key] = lists[mode, key] (lists[mode, key] == "" ? "" : ",") value }
   {
-    mode = field($0, "mode"); if (match($0, "\"mode\":\"[a-z]+\"")) mode = substr($0, RSTART + 8, RLENGTH - 9)
+    mode = field($0, "mode"); if (match($0, "\"test\":\"[a-z]+\"")) mode = substr($0, RSTART + 8, RLENGTH - 9)
     if (!(mode in seen)) { seen[mode] = 1; order[++modes] = mode }
     added = substr($0, index($0, "\"added_ms\""))
     add("p50", field(added, "p50")); add("p99", field(added, "p99")); add("p999", field(added, "p999"))

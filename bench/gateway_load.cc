@@ -24,6 +24,9 @@
 //   calls first start spread evenly over [--direct-spread-ms 20] (one token period of the bench's streams).
 //   [--stream-threads T] (streams): T threads each drive their share of the streams on one epoll set (as wrk
 //   and most clients do); 0 (the default): one blocking thread per stream.
+//   [--start-spread-ms S] (streams): stream i sends its first request at S * i / streams
+//   ms instead of all at once, as independent users do; with calls of equal length the streams then stay
+//   spread (the default 0 keeps them in lock-step: they all end, and all ask again, together).
 //
 // Rate mode paces each keep-alive connection on a fixed schedule and measures from the scheduled send time,
 // so a slow gateway cannot hide its delay by slowing the load down. Prints one JSON line of percentiles (ms).
@@ -47,6 +50,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -80,6 +84,7 @@ struct Options {
   int stream_threads = 0;        // --stream-threads: event-loop threads for the streams; 0: a thread each.
   std::string direct_worker;     // --direct-worker: the worker's gRPC address for the direct baseline.
   double direct_spread_ms = 20;  // --direct-spread-ms: over how long the direct calls first start.
+  double start_spread_ms = 0;    // --start-spread-ms: over how long the streams first start (0: at once).
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -112,6 +117,8 @@ Options ParseOptions(int argc, char** argv) {
       options.direct_worker = value;
     else if (flag == "--direct-spread-ms")
       options.direct_spread_ms = std::atof(value.c_str());
+    else if (flag == "--start-spread-ms")
+      options.start_spread_ms = std::atof(value.c_str());
   }
   return options;
 }
@@ -306,10 +313,11 @@ void RateLoop(const Options& options, int index, Clock::time_point start, Result
   close(fd);
 }
 
-// One stream of the streams mode: opens streaming requests back to back until the deadline.
-void StreamLoop(const Options& options, Clock::time_point end, Results* results) {
+// One stream of the streams mode: opens streaming requests back to back from `first` until the deadline.
+void StreamLoop(const Options& options, Clock::time_point first, Clock::time_point end, Results* results) {
   int fd = Connect(options.port);
   if (fd < 0) return void(results->errors++);
+  std::this_thread::sleep_until(first);
   std::string request = Request(options, true), buffer;
   std::vector<double> message_added_ms;
   StampReader stamps(&message_added_ms);
@@ -331,13 +339,16 @@ void StreamLoop(const Options& options, Clock::time_point end, Results* results)
 // The streams of one event-loop thread (--stream-threads): `count` connections on one epoll set, each sending
 // its next streaming request as soon as the last one has ended, until the deadline. A chunk's arrival time is
 // taken as its recv() returns, as in StreamLoop, but one thread serves many sockets, as wrk and most clients
-// do, instead of a thread blocked on each.
-void EventStreamLoop(const Options& options, int count, Clock::time_point end, Results* results) {
+// do, instead of a thread blocked on each. Its j-th connection sends its first request at first(j) (the
+// thread's starts interleaved with the other threads' over --start-spread-ms).
+void EventStreamLoop(const Options& options, int count, const std::function<Clock::time_point(int)>& first,
+                     Clock::time_point end, Results* results) {
   struct Stream {
     int fd = -1;
     std::string buffer;
     StampReader stamps;
     Clock::time_point sent;
+    Clock::time_point first;
   };
   const std::string request = Request(options, true);
   std::vector<double> message_added_ms;
@@ -355,10 +366,10 @@ void EventStreamLoop(const Options& options, int count, Clock::time_point end, R
     close(stream.fd);
     stream.fd = -1;
   };
-  int open = 0;
+  int open = 0;  // connected, started or waiting to
   for (int i = 0; i < count; ++i) {
-    auto stream =
-        std::make_unique<Stream>(Stream{Connect(options.port), {}, StampReader(&message_added_ms), {}});
+    auto stream = std::make_unique<Stream>(
+        Stream{Connect(options.port), {}, StampReader(&message_added_ms), {}, first(i)});
     if (stream->fd < 0) {
       results->errors++;
       continue;
@@ -368,14 +379,26 @@ void EventStreamLoop(const Options& options, int count, Clock::time_point end, R
     event.events = EPOLLIN;
     event.data.ptr = stream.get();
     epoll_ctl(epoll, EPOLL_CTL_ADD, stream->fd, &event);
-    if (!send_request(*stream)) {
-      results->errors++;
-      close_stream(*stream);
-      continue;
-    }
     ++open;
     streams.push_back(std::move(stream));
   }
+  size_t next_start = 0;  // the streams start in order of their first()
+  // Sends the first request of every stream whose time has come; returns the milliseconds to the next start.
+  auto start_due = [&]() -> int {
+    for (; next_start < streams.size(); ++next_start) {
+      Stream& stream = *streams[next_start];
+      const Clock::time_point now = Clock::now();
+      if (stream.first > now) {
+        return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(stream.first - now).count());
+      }
+      if (!send_request(stream)) {
+        results->errors++;
+        close_stream(stream);
+        --open;
+      }
+    }
+    return 1000;
+  };
   char chunk[65536];
   epoll_event events[64];
   // A gateway that stops answering fails the streams still open 30 s past the deadline instead of hanging.
@@ -389,7 +412,7 @@ void EventStreamLoop(const Options& options, int count, Clock::time_point end, R
       }
       break;
     }
-    const int ready = epoll_wait(epoll, events, 64, 1000);
+    const int ready = epoll_wait(epoll, events, 64, std::min(start_due(), 1000));
     for (int e = 0; e < ready; ++e) {
       Stream& stream = *static_cast<Stream*>(events[e].data.ptr);
       bool failed = false;
@@ -684,10 +707,21 @@ int main(int argc, char** argv) {
       for (int i = 0; i < options.stream_threads; ++i) {
         const int count =
             options.streams / options.stream_threads + (i < options.streams % options.stream_threads);
-        threads.emplace_back(EventStreamLoop, options, count, end, &results);
+        // Connection j of thread i is stream j * threads + i of the spread.
+        auto first = [&options, start, i](int j) {
+          return start +
+                 std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(
+                     options.start_spread_ms * (j * options.stream_threads + i) / options.streams));
+        };
+        threads.emplace_back(EventStreamLoop, options, count, first, end, &results);
       }
     } else {
-      for (int i = 0; i < options.streams; ++i) threads.emplace_back(StreamLoop, options, end, &results);
+      for (int i = 0; i < options.streams; ++i) {
+        const auto first =
+            start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(
+                        options.start_spread_ms * i / options.streams));
+        threads.emplace_back(StreamLoop, options, first, end, &results);
+      }
     }
   }
   for (std::thread& thread : threads) thread.join();

@@ -7,7 +7,9 @@
 // makes token i's text "t<i>@<ns> " instead of "t<i> ", <ns> being the wall-clock time (CLOCK_REALTIME,
 // nanoseconds since the epoch) at which the token is handed to gRPC: the benchmark's load generator, on the
 // same host, subtracts it from the time the token's SSE chunk arrives, for the latency the gateway adds to
-// each streamed message. SIGUSR1 makes it hang up: its server shuts down at once (every stream breaks,
+// each streamed message. DOZE_FAKE_STEP_CLOCK=1 puts every call's tokens on the ticks of one clock (one a
+// token delay), as an engine's steps do, so that calls started at different times still get their tokens
+// together. SIGUSR1 makes it hang up: its server shuts down at once (every stream breaks,
 // nothing answers, health checks included) and the process exits with status 1 only DOZE_FAKE_HANGUP_EXIT_MS
 // (default 1500) later, as a worker whose process outlives its server for a while does (a crash that takes
 // time to unwind).
@@ -139,6 +141,8 @@ struct FakeState {
   std::string function;
   int delay_ms = 5;
   bool stamp_tokens = false;  // DOZE_FAKE_STAMP_TOKENS: each token's text carries its send time.
+  bool step_clock = false;    // DOZE_FAKE_STEP_CLOCK: tokens come due on the ticks of one clock.
+  const Clock::time_point epoch = Clock::now();
   std::atomic<bool> sleeping{false};
   std::atomic<int> num_running{0};
   std::atomic<int64_t> num_requests{0};
@@ -146,6 +150,18 @@ struct FakeState {
   std::atomic<int64_t> num_aborted{0};
   TimerThread timers;
 };
+
+// When a call's next token is due: a token delay from now, or with the step clock the clock's next tick at
+// least half a delay away (the tick after the one that wrote its last token; a new call's first at 0.5 to 1.5
+// delays), so that every running call's token comes due at the same tick, as an engine's step gives each
+// running sequence its token together, however the calls' starts are spread.
+Clock::time_point NextTokenDue(const FakeState& state) {
+  const Clock::duration delay = std::chrono::milliseconds(state.delay_ms);
+  const Clock::time_point now = Clock::now();
+  if (!state.step_clock) return now + delay;
+  const auto ticks = (now - state.epoch + delay / 2) / delay + 1;
+  return state.epoch + ticks * delay;
+}
 
 // Most tokens a request asks for (16 when unset, the engine's default).
 int MaxTokens(const doze::v1::GenerateRequest& request) {
@@ -202,7 +218,7 @@ class FakeGenerate : public grpc::ServerWriteReactor<doze::v1::GenerateResponse>
   // Writes the next token now (no delay) or after the delay on the timer thread.
   void ScheduleNext() {
     if (state_->delay_ms <= 0) return WriteNext();
-    state_->timers.At(Clock::now() + std::chrono::milliseconds(state_->delay_ms), [this] { WriteNext(); });
+    state_->timers.At(NextTokenDue(*state_), [this] { WriteNext(); });
   }
 
   void WriteNext() {
@@ -327,7 +343,7 @@ class FakeGenerateStream
   void ScheduleNextLocked(uint64_t id) {
     if (state_->delay_ms <= 0) return TokenDueLocked(id);
     refs_.fetch_add(1);
-    state_->timers.At(Clock::now() + std::chrono::milliseconds(state_->delay_ms), [this, id] {
+    state_->timers.At(NextTokenDue(*state_), [this, id] {
       {
         std::lock_guard<std::mutex> lock(mu_);
         TokenDueLocked(id);
@@ -570,6 +586,7 @@ int main(int argc, char** argv) {
   state.function = function;
   state.delay_ms = EnvInt("DOZE_FAKE_TOKEN_DELAY_MS", 5);
   state.stamp_tokens = EnvInt("DOZE_FAKE_STAMP_TOKENS", 0) != 0;
+  state.step_clock = EnvInt("DOZE_FAKE_STEP_CLOCK", 0) != 0;
   FakeWorker service(&state);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials());
