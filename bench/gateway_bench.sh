@@ -14,7 +14,7 @@
 # use in cores), one summary JSON line per test (every run's percentiles, their median and worst), then a table.
 # DOZE_BENCH_GATEWAY and DOZE_BENCH_FAKE_WORKER replace the two binaries (before/after comparisons);
 # DOZE_BENCH_IO_THREADS, DOZE_BENCH_GRPC_THREADS and DOZE_BENCH_DELIVERY_THREADS set server.io_threads (2),
-# server.grpc_threads (1) and server.delivery_threads (0),
+# server.grpc_threads (1) and server.delivery_threads (1),
 # DOZE_BENCH_BUSY_POLL server.busy_poll (0s);
 # The "spread" test is the streams test with the streams' first requests spread over one stream's length
 # (--start-spread-ms 640) instead of all at once, and the stand-in on its step clock (DOZE_FAKE_STEP_CLOCK=1:
@@ -79,7 +79,7 @@ server:
   listen: 127.0.0.1:0
   io_threads: ${DOZE_BENCH_IO_THREADS:-2}
   grpc_threads: ${DOZE_BENCH_GRPC_THREADS:-1}
-  delivery_threads: ${DOZE_BENCH_DELIVERY_THREADS:-0}
+  delivery_threads: ${DOZE_BENCH_DELIVERY_THREADS:-1}
   busy_poll: ${DOZE_BENCH_BUSY_POLL:-0s}
   max_connections: 4096
 model: { path: $work/model, backend: cpu }

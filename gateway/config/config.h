@@ -24,14 +24,12 @@ struct ServerConfig {
                          // 2 measured no better on the 2-core test machine with GenerateStream (streams
                          // per-message p99 2.7-3.1 ms against 2.7-2.8; rate p99 0.51 against 0.43 ms):
                          // bench/gateway_load.md.
-  // Threads beside each gRPC thread that write a share of a worker message's events (one per call of the
-  // step) to the clients' sockets, so that a burst of streamed tokens is written on more than one core. 1
-  // measured better than 0 on a 2-core gateway at 200 streams (per-message p99 3.2-5.0 against 3.1-6.8 ms on
-  // a slow host, five rounds; bench/gateway_load.md), but with it on, one clean-clone CI run saw a request
-  // hang after a worker was killed
-  // (GatewayTest.KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestart; not reproduced in 300+ runs
-  // since, cause not found), so the default stays 0 until that is understood.
-  int delivery_threads = 0;
+  // Threads beside each gRPC thread that write a share of a burst's events (a worker message with
+  // CallStream::kMinEventsToSplit or more: one per running call of an engine step) to the clients' sockets, so
+  // that it is written on more than one core; smaller messages are written by the gRPC thread alone. At 200
+  // streams with an engine's bursts, 1 took 28-37% off the gateway's share of a message's p99 on quiet hosts
+  // (bench/gateway_load.md, nineteenth session). 0: the gRPC thread writes everything.
+  int delivery_threads = 1;
   // How long the HTTP and gRPC threads poll for more work after each event before they block (0: block at
   // once). Trades CPU during busy periods for no wake-up latency on the next event; idle threads still sleep.
   absl::Duration busy_poll = absl::ZeroDuration();

@@ -126,12 +126,19 @@ void CallStream::OnRead(bool ok) {
 void CallStream::Deliver() {
   const int lanes = thread_->num_lanes() + 1;
   deliveries_.resize(lanes);
+  // A small message goes on this thread, except for calls whose lane still holds their earlier events (taken
+  // once for the whole message: a lane that finishes meanwhile must not let a call's later event overtake one
+  // of this message's that went to it).
+  const bool burst = response_->events_size() >= kMinEventsToSplit;
+  lane_idle_.assign(lanes, 0);
+  for (int lane = 1; lane < lanes && !burst; ++lane) lane_idle_[lane] = LaneIdle(lane);
   {
     absl::MutexLock lock(&mu_);
     for (const v1::CallEvent& event : response_->events()) {
       auto it = calls_.find(event.call_id());
       if (it == calls_.end()) continue;
-      deliveries_[LaneOf(event.call_id())].emplace_back(it->second, &event);
+      const int lane = LaneOf(event.call_id());
+      deliveries_[lane_idle_[lane] ? 0 : lane].emplace_back(it->second, &event);
       if (event.has_status()) calls_.erase(it);
     }
   }
@@ -157,9 +164,11 @@ void CallStream::DeliverEach(const std::vector<Delivery>& deliveries,
 
 int CallStream::LaneOf(uint64_t id) const { return static_cast<int>(id % (thread_->num_lanes() + 1)); }
 
+bool CallStream::LaneIdle(int lane) const { return lane == 0 || thread_->lane(lane - 1).idle(); }
+
 void CallStream::OnLane(uint64_t id, std::function<void()> work) {
   const int lane = LaneOf(id);
-  if (lane == 0) return work();
+  if (LaneIdle(lane)) return work();
   thread_->lane(lane - 1).Post(std::move(work));
 }
 

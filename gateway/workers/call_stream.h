@@ -25,12 +25,19 @@ namespace doze::gateway {
 // queue (one write in flight, gRPC's rule; what piles up meanwhile leaves in the next one); the worker's
 // events are handed to the calls' observers on the completion thread, each call's OnDone exactly once: with
 // the worker's final status, or UNAVAILABLE for every call still open when the stream breaks. With delivery
-// lanes on the completion thread, call i's events go to lane i % (lanes + 1) (0: the completion thread
-// itself), each lane in order, so one message's events are written on several threads at once. A broken
+// lanes on the completion thread, a burst's events (a message with kMinEventsToSplit or more) go to lane
+// i % (lanes + 1) for call i (0: the completion thread itself), each lane in order, so one message's events
+// are written on several threads at once; a smaller message is written by the completion thread alone (a
+// hand-off would cost more than it saves) wherever the calls' lanes have nothing pending. A broken
 // stream takes no more calls (CallStream::accepting); the owner opens another. Keeps itself alive until
 // gRPC is done with it.
 class CallStream : public std::enable_shared_from_this<CallStream> {
  public:
+  // Events a message needs before delivery lanes take a share: a lane's thread is woken for each hand-off
+  // (tens of microseconds on a virtual machine) and an event costs ~12 us of loopback TCP to write, so fewer
+  // events are written sooner by the completion thread alone (bench/gateway_load.md, nineteenth session).
+  static constexpr int kMinEventsToSplit = 8;
+
   // Opens a stream on `stub`'s channel, its events on `thread`'s queue, which it holds open until it ends.
   static std::shared_ptr<CallStream> Open(v1::Worker::Stub* stub, CompletionThread* thread);
 
@@ -63,7 +70,9 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   void Deliver();
   // Call `id`'s lane: 0, the completion thread, or delivery lane LaneOf(id) - 1.
   int LaneOf(uint64_t id) const;
-  // Runs `work` for call `id` on its lane: now on the completion thread, or posted to a delivery lane.
+  // Whether lane `lane` (as LaneOf) has nothing pending: work for its calls may run on the completion thread.
+  bool LaneIdle(int lane) const;
+  // Runs `work` for call `id` on its lane, or now on the completion thread when the lane is idle.
   void OnLane(uint64_t id, std::function<void()> work);
   static void DeliverEach(const std::vector<Delivery>& deliveries,
                           std::chrono::steady_clock::time_point read_at);
@@ -89,6 +98,7 @@ class CallStream : public std::enable_shared_from_this<CallStream> {
   CompletionTag written_{[this](bool ok) { OnWritten(ok); }};
   CompletionTag finished_{[this](bool) { OnFinished(); }};
   std::vector<std::vector<Delivery>> deliveries_;  // completion thread only: one list a lane
+  std::vector<char> lane_idle_;                    // completion thread only: Deliver's snapshot
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);  // open

@@ -18,6 +18,12 @@ DeliveryLane::~DeliveryLane() {
   thread_.join();
 }
 
-void DeliveryLane::Post(std::function<void()> work) { boost::asio::post(context_, std::move(work)); }
+void DeliveryLane::Post(std::function<void()> work) {
+  pending_.fetch_add(1, std::memory_order_relaxed);
+  boost::asio::post(context_, [this, work = std::move(work)] {
+    work();
+    pending_.fetch_sub(1, std::memory_order_release);
+  });
+}
 
 }  // namespace doze::gateway

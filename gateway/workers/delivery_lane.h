@@ -2,6 +2,7 @@
 // so that the clients' sockets of one burst are written on two cores at once.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -18,8 +19,12 @@ class DeliveryLane {
 
   // Runs `work` on the lane's thread after everything posted before it.
   void Post(std::function<void()> work);
+  // Whether everything posted has run (its effects visible to the caller). With one thread posting, a lane
+  // that it finds idle stays idle until it posts again: work it then runs itself cannot overtake the lane's.
+  bool idle() const { return pending_.load(std::memory_order_acquire) == 0; }
 
  private:
+  std::atomic<int> pending_{0};  // posted and not yet run to its end
   boost::asio::io_context context_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;  // last: it starts once the members it uses exist

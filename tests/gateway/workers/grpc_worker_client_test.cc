@@ -3,6 +3,7 @@
 #include "gateway/workers/grpc_worker_client.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,7 +32,9 @@ using std::chrono::seconds;
 // Restart.
 class FakeWorker {
  public:
-  explicit FakeWorker(int token_delay_ms) : token_delay_ms_(token_delay_ms) {
+  // With `step_clock`, every call's tokens come due on the ticks of one clock, as from an engine's steps.
+  explicit FakeWorker(int token_delay_ms, bool step_clock = false)
+      : token_delay_ms_(token_delay_ms), step_clock_(step_clock) {
     char dir[] = "/tmp/doze-client-test-XXXXXX";
     EXPECT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -47,6 +51,7 @@ class FakeWorker {
     child_.reset();
     std::filesystem::remove(dir_ + "/worker.sock");
     setenv("DOZE_FAKE_TOKEN_DELAY_MS", std::to_string(token_delay_ms_).c_str(), 1);
+    setenv("DOZE_FAKE_STEP_CLOCK", step_clock_ ? "1" : "0", 1);
     const char* build = std::getenv("DOZE_BUILD_DIR");
     absl::StatusOr<service::ChildWorker> child = service::ChildWorker::Spawn(
         {std::string(build != nullptr ? build : "build") + "/tests/doze-fake-worker", "--function", "test",
@@ -65,19 +70,23 @@ class FakeWorker {
 
  private:
   const int token_delay_ms_;
+  const bool step_clock_;
   std::string dir_;
   std::string address_;
   std::unique_ptr<service::ChildWorker> child_;
 };
 
-// Records one call: its responses' text and every OnDone.
+// Records one call: its responses' text, the threads that handed them over, and every OnDone.
 class Recorder : public GenerateObserver {
  public:
   void OnResponse(const v1::GenerateResponse& response, std::chrono::steady_clock::time_point) override {
+    char thread[16] = "";
+    pthread_getname_np(pthread_self(), thread, sizeof(thread));
     std::lock_guard<std::mutex> lock(mu_);
     EXPECT_EQ(done_, 0) << "a response after OnDone";
     ++responses_;
     text_ += response.text_delta();
+    threads_.insert(thread);
     cv_.notify_all();
   }
   void OnDone(const absl::Status& status) override {
@@ -105,6 +114,10 @@ class Recorder : public GenerateObserver {
     std::lock_guard<std::mutex> lock(mu_);
     return text_;
   }
+  std::set<std::string> threads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return threads_;
+  }
 
  private:
   std::mutex mu_;
@@ -113,6 +126,7 @@ class Recorder : public GenerateObserver {
   int done_ = 0;
   absl::Status status_;
   std::string text_;
+  std::set<std::string> threads_;
 };
 
 v1::GenerateRequest Request(int max_tokens) {
@@ -214,6 +228,37 @@ TEST_P(GrpcWorkerClientLanesTest, WorkerKilledMidStreamEndsEveryOpenCallOnceThen
 }
 
 INSTANTIATE_TEST_SUITE_P(Lanes, GrpcWorkerClientLanesTest, ::testing::Values(0, 1, 2));
+
+// With a delivery lane, a message of one event (one call's token) is handed over by the completion thread
+// itself, whatever the call's lane: no hand-off for it.
+TEST(GrpcWorkerClientTest, SmallMessagesAreHandedOverByTheCompletionThread) {
+  FakeWorker worker(2);
+  GrpcWorkerClientFactory factory(1, absl::ZeroDuration(), /*delivery_threads=*/1);
+  std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
+  for (int i = 0; i < 2; ++i) {  // calls 1 and 2: one on each lane
+    auto recorder = std::make_shared<Recorder>();
+    client->Generate(Request(6), recorder);
+    EXPECT_TRUE(recorder->WaitDone().ok());
+    EXPECT_EQ(recorder->text(), Tokens(6));
+    EXPECT_EQ(recorder->threads(), std::set<std::string>{"doze-grpc"}) << "call " << i + 1;
+  }
+}
+
+// A step's burst (every running call's token in one message) is shared: the calls on the lane get theirs from
+// the lane's thread, the others from the completion thread, each in order.
+TEST(GrpcWorkerClientTest, BurstsAreSharedWithTheDeliveryLane) {
+  FakeWorker worker(20, /*step_clock=*/true);
+  GrpcWorkerClientFactory factory(1, absl::ZeroDuration(), /*delivery_threads=*/1);
+  std::shared_ptr<WorkerClient> client = factory.Connect(worker.address());
+  const auto [recorders, calls] = StartCalls(*client, 20, [](int) { return 5; });
+  std::set<std::string> threads;
+  for (auto& recorder : recorders) {
+    EXPECT_TRUE(recorder->WaitDone().ok());
+    EXPECT_EQ(recorder->text(), Tokens(5));
+    for (const std::string& thread : recorder->threads()) threads.insert(thread);
+  }
+  EXPECT_EQ(threads, (std::set<std::string>{"doze-grpc", "doze-deliver"}));
+}
 
 TEST(GrpcWorkerClientTest, CallsAndObserversAreFreedOnceDone) {
   FakeWorker worker(2);
