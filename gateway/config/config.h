@@ -25,10 +25,10 @@ struct ServerConfig {
                          // per-message p99 2.7-3.1 ms against 2.7-2.8; rate p99 0.51 against 0.43 ms):
                          // bench/gateway_load.md.
   // Threads beside each gRPC thread that write a share of a burst's events (a worker message with
-  // CallStream::kMinEventsToSplit or more: one per running call of an engine step) to the clients' sockets, so
-  // that it is written on more than one core; smaller messages are written by the gRPC thread alone. At 200
-  // streams with an engine's bursts, 1 took 28-37% off the gateway's share of a message's p99 on quiet hosts
-  // (bench/gateway_load.md, nineteenth session). 0: the gRPC thread writes everything.
+  // CallStream::kMinEventsToSplit or more: one per running call of an engine step) to the clients' sockets,
+  // so that it is written on more than one core; smaller messages are written by the gRPC thread alone. At
+  // 200 streams with an engine's bursts, 1 took 28-37% off the gateway's share of a message's p99 on quiet
+  // hosts (bench/gateway_load.md, nineteenth session). 0: the gRPC thread writes everything.
   int delivery_threads = 1;
   // How long the HTTP and gRPC threads poll for more work after each event before they block (0: block at
   // once). Trades CPU during busy periods for no wake-up latency on the next event; idle threads still sleep.
