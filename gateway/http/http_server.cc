@@ -41,8 +41,10 @@ void RunLoop(net::io_context& loop, absl::Duration busy_poll) {
 }  // namespace
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  // The acceptor runs on a strand of `io`: its accept handler (which starts the next accept) and the close
+  // that StopAccepting posts may otherwise run at once on two of the io_context's threads.
   Impl(net::io_context& io, HttpLimits limits, const Router* router, int num_loops, absl::Duration busy_poll)
-      : io_context(io), acceptor(io), busy_poll(busy_poll) {
+      : io_context(io), acceptor(net::make_strand(io)), busy_poll(busy_poll) {
     context = std::make_shared<SessionContext>();
     context->limits = limits;
     context->router = router;

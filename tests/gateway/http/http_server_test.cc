@@ -194,5 +194,17 @@ TEST_F(HttpServerTest, ServesConnectionsOnItsOwnLoops) {
   server.StopAccepting();
 }
 
+// A server stopped right after it has accepted a connection: the accept's handler (which starts the next
+// accept) and the close StopAccepting posts run on the io_context's two threads, and must not run at once.
+TEST_F(HttpServerTest, StopsAcceptingSafelyRightAfterAConnection) {
+  for (int i = 0; i < 200; ++i) {
+    HttpServer server(io_, HttpLimits{}, &router_, /*num_loops=*/1);
+    absl::StatusOr<uint16_t> port = server.Start("127.0.0.1", 0);
+    ASSERT_TRUE(port.ok()) << port.status();
+    ASSERT_EQ(Fetch(*port, "POST", "/echo", "x").status, 200);
+    server.StopAccepting();
+  }
+}
+
 }  // namespace
 }  // namespace doze::gateway
