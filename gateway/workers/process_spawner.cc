@@ -97,10 +97,11 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
 
   // Collects the exit status, then waits (up to kOutputGrace) for the output's end.
   void OnExit() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
     {
+      // Reaped under the lock that Signal takes: once the pid is free for reuse, no signal goes to it.
       absl::MutexLock lock(&mu_);
+      int status = 0;
+      waitpid(pid_, &status, 0);
       exited_ = true;
       status_ = status;
     }
