@@ -313,6 +313,12 @@ void RateLoop(const Options& options, int index, Clock::time_point start, Result
   close(fd);
 }
 
+// When stream `index` of the streams mode sends its first request: spread evenly over --start-spread-ms.
+Clock::time_point FirstSend(const Options& options, Clock::time_point start, int index) {
+  return start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(
+                     options.start_spread_ms * index / options.streams));
+}
+
 // One stream of the streams mode: opens streaming requests back to back from `first` until the deadline.
 void StreamLoop(const Options& options, Clock::time_point first, Clock::time_point end, Results* results) {
   int fd = Connect(options.port);
@@ -709,18 +715,13 @@ int main(int argc, char** argv) {
             options.streams / options.stream_threads + (i < options.streams % options.stream_threads);
         // Connection j of thread i is stream j * threads + i of the spread.
         auto first = [&options, start, i](int j) {
-          return start +
-                 std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(
-                     options.start_spread_ms * (j * options.stream_threads + i) / options.streams));
+          return FirstSend(options, start, j * options.stream_threads + i);
         };
         threads.emplace_back(EventStreamLoop, options, count, first, end, &results);
       }
     } else {
       for (int i = 0; i < options.streams; ++i) {
-        const auto first =
-            start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(
-                        options.start_spread_ms * i / options.streams));
-        threads.emplace_back(StreamLoop, options, first, end, &results);
+        threads.emplace_back(StreamLoop, options, FirstSend(options, start, i), end, &results);
       }
     }
   }

@@ -54,8 +54,9 @@ struct WorkersConfig {
   std::string socket_dir = "/tmp/doze";
   absl::Duration start_timeout = absl::Seconds(60);
   absl::Duration queue_timeout = absl::Seconds(30);
-  // A ready worker whose calls broke and whose health checks have failed this long is killed (and restarted
-  // on demand): a process that outlives its server would otherwise hold its function's queue until it exits.
+  // A ready worker whose health checks have failed this long, after one of its calls broke or while calls run
+  // on it, is killed (and restarted on demand): a process that outlives its server, or one frozen mid-call,
+  // would otherwise hold its calls and its function's queue.
   absl::Duration unresponsive_timeout = absl::Seconds(10);
   int max_queue = 256;
   absl::Duration stop_timeout = absl::Seconds(10);  // Drain, then SIGTERM, then SIGKILL after this.

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/common/run_after.h"
 #include "gateway/openai/api_error.h"
 
 namespace doze::gateway {
@@ -23,12 +24,6 @@ bool IsRetryable(const absl::Status& status) {
     default:
       return false;
   }
-}
-
-// Whether `suspect` names `client` (compared by owner: no reference is taken, so none is dropped under a
-// lock).
-bool SameWorker(const std::weak_ptr<WorkerClient>& suspect, const std::shared_ptr<WorkerClient>& client) {
-  return client != nullptr && !suspect.owner_before(client) && !client.owner_before(suspect);
 }
 
 }  // namespace
@@ -210,6 +205,7 @@ void Dispatcher::Pump() {
   if (HoldForSuspect(client)) return;
   int abandoned = 0;
   std::vector<std::shared_ptr<PendingRequest>> batch;
+  bool arm_liveness = false;
   {
     absl::MutexLock lock(&mu_);
     while (in_flight_ < max_in_flight_) {
@@ -227,10 +223,11 @@ void Dispatcher::Pump() {
       ++in_flight_;
       batch.push_back(std::move(request));
     }
+    arm_liveness = ClaimLivenessTimerLocked();
   }
   for (int i = 0; i < abandoned; ++i) Abandoned();
   for (std::shared_ptr<PendingRequest>& request : batch) StartCall(std::move(request), client);
-  if (!batch.empty()) ArmLivenessCheck();
+  if (arm_liveness) StartLivenessTimer();
 }
 
 void Dispatcher::StartCall(std::shared_ptr<PendingRequest> request,
@@ -314,8 +311,7 @@ void Dispatcher::OnSuspectChecked(const std::shared_ptr<WorkerClient>& client, b
   if (client != nullptr) KillIfUnresponsive(client, serving, "a call broke and its health checks failed");
   if (!held || serving) return Pump();
   // Still suspect: asked again while requests wait (Pump), unless the supervisor replaces the worker first.
-  auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(recheck));
-  timer->async_wait([timer, self = shared_from_this()](boost::system::error_code) { self->Pump(); });
+  RunAfter(executor_, recheck, [self = shared_from_this()] { self->Pump(); });
 }
 
 void Dispatcher::KillIfUnresponsive(const std::shared_ptr<WorkerClient>& client, bool serving,
@@ -332,17 +328,15 @@ void Dispatcher::KillIfUnresponsive(const std::shared_ptr<WorkerClient>& client,
                            absl::FormatDuration(absl::Trunc(failing, absl::Milliseconds(100)))));
 }
 
-void Dispatcher::ArmLivenessCheck() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (liveness_armed_ || in_flight_ == 0) return;
-    liveness_armed_ = true;
-  }
-  auto timer = std::make_shared<net::steady_timer>(executor_, absl::ToChronoNanoseconds(liveness_check_));
-  std::weak_ptr<Dispatcher> weak = shared_from_this();
-  timer->async_wait([timer, weak](boost::system::error_code error) {
-    std::shared_ptr<Dispatcher> self = weak.lock();
-    if (!error && self) self->CheckLiveness();
+bool Dispatcher::ClaimLivenessTimerLocked() {
+  if (liveness_armed_ || in_flight_ == 0) return false;
+  liveness_armed_ = true;
+  return true;
+}
+
+void Dispatcher::StartLivenessTimer() {
+  RunAfter(executor_, liveness_check_, [weak = weak_from_this()] {
+    if (std::shared_ptr<Dispatcher> self = weak.lock()) self->CheckLiveness();
   });
 }
 
@@ -361,11 +355,13 @@ void Dispatcher::CheckLiveness() {
 }
 
 void Dispatcher::LivenessChecked() {
+  bool again = false;
   {
     absl::MutexLock lock(&mu_);
     liveness_armed_ = false;
+    again = ClaimLivenessTimerLocked();
   }
-  ArmLivenessCheck();
+  if (again) StartLivenessTimer();
 }
 
 int Dispatcher::in_flight() const {

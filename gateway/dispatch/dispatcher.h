@@ -122,9 +122,10 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   // Counts a health check of `client`; kills it through the supervisor once its checks have failed for
   // unresponsive_timeout (`why` goes into the reason).
   void KillIfUnresponsive(const std::shared_ptr<WorkerClient>& client, bool serving, const char* why);
-  // Starts the liveness timer unless it runs or no call is in flight.
-  void ArmLivenessCheck();
-  // The timer's end: asks the ready worker for its health, then arms the timer again.
+  // Whether the liveness timer should start now (calls in flight, none running); marks it running.
+  bool ClaimLivenessTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartLivenessTimer();
+  // The timer's end: asks the ready worker for its health, then starts the timer again while calls run.
   void CheckLiveness();
   void LivenessChecked();
   void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);

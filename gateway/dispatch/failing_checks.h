@@ -15,7 +15,7 @@ class FailingChecks {
   // Records a check of `client` answered at `now`; returns how long its checks have failed in a row (zero
   // when this one answered SERVING). A check of another worker than the last starts the count afresh.
   absl::Duration Record(const std::shared_ptr<WorkerClient>& client, bool serving, absl::Time now) {
-    if (!SameAsLast(client)) {
+    if (!SameWorker(client_, client)) {
       client_ = client;
       since_ = absl::InfiniteFuture();
     }
@@ -28,11 +28,6 @@ class FailingChecks {
   }
 
  private:
-  // Compared by owner: no reference is taken, so none is dropped under the caller's lock.
-  bool SameAsLast(const std::shared_ptr<WorkerClient>& client) const {
-    return !client_.owner_before(client) && !client.owner_before(client_);
-  }
-
   std::weak_ptr<WorkerClient> client_;
   absl::Time since_ = absl::InfiniteFuture();  // the first failed check of the current run
 };

@@ -58,6 +58,12 @@ class WorkerClient {
   virtual void Drain(absl::Duration timeout, std::function<void(absl::Status)> done) = 0;
 };
 
+// Whether `weak` names `client`, compared by owner: no reference is taken, so none is dropped (and no client
+// destroyed) under the caller's lock, and a client made since at the same address is another worker.
+inline bool SameWorker(const std::weak_ptr<WorkerClient>& weak, const std::shared_ptr<WorkerClient>& client) {
+  return client != nullptr && !weak.owner_before(client) && !client.owner_before(weak);
+}
+
 // Makes clients for worker addresses ("unix:/tmp/doze/f.sock"); a seam for tests.
 class WorkerClientFactory {
  public:

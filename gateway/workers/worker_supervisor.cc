@@ -6,7 +6,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "boost/asio/steady_timer.hpp"
+#include "gateway/common/run_after.h"
 #include "worker/common/logging.h"
 
 namespace doze::gateway {
@@ -16,14 +16,6 @@ namespace net = boost::asio;
 
 // A worker that stayed up this long before dying starts its back-off afresh.
 constexpr absl::Duration kStableUptime = absl::Seconds(60);
-
-// Runs `callback` on `executor` after `delay`.
-void After(const net::any_io_executor& executor, absl::Duration delay, std::function<void()> callback) {
-  auto timer = std::make_shared<net::steady_timer>(executor, absl::ToChronoNanoseconds(delay));
-  timer->async_wait([timer, callback = std::move(callback)](boost::system::error_code error) {
-    if (!error) callback();
-  });
-}
 
 bool HasProcess(WorkerState state) {
   return state == WorkerState::kStarting || state == WorkerState::kReady || state == WorkerState::kSleeping ||
@@ -83,7 +75,7 @@ void WorkerSupervisor::ScheduleStart(absl::Duration delay, const std::string& re
   if (start_scheduled_ && scheduled_generation_ == stop_generation_) return;
   start_scheduled_ = true;
   scheduled_generation_ = stop_generation_;
-  After(executor_, delay, [self = shared_from_this(), reason, generation = stop_generation_] {
+  RunAfter(executor_, delay, [self = shared_from_this(), reason, generation = stop_generation_] {
     {
       absl::MutexLock lock(&self->mu_);
       if (self->stop_generation_ != generation) return;
@@ -112,7 +104,7 @@ void WorkerSupervisor::Spawn(const std::string& reason) {
       client_ = clients_->Connect(options_.address);
       spawned_at_ = clock_->Now();
       transitions.push_back(SetState(WorkerState::kStarting, reason));
-      After(executor_, options_.start_timeout, [self, incarnation] { self->OnStartTimeout(incarnation); });
+      RunAfter(executor_, options_.start_timeout, [self, incarnation] { self->OnStartTimeout(incarnation); });
     }
   }
   Announce(transitions);
@@ -131,7 +123,7 @@ void WorkerSupervisor::ProbeHealth(int incarnation) {
   auto self = shared_from_this();
   client->CheckHealth(absl::Seconds(1), [self, incarnation, interval](bool serving) {
     if (serving) return self->OnHealth(incarnation, true);
-    After(self->executor_, interval, [self, incarnation] { self->ProbeHealth(incarnation); });
+    RunAfter(self->executor_, interval, [self, incarnation] { self->ProbeHealth(incarnation); });
   });
 }
 
@@ -225,7 +217,7 @@ void WorkerSupervisor::Stop(const std::string& reason) {
   Announce(transitions);
   if (!child) return;
   child->Signal(SIGTERM);
-  After(executor_, stop_timeout, [self = shared_from_this(), child, incarnation] {
+  RunAfter(executor_, stop_timeout, [self = shared_from_this(), child, incarnation] {
     absl::MutexLock lock(&self->mu_);
     if (self->incarnation_ == incarnation && self->state_ == WorkerState::kStopping) child->Signal(SIGKILL);
   });

@@ -5,13 +5,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/worker/service/test_worker.h"
 #include "worker/service/step_watchdog.h"
 #include "worker/service/worker_model.h"
 
@@ -19,11 +19,6 @@ namespace doze::service {
 namespace {
 
 using std::chrono::milliseconds;
-
-std::string ModelDir() {
-  const char* build = std::getenv("DOZE_BUILD_DIR");
-  return std::string(build != nullptr ? build : "build") + "/models/tiny-tied-gqa2";
-}
 
 // A sink that counts what it is handed and, while `hold` is set, blocks the engine thread in OnOutput until
 // `release` is fulfilled.
@@ -67,7 +62,7 @@ class EngineLoopWatchdogTest : public ::testing::Test {
     loop_.set_step_watchdog(&watchdog_);
     absl::Status started = loop_.Start([this]() -> absl::StatusOr<EngineParts> {
       ModelInstanceOptions options;
-      options.model_dir = ModelDir();
+      options.model_dir = testing::TestWorker::ModelDir();
       options.backend = "cpu";
       options.num_threads = 2;
       absl::StatusOr<std::unique_ptr<WorkerModel>> model = WorkerModel::Load(options, {});
