@@ -7,7 +7,9 @@
 # (DOZE_FAKE_STAMP_TOKENS=1) and the load generator subtracts it from the chunk's arrival (--stamped-tokens 1).
 # It splits that time: the gateway's own part of each message (its doze_stream_message_gateway_seconds
 # histogram, read from /metrics before and after) and, after the test, a direct baseline with no gateway: the
-# same streams read straight from the stand-in worker over gRPC (--direct-worker; DOZE_BENCH_DIRECT=0 skips it).
+# same streams read straight from the stand-in worker over gRPC (--direct-worker; DOZE_BENCH_DIRECT=0 skips it);
+# the rate test likewise runs its schedule straight to the worker after the gateway's run (the worker hop's
+# own added time, part of the gateway's figure).
 #
 # Each run starts a fresh gateway for the rate test, then another for the streams test; DOZE_BENCH_RUNS (3)
 # runs. Prints one JSON line per test and run (the load generator's, with the run number and the gateway's CPU
@@ -21,8 +23,18 @@
 # every running call still gets its token at the same tick, as from an engine's step): independent users'
 # requests arrive apart, while the lock-step "streams" test sends its 200 requests in one burst each time
 # its streams end together.
-# DOZE_BENCH_TESTS picks the tests ("rate streams spread"); DOZE_BENCH_STREAM_THREADS sets the load generator's
-# --stream-threads (0: a blocking thread per stream).
+# The "polled" test is the spread test read by DOZE_BENCH_POLL_THREADS (4) event-loop threads that poll
+# (--poll-reads 1) instead of sleeping: on one host each loopback send also runs the reader's receive path
+# and, for a sleeping reader, its wake-up on the gateway's core, which a remote client's machine would run;
+# polling readers take the wake-up off (bench/loopback_send.cc measures that cost alone).
+# The "floor" test is the rate test against doze_echo_server (bench/echo_server.cc) on the gateway's CPUs: a
+# canned answer per request, no gateway and no worker, so its percentiles are what the host's loopback TCP
+# and scheduling alone add, the floor under the rate test's figures on that host and minute.
+# DOZE_BENCH_FLOOR_THREADS and DOZE_BENCH_FLOOR_WORK_US set the echo server's --threads (io_threads) and
+# --work-us (0); DOZE_BENCH_THREAD_CPU=1 prints the gateway's threads' CPU ticks and context switches by name
+# after each test (stderr).
+# DOZE_BENCH_TESTS picks the tests ("rate floor streams spread polled"); DOZE_BENCH_STREAM_THREADS sets the load
+# generator's --stream-threads for streams and spread (0: a blocking thread per stream).
 # By default the gateway's two CPUs are on two physical cores and nothing else runs on their SMT siblings (the
 # load generator on a sibling would share the gateway's core, and the host's neighbours are not a load
 # generator); DOZE_BENCH_SHARE_SIBLINGS=1 gives the load every other CPU, siblings included. Each run's JSON
@@ -60,9 +72,10 @@ steal_ms() {
   awk -v cpus=" $list " -v hz="$(getconf CLK_TCK)" 'index(cpus, " " $1 " ") { s += $9 } END { printf "%d", s * 1000 / hz }' /proc/stat
 }
 runs=${DOZE_BENCH_RUNS:-3}
-tests=${DOZE_BENCH_TESTS:-rate streams spread}
+tests=${DOZE_BENCH_TESTS:-rate floor streams spread polled}
 gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
 fake_worker=${DOZE_BENCH_FAKE_WORKER:-$build/tests/doze-fake-worker}
+echo_server=$build/bin/doze_echo_server
 realtime=()
 if [[ -n ${DOZE_BENCH_CHRT:-} ]]; then read -ra realtime <<< "chrt ${DOZE_BENCH_CHRT}"; fi
 work=$(mktemp -d)
@@ -103,26 +116,56 @@ YAML
   line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
   local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
   echo "{\"run\":$run_index,\"test\":\"$name\",$where,${line#\{}" | tee -a "$work/results"
+  if [[ ${DOZE_BENCH_THREAD_CPU:-0} == 1 ]]; then  # the gateway's threads by name: CPU ticks, context switches
+    for task in /proc/$pid/task/*; do
+      echo "thread $(tr ' ' _ < "$task/comm") $(awk '{ print $14 + $15 }' "$task/stat") $(grep -h ctxt_switches "$task/status" | awk '{ s += $2 } END { print s }')"
+    done | sort -k2 | awk '{ t[$2] += $3; c[$2] += $4; n[$2]++ } END { for (k in t) printf "%s x%d: %d ticks, %d switches; ", k, n[k], t[k], c[k]; print "" }' >&2
+  fi
   kill -TERM "$pid"
   wait "$pid" || true
+}
+
+run_floor() {  # run_floor RUN: the rate test against doze_echo_server on the gateway's CPUs
+  local run_index=$1
+  : > "$work/ready"
+  "${realtime[@]}" taskset -c "$gateway_cpus" "$echo_server" --threads "${DOZE_BENCH_FLOOR_THREADS:-${DOZE_BENCH_IO_THREADS:-2}}" \
+    --work-us "${DOZE_BENCH_FLOOR_WORK_US:-0}" > "$work/ready" &
+  local pid=$!
+  for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
+  local port line steal_before
+  port=$(grep -o '"port": *[0-9]*' "$work/ready" | grep -o '[0-9]*$')
+  steal_before=$(steal_ms)
+  line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" \
+    --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 || true)
+  local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
+  echo "{\"run\":$run_index,\"test\":\"floor\",$where,${line#\{}" | tee -a "$work/results"
+  kill "$pid"
+  wait "$pid" 2> /dev/null || true
 }
 
 for ((i = 1; i <= runs; ++i)); do
   for test in $tests; do
     case $test in
-      rate) run rate "$i" 0 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 ;;
-      streams | spread)
+      rate)
+        direct=()
+        [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]] && direct=(--direct-worker "unix:$work/sockets/copy_polish.sock")
+        run rate "$i" 0 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 \
+          "${direct[@]}"
+        ;;
+      floor) run_floor "$i" ;;
+      streams | spread | polled)
         # spread: the streams' first requests spread over one stream's length (32 tokens of 20 ms), as
         # independent users' are, on a stand-in whose step clock still gives every stream its token at once.
-        spread_ms=0 step_clock=0
-        [[ $test == spread ]] && spread_ms=640 step_clock=1
+        spread_ms=0 step_clock=0 threads=${DOZE_BENCH_STREAM_THREADS:-0} poll=0
+        [[ $test != streams ]] && spread_ms=640 step_clock=1
+        [[ $test == polled ]] && threads=${DOZE_BENCH_POLL_THREADS:-4} poll=1
         direct=()
         if [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]]; then
           direct=(--direct-worker "unix:$work/sockets/copy_polish.sock")
-          [[ $test == spread ]] && direct+=(--direct-spread-ms "$spread_ms")
+          [[ $test != streams ]] && direct+=(--direct-spread-ms "$spread_ms")
         fi
         run "$test" "$i" 20 1 "$step_clock" --mode streams --streams "$streams" --seconds "$seconds" \
-          --max-tokens 32 --stamped-tokens 1 --stream-threads "${DOZE_BENCH_STREAM_THREADS:-0}" \
+          --max-tokens 32 --stamped-tokens 1 --stream-threads "$threads" --poll-reads "$poll" \
           --start-spread-ms "$spread_ms" "${direct[@]}"
         ;;
     esac
@@ -154,6 +197,10 @@ awk '
       add("gp50", field($0, "message_gateway_p50_ms")); add("gp99", field($0, "message_gateway_p99_ms"))
       add("dp50", field($0, "message_direct_p50_ms")); add("dp99", field($0, "message_direct_p99_ms"))
     }
+    if (index($0, "\"direct_added_ms\"")) {  # the rate test: the worker hop without the gateway
+      direct = substr($0, index($0, "\"direct_added_ms\""))
+      add("dp50", field(direct, "p50")); add("dp99", field(direct, "p99"))
+    }
   }
   END {
     for (m = 1; m <= modes; ++m) {
@@ -165,10 +212,12 @@ awk '
         printf "\"median_message_added_p50_ms\":%s,\"median_message_added_p99_ms\":%s,\"worst_message_added_p99_ms\":%s", sorted_median(lists[mode, "mp50"]), sorted_median(lists[mode, "mp99"]), worst(lists[mode, "mp99"])
         printf ",\"message_gateway_p50_ms\":[%s],\"message_gateway_p99_ms\":[%s],\"message_direct_p50_ms\":[%s],\"message_direct_p99_ms\":[%s],", lists[mode, "gp50"], lists[mode, "gp99"], lists[mode, "dp50"], lists[mode, "dp99"]
         printf "\"median_message_gateway_p99_ms\":%s,\"median_message_direct_p99_ms\":%s", sorted_median(lists[mode, "gp99"]), sorted_median(lists[mode, "dp99"])
+      } else if (lists[mode, "dp99"] != "") {
+        printf ",\"direct_added_p50_ms\":[%s],\"direct_added_p99_ms\":[%s],\"median_direct_added_p99_ms\":%s", lists[mode, "dp50"], lists[mode, "dp99"], sorted_median(lists[mode, "dp99"])
       }
       printf "}\n"
     }
-    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | per-message added p99 (median / worst) | gateway CPU (median) | per-message in the gateway p50 / p99 (median) | per-message direct p50 / p99 (median) |\n|---|---|---|---|---|---|---|---|---|\n"
+    printf "\n| test | runs | added p50 (median) | added p99 (median / worst) | added p99.9 (median) | per-message added p99 (median / worst) | gateway CPU (median) | per-message in the gateway p50 / p99 (median) | direct, no gateway: per message or request p50 / p99 (median) |\n|---|---|---|---|---|---|---|---|---|\n"
     for (m = 1; m <= modes; ++m) {
       mode = order[m]
       per_message = lists[mode, "mp99"] == "" ? "-" : sorted_median(lists[mode, "mp99"]) " / " worst(lists[mode, "mp99"]) " ms"

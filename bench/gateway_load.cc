@@ -22,8 +22,16 @@
 //   reports the time from each token's stamp to its response taken off the completion queue
 //   ("message_direct_p50_ms", ...): the worker's send and a gRPC receive with no gateway in between. The
 //   calls first start spread evenly over [--direct-spread-ms 20] (one token period of the bench's streams).
+//   In the rate mode, --direct-worker runs the rate test's schedule (--rate calls a second of --max-tokens
+//   tokens, for --seconds) straight over gRPC to the worker after the test through the gateway, and reports
+//   each call's end (its last event off the completion queue) less its start and the worker's total_ms
+//   ("direct_added_ms"): the worker hop alone, which the gateway's added time also holds.
 //   [--stream-threads T] (streams): T threads each drive their share of the streams on one epoll set (as wrk
 //   and most clients do); 0 (the default): one blocking thread per stream.
+//   [--poll-reads 1] (with --stream-threads): the event-loop threads poll their epoll sets (a zero timeout)
+//   instead of sleeping in them, so the gateway's sends wake no reader. On one host a loopback send runs the
+//   reader's receive path and its wake-up on the sending core, which on a network happen on the client's
+//   machine; polling takes the wake-up off the gateway's cores (bench/loopback_send.cc measures it alone).
 //   [--start-spread-ms S] (streams): stream i sends its first request at S * i / streams
 //   ms instead of all at once, as independent users do; with calls of equal length the streams then stay
 //   spread (the default 0 keeps them in lock-step: they all end, and all ask again, together).
@@ -85,6 +93,7 @@ struct Options {
   std::string direct_worker;     // --direct-worker: the worker's gRPC address for the direct baseline.
   double direct_spread_ms = 20;  // --direct-spread-ms: over how long the direct calls first start.
   double start_spread_ms = 0;    // --start-spread-ms: over how long the streams first start (0: at once).
+  bool poll_reads = false;       // --poll-reads: the event loops poll instead of sleeping.
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -119,6 +128,8 @@ Options ParseOptions(int argc, char** argv) {
       options.direct_spread_ms = std::atof(value.c_str());
     else if (flag == "--start-spread-ms")
       options.start_spread_ms = std::atof(value.c_str());
+    else if (flag == "--poll-reads")
+      options.poll_reads = std::atoi(value.c_str()) != 0;
   }
   return options;
 }
@@ -346,7 +357,8 @@ void StreamLoop(const Options& options, Clock::time_point first, Clock::time_poi
 // its next streaming request as soon as the last one has ended, until the deadline. A chunk's arrival time is
 // taken as its recv() returns, as in StreamLoop, but one thread serves many sockets, as wrk and most clients
 // do, instead of a thread blocked on each. Its j-th connection sends its first request at first(j) (the
-// thread's starts interleaved with the other threads' over --start-spread-ms).
+// thread's starts interleaved with the other threads' over --start-spread-ms). With --poll-reads it never
+// sleeps: epoll_wait returns at once and is called again.
 void EventStreamLoop(const Options& options, int count, const std::function<Clock::time_point(int)>& first,
                      Clock::time_point end, Results* results) {
   struct Stream {
@@ -418,7 +430,8 @@ void EventStreamLoop(const Options& options, int count, const std::function<Cloc
       }
       break;
     }
-    const int ready = epoll_wait(epoll, events, 64, std::min(start_due(), 1000));
+    const int next_start_ms = start_due();
+    const int ready = epoll_wait(epoll, events, 64, options.poll_reads ? 0 : std::min(next_start_ms, 1000));
     for (int e = 0; e < ready; ++e) {
       Stream& stream = *static_cast<Stream*>(events[e].data.ptr);
       bool failed = false;
@@ -544,9 +557,9 @@ double HistogramQuantile(const std::vector<std::pair<double, double>>& before,
   return lower;
 }
 
-// The direct baseline: streams of stamped tokens read straight from the worker over gRPC, with the gateway's
-// own way of reading them (one channel, one GenerateStream carrying every call, one thread on one completion
-// queue).
+// The direct baseline: streams of stamped tokens (streams mode), or calls started on the rate test's schedule
+// (rate mode), straight to the worker over gRPC, with the gateway's own way of reading them (one channel, one
+// GenerateStream carrying every call, one thread on one completion queue).
 class DirectStreams {
  public:
   DirectStreams(const Options& options) : options_(options) {
@@ -554,12 +567,14 @@ class DirectStreams {
     stub_ = doze::v1::Worker::NewStub(channel_);
   }
 
-  // Runs --streams calls back to back until --seconds have passed; returns the number of calls that failed.
+  // Runs --streams calls back to back until --seconds have passed, or in the rate mode --rate calls a
+  // second; returns the number of calls that failed.
   int Run() {
     channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    end_ = Clock::now() +
+    start_time_ = Clock::now();
+    end_ = start_time_ +
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.seconds));
-    active_ = options_.streams;
+    active_ = rate_ ? 1 : options_.streams;  // the rate mode's schedule counts as one until it ends
     stream_ = stub_->PrepareAsyncGenerateStream(&context_, &cq_);
     stream_->StartCall(&started_);  // gRPC sends the header with its write operation: the first write
     writing_ = true;
@@ -567,9 +582,10 @@ class DirectStreams {
     // The calls' first starts spread evenly over --direct-spread-ms, as requests through the gateway reach
     // the worker spread over the time the gateway takes to read them; started all at once, every call's
     // tokens would come due together.
-    std::vector<grpc::Alarm> alarms(options_.streams);
+    std::vector<grpc::Alarm> alarms(rate_ ? 0 : options_.streams);
+    if (rate_) schedule_.Set(&cq_, std::chrono::system_clock::now(), &start_);
     auto now = std::chrono::system_clock::now();
-    for (int i = 0; i < options_.streams; ++i) {
+    for (int i = 0; i < static_cast<int>(alarms.size()); ++i) {
       alarms[i].Set(&cq_,
                     now + std::chrono::microseconds(
                               static_cast<int64_t>(options_.direct_spread_ms * 1000 * i / options_.streams)),
@@ -580,7 +596,7 @@ class DirectStreams {
     while (active_ > 0 && cq_.Next(&tag, &ok)) {
       int64_t received_ns = RealtimeNanos();
       if (tag == &start_) {
-        StartCall();
+        rate_ ? StartScheduledCall() : StartCall();
       } else if (tag == &started_ || tag == &written_) {
         if (!ok) {
           Broken("write");
@@ -615,6 +631,21 @@ class DirectStreams {
     active_ = 0;
   }
 
+  // The rate mode: starts call number `scheduled_` (its alarm has fired) and sets the alarm for the next, or
+  // ends the schedule. A call's time counts from its start, not from its alarm's due time (gRPC's alarms fire
+  // up to a millisecond late).
+  void StartScheduledCall() {
+    const auto due = [this](int64_t n) {
+      return start_time_ +
+             std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(n / options_.rate));
+    };
+    ++active_;
+    StartCall();
+    const Clock::time_point next = due(++scheduled_);
+    if (next >= end_) return void(--active_);
+    schedule_.Set(&cq_, std::chrono::system_clock::now() + (next - Clock::now()), &start_);
+  }
+
   void StartCall() {
     doze::v1::StreamCommand* command = queued_.add_commands();
     const uint64_t id = next_id_++;
@@ -623,7 +654,7 @@ class DirectStreams {
     request->set_request_id("direct");
     for (int token : {151644, 872, 198, 104169, 151645}) request->mutable_token_ids()->add_ids(token);
     request->mutable_sampling()->set_max_tokens(options_.max_tokens);
-    next_index_[id] = 0;
+    open_[id] = Open{0, Clock::now(), -1};
     Write();
   }
 
@@ -637,10 +668,13 @@ class DirectStreams {
   }
 
   void Received(const doze::v1::CallEvent& event, int64_t received_ns) {
-    auto it = next_index_.find(event.call_id());
-    if (it == next_index_.end()) return;
-    int& next_index = it->second;
-    if (event.has_response()) {
+    auto it = open_.find(event.call_id());
+    if (it == open_.end()) return;
+    int& next_index = it->second.next_index;
+    if (rate_ && event.has_response()) {
+      if (!event.response().text_delta().empty()) ++next_index;
+      if (event.response().has_timings()) it->second.worker_ms = event.response().timings().total_ms();
+    } else if (event.has_response()) {
       const std::string& text = event.response().text_delta();
       int64_t stamp = ParseStamp(text, next_index);
       if (stamp < 0) {
@@ -661,9 +695,12 @@ class DirectStreams {
                      event.status().code(), event.status().message().c_str(), next_index);
       }
     }
-    next_index_.erase(it);
-    // The next call of its slot starts, unless the time is up.
-    if (Clock::now() < end_) return StartCall();
+    if (rate_ && event.status().code() == 0 && it->second.worker_ms >= 0) {
+      added_ms_.push_back(std::max(0.0, Millis(Clock::now() - it->second.started) - it->second.worker_ms));
+    }
+    open_.erase(it);
+    // The next call of its slot starts, unless the time is up (the rate mode's calls keep their schedule).
+    if (!rate_ && Clock::now() < end_) return StartCall();
     --active_;
   }
 
@@ -682,7 +719,17 @@ class DirectStreams {
   // Tags: only their addresses matter.
   char start_ = 0, started_ = 0, written_ = 0, read_ = 0;
   uint64_t next_id_ = 1;
-  std::unordered_map<uint64_t, int> next_index_;  // the open calls' next token index
+  // An open call: its next token index, its start and the worker's total_ms once told (rate mode).
+  struct Open {
+    int next_index;
+    Clock::time_point started;
+    double worker_ms;
+  };
+  std::unordered_map<uint64_t, Open> open_;
+  const bool rate_ = options_.mode == "rate";
+  grpc::Alarm schedule_;   // the rate mode's next start
+  int64_t scheduled_ = 0;  // rate mode: calls started so far
+  Clock::time_point start_time_;
   Clock::time_point end_;
   int active_ = 0;
   int errors_ = 0;
@@ -694,6 +741,10 @@ class DirectStreams {
 
 int main(int argc, char** argv) {
   Options options = ParseOptions(argc, argv);
+  if (options.poll_reads && (options.mode != "streams" || options.stream_threads <= 0)) {
+    std::fprintf(stderr, "doze_gateway_load: --poll-reads needs --mode streams and --stream-threads\n");
+    return 2;
+  }
   Results results;
   std::vector<std::thread> threads;
   auto start = Clock::now() + std::chrono::milliseconds(100);
@@ -770,6 +821,19 @@ int main(int argc, char** argv) {
     messages += line;
   }
   int direct_failures = 0;
+  if (options.mode == "rate" && !options.direct_worker.empty()) {
+    DirectStreams direct(options);
+    direct_failures = direct.Run();
+    std::vector<double>& added = direct.added_ms();
+    char line[256];
+    std::snprintf(
+        line, sizeof(line),
+        ",\"direct_requests\":%zu,\"direct_errors\":%d,\"direct_added_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
+        "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
+        added.size(), direct_failures, Percentile(added, 0.5), Percentile(added, 0.9),
+        Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
+    messages += line;
+  }
   if (options.mode == "streams" && options.stamped_tokens && !options.direct_worker.empty()) {
     DirectStreams direct(options);
     int failed = direct.Run();

@@ -38,14 +38,12 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "proto/worker.grpc.pb.h"
+#include "worker/common/cpu_list.h"
 
 namespace {
 
@@ -520,19 +518,9 @@ class FakeWorker final : public doze::v1::Worker::CallbackService {
 void PinFromEnvironment() {
   const char* cpus = std::getenv("DOZE_FAKE_CPUS");
   if (cpus == nullptr) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (absl::string_view range : absl::StrSplit(cpus, ',', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> ends = absl::StrSplit(range, absl::MaxSplits('-', 1));
-    int first = 0, last = 0;
-    if (!absl::SimpleAtoi(ends.first, &first)) return;
-    if (ends.second.empty())
-      last = first;
-    else if (!absl::SimpleAtoi(ends.second, &last))
-      return;
-    for (int cpu = first; cpu <= last && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &set);
-  }
-  sched_setaffinity(0, sizeof(set), &set);
+  absl::StatusOr<cpu_set_t> set = doze::ParseCpuList(cpus);
+  absl::Status pinned = set.ok() ? doze::PinThisThread(*set) : set.status();
+  if (!pinned.ok()) std::fprintf(stderr, "doze-fake-worker: DOZE_FAKE_CPUS: %s\n", pinned.ToString().c_str());
 }
 
 // Blocks SIGUSR1 in this thread and every thread started after it, so that only HangUpOnSignal takes it.
