@@ -72,6 +72,7 @@ steal_ms() {
   awk -v cpus=" $list " -v hz="$(getconf CLK_TCK)" 'index(cpus, " " $1 " ") { s += $9 } END { printf "%d", s * 1000 / hz }' /proc/stat
 }
 runs=${DOZE_BENCH_RUNS:-3}
+rate_args=(--mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1)  # rate and floor
 tests=${DOZE_BENCH_TESTS:-rate floor streams spread polled}
 gateway=${DOZE_BENCH_GATEWAY:-$build/bin/doze-gateway}
 fake_worker=${DOZE_BENCH_FAKE_WORKER:-$build/tests/doze-fake-worker}
@@ -83,6 +84,23 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"; true' EXIT
 mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
 echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
+
+# Waits for the server started with its stdout in $work/ready to print its port; prints the port.
+ready_port() {
+  for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
+  grep -o '"port": *[0-9]*' "$work/ready" | grep -o '[0-9]*$'
+}
+
+# measure NAME RUN PID LOAD_ARGS...: runs the load generator against the server PID (its CPU measured), and
+# records its line with the test, run, CPUs and the steal on the gateway's CPUs meanwhile.
+measure() {
+  local name=$1 run_index=$2 pid=$3 line steal_before
+  shift 3
+  steal_before=$(steal_ms)
+  line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --gateway-pid "$pid" "$@" || true)
+  local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
+  echo "{\"run\":$run_index,\"test\":\"$name\",$where,${line#\{}" | tee -a "$work/results"
+}
 
 run() {  # run NAME RUN TOKEN_DELAY_MS STAMP_TOKENS STEP_CLOCK LOAD_ARGS...
   local name=$1 run_index=$2 delay=$3 stamp=$4 step_clock=$5
@@ -104,18 +122,12 @@ YAML
   DOZE_FAKE_TOKEN_DELAY_MS=$delay DOZE_FAKE_STAMP_TOKENS=$stamp DOZE_FAKE_STEP_CLOCK=$step_clock \
     DOZE_FAKE_CPUS=$other_cpus DOZE_LOG_LEVEL=warning \
     "${realtime[@]}" taskset -c "$gateway_cpus" "$gateway" --config "$work/doze.yaml" > "$work/ready" 2> "$work/$name.log" &
-  local pid=$!
-  for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
-  local port
-  port=$(grep -o '"port":[0-9]*' "$work/ready" | cut -d: -f2)
+  local pid=$! port
+  port=$(ready_port)
   # Warm-up: the first request starts the worker.
   taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --mode rate --rate 50 --seconds 1 \
     --connections 4 > /dev/null
-  local line steal_before
-  steal_before=$(steal_ms)
-  line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" "$@" || true)
-  local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
-  echo "{\"run\":$run_index,\"test\":\"$name\",$where,${line#\{}" | tee -a "$work/results"
+  measure "$name" "$run_index" "$pid" --port "$port" "$@"
   if [[ ${DOZE_BENCH_THREAD_CPU:-0} == 1 ]]; then  # the gateway's threads by name: CPU ticks, context switches
     for task in /proc/$pid/task/*; do
       echo "thread $(tr ' ' _ < "$task/comm") $(awk '{ print $14 + $15 }' "$task/stat") $(grep -h ctxt_switches "$task/status" | awk '{ s += $2 } END { print s }')"
@@ -131,14 +143,7 @@ run_floor() {  # run_floor RUN: the rate test against doze_echo_server on the ga
   "${realtime[@]}" taskset -c "$gateway_cpus" "$echo_server" --threads "${DOZE_BENCH_FLOOR_THREADS:-${DOZE_BENCH_IO_THREADS:-2}}" \
     --work-us "${DOZE_BENCH_FLOOR_WORK_US:-0}" > "$work/ready" &
   local pid=$!
-  for _ in $(seq 100); do grep -q port "$work/ready" 2>/dev/null && break; sleep 0.1; done
-  local port line steal_before
-  port=$(grep -o '"port": *[0-9]*' "$work/ready" | grep -o '[0-9]*$')
-  steal_before=$(steal_ms)
-  line=$("${realtime[@]}" taskset -c "$other_cpus" "$build/bin/doze_gateway_load" --port "$port" --gateway-pid "$pid" \
-    --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 || true)
-  local where="\"gateway_cpus\":\"$gateway_cpus\",\"load_cpus\":\"$other_cpus\",\"gateway_cpu_steal_ms\":$(($(steal_ms) - steal_before))"
-  echo "{\"run\":$run_index,\"test\":\"floor\",$where,${line#\{}" | tee -a "$work/results"
+  measure floor "$run_index" "$pid" --port "$(ready_port)" "${rate_args[@]}"
   kill "$pid"
   wait "$pid" 2> /dev/null || true
 }
@@ -149,8 +154,7 @@ for ((i = 1; i <= runs; ++i)); do
       rate)
         direct=()
         [[ ${DOZE_BENCH_DIRECT:-1} != 0 ]] && direct=(--direct-worker "unix:$work/sockets/copy_polish.sock")
-        run rate "$i" 0 0 0 --mode rate --rate "$rate" --seconds "$seconds" --connections 64 --max-tokens 1 \
-          "${direct[@]}"
+        run rate "$i" 0 0 0 "${rate_args[@]}" "${direct[@]}"
         ;;
       floor) run_floor "$i" ;;
       streams | spread | polled)

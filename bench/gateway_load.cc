@@ -493,6 +493,15 @@ double Percentile(std::vector<double>& values, double p) {
   return values[index];
 }
 
+// The p50, p90, p99, p99.9 and max of `values` as a JSON object (three decimals).
+std::string PercentilesJson(std::vector<double>& values) {
+  char text[160];
+  std::snprintf(text, sizeof(text), "{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
+                Percentile(values, 0.5), Percentile(values, 0.9), Percentile(values, 0.99),
+                Percentile(values, 0.999), Percentile(values, 1.0));
+  return text;
+}
+
 // Returns the body of GET /metrics, or "" when it cannot be read.
 std::string FetchMetrics(int port) {
   int fd = Connect(port);
@@ -792,13 +801,9 @@ int main(int argc, char** argv) {
   std::string messages;
   if (options.stamped_tokens) {
     std::vector<double>& added = results.message_added_ms;
-    char line[256];
-    std::snprintf(line, sizeof(line),
-                  ",\"messages\":%zu,\"message_stamp_errors\":%d,\"message_added_ms\":{\"p50\":%.3f,"
-                  "\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
-                  added.size(), results.stamp_errors.load(), Percentile(added, 0.5), Percentile(added, 0.9),
-                  Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
-    messages = line;
+    messages = ",\"messages\":" + std::to_string(added.size()) +
+               ",\"message_stamp_errors\":" + std::to_string(results.stamp_errors.load()) +
+               ",\"message_added_ms\":" + PercentilesJson(added);
   }
   if (options.mode == "streams") {
     // The gateway's own share of each message, from its histogram over the test.
@@ -824,15 +829,9 @@ int main(int argc, char** argv) {
   if (options.mode == "rate" && !options.direct_worker.empty()) {
     DirectStreams direct(options);
     direct_failures = direct.Run();
-    std::vector<double>& added = direct.added_ms();
-    char line[256];
-    std::snprintf(
-        line, sizeof(line),
-        ",\"direct_requests\":%zu,\"direct_errors\":%d,\"direct_added_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
-        "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}",
-        added.size(), direct_failures, Percentile(added, 0.5), Percentile(added, 0.9),
-        Percentile(added, 0.99), Percentile(added, 0.999), Percentile(added, 1.0));
-    messages += line;
+    messages += ",\"direct_requests\":" + std::to_string(direct.added_ms().size()) +
+                ",\"direct_errors\":" + std::to_string(direct_failures) +
+                ",\"direct_added_ms\":" + PercentilesJson(direct.added_ms());
   }
   if (options.mode == "streams" && options.stamped_tokens && !options.direct_worker.empty()) {
     DirectStreams direct(options);
@@ -850,14 +849,11 @@ int main(int argc, char** argv) {
     messages += line;
   }
   std::printf(
-      "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":{\"p50\":%.3f,"
-      "\"p90\":%.3f,"
-      "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
+      "{\"mode\":\"%s\",\"requests\":%zu,\"errors\":%d,\"achieved_rps\":%.1f,\"added_ms\":%s,"
+      "\"end_to_end_ms\":{\"p50\":%.3f,\"p99\":%.3f},"
       "\"gateway_cpu_cores\":%s,\"gateway_context_switches_per_request\":%s%s}\n",
-      options.mode.c_str(), count, results.errors.load(), count / elapsed, Percentile(results.added_ms, 0.5),
-      Percentile(results.added_ms, 0.9), Percentile(results.added_ms, 0.99),
-      Percentile(results.added_ms, 0.999), Percentile(results.added_ms, 1.0),
-      Percentile(results.total_ms, 0.5), Percentile(results.total_ms, 0.99), gateway_cores,
-      switches_per_request, messages.c_str());
+      options.mode.c_str(), count, results.errors.load(), count / elapsed,
+      PercentilesJson(results.added_ms).c_str(), Percentile(results.total_ms, 0.5),
+      Percentile(results.total_ms, 0.99), gateway_cores, switches_per_request, messages.c_str());
   return results.errors.load() == 0 && results.stamp_errors.load() == 0 && direct_failures == 0 ? 0 : 1;
 }

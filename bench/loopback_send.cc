@@ -34,6 +34,7 @@
 
 #include "absl/strings/str_split.h"
 #include "worker/common/cpu_list.h"
+#include "worker/common/percentile.h"
 
 namespace {
 
@@ -173,12 +174,6 @@ std::vector<std::thread> StartReaders(const Options& o, const std::string& kind,
   return threads;
 }
 
-double Percentile(std::vector<double> values, double p) {
-  const size_t index = std::min(values.size() - 1, static_cast<size_t>(p * values.size()));
-  std::nth_element(values.begin(), values.begin() + index, values.end());
-  return values[index];
-}
-
 struct Result {
   std::string kind;
   double burst_p50_ms, burst_p99_ms, send_p50_us, send_p99_us;
@@ -216,8 +211,8 @@ Result Measure(const Options& o, const std::string& kind) {
   for (std::thread& thread : threads) thread.join();
   for (int fd : senders) close(fd);
   for (int fd : readers) close(fd);
-  return {kind, Percentile(bursts_ms, 0.5), Percentile(bursts_ms, 0.99), Percentile(sends_us, 0.5),
-          Percentile(sends_us, 0.99)};
+  return {kind, doze::Percentile(bursts_ms, 50), doze::Percentile(bursts_ms, 99),
+          doze::Percentile(sends_us, 50), doze::Percentile(sends_us, 99)};
 }
 
 }  // namespace

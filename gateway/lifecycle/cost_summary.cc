@@ -1,17 +1,8 @@
 #include "gateway/lifecycle/cost_summary.h"
 
-#include <algorithm>
-#include <cmath>
+#include "worker/common/percentile.h"
 
 namespace doze::lifecycle {
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  const size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * values.size()));
-  const size_t index = std::clamp<size_t>(rank, 1, values.size()) - 1;
-  std::nth_element(values.begin(), values.begin() + index, values.end());
-  return values[index];
-}
 
 CostSummary Summarize(const LedgerTotals& totals, double gpu_hour_price) {
   CostSummary s;

@@ -23,9 +23,6 @@ struct CostSummary {
   double utilization = 0;  // Busy share of the GPU time paid for.
 };
 
-// Returns the nearest-rank percentile `p` (0-100) of `values`; 0 when empty.
-double Percentile(std::vector<double> values, double p);
-
 // Prices `totals` at `gpu_hour_price`.
 CostSummary Summarize(const LedgerTotals& totals, double gpu_hour_price);
 

@@ -3,9 +3,6 @@
 // gateway with its direct worker hop, and polled streams of stamped tokens through a gateway. What is checked
 // is that they work and count what they should (every request answered, every stamp in order), not their
 // timings.
-#include <signal.h>
-#include <stdio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -64,34 +61,10 @@ TEST(BenchProgramsTest, PollReadsNeedsEventLoopThreads) {
   EXPECT_NE(run.err.find("--poll-reads needs"), std::string::npos) << run.err;
 }
 
-// doze_echo_server on a free port, stopped when the test ends.
-class EchoServer {
- public:
-  EchoServer() {
-    // The shell prints its pid, then becomes the server (exec), which prints {"port": P}.
-    pipe_ = popen(absl::StrCat("sh -c 'echo $$; exec ", Bin("doze_echo_server"), "'").c_str(), "r");
-    char line[128];
-    if (pipe_ != nullptr && fgets(line, sizeof(line), pipe_) != nullptr) pid_ = std::atoi(line);
-    if (pipe_ != nullptr && fgets(line, sizeof(line), pipe_) != nullptr) {
-      const Json ready = Json::parse(line, nullptr, false);
-      if (ready.is_object()) port_ = ready.value("port", 0);
-    }
-  }
-  ~EchoServer() {
-    if (pid_ > 0) kill(pid_, SIGTERM);
-    if (pipe_ != nullptr) pclose(pipe_);
-  }
-  int port() const { return port_; }
-
- private:
-  FILE* pipe_ = nullptr;
-  int pid_ = 0;
-  int port_ = 0;
-};
-
 TEST(BenchProgramsTest, RateTestAgainstTheEchoServerAnswersEveryRequest) {
-  EchoServer server;
-  ASSERT_GT(server.port(), 0);
+  const std::string dir = gateway::testing::FreshTestDir("EchoServer");
+  gateway::testing::ServerProcess server({Bin("doze_echo_server")}, dir + "/echo.log");
+  ASSERT_GT(server.port(), 0) << server.log_path();
   testing::ProcessResult run =
       testing::RunProcess({Bin("doze_gateway_load"), "--port", std::to_string(server.port()), "--mode",
                            "rate", "--rate", "200", "--seconds", "0.5", "--connections", "4"});

@@ -57,12 +57,25 @@ void WriteTokenizerOnlyModel(const std::string& dir, int context_length) {
                              std::filesystem::copy_options::overwrite_existing);
 }
 
-GatewayProcess::GatewayProcess(const std::string& dir, const std::string& config_yaml,
-                               const std::map<std::string, std::string>& env) {
-  std::string config_path = dir + "/doze.yaml";
+namespace {
+
+// Writes the gateway's configuration into `dir`; returns the command line that runs the gateway on it.
+std::vector<std::string> GatewayCommand(const std::string& dir, const std::string& config_yaml) {
+  const std::string config_path = dir + "/doze.yaml";
   std::ofstream(config_path) << config_yaml;
-  log_path_ = dir + "/gateway.log";
-  std::string binary = Env("DOZE_BUILD_DIR") + "/bin/doze-gateway";
+  return {Env("DOZE_BUILD_DIR") + "/bin/doze-gateway", "--config", config_path};
+}
+
+}  // namespace
+
+GatewayProcess::GatewayProcess(const std::string& dir, const std::string& config_yaml,
+                               const std::map<std::string, std::string>& env)
+    : ServerProcess(GatewayCommand(dir, config_yaml), dir + "/gateway.log", env) {}
+
+ServerProcess::ServerProcess(const std::vector<std::string>& argv_in, const std::string& log_path,
+                             const std::map<std::string, std::string>& env)
+    : log_path_(log_path) {
+  const std::string& binary = argv_in.at(0);
   int out[2];
   if (pipe(out) != 0) return;
   posix_spawn_file_actions_t actions;
@@ -71,7 +84,7 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& config
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   posix_spawn_file_actions_addclose(&actions, out[0]);
-  std::vector<std::string> argv_strings = {binary, "--config", config_path};
+  std::vector<std::string> argv_strings = argv_in;
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
   for (const auto& [name, value] : env) env_strings.push_back(name + "=" + value);
@@ -94,7 +107,7 @@ GatewayProcess::GatewayProcess(const std::string& dir, const std::string& config
   if (parsed.is_object() && parsed.contains("port")) port_ = parsed["port"].get<uint16_t>();
 }
 
-GatewayProcess::~GatewayProcess() {
+ServerProcess::~ServerProcess() {
   if (pid_ <= 0 || exited_) return;
   Signal(SIGTERM);
   if (WaitExit(20000) == -1) {
@@ -103,11 +116,11 @@ GatewayProcess::~GatewayProcess() {
   }
 }
 
-void GatewayProcess::Signal(int signal) const {
+void ServerProcess::Signal(int signal) const {
   if (pid_ > 0 && !exited_) kill(pid_, signal);
 }
 
-int GatewayProcess::WaitExit(int timeout_ms) {
+int ServerProcess::WaitExit(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
