@@ -31,6 +31,7 @@
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
 #include "kernels/lm_head_argmax.h"
+#include "kernels/lm_head_screen.h"
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
@@ -92,6 +93,7 @@ class LinearOperands {
     FreeAll(weights_);
     FreeAll(x_);
     FreeAll(bias_);
+    for (void* screen : screens_) cudaFree(screen);
     cudaFree(y_);
   }
   LinearOperands(const LinearOperands&) = delete;
@@ -131,6 +133,19 @@ class LinearOperands {
       kernels::LmHeadArgmax(x_[0], w, tokens, m, s_.n, s_.k, workspace, stream);
     });
   }
+  // Through kernels::LmHeadScreenedArgmax, every weight copy with its own screen (built on the first call).
+  double TimeLmHeadScreened(int m, void* workspace, int32_t* tokens, cudaStream_t stream) {
+    for (size_t i = screens_.size(); i < weights_.size(); ++i) {
+      void* screen;
+      CUDA_CHECK(cudaMalloc(&screen, kernels::LmHeadScreenBytes(s_.n, s_.k)));
+      kernels::BuildLmHeadScreen(weights_[i], screen, s_.n, s_.k, stream);
+      screens_.push_back(screen);
+    }
+    return Time(stream, [&](const bf16* w) {
+      const size_t copy = std::find(weights_.begin(), weights_.end(), w) - weights_.begin();
+      kernels::LmHeadScreenedArgmax(x_[0], w, screens_[copy], tokens, m, s_.n, s_.k, workspace, stream);
+    });
+  }
 
  private:
   const bf16* bias() const { return s_.bias ? bias_[0] : nullptr; }
@@ -143,6 +158,7 @@ class LinearOperands {
 
   const LinearShape& s_;
   std::vector<bf16*> weights_, x_, bias_;
+  std::vector<void*> screens_;  // [weights_.size()]: kernels::LmHeadScreenBytes each, where timed
   void* y_ = nullptr;
 };
 
@@ -526,15 +542,17 @@ void BenchSampling(int rows, cudaStream_t stream, std::vector<Result>& out) {
   }
 }
 
-// Greedy tokens from the LM head at decode's row counts: the logits and an argmax, against LmHeadArgmax.
+// Greedy tokens from the LM head at decode's row counts: the logits and an argmax, against LmHeadArgmax and
+// (at 1-4 rows) LmHeadScreenedArgmax.
 void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
-  const LinearOperands operands(kLmHead);
+  LinearOperands operands(kLmHead);
   kernels::GemmContext gemm;
   constexpr int kMaxRows = LinearOperands::kMaxRows;
   void* workspace;
   int32_t* tokens;
-  CUDA_CHECK(cudaMalloc(&workspace, std::max(kernels::SamplingWorkspaceBytes(kMaxRows),
-                                             kernels::LmHeadArgmaxWorkspaceBytes(kMaxRows))));
+  CUDA_CHECK(cudaMalloc(&workspace, std::max({kernels::SamplingWorkspaceBytes(kMaxRows),
+                                              kernels::LmHeadArgmaxWorkspaceBytes(kMaxRows),
+                                              kernels::LmHeadScreenWorkspaceBytes(4, kLmHead.n)})));
   CUDA_CHECK(cudaMalloc(&tokens, kMaxRows * sizeof(int32_t)));
   for (int m : {1, 2, 4, 8, 16, 32, 64}) {
     const std::string rows = " m=" + std::to_string(m);
@@ -543,6 +561,10 @@ void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
                    operands.TimeLogitsThenArgmax(gemm, m, workspace, tokens, stream), weights, 0});
     out.push_back({"lm_head", "LmHeadArgmax" + rows, operands.TimeLmHeadArgmax(m, workspace, tokens, stream),
                    weights, 0});
+    if (m <= 4) {  // the int8 copy: half the bytes
+      out.push_back({"lm_head", "LmHeadScreenedArgmax" + rows,
+                     operands.TimeLmHeadScreened(m, workspace, tokens, stream), weights / 2, 0});
+    }
   }
   CUDA_CHECK(cudaFree(workspace));
   CUDA_CHECK(cudaFree(tokens));

@@ -6,6 +6,8 @@
 #include <functional>
 #include <limits>
 
+#include "kernels/lm_head_screen_bound.h"
+
 namespace doze::kernels::reference {
 
 float RoundBf16(float x) {
@@ -131,6 +133,59 @@ void PagedAttention(const AttentionInputs& in, float* out) {
       }
     }
   }
+}
+
+LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k) {
+  LmHeadScreenRows out;
+  out.q.resize(static_cast<size_t>(n) * k);
+  out.scale.resize(n);
+  out.error.resize(n);
+  out.norm.resize(n);
+  for (int j = 0; j < n; ++j) {
+    const float* row = w + static_cast<size_t>(j) * k;
+    float max_abs = 0.f;
+    for (int i = 0; i < k; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
+    const float s = ScreenScale(max_abs, kScreenWeightMax),
+                inv = ScreenInverseScale(max_abs, kScreenWeightMax);
+    double err_sq = 0, q_sq = 0, w_sq = 0;
+    for (int i = 0; i < k; ++i) {
+      const int q = ScreenQuantize(row[i], inv, kScreenWeightMax);
+      out.q[static_cast<size_t>(j) * k + i] = static_cast<int8_t>(q);
+      const double dq = static_cast<double>(s) * q;
+      err_sq += (row[i] - dq) * (row[i] - dq);
+      q_sq += dq * dq;
+      w_sq += static_cast<double>(row[i]) * row[i];
+    }
+    out.scale[j] = s;
+    out.error[j] = ScreenRowError(err_sq, w_sq, k);
+    out.norm[j] = ScreenRowNorm(q_sq);
+  }
+  return out;
+}
+
+std::vector<float> LmHeadScreenUpper(const float* x, int m, const LmHeadScreenRows& screen, int n, int k) {
+  std::vector<float> upper(static_cast<size_t>(m) * n);
+  const int limit = ScreenXQuantMax(k);
+  std::vector<int> p(k);
+  for (int r = 0; r < m; ++r) {
+    const float* xr = x + static_cast<size_t>(r) * k;
+    float max_abs = 0.f, sum_sq = 0.f;
+    for (int i = 0; i < k; ++i) {
+      max_abs = std::max(max_abs, std::fabs(xr[i]));
+      sum_sq = std::fma(xr[i], xr[i], sum_sq);
+    }
+    const float inv = ScreenInverseScale(max_abs, limit), step = ScreenScale(max_abs, limit);
+    for (int i = 0; i < k; ++i) p[i] = ScreenQuantize(xr[i], inv, limit);
+    const float x_norm = ScreenXNorm(sum_sq, k), x_error = ScreenXError(step, k);
+    for (int j = 0; j < n; ++j) {
+      int32_t sum = 0;
+      for (int i = 0; i < k; ++i) sum += p[i] * screen.q[static_cast<size_t>(j) * k + i];
+      const float approx = ScreenApproxLogit(step, screen.scale[j], sum);
+      upper[static_cast<size_t>(r) * n + j] =
+          ScreenUpper(approx, x_norm, x_error, screen.error[j], screen.norm[j]);
+    }
+  }
+  return upper;
 }
 
 }  // namespace doze::kernels::reference

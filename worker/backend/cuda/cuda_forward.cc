@@ -9,6 +9,7 @@
 #include "kernels/env_knob.h"
 #include "kernels/gemv.h"
 #include "kernels/lm_head_argmax.h"
+#include "kernels/lm_head_screen.h"
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
@@ -92,6 +93,13 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   if (!plan.graph) {
     kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
     logit_rows = logit_rows_;
+  }
+  if (plan.chosen_tokens != nullptr && weights_->lm_head_screen() != nullptr &&
+      kernels::LmHeadScreenPreferred(plan.num_logits, config_.vocab_size, hidden)) {
+    kernels::LmHeadScreenedArgmax(logit_rows, weights_->lm_head(), weights_->lm_head_screen(),
+                                  plan.chosen_tokens, plan.num_logits, config_.vocab_size, hidden,
+                                  lm_head_workspace_, stream_);
+    return;
   }
   if (plan.chosen_tokens != nullptr) {
     kernels::LmHeadArgmax(logit_rows, weights_->lm_head(), plan.chosen_tokens, plan.num_logits,

@@ -186,11 +186,12 @@ class CudaModelRunner : public ModelRunner {
   float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;
   kernels::DecodeMmaWorkspace mma_workspace_;
-  void* lm_head_workspace_ = nullptr;  // kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_)
-  float2* rotary_table_ = nullptr;     // [capacity_tokens_, head_dim / 2]: kernels::RotaryTable of the step
-  cuda::DeviceBuffer metadata_;        // int32, laid out by MetadataViews
-  cuda::PinnedBuffer host_metadata_;   // same layout, staged here (read by kernels::StageStepInputs)
-  cuda::PinnedBuffer host_logits_;     // [capacity_logits_, vocab]
+  // kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_), or LmHeadScreenWorkspaceBytes where larger
+  void* lm_head_workspace_ = nullptr;
+  float2* rotary_table_ = nullptr;    // [capacity_tokens_, head_dim / 2]: kernels::RotaryTable of the step
+  cuda::DeviceBuffer metadata_;       // int32, laid out by MetadataViews
+  cuda::PinnedBuffer host_metadata_;  // same layout, staged here (read by kernels::StageStepInputs)
+  cuda::PinnedBuffer host_logits_;    // [capacity_logits_, vocab]
 
   // (num_tokens, max_context, tokens chosen in the LM head's pass) -> decode graph
   std::map<std::tuple<int, int, bool>, cudaGraphExec_t> graphs_;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/cuda_check.h"
+#include "kernels/lm_head_screen.h"
 #include "worker/common/half.h"
 #include "worker/common/status_macros.h"
 
@@ -70,6 +71,11 @@ absl::Status CheckWeights(const ModelConfig& c, const ModelWeights& w) {
   return absl::OkStatus();
 }
 
+// Whether the greedy LM head can take its int8 screen for any row count it serves.
+bool HasScreen(const ModelConfig& c) {
+  return kernels::LmHeadScreenPreferred(1, c.vocab_size, c.hidden_size);
+}
+
 }  // namespace
 
 size_t DeviceWeights::Layout(void* base) {
@@ -80,6 +86,8 @@ size_t DeviceWeights::Layout(void* base) {
   embed_tokens_ = arena.Take<bf16>(c.vocab_size * hidden);
   lm_head_ = tied ? embed_tokens_ : arena.Take<bf16>(c.vocab_size * hidden);
   final_norm_ = arena.Take<bf16>(hidden);
+  lm_head_screen_ =
+      HasScreen(c) ? arena.Take<char>(kernels::LmHeadScreenBytes(c.vocab_size, c.hidden_size)) : nullptr;
   layers_.resize(c.num_hidden_layers);
   for (DeviceLayer& layer : layers_) {
     layer.input_norm = arena.Take<bf16>(hidden);
@@ -105,6 +113,11 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   CopyAsBf16(w.embed_tokens, at(out->embed_tokens_));
   if (!tied) CopyAsBf16(w.lm_head, at(out->lm_head_));
   CopyAsBf16(w.norm, at(out->final_norm_));
+  if (out->lm_head_screen_ != nullptr) {
+    kernels::BuildLmHeadScreen(out->lm_head_, const_cast<void*>(out->lm_head_screen_), c.vocab_size,
+                               c.hidden_size, nullptr);
+    CUDA_CHECK(cudaStreamSynchronize(nullptr));
+  }
   const size_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& src = w.layers[l];

@@ -143,47 +143,48 @@ TEST_P(CudaSamplerTest, SubmittedStepsReadPendingTokensOnTheDevice) {
   EXPECT_EQ((*between)->CollectSamples().value(), *first);
 }
 
-// Steps whose rows are all greedy choose their tokens in the LM head's pass (kernels::LmHeadArgmax): each
-// token is the argmax of the same step's logits (Forward), or, where the two sum in another order, a logit
-// within rounding of it.
+// Steps whose rows are all greedy choose their tokens in the LM head's pass (kernels::LmHeadScreenedArgmax at
+// 1 to 4 rows, kernels::LmHeadArgmax beyond): each token is the argmax of the same step's logits (Forward),
+// or, where the two sum in another order, a logit within rounding of it.
 TEST_P(CudaSamplerTest, GreedyStepsChooseTokensInTheLmHeadPass) {
   absl::StatusOr<std::unique_ptr<CudaModelRunner>> runner = MakeRunner();
   ASSERT_TRUE(runner.ok()) << runner.status();
   const int vocab = model_.config().vocab_size;
-  constexpr int kSeqs = 19;
-  const std::vector<DeviceSamplingRow> greedy(kSeqs);  // temperature 0, no edits
-  int same = 0, rows = 0;
-  for (int phase = 0; phase < 3; ++phase) {  // prompts, then two decode steps
-    std::vector<SeqStep> steps;
-    for (int s = 0; s < kSeqs; ++s) {
-      const std::vector<int32_t> tokens = RandomTokens(21 + s, vocab, s);
-      const int cached = phase == 0 ? 0 : 18 + s + phase;
-      steps.push_back({std::vector<int32_t>(tokens.begin() + cached, tokens.begin() + 19 + s + phase),
-                       cached,
-                       {3 * s, 3 * s + 1, 3 * s + 2}});
-    }
-    const BatchMetadata batch = MakeBatch(steps, kBlockSize);
-    const int64_t chosen_before = (*runner)->lm_head_chosen_steps();
-    absl::StatusOr<std::vector<int32_t>> device = (*runner)->ForwardAndSample(batch, greedy);
-    ASSERT_TRUE(device.ok()) << device.status();
-    EXPECT_EQ((*runner)->lm_head_chosen_steps(), chosen_before + 1) << "phase " << phase;
-    absl::StatusOr<LogitsView> logits = (*runner)->Forward(batch);
-    ASSERT_TRUE(logits.ok()) << logits.status();
-    for (int i = 0; i < logits->num_rows; ++i) {
-      const absl::Span<const float> row(logits->row(i), vocab);
-      const int32_t want = SampleDeviceRowOnHost(row, greedy[i]);
-      ++rows;
-      if ((*device)[i] == want) {
-        ++same;
-        continue;
+  for (const int seqs : {1, 3, 19}) {
+    const std::vector<DeviceSamplingRow> greedy(seqs);  // temperature 0, no edits
+    int same = 0, rows = 0;
+    for (int phase = 0; phase < 3; ++phase) {  // prompts, then two decode steps
+      std::vector<SeqStep> steps;
+      for (int s = 0; s < seqs; ++s) {
+        const std::vector<int32_t> tokens = RandomTokens(21 + s, vocab, s + seqs);
+        const int cached = phase == 0 ? 0 : 18 + s + phase;
+        steps.push_back({std::vector<int32_t>(tokens.begin() + cached, tokens.begin() + 19 + s + phase),
+                         cached,
+                         {3 * s, 3 * s + 1, 3 * s + 2}});
       }
-      ASSERT_GE((*device)[i], 0);
-      ASSERT_LT((*device)[i], vocab);
-      EXPECT_NEAR(row[(*device)[i]], row[want], 1e-3f * (1.f + std::fabs(row[want])))
-          << "phase " << phase << " row " << i;
+      const BatchMetadata batch = MakeBatch(steps, kBlockSize);
+      const int64_t chosen_before = (*runner)->lm_head_chosen_steps();
+      absl::StatusOr<std::vector<int32_t>> device = (*runner)->ForwardAndSample(batch, greedy);
+      ASSERT_TRUE(device.ok()) << device.status();
+      EXPECT_EQ((*runner)->lm_head_chosen_steps(), chosen_before + 1) << seqs << " rows, phase " << phase;
+      absl::StatusOr<LogitsView> logits = (*runner)->Forward(batch);
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      for (int i = 0; i < logits->num_rows; ++i) {
+        const absl::Span<const float> row(logits->row(i), vocab);
+        const int32_t want = SampleDeviceRowOnHost(row, greedy[i]);
+        ++rows;
+        if ((*device)[i] == want) {
+          ++same;
+          continue;
+        }
+        ASSERT_GE((*device)[i], 0);
+        ASSERT_LT((*device)[i], vocab);
+        EXPECT_NEAR(row[(*device)[i]], row[want], 1e-3f * (1.f + std::fabs(row[want])))
+            << seqs << " rows, phase " << phase << " row " << i;
+      }
     }
+    EXPECT_GE(same, rows - 1) << seqs << " rows";
   }
-  EXPECT_GE(same, rows - 1);
 }
 
 // A greedy step of more rows than the sampler reserved (max_num_seqs) writes logits and samples them instead

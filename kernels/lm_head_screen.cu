@@ -1,0 +1,389 @@
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/argmax.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/env_knob.h"
+#include "kernels/lm_head_screen.h"
+#include "kernels/lm_head_screen_bound.h"
+#include "kernels/pdl.cuh"
+#include "kernels/vec.cuh"
+
+namespace doze::kernels {
+namespace {
+
+constexpr int kTileRows = 32;  // vocabulary rows a warp screens: one a lane
+constexpr int kWarps = 4;      // tiles a block: 128 rows, one of them evaluated exactly
+constexpr int kThreads = kWarps * 32;
+constexpr int kChunk = 16;    // weights in a lane's 16-byte load
+constexpr int kInFlight = 4;  // loads a lane keeps in flight
+constexpr int kMaxRows = 4;   // x rows
+constexpr int kMaxK = 4096;   // x's 16-bit copy, every row, in shared memory
+constexpr int kFinalThreads = 1024;
+constexpr int kBuildRows = 8;  // rows a block of the build kernel quantizes: one a warp
+
+struct Screen {
+  const uint4* q;      // [n_pad / 32][k / 16][32] pieces of 16 int8 weights
+  const float* scale;  // [n_pad]: s_j
+  const float* error;  // [n_pad]: ||w_j - w~_j|| + the fp32 sum's rounding factor
+  const float* norm;   // [n_pad]: ||w~_j||
+};
+
+// A block's result for one x row: its evaluated row's fp32 logit and id, and the largest upper bound of
+// its other rows.
+struct Part {
+  float value;
+  int index;
+  float upper;
+};
+
+int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
+int ScreenBlocks(int n) { return (PaddedRows(n) / kTileRows + kWarps - 1) / kWarps; }
+size_t Align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+Screen ScreenAt(const void* base, int n, int k) {
+  const size_t rows = PaddedRows(n);
+  const char* bytes = static_cast<const char*>(base);
+  const float* floats = reinterpret_cast<const float*>(bytes + rows * k);
+  return Screen{reinterpret_cast<const uint4*>(bytes), floats, floats + rows, floats + 2 * rows};
+}
+
+// Byte offset of row r's chunk c in the tiled int8 copy.
+__host__ __device__ inline size_t PieceOffset(int r, int c, int chunks) {
+  return ((static_cast<size_t>(r / kTileRows) * chunks + c) * kTileRows + r % kTileRows) * kChunk;
+}
+
+// x . w in fp32 over k (a multiple of 8), by one warp: lane l sums pieces l, l + 32, ... in order, then the
+// lanes' sums meet by a butterfly; every lane returns the same value, the same for every caller.
+__device__ __forceinline__ float ExactLogit(const __nv_bfloat16* x, const __nv_bfloat16* w, int k, int lane) {
+  float sum = 0.f;
+  for (int piece = lane; piece < k / 8; piece += 32) {
+    float a[8], b[8];
+    LoadBf16x8(x + 8 * piece, a);
+    LoadBf16x8(w + 8 * piece, b);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) sum = fmaf(a[i], b[i], sum);
+  }
+  return WarpSum(sum);
+}
+
+// One warp a vocabulary row: its int8 copy, scale and error factors (zeros past n).
+static __global__ void __launch_bounds__(kBuildRows * 32)
+    BuildScreenKernel(const __nv_bfloat16* __restrict__ w,  // [n, k]
+                      char* __restrict__ q,                 // [n_pad * k], tiled
+                      float* __restrict__ scale,            // [n_pad]
+                      float* __restrict__ error,            // [n_pad]
+                      float* __restrict__ norm,             // [n_pad]
+                      int n, int n_pad, int k) {
+  const int lane = threadIdx.x & 31, row = blockIdx.x * kBuildRows + (threadIdx.x >> 5);
+  if (row >= n_pad) return;
+  const int chunks = k / kChunk;
+  const __nv_bfloat16* src = w + static_cast<size_t>(row < n ? row : 0) * k;
+  float max_abs = 0.f;
+  for (int c = lane; c < chunks && row < n; c += 32) {
+    float v[2][8];
+    LoadBf16x8(src + c * kChunk, v[0]);
+    LoadBf16x8(src + c * kChunk + 8, v[1]);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) max_abs = fmaxf(max_abs, fabsf(v[i / 8][i % 8]));
+  }
+  max_abs = WarpMax(max_abs);
+  const float s = ScreenScale(max_abs, kScreenWeightMax), inv = ScreenInverseScale(max_abs, kScreenWeightMax);
+  double err_sq = 0, q_sq = 0, w_sq = 0;
+  for (int c = lane; c < chunks; c += 32) {
+    float v[2][8] = {};
+    if (row < n) {
+      LoadBf16x8(src + c * kChunk, v[0]);
+      LoadBf16x8(src + c * kChunk + 8, v[1]);
+    }
+    uint32_t packed[4] = {};
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const float x = v[i / 8][i % 8];
+      const int qi = ScreenQuantize(x, inv, kScreenWeightMax);
+      packed[i / 4] |= (static_cast<uint32_t>(qi) & 0xffu) << (8 * (i % 4));
+      const double dq = static_cast<double>(s) * qi;
+      err_sq += (x - dq) * (x - dq);
+      q_sq += dq * dq;
+      w_sq += static_cast<double>(x) * x;
+    }
+    *reinterpret_cast<uint4*>(q + PieceOffset(row, c, chunks)) =
+        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    err_sq += __shfl_xor_sync(0xffffffffu, err_sq, offset);
+    q_sq += __shfl_xor_sync(0xffffffffu, q_sq, offset);
+    w_sq += __shfl_xor_sync(0xffffffffu, w_sq, offset);
+  }
+  if (lane == 0) {
+    scale[row] = s;
+    error[row] = row < n ? ScreenRowError(err_sq, w_sq, k) : 0.f;
+    norm[row] = ScreenRowNorm(q_sq);
+  }
+}
+
+struct Params {
+  const __nv_bfloat16* x;  // [m, k]
+  const __nv_bfloat16* w;  // [n, k]
+  Screen screen;
+  float* upper;  // [m, n]: every row's bound
+  Part* parts;   // [m, gridDim.x]
+  int m, n, k;
+};
+
+// x's statistics for one row, shared by the block.
+struct XStats {
+  float step;   // t: x~ = t p
+  float norm;   // ||x||, rounded up
+  float error;  // ||x - x~||, rounded up
+};
+
+// x's rows as 16-bit integers into `xs` ([kRows][k], rows past m zeros) and their statistics, by the whole
+// block: a pass for max |x| and the sum of squares, a second to round.
+template <int kRows>
+__device__ __forceinline__ void QuantizeX(const Params& p, int16_t* xs, XStats* stats) {
+  __shared__ float partial[kRows][kWarps][2];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, limit = ScreenXQuantMax(p.k);
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    float max_abs = 0.f, sum_sq = 0.f;
+    for (int e = threadIdx.x; e < p.k && j < p.m; e += kThreads) {
+      const float v = __bfloat162float(p.x[static_cast<size_t>(j) * p.k + e]);
+      max_abs = fmaxf(max_abs, fabsf(v));
+      sum_sq = fmaf(v, v, sum_sq);
+    }
+    max_abs = WarpMax(max_abs);
+    sum_sq = WarpSum(sum_sq);
+    if (lane == 0) {
+      partial[j][warp][0] = max_abs;
+      partial[j][warp][1] = sum_sq;
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    float max_abs = 0.f, sum_sq = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      max_abs = fmaxf(max_abs, partial[j][w][0]);
+      sum_sq += partial[j][w][1];
+    }
+    const float inv = ScreenInverseScale(max_abs, limit);
+    for (int e = threadIdx.x; e < p.k; e += kThreads) {
+      const float v = j < p.m ? __bfloat162float(p.x[static_cast<size_t>(j) * p.k + e]) : 0.f;
+      xs[j * p.k + e] = static_cast<int16_t>(ScreenQuantize(v, inv, limit));
+    }
+    if (threadIdx.x == 0) {
+      const float step = ScreenScale(max_abs, limit);
+      stats[j] = XStats{step, ScreenXNorm(sum_sq, p.k), ScreenXError(step, p.k)};
+    }
+  }
+  __syncthreads();
+}
+
+// acc[j] += x_j's 16 integers of chunk c (shared memory, a broadcast) times the lane's 16 int8 weights.
+template <int kRows>
+__device__ __forceinline__ void DotChunk(const int16_t* xs, int k, int c, const uint4& w,
+                                         int32_t (&acc)[kRows]) {
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    const int4* xr = reinterpret_cast<const int4*>(xs + j * k + c * kChunk);
+    const int4 a = xr[0], b = xr[1];
+    int32_t s = acc[j];
+    s = __dp2a_lo(a.x, static_cast<int>(w.x), s);
+    s = __dp2a_hi(a.y, static_cast<int>(w.x), s);
+    s = __dp2a_lo(a.z, static_cast<int>(w.y), s);
+    s = __dp2a_hi(a.w, static_cast<int>(w.y), s);
+    s = __dp2a_lo(b.x, static_cast<int>(w.z), s);
+    s = __dp2a_hi(b.y, static_cast<int>(w.z), s);
+    s = __dp2a_lo(b.z, static_cast<int>(w.w), s);
+    s = __dp2a_hi(b.w, static_cast<int>(w.w), s);
+    acc[j] = s;
+  }
+}
+
+// Each warp screens 32 vocabulary rows (a lane each, its int8 row in kInFlight loads at a time, the first
+// before the wait); the block then evaluates exactly its best row per x row and keeps its other rows' largest
+// bound.
+template <int kRows>
+static __global__ void __launch_bounds__(kThreads, kRows <= 2 ? 9 : 6) ScreenKernel(Params p) {
+  extern __shared__ __align__(16) int16_t xs[];  // [kRows][k]
+  __shared__ XStats stats[kRows];
+  __shared__ Best warp_best[kRows][kWarps];
+  __shared__ float warp_upper[kRows][kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, chunks = p.k / kChunk;
+  const int tile = blockIdx.x * kWarps + warp, row = tile * kTileRows + lane;
+  const bool tile_ok = tile * kTileRows < p.n, row_ok = row < p.n;
+  const uint4* src = p.screen.q + (static_cast<size_t>(tile_ok ? tile : 0) * chunks) * kTileRows + lane;
+  uint4 wv[kInFlight];
+#pragma unroll
+  for (int i = 0; i < kInFlight; ++i) wv[i] = tile_ok ? __ldcs(src + i * kTileRows) : make_uint4(0, 0, 0, 0);
+  const float row_scale = row_ok ? p.screen.scale[row] : 0.f;
+  const float row_error = row_ok ? p.screen.error[row] : 0.f;
+  const float row_norm = row_ok ? p.screen.norm[row] : 0.f;
+  GridDependencyWait();
+  LaunchDependents();
+  QuantizeX<kRows>(p, xs, stats);
+
+  int32_t acc[kRows] = {};
+  for (int c0 = 0; c0 < chunks; c0 += kInFlight) {
+#pragma unroll
+    for (int i = 0; i < kInFlight; ++i) {
+      const uint4 w = wv[i];
+      const int next = c0 + i + kInFlight;
+      if (tile_ok && next < chunks) wv[i] = __ldcs(src + static_cast<size_t>(next) * kTileRows);
+      DotChunk<kRows>(xs, p.k, c0 + i, w, acc);
+    }
+  }
+
+  float upper[kRows];
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    const float approx = ScreenApproxLogit(stats[j].step, row_scale, acc[j]);
+    upper[j] = ScreenUpper(approx, stats[j].norm, stats[j].error, row_error, row_norm);
+    if (row_ok && j < p.m) p.upper[static_cast<size_t>(j) * p.n + row] = upper[j];
+    const Best best = WarpArgmax(row_ok ? Best{approx, row} : NoBest());
+    if (lane == 0) warp_best[j][warp] = best;
+  }
+  __syncthreads();
+  Best chosen[kRows];
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    chosen[j] = NoBest();
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) chosen[j] = Better(chosen[j], warp_best[j][w]);
+    const float other = WarpMax(row_ok && row != chosen[j].index ? upper[j] : -INFINITY);
+    if (lane == 0) warp_upper[j][warp] = other;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    if (warp != j || j >= p.m) continue;
+    float others = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) others = fmaxf(others, warp_upper[j][w]);
+    const int index = chosen[j].index;
+    const bool valid = index >= 0 && index < p.n;
+    const float value = valid ? ExactLogit(p.x + static_cast<size_t>(j) * p.k,
+                                           p.w + static_cast<size_t>(index) * p.k, p.k, lane)
+                              : -INFINITY;
+    if (lane == 0) p.parts[static_cast<size_t>(j) * gridDim.x + blockIdx.x] = Part{value, index, others};
+  }
+}
+
+__device__ __forceinline__ float BlockMax(float v) {
+  __shared__ float scratch[32];
+  v = WarpMax(v);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float total = -INFINITY;
+  for (int w = 0; w < (blockDim.x >> 5); ++w) total = fmaxf(total, scratch[w]);
+  return total;
+}
+
+// x row blockIdx.x's token: the best of the blocks' exact logits, unless some row a block did not evaluate
+// may reach it; then every row whose bound reaches it, evaluated exactly by the block's warps.
+static __global__ void __launch_bounds__(kFinalThreads)
+    ScreenFinalKernel(const Part* __restrict__ parts,  // [m, num_parts]
+                      int num_parts,
+                      const float* __restrict__ upper,  // [m, n]
+                      const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                      int32_t* __restrict__ tokens,  // [m]
+                      int n, int k) {
+  GridDependencyWait();
+  LaunchDependents();
+  const int j = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  Best best = NoBest();
+  float others = -INFINITY;
+  for (int b = threadIdx.x; b < num_parts; b += kFinalThreads) {
+    const Part part = parts[static_cast<size_t>(j) * num_parts + b];
+    best = Better(best, Best{part.value, part.index});
+    others = fmaxf(others, part.upper);
+  }
+  best = BlockArgmax(best);
+  others = BlockMax(others);
+  if (!(others < best.value)) {
+    const float threshold = best.value;
+    const float* row_upper = upper + static_cast<size_t>(j) * n;
+    const __nv_bfloat16* xj = x + static_cast<size_t>(j) * k;
+    Best mine = NoBest();
+    for (int base = warp * 32; base < n; base += kFinalThreads) {
+      const int r = base + lane;
+      unsigned candidates = __ballot_sync(0xffffffffu, r < n && row_upper[r] >= threshold);
+      while (candidates != 0) {
+        const int c = base + __ffs(candidates) - 1;
+        candidates &= candidates - 1;
+        mine = Better(mine, Best{ExactLogit(xj, w + static_cast<size_t>(c) * k, k, lane), c});
+      }
+    }
+    best = Better(best, BlockArgmax(mine));
+  }
+  if (threadIdx.x == 0) tokens[j] = best.index;
+}
+
+template <int kRows>
+void LaunchScreen(const Params& p, cudaStream_t stream) {
+  const size_t shared = static_cast<size_t>(kRows) * p.k * sizeof(int16_t);
+  LaunchWithPdl(ScreenKernel<kRows>, dim3(ScreenBlocks(p.n)), dim3(kThreads), shared, stream, p);
+}
+
+}  // namespace
+
+bool LmHeadScreenSupportsShape(int n, int k) { return n >= 1 && k >= 64 && k % 64 == 0 && k <= kMaxK; }
+
+bool LmHeadScreenPreferred(int m, int n, int k) {
+  static const bool enabled = EnvFlag("DOZE_LM_HEAD_SCREEN");
+  return enabled && m >= 1 && m <= kMaxRows && LmHeadScreenSupportsShape(n, k);
+}
+
+size_t LmHeadScreenBytes(int n, int k) {
+  const size_t rows = PaddedRows(n);
+  return rows * k + 3 * rows * sizeof(float);
+}
+
+void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaStream_t stream) {
+  if (!LmHeadScreenSupportsShape(n, k)) {
+    CudaFail("BuildLmHeadScreen", "needs k a multiple of 64, at most 4,096", __FILE__, __LINE__);
+  }
+  const int rows = PaddedRows(n);
+  const Screen s = ScreenAt(screen, n, k);
+  BuildScreenKernel<<<(rows + kBuildRows - 1) / kBuildRows, kBuildRows * 32, 0, stream>>>(
+      w, static_cast<char*>(screen), const_cast<float*>(s.scale), const_cast<float*>(s.error),
+      const_cast<float*>(s.norm), n, rows, k);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+size_t LmHeadScreenWorkspaceBytes(int m, int n) {
+  return Align256(static_cast<size_t>(m) * n * sizeof(float)) +
+         static_cast<size_t>(m) * ScreenBlocks(n) * sizeof(Part);
+}
+
+void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
+                          int m, int n, int k, void* workspace, cudaStream_t stream) {
+  if (m == 0) return;
+  if (m < 0 || m > kMaxRows || !LmHeadScreenSupportsShape(n, k)) {
+    CudaFail("LmHeadScreenedArgmax", "needs 1 <= m <= 4 and k a multiple of 64, at most 4,096", __FILE__,
+             __LINE__);
+  }
+  char* bytes = static_cast<char*>(workspace);
+  float* upper = reinterpret_cast<float*>(bytes);
+  Part* parts = reinterpret_cast<Part*>(bytes + Align256(static_cast<size_t>(m) * n * sizeof(float)));
+  const Params p{x, w, ScreenAt(screen, n, k), upper, parts, m, n, k};
+  switch (m) {
+    case 1:
+      LaunchScreen<1>(p, stream);
+      break;
+    case 2:
+      LaunchScreen<2>(p, stream);
+      break;
+    default:
+      LaunchScreen<4>(p, stream);
+      break;
+  }
+  LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
+                ScreenBlocks(n), static_cast<const float*>(upper), x, w, tokens, n, k);
+}
+
+}  // namespace doze::kernels

@@ -1,0 +1,55 @@
+// The greedy LM head for a few rows in about half the bytes: token[r] = argmax_j (x[r] . w[j]), the fp32
+// logits' argmax as kernels/lm_head_argmax.h finds it, reading an int8 copy of w instead of the bf16 matrix.
+//
+// The copy (BuildLmHeadScreen, once at upload) keeps one scale a vocabulary row and two error factors, so
+// that an integer logit a_j (x as 16-bit integers, dp2a, exact int32 sums) bounds the fp32 logit from above
+// by u_j = a_j + B_j for any x (kernels/lm_head_screen_bound.h). Each block of 128 vocabulary rows then
+// computes in fp32, from bf16 x and w, only its row of largest a_j (lowest id on ties), and keeps the
+// largest u_j of its other rows. The final kernel takes the best of the blocks' exact logits, E; where some
+// unevaluated row has u_j >= E, it evaluates every row with u_j >= E (a pass over the bounds, which the
+// first kernel wrote). So every row that could beat or tie E is evaluated exactly: the token is the argmax
+// of the fp32 logits (lowest id on ties), whatever the weights, from n k bytes of int8 where the bf16 pass
+// reads 2 n k. The fp32 sums run in another order than LmHeadArgmax's: where two logits are within rounding
+// of each other the choice may differ.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace doze::kernels {
+
+// Whether a screen can be built for an [n, k] LM head: k a multiple of 64, at most 8,192.
+bool LmHeadScreenSupportsShape(int n, int k);
+
+// Whether LmHeadScreenedArgmax takes m rows (1 to 4) over such a head; DOZE_LM_HEAD_SCREEN=0 turns it off
+// (measurements).
+bool LmHeadScreenPreferred(int m, int n, int k);
+
+// Bytes of the screen of an [n, k] head: the int8 copy in tiles of 32 rows ([n / 32][k / 16][32][16],
+// n rounded up to 32), then three floats a row (scale, error factor, norm of the copy).
+size_t LmHeadScreenBytes(int n, int k);
+
+// Writes the screen of w into `screen` (zeros for the rows past n). Synchronous with `stream` only.
+void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]
+                       void* screen,            // [LmHeadScreenBytes(n, k)]
+                       int n, int k, cudaStream_t stream);
+
+// Bytes of workspace LmHeadScreenedArgmax needs for m rows of an n-row head: the bounds of every row and
+// each block's exact best.
+size_t LmHeadScreenWorkspaceBytes(int m, int n);
+
+// tokens[r] = the lowest j of the largest fp32 x[r] . w[j] for r < m (1 <= m <= 4). Launched with
+// programmatic dependent launch: each block's first int8 tiles load before the wait on the kernel that
+// writes x.
+void LmHeadScreenedArgmax(const __nv_bfloat16* x,  // [m, k]
+                          const __nv_bfloat16* w,  // [n, k]
+                          const void* screen,      // [LmHeadScreenBytes(n, k)], BuildLmHeadScreen(w)
+                          int32_t* tokens,         // [m]
+                          int m, int n, int k,
+                          void* workspace,  // [LmHeadScreenWorkspaceBytes(m, n)]
+                          cudaStream_t stream);
+
+}  // namespace doze::kernels

@@ -1,0 +1,294 @@
+// The screened greedy LM head (kernels/lm_head_screen.h). On the CPU: the screen's bound is above every
+// logit's exact value and fp32 sums, on random rows and on rows built to strain it (one huge element, a
+// massive activation in x, constant rows). On the GPU: the screen equals its CPU reference; the tokens are
+// the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile, two hidden sizes and the whole
+// Qwen2.5-0.5B vocabulary; ties go to the lower id inside a block and across blocks; a row that only the
+// exact sums rank first (the int8 copies equal) is found by the second pass; an all-zero x ties every row;
+// and the bf16 pass (kernels/lm_head_argmax.h) chooses the same tokens.
+#include "kernels/lm_head_screen.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/lm_head_argmax.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace doze::kernels {
+namespace {
+
+using testing::DeviceArray;
+using testing::RandomBf16;
+using testing::ToBf16;
+
+// x . w_j in double, and in fp32 summed forwards, backwards and in 32 interleaved partial sums.
+struct Logits {
+  double exact;
+  float fp32[3];
+};
+
+Logits LogitOf(const float* x, const float* w, int k) {
+  Logits out{0, {0.f, 0.f, 0.f}};
+  float parts[32] = {};
+  for (int i = 0; i < k; ++i) {
+    out.exact += static_cast<double>(x[i]) * w[i];
+    out.fp32[0] = std::fma(x[i], w[i], out.fp32[0]);
+    out.fp32[1] = std::fma(x[k - 1 - i], w[k - 1 - i], out.fp32[1]);
+    parts[i % 32] = std::fma(x[i], w[i], parts[i % 32]);
+  }
+  for (float p : parts) out.fp32[2] += p;
+  return out;
+}
+
+// Every logit of x's rows against w's is at most its screen bound, and the bound is not loose beyond
+// `max_slack_ratio` of the row's logit spread (the bound must be useful, not only true).
+void ExpectBoundHolds(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k) {
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
+  const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), m, screen, n, k);
+  for (int r = 0; r < m; ++r) {
+    for (int j = 0; j < n; ++j) {
+      const Logits l =
+          LogitOf(x.data() + static_cast<size_t>(r) * k, w.data() + static_cast<size_t>(j) * k, k);
+      const float u = upper[static_cast<size_t>(r) * n + j];
+      ASSERT_GE(static_cast<double>(u), l.exact) << "row " << r << " vocabulary row " << j;
+      for (float f : l.fp32) ASSERT_GE(u, f) << "row " << r << " vocabulary row " << j;
+    }
+  }
+}
+
+TEST(LmHeadScreenBoundTest, HoldsOnRandomRows) {
+  std::mt19937 rng(3);
+  const int m = 3, n = 400, k = 896;
+  ExpectBoundHolds(RandomBf16(m * k, -2.f, 2.f, rng), RandomBf16(n * k, -0.05f, 0.05f, rng), m, n, k);
+}
+
+TEST(LmHeadScreenBoundTest, HoldsOnStrainedRows) {
+  std::mt19937 rng(4);
+  const int m = 2, n = 64, k = 128;
+  std::vector<float> x = RandomBf16(m * k, -1.f, 1.f, rng), w = RandomBf16(n * k, -0.1f, 0.1f, rng);
+  x[7] = 300.f;                                 // a massive activation: x's integer step is coarse
+  for (int i = 0; i < k; ++i) x[k + i] = 0.5f;  // a constant row
+  w[5 * k + 3] = 50.f;                          // one huge weight: the row's other weights round to 0
+  for (int i = 0; i < k; ++i) w[9 * k + i] = (i % 2 == 0 ? 1.f : -1.f) * 0.0625f;  // exact in int8
+  for (int i = 0; i < k; ++i) w[11 * k + i] = 0.f;                                 // a zero row
+  ExpectBoundHolds(x, w, m, n, k);
+}
+
+// x along row 0's rounding error (w - w~, scaled into bf16): the first Cauchy-Schwarz term is then nearly
+// an equality, so a bound that cut it short would fail here.
+TEST(LmHeadScreenBoundTest, HoldsWhereTheRoundingErrorAlignsWithX) {
+  std::mt19937 rng(6);
+  const int n = 8, k = 896;
+  const std::vector<float> w = RandomBf16(n * k, -0.05f, 0.05f, rng);
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
+  std::vector<float> x(k);
+  for (int i = 0; i < k; ++i) {
+    const float error = w[i] - screen.scale[0] * screen.q[i];
+    x[i] = reference::RoundBf16(error / screen.scale[0]);
+  }
+  ExpectBoundHolds(x, w, 1, n, k);
+  const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), 1, screen, n, k);
+  const double logit = LogitOf(x.data(), w.data(), k).exact;
+  double approx = 0;
+  for (int i = 0; i < k; ++i) approx += static_cast<double>(x[i]) * screen.scale[0] * screen.q[i];
+  EXPECT_GT(logit - approx, 0.9 * (upper[0] - approx)) << "the bound is not nearly tight here";
+}
+
+TEST(LmHeadScreenBoundTest, IsTightEnoughToScreen) {
+  // On random rows the slack (bound less the exact logit) is a small part of the logits' spread, so that
+  // few rows can reach the best one: the screen only pays where that holds.
+  std::mt19937 rng(5);
+  const int n = 2000, k = 896;
+  const std::vector<float> x = RandomBf16(k, -1.f, 1.f, rng), w = RandomBf16(n * k, -0.05f, 0.05f, rng);
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
+  const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), 1, screen, n, k);
+  double sum = 0, sum_sq = 0, slack = 0;
+  for (int j = 0; j < n; ++j) {
+    const double l = LogitOf(x.data(), w.data() + static_cast<size_t>(j) * k, k).exact;
+    sum += l;
+    sum_sq += l * l;
+    slack = std::max(slack, upper[j] - l);
+  }
+  const double spread = std::sqrt(sum_sq / n - (sum / n) * (sum / n));
+  EXPECT_GT(slack, 0.0);
+  EXPECT_LT(slack, 0.5 * spread) << "bound slack " << slack << " against a logit spread of " << spread;
+}
+
+// Random x (m rows of k, in +-1) and w (n rows of k, +-w_bound) from `seed`.
+struct Operands {
+  std::vector<float> x, w;
+  Operands(int m, int n, int k, uint32_t seed, float w_bound) {
+    std::mt19937 rng(seed);
+    x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
+    w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
+  }
+};
+
+// The screen built on the device and the tokens it chooses; `upper` gets the kernel's bounds.
+struct ScreenRun {
+  std::vector<int32_t> tokens;
+  std::vector<float> upper;
+};
+
+ScreenRun RunScreened(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k) {
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w));
+  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(m, n));
+  DeviceArray<int32_t> d_tokens(m);
+  d_screen.Poison();
+  d_workspace.Poison();
+  d_tokens.Poison();
+  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
+  LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
+                       nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<char> workspace = d_workspace.Download();
+  ScreenRun run{d_tokens.Download(), std::vector<float>(static_cast<size_t>(m) * n)};
+  std::copy_n(reinterpret_cast<const float*>(workspace.data()), run.upper.size(), run.upper.begin());
+  return run;
+}
+
+// The lowest id of each row's largest logit (double sums of the bf16 inputs).
+std::vector<int> ExactArgmax(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k) {
+  std::vector<int> best(m, 0);
+  for (int r = 0; r < m; ++r) {
+    double top = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+      const double l =
+          LogitOf(x.data() + static_cast<size_t>(r) * k, w.data() + static_cast<size_t>(j) * k, k).exact;
+      if (l > top) {
+        top = l;
+        best[r] = j;
+      }
+    }
+  }
+  return best;
+}
+
+// Every row's token is the exact argmax, or (fp32 sums) a logit within rounding of it.
+void ExpectArgmax(const std::vector<int32_t>& tokens, const std::vector<float>& x,
+                  const std::vector<float>& w, int m, int n, int k) {
+  const std::vector<int> want = ExactArgmax(x, w, m, n, k);
+  for (int r = 0; r < m; ++r) {
+    ASSERT_GE(tokens[r], 0) << "row " << r;
+    ASSERT_LT(tokens[r], n) << "row " << r;
+    if (tokens[r] == want[r]) continue;
+    const float* xr = x.data() + static_cast<size_t>(r) * k;
+    const double got = LogitOf(xr, w.data() + static_cast<size_t>(tokens[r]) * k, k).exact;
+    const double best = LogitOf(xr, w.data() + static_cast<size_t>(want[r]) * k, k).exact;
+    EXPECT_NEAR(got, best, 1e-5 * (1 + std::fabs(best)))
+        << "row " << r << ": token " << tokens[r] << " against " << want[r];
+  }
+}
+
+class LmHeadScreenShapeTest : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
+
+TEST_P(LmHeadScreenShapeTest, MatchesExactArgmax) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const auto [m, n, k] = GetParam();
+  ASSERT_TRUE(LmHeadScreenSupportsShape(n, k));
+  const Operands o(m, n, k, m * 7919 + n + k, 0.1f);
+  const ScreenRun run = RunScreened(o.x, o.w, m, n, k);
+  ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+  // The kernel's bounds are the reference's (x's sum of squares in another order: equal to rounding).
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
+  EXPECT_TRUE(
+      testing::AllClose(run.upper, reference::LmHeadScreenUpper(o.x.data(), m, screen, n, k), 1e-6f, 1e-5f));
+}
+
+INSTANTIATE_TEST_SUITE_P(RowsVocabHidden, LmHeadScreenShapeTest,
+                         ::testing::Combine(::testing::Values(1, 2, 3, 4), ::testing::Values(5001, 40000),
+                                            ::testing::Values(896, 128)));
+
+TEST(LmHeadScreenTest, FullVocabulary) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int m = 2, n = 151936, k = 896;
+  const Operands o(m, n, k, 5, 0.1f);
+  ExpectArgmax(RunScreened(o.x, o.w, m, n, k).tokens, o.x, o.w, m, n, k);
+}
+
+// w's rows `low` and `high` set to sign(x_0) * 0.5, so that x row 0's largest logit is theirs; `high_bump`
+// raises row high's element 0 by that much (toward x_0's sign).
+Operands TiedRows(int n, int k, int low, int high, float high_bump) {
+  Operands o(3, n, k, 9, 0.05f);
+  for (int i = 0; i < k; ++i) {
+    const float v = o.x[i] > 0 ? 0.5f : -0.5f;
+    o.w[static_cast<size_t>(low) * k + i] = o.w[static_cast<size_t>(high) * k + i] = v;
+  }
+  o.x[0] = 0.75f;
+  o.w[static_cast<size_t>(low) * k] = 0.25f;
+  o.w[static_cast<size_t>(high) * k] = 0.25f + high_bump;
+  return o;
+}
+
+TEST(LmHeadScreenTest, TieInOneBlockGoesToTheLowerId) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int n = 7000, k = 256;
+  const Operands o = TiedRows(n, k, 130, 200, 0.f);  // block 1 (rows 128-255)
+  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
+  EXPECT_EQ(run.tokens[0], 130);
+  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
+}
+
+TEST(LmHeadScreenTest, TieAcrossBlocksGoesToTheLowerId) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int n = 7000, k = 256;
+  const Operands o = TiedRows(n, k, 300, 6500, 0.f);
+  EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k).tokens[0], 300);
+}
+
+// Rows 130 and 200 have the same int8 copy (0.25 and 0.25 + 2^-9 both round to 64 steps of 0.5 / 127), so the
+// block evaluates row 130 exactly and only the second pass can find that row 200's logit is larger.
+TEST(LmHeadScreenTest, SecondPassFindsWhatOnlyExactSumsRank) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int n = 7000, k = 256;
+  const Operands o = TiedRows(n, k, 130, 200, 1.f / 512);
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
+  ASSERT_TRUE(std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + 200 * k));
+  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
+  EXPECT_EQ(run.tokens[0], 200);
+  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
+}
+
+// x = 0: every logit is 0 and every bound reaches it; the second pass evaluates every row: token 0.
+TEST(LmHeadScreenTest, ZeroInputTiesEveryRow) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int m = 2, n = 3000, k = 128;
+  Operands o(m, n, k, 11, 0.1f);
+  std::fill(o.x.begin(), o.x.begin() + k, 0.f);
+  const ScreenRun run = RunScreened(o.x, o.w, m, n, k);
+  EXPECT_EQ(run.tokens[0], 0);
+  ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+}
+
+// The bf16 pass it replaces chooses the same tokens (or, summed in another order, a logit within rounding).
+TEST(LmHeadScreenTest, ChoosesAsTheBf16Pass) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int m = 4, n = 151936, k = 896;
+  const Operands o(m, n, k, 13, 0.1f);
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(o.x)), d_w(ToBf16(o.w));
+  DeviceArray<int32_t> d_tokens(m);
+  DeviceArray<char> d_workspace(LmHeadArgmaxWorkspaceBytes(m));
+  LmHeadArgmax(d_x.get(), d_w.get(), d_tokens.get(), m, n, k, d_workspace.get(), nullptr);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<int32_t> bf16_pass = d_tokens.Download();
+  const std::vector<int32_t> screened = RunScreened(o.x, o.w, m, n, k).tokens;
+  int same = 0;
+  for (int r = 0; r < m; ++r) same += bf16_pass[r] == screened[r];
+  EXPECT_GE(same, m - 1);
+  ExpectArgmax(screened, o.x, o.w, m, n, k);
+}
+
+TEST(LmHeadScreenTest, Supports) {
+  EXPECT_TRUE(LmHeadScreenSupportsShape(151936, 896));
+  EXPECT_TRUE(LmHeadScreenSupportsShape(5, 64));
+  EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 900));   // k not whole 64-wide tiles
+  EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 8192));  // x's copies beyond the shared-memory budget
+  EXPECT_FALSE(LmHeadScreenPreferred(5, 151936, 896));    // more rows than the kernel takes
+  EXPECT_EQ(LmHeadScreenBytes(33, 128), 64u * 128 + 3 * 64 * sizeof(float));
+}
+
+}  // namespace
+}  // namespace doze::kernels
