@@ -3,6 +3,7 @@
 
 #include "kernels/argmax.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/device_info.h"
 #include "kernels/env_knob.h"
 #include "kernels/lm_head_screen.h"
 #include "kernels/lm_head_screen_bound.h"
@@ -19,7 +20,7 @@ constexpr int kChunk = 16;    // weights in a lane's 16-byte load
 constexpr int kInFlight = 4;  // loads a lane keeps in flight
 constexpr int kMaxRows = 4;   // x rows
 constexpr int kMaxK = 4096;   // x's 16-bit copy, every row, in shared memory
-constexpr int kFinalThreads = 1024;
+constexpr int kFinalThreads = 256;
 constexpr int kBuildRows = 8;  // rows a block of the build kernel quantizes: one a warp
 
 struct Screen {
@@ -38,7 +39,10 @@ struct Part {
 };
 
 int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
-int ScreenBlocks(int n) { return (PaddedRows(n) / kTileRows + kWarps - 1) / kWarps; }
+// Blocks of a grid whose warps take tiles_per_warp tiles of 32 rows each.
+int ScreenBlocks(int n, int tiles_per_warp) {
+  return (PaddedRows(n) / kTileRows + kWarps * tiles_per_warp - 1) / (kWarps * tiles_per_warp);
+}
 size_t Align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 Screen ScreenAt(const void* base, int n, int k) {
@@ -130,6 +134,7 @@ struct Params {
   float* upper;  // [m, n]: every row's bound
   Part* parts;   // [m, gridDim.x]
   int m, n, k;
+  int tiles_per_warp;
 };
 
 // x's statistics for one row, shared by the block.
@@ -203,47 +208,97 @@ __device__ __forceinline__ void DotChunk(const int16_t* xs, int k, int c, const 
   }
 }
 
-// Each warp screens 32 vocabulary rows (a lane each, its int8 row in kInFlight loads at a time, the first
-// before the wait); the block then evaluates exactly its best row per x row and keeps its other rows' largest
-// bound.
+// A lane's screened rows for one x row: the one of largest integer logit (lowest id on ties) with its bound,
+// and the largest bound of the others.
+struct LaneRows {
+  Best best = NoBest();
+  float best_upper = -INFINITY;
+  float other_upper = -INFINITY;
+
+  __device__ void Add(float approx, float upper, int row) {
+    const Best candidate{approx, row};
+    if (Better(best, candidate).index == row) {
+      other_upper = fmaxf(other_upper, best_upper);
+      best = candidate;
+      best_upper = upper;
+    } else {
+      other_upper = fmaxf(other_upper, upper);
+    }
+  }
+};
+
+// A vocabulary row's screen factors (zeros past n).
+struct RowFactors {
+  float scale = 0.f, error = 0.f, norm = 0.f;
+};
+
+__device__ __forceinline__ RowFactors LoadRowFactors(const Screen& screen, int row, int n) {
+  if (row >= n) return RowFactors{};
+  return RowFactors{screen.scale[row], screen.error[row], screen.norm[row]};
+}
+
+// Each warp screens tiles_per_warp tiles of 32 vocabulary rows (a lane a row, its int8 row kInFlight loads at
+// a time, the first before the wait; tile t of warp w is tile (block * tiles_per_warp + t) * 4 + w); the
+// block then evaluates exactly its best row per x row and keeps its other rows' largest bound.
 template <int kRows>
-static __global__ void __launch_bounds__(kThreads, kRows <= 2 ? 9 : 6) ScreenKernel(Params p) {
+static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
+                                                   : kRows == 2 ? 8
+                                                                : 4) ScreenKernel(Params p) {
   extern __shared__ __align__(16) int16_t xs[];  // [kRows][k]
   __shared__ XStats stats[kRows];
   __shared__ Best warp_best[kRows][kWarps];
   __shared__ float warp_upper[kRows][kWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, chunks = p.k / kChunk;
-  const int tile = blockIdx.x * kWarps + warp, row = tile * kTileRows + lane;
-  const bool tile_ok = tile * kTileRows < p.n, row_ok = row < p.n;
-  const uint4* src = p.screen.q + (static_cast<size_t>(tile_ok ? tile : 0) * chunks) * kTileRows + lane;
+  const auto tile_of = [&](int t) {
+    return (static_cast<int>(blockIdx.x) * p.tiles_per_warp + t) * kWarps + warp;
+  };
+  int my_tiles = 0;
+  while (my_tiles < p.tiles_per_warp && tile_of(my_tiles) * kTileRows < p.n) ++my_tiles;
+  // Chunk q of the warp's sequence: tile q / chunks, chunk q % chunks.
+  const auto piece = [&](int q) {
+    const int t = q / chunks;
+    return p.screen.q + (static_cast<size_t>(tile_of(t)) * chunks + (q - t * chunks)) * kTileRows + lane;
+  };
+  const int total = my_tiles * chunks;
   uint4 wv[kInFlight];
 #pragma unroll
-  for (int i = 0; i < kInFlight; ++i) wv[i] = tile_ok ? __ldcs(src + i * kTileRows) : make_uint4(0, 0, 0, 0);
-  const float row_scale = row_ok ? p.screen.scale[row] : 0.f;
-  const float row_error = row_ok ? p.screen.error[row] : 0.f;
-  const float row_norm = row_ok ? p.screen.norm[row] : 0.f;
+  for (int i = 0; i < kInFlight; ++i) wv[i] = i < total ? __ldcs(piece(i)) : make_uint4(0, 0, 0, 0);
+  RowFactors factors = LoadRowFactors(p.screen, tile_of(0) * kTileRows + lane, p.n);
   GridDependencyWait();
   LaunchDependents();
   QuantizeX<kRows>(p, xs, stats);
 
   int32_t acc[kRows] = {};
-  for (int c0 = 0; c0 < chunks; c0 += kInFlight) {
+  LaneRows mine[kRows];
+  for (int q0 = 0, c0 = 0, t = 0; q0 < total; q0 += kInFlight) {
 #pragma unroll
     for (int i = 0; i < kInFlight; ++i) {
       const uint4 w = wv[i];
-      const int next = c0 + i + kInFlight;
-      if (tile_ok && next < chunks) wv[i] = __ldcs(src + static_cast<size_t>(next) * kTileRows);
+      const int next = q0 + i + kInFlight;
+      if (next < total) wv[i] = __ldcs(piece(next));
       DotChunk<kRows>(xs, p.k, c0 + i, w, acc);
     }
+    c0 += kInFlight;
+    if (c0 < chunks) continue;
+    const int row = tile_of(t) * kTileRows + lane;  // tile t is done
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) {
+      const float approx = ScreenApproxLogit(stats[j].step, factors.scale, acc[j]);
+      const float upper = ScreenUpper(approx, stats[j].norm, stats[j].error, factors.error, factors.norm);
+      if (row < p.n) {
+        if (j < p.m) p.upper[static_cast<size_t>(j) * p.n + row] = upper;
+        mine[j].Add(approx, upper, row);
+      }
+      acc[j] = 0;
+    }
+    c0 = 0;
+    ++t;
+    if (t < my_tiles) factors = LoadRowFactors(p.screen, tile_of(t) * kTileRows + lane, p.n);
   }
 
-  float upper[kRows];
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
-    const float approx = ScreenApproxLogit(stats[j].step, row_scale, acc[j]);
-    upper[j] = ScreenUpper(approx, stats[j].norm, stats[j].error, row_error, row_norm);
-    if (row_ok && j < p.m) p.upper[static_cast<size_t>(j) * p.n + row] = upper[j];
-    const Best best = WarpArgmax(row_ok ? Best{approx, row} : NoBest());
+    const Best best = WarpArgmax(mine[j].best);
     if (lane == 0) warp_best[j][warp] = best;
   }
   __syncthreads();
@@ -253,7 +308,9 @@ static __global__ void __launch_bounds__(kThreads, kRows <= 2 ? 9 : 6) ScreenKer
     chosen[j] = NoBest();
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) chosen[j] = Better(chosen[j], warp_best[j][w]);
-    const float other = WarpMax(row_ok && row != chosen[j].index ? upper[j] : -INFINITY);
+    const bool holds_chosen = mine[j].best.index == chosen[j].index;
+    const float other =
+        WarpMax(holds_chosen ? mine[j].other_upper : fmaxf(mine[j].best_upper, mine[j].other_upper));
     if (lane == 0) warp_upper[j][warp] = other;
   }
   __syncthreads();
@@ -272,15 +329,22 @@ static __global__ void __launch_bounds__(kThreads, kRows <= 2 ? 9 : 6) ScreenKer
   }
 }
 
-__device__ __forceinline__ float BlockMax(float v) {
-  __shared__ float scratch[32];
-  v = WarpMax(v);
+// The block's best (value, index) and largest bound, in every thread; blockDim.x == kFinalThreads.
+__device__ __forceinline__ void BlockBestAndUpper(Best& best, float& upper) {
+  __shared__ Best bests[kFinalThreads / 32];
+  __shared__ float uppers[kFinalThreads / 32];
+  best = WarpArgmax(best);
+  upper = WarpMax(upper);
+  if ((threadIdx.x & 31) == 0) {
+    bests[threadIdx.x >> 5] = best;
+    uppers[threadIdx.x >> 5] = upper;
+  }
   __syncthreads();
-  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float total = -INFINITY;
-  for (int w = 0; w < (blockDim.x >> 5); ++w) total = fmaxf(total, scratch[w]);
-  return total;
+#pragma unroll
+  for (int w = 0; w < kFinalThreads / 32; ++w) {
+    best = Better(best, bests[w]);
+    upper = fmaxf(upper, uppers[w]);
+  }
 }
 
 // x row blockIdx.x's token: the best of the blocks' exact logits, unless some row a block did not evaluate
@@ -302,8 +366,7 @@ static __global__ void __launch_bounds__(kFinalThreads)
     best = Better(best, Best{part.value, part.index});
     others = fmaxf(others, part.upper);
   }
-  best = BlockArgmax(best);
-  others = BlockMax(others);
+  BlockBestAndUpper(best, others);
   if (!(others < best.value)) {
     const float threshold = best.value;
     const float* row_upper = upper + static_cast<size_t>(j) * n;
@@ -323,10 +386,20 @@ static __global__ void __launch_bounds__(kFinalThreads)
   if (threadIdx.x == 0) tokens[j] = best.index;
 }
 
+// Launches the screen for kRows with as many tiles a warp as it takes for every block to be resident at once
+// (a second wave would leave a tail of blocks streaming alone); returns the grid's blocks.
 template <int kRows>
-void LaunchScreen(const Params& p, cudaStream_t stream) {
+int LaunchScreen(Params p, cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(kRows) * p.k * sizeof(int16_t);
-  LaunchWithPdl(ScreenKernel<kRows>, dim3(ScreenBlocks(p.n)), dim3(kThreads), shared, stream, p);
+  int per_multiprocessor = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows>, kThreads,
+                                                           shared));
+  const int resident = std::max(per_multiprocessor, 1) * MultiprocessorCount();
+  const int tiles = PaddedRows(p.n) / kTileRows;
+  p.tiles_per_warp = std::max(1, (tiles + kWarps * resident - 1) / (kWarps * resident));
+  const int blocks = ScreenBlocks(p.n, p.tiles_per_warp);
+  LaunchWithPdl(ScreenKernel<kRows>, dim3(blocks), dim3(kThreads), shared, stream, p);
+  return blocks;
 }
 
 }  // namespace
@@ -357,7 +430,7 @@ void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaS
 
 size_t LmHeadScreenWorkspaceBytes(int m, int n) {
   return Align256(static_cast<size_t>(m) * n * sizeof(float)) +
-         static_cast<size_t>(m) * ScreenBlocks(n) * sizeof(Part);
+         static_cast<size_t>(m) * ScreenBlocks(n, 1) * sizeof(Part);
 }
 
 void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
@@ -370,20 +443,12 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
   Part* parts = reinterpret_cast<Part*>(bytes + Align256(static_cast<size_t>(m) * n * sizeof(float)));
-  const Params p{x, w, ScreenAt(screen, n, k), upper, parts, m, n, k};
-  switch (m) {
-    case 1:
-      LaunchScreen<1>(p, stream);
-      break;
-    case 2:
-      LaunchScreen<2>(p, stream);
-      break;
-    default:
-      LaunchScreen<4>(p, stream);
-      break;
-  }
+  const Params p{x, w, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
+  const int blocks = m == 1   ? LaunchScreen<1>(p, stream)
+                     : m == 2 ? LaunchScreen<2>(p, stream)
+                              : LaunchScreen<4>(p, stream);
   LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
-                ScreenBlocks(n), static_cast<const float*>(upper), x, w, tokens, n, k);
+                blocks, static_cast<const float*>(upper), x, w, tokens, n, k);
 }
 
 }  // namespace doze::kernels

@@ -1,10 +1,11 @@
 // The screened greedy LM head (kernels/lm_head_screen.h). On the CPU: the screen's bound is above every
-// logit's exact value and fp32 sums, on random rows and on rows built to strain it (one huge element, a
-// massive activation in x, constant rows). On the GPU: the screen equals its CPU reference; the tokens are
-// the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile, two hidden sizes and the whole
-// Qwen2.5-0.5B vocabulary; ties go to the lower id inside a block and across blocks; a row that only the
-// exact sums rank first (the int8 copies equal) is found by the second pass; an all-zero x ties every row;
-// and the bf16 pass (kernels/lm_head_argmax.h) chooses the same tokens.
+// logit's exact value and fp32 sums, on random rows, on rows built to strain it (one huge element, a massive
+// activation in x, constant rows) and where it is nearly tight. On the GPU: the kernel's bounds are its CPU
+// reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile, two
+// hidden sizes and the whole Qwen2.5-0.5B vocabulary (where warps take several tiles); ties go to the lower id
+// inside a block, a lane and across blocks; a row that only the exact sums rank first (the int8 copies equal)
+// is found by the second pass; an all-zero x ties every row; and the bf16 pass (kernels/lm_head_argmax.h)
+// chooses the same tokens.
 #include "kernels/lm_head_screen.h"
 
 #include <gtest/gtest.h>
@@ -223,33 +224,44 @@ Operands TiedRows(int n, int k, int low, int high, float high_bump) {
   return o;
 }
 
-TEST(LmHeadScreenTest, TieInOneBlockGoesToTheLowerId) {
+// Vocabularies of one wave of tiles (each warp a tile) and Qwen2.5's, where at three rows a warp takes three
+// tiles (rows 130 and 258 are then one lane's: tiles 4 and 8 of block 0).
+class LmHeadScreenTieTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(LmHeadScreenTieTest, TieInOneBlockGoesToTheLowerId) {
   DOZE_SKIP_WITHOUT_GPU();
-  const int n = 7000, k = 256;
-  const Operands o = TiedRows(n, k, 130, 200, 0.f);  // block 1 (rows 128-255)
+  const auto [n, high] = GetParam();
+  const int k = 256;
+  const Operands o = TiedRows(n, k, 130, high, 0.f);
   const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
   EXPECT_EQ(run.tokens[0], 130);
   ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
 }
+
+// Rows 130 and `high` have the same int8 copy (0.25 and 0.25 + 2^-9 both round to 64 steps of 0.5 / 127), so
+// the block evaluates row 130 exactly and only the second pass can find that row high's logit is larger.
+TEST_P(LmHeadScreenTieTest, SecondPassFindsWhatOnlyExactSumsRank) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const auto [n, high] = GetParam();
+  const int k = 256;
+  const Operands o = TiedRows(n, k, 130, high, 1.f / 512);
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
+  ASSERT_TRUE(
+      std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + high * k));
+  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
+  EXPECT_EQ(run.tokens[0], high);
+  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
+}
+
+INSTANTIATE_TEST_SUITE_P(VocabAndRow, LmHeadScreenTieTest,
+                         ::testing::Values(std::make_tuple(7000, 200), std::make_tuple(151936, 200),
+                                           std::make_tuple(151936, 258)));
 
 TEST(LmHeadScreenTest, TieAcrossBlocksGoesToTheLowerId) {
   DOZE_SKIP_WITHOUT_GPU();
   const int n = 7000, k = 256;
   const Operands o = TiedRows(n, k, 300, 6500, 0.f);
   EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k).tokens[0], 300);
-}
-
-// Rows 130 and 200 have the same int8 copy (0.25 and 0.25 + 2^-9 both round to 64 steps of 0.5 / 127), so the
-// block evaluates row 130 exactly and only the second pass can find that row 200's logit is larger.
-TEST(LmHeadScreenTest, SecondPassFindsWhatOnlyExactSumsRank) {
-  DOZE_SKIP_WITHOUT_GPU();
-  const int n = 7000, k = 256;
-  const Operands o = TiedRows(n, k, 130, 200, 1.f / 512);
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
-  ASSERT_TRUE(std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + 200 * k));
-  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
-  EXPECT_EQ(run.tokens[0], 200);
-  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
 }
 
 // x = 0: every logit is 0 and every bound reaches it; the second pass evaluates every row: token 0.
