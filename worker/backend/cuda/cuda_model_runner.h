@@ -43,8 +43,8 @@ struct CudaRunnerOptions {
   // before it, where the attention can.
   bool attention_rotary = true;
   // Steps whose rows all take their largest logit (temperature 0, no logit edits) choose the tokens in the
-  // LM head's pass (kernels::LmHeadArgmax, where kernels::LmHeadArgmaxPreferred) instead of writing fp32
-  // logits for the sampler's argmax.
+  // LM head's pass (kernels::LmHeadArgmax where kernels::LmHeadArgmaxPreferred; kernels::LmHeadScreenedArgmax
+  // at the few rows it takes) instead of writing fp32 logits for the sampler's argmax.
   bool greedy_lm_head = true;
 };
 
@@ -82,7 +82,8 @@ class CudaModelRunner : public ModelRunner {
   // call, ordered on stream(). For sampling on the GPU (kernels/sampling.h).
   absl::StatusOr<const float*> ForwardOnDevice(const BatchMetadata& batch);
   cudaStream_t stream() const { return stream_; }
-  // Steps whose tokens the LM head's pass chose (kernels::LmHeadArgmax) rather than a sampling of logits.
+  // Steps whose tokens the LM head's pass chose (LmHeadArgmax or LmHeadScreenedArgmax) rather than a sampling
+  // of logits.
   int64_t lm_head_chosen_steps() const { return lm_head_chosen_steps_; }
   // Number of decode graphs captured so far.
   int num_graphs() const { return static_cast<int>(graphs_.size()); }
