@@ -94,6 +94,17 @@ inline std::vector<float> RandomBf16(size_t n, float lo, float hi, std::mt19937&
   return v;
 }
 
+// Random x (m rows of k, in +-1) and w (n rows of k, +-w_bound), bf16 values, from `seed`: a linear layer's
+// operands (the LM head's tests).
+struct LinearOperands {
+  std::vector<float> x, w;
+  LinearOperands(int m, int n, int k, uint32_t seed, float w_bound) {
+    std::mt19937 rng(seed);
+    x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
+    w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
+  }
+};
+
 inline std::vector<__nv_bfloat16> ToBf16(const std::vector<float>& v) {
   std::vector<__nv_bfloat16> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = __float2bfloat16(v[i]);

@@ -34,15 +34,7 @@ int RowArgmax(const std::vector<float>& logits, int r, int n) {
   return static_cast<int>(std::max_element(row, row + n) - row);
 }
 
-// Random x (m rows of k) and w (n rows of k, +-w_bound) from `seed`.
-struct Operands {
-  std::vector<float> x, w;
-  Operands(int m, int n, int k, uint32_t seed, float w_bound) {
-    std::mt19937 rng(seed);
-    x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-    w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
-  }
-};
+using Operands = testing::LinearOperands;
 
 std::vector<int32_t> RunLmHeadArgmax(const std::vector<float>& x, const std::vector<float>& w, int m, int n,
                                      int k) {

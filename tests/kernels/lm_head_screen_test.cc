@@ -1,11 +1,11 @@
 // The screened greedy LM head (kernels/lm_head_screen.h). On the CPU: the screen's bound is above every
 // logit's exact value and fp32 sums, on random rows, on rows built to strain it (one huge element, a massive
 // activation in x, constant rows) and where it is nearly tight. On the GPU: the kernel's bounds are its CPU
-// reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile, two
-// hidden sizes and the whole Qwen2.5-0.5B vocabulary (where warps take several tiles); ties go to the lower id
-// inside a block, a lane and across blocks; a row that only the exact sums rank first (the int8 copies equal)
-// is found by the second pass; an all-zero x ties every row; and the bf16 pass (kernels/lm_head_argmax.h)
-// chooses the same tokens.
+// reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile,
+// two hidden sizes and the whole Qwen2.5-0.5B vocabulary (where warps take several tiles); ties go to the
+// lower id inside a block, a lane and across blocks; a row that only the exact sums rank first (the int8
+// copies equal) is found by the second pass; an all-zero x ties every row; and the bf16 pass
+// (kernels/lm_head_argmax.h) chooses the same tokens.
 #include "kernels/lm_head_screen.h"
 
 #include <gtest/gtest.h>
@@ -118,15 +118,7 @@ TEST(LmHeadScreenBoundTest, IsTightEnoughToScreen) {
   EXPECT_LT(slack, 0.5 * spread) << "bound slack " << slack << " against a logit spread of " << spread;
 }
 
-// Random x (m rows of k, in +-1) and w (n rows of k, +-w_bound) from `seed`.
-struct Operands {
-  std::vector<float> x, w;
-  Operands(int m, int n, int k, uint32_t seed, float w_bound) {
-    std::mt19937 rng(seed);
-    x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
-    w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
-  }
-};
+using Operands = testing::LinearOperands;
 
 // The screen built on the device and the tokens it chooses; `upper` gets the kernel's bounds.
 struct ScreenRun {
