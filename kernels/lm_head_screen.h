@@ -3,14 +3,14 @@
 //
 // The copy (BuildLmHeadScreen, once at upload) keeps one scale a vocabulary row and two error factors, so
 // that an integer logit a_j (x as 16-bit integers, dp2a, exact int32 sums) bounds the fp32 logit from above
-// by u_j = a_j + B_j for any x (kernels/lm_head_screen_bound.h). Each block of 128 vocabulary rows then
-// computes in fp32, from bf16 x and w, only its row of largest a_j (lowest id on ties), and keeps the
-// largest u_j of its other rows. The final kernel takes the best of the blocks' exact logits, E; where some
-// unevaluated row has u_j >= E, it evaluates every row with u_j >= E (a pass over the bounds, which the
-// first kernel wrote). So every row that could beat or tie E is evaluated exactly: the token is the argmax
-// of the fp32 logits (lowest id on ties), whatever the weights, from n k bytes of int8 where the bf16 pass
-// reads 2 n k. The fp32 sums run in another order than LmHeadArgmax's: where two logits are within rounding
-// of each other the choice may differ.
+// by u_j = a_j + B_j for any x (kernels/lm_head_screen_bound.h). Each block of vocabulary rows (128, or a
+// multiple where one wave of blocks would not cover the vocabulary) then computes in fp32, from bf16 x and w,
+// only its row of largest a_j (lowest id on ties), and keeps the largest u_j of its other rows. The final
+// kernel takes the best of the blocks' exact logits, E; where some unevaluated row has u_j >= E, it evaluates
+// every row with u_j >= E (a pass over the bounds, which the first kernel wrote). So every row that could
+// beat or tie E is evaluated exactly: the token is the argmax of the fp32 logits (lowest id on ties),
+// whatever the weights, from n k bytes of int8 where the bf16 pass reads 2 n k. The fp32 sums run in another
+// order than LmHeadArgmax's: where two logits are within rounding of each other the choice may differ.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -21,7 +21,7 @@
 
 namespace doze::kernels {
 
-// Whether a screen can be built for an [n, k] LM head: k a multiple of 64, at most 8,192.
+// Whether a screen can be built for an [n, k] LM head: k a multiple of 64, at most 4,096.
 bool LmHeadScreenSupportsShape(int n, int k);
 
 // Whether LmHeadScreenedArgmax takes m rows (1 to 4) over such a head; DOZE_LM_HEAD_SCREEN=0 turns it off
