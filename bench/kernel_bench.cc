@@ -552,7 +552,7 @@ void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
   int32_t* tokens;
   CUDA_CHECK(cudaMalloc(&workspace, std::max({kernels::SamplingWorkspaceBytes(kMaxRows),
                                               kernels::LmHeadArgmaxWorkspaceBytes(kMaxRows),
-                                              kernels::LmHeadScreenWorkspaceBytes(4, kLmHead.n)})));
+                                              kernels::LmHeadScreenWorkspaceBytes(kMaxRows, kLmHead.n)})));
   CUDA_CHECK(cudaMalloc(&tokens, kMaxRows * sizeof(int32_t)));
   for (int m : {1, 2, 4, 8, 16, 32, 64}) {
     const std::string rows = " m=" + std::to_string(m);

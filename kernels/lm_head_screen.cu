@@ -43,7 +43,9 @@ int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
 int ScreenBlocks(int n, int tiles_per_warp) {
   return (PaddedRows(n) / kTileRows + kWarps * tiles_per_warp - 1) / (kWarps * tiles_per_warp);
 }
-size_t Align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+// The workspace of m rows: every row's bound ([m, n] floats), then on a 256-byte boundary each block's Part
+// ([m, blocks]).
+size_t PartsOffset(int m, int n) { return (static_cast<size_t>(m) * n * sizeof(float) + 255) / 256 * 256; }
 
 Screen ScreenAt(const void* base, int n, int k) {
   const size_t rows = PaddedRows(n);
@@ -388,13 +390,17 @@ static __global__ void __launch_bounds__(kFinalThreads)
 
 // Launches the screen for kRows with as many tiles a warp as it takes for every block to be resident at once
 // (a second wave would leave a tail of blocks streaming alone); returns the grid's blocks.
+// Registers, not x's few KB of shared memory, bound the blocks a multiprocessor holds: the count is taken
+// once.
 template <int kRows>
 int LaunchScreen(Params p, cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(kRows) * p.k * sizeof(int16_t);
-  int per_multiprocessor = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows>, kThreads,
-                                                           shared));
-  const int resident = std::max(per_multiprocessor, 1) * MultiprocessorCount();
+  static const int resident = [shared] {
+    int per_multiprocessor = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows>,
+                                                             kThreads, shared));
+    return std::max(per_multiprocessor, 1) * MultiprocessorCount();
+  }();
   const int tiles = PaddedRows(p.n) / kTileRows;
   p.tiles_per_warp = std::max(1, (tiles + kWarps * resident - 1) / (kWarps * resident));
   const int blocks = ScreenBlocks(p.n, p.tiles_per_warp);
@@ -429,8 +435,8 @@ void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaS
 }
 
 size_t LmHeadScreenWorkspaceBytes(int m, int n) {
-  return Align256(static_cast<size_t>(m) * n * sizeof(float)) +
-         static_cast<size_t>(m) * ScreenBlocks(n, 1) * sizeof(Part);
+  m = std::clamp(m, 0, kMaxRows);
+  return PartsOffset(m, n) + static_cast<size_t>(m) * ScreenBlocks(n, 1) * sizeof(Part);
 }
 
 void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
@@ -442,7 +448,7 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
   }
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
-  Part* parts = reinterpret_cast<Part*>(bytes + Align256(static_cast<size_t>(m) * n * sizeof(float)));
+  Part* parts = reinterpret_cast<Part*>(bytes + PartsOffset(m, n));
   const Params p{x, w, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
   const int blocks = m == 1   ? LaunchScreen<1>(p, stream)
                      : m == 2 ? LaunchScreen<2>(p, stream)

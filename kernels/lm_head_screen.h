@@ -37,8 +37,8 @@ void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]
                        void* screen,            // [LmHeadScreenBytes(n, k)]
                        int n, int k, cudaStream_t stream);
 
-// Bytes of workspace LmHeadScreenedArgmax needs for m rows of an n-row head: the bounds of every row and
-// each block's exact best.
+// Bytes of workspace LmHeadScreenedArgmax needs for up to m rows of an n-row head (m past the 4 it takes
+// counts as 4): the bounds of every row and each block's exact best.
 size_t LmHeadScreenWorkspaceBytes(int m, int n);
 
 // tokens[r] = the lowest j of the largest fp32 x[r] . w[j] for r < m (1 <= m <= 4). Launched with
