@@ -1,5 +1,5 @@
-// (value, index) maxima with the lowest index on ties (torch.argmax's choice), shared by the sampling kernels
-// and the projections that end in a greedy choice.
+// (value, index) maxima with the lowest index on ties and a NaN above every number (torch.argmax's choice:
+// the first NaN, if any), shared by the sampling kernels and the projections that end in a greedy choice.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,11 +13,13 @@ struct Best {
   int index;
 };
 
-// The empty maximum: loses to every (value, index) but NaN.
+// The empty maximum: loses to every (value, index).
 __device__ __forceinline__ Best NoBest() { return Best{-INFINITY, 0x7fffffff}; }
 
 __device__ __forceinline__ Best Better(Best a, Best b) {
-  if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
+  const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
+  if (a_nan != b_nan) return b_nan ? b : a;
+  if (b.value > a.value || ((b.value == a.value || a_nan) && b.index < a.index)) return b;
   return a;
 }
 

@@ -322,6 +322,7 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
     float others = -INFINITY;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) others = fmaxf(others, warp_upper[j][w]);
+    if (!isfinite(stats[j].norm)) others = INFINITY;  // x not finite: no bound holds, every row is evaluated
     const int index = chosen[j].index;
     const bool valid = index >= 0 && index < p.n;
     const float value = valid ? ExactLogit(p.x + static_cast<size_t>(j) * p.k,
@@ -350,7 +351,9 @@ __device__ __forceinline__ void BlockBestAndUpper(Best& best, float& upper) {
 }
 
 // x row blockIdx.x's token: the best of the blocks' exact logits, unless some row a block did not evaluate
-// may reach it; then every row whose bound reaches it, evaluated exactly by the block's warps.
+// may reach it; then every row whose bound reaches it (or is NaN), evaluated exactly by the block's warps. A
+// row of x that is not finite leaves every bound +inf or NaN (ScreenKernel's parts say +inf): every row is
+// evaluated, so the token is torch.argmax's (the first NaN, if any).
 static __global__ void __launch_bounds__(kFinalThreads)
     ScreenFinalKernel(const Part* __restrict__ parts,  // [m, num_parts]
                       int num_parts,
@@ -376,7 +379,7 @@ static __global__ void __launch_bounds__(kFinalThreads)
     Best mine = NoBest();
     for (int base = warp * 32; base < n; base += kFinalThreads) {
       const int r = base + lane;
-      unsigned candidates = __ballot_sync(0xffffffffu, r < n && row_upper[r] >= threshold);
+      unsigned candidates = __ballot_sync(0xffffffffu, r < n && !(row_upper[r] < threshold));
       while (candidates != 0) {
         const int c = base + __ffs(candidates) - 1;
         candidates &= candidates - 1;

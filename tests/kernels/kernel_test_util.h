@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -102,6 +103,27 @@ struct LinearOperands {
     std::mt19937 rng(seed);
     x = RandomBf16(static_cast<size_t>(m) * k, -1.f, 1.f, rng);
     w = RandomBf16(static_cast<size_t>(n) * k, -w_bound, w_bound, rng);
+  }
+};
+
+// An LM head's operands (n >= 4001 rows of k >= 10) with rows of x that are not finite, and the tokens
+// torch.argmax takes (a NaN above every number, the lowest id first): row 0 holds a NaN, so every logit is
+// NaN (token 0); row 1 holds +inf at element 5, whose weights are negative but rows 137's and 300's, so every
+// logit is -inf but those two +inf (token 137); row 2 holds -inf at element 9, whose weights are positive but
+// row 20's negative and row 4000's zero, so logit 20 is +inf and logit 4000 NaN (0 * inf; token 4000).
+struct NonFiniteLmHead {
+  LinearOperands o;
+  std::vector<int> want{0, 137, 4000};
+  NonFiniteLmHead(int n, int k, uint32_t seed) : o(3, n, k, seed, 0.1f) {
+    auto x = [&](int r, int e) -> float& { return o.x[static_cast<size_t>(r) * k + e]; };
+    auto w = [&](int row, int e) -> float& { return o.w[static_cast<size_t>(row) * k + e]; };
+    x(0, 3) = std::nanf("");
+    x(1, 5) = std::numeric_limits<float>::infinity();
+    x(2, 9) = -std::numeric_limits<float>::infinity();
+    for (int row = 0; row < n; ++row) {
+      w(row, 5) = row == 137 || row == 300 ? 0.0625f : -0.0625f;
+      w(row, 9) = row == 20 ? -0.0625f : row == 4000 ? 0.f : 0.0625f;
+    }
   }
 };
 

@@ -132,6 +132,15 @@ TEST(LmHeadArgmaxTest, ChoosesAsLogitsThenArgmax) {
   EXPECT_GE(same, m - 1) << "rows whose token differs from cuBLASLt + argmax";
 }
 
+// x rows that are not finite give torch.argmax's tokens (NaN above every number), never one past the
+// vocabulary.
+TEST(LmHeadArgmaxTest, NonFiniteRowsFollowTorch) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const testing::NonFiniteLmHead c(5000, 64, 17);
+  const std::vector<int32_t> tokens = RunLmHeadArgmax(c.o.x, c.o.w, 3, 5000, 64);
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
+}
+
 TEST(LmHeadArgmaxTest, Supports) {
   EXPECT_TRUE(LmHeadArgmaxSupports(64, 151936, 896));
   EXPECT_FALSE(LmHeadArgmaxSupports(65, 151936, 896));   // more rows than a block's x tiles

@@ -285,6 +285,15 @@ TEST(LmHeadScreenTest, ChoosesAsTheBf16Pass) {
   ExpectArgmax(screened, o.x, o.w, m, n, k);
 }
 
+// x rows that are not finite: no bound holds, every row is evaluated, and the tokens are torch.argmax's
+// (NaN above every number), never one past the vocabulary.
+TEST(LmHeadScreenTest, NonFiniteRowsFollowTorch) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const testing::NonFiniteLmHead c(5000, 64, 19);
+  const std::vector<int32_t> tokens = RunScreened(c.o.x, c.o.w, 3, 5000, 64).tokens;
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
+}
+
 TEST(LmHeadScreenTest, Supports) {
   EXPECT_TRUE(LmHeadScreenSupportsShape(151936, 896));
   EXPECT_TRUE(LmHeadScreenSupportsShape(5, 64));

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -74,6 +75,36 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
       EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))
           << "row " << r;
     }
+  }
+}
+
+// Rows with infinities and NaNs: the host's choice (torch.argmax's: the first NaN, else the lowest id of the
+// maximum), a NaN first in its slice or inside one, never an id past the vocabulary.
+TEST(SamplingArgmaxTest, NonFiniteRowsMatchTheHost) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = 4, vocab = 151936;
+  std::mt19937 rng(5);
+  std::vector<float> logits = RandomLogits(rows, vocab, false, rng);
+  auto at = [&](int r, int i) -> float& { return logits[static_cast<size_t>(r) * vocab + i]; };
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  at(0, 70000) = nan;
+  at(0, 100) = nan;
+  at(0, 50) = inf;
+  at(1, 9000) = inf;
+  at(1, 5000) = inf;
+  std::fill_n(&at(2, 0), vocab, -inf);
+  at(3, 0) = nan;
+  DeviceArray<float> d_logits(logits);
+  DeviceArray<int32_t> d_out(rows);
+  DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
+  d_out.Poison();
+  ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
+  const std::vector<int32_t> got = d_out.Download();
+  const std::vector<int32_t> want{100, 5000, 0, 0};
+  for (int r = 0; r < rows; ++r) {
+    EXPECT_EQ(got[r], want[r]) << "row " << r;
+    EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))
+        << "row " << r << " against the host";
   }
 }
 

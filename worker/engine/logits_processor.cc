@@ -97,6 +97,17 @@ size_t TopPKeepCount(absl::Span<const float> logits, absl::Span<const int32_t> o
   return mass_above >= p ? order.size() : 0;
 }
 
+// The first NaN of `logits`, or -1.
+int64_t FirstNan(absl::Span<const float> logits) {
+  bool any = false;
+  for (float logit : logits) any |= std::isnan(logit);  // one vectorized pass; the search only if needed
+  if (!any) return -1;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (std::isnan(logits[i])) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 float MaxLogit(absl::Span<const float> logits) {
@@ -207,13 +218,16 @@ void MaskMinP(float min_p, absl::Span<float> logits) {
 
 int32_t Argmax(absl::Span<const float> logits) {
   // The maximum of each chunk in vector instructions; then the first chunk holding the overall maximum is
-  // searched for its first occurrence.
+  // searched for its first occurrence. A NaN is larger than every number (torch.argmax's order): the first
+  // one is the answer (the comparisons below would pass over it, or, first in a chunk, never match it).
   constexpr size_t kChunk = 2048;
   size_t best_chunk = 0;
-  float best = MaxLogit(logits.subspan(0, kChunk));
-  for (size_t start = kChunk; start < logits.size(); start += kChunk) {
-    const float chunk_max = MaxLogit(logits.subspan(start, kChunk));
-    if (chunk_max > best) {
+  float best = -std::numeric_limits<float>::infinity();
+  for (size_t start = 0; start < logits.size(); start += kChunk) {
+    const absl::Span<const float> chunk = logits.subspan(start, kChunk);
+    if (const int64_t nan = FirstNan(chunk); nan >= 0) return static_cast<int32_t>(start + nan);
+    const float chunk_max = MaxLogit(chunk);
+    if (start == 0 || chunk_max > best) {
       best = chunk_max;
       best_chunk = start;
     }
