@@ -1,5 +1,5 @@
-// (value, index) maxima with the lowest index on ties and a NaN above every number (torch.argmax's choice:
-// the first NaN, if any), shared by the sampling kernels and the projections that end in a greedy choice.
+// (value, index) maxima with the lowest index on ties (torch.argmax's choice), shared by the sampling kernels
+// and the projections that end in a greedy choice.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,13 +13,16 @@ struct Best {
   int index;
 };
 
-// The empty maximum: loses to every (value, index).
+// The empty maximum: loses to every (value, index) but NaN.
 __device__ __forceinline__ Best NoBest() { return Best{-INFINITY, 0x7fffffff}; }
 
+// The token of a row's best: a NaN value never wins, so a row whose values are all NaN ends with NoBest's
+// index; it gets token 0, which torch.argmax takes for such a row (where only some are NaN torch would take
+// the first NaN: a broken model's output either way, and a token inside the vocabulary).
+__device__ __forceinline__ int TokenOf(const Best& best) { return best.index == 0x7fffffff ? 0 : best.index; }
+
 __device__ __forceinline__ Best Better(Best a, Best b) {
-  const bool a_nan = isnan(a.value), b_nan = isnan(b.value);
-  if (a_nan != b_nan) return b_nan ? b : a;
-  if (b.value > a.value || ((b.value == a.value || a_nan) && b.index < a.index)) return b;
+  if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
   return a;
 }
 

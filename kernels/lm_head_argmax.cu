@@ -187,7 +187,7 @@ static __global__ void __launch_bounds__(kFinalThreads)
   const Best mine =
       threadIdx.x < num_parts ? parts[static_cast<int64_t>(blockIdx.x) * num_parts + threadIdx.x] : NoBest();
   const Best best = BlockArgmax(mine);
-  if (threadIdx.x == 0) tokens[blockIdx.x] = best.index;
+  if (threadIdx.x == 0) tokens[blockIdx.x] = TokenOf(best);
 }
 
 int Blocks(int n) {

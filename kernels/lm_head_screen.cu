@@ -352,8 +352,8 @@ __device__ __forceinline__ void BlockBestAndUpper(Best& best, float& upper) {
 
 // x row blockIdx.x's token: the best of the blocks' exact logits, unless some row a block did not evaluate
 // may reach it; then every row whose bound reaches it (or is NaN), evaluated exactly by the block's warps. A
-// row of x that is not finite leaves every bound +inf or NaN (ScreenKernel's parts say +inf): every row is
-// evaluated, so the token is torch.argmax's (the first NaN, if any).
+// row of x that is not finite leaves no bound meaning anything (ScreenKernel's parts then say +inf): every
+// row is evaluated, and the token is the bf16 pass's (TokenOf).
 static __global__ void __launch_bounds__(kFinalThreads)
     ScreenFinalKernel(const Part* __restrict__ parts,  // [m, num_parts]
                       int num_parts,
@@ -388,7 +388,7 @@ static __global__ void __launch_bounds__(kFinalThreads)
     }
     best = Better(best, BlockArgmax(mine));
   }
-  if (threadIdx.x == 0) tokens[j] = best.index;
+  if (threadIdx.x == 0) tokens[j] = TokenOf(best);
 }
 
 // Launches the screen for kRows with as many tiles a warp as it takes for every block to be resident at once

@@ -63,7 +63,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
 // The row's argmax from its slices' bests (lowest index on ties, as the slices are in index order).
 __device__ int ArgmaxOfParts(const Best* row_parts) {
   const Best mine = threadIdx.x < kArgmaxParts ? row_parts[threadIdx.x] : Best{-INFINITY, INT_MAX};
-  return BlockArgmax(mine).index;
+  return TokenOf(BlockArgmax(mine));
 }
 
 static __global__ void ArgmaxKernel(const Best* __restrict__ parts,  // [num_rows, kArgmaxParts]

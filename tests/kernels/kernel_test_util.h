@@ -106,14 +106,15 @@ struct LinearOperands {
   }
 };
 
-// An LM head's operands (n >= 4001 rows of k >= 10) with rows of x that are not finite, and the tokens
-// torch.argmax takes (a NaN above every number, the lowest id first): row 0 holds a NaN, so every logit is
-// NaN (token 0); row 1 holds +inf at element 5, whose weights are negative but rows 137's and 300's, so every
-// logit is -inf but those two +inf (token 137); row 2 holds -inf at element 9, whose weights are positive but
-// row 20's negative and row 4000's zero, so logit 20 is +inf and logit 4000 NaN (0 * inf; token 4000).
+// An LM head's operands (n >= 4001 rows of k >= 10) with rows of x that are not finite, and the tokens the
+// greedy passes take (a NaN logit never wins; a row of NaNs gets token 0): row 0 holds a NaN, so every logit
+// is NaN (token 0, torch.argmax's too); row 1 holds +inf at element 5, whose weights are negative but rows
+// 137's and 300's, so every logit is -inf but those two +inf (token 137); row 2 holds -inf at element 9,
+// whose weights are positive but row 20's negative and row 4000's zero, so logit 20 is +inf and logit 4000
+// NaN (0 * inf; token 20, where torch.argmax would take the NaN).
 struct NonFiniteLmHead {
   LinearOperands o;
-  std::vector<int> want{0, 137, 4000};
+  std::vector<int> want{0, 137, 20};
   NonFiniteLmHead(int n, int k, uint32_t seed) : o(3, n, k, seed, 0.1f) {
     auto x = [&](int r, int e) -> float& { return o.x[static_cast<size_t>(r) * k + e]; };
     auto w = [&](int row, int e) -> float& { return o.w[static_cast<size_t>(row) * k + e]; };

@@ -132,9 +132,9 @@ TEST(LmHeadArgmaxTest, ChoosesAsLogitsThenArgmax) {
   EXPECT_GE(same, m - 1) << "rows whose token differs from cuBLASLt + argmax";
 }
 
-// x rows that are not finite give torch.argmax's tokens (NaN above every number), never one past the
+// x rows that are not finite: a NaN logit never wins, a row of NaNs gets token 0, never one past the
 // vocabulary.
-TEST(LmHeadArgmaxTest, NonFiniteRowsFollowTorch) {
+TEST(LmHeadArgmaxTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   DOZE_SKIP_WITHOUT_GPU();
   const testing::NonFiniteLmHead c(5000, 64, 17);
   const std::vector<int32_t> tokens = RunLmHeadArgmax(c.o.x, c.o.w, 3, 5000, 64);

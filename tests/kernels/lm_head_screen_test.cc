@@ -285,9 +285,9 @@ TEST(LmHeadScreenTest, ChoosesAsTheBf16Pass) {
   ExpectArgmax(screened, o.x, o.w, m, n, k);
 }
 
-// x rows that are not finite: no bound holds, every row is evaluated, and the tokens are torch.argmax's
-// (NaN above every number), never one past the vocabulary.
-TEST(LmHeadScreenTest, NonFiniteRowsFollowTorch) {
+// x rows that are not finite: no bound holds, every row is evaluated, and the tokens are the bf16 pass's (a
+// NaN logit never wins, a row of NaNs gets token 0), never one past the vocabulary.
+TEST(LmHeadScreenTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   DOZE_SKIP_WITHOUT_GPU();
   const testing::NonFiniteLmHead c(5000, 64, 19);
   const std::vector<int32_t> tokens = RunScreened(c.o.x, c.o.w, 3, 5000, 64).tokens;

@@ -78,29 +78,31 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
   }
 }
 
-// Rows with infinities and NaNs: the host's choice (torch.argmax's: the first NaN, else the lowest id of the
-// maximum), a NaN first in its slice or inside one, never an id past the vocabulary.
+// Rows with infinities and NaNs: the host's choice (the lowest id of the maximum; a NaN never wins, a row of
+// NaNs gets token 0), a NaN first in its slice or inside one, never an id past the vocabulary.
 TEST(SamplingArgmaxTest, NonFiniteRowsMatchTheHost) {
   DOZE_SKIP_WITHOUT_GPU();
-  const int rows = 4, vocab = 151936;
+  const int rows = 5, vocab = 151936;
   std::mt19937 rng(5);
   std::vector<float> logits = RandomLogits(rows, vocab, false, rng);
   auto at = [&](int r, int i) -> float& { return logits[static_cast<size_t>(r) * vocab + i]; };
   const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
   at(0, 70000) = nan;
-  at(0, 100) = nan;
+  at(0, 0) = nan;
   at(0, 50) = inf;
   at(1, 9000) = inf;
   at(1, 5000) = inf;
   std::fill_n(&at(2, 0), vocab, -inf);
-  at(3, 0) = nan;
+  std::fill_n(&at(3, 0), vocab, nan);
+  std::fill_n(&at(4, 0), vocab, nan);
+  at(4, 123456) = -inf;
   DeviceArray<float> d_logits(logits);
   DeviceArray<int32_t> d_out(rows);
   DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
   d_out.Poison();
   ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
   const std::vector<int32_t> got = d_out.Download();
-  const std::vector<int32_t> want{100, 5000, 0, 0};
+  const std::vector<int32_t> want{50, 5000, 0, 0, 123456};
   for (int r = 0; r < rows; ++r) {
     EXPECT_EQ(got[r], want[r]) << "row " << r;
     EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))

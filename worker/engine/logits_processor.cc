@@ -97,15 +97,14 @@ size_t TopPKeepCount(absl::Span<const float> logits, absl::Span<const int32_t> o
   return mass_above >= p ? order.size() : 0;
 }
 
-// The first NaN of `logits`, or -1.
-int64_t FirstNan(absl::Span<const float> logits) {
-  bool any = false;
-  for (float logit : logits) any |= std::isnan(logit);  // one vectorized pass; the search only if needed
-  if (!any) return -1;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (std::isnan(logits[i])) return static_cast<int64_t>(i);
+// The largest logit that is not NaN (NaN when all are), for a chunk holding a NaN (MaxLogit's comparisons
+// would keep a NaN that comes first).
+float MaxNumber(absl::Span<const float> logits) {
+  float best = std::numeric_limits<float>::quiet_NaN();
+  for (float logit : logits) {
+    if (!std::isnan(logit) && !(logit <= best)) best = logit;
   }
-  return -1;
+  return best;
 }
 
 }  // namespace
@@ -218,20 +217,22 @@ void MaskMinP(float min_p, absl::Span<float> logits) {
 
 int32_t Argmax(absl::Span<const float> logits) {
   // The maximum of each chunk in vector instructions; then the first chunk holding the overall maximum is
-  // searched for its first occurrence. A NaN is larger than every number (torch.argmax's order): the first
-  // one is the answer (the comparisons below would pass over it, or, first in a chunk, never match it).
+  // searched for its first occurrence. A NaN never wins (the GPU's argmax passes it over too); a row of NaNs
+  // gets token 0, torch.argmax's choice for it.
   constexpr size_t kChunk = 2048;
   size_t best_chunk = 0;
-  float best = -std::numeric_limits<float>::infinity();
+  float best = std::numeric_limits<float>::quiet_NaN();
   for (size_t start = 0; start < logits.size(); start += kChunk) {
     const absl::Span<const float> chunk = logits.subspan(start, kChunk);
-    if (const int64_t nan = FirstNan(chunk); nan >= 0) return static_cast<int32_t>(start + nan);
-    const float chunk_max = MaxLogit(chunk);
-    if (start == 0 || chunk_max > best) {
+    bool any_nan = false;
+    for (float logit : chunk) any_nan |= std::isnan(logit);  // vectorized; MaxNumber only where needed
+    const float chunk_max = any_nan ? MaxNumber(chunk) : MaxLogit(chunk);
+    if (!std::isnan(chunk_max) && (std::isnan(best) || chunk_max > best)) {
       best = chunk_max;
       best_chunk = start;
     }
   }
+  if (std::isnan(best)) return 0;
   size_t id = best_chunk;
   while (!(logits[id] == best)) ++id;
   return static_cast<int32_t>(id);

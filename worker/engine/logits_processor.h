@@ -40,7 +40,7 @@ void MaskTopP(float p, absl::Span<float> logits);
 // Keeps tokens whose probability is at least min_p times the largest.
 void MaskMinP(float min_p, absl::Span<float> logits);
 
-// The lowest id of the largest logit; with NaNs among them, the first NaN's (torch.argmax's choice).
+// The lowest id of the largest logit that is not NaN; 0 when every logit is NaN (as the GPU's argmax).
 int32_t Argmax(absl::Span<const float> logits);
 
 // log(sum(exp(logits))), computed stably; -infinity when every logit is.

@@ -149,26 +149,26 @@ TEST(SamplerTest, GreedyTakesTheLowestIdOfThePenalisedMaximum) {
   EXPECT_EQ(sampler.Sample(logits, MakeSeq({1}, {}, params, 0)).token_id, 0);
 }
 
-// torch.argmax's order: the lowest id of the maximum, infinities included; a NaN is above every number, so
-// the first NaN wins wherever it is (first of its chunk, first of all, inside a chunk after the maximum).
-TEST(ArgmaxTest, FollowsTorchWithInfinitiesAndNans) {
+// The lowest id of the maximum, infinities included; a NaN never wins wherever it lies (first of its chunk,
+// first of all, inside a chunk), and a row of NaNs gets token 0 (torch.argmax's choice for it).
+TEST(ArgmaxTest, InfinitiesCountAndNansNeverWin) {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
   std::vector<float> logits(5000, -1.0f);
   logits[4100] = 7.0f;
   logits[4200] = 7.0f;
   EXPECT_EQ(Argmax(logits), 4100);
+  logits[4500] = nan;
+  logits[2048] = nan;  // the first of the second chunk
+  logits[0] = nan;
+  EXPECT_EQ(Argmax(logits), 4100);
   logits[3000] = inf;
   EXPECT_EQ(Argmax(logits), 3000);
-  std::vector<float> all_low(3000, -inf);
-  EXPECT_EQ(Argmax(all_low), 0);
-  logits[4500] = nan;
-  EXPECT_EQ(Argmax(logits), 4500);
-  logits[2048] = nan;  // the first of the second chunk
-  EXPECT_EQ(Argmax(logits), 2048);
-  logits[0] = nan;
-  EXPECT_EQ(Argmax(logits), 0);
-  std::vector<float> short_row = {1.0f, nan, 5.0f};
-  EXPECT_EQ(Argmax(short_row), 1);
+  EXPECT_EQ(Argmax(std::vector<float>(3000, -inf)), 0);
+  std::vector<float> nans(3000, nan);
+  EXPECT_EQ(Argmax(nans), 0);
+  nans[2500] = -inf;
+  EXPECT_EQ(Argmax(nans), 2500);
+  EXPECT_EQ(Argmax(std::vector<float>{nan, 1.0f, nan, 5.0f}), 3);
 }
 
 TEST(SamplerTest, SameSeedSameTokensDifferentSeedDifferentTokens) {
