@@ -57,6 +57,16 @@ int32_t HostSample(const float* row, int vocab, const RowSetting& s, uint64_t se
   return SampleFromLogits(span, SeededUniform(seed, step));
 }
 
+// ArgmaxRows on the GPU.
+std::vector<int32_t> GpuArgmax(const std::vector<float>& logits, int rows, int vocab) {
+  DeviceArray<float> d_logits(logits);
+  DeviceArray<int32_t> d_out(rows);
+  DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
+  d_out.Poison();
+  ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
+  return d_out.Download();
+}
+
 class SamplingTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
@@ -65,12 +75,7 @@ TEST_P(SamplingTest, ArgmaxMatchesTheHost) {
   for (int vocab : {151936, 1000}) {
     std::mt19937 rng(rows + vocab);
     const std::vector<float> logits = RandomLogits(rows, vocab, vocab == 1000, rng);
-    DeviceArray<float> d_logits(logits);
-    DeviceArray<int32_t> d_out(rows);
-    DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
-    d_out.Poison();
-    ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
-    const std::vector<int32_t> got = d_out.Download();
+    const std::vector<int32_t> got = GpuArgmax(logits, rows, vocab);
     for (int r = 0; r < rows; ++r) {
       EXPECT_EQ(got[r], Argmax(absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab)))
           << "row " << r;
@@ -96,12 +101,7 @@ TEST(SamplingArgmaxTest, NonFiniteRowsMatchTheHost) {
   std::fill_n(&at(3, 0), vocab, nan);
   std::fill_n(&at(4, 0), vocab, nan);
   at(4, 123456) = -inf;
-  DeviceArray<float> d_logits(logits);
-  DeviceArray<int32_t> d_out(rows);
-  DeviceArray<char> d_workspace(SamplingWorkspaceBytes(rows));
-  d_out.Poison();
-  ArgmaxRows(d_logits.get(), d_out.get(), d_workspace.get(), rows, vocab, nullptr);
-  const std::vector<int32_t> got = d_out.Download();
+  const std::vector<int32_t> got = GpuArgmax(logits, rows, vocab);
   const std::vector<int32_t> want{50, 5000, 0, 0, 123456};
   for (int r = 0; r < rows; ++r) {
     EXPECT_EQ(got[r], want[r]) << "row " << r;
