@@ -8,6 +8,7 @@
 #include "kernels/lm_head_screen.h"
 #include "kernels/lm_head_screen_bound.h"
 #include "kernels/pdl.cuh"
+#include "kernels/rms_norm.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -16,6 +17,7 @@ namespace {
 constexpr int kTileRows = 32;  // vocabulary rows a warp screens: one a lane
 constexpr int kWarps = 4;      // tiles a block: 128 rows, one of them evaluated exactly
 constexpr int kThreads = kWarps * 32;
+static_assert(kThreads == kAddRmsNormThreads, "the screen's norm holds the row as RmsNorm's block does");
 constexpr int kChunk = 16;    // weights in a lane's 16-byte load
 constexpr int kInFlight = 4;  // loads a lane keeps in flight
 constexpr int kMaxRows = 4;   // x rows
@@ -130,8 +132,9 @@ static __global__ void __launch_bounds__(kBuildRows * 32)
 }
 
 struct Params {
-  const __nv_bfloat16* x;  // [m, k]
+  const __nv_bfloat16* x;  // [m, k]; with norm.residual, norm.out, written by block 0
   const __nv_bfloat16* w;  // [n, k]
+  ScreenNorm norm;
   Screen screen;
   float* upper;  // [m, n]: every row's bound
   Part* parts;   // [m, gridDim.x]
@@ -146,17 +149,38 @@ struct XStats {
   float error;  // ||x - x~||, rounded up
 };
 
-// x's rows as 16-bit integers into `xs` ([kRows][k], rows past m zeros) and their statistics, by the whole
-// block: a pass for max |x| and the sum of squares, a second to round.
+// With p.norm.residual: x's rows as RmsNorm computes them (its block's arithmetic, kernels/rms_norm.cuh),
+// into `x` ([kRows][k] in shared memory) and, by block 0, into p.norm.out (p.x) for the final kernel.
+// Returns where x's rows are.
 template <int kRows>
-__device__ __forceinline__ void QuantizeX(const Params& p, int16_t* xs, XStats* stats) {
+__device__ __forceinline__ const __nv_bfloat16* NormalizeX(const Params& p, __nv_bfloat16* x) {
+  if (p.norm.residual == nullptr) return p.x;
+  __shared__ float scratch[kWarps];
+  for (int j = 0; j < p.m; ++j) {
+    HeldRow<1> row;
+    LoadHeldRow(row, p.norm.residual + static_cast<size_t>(j) * p.k, p.norm.weight, p.k, kThreads);
+    const float inv_rms = HeldRowInvRms(row, p.k, kThreads, p.norm.eps, scratch);
+    WriteHeldRow(row, x + j * p.k, p.k, kThreads, inv_rms);
+    if (blockIdx.x != 0) continue;
+    __nv_bfloat16* out = p.norm.out + static_cast<size_t>(j) * p.k;
+    ForEachHeldVector<1>(p.k, kThreads, [&](int v, int i) { StoreBf16x8(out + i, row.v[v]); });
+  }
+  __syncthreads();
+  return x;
+}
+
+// x's rows (`x`, global or shared memory) as 16-bit integers into `xs` ([kRows][k], rows past m zeros) and
+// their statistics, by the whole block: a pass for max |x| and the sum of squares, a second to round.
+template <int kRows>
+__device__ __forceinline__ void QuantizeX(const Params& p, const __nv_bfloat16* x, int16_t* xs,
+                                          XStats* stats) {
   __shared__ float partial[kRows][kWarps][2];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, limit = ScreenXQuantMax(p.k);
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
     float max_abs = 0.f, sum_sq = 0.f;
     for (int e = threadIdx.x; e < p.k && j < p.m; e += kThreads) {
-      const float v = __bfloat162float(p.x[static_cast<size_t>(j) * p.k + e]);
+      const float v = __bfloat162float(x[static_cast<size_t>(j) * p.k + e]);
       max_abs = fmaxf(max_abs, fabsf(v));
       sum_sq = fmaf(v, v, sum_sq);
     }
@@ -178,7 +202,7 @@ __device__ __forceinline__ void QuantizeX(const Params& p, int16_t* xs, XStats* 
     }
     const float inv = ScreenInverseScale(max_abs, limit);
     for (int e = threadIdx.x; e < p.k; e += kThreads) {
-      const float v = j < p.m ? __bfloat162float(p.x[static_cast<size_t>(j) * p.k + e]) : 0.f;
+      const float v = j < p.m ? __bfloat162float(x[static_cast<size_t>(j) * p.k + e]) : 0.f;
       xs[j * p.k + e] = static_cast<int16_t>(ScreenQuantize(v, inv, limit));
     }
     if (threadIdx.x == 0) {
@@ -246,7 +270,7 @@ template <int kRows>
 static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
                                                    : kRows == 2 ? 8
                                                                 : 4) ScreenKernel(Params p) {
-  extern __shared__ __align__(16) int16_t xs[];  // [kRows][k]
+  extern __shared__ __align__(16) int16_t xs[];  // [kRows][k], then with p.norm x's rows [kRows][k] in bf16
   __shared__ XStats stats[kRows];
   __shared__ Best warp_best[kRows][kWarps];
   __shared__ float warp_upper[kRows][kWarps];
@@ -268,7 +292,8 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
   RowFactors factors = LoadRowFactors(p.screen, tile_of(0) * kTileRows + lane, p.n);
   GridDependencyWait();
   LaunchDependents();
-  QuantizeX<kRows>(p, xs, stats);
+  const __nv_bfloat16* x = NormalizeX<kRows>(p, reinterpret_cast<__nv_bfloat16*>(xs + kRows * p.k));
+  QuantizeX<kRows>(p, x, xs, stats);
 
   int32_t acc[kRows] = {};
   LaneRows mine[kRows];
@@ -325,7 +350,7 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
     if (!isfinite(stats[j].norm)) others = INFINITY;  // x not finite: no bound holds, every row is evaluated
     const int index = chosen[j].index;
     const bool valid = index >= 0 && index < p.n;
-    const float value = valid ? ExactLogit(p.x + static_cast<size_t>(j) * p.k,
+    const float value = valid ? ExactLogit(x + static_cast<size_t>(j) * p.k,
                                            p.w + static_cast<size_t>(index) * p.k, p.k, lane)
                               : -INFINITY;
     if (lane == 0) p.parts[static_cast<size_t>(j) * gridDim.x + blockIdx.x] = Part{value, index, others};
@@ -397,7 +422,7 @@ static __global__ void __launch_bounds__(kFinalThreads)
 // once.
 template <int kRows>
 int LaunchScreen(Params p, cudaStream_t stream) {
-  const size_t shared = static_cast<size_t>(kRows) * p.k * sizeof(int16_t);
+  const size_t shared = static_cast<size_t>(kRows) * p.k * (sizeof(int16_t) + sizeof(__nv_bfloat16));
   static const int resident = [shared] {
     int per_multiprocessor = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows>,
@@ -442,17 +467,21 @@ size_t LmHeadScreenWorkspaceBytes(int m, int n) {
   return PartsOffset(m, n) + static_cast<size_t>(m) * ScreenBlocks(n, 1) * sizeof(Part);
 }
 
+bool LmHeadScreenNormFits(int k) { return k <= kAddRmsNormThreads * 8; }
+
 void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
-                          int m, int n, int k, void* workspace, cudaStream_t stream) {
+                          int m, int n, int k, void* workspace, cudaStream_t stream, const ScreenNorm& norm) {
   if (m == 0) return;
   if (m < 0 || m > kMaxRows || !LmHeadScreenSupportsShape(n, k)) {
     CudaFail("LmHeadScreenedArgmax", "needs 1 <= m <= 4 and k a multiple of 64, at most 4,096", __FILE__,
              __LINE__);
   }
+  if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out != x))
+    CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and writes x", __FILE__, __LINE__);
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
   Part* parts = reinterpret_cast<Part*>(bytes + PartsOffset(m, n));
-  const Params p{x, w, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
+  const Params p{x, w, norm, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
   const int blocks = m == 1   ? LaunchScreen<1>(p, stream)
                      : m == 2 ? LaunchScreen<2>(p, stream)
                               : LaunchScreen<4>(p, stream);

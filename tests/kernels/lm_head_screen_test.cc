@@ -13,9 +13,11 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/lm_head_argmax.h"
+#include "kernels/rms_norm.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace doze::kernels {
@@ -24,6 +26,7 @@ namespace {
 using testing::DeviceArray;
 using testing::RandomBf16;
 using testing::ToBf16;
+using testing::ToFloat;
 
 // x . w_j in double, and in fp32 summed forwards, backwards and in 32 interleaved partial sums.
 struct Logits {
@@ -292,6 +295,36 @@ TEST(LmHeadScreenTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   const testing::NonFiniteLmHead c(5000, 64, 19);
   const std::vector<int32_t> tokens = RunScreened(c.o.x, c.o.w, 3, 5000, 64).tokens;
   for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
+}
+
+// With the final norm taken in (ScreenNorm), the screen writes x bit for bit as RmsNorm does and chooses
+// the tokens it chooses after RmsNorm, at every row count, for the Qwen2.5-0.5B shape and a small one.
+TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
+  DOZE_SKIP_WITHOUT_GPU();
+  for (const auto& [n, k] : {std::pair{151936, 896}, std::pair{3001, 128}}) {
+    for (int m : {1, 2, 3, 4}) {
+      std::mt19937 rng(static_cast<uint32_t>(m * 31 + k));
+      const std::vector<float> residual = RandomBf16(static_cast<size_t>(m) * k, -4.f, 4.f, rng);
+      const std::vector<float> weight = RandomBf16(k, 0.5f, 1.5f, rng);
+      const Operands o(m, n, k, 23 + m, 0.1f);
+      DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_weight(ToBf16(weight)), d_w(ToBf16(o.w)),
+          d_x(static_cast<size_t>(m) * k), d_x_taken(static_cast<size_t>(m) * k);
+      DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(m, n));
+      DeviceArray<int32_t> d_tokens(m), d_tokens_taken(m);
+      d_x_taken.Poison();
+      d_tokens_taken.Poison();
+      BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
+      RmsNorm(d_res.get(), d_weight.get(), d_x.get(), m, k, 1e-6f, nullptr);
+      LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
+                           nullptr);
+      LmHeadScreenedArgmax(d_x_taken.get(), d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
+                           d_workspace.get(), nullptr,
+                           ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()});
+      CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_EQ(ToFloat(d_x_taken.Download()), ToFloat(d_x.Download())) << "x, m=" << m << " k=" << k;
+      EXPECT_EQ(d_tokens_taken.Download(), d_tokens.Download()) << "tokens, m=" << m << " k=" << k;
+    }
+  }
 }
 
 TEST(LmHeadScreenTest, Supports) {

@@ -48,6 +48,15 @@ bool UseRotaryTable() {
   return enabled;
 }
 
+// Whether a one-row decode graph's screened greedy LM head takes the final norm (kernels::ScreenNorm) instead
+// of an RmsNorm kernel before it: H100 batch 1 -1.5 us a step, batch 2 +5 us (each block's norm of two rows
+// delays its stream more than the kernel's hop costs), kernels/PERF_NOTES.md. DOZE_SCREEN_NORM=0 keeps the
+// kernel (measurements).
+bool UseScreenNorm() {
+  static const bool enabled = kernels::EnvFlag("DOZE_SCREEN_NORM");
+  return enabled;
+}
+
 // Whether the tensor-core path starts a step with kernels::StepPrologue (the gather, the first norm and the
 // rotary table in one kernel); DOZE_STEP_PROLOGUE=0 runs them as three (measurements).
 bool UseStepPrologue() {
@@ -76,10 +85,19 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
     if (table != nullptr)
       kernels::RotaryTable(m.positions, inv_freq, table, plan.num_tokens, config_.head_dim, stream_);
   }
+  const bool screened = plan.chosen_tokens != nullptr && weights_->lm_head_screen() != nullptr &&
+                        kernels::LmHeadScreenPreferred(plan.num_logits, config_.vocab_size, hidden);
+  kernels::ScreenNorm screen_norm;
   if (UseDecodeGemv(plan.num_tokens)) {
-    // The fused layers leave the residual stream complete: only the final norm is left.
+    // The fused layers leave the residual stream complete: only the final norm is left, which a decode
+    // graph's screened LM head takes (its rows are the graph's rows in order).
     for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m);
-    kernels::RmsNorm(residual_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps, stream_);
+    if (screened && plan.graph && plan.num_logits == 1 && kernels::LmHeadScreenNormFits(hidden) &&
+        UseScreenNorm()) {
+      screen_norm = {residual_, weights_->final_norm(), eps, normed_};
+    } else {
+      kernels::RmsNorm(residual_, weights_->final_norm(), normed_, plan.num_tokens, hidden, eps, stream_);
+    }
   } else {
     // Each layer ends with the next one's input norm, the last with the final norm.
     if (!prologue) {
@@ -94,11 +112,10 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
     kernels::GatherRows(m.logits_indices, normed_, logit_rows_, plan.num_logits, hidden, stream_);
     logit_rows = logit_rows_;
   }
-  if (plan.chosen_tokens != nullptr && weights_->lm_head_screen() != nullptr &&
-      kernels::LmHeadScreenPreferred(plan.num_logits, config_.vocab_size, hidden)) {
+  if (screened) {
     kernels::LmHeadScreenedArgmax(logit_rows, weights_->lm_head(), weights_->lm_head_screen(),
                                   plan.chosen_tokens, plan.num_logits, config_.vocab_size, hidden,
-                                  lm_head_workspace_, stream_);
+                                  lm_head_workspace_, stream_, screen_norm);
     return;
   }
   if (plan.chosen_tokens != nullptr) {
