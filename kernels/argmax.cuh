@@ -19,7 +19,9 @@ __device__ __forceinline__ Best NoBest() { return Best{-INFINITY, 0x7fffffff}; }
 // The token of a row's best: a NaN value never wins, so a row whose values are all NaN ends with NoBest's
 // index; it gets token 0, which torch.argmax takes for such a row (where only some are NaN torch would take
 // the first NaN: a broken model's output either way, and a token inside the vocabulary).
-__device__ __forceinline__ int TokenOf(const Best& best) { return best.index == 0x7fffffff ? 0 : best.index; }
+__device__ __forceinline__ int TokenOf(const Best& best) {
+  return best.index == NoBest().index ? 0 : best.index;
+}
 
 __device__ __forceinline__ Best Better(Best a, Best b) {
   if (b.value > a.value || (b.value == a.value && b.index < a.index)) return b;

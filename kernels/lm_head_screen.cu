@@ -132,7 +132,7 @@ static __global__ void __launch_bounds__(kBuildRows * 32)
 }
 
 struct Params {
-  const __nv_bfloat16* x;  // [m, k]; with norm.residual, norm.out, written by block 0
+  const __nv_bfloat16* x;  // [m, k]: the rows (norm.out with norm.residual, written by block 0)
   const __nv_bfloat16* w;  // [n, k]
   ScreenNorm norm;
   Screen screen;
@@ -150,7 +150,7 @@ struct XStats {
 };
 
 // With p.norm.residual: x's rows as RmsNorm computes them (its block's arithmetic, kernels/rms_norm.cuh),
-// into `x` ([kRows][k] in shared memory) and, by block 0, into p.norm.out (p.x) for the final kernel.
+// into `x` ([kRows][k] in shared memory) and, by block 0, into p.norm.out for the final kernel.
 // Returns where x's rows are.
 template <int kRows>
 __device__ __forceinline__ const __nv_bfloat16* NormalizeX(const Params& p, __nv_bfloat16* x) {
@@ -476,17 +476,18 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
     CudaFail("LmHeadScreenedArgmax", "needs 1 <= m <= 4 and k a multiple of 64, at most 4,096", __FILE__,
              __LINE__);
   }
-  if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out != x))
-    CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and writes x", __FILE__, __LINE__);
+  if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out == nullptr))
+    CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and an output", __FILE__, __LINE__);
+  const __nv_bfloat16* rows = norm.residual != nullptr ? norm.out : x;
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
   Part* parts = reinterpret_cast<Part*>(bytes + PartsOffset(m, n));
-  const Params p{x, w, norm, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
+  const Params p{rows, w, norm, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
   const int blocks = m == 1   ? LaunchScreen<1>(p, stream)
                      : m == 2 ? LaunchScreen<2>(p, stream)
                               : LaunchScreen<4>(p, stream);
   LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
-                blocks, static_cast<const float*>(upper), x, w, tokens, n, k);
+                blocks, static_cast<const float*>(upper), rows, w, tokens, n, k);
 }
 
 }  // namespace doze::kernels

@@ -41,9 +41,9 @@ void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]
 // counts as 4): the bounds of every row and each block's exact best.
 size_t LmHeadScreenWorkspaceBytes(int m, int n);
 
-// The final RMSNorm taken into LmHeadScreenedArgmax: x = RmsNorm(residual) * weight, computed by every block
-// with RmsNorm's arithmetic (bit for bit kernels::RmsNorm's output) and written to `out`, which must be the x
-// LmHeadScreenedArgmax is given, by the first.
+// The final RMSNorm taken into LmHeadScreenedArgmax: its rows are RmsNorm(residual) * weight, computed by
+// every block with RmsNorm's arithmetic (bit for bit kernels::RmsNorm's output) and written to `out` by the
+// first.
 struct ScreenNorm {
   const __nv_bfloat16* residual = nullptr;  // [m, k]
   const __nv_bfloat16* weight = nullptr;    // [k]
@@ -56,8 +56,9 @@ bool LmHeadScreenNormFits(int k);
 
 // tokens[r] = the lowest j of the largest fp32 x[r] . w[j] for r < m (1 <= m <= 4). Launched with
 // programmatic dependent launch: each block's first int8 tiles load before the wait on the kernel that
-// writes x (or, with norm.residual, the residual stream; x is then written).
-void LmHeadScreenedArgmax(const __nv_bfloat16* x,  // [m, k]
+// writes x. With norm.residual the rows are the residual stream's, normalized (ScreenNorm), and x is not
+// read.
+void LmHeadScreenedArgmax(const __nv_bfloat16* x,  // [m, k], or nullptr with norm.residual
                           const __nv_bfloat16* w,  // [n, k]
                           const void* screen,      // [LmHeadScreenBytes(n, k)], BuildLmHeadScreen(w)
                           int32_t* tokens,         // [m]

@@ -35,7 +35,8 @@ DOZE_SCREEN_FN int ScreenQuantize(float v, float inv_scale, int limit) {
   return static_cast<int>(fminf(fmaxf(q, static_cast<float>(-limit)), static_cast<float>(limit)));
 }
 
-// 1 / scale for a row whose largest magnitude is `max_abs`, quantized to +-limit (0 for a zero row).
+// The scale of a row whose largest magnitude is `max_abs`, quantized to +-limit, and its inverse (0 for a
+// zero row).
 DOZE_SCREEN_FN float ScreenScale(float max_abs, int limit) { return max_abs / limit; }
 DOZE_SCREEN_FN float ScreenInverseScale(float max_abs, int limit) {
   return max_abs > 0.f ? limit / max_abs : 0.f;

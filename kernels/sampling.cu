@@ -40,7 +40,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
   const int slice = (vocab + kArgmaxParts - 1) / kArgmaxParts;
   const int begin = blockIdx.x * slice, end = min(vocab, begin + slice);
   const float* row = logits + static_cast<int64_t>(blockIdx.y) * vocab;
-  Best best{-INFINITY, INT_MAX};
+  Best best = NoBest();
   // A thread's values of the slice (10 at Qwen's vocabulary) are loaded together before they are compared:
   // one round trip for slices of up to kArgmaxLoads * kArgmaxThreads values.
   for (int first = begin + threadIdx.x; first < end; first += kArgmaxLoads * kArgmaxThreads) {
@@ -62,7 +62,7 @@ static __global__ void __launch_bounds__(kArgmaxThreads)
 
 // The row's argmax from its slices' bests (lowest index on ties, as the slices are in index order).
 __device__ int ArgmaxOfParts(const Best* row_parts) {
-  const Best mine = threadIdx.x < kArgmaxParts ? row_parts[threadIdx.x] : Best{-INFINITY, INT_MAX};
+  const Best mine = threadIdx.x < kArgmaxParts ? row_parts[threadIdx.x] : NoBest();
   return TokenOf(BlockArgmax(mine));
 }
 

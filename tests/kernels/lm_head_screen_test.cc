@@ -4,8 +4,9 @@
 // reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile,
 // two hidden sizes and the whole Qwen2.5-0.5B vocabulary (where warps take several tiles); ties go to the
 // lower id inside a block, a lane and across blocks; a row that only the exact sums rank first (the int8
-// copies equal) is found by the second pass; an all-zero x ties every row; and the bf16 pass
-// (kernels/lm_head_argmax.h) chooses the same tokens.
+// copies equal) is found by the second pass; an all-zero x ties every row; the bf16 pass
+// (kernels/lm_head_argmax.h) chooses the same tokens; rows of x that are not finite give the bf16 pass's
+// tokens; and with the final norm taken in (ScreenNorm) the rows and tokens are RmsNorm-then-screen's.
 #include "kernels/lm_head_screen.h"
 
 #include <gtest/gtest.h>
@@ -297,27 +298,29 @@ TEST(LmHeadScreenTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
 }
 
-// With the final norm taken in (ScreenNorm), the screen writes x bit for bit as RmsNorm does and chooses
-// the tokens it chooses after RmsNorm, at every row count, for the Qwen2.5-0.5B shape and a small one.
+// With the final norm taken in (ScreenNorm; x not read), the screen writes the rows bit for bit as RmsNorm
+// does and chooses the tokens it chooses after RmsNorm, at every row count, for the Qwen2.5-0.5B shape and a
+// small one.
 TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
   DOZE_SKIP_WITHOUT_GPU();
   for (const auto& [n, k] : {std::pair{151936, 896}, std::pair{3001, 128}}) {
+    std::mt19937 rng(static_cast<uint32_t>(n + k));
+    DeviceArray<__nv_bfloat16> d_w(ToBf16(RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng)));
+    DeviceArray<char> d_screen(LmHeadScreenBytes(n, k));
+    BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
     for (int m : {1, 2, 3, 4}) {
-      std::mt19937 rng(static_cast<uint32_t>(m * 31 + k));
       const std::vector<float> residual = RandomBf16(static_cast<size_t>(m) * k, -4.f, 4.f, rng);
       const std::vector<float> weight = RandomBf16(k, 0.5f, 1.5f, rng);
-      const Operands o(m, n, k, 23 + m, 0.1f);
-      DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_weight(ToBf16(weight)), d_w(ToBf16(o.w)),
+      DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_weight(ToBf16(weight)),
           d_x(static_cast<size_t>(m) * k), d_x_taken(static_cast<size_t>(m) * k);
-      DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(m, n));
+      DeviceArray<char> d_workspace(LmHeadScreenWorkspaceBytes(m, n));
       DeviceArray<int32_t> d_tokens(m), d_tokens_taken(m);
       d_x_taken.Poison();
       d_tokens_taken.Poison();
-      BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
       RmsNorm(d_res.get(), d_weight.get(), d_x.get(), m, k, 1e-6f, nullptr);
       LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
                            nullptr);
-      LmHeadScreenedArgmax(d_x_taken.get(), d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
+      LmHeadScreenedArgmax(nullptr, d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
                            d_workspace.get(), nullptr,
                            ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()});
       CUDA_CHECK(cudaDeviceSynchronize());

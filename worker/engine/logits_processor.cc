@@ -97,32 +97,37 @@ size_t TopPKeepCount(absl::Span<const float> logits, absl::Span<const int32_t> o
   return mass_above >= p ? order.size() : 0;
 }
 
-// The largest logit that is not NaN (NaN when all are), for a chunk holding a NaN (MaxLogit's comparisons
-// would keep a NaN that comes first).
-float MaxNumber(absl::Span<const float> logits) {
-  float best = std::numeric_limits<float>::quiet_NaN();
-  for (float logit : logits) {
-    if (!std::isnan(logit) && !(logit <= best)) best = logit;
+// The largest logit that is not NaN, and whether there is one. Independent lanes the compiler turns into
+// vector max instructions ((a < b ? b : a) is std::max), started at -infinity so that a NaN, never above a
+// lane, is passed over wherever it lies.
+struct ChunkMax {
+  float value;
+  bool any;
+};
+ChunkMax MaxNumber(absl::Span<const float> logits) {
+  constexpr size_t kLanes = 16;
+  std::array<float, kLanes> lanes;
+  lanes.fill(-std::numeric_limits<float>::infinity());
+  bool any = false;
+  size_t i = 0;
+  for (; i + kLanes <= logits.size(); i += kLanes) {
+    for (size_t j = 0; j < kLanes; ++j) {
+      lanes[j] = lanes[j] < logits[i + j] ? logits[i + j] : lanes[j];
+      any |= logits[i + j] == logits[i + j];
+    }
   }
-  return best;
+  for (; i < logits.size(); ++i) {
+    lanes[0] = lanes[0] < logits[i] ? logits[i] : lanes[0];
+    any |= logits[i] == logits[i];
+  }
+  float value = lanes[0];
+  for (float lane : lanes) value = lane > value ? lane : value;
+  return {value, any};
 }
 
 }  // namespace
 
-float MaxLogit(absl::Span<const float> logits) {
-  // Independent lanes the compiler turns into vector max instructions; (a < b ? b : a) is std::max.
-  constexpr size_t kLanes = 16;
-  std::array<float, kLanes> lanes;
-  lanes.fill(logits[0]);
-  size_t i = 0;
-  for (; i + kLanes <= logits.size(); i += kLanes) {
-    for (size_t j = 0; j < kLanes; ++j) lanes[j] = lanes[j] < logits[i + j] ? logits[i + j] : lanes[j];
-  }
-  float max_logit = logits[0];
-  for (float lane : lanes) max_logit = std::max(max_logit, lane);
-  for (; i < logits.size(); ++i) max_logit = std::max(max_logit, logits[i]);
-  return max_logit;
-}
+float MaxLogit(absl::Span<const float> logits) { return MaxNumber(logits).value; }
 
 float KthLargest(absl::Span<const float> values, int k) {
   // Candidates above a threshold that only rises: whenever the buffer fills, it is cut back to its k largest
@@ -221,18 +226,17 @@ int32_t Argmax(absl::Span<const float> logits) {
   // gets token 0, torch.argmax's choice for it.
   constexpr size_t kChunk = 2048;
   size_t best_chunk = 0;
-  float best = std::numeric_limits<float>::quiet_NaN();
+  bool found = false;
+  float best = 0.f;
   for (size_t start = 0; start < logits.size(); start += kChunk) {
-    const absl::Span<const float> chunk = logits.subspan(start, kChunk);
-    bool any_nan = false;
-    for (float logit : chunk) any_nan |= std::isnan(logit);  // vectorized; MaxNumber only where needed
-    const float chunk_max = any_nan ? MaxNumber(chunk) : MaxLogit(chunk);
-    if (!std::isnan(chunk_max) && (std::isnan(best) || chunk_max > best)) {
-      best = chunk_max;
+    const ChunkMax chunk = MaxNumber(logits.subspan(start, kChunk));
+    if (chunk.any && (!found || chunk.value > best)) {
+      best = chunk.value;
       best_chunk = start;
+      found = true;
     }
   }
-  if (std::isnan(best)) return 0;
+  if (!found) return 0;
   size_t id = best_chunk;
   while (!(logits[id] == best)) ++id;
   return static_cast<int32_t>(id);

@@ -24,7 +24,7 @@ void ApplyPresenceFrequencyPenalties(float presence, float frequency,
 // logits /= temperature (temperature > 0).
 void ApplyTemperature(float temperature, absl::Span<float> logits);
 
-// The largest of `logits` (not empty).
+// The largest of `logits` that is not NaN (-infinity when none is).
 float MaxLogit(absl::Span<const float> logits);
 
 // The k-th largest of `values` (1 <= k <= size).
