@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "kernels/async_copy.cuh"
+#include "kernels/attention_merge.cuh"
 #include "kernels/attention_rotary.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/device_info.h"
@@ -23,26 +24,19 @@ namespace {
 constexpr int kStepKeys = 16;  // keys of one PV k-step: two 8-key score tiles
 static_assert(kAttentionBlockSizeMultiple % kStepKeys == 0, "a step's keys must share a cache block");
 constexpr int kMaxGroup = 8;  // query heads per KV head: the rows 0..7 of the MMA's A operand
-constexpr int kMaxSplits = 64;
+constexpr int kMaxSplits = kAttentionMaxSplits;
 constexpr int kMinPartition = 128;  // keys per split the plan aims at, at least: one 32-key chunk per warp
 // Decode batches of at most kFineSplitRows rows split finer, down to kFinePartition keys per split, up to
 // kFineSplits splits: their grids leave most of the GPU idle, and a short chain of chunks per warp beats
 // fewer combine inputs (H100: 1 x 640 in a 1,024 bucket 6.66 -> 5.59 us, 8 x 640 7.76 -> 6.62; 32 keys a
 // split and 32 splits at 2,048 were slower; kernels/PERF_NOTES.md).
 constexpr int kFineSplitRows = 8, kFinePartition = 64, kFineSplits = 16;
-constexpr int kPartitionAlign = kStepKeys;
+constexpr int kPartitionAlign = kAttentionPartitionAlign;
+static_assert(kPartitionAlign == kStepKeys, "splits cut the keys at steps");
 // Decode batches from kWholeMinRows rows take whole blocks (WholeBlock, UseWhole) in context buckets up to
 // kWholeShortContext keys, and at any context once their blocks fill the GPU.
 constexpr int kWholeMinRows = kFineSplitRows + 1, kWholeShortContext = 1024;
 constexpr float kLog2e = 1.4426950408889634f;
-
-// Keys per split of a row of `context` keys cut into `splits` even parts, rounded up to kPartitionAlign and
-// at least `min_partition`: the split kernel and the combine kernel both derive it from the row's own length,
-// so that a graph captured for a context bucket splits each row evenly whatever its length.
-__device__ __forceinline__ int RowPartition(int context, int splits, int min_partition) {
-  const int per_split = (context + splits - 1) / splits;
-  return max(min_partition, (per_split + kPartitionAlign - 1) / kPartitionAlign * kPartitionAlign);
-}
 
 // A kernel variant's block: its warps, and the staged chunk buffers of each warp (kernels/PERF_NOTES.md has
 // the measurements behind both).
@@ -599,50 +593,17 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
   }
 }
 
-// Partials the combine kernel loads at once: one round trip to L2 for up to this many splits.
-constexpr int kCombineBatch = 16;
-
-// Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits,
-// kCombineBatch at a time (each partial's max, sum and value loaded together, then folded into a running
-// softmax), so that a row of up to kCombineBatch splits waits for L2 once.
-static __global__ void CombineKernel(const float* __restrict__ workspace,  // partial outputs, then (max, sum)
-                                     const int32_t* __restrict__ context_lens,  // [num_tokens]
-                                     __nv_bfloat16* __restrict__ out,  // [num_tokens, num_q_heads, head_dim]
-                                     int num_tokens, int num_q_heads, int head_dim, int splits,
-                                     int min_partition) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * num_q_heads + blockIdx.y;
-  const int context = context_lens[blockIdx.x];  // host metadata: read before the wait
+// Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits
+// (MergeSplits).
+static __global__ void CombineKernel(
+    AttentionPartials p,
+    __nv_bfloat16* __restrict__ out) {  // [num_tokens, num_q_heads, head_dim]
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * p.num_q_heads + blockIdx.y;
+  const int context = p.context_lens[blockIdx.x];  // host metadata: read before the wait
   GridDependencyWait();
   LaunchDependents();
-  const int partition = RowPartition(context, splits, min_partition);
-  const int valid = (context + partition - 1) / partition;
-  const float* max_sum = workspace + static_cast<int64_t>(num_tokens) * num_q_heads * splits * head_dim;
-  float running_max = -INFINITY, total = 0.f, value = 0.f;
-  for (int first = 0; first < valid; first += kCombineBatch) {
-    float m[kCombineBatch], l[kCombineBatch], v[kCombineBatch];
-#pragma unroll
-    for (int j = 0; j < kCombineBatch; ++j) {
-      const bool used = first + j < valid;
-      const int64_t part = row * splits + (used ? first + j : 0);
-      m[j] = used ? max_sum[part * 2] : -INFINITY;  // finite for a valid split: it saw at least one key
-      l[j] = used ? max_sum[part * 2 + 1] : 0.f;
-      v[j] = used ? workspace[part * head_dim + threadIdx.x] : 0.f;
-    }
-    float batch_max = running_max;
-#pragma unroll
-    for (int j = 0; j < kCombineBatch; ++j) batch_max = fmaxf(batch_max, m[j]);
-    const float rescale = exp2f(running_max - batch_max);  // 0 for the first batch
-    total *= rescale;
-    value *= rescale;
-#pragma unroll
-    for (int j = 0; j < kCombineBatch; ++j) {
-      const float weight = l[j] * exp2f(m[j] - batch_max);
-      total += weight;
-      value += weight * v[j];
-    }
-    running_max = batch_max;
-  }
-  out[row * head_dim + threadIdx.x] = __float2bfloat16(valid > 0 ? value / total : 0.f);
+  const int valid = ValidSplits(context, p.splits, p.min_partition);
+  out[row * p.head_dim + threadIdx.x] = __float2bfloat16(MergeSplits(p, row, threadIdx.x, valid));
 }
 
 size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
@@ -735,30 +696,41 @@ struct LaunchArgs {
   AttentionRotary rotary;  // positions set: q unrotated, the newest K and V not in the cache yet (kRotary)
 };
 
+// Launches the attention kernel; with `combine` and more than one split, the combine kernel after it. Returns
+// what the attention kernel left: the merged rows in `out` when it has one split, else the partials.
 template <int kHeadDim, bool kStaged, typename B, bool kRotary = false>
-void Launch(const LaunchArgs& a, const AttentionShape& s, int splits, cudaStream_t stream) {
+AttentionPartials Launch(const LaunchArgs& a, const AttentionShape& s, int splits, bool combine,
+                         cudaStream_t stream) {
   const dim3 grid(s.num_tokens, s.num_kv_heads, splits);
   const int min_partition = MinRowPartition(s.num_tokens);
   LaunchWithPdl(PagedAttentionKernel<kHeadDim, kStaged, B, kRotary>, grid, dim3(B::kThreads),
                 KernelSharedBytes<kHeadDim, kStaged, B, kRotary>(), stream, a.q, a.k_cache, a.v_cache,
                 a.block_tables, a.token_seq, a.context_lens, a.out, a.workspace, s, min_partition, a.rotary);
-  if (splits == 1) return;
-  LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
-                static_cast<const float*>(a.workspace), a.context_lens, a.out, s.num_tokens, s.num_q_heads,
-                kHeadDim, splits, min_partition);
+  const AttentionPartials partials{a.workspace,   a.out,    a.context_lens, s.num_tokens,
+                                   s.num_q_heads, kHeadDim, splits,         min_partition};
+  if (splits > 1 && combine) {
+    LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream, partials,
+                  a.out);
+  }
+  return partials;
 }
 
 template <int kHeadDim>
-void LaunchVariant(const LaunchArgs& a, const AttentionShape& s, cudaStream_t stream) {
+AttentionPartials LaunchVariant(const LaunchArgs& a, const AttentionShape& s, bool combine,
+                                cudaStream_t stream) {
   if constexpr (kHeadDim == 64) {
-    if (UseWhole(s)) return Launch<kHeadDim, true, WholeBlock>(a, s, 1, stream);
+    if (UseWhole(s)) return Launch<kHeadDim, true, WholeBlock>(a, s, 1, combine, stream);
   }
   const int splits = PlanSplits(s, a.workspace_bytes);
-  if (UseStaged(s)) {
-    Launch<kHeadDim, true, SplitBlock>(a, s, splits, stream);
-  } else {
-    Launch<kHeadDim, false, SplitBlock>(a, s, splits, stream);
-  }
+  if (UseStaged(s)) return Launch<kHeadDim, true, SplitBlock>(a, s, splits, combine, stream);
+  return Launch<kHeadDim, false, SplitBlock>(a, s, splits, combine, stream);
+}
+
+// PagedAttention's launches, with or without the combine kernel.
+AttentionPartials LaunchAttention(const LaunchArgs& a, const AttentionShape& shape, bool combine,
+                                  cudaStream_t stream) {
+  if (shape.head_dim == 64) return LaunchVariant<64>(a, shape, combine, stream);
+  return LaunchVariant<128>(a, shape, combine, stream);
 }
 
 void CheckShape(const AttentionShape& shape) {
@@ -794,13 +766,22 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
                     cudaStream_t stream) {
   if (shape.num_tokens == 0) return;
   CheckShape(shape);
-  const LaunchArgs args{q,         k_cache,         v_cache, block_tables, token_seq, context_lens, out,
-                        workspace, workspace_bytes, {}};
-  if (shape.head_dim == 64) {
-    LaunchVariant<64>(args, shape, stream);
-  } else {
-    LaunchVariant<128>(args, shape, stream);
-  }
+  LaunchAttention(
+      {q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, workspace_bytes, {}},
+      shape, /*combine=*/true, stream);
+}
+
+AttentionPartials PagedAttentionUnmerged(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
+                                         const __nv_bfloat16* v_cache, const int32_t* block_tables,
+                                         const int32_t* token_seq, const int32_t* context_lens,
+                                         __nv_bfloat16* out, float* workspace, size_t workspace_bytes,
+                                         const AttentionShape& shape, cudaStream_t stream) {
+  if (shape.num_tokens == 0) return {};
+  CheckShape(shape);
+  return LaunchAttention(
+      {q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, workspace_bytes, {}},
+      shape,
+      /*combine=*/false, stream);
 }
 
 bool PagedAttentionRotates(const AttentionShape& shape) { return RotaryEnabled() && UseWhole(shape); }
@@ -817,7 +798,7 @@ void PagedAttentionWithRotary(const __nv_bfloat16* q, const __nv_bfloat16* k_cac
   }
   const LaunchArgs args{q,   k_cache,   v_cache,         block_tables, token_seq, context_lens,
                         out, workspace, workspace_bytes, rotary};
-  Launch<64, true, WholeBlock, true>(args, shape, 1, stream);
+  Launch<64, true, WholeBlock, true>(args, shape, 1, /*combine=*/true, stream);
 }
 
 }  // namespace doze::kernels

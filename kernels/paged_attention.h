@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/attention_partials.h"
+
 namespace doze::kernels {
 
 // KV blocks hold a multiple of this many token slots: the kernels read keys 16 at a time from one block.
@@ -51,6 +53,17 @@ void PagedAttention(
     __nv_bfloat16* out,            // [num_tokens, num_q_heads, head_dim]
     float* workspace,              // [PagedAttentionWorkspaceBytes / 4]
     size_t workspace_bytes, const AttentionShape& shape, cudaStream_t stream);
+
+// PagedAttention without the combine kernel: where the key ranges are split, `out` is not written and the
+// returned partials are left for the kernel after it to merge (MergeResidualGemv); with one split the
+// attention writes `out` itself and the partials say so (splits == 1). The workspace must stay untouched
+// until that kernel has read it.
+AttentionPartials PagedAttentionUnmerged(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
+                                         const __nv_bfloat16* v_cache, const int32_t* block_tables,
+                                         const int32_t* token_seq, const int32_t* context_lens,
+                                         __nv_bfloat16* out,  // [num_tokens, num_q_heads, head_dim]
+                                         float* workspace, size_t workspace_bytes,
+                                         const AttentionShape& shape, cudaStream_t stream);
 
 // The rotary embedding and cache write of decode rows done by the attention itself instead of a
 // RotaryAndCacheWrite before it: q's rows hold Q, K and V as the QKV projection left them; the kernel rotates

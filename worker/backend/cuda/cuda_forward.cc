@@ -10,6 +10,7 @@
 #include "kernels/gemv.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/lm_head_screen.h"
+#include "kernels/merge_residual_gemv.h"
 #include "kernels/paged_attention.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
@@ -54,6 +55,14 @@ bool UseRotaryTable() {
 // kernel (measurements).
 bool UseScreenNorm() {
   static const bool enabled = kernels::EnvFlag("DOZE_SCREEN_NORM");
+  return enabled;
+}
+
+// Whether a one-row decode step's o_proj merges the attention's splits itself (kernels::MergeResidualGemv)
+// instead of a combine kernel doing it between them; DOZE_MERGED_OPROJ=0 keeps the combine kernel
+// (measurements).
+bool UseMergedOProj() {
+  static const bool enabled = kernels::EnvFlag("DOZE_MERGED_OPROJ");
   return enabled;
 }
 
@@ -144,9 +153,7 @@ kernels::RotaryCacheOutput CudaModelRunner::QkvRotaryOutput(int layer, const Ste
           k_cache, v_cache,     m.rotary_table};
 }
 
-void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate) {
-  const kernels::RotaryCacheOutput r = QkvRotaryOutput(layer, m);  // its caches: the layer's
-  const int qkv_width = config_.q_size() + 2 * config_.kv_size();
+kernels::AttentionShape CudaModelRunner::AttentionShapeOf(const StepPlan& plan) const {
   kernels::AttentionShape attention{plan.num_tokens,
                                     config_.num_attention_heads,
                                     config_.num_key_value_heads,
@@ -154,9 +161,15 @@ void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const St
                                     options_.block_size,
                                     plan.table_width,
                                     plan.max_context,
-                                    qkv_width,
+                                    config_.q_size() + 2 * config_.kv_size(),
                                     1.f / std::sqrt(static_cast<float>(config_.head_dim))};
   attention.one_token_per_seq = plan.one_token_per_seq;
+  return attention;
+}
+
+void CudaModelRunner::EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate) {
+  const kernels::RotaryCacheOutput r = QkvRotaryOutput(layer, m);  // its caches: the layer's
+  const kernels::AttentionShape attention = AttentionShapeOf(plan);
   if (rotate && options_.attention_rotary && kernels::PagedAttentionRotates(attention)) {
     kernels::PagedAttentionWithRotary(qkv_, r.k_cache, r.v_cache, m.block_tables, m.token_seq, m.context_lens,
                                       attn_, attn_workspace_, attn_workspace_bytes_, attention,
@@ -208,14 +221,30 @@ void CudaModelRunner::ProjectionNorm(const __nv_bfloat16* x, const __nv_bfloat16
 // Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write
 // in the QKV epilogue, SwiGLU in the gate/up epilogue, and the residual adds in the o_proj and down
 // epilogues.
+bool CudaModelRunner::EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m) {
+  if (!UseMergedOProj() || !plan.one_token_per_seq ||
+      !kernels::MergeResidualGemvTakes(plan.num_tokens, config_.q_size())) {
+    return false;
+  }
+  const auto [k_cache, v_cache] = KvCache(layer);
+  const kernels::AttentionPartials partials = kernels::PagedAttentionUnmerged(
+      qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_, attn_workspace_,
+      attn_workspace_bytes_, AttentionShapeOf(plan), stream_);
+  kernels::MergeResidualGemv(partials, weights_->layer(layer).o_proj, residual_, config_.hidden_size,
+                             stream_);
+  return true;
+}
+
 void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
   const cuda::DeviceLayer& w = weights_->layer(layer);
   const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps}, w.qkv, w.qkv_bias, QkvRotaryOutput(layer, m),
                              RotaryShapeOf(t), hidden, stream_);
-  EnqueueAttention(layer, plan, m, /*rotate=*/false);
-  kernels::ResidualGemv(attn_, w.o_proj, residual_, t, hidden, config_.q_size(), stream_);
+  if (!EnqueueAttentionMergedOProj(layer, plan, m)) {
+    EnqueueAttention(layer, plan, m, /*rotate=*/false);
+    kernels::ResidualGemv(attn_, w.o_proj, residual_, t, hidden, config_.q_size(), stream_);
+  }
   kernels::NormSwiGluGemv({residual_, w.post_norm, eps}, w.gate_up, act_, t, inter, hidden, stream_);
   kernels::ResidualGemv(act_, w.down_proj, residual_, t, hidden, inter, stream_);
 }

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/decode_mma.h"
 #include "kernels/gemm.h"
+#include "kernels/paged_attention.h"
 #include "kernels/rotary_kv_cache.h"
 #include "worker/backend/cuda/cuda_sampler.h"
 #include "worker/backend/cuda/device_memory.h"
@@ -157,6 +158,12 @@ class CudaModelRunner : public ModelRunner {
   // cache (cuBLASLt's QKV): rotated and written by the attention itself where it can
   // (kernels::PagedAttentionRotates), else by RotaryAndCacheWrite first.
   void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate);
+  // The attention of `plan`'s rows over their paged caches (the plan's bucket of contexts).
+  kernels::AttentionShape AttentionShapeOf(const StepPlan& plan) const;
+  // A one-row step's attention and o_proj with the attention's split merge done by o_proj
+  // (kernels::MergeResidualGemv), where that kernel takes the model; returns false, enqueueing nothing,
+  // where it does not.
+  bool EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
   // A projection without bias to the hidden size (o_proj, down_proj), added to the residual stream, then the
