@@ -6,6 +6,7 @@
 // H100: kernels/PERF_NOTES.md, fourteenth session).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -17,11 +18,21 @@ namespace doze::kernels {
 // for i < num_published. host_ints and published are pinned host memory (reached through unified
 // addressing); sources_offset < 0: no sources. Launched with programmatic dependent launch: the host reads
 // happen before the wait on the previous kernel, the writes after it.
+//
+// With `gather` set the kernel also writes the rows' embeddings, gather.out[r] = gather.table[ints[r]] for
+// r < num_tokens (GatherRows' job, one kernel boundary fewer), and lets the next kernel launch only at its
+// end, so that a kernel launched after it with programmatic dependent launch may read `ints` before its
+// wait.
+struct EmbeddingGather {
+  const __nv_bfloat16* table = nullptr;  // [vocab, width] or nullptr: no gather
+  __nv_bfloat16* out = nullptr;          // [num_tokens, width]
+  int width = 0;                         // a multiple of 8
+};
 void StageStepInputs(const int32_t* host_ints,  // [num_ints], pinned host memory
                      int32_t* ints,             // [num_ints]
                      int num_ints, int num_tokens, int sources_offset,
                      const int32_t* previous,  // [previous step's sampled rows] or nullptr
                      int32_t* published,       // [num_published], pinned host memory, or nullptr
-                     int num_published, cudaStream_t stream);
+                     int num_published, cudaStream_t stream, const EmbeddingGather& gather = {});
 
 }  // namespace doze::kernels

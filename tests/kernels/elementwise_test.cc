@@ -72,6 +72,41 @@ TEST_P(RowsTest, StageStepInputsCopiesTakesAndPublishes) {
   }
 }
 
+// With the embeddings gathered in the same kernel: the ints as without, and each row's embedding that of the
+// token id the kernel wrote for it (its own, or the previous step's token it took; a padding row's -1 gives
+// zeros), exactly as GatherRows copies it.
+TEST_P(RowsTest, StageStepInputsGathersTheRowsEmbeddings) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int rows = GetParam(), previous_rows = 37, vocab = 1001, width = 904;
+  std::mt19937 rng(rows + 9);
+  const std::vector<float> table = RandomBf16(static_cast<size_t>(vocab) * width, -1.f, 1.f, rng);
+  DeviceArray<__nv_bfloat16> d_table(ToBf16(table)), d_out(static_cast<size_t>(rows) * width);
+  for (bool sources : {true, false}) {
+    const int num_ints = 3 * rows + 101 + (sources ? rows : 0);
+    const int sources_offset = sources ? num_ints - rows : -1;
+    PinnedArray<int32_t> host(num_ints);
+    for (int i = 0; i < num_ints; ++i) host.get()[i] = static_cast<int32_t>(rng() % vocab);
+    if (rows > 2) host.get()[2] = -1;
+    for (int r = 0; sources && r < rows; ++r)
+      host.get()[sources_offset + r] = r % 3 == 2 ? -1 : static_cast<int32_t>(rng() % previous_rows);
+    std::vector<int32_t> previous(previous_rows);
+    for (int32_t& t : previous) t = static_cast<int32_t>(rng() % vocab);
+    DeviceArray<int32_t> d_ints(num_ints), d_previous(previous);
+    d_ints.Poison();
+    d_out.Poison();
+    StageStepInputs(host.get(), d_ints.get(), num_ints, rows, sources_offset, d_previous.get(), nullptr, 0,
+                    nullptr, EmbeddingGather{d_table.get(), d_out.get(), width});
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<int32_t> want(num_ints);
+    reference::StageStepInputs(host.get(), want.data(), num_ints, rows, sources_offset, previous.data(),
+                               nullptr, 0);
+    EXPECT_EQ(d_ints.Download(), want) << "sources " << sources;
+    std::vector<float> want_rows(d_out.size());
+    reference::GatherRows(want.data(), table.data(), want_rows.data(), rows, width);
+    EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want_rows, 0.f, 0.f)) << "sources " << sources;
+  }
+}
+
 // The step's first kernel: the gathered rows (a padding row among them) exactly as the reference gathers
 // them, their norm against the reference, and all of it, the rotary table included, bit for bit against
 // GatherRows, RmsNorm and RotaryTable; once without the table (its blocks are not launched).

@@ -90,7 +90,8 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
          m.positions, inv_freq, table, plan.num_tokens, hidden, config_.head_dim},
         stream_);
   } else {
-    kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
+    if (!plan.inputs_gather)
+      kernels::GatherRows(m.token_ids, weights_->embed_tokens(), residual_, plan.num_tokens, hidden, stream_);
     if (table != nullptr)
       kernels::RotaryTable(m.positions, inv_freq, table, plan.num_tokens, config_.head_dim, stream_);
   }

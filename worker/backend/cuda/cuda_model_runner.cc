@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_check.h"
 #include "kernels/embedding.h"
+#include "kernels/env_knob.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/lm_head_screen.h"
 #include "kernels/paged_attention.h"
@@ -70,6 +71,13 @@ bool DecodeMmaFits(const ModelConfig& c) {
   return c.head_dim % 32 == 0 && std::all_of(projections.begin(), projections.end(), [](const auto& p) {
            return kernels::DecodeMmaSupports(p.first, p.second);
          });
+}
+
+// Whether the steps of the fused decode GEMVs gather their embeddings in kernels::StageStepInputs instead of
+// a GatherRows kernel; DOZE_INPUTS_GATHER=0 keeps the kernel (measurements).
+bool UseInputsGather() {
+  static const bool enabled = kernels::EnvFlag("DOZE_INPUTS_GATHER");
+  return enabled;
 }
 
 }  // namespace
@@ -273,6 +281,7 @@ CudaModelRunner::StepPlan CudaModelRunner::PlanStep(const BatchMetadata& batch) 
   for (int i = 0; decode && i < plan.num_logits; ++i) decode = batch.logits_indices[i] == i;
   plan.graph = options_.use_cuda_graphs && decode && BatchBucket(plan.num_seqs) <= options_.max_num_seqs;
   if (plan.graph) plan.num_tokens = plan.num_logits = BatchBucket(plan.num_seqs);
+  plan.inputs_gather = UseDecodeGemv(plan.num_tokens) && UseInputsGather();
   return plan;
 }
 
@@ -328,7 +337,9 @@ void CudaModelRunner::UploadMetadata(const BatchMetadata& batch, const StepPlan&
       sampler_ != nullptr ? sampler_->UnpublishedTokens() : CudaSampler::Unpublished{};
   kernels::StageStepInputs(
       host, static_cast<int32_t*>(metadata_.get()), static_cast<int>(ints), plan.num_tokens, sources_offset,
-      sampler_ != nullptr ? sampler_->last_tokens() : nullptr, unpublished.host, unpublished.rows, stream_);
+      sampler_ != nullptr ? sampler_->last_tokens() : nullptr, unpublished.host, unpublished.rows, stream_,
+      plan.inputs_gather ? kernels::EmbeddingGather{weights_->embed_tokens(), residual_, config_.hidden_size}
+                         : kernels::EmbeddingGather{});
   if (unpublished.host != nullptr) sampler_->TokensPublished();
   CUDA_CHECK(cudaEventRecord(metadata_copied_, stream_));
 }

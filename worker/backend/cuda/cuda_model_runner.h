@@ -110,6 +110,9 @@ class CudaModelRunner : public ModelRunner {
     int num_tokens, num_logits, num_seqs, max_context, table_width;
     bool graph;
     bool one_token_per_seq;  // every sequence has one token in the step (decode): see AttentionShape
+    // kernels::StageStepInputs writes the rows' embeddings into residual_ (steps of the fused decode GEMVs),
+    // so the forward pass starts without a GatherRows kernel.
+    bool inputs_gather = false;
     // Greedy rows: the LM head's pass writes num_logits tokens here (the sampler's ChosenTokens) instead of
     // the logits.
     int32_t* chosen_tokens = nullptr;
