@@ -4,6 +4,7 @@
 #include "kernels/decode_epilogue.cuh"
 #include "kernels/decode_gemv.h"
 #include "kernels/device_info.h"
+#include "kernels/env_knob.h"
 #include "kernels/pdl.cuh"
 #include "kernels/vec.cuh"
 
@@ -31,6 +32,9 @@ struct Params {
   RotaryShape shape;          // kRotary only
   int m, n, k, num_items;
   int k_split = 1;
+  // Vectors by which each block's copy of x starts later than the previous block's (StageX), so that the
+  // blocks do not all ask the L2 for the same line at once.
+  int stage_rotation = 0;
 };
 
 // Loads kUnroll<kCols> 16-byte pieces of each weight row (vector base + lane + 32 u); pieces past v_end read
@@ -60,9 +64,13 @@ __device__ __forceinline__ void StageNormWeight(const Params& p, Bf16x8* xs) {
 // to bf16, as RmsNorm stores it (the weight staged by StageNormWeight). Ends with a barrier.
 template <int kRows, bool kNorm>
 __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRows]) {
-  const int num_vecs = p.k / 8;
+  const int num_vecs = p.k / 8, total = p.m * num_vecs;
   const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
-  for (int e = threadIdx.x; e < p.m * num_vecs; e += kThreads) StoreVec(xs + e, LoadVec(src + e));
+  const int first = static_cast<int>((static_cast<int64_t>(blockIdx.x) * p.stage_rotation) % total);
+  for (int i = threadIdx.x; i < total; i += kThreads) {
+    const int e = i + first < total ? i + first : i + first - total;
+    StoreVec(xs + e, LoadVec(src + e));
+  }
   if constexpr (kNorm) {
     __syncthreads();
     float sum_sq[kRows] = {};
@@ -273,6 +281,15 @@ static __global__ void __launch_bounds__(kThreads, 1) DecodeGemvKernel(Params p,
   }
 }
 
+// Each block starts its copy of x kStageRotation vectors (four L2 lines) after the previous block's: H100
+// batch 1 -7 to -9 us a step against every block starting at the same line (kernels/PERF_NOTES.md).
+// DOZE_GEMV_STAGE_ROTATION=0 starts them all at the first (measurements).
+constexpr int kStageRotation = 32;
+int StageRotation() {
+  static const int rotation = EnvFlag("DOZE_GEMV_STAGE_ROTATION") ? kStageRotation : 0;
+  return rotation;
+}
+
 // Splits k over several warps of a block when the rows are long, so that enough loads are in flight
 // (down_proj: 896 rows of 4864 would otherwise give only 112 blocks).
 int KSplit(int k) {
@@ -311,6 +328,7 @@ void Launch(Params p, cudaStream_t stream) {
     CudaFail("DecodeGemv", "needs 1 <= m <= 8 and k % 8 == 0", __FILE__, __LINE__);
   }
   p.k_split = KSplit(p.k);
+  p.stage_rotation = StageRotation();
   if (p.m == 1) {
     LaunchRows<1, E, kNorm>(p, stream);
   } else if (p.m == 2) {
