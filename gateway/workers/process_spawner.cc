@@ -1,8 +1,9 @@
 #include "gateway/workers/process_spawner.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,41 +156,82 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
   return pointers;
 }
 
+// Marks every descriptor from 3 on close-on-exec, so that nothing of the gateway's (its listening socket, its
+// connections, its pipes) reaches the worker.
+void CloseOnExecFrom3() {
+  if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return;
+  for (int fd = 3; fd < 65536; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);  // kernels before 5.11
+}
+
+// The child between fork and execve; the gateway has threads, so only async-signal-safe calls. Its errno
+// goes to `error_fd` (close-on-exec) if execve fails.
+[[noreturn]] void RunChild(pid_t gateway, int output_fd, int error_fd, const char* binary, char* const* argv,
+                           char* const* envp) {
+  setpgid(0, 0);
+  // The worker gets SIGTERM (on which it drains and exits) when the gateway ends, killed outright included
+  // (strictly: when the gateway thread that started it ends, and those run until the gateway exits); a
+  // gateway gone before this line leaves the child to init, which it then leaves at once.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != gateway) _exit(127);
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaction(sig, &default_action, nullptr);
+  sigset_t no_signals;
+  sigemptyset(&no_signals);
+  sigprocmask(SIG_SETMASK, &no_signals, nullptr);
+  dup2(output_fd, STDOUT_FILENO);
+  dup2(output_fd, STDERR_FILENO);
+  CloseOnExecFrom3();
+  execve(binary, argv, envp);
+  const int error = errno;
+  ssize_t written = write(error_fd, &error, sizeof error);
+  (void)written;
+  _exit(127);
+}
+
+// Reads the child's execve errno from `error_fd`: 0 once execve has closed the pipe.
+int ChildExecError(int error_fd) {
+  int error = 0;
+  ssize_t n = 0;
+  do {
+    n = read(error_fd, &error, sizeof error);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof error) ? error : 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<ChildProcess>> ProcessSpawner::Spawn(
     const SpawnSpec& spec, std::function<void(std::string)> on_exit) {
-  int pipe_fds[2];
+  int pipe_fds[2], error_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t no_signals, default_signals;
-  sigemptyset(&no_signals);
-  sigemptyset(&default_signals);
-  for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&default_signals, sig);
-  posix_spawnattr_setsigmask(&attributes, &no_signals);
-  posix_spawnattr_setsigdefault(&attributes, &default_signals);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  if (pipe2(error_fds, O_CLOEXEC) != 0) {
+    const int error = errno;
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return absl::InternalError(absl::StrCat("pipe: ", strerror(error)));
+  }
   std::vector<std::string> argv{spec.binary};
   argv.insert(argv.end(), spec.args.begin(), spec.args.end());
   std::vector<std::string> env = ChildEnvironment(spec.extra_env);
   std::vector<char*> argv_pointers = Pointers(argv);
   std::vector<char*> env_pointers = Pointers(env);
-  pid_t pid = 0;
-  int error = posix_spawn(&pid, spec.binary.c_str(), &actions, &attributes, argv_pointers.data(),
-                          env_pointers.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
+  const pid_t gateway = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    RunChild(gateway, pipe_fds[1], error_fds[1], spec.binary.c_str(), argv_pointers.data(),
+             env_pointers.data());
+  }
+  const int fork_error = errno;
   close(pipe_fds[1]);
-  if (error != 0) {
+  close(error_fds[1]);
+  const int exec_error = pid < 0 ? fork_error : ChildExecError(error_fds[0]);
+  close(error_fds[0]);
+  if (pid < 0 || exec_error != 0) {
+    if (pid > 0) waitpid(pid, nullptr, 0);
     close(pipe_fds[0]);
-    return absl::FailedPreconditionError(absl::StrCat("cannot start ", spec.binary, ": ", strerror(error)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot start ", spec.binary, ": ", strerror(exec_error)));
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {

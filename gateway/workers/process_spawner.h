@@ -45,7 +45,9 @@ class Spawner {
       const SpawnSpec& spec, std::function<void(std::string reason)> on_exit) = 0;
 };
 
-// The real spawner: posix_spawn, pidfd exit notification, output through a pipe.
+// The real spawner: fork and execve, pidfd exit notification, output through a pipe. The child inherits no
+// descriptor of the gateway's but its output pipe, and gets SIGTERM when the gateway ends (PR_SET_PDEATHSIG),
+// so that a gateway killed outright leaves neither workers nor its port behind.
 class ProcessSpawner : public Spawner {
  public:
   explicit ProcessSpawner(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}

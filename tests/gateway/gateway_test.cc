@@ -9,10 +9,13 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <sstream>
 #include <string>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -657,6 +660,63 @@ TEST_F(GatewayTest, OperatorStopHoldsAResidentWorkerDownUntilARequest) {
   EXPECT_EQ(Chat("table_parse").status, 200);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(Status()["table_parse"]["lifecycle"]["state"], "ready");
+}
+
+// The inode of the socket listening on 127.0.0.1:`port` (/proc/net/tcp), or "" when none.
+std::string ListeningSocketInode(uint16_t port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the header
+  const std::string local = absl::StrCat("0100007F:", absl::AsciiStrToUpper(absl::StrFormat("%04x", port)));
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local_address, remote_address, state, skip, inode;
+    fields >> slot >> local_address >> remote_address >> state;
+    for (int i = 0; i < 5; ++i) fields >> skip;  // queues, timer, retransmits, uid, timeout
+    fields >> inode;
+    if (local_address == local && state == "0A") return inode;  // 0A: LISTEN
+  }
+  return "";
+}
+
+// The targets of process `pid`'s descriptors ("socket:[123]", "pipe:[456]", paths).
+std::vector<std::string> DescriptorTargets(pid_t pid) {
+  std::vector<std::string> targets;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"), error)) {
+    std::error_code link_error;
+    targets.push_back(std::filesystem::read_symlink(entry.path(), link_error).string());
+  }
+  return targets;
+}
+
+// Whether process `pid` has ended (gone, or a zombie its new parent has not reaped yet).
+bool Ended(pid_t pid) {
+  absl::StatusOr<std::vector<std::string>> fields = ProcStatFields(pid);
+  return !fields.ok() || fields->empty() || (*fields)[0] == "Z" || (*fields)[0] == "X";
+}
+
+// A worker holds none of the gateway's descriptors (its listening socket in a worker would keep the port
+// bound, and clients waiting in its queue, after the gateway's end), and a gateway killed outright takes its
+// workers with it.
+TEST_F(GatewayTest, KilledGatewayLeavesNeitherItsPortNorItsWorkers) {
+  StartGateway();
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  const pid_t worker = Status()["copy_polish"]["pid"].get<pid_t>();
+  const std::string inode = ListeningSocketInode(port_);
+  ASSERT_FALSE(inode.empty());
+  EXPECT_THAT(DescriptorTargets(worker),
+              ::testing::Not(::testing::Contains(absl::StrCat("socket:[", inode, "]"))))
+      << "the worker holds the gateway's listening socket";
+  gateway_->Signal(SIGKILL);
+  ASSERT_NE(gateway_->WaitExit(10000), -1);
+  bool ended = false;
+  for (int i = 0; i < 200 && !ended; ++i) {
+    ended = Ended(worker);
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(ended) << "the worker outlived the gateway";
+  if (!ended) kill(worker, SIGKILL);
 }
 
 TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
