@@ -61,6 +61,7 @@ absl::StatusOr<uint64_t> Engine::AddRequest(std::vector<int32_t> prompt_token_id
   }
   RETURN_IF_ERROR(params.Validate(vocab_size));
   RETURN_IF_ERROR(CheckFits(static_cast<int>(prompt_token_ids.size()), params));
+  if (params.temperature < kMinSamplingTemperature) params.temperature = 0.0f;
 
   const uint64_t id = next_id_++;
   const uint64_t seed = params.seed.has_value() ? *params.seed : seed_generator_();

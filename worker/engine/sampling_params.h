@@ -11,9 +11,14 @@
 
 namespace doze {
 
+// Temperatures below this sample greedily, as temperature 0 does: dividing logits by less overflows fp32
+// (the engine applies it at admission).
+constexpr float kMinSamplingTemperature = 1e-5f;
+
 // How one request samples and when it stops. The defaults sample from the model's full distribution.
 struct SamplingParams {
-  // 0 is greedy (argmax of the penalised logits; ties go to the lowest id).
+  // 0 is greedy (argmax of the penalised logits; ties go to the lowest id), and so is anything below
+  // kMinSamplingTemperature.
   float temperature = 1.0f;
   // Keep the k most likely tokens (ties at the k-th logit kept, as Hugging Face does); 0 or -1: off.
   int top_k = 0;

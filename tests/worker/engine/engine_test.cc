@@ -237,6 +237,23 @@ TEST(EngineTest, SeededSamplingReproducesAloneAndInABatch) {
   EXPECT_NE(RunAlone({prompt, seeded}).tokens, alone.tokens);
 }
 
+// A temperature too small to divide the logits by (1e-40 is a denormal: logits / t overflow) samples as
+// temperature 0 does, as does any below kMinSamplingTemperature; one just above it still samples.
+TEST(EngineTest, TemperatureBelowTheMinimumIsGreedy) {
+  std::mt19937 rng(5);
+  const std::vector<int32_t> prompt = RandomPrompt(rng, 20);
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  greedy.max_tokens = 30;
+  const Generated want = RunAlone({prompt, greedy});
+  for (float tiny : {1e-40f, 1e-30f, 0.5f * kMinSamplingTemperature}) {
+    SamplingParams params = greedy;
+    params.temperature = tiny;
+    params.seed = 7;
+    EXPECT_EQ(RunAlone({prompt, params}).tokens, want.tokens) << "temperature " << tiny;
+  }
+}
+
 TEST(EngineTest, AbortFreesBlocksAtOnce) {
   Harness harness;
   std::mt19937 rng(4);
