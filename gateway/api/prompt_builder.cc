@@ -48,18 +48,17 @@ void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& f
 
 absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRequest& request,
                                                               const FunctionConfig& function) const {
-  std::string text = request.prompt;
+  absl::StatusOr<std::vector<int32_t>> ids;
   if (request.chat) {
     std::vector<ChatMessage> messages = request.messages;
     bool has_system = !messages.empty() && messages.front().role == "system";
     if (!has_system && !function.system_prompt.empty()) {
       messages.insert(messages.begin(), ChatMessage{"system", function.system_prompt});
     }
-    absl::StatusOr<std::string> rendered = RenderChatPrompt(messages);
-    if (!rendered.ok()) return InvalidParam("messages", std::string(rendered.status().message()));
-    text = *std::move(rendered);
+    ids = EncodeChatPrompt(*tokenizer_, messages);
+  } else {
+    ids = tokenizer_->Encode(request.prompt);
   }
-  absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text);
   if (!ids.ok())
     return InvalidParam(request.chat ? "messages" : "prompt", std::string(ids.status().message()));
   if (ids->empty()) return InvalidParam("prompt", "prompt: must not be empty");

@@ -21,8 +21,7 @@ absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const Tokenizer& tokenizer, 
     return *prompt.token_ids;
   }
   if (prompt.text) return tokenizer.Encode(*prompt.text);
-  ASSIGN_OR_RETURN(std::string rendered, RenderChatPrompt(*prompt.messages, /*add_generation_prompt=*/true));
-  return tokenizer.Encode(rendered);
+  return EncodeChatPrompt(tokenizer, *prompt.messages, /*add_generation_prompt=*/true);
 }
 
 }  // namespace doze

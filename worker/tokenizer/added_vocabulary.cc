@@ -50,13 +50,18 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens,
     id_by_content_.try_emplace(token.content, token.id);
     const std::string& text = token.normalized ? normalized_contents[i] : token.content;
     if (text.empty()) continue;
-    Matcher& matcher = token.normalized ? normalized_matcher_ : raw_matcher_;
-    matcher.by_first_byte[static_cast<unsigned char>(text[0])].push_back({text, i});
+    for (bool match_special : {false, true}) {
+      if (token.special && !match_special) continue;
+      Matcher& matcher = matchers_[token.normalized][match_special];
+      matcher.by_first_byte[static_cast<unsigned char>(text[0])].push_back({text, i});
+    }
   }
-  for (Matcher* matcher : {&raw_matcher_, &normalized_matcher_}) {
-    for (auto& bucket : matcher->by_first_byte) {
-      std::stable_sort(bucket.begin(), bucket.end(),
-                       [](const Pattern& a, const Pattern& b) { return a.text.size() > b.text.size(); });
+  for (auto& pass : matchers_) {
+    for (Matcher& matcher : pass) {
+      for (auto& bucket : matcher.by_first_byte) {
+        std::stable_sort(bucket.begin(), bucket.end(),
+                         [](const Pattern& a, const Pattern& b) { return a.text.size() > b.text.size(); });
+      }
     }
   }
 }
@@ -79,9 +84,9 @@ bool AddedVocabulary::IsWholeWord(std::string_view text, size_t begin, size_t en
   return !word_before && !word_after;
 }
 
-void AddedVocabulary::Split(std::string_view text, bool normalized_pass,
+void AddedVocabulary::Split(std::string_view text, bool normalized_pass, bool match_special,
                             std::vector<TextSegment>* segments) const {
-  const Matcher& matcher = normalized_pass ? normalized_matcher_ : raw_matcher_;
+  const Matcher& matcher = matchers_[normalized_pass][match_special];
   size_t plain_begin = 0;
   size_t pos = 0;
   while (pos < text.size()) {

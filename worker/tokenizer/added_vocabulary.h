@@ -43,8 +43,10 @@ class AddedVocabulary {
   AddedVocabulary(std::vector<AddedToken> tokens, const std::vector<std::string>& normalized_contents);
 
   // Cuts valid UTF-8 `text` into plain segments and added-token segments, matching only the tokens whose
-  // `normalized` flag equals `normalized_pass`. Segments tile the text in order.
-  void Split(std::string_view text, bool normalized_pass, std::vector<TextSegment>* segments) const;
+  // `normalized` flag equals `normalized_pass`, and special tokens only with `match_special` (without it
+  // their text stays plain, as HF's split_special_tokens leaves it). Segments tile the text in order.
+  void Split(std::string_view text, bool normalized_pass, bool match_special,
+             std::vector<TextSegment>* segments) const;
 
   // Returns the added token with this id, or nullptr.
   const AddedToken* FindById(int32_t id) const;
@@ -73,8 +75,8 @@ class AddedVocabulary {
   static bool IsWholeWord(std::string_view text, size_t begin, size_t end);
 
   std::vector<AddedToken> tokens_;
-  Matcher raw_matcher_;
-  Matcher normalized_matcher_;
+  // Indexed [normalized][match_special]: the matcher of each pass, with and without the special tokens.
+  Matcher matchers_[2][2];
   absl::flat_hash_map<int32_t, size_t> index_by_id_;
   absl::flat_hash_map<std::string, int32_t> id_by_content_;
 };

@@ -77,29 +77,31 @@ Tokenizer::Tokenizer(std::unique_ptr<BpeModel> model, std::unique_ptr<AddedVocab
   }
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, SpecialTokens special) const {
   if (std::optional<size_t> offset = FindInvalidUtf8(text)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 at byte offset ", *offset));
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 1);
+  const bool match_special = special == SpecialTokens::kParse;
   std::vector<TextSegment> segments;
-  added_->Split(text, /*normalized_pass=*/false, &segments);
+  added_->Split(text, /*normalized_pass=*/false, match_special, &segments);
   for (const TextSegment& segment : segments) {
     if (segment.token_id >= 0) {
       ids.push_back(segment.token_id);
     } else {
-      EncodePlain(text.substr(segment.range.begin, segment.range.end - segment.range.begin), &ids);
+      EncodePlain(text.substr(segment.range.begin, segment.range.end - segment.range.begin), match_special,
+                  &ids);
     }
   }
   return ids;
 }
 
-void Tokenizer::EncodePlain(std::string_view raw, std::vector<int32_t>* ids) const {
+void Tokenizer::EncodePlain(std::string_view raw, bool match_special, std::vector<int32_t>* ids) const {
   std::string storage;
   std::string_view text = nfc_ ? Nfc(raw, &storage) : raw;
   std::vector<TextSegment> segments;
-  added_->Split(text, /*normalized_pass=*/true, &segments);
+  added_->Split(text, /*normalized_pass=*/true, match_special, &segments);
   for (const TextSegment& segment : segments) {
     if (segment.token_id >= 0) {
       ids->push_back(segment.token_id);

@@ -17,6 +17,10 @@
 
 namespace doze {
 
+// Whether Encode turns the text of a special added token ("<|im_end|>") into that token, as HF's encode does,
+// or encodes it as the characters it is (HF's split_special_tokens), for text from users.
+enum class SpecialTokens { kParse, kAsText };
+
 // Encodes text to ids and back. Immutable after loading except for an internal word cache; thread-safe.
 class Tokenizer {
  public:
@@ -24,9 +28,10 @@ class Tokenizer {
   // decoder other than the Qwen2 ones (BPE, NFC, Split+ByteLevel, ByteLevel).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
 
-  // Returns the ids of `text` as HF's encode(text, add_special_tokens=False) would; InvalidArgument, naming
-  // the byte offset, when `text` is not valid UTF-8.
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text) const;
+  // Returns the ids of `text` as HF's encode(text, add_special_tokens=False) would (with kAsText, as it would
+  // with split_special_tokens=True); InvalidArgument, naming the byte offset, when `text` is not valid UTF-8.
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              SpecialTokens special = SpecialTokens::kParse) const;
 
   // Returns the text of `ids` as HF's decode would: unknown ids are dropped, special tokens too when asked,
   // and bytes that do not form valid UTF-8 become U+FFFD.
@@ -51,7 +56,7 @@ class Tokenizer {
   Tokenizer(std::unique_ptr<BpeModel> model, std::unique_ptr<AddedVocabulary> added);
   // Appends the ids of plain (non-added-token) raw text: normalize, cut at normalized added tokens, split,
   // BPE.
-  void EncodePlain(std::string_view raw, std::vector<int32_t>* ids) const;
+  void EncodePlain(std::string_view raw, bool match_special, std::vector<int32_t>* ids) const;
   // Appends the ids of normalized text with no added token in it.
   void EncodeWords(std::string_view text, std::vector<int32_t>* ids) const;
 

@@ -1,7 +1,8 @@
 // Every corpus string's ids and decoded text against Hugging Face `tokenizers` goldens
 // (scripts/goldens/tokenizer_goldens.py writes tests/goldens/tokenizer/goldens.jsonl), and the native chat
 // template against transformers' apply_chat_template (scripts/goldens/chat_template_goldens.py writes
-// chat_template.jsonl).
+// chat_template.jsonl), its ids against those of that text.
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,19 @@ TEST(TokenizerGoldensTest, ChatTemplateMatchesTransformers) {
     auto prompt = RenderChatPrompt(messages, golden["add_generation_prompt"].get<bool>());
     ASSERT_TRUE(prompt.ok()) << prompt.status();
     EXPECT_EQ(*prompt, golden["text"].get<std::string>()) << golden["messages"].dump();
+    // The ids the engine gets: those of the transformers text (Encode is checked against HF above), except
+    // where a message types a special token's text, which stays text (and decodes back to it).
+    auto ids = EncodeChatPrompt(TestTokenizer(), messages, golden["add_generation_prompt"].get<bool>());
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    const bool typed_special = std::any_of(messages.begin(), messages.end(), [](const ChatMessage& m) {
+      return m.content.find("<|") != std::string::npos;
+    });
+    if (typed_special) {
+      EXPECT_EQ(TestTokenizer().Decode(*ids), golden["text"].get<std::string>()) << golden["messages"].dump();
+    } else {
+      EXPECT_EQ(*ids, *TestTokenizer().Encode(golden["text"].get<std::string>()))
+          << golden["messages"].dump();
+    }
   }
 }
 
