@@ -24,6 +24,13 @@ constexpr size_t kMaxReadAhead = 64 << 10;
 
 std::chrono::nanoseconds ToChrono(absl::Duration duration) { return absl::ToChronoNanoseconds(duration); }
 
+// Whether `error` is the parser's finding about the bytes (answered 400) rather than the connection's end
+// or a read error (the connection just closes).
+bool IsProtocolError(beast::error_code error) {
+  return error.category() == beast::error_code(http::error::bad_target).category() &&
+         error != http::error::end_of_stream && error != http::error::partial_message;
+}
+
 }  // namespace
 
 HttpSession::HttpSession(net::ip::tcp::socket socket, std::shared_ptr<SessionContext> context)
@@ -61,11 +68,10 @@ void HttpSession::ReadHeader() {
 void HttpSession::OnHeader(beast::error_code error) {
   if (error == http::error::header_limit) return RejectAndClose(431, "request header fields too large");
   if (error == http::error::body_limit) return RejectAndClose(413, "request body larger than the limit");
-  if (error == http::error::end_of_stream || error == http::error::partial_message) return Close();
   if (error) {
-    bool protocol_error = error.category() == beast::error_code(http::error::bad_target).category();
-    return protocol_error ? RejectAndClose(400, absl::StrCat("malformed HTTP request: ", error.message()))
-                          : Close();
+    return IsProtocolError(error)
+               ? RejectAndClose(400, absl::StrCat("malformed HTTP request: ", error.message()))
+               : Close();
   }
   boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > static_cast<uint64_t>(context_->limits.max_body_bytes)) {
@@ -95,7 +101,11 @@ void HttpSession::ReadBody() {
 
 void HttpSession::OnBody(beast::error_code error) {
   if (error == http::error::body_limit) return RejectAndClose(413, "request body larger than the limit");
-  if (error) return Close();
+  if (error) {
+    return IsProtocolError(error)
+               ? RejectAndClose(400, absl::StrCat("malformed request body: ", error.message()))
+               : Close();
+  }
   http::request<http::string_body> message = parser_->release();
   HttpRequest request;
   request.method = std::string(message.method_string());
@@ -106,6 +116,7 @@ void HttpSession::OnBody(beast::error_code error) {
   {
     absl::MutexLock lock(&out_mu_);
     keep_alive_ = message.keep_alive();
+    http10_ = message.version() < 11;
     phase_ = Phase::kAwaiting;
   }
   busy_ = true;
@@ -175,19 +186,24 @@ void HttpSession::SendWhole(HttpResponse response) {
   absl::StrAppend(&out_, "HTTP/1.1 ", response.status, " ", absl::string_view(reason.data(), reason.size()),
                   "\r\nContent-Type: ", response.content_type, "\r\n");
   for (const auto& [name, value] : response.headers) absl::StrAppend(&out_, name, ": ", value, "\r\n");
-  absl::StrAppend(&out_, "Content-Length: ", response.body.size(), "\r\n",
-                  response_keep_alive_ ? "" : "Connection: close\r\n", "\r\n", response.body);
+  absl::StrAppend(&out_, "Content-Length: ", response.body.size(), "\r\n", ConnectionHeader(), "\r\n",
+                  response.body);
   phase_ = Phase::kEnding;
   SendLocked();
+}
+
+const char* HttpSession::ConnectionHeader() const {
+  if (!response_keep_alive_) return "Connection: close\r\n";
+  return http10_ ? "Connection: keep-alive\r\n" : "";  // HTTP/1.0 closes unless told otherwise
 }
 
 void HttpSession::StartStream(const std::string& content_type) {
   absl::MutexLock lock(&out_mu_);
   if (phase_ != Phase::kAwaiting) return;
-  response_keep_alive_ = keep_alive_ && !context_->stopping.load();
-  absl::StrAppend(&out_, "HTTP/1.1 200 OK\r\nContent-Type: ", content_type,
-                  "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n",
-                  response_keep_alive_ ? "" : "Connection: close\r\n", "\r\n");
+  // An HTTP/1.0 client knows no chunks: its stream is the bytes themselves, ended by closing the connection.
+  response_keep_alive_ = keep_alive_ && !http10_ && !context_->stopping.load();
+  absl::StrAppend(&out_, "HTTP/1.1 200 OK\r\nContent-Type: ", content_type, "\r\nCache-Control: no-cache\r\n",
+                  http10_ ? "" : "Transfer-Encoding: chunked\r\n", ConnectionHeader(), "\r\n");
   phase_ = Phase::kStreaming;  // The header waits for the first chunk: one send for both.
 }
 
@@ -200,10 +216,13 @@ void HttpSession::EndStream() { AppendChunk({}, /*last=*/true); }
 void HttpSession::AppendChunk(absl::string_view data, bool last) {
   absl::MutexLock lock(&out_mu_);
   if (phase_ != Phase::kStreaming) return;
-  // An empty chunk would end the stream.
-  if (!data.empty()) absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
+  if (http10_) {
+    out_.append(data.data(), data.size());
+  } else if (!data.empty()) {  // An empty chunk would end the stream.
+    absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
+  }
   if (last) {
-    out_ += "0\r\n\r\n";
+    if (!http10_) out_ += "0\r\n\r\n";
     phase_ = Phase::kEnding;
   }
   SendLocked();

@@ -81,6 +81,8 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   void AppendChunk(absl::string_view data, bool last);
   // Sends out_ directly when no asynchronous write runs; hands the rest to the strand.
   void SendLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
+  // The response's Connection header line ("" where the version's default holds).
+  const char* ConnectionHeader() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   // On the strand: writes out_ asynchronously (a client that does not keep up).
   void AsyncFlush();
   void OnAsyncWritten(boost::beast::error_code error);
@@ -110,6 +112,7 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   const int fd_;
   Phase phase_ ABSL_GUARDED_BY(out_mu_) = Phase::kIdle;
   bool keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;  // The request allows it (the response may still close).
+  bool http10_ ABSL_GUARDED_BY(out_mu_) = false;  // The request is HTTP/1.0: no chunks, keep-alive explicit.
   bool response_keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;
   bool socket_open_ ABSL_GUARDED_BY(out_mu_) = true;
   bool async_writing_ ABSL_GUARDED_BY(out_mu_) = false;  // The strand writes; direct sends wait their turn.

@@ -1,7 +1,10 @@
 #include "gateway/http/router.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gateway/openai/api_error.h"
 
 namespace doze::gateway {
@@ -15,21 +18,25 @@ void Router::AddPrefix(std::string method, std::string prefix, HttpHandler handl
 }
 
 void Router::Route(HttpRequest request, std::shared_ptr<ResponseChannel> channel) const {
-  bool path_known = false;
+  std::vector<std::string> allowed;  // the path's methods, for a 405's Allow header
   for (const Route_& route : routes_) {
     bool matches = route.prefix ? absl::StartsWith(request.path, route.path) : request.path == route.path;
     if (!matches) continue;
-    path_known = true;
     if (route.method == request.method) {
       route.handler(std::move(request), std::move(channel));
       return;
     }
+    if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end())
+      allowed.push_back(route.method);
   }
-  if (path_known) {
-    channel->Send(
+  if (!allowed.empty()) {
+    HttpResponse response =
         ErrorResponse(WithHttpStatus(absl::InvalidArgumentError(absl::StrCat(
-                                         "method ", request.method, " is not allowed on ", request.path)),
-                                     405)));
+                                         "method ", request.method, " is not allowed on ", request.path,
+                                         " (allowed: ", absl::StrJoin(allowed, ", "), ")")),
+                                     405));
+    response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+    channel->Send(std::move(response));
     return;
   }
   channel->Send(ErrorResponse(absl::NotFoundError(absl::StrCat("no route for ", request.path))));

@@ -30,6 +30,7 @@ const char* ErrorType(int http_status) {
   switch (http_status) {
     case 400:
     case 404:
+    case 405:
     case 409:
     case 413:
     case 431:

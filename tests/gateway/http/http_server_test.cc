@@ -96,6 +96,8 @@ TEST_F(HttpServerTest, UnknownPathIs404AndWrongMethod405) {
   testing::TestResponse response = Fetch(port_, "GET", "/echo");
   EXPECT_EQ(response.status, 405);
   EXPECT_THAT(response.body, HasSubstr("\"error\""));
+  EXPECT_THAT(response.body, HasSubstr("\"invalid_request_error\""));  // the client's error, not the server's
+  EXPECT_EQ(response.headers["allow"], "POST");
 }
 
 TEST_F(HttpServerTest, StreamsChunks) {
@@ -103,6 +105,34 @@ TEST_F(HttpServerTest, StreamsChunks) {
   EXPECT_EQ(response.status, 200);
   EXPECT_EQ(response.headers["content-type"], "text/event-stream");
   EXPECT_EQ(testing::SseData(response.body), (std::vector<std::string>{"0", "1", "2"}));
+}
+
+// An HTTP/1.0 client knows no chunked encoding: its stream is the data itself, ended by the server closing
+// the connection; its whole responses keep the connection only when it asked, and say so.
+TEST_F(HttpServerTest, Http10StreamIsUnchunkedAndEndsWithTheConnection) {
+  std::string raw = SendRaw(port_, "GET /stream HTTP/1.0\r\n\r\n");
+  ASSERT_THAT(raw, HasSubstr(" 200 "));
+  const size_t body = raw.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  const std::string header = raw.substr(0, body);
+  EXPECT_THAT(header, ::testing::Not(HasSubstr("chunked")));
+  EXPECT_THAT(header, HasSubstr("Connection: close"));
+  EXPECT_EQ(testing::SseData(raw.substr(body + 4)), (std::vector<std::string>{"0", "1", "2"}));
+  EXPECT_THAT(raw.substr(body + 4), ::testing::Not(HasSubstr("0\r\n\r\n")));  // no last-chunk marker
+
+  std::string one = "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\na";
+  std::string two = "POST /echo HTTP/1.0\r\nContent-Length: 1\r\n\r\nb";
+  std::string both = SendRaw(port_, one + two);
+  EXPECT_THAT(both, HasSubstr("Connection: keep-alive\r\n"));
+  EXPECT_THAT(both, HasSubstr("\r\n\r\na"));
+  EXPECT_THAT(both, HasSubstr("\r\n\r\nb"));
+}
+
+TEST_F(HttpServerTest, MalformedChunkedBodyIs400) {
+  std::string raw = SendRaw(
+      port_, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(raw, HasSubstr("malformed request body"));
 }
 
 TEST_F(HttpServerTest, BodyOverTheLimitIs413BeforeItIsRead) {
