@@ -33,7 +33,15 @@ absl::Status CompletionsHandler::Submit(const HttpRequest& request,
   ASSIGN_OR_RETURN(CompletionRequest parsed, ParseCompletionRequest(request.body, chat));
   std::shared_ptr<FunctionRuntime> function = functions_->Find(parsed.model);
   if (function == nullptr) {
-    return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", parsed.model,
+    // A name is echoed to at most 64 bytes (cut at a UTF-8 character's start): the body stays small.
+    absl::string_view name = parsed.model;
+    if (name.size() > 64) {
+      size_t cut = 64;
+      while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
+      name = name.substr(0, cut);
+    }
+    return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", name,
+                                                               name.size() < parsed.model.size() ? "..." : "",
                                                                "` does not exist: it names no function")),
                               "model"),
                     "model_not_found");

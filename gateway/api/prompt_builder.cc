@@ -71,17 +71,21 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& reques
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(request, function));
   BuiltPrompt built;
   built.prompt_tokens = static_cast<int>(ids.size());
-  std::optional<int> asked = request.max_tokens.has_value() ? request.max_tokens : function.max_tokens;
-  int room = context_length_ - built.prompt_tokens;
-  built.max_tokens = asked.value_or(std::min(kDefaultMaxTokens, std::max(room, 1)));
+  // A budget the request does not set (the function's, or kDefaultMaxTokens) shrinks to the room the prompt
+  // leaves; one the request sets must fit.
+  const int room = context_length_ - built.prompt_tokens;
+  built.max_tokens = request.max_tokens.has_value()
+                         ? *request.max_tokens
+                         : std::min(function.max_tokens.value_or(kDefaultMaxTokens), std::max(room, 1));
   if (built.prompt_tokens + built.max_tokens > context_length_) {
+    const char* what = request.chat ? "messages" : "prompt";
     return WithCode(
-        InvalidParam("messages",
-                     absl::StrCat("This model's maximum context length is ", context_length_,
-                                  " tokens. However, you requested ", built.prompt_tokens + built.max_tokens,
-                                  " tokens (", built.prompt_tokens, " in the messages, ", built.max_tokens,
-                                  " in the completion). Please reduce the length of the "
-                                  "messages or completion.")),
+        InvalidParam(
+            what,
+            absl::StrCat("This model's maximum context length is ", context_length_,
+                         " tokens. However, you requested ", built.prompt_tokens + built.max_tokens,
+                         " tokens (", built.prompt_tokens, " in the ", what, ", ", built.max_tokens,
+                         " in the completion). Please reduce the length of the ", what, " or completion.")),
         "context_length_exceeded");
   }
   built.request.set_request_id(request_id);

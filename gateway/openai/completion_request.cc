@@ -1,7 +1,10 @@
 #include "gateway/openai/completion_request.h"
 
+#include <algorithm>
 #include <limits>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/openai/api_error.h"
@@ -114,7 +117,13 @@ absl::Status ParseMessages(const Json* messages, std::vector<ChatMessage>* out) 
     auto content = message.find("content");
     if (content != message.end() && !content->is_null()) {
       RETURN_IF_ERROR(ParseContent(*content, param + ".content", &parsed.content));
+    } else if (role_name != "assistant") {  // only an assistant turn may come without content
+      return InvalidParam(param + ".content",
+                          absl::StrCat(param, ".content: required for a ", role_name, " message"));
     }
+    auto name = message.find("name");
+    if (name != message.end() && !name->is_null() && !name->is_string())
+      return InvalidParam(param + ".name", absl::StrCat(param, ".name: must be a string"));
     out->push_back(std::move(parsed));
   }
   return absl::OkStatus();
@@ -123,6 +132,7 @@ absl::Status ParseMessages(const Json* messages, std::vector<ChatMessage>* out) 
 absl::Status ParseStop(const Json* stop, std::vector<std::string>* out) {
   if (stop == nullptr) return absl::OkStatus();
   if (stop->is_string()) {
+    if (stop->get<std::string>().empty()) return InvalidParam("stop", "stop: must not be an empty string");
     out->push_back(stop->get<std::string>());
     return absl::OkStatus();
   }
@@ -154,6 +164,31 @@ absl::Status ParseLogitBias(const Json* bias, std::map<int32_t, float>* out) {
   return absl::OkStatus();
 }
 
+// OpenAI's json_schema object: a name of 1 to 64 letters, digits, '_' or '-', and optionally a string
+// description, an object schema and a boolean strict.
+absl::Status CheckJsonSchemaFormat(const Json& format) {
+  auto invalid = [](const std::string& message) {
+    return InvalidParam("response_format", absl::StrCat("response_format.json_schema.", message));
+  };
+  auto name = format.find("name");
+  if (name == format.end() || !name->is_string()) return invalid("name: required, a string");
+  const std::string& text = name->get_ref<const std::string&>();
+  const bool name_ok =
+      !text.empty() && text.size() <= 64 && std::all_of(text.begin(), text.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      });
+  if (!name_ok) return invalid("name: 1 to 64 letters, digits, '_' or '-'");
+  auto description = format.find("description");
+  if (description != format.end() && !description->is_string())
+    return invalid("description: must be a string");
+  auto schema = format.find("schema");
+  if (schema != format.end() && !schema->is_object()) return invalid("schema: must be an object");
+  auto strict = format.find("strict");
+  if (strict != format.end() && !strict->is_null() && !strict->is_boolean())
+    return invalid("strict: must be a boolean");
+  return absl::OkStatus();
+}
+
 absl::Status ParseResponseFormat(const Json* format, std::optional<ResponseFormatSpec>* out) {
   if (format == nullptr) return absl::OkStatus();
   if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string()) {
@@ -165,6 +200,7 @@ absl::Status ParseResponseFormat(const Json* format, std::optional<ResponseForma
     if (schema == format->end() || !schema->is_object()) {
       return InvalidParam("response_format", "response_format.json_schema: must be an object");
     }
+    RETURN_IF_ERROR(CheckJsonSchemaFormat(*schema));
     spec.json_schema = schema->dump();
   } else if (spec.type != "text" && spec.type != "json_object") {
     return InvalidParam("response_format", "response_format.type: must be text, json_object or json_schema");
@@ -187,8 +223,9 @@ absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
   RETURN_IF_ERROR(fields.Integer("seed", std::numeric_limits<int64_t>::min(),
                                  std::numeric_limits<int64_t>::max(), &seed));
   if (seed.has_value()) request->seed = static_cast<uint64_t>(*seed);
-  RETURN_IF_ERROR(fields.Integer("n", 1, 128, &n));
-  if (n.has_value() && *n != 1) return InvalidParam("n", "n: only 1 is supported");
+  RETURN_IF_ERROR(
+      fields.Integer("n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &n));
+  if (n.has_value() && *n != 1) return InvalidParam("n", absl::StrCat("n: only 1 is supported, got ", *n));
   RETURN_IF_ERROR(ParseStop(fields.Get("stop"), &request->stop));
   return ParseLogitBias(fields.Get("logit_bias"), &request->logit_bias);
 }
@@ -214,6 +251,8 @@ absl::Status ParseStreaming(const Fields& fields, CompletionRequest* request) {
   const Json* options = fields.Get("stream_options");
   if (options == nullptr) return absl::OkStatus();
   if (!options->is_object()) return InvalidParam("stream_options", "stream_options: must be an object");
+  if (!request->stream)
+    return InvalidParam("stream_options", "stream_options: only allowed when stream is true");
   absl::Status status = Fields(*options).Bool("include_usage", &request->include_usage);
   return status.ok() ? status
                      : InvalidParam("stream_options", "stream_options.include_usage: must be a boolean");
@@ -235,6 +274,9 @@ absl::StatusOr<Json> ParseJson(std::string_view body) {
       parsed = Json::parse(body.begin(), body.end());
     } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       std::string what = e.what();
+      // nlohmann's "[json.exception.parse_error.101] " names the library, not the request.
+      if (absl::StartsWith(what, "[json.exception."))
+        what.erase(0, std::min(what.size(), what.find("] ") + 2));
       bool utf8 = what.find("UTF-8") != std::string::npos || what.find("utf-8") != std::string::npos;
       return absl::InvalidArgumentError(utf8 ? absl::StrCat("request body is not valid UTF-8: ", what)
                                              : absl::StrCat("request body is not valid JSON: ", what));

@@ -77,8 +77,28 @@ TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
        "response_format"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})",
        "stream: must be a boolean"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}})",
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":true,"stream_options":{"include_usage":1}})",
        "include_usage"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}})",
+       "stream_options: only allowed when stream is true"},
+      {R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content: required"},
+      {R"({"model":"m","messages":[{"role":"system","content":null},{"role":"user","content":"x"}]})",
+       "messages[0].content: required"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x","name":5}]})",
+       "messages[0].name: must be a string"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":0})", "n: only 1 is supported, got 0"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":""})", "stop: must not be an empty"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{}}})",
+       "json_schema.name: required"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":1}}})",
+       "json_schema.name"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a b"}}})",
+       "json_schema.name: 1 to 64"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":"x"}}})",
+       "json_schema.schema: must be an object"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","strict":"yes"}}})",
+       "json_schema.strict: must be a boolean"},
+      {R"({"model":"m",)", "parse error"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"user":5})", "user: must be a string"},
   };
   for (const Bad& bad : table) {
@@ -87,6 +107,27 @@ TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
     EXPECT_EQ(HttpStatusOf(request.status()), 400) << bad.body;
     EXPECT_THAT(std::string(request.status().message()), HasSubstr(bad.message)) << bad.body;
   }
+}
+
+// What is accepted beside those: an assistant turn without content, a full json_schema object; and a JSON
+// error speaks of the request, not of the parsing library.
+TEST(CompletionRequestTest, AssistantTurnsMayOmitContentAndJsonErrorsNameNoLibrary) {
+  EXPECT_TRUE(
+      ParseCompletionRequest(
+          R"({"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":null},)"
+          R"({"role":"user","content":"y","name":"ann"}]})",
+          /*chat=*/true)
+          .ok());
+  EXPECT_TRUE(
+      ParseCompletionRequest(
+          R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema",)"
+          R"("json_schema":{"name":"reply-1","description":"d","schema":{"type":"object"},"strict":true}}})",
+          /*chat=*/true)
+          .ok());
+  absl::StatusOr<CompletionRequest> broken = ParseCompletionRequest("{\"model\":", /*chat=*/true);
+  ASSERT_FALSE(broken.ok());
+  EXPECT_THAT(std::string(broken.status().message()), ::testing::Not(HasSubstr("json.exception")));
+  EXPECT_THAT(std::string(broken.status().message()), HasSubstr("not valid JSON: parse error"));
 }
 
 }  // namespace
