@@ -30,7 +30,14 @@ void CompletionsHandler::Handle(const HttpRequest& request, std::shared_ptr<Resp
 absl::Status CompletionsHandler::Submit(const HttpRequest& request,
                                         const std::shared_ptr<ResponseChannel>& channel, bool chat) const {
   RETURN_IF_ERROR(keys_->Check(request.authorization));
-  ASSIGN_OR_RETURN(CompletionRequest parsed, ParseCompletionRequest(request.body, chat));
+  absl::StatusOr<CompletionRequest> parsed_or = ParseCompletionRequest(request.body, chat);
+  if (!parsed_or.ok()) {
+    // Counted under the function the body names, if it names one.
+    std::shared_ptr<FunctionRuntime> named = functions_->Find(RequestedModel(request.body));
+    if (named != nullptr) named->metrics().CountRequest(HttpStatusOf(parsed_or.status()));
+    return parsed_or.status();
+  }
+  CompletionRequest parsed = *std::move(parsed_or);
   std::shared_ptr<FunctionRuntime> function = functions_->Find(parsed.model);
   if (function == nullptr) {
     // A name is echoed to at most 64 bytes (cut at a UTF-8 character's start): the body stays small.

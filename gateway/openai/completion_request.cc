@@ -310,4 +310,11 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, 
   return request;
 }
 
+std::string RequestedModel(std::string_view body) {
+  Json parsed = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return "";
+  auto model = parsed.find("model");
+  return model != parsed.end() && model->is_string() ? model->get<std::string>() : "";
+}
+
 }  // namespace doze::gateway

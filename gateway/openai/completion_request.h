@@ -46,4 +46,8 @@ struct CompletionRequest {
 // JSON, invalid UTF-8, wrong types, out-of-range values and n other than 1.
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, bool chat);
 
+// The "model" string of a JSON object body, or "" (for counting a request that fails to parse under the
+// function it names).
+std::string RequestedModel(std::string_view body);
+
 }  // namespace doze::gateway

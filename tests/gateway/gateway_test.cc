@@ -637,10 +637,12 @@ TEST_F(GatewayTest, MetricsParseAsPrometheusText) {
   StartGateway();
   ASSERT_EQ(Chat("copy_polish").status, 200);
   ASSERT_EQ(Chat("poetry").status, 404);
+  ASSERT_EQ(Chat("copy_polish", R"(,"temperature":5)").status, 400);  // counted under the function it names
   TestResponse metrics = Fetch(port_, "GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(testing::CheckPrometheusText(metrics.body), "");
   EXPECT_THAT(metrics.body, HasSubstr("doze_requests_total{function=\"copy_polish\",status=\"200\"} 1"));
+  EXPECT_THAT(metrics.body, HasSubstr("doze_requests_total{function=\"copy_polish\",status=\"400\"} 1"));
   EXPECT_THAT(metrics.body, HasSubstr("doze_worker_state{function=\"copy_polish\",state=\"ready\"} 1"));
   EXPECT_THAT(metrics.body, HasSubstr("doze_time_to_first_token_seconds_count{function=\"copy_polish\"} 1"));
   EXPECT_THAT(metrics.body, HasSubstr("doze_cold_start_seconds_count{function=\"copy_polish\"} 1"));
