@@ -32,16 +32,25 @@ absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
   return ApiKeys(std::move(keys));
 }
 
+std::optional<std::string> BearerToken(const std::string& authorization) {
+  constexpr absl::string_view kScheme = "bearer";
+  absl::string_view header = authorization;
+  if (header.size() <= kScheme.size() || !absl::StartsWithIgnoreCase(header, kScheme) ||
+      header[kScheme.size()] != ' ') {
+    return std::nullopt;
+  }
+  return std::string(absl::StripLeadingAsciiWhitespace(header.substr(kScheme.size())));
+}
+
 absl::Status ApiKeys::Check(const std::string& authorization) const {
   if (keys_.empty()) return absl::OkStatus();
-  constexpr absl::string_view kBearer = "Bearer ";
-  if (!absl::StartsWith(authorization, kBearer)) {
+  std::optional<std::string> presented = BearerToken(authorization);
+  if (!presented.has_value()) {
     return WithCode(absl::UnauthenticatedError("missing API key: send \"Authorization: Bearer <key>\""),
                     "invalid_api_key");
   }
-  std::string presented = authorization.substr(kBearer.size());
   bool found = false;
-  for (const std::string& key : keys_) found |= ConstantTimeEquals(presented, key);
+  for (const std::string& key : keys_) found |= ConstantTimeEquals(*presented, key);
   if (!found) return WithCode(absl::UnauthenticatedError("incorrect API key"), "invalid_api_key");
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 // Keys are compared in constant time.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,5 +32,9 @@ class ApiKeys {
 
 // Returns whether `a` equals `b`, taking time that depends only on their lengths.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+// The credentials of an "Authorization: Bearer <token>" header (the scheme in any case, RFC 9110), or
+// nullopt for another or no scheme.
+std::optional<std::string> BearerToken(const std::string& authorization);
 
 }  // namespace doze::gateway

@@ -37,31 +37,55 @@ void OpsHandler::Register(Router* router) const {
   router->Add("GET", "/v1/models", [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
     Models(request, channel);
   });
+  router->AddPrefix(
+      "GET", "/v1/models/",
+      [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) { Model(request, channel); });
   router->AddPrefix("POST", "/ops/functions/",
                     [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                       FunctionVerb(request, channel);
                     });
 }
 
+namespace {
+
+// OpenAI's model object for a function.
+nlohmann::json ModelObject(const FunctionRuntime& function) {
+  return {{"id", function.name()},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "doze"},
+          {"description", function.config()->description}};
+}
+
+}  // namespace
+
 void OpsHandler::Models(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
   absl::Status allowed = keys_->Check(request.authorization);
   if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
   nlohmann::json data = nlohmann::json::array();
-  for (const auto& function : functions_->All()) {
-    data.push_back({{"id", function->name()},
-                    {"object", "model"},
-                    {"created", 0},
-                    {"owned_by", "doze"},
-                    {"description", function->config()->description}});
-  }
+  for (const auto& function : functions_->All()) data.push_back(ModelObject(*function));
   channel->Send(MakeResponse(200, nlohmann::json{{"object", "list"}, {"data", data}}.dump()));
+}
+
+void OpsHandler::Model(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
+  absl::Status allowed = keys_->Check(request.authorization);
+  if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
+  const std::string name = request.path.substr(sizeof("/v1/models/") - 1);
+  std::shared_ptr<FunctionRuntime> function = functions_->Find(name);
+  if (function == nullptr) {
+    return channel->Send(ErrorResponse(
+        WithCode(WithParam(absl::NotFoundError("The model does not exist: it names no function"), "model"),
+                 "model_not_found")));
+  }
+  channel->Send(MakeResponse(200, ModelObject(*function).dump()));
 }
 
 absl::Status OpsHandler::CheckAdmin(const std::string& authorization) const {
   if (admin_token_.empty()) {
     return absl::PermissionDeniedError("operator actions are disabled: no admin token is configured");
   }
-  if (!ConstantTimeEquals(authorization, "Bearer " + admin_token_)) {
+  std::optional<std::string> token = BearerToken(authorization);
+  if (!token.has_value() || !ConstantTimeEquals(*token, admin_token_)) {
     return absl::UnauthenticatedError("operator actions need \"Authorization: Bearer <admin token>\"");
   }
   return absl::OkStatus();

@@ -24,6 +24,8 @@ class OpsHandler {
 
  private:
   void Models(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const;
+  // GET /v1/models/{name}: one function's model object, or 404.
+  void Model(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const;
   void FunctionVerb(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const;
   absl::Status CheckAdmin(const std::string& authorization) const;
 

@@ -297,6 +297,13 @@ TEST_F(GatewayTest, LegacyCompletionsAndModels) {
   Json models = Json::parse(Fetch(port_, "GET", "/v1/models").body);
   ASSERT_EQ(models["data"].size(), 3u);
   EXPECT_EQ(models["data"][0]["id"], "copy_polish");
+  TestResponse one = Fetch(port_, "GET", "/v1/models/table_parse");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(Json::parse(one.body)["id"], "table_parse");
+  EXPECT_EQ(Json::parse(one.body)["object"], "model");
+  TestResponse none = Fetch(port_, "GET", "/v1/models/poetry");
+  EXPECT_EQ(none.status, 404);
+  EXPECT_THAT(none.body, HasSubstr("model_not_found"));
 }
 
 TEST_F(GatewayTest, ConcurrentRequestsToAllThreeFunctionsShareEachStart) {
@@ -438,6 +445,10 @@ TEST_F(GatewayTest, ApiKeysAreRequiredWhenConfigured) {
                   {{"Authorization", "Bearer secret-two"}})
                 .status,
             200);
+  // The scheme is case-insensitive (RFC 9110); the key is not.
+  EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "bearer secret-one"}}).status, 200);
+  EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "Bearer SECRET-ONE"}}).status, 401);
+  EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "Bearersecret-one"}}).status, 401);
 }
 
 TEST_F(GatewayTest, QueueFullIs503AtOnce) {
