@@ -238,7 +238,7 @@ TEST(EngineTest, SeededSamplingReproducesAloneAndInABatch) {
 }
 
 // A temperature too small to divide the logits by (1e-40 is a denormal: logits / t overflow) samples as
-// temperature 0 does, as does any below kMinSamplingTemperature; one just above it still samples.
+// temperature 0 does, as does any below kMinSamplingTemperature.
 TEST(EngineTest, TemperatureBelowTheMinimumIsGreedy) {
   std::mt19937 rng(5);
   const std::vector<int32_t> prompt = RandomPrompt(rng, 20);
