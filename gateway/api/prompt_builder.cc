@@ -56,6 +56,12 @@ absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRe
       messages.insert(messages.begin(), ChatMessage{"system", function.system_prompt});
     }
     ids = EncodeChatPrompt(*tokenizer_, messages);
+  } else if (!request.prompt_ids.empty()) {
+    for (int32_t id : request.prompt_ids) {
+      if (!tokenizer_->IsKnown(id))
+        return InvalidParam("prompt", absl::StrCat("prompt: token id ", id, " is not in the vocabulary"));
+    }
+    ids = request.prompt_ids;
   } else {
     ids = tokenizer_->Encode(request.prompt);
   }

@@ -258,12 +258,24 @@ absl::Status ParseStreaming(const Fields& fields, CompletionRequest* request) {
                      : InvalidParam("stream_options", "stream_options.include_usage: must be a boolean");
 }
 
-absl::Status ParsePrompt(const Json* prompt, std::string* out) {
-  if (prompt != nullptr && prompt->is_array() && prompt->size() == 1) prompt = &(*prompt)[0];
-  if (prompt == nullptr || !prompt->is_string()) {
-    return InvalidParam("prompt", "prompt: must be a string (or an array of one string)");
+// A string, an array of one string, an array of token ids or an array of one such array.
+absl::Status ParsePrompt(const Json* prompt, CompletionRequest* request) {
+  if (prompt != nullptr && prompt->is_array() && prompt->size() == 1 && !(*prompt)[0].is_number())
+    prompt = &(*prompt)[0];
+  if (prompt != nullptr && prompt->is_string()) {
+    request->prompt = prompt->get<std::string>();
+    return absl::OkStatus();
   }
-  *out = prompt->get<std::string>();
+  const bool ids = prompt != nullptr && prompt->is_array() && !prompt->empty() &&
+                   std::all_of(prompt->begin(), prompt->end(), [](const Json& id) {
+                     return id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                            id.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+                   });
+  if (!ids) {
+    return InvalidParam(
+        "prompt", "prompt: must be a string, an array of one string, or a non-empty array of token ids");
+  }
+  for (const Json& id : *prompt) request->prompt_ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
   return absl::OkStatus();
 }
 
@@ -300,7 +312,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, 
   if (chat) {
     RETURN_IF_ERROR(ParseMessages(fields.Get("messages"), &request.messages));
   } else {
-    RETURN_IF_ERROR(ParsePrompt(fields.Get("prompt"), &request.prompt));
+    RETURN_IF_ERROR(ParsePrompt(fields.Get("prompt"), &request));
   }
   RETURN_IF_ERROR(ParseSampling(fields, &request));
   RETURN_IF_ERROR(ParseLogprobs(fields, &request));

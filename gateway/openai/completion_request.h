@@ -26,6 +26,7 @@ struct CompletionRequest {
   std::string model;  // The function's name.
   std::vector<ChatMessage> messages;
   std::string prompt;
+  std::vector<int32_t> prompt_ids;  // /v1/completions' prompt given as token ids (then `prompt` is empty).
   std::optional<double> temperature;
   std::optional<double> top_p;
   std::optional<int> max_tokens;  // max_completion_tokens wins over max_tokens.

@@ -294,6 +294,14 @@ TEST_F(GatewayTest, LegacyCompletionsAndModels) {
   Json body = Json::parse(response.body);
   EXPECT_EQ(body["object"], "text_completion");
   EXPECT_EQ(body["choices"][0]["text"], "t0 t1 ");
+  TestResponse ids = Fetch(port_, "POST", "/v1/completions",
+                           R"({"model":"copy_polish","prompt":[9707,1879,0],"max_tokens":2})");
+  ASSERT_EQ(ids.status, 200) << ids.body;
+  EXPECT_EQ(Json::parse(ids.body)["usage"]["prompt_tokens"], 3);
+  TestResponse unknown_id = Fetch(port_, "POST", "/v1/completions",
+                                  R"({"model":"copy_polish","prompt":[9707,999999999],"max_tokens":2})");
+  EXPECT_EQ(unknown_id.status, 400);
+  EXPECT_THAT(unknown_id.body, HasSubstr("not in the vocabulary"));
   Json models = Json::parse(Fetch(port_, "GET", "/v1/models").body);
   ASSERT_EQ(models["data"].size(), 3u);
   EXPECT_EQ(models["data"][0]["id"], "copy_polish");

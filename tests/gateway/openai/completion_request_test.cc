@@ -1,5 +1,6 @@
 #include "gateway/openai/completion_request.h"
 
+#include "absl/strings/str_cat.h"
 #include "gateway/openai/api_error.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -43,6 +44,20 @@ TEST(CompletionRequestTest, LegacyCompletionsTakeAPromptAndAnIntegerLogprobs) {
   EXPECT_EQ(request->prompt, "hello");
   EXPECT_TRUE(request->logprobs);
   EXPECT_EQ(request->top_logprobs, 2);
+  // Token ids, bare or as the one prompt of a batch; not several prompts, not ids outside int32.
+  for (const char* ids : {R"([9707, 1879, 0])", R"([[9707, 1879, 0]])"}) {
+    absl::StatusOr<CompletionRequest> with_ids =
+        ParseCompletionRequest(absl::StrCat(R"({"model":"m","prompt":)", ids, "}"), /*chat=*/false);
+    ASSERT_TRUE(with_ids.ok()) << with_ids.status();
+    EXPECT_EQ(with_ids->prompt_ids, (std::vector<int32_t>{9707, 1879, 0})) << ids;
+    EXPECT_EQ(with_ids->prompt, "");
+  }
+  for (const char* bad : {R"(["a","b"])", R"([-1])", R"([])", R"([1.5])", R"([4294967296])", R"([1,"a"])"}) {
+    absl::StatusOr<CompletionRequest> rejected =
+        ParseCompletionRequest(absl::StrCat(R"({"model":"m","prompt":)", bad, "}"), /*chat=*/false);
+    ASSERT_FALSE(rejected.ok()) << bad;
+    EXPECT_THAT(std::string(rejected.status().message()), HasSubstr("prompt: must be")) << bad;
+  }
 }
 
 struct Bad {
