@@ -6,6 +6,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "boost/asio/dispatch.hpp"
@@ -110,6 +111,13 @@ void HttpSession::OnBody(beast::error_code error) {
   HttpRequest request;
   request.method = std::string(message.method_string());
   std::string target(message.target());
+  // The absolute form a client may send (a proxy's), "http://host/path": the path is what routes.
+  for (absl::string_view scheme : {"http://", "https://"}) {
+    if (!absl::StartsWithIgnoreCase(target, scheme)) continue;
+    const size_t path = target.find('/', scheme.size());
+    target = path == std::string::npos ? "/" : target.substr(path);
+    break;
+  }
   request.path = target.substr(0, target.find('?'));
   request.authorization = std::string(message[http::field::authorization]);
   request.body = std::move(message.body());

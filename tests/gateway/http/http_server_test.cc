@@ -128,6 +128,15 @@ TEST_F(HttpServerTest, Http10StreamIsUnchunkedAndEndsWithTheConnection) {
   EXPECT_THAT(both, HasSubstr("\r\n\r\nb"));
 }
 
+// A request target in absolute form (RFC 9112 3.2.2) routes by its path.
+TEST_F(HttpServerTest, AbsoluteFormTargetRoutesByItsPath) {
+  std::string raw = SendRaw(port_,
+                            "POST http://example.test/echo?x=1 HTTP/1.1\r\nHost: example.test\r\n"
+                            "Content-Length: 2\r\nConnection: close\r\n\r\nhi");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(raw, HasSubstr("\r\n\r\nhi"));
+}
+
 TEST_F(HttpServerTest, MalformedChunkedBodyIs400) {
   std::string raw = SendRaw(
       port_, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
