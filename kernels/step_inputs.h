@@ -2,8 +2,9 @@
 // device, read by a kernel over the host bus instead of a copy-engine transfer, with two jobs folded in: the
 // token ids of rows scheduled before the previous step's tokens reached the host are taken from those tokens
 // on the device, and those tokens are written to pinned host memory for the host to read; optionally a third,
-// the rows' embeddings (EmbeddingGather). At a decode step's boundary this one kernel replaces a host-to-device
-// copy, a kernel and a device-to-host copy (~20 us on the H100: kernels/PERF_NOTES.md, fourteenth session).
+// the rows' embeddings (EmbeddingGather). At a decode step's boundary this one kernel replaces a
+// host-to-device copy, a kernel and a device-to-host copy (~20 us on the H100: kernels/PERF_NOTES.md,
+// fourteenth session).
 #pragma once
 
 #include <cuda_bf16.h>
