@@ -125,6 +125,7 @@ void HttpSession::OnBody(beast::error_code error) {
     absl::MutexLock lock(&out_mu_);
     keep_alive_ = message.keep_alive();
     http10_ = message.version() < 11;
+    head_ = message.method() == http::verb::head;
     phase_ = Phase::kAwaiting;
   }
   busy_ = true;
@@ -194,8 +195,8 @@ void HttpSession::SendWhole(HttpResponse response) {
   absl::StrAppend(&out_, "HTTP/1.1 ", response.status, " ", absl::string_view(reason.data(), reason.size()),
                   "\r\nContent-Type: ", response.content_type, "\r\n");
   for (const auto& [name, value] : response.headers) absl::StrAppend(&out_, name, ": ", value, "\r\n");
-  absl::StrAppend(&out_, "Content-Length: ", response.body.size(), "\r\n", ConnectionHeader(), "\r\n",
-                  response.body);
+  absl::StrAppend(&out_, "Content-Length: ", response.body.size(), "\r\n", ConnectionHeader(), "\r\n");
+  if (!head_) out_ += response.body;  // HEAD: GET's header, no body
   phase_ = Phase::kEnding;
   SendLocked();
 }
@@ -224,12 +225,14 @@ void HttpSession::EndStream() { AppendChunk({}, /*last=*/true); }
 void HttpSession::AppendChunk(absl::string_view data, bool last) {
   absl::MutexLock lock(&out_mu_);
   if (phase_ != Phase::kStreaming) return;
-  if (http10_) {
+  if (head_) {  // HEAD: the stream's header alone
+    if (last) phase_ = Phase::kEnding;
+  } else if (http10_) {
     out_.append(data.data(), data.size());
   } else if (!data.empty()) {  // An empty chunk would end the stream.
     absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
   }
-  if (last) {
+  if (last && !head_) {
     if (!http10_) out_ += "0\r\n\r\n";
     phase_ = Phase::kEnding;
   }

@@ -113,6 +113,7 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   Phase phase_ ABSL_GUARDED_BY(out_mu_) = Phase::kIdle;
   bool keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;  // The request allows it (the response may still close).
   bool http10_ ABSL_GUARDED_BY(out_mu_) = false;  // The request is HTTP/1.0: no chunks, keep-alive explicit.
+  bool head_ ABSL_GUARDED_BY(out_mu_) = false;    // The request is HEAD: the response has no body.
   bool response_keep_alive_ ABSL_GUARDED_BY(out_mu_) = false;
   bool socket_open_ ABSL_GUARDED_BY(out_mu_) = true;
   bool async_writing_ ABSL_GUARDED_BY(out_mu_) = false;  // The strand writes; direct sends wait their turn.

@@ -22,12 +22,15 @@ void Router::Route(HttpRequest request, std::shared_ptr<ResponseChannel> channel
   for (const Route_& route : routes_) {
     bool matches = route.prefix ? absl::StartsWith(request.path, route.path) : request.path == route.path;
     if (!matches) continue;
-    if (route.method == request.method) {
+    // HEAD is GET without the body (the session leaves it out).
+    if (route.method == request.method || (request.method == "HEAD" && route.method == "GET")) {
       route.handler(std::move(request), std::move(channel));
       return;
     }
-    if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end())
-      allowed.push_back(route.method);
+    for (const std::string& method : {route.method, std::string(route.method == "GET" ? "HEAD" : "")}) {
+      if (!method.empty() && std::find(allowed.begin(), allowed.end(), method) == allowed.end())
+        allowed.push_back(method);
+    }
   }
   if (!allowed.empty()) {
     HttpResponse response =

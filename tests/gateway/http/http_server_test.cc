@@ -137,6 +137,22 @@ TEST_F(HttpServerTest, AbsoluteFormTargetRoutesByItsPath) {
   EXPECT_THAT(raw, HasSubstr("\r\n\r\nhi"));
 }
 
+// HEAD is GET's header without a body, whole or streamed, and the connection serves the next request.
+TEST_F(HttpServerTest, HeadAnswersGetsHeaderWithoutABody) {
+  std::string raw =
+      SendRaw(port_,
+              "HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+              "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz");
+  ASSERT_THAT(raw, ::testing::StartsWith("HTTP/1.1 200"));
+  const size_t first_end = raw.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos);
+  EXPECT_THAT(raw.substr(first_end + 4), ::testing::StartsWith("HTTP/1.1 200"));  // no body before it
+  EXPECT_THAT(raw, ::testing::EndsWith("\r\n\r\nz"));
+  testing::TestResponse wrong = Fetch(port_, "PUT", "/stream");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(wrong.headers["allow"], "GET, HEAD");
+}
+
 TEST_F(HttpServerTest, MalformedChunkedBodyIs400) {
   std::string raw = SendRaw(
       port_, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
