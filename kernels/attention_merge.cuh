@@ -46,11 +46,15 @@ __device__ __forceinline__ float SplitWeight(float m, float l, float batch_max) 
   return l * exp2f(m - batch_max);
 }
 
+// The (max, sum) pairs after the partial values: [num_tokens * num_q_heads * splits, 2].
+__device__ __forceinline__ const float* PartialMaxSums(const AttentionPartials& p) {
+  return p.workspace + static_cast<int64_t>(p.num_tokens) * p.num_q_heads * p.splits * p.head_dim;
+}
+
 // The max and sum of row `row`'s splits `first` .. `first + kCombineBatch - 1` (-inf and 0 from `valid` on).
 __device__ __forceinline__ void LoadSplitMaxSum(const AttentionPartials& p, int64_t row, int first, int valid,
                                                 float (&m)[kCombineBatch], float (&l)[kCombineBatch]) {
-  const float* max_sum =
-      p.workspace + static_cast<int64_t>(p.num_tokens) * p.num_q_heads * p.splits * p.head_dim;
+  const float* max_sum = PartialMaxSums(p);
 #pragma unroll
   for (int j = 0; j < kCombineBatch; ++j) {
     const bool used = first + j < valid;
@@ -60,25 +64,26 @@ __device__ __forceinline__ void LoadSplitMaxSum(const AttentionPartials& p, int6
   }
 }
 
-// The partial values of row `row` at `dim` of the same splits (0 from `valid` on).
+// The partial values of row `row` at `dim` of the same splits (0 from `valid` on); kHeadDim (p.head_dim) as a
+// constant puts the splits at immediate offsets from one address.
+template <int kHeadDim>
 __device__ __forceinline__ void LoadSplitValues(const AttentionPartials& p, int64_t row, int dim, int first,
                                                 int valid, float (&v)[kCombineBatch]) {
+  const float* values = p.workspace + (row * p.splits + first) * kHeadDim + dim;
 #pragma unroll
-  for (int j = 0; j < kCombineBatch; ++j) {
-    const bool used = first + j < valid;
-    v[j] = used ? p.workspace[(row * p.splits + first + j) * p.head_dim + dim] : 0.f;
-  }
+  for (int j = 0; j < kCombineBatch; ++j) v[j] = first + j < valid ? values[j * kHeadDim] : 0.f;
 }
 
 // The merged softmax output of query row `row` (token * num_q_heads + head) at `dim` over its first `valid`
 // splits, each batch's max, sum and value loaded together (one round trip to L2 for up to kCombineBatch
 // splits); 0 for a row with no valid split.
+template <int kHeadDim>
 __device__ __forceinline__ float MergeSplits(const AttentionPartials& p, int64_t row, int dim, int valid) {
   float running_max = -INFINITY, total = 0.f, value = 0.f;
   for (int first = 0; first < valid; first += kCombineBatch) {
     float m[kCombineBatch], l[kCombineBatch], v[kCombineBatch];
     LoadSplitMaxSum(p, row, first, valid, m, l);
-    LoadSplitValues(p, row, dim, first, valid, v);
+    LoadSplitValues<kHeadDim>(p, row, dim, first, valid, v);
     const float batch_max = BatchMax(running_max, m);
     const float rescale = exp2f(running_max - batch_max);  // 0 for the first batch
     total *= rescale;

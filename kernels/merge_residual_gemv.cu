@@ -28,8 +28,7 @@ struct HeadWeights {
 // The valid splits' maxima and sums of every head into hw.max_sum, one split a thread.
 template <int kThreads>
 __device__ void LoadMaxSums(const AttentionPartials& x, int valid, HeadWeights& hw) {
-  const float* max_sum =
-      x.workspace + static_cast<int64_t>(x.num_tokens) * x.num_q_heads * x.splits * x.head_dim;
+  const float* max_sum = PartialMaxSums(x);
   for (int i = threadIdx.x; i < x.num_q_heads * valid; i += kThreads) {
     const int h = i / valid, j = i % valid;
     const int64_t part = static_cast<int64_t>(h) * x.splits + j;
@@ -66,15 +65,12 @@ __device__ void ComputeHeadWeights(const AttentionPartials& x, int valid, HeadWe
   hw.total[h] = total;
 }
 
-// Splits first .. first + kCombineBatch - 1 of element e's partial values (0 from `valid` on); kHeadDim as a
-// constant puts the splits at immediate offsets from one address.
+// Element e's (head e / kHeadDim, its dim e % kHeadDim) partial values of splits first .. first +
+// kCombineBatch - 1.
 template <int kHeadDim>
 __device__ __forceinline__ void LoadElementValues(const AttentionPartials& x, int e, int first, int valid,
                                                   float (&v)[kCombineBatch]) {
-  const int h = e / kHeadDim, dim = e % kHeadDim;
-  const float* values = x.workspace + (static_cast<int64_t>(h) * x.splits + first) * kHeadDim + dim;
-#pragma unroll
-  for (int j = 0; j < kCombineBatch; ++j) v[j] = first + j < valid ? values[j * kHeadDim] : 0.f;
+  LoadSplitValues<kHeadDim>(x, e / kHeadDim, e % kHeadDim, first, valid, v);
 }
 
 // Element e of the merged row, its first batch's values already loaded into v (MergeSplits' value).
@@ -184,8 +180,8 @@ void MergeResidualGemv(const AttentionPartials& x, const __nv_bfloat16* w, __nv_
              __LINE__);
   if (n <= 0) return;
   // Output rows a block, one a warp: 16 by default; DOZE_MERGE_GEMV_ROWS = 8 or 12 (measurements: H100 batch
-  // 1 0.577 and 0.557 ms against 0.552 with 16; 24 and 32 rows, 38 and 28 blocks with spilled registers,
-  // took 8.5 us a layer: kernels/PERF_NOTES.md).
+  // 1 0.577 and 0.557 ms against 0.552 with 16; with 24 and 32 rows, 38 and 28 blocks with spilled registers,
+  // 0.684 and 0.697 ms: kernels/PERF_NOTES.md).
   static const int rows = EnvInt("DOZE_MERGE_GEMV_ROWS", 16);
   if (rows == 8) return LaunchShape<8>(x, w, residual, n, stream);
   if (rows == 12) return LaunchShape<12>(x, w, residual, n, stream);

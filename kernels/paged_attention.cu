@@ -595,6 +595,7 @@ static __global__ void __launch_bounds__(B::kThreads) PagedAttentionKernel(
 
 // Grid (num_tokens, num_q_heads), one thread per dimension: merges the partial softmaxes of the valid splits
 // (MergeSplits).
+template <int kHeadDim>
 static __global__ void CombineKernel(
     AttentionPartials p,
     __nv_bfloat16* __restrict__ out) {  // [num_tokens, num_q_heads, head_dim]
@@ -603,7 +604,7 @@ static __global__ void CombineKernel(
   GridDependencyWait();
   LaunchDependents();
   const int valid = ValidSplits(context, p.splits, p.min_partition);
-  out[row * p.head_dim + threadIdx.x] = __float2bfloat16(MergeSplits(p, row, threadIdx.x, valid));
+  out[row * kHeadDim + threadIdx.x] = __float2bfloat16(MergeSplits<kHeadDim>(p, row, threadIdx.x, valid));
 }
 
 size_t PartialBytes(int num_tokens, int num_q_heads, int head_dim, int splits) {
@@ -709,8 +710,8 @@ AttentionPartials Launch(const LaunchArgs& a, const AttentionShape& s, int split
   const AttentionPartials partials{a.workspace,   a.out,    a.context_lens, s.num_tokens,
                                    s.num_q_heads, kHeadDim, splits,         min_partition};
   if (splits > 1 && combine) {
-    LaunchWithPdl(CombineKernel, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream, partials,
-                  a.out);
+    LaunchWithPdl(CombineKernel<kHeadDim>, dim3(s.num_tokens, s.num_q_heads), dim3(kHeadDim), 0, stream,
+                  partials, a.out);
   }
   return partials;
 }
@@ -752,6 +753,15 @@ bool RotaryEnabled() {
   return enabled;
 }
 
+// PagedAttention and PagedAttentionUnmerged: the shape checked, then the launches, with or without the
+// combine kernel.
+AttentionPartials Attend(const LaunchArgs& a, const AttentionShape& shape, bool combine,
+                         cudaStream_t stream) {
+  if (shape.num_tokens == 0) return {};
+  CheckShape(shape);
+  return LaunchAttention(a, shape, combine, stream);
+}
+
 }  // namespace
 
 size_t PagedAttentionWorkspaceBytes(int max_tokens, int num_q_heads, int num_kv_heads, int head_dim) {
@@ -764,11 +774,8 @@ void PagedAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache, const 
                     const int32_t* block_tables, const int32_t* token_seq, const int32_t* context_lens,
                     __nv_bfloat16* out, float* workspace, size_t workspace_bytes, const AttentionShape& shape,
                     cudaStream_t stream) {
-  if (shape.num_tokens == 0) return;
-  CheckShape(shape);
-  LaunchAttention(
-      {q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, workspace_bytes, {}},
-      shape, /*combine=*/true, stream);
+  Attend({q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, workspace_bytes, {}},
+         shape, /*combine=*/true, stream);
 }
 
 AttentionPartials PagedAttentionUnmerged(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
@@ -776,12 +783,9 @@ AttentionPartials PagedAttentionUnmerged(const __nv_bfloat16* q, const __nv_bflo
                                          const int32_t* token_seq, const int32_t* context_lens,
                                          __nv_bfloat16* out, float* workspace, size_t workspace_bytes,
                                          const AttentionShape& shape, cudaStream_t stream) {
-  if (shape.num_tokens == 0) return {};
-  CheckShape(shape);
-  return LaunchAttention(
+  return Attend(
       {q, k_cache, v_cache, block_tables, token_seq, context_lens, out, workspace, workspace_bytes, {}},
-      shape,
-      /*combine=*/false, stream);
+      shape, /*combine=*/false, stream);
 }
 
 bool PagedAttentionRotates(const AttentionShape& shape) { return RotaryEnabled() && UseWhole(shape); }

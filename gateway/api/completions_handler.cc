@@ -19,6 +19,15 @@ std::string NextRequestId(bool chat, absl::Time now) {
   return absl::StrFormat("%s-%x%06x", chat ? "chatcmpl" : "cmpl", epoch, counter.fetch_add(1));
 }
 
+// A client's name as an error message echoes it: at most 64 bytes, cut at a UTF-8 character's start and
+// marked "...", so that the response stays small.
+std::string EchoedName(absl::string_view name) {
+  if (name.size() <= 64) return std::string(name);
+  size_t cut = 64;
+  while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(name.substr(0, cut), "...");
+}
+
 }  // namespace
 
 void CompletionsHandler::Handle(const HttpRequest& request, std::shared_ptr<ResponseChannel> channel,
@@ -40,15 +49,7 @@ absl::Status CompletionsHandler::Submit(const HttpRequest& request,
   CompletionRequest parsed = *std::move(parsed_or);
   std::shared_ptr<FunctionRuntime> function = functions_->Find(parsed.model);
   if (function == nullptr) {
-    // A name is echoed to at most 64 bytes (cut at a UTF-8 character's start): the body stays small.
-    absl::string_view name = parsed.model;
-    if (name.size() > 64) {
-      size_t cut = 64;
-      while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
-      name = name.substr(0, cut);
-    }
-    return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", name,
-                                                               name.size() < parsed.model.size() ? "..." : "",
+    return WithCode(WithParam(absl::NotFoundError(absl::StrCat("The model `", EchoedName(parsed.model),
                                                                "` does not exist: it names no function")),
                               "model"),
                     "model_not_found");

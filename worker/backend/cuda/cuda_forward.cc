@@ -219,9 +219,6 @@ void CudaModelRunner::ProjectionNorm(const __nv_bfloat16* x, const __nv_bfloat16
   kernels::AddRmsNorm(residual_, proj_, norm_weight, normed_, m, hidden, norm.eps, stream_);
 }
 
-// Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write
-// in the QKV epilogue, SwiGLU in the gate/up epilogue, and the residual adds in the o_proj and down
-// epilogues.
 bool CudaModelRunner::EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m) {
   if (!UseMergedOProj() || !plan.one_token_per_seq ||
       !kernels::MergeResidualGemvTakes(plan.num_tokens, config_.q_size())) {
@@ -236,6 +233,9 @@ bool CudaModelRunner::EnqueueAttentionMergedOProj(int layer, const StepPlan& pla
   return true;
 }
 
+// Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write
+// in the QKV epilogue, SwiGLU in the gate/up epilogue, and the residual adds in the o_proj and down
+// epilogues.
 void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
   const cuda::DeviceLayer& w = weights_->layer(layer);
   const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
