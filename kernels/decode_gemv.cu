@@ -5,7 +5,9 @@
 #include "kernels/decode_gemv.h"
 #include "kernels/device_info.h"
 #include "kernels/env_knob.h"
+#include "kernels/norm_stage.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/pending_residual.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -25,6 +27,7 @@ struct Params {
   const __nv_bfloat16* x;            // [m, k]: the input, or the residual stream when norm_weight is set
   const __nv_bfloat16* norm_weight;  // [k] (kNorm kernels only)
   float eps;
+  const int64_t* pending;     // [m, k]: sums to add to x first (kernels/pending_residual.cuh), or nullptr
   const __nv_bfloat16* w;     // [n, k]
   const __nv_bfloat16* bias;  // [n] or nullptr (kRotary only)
   __nv_bfloat16* out;         // kResidual: residual [m, n]; kSwiGlu: act [m, n / 2]; kRotary: unused
@@ -53,15 +56,9 @@ __device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>]
   }
 }
 
-// Copies the norm weight (a constant) into shared memory after x's rows: [k / 8] at xs + m * k / 8.
-__device__ __forceinline__ void StageNormWeight(const Params& p, Bf16x8* xs) {
-  const int num_vecs = p.k / 8;
-  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.norm_weight);
-  for (int v = threadIdx.x; v < num_vecs; v += kThreads) StoreVec(xs + p.m * num_vecs + v, LoadVec(src + v));
-}
-
-// Copies the m rows of x into shared memory; with kNorm replaces them by RmsNorm(x) * norm_weight rounded
-// to bf16, as RmsNorm stores it (the weight staged by StageNormWeight). Ends with a barrier.
+// Copies the m rows of x into shared memory, each value with its pending sum added where the residual stream
+// has one (p.pending); with kNorm replaces them by RmsNorm(x) * norm_weight rounded to bf16, as RmsNorm
+// stores it (the weight staged by StageNormWeight after x's rows). Ends with a barrier.
 template <int kRows, bool kNorm>
 __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRows]) {
   const int num_vecs = p.k / 8, total = p.m * num_vecs;
@@ -69,50 +66,14 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
   const int first = static_cast<int>((static_cast<int64_t>(blockIdx.x) * p.stage_rotation) % total);
   for (int i = threadIdx.x; i < total; i += kThreads) {
     const int e = i + first < total ? i + first : i + first - total;
-    StoreVec(xs + e, LoadVec(src + e));
+    if (p.pending == nullptr) {
+      StoreVec(xs + e, LoadVec(src + e));
+      continue;
+    }
+    const PendingX8 sums = LoadPending8(p.pending + static_cast<int64_t>(e) * 8);  // with x: one round trip
+    StoreVec(xs + e, WithPending(LoadVec(src + e), sums));
   }
-  if constexpr (kNorm) {
-    __syncthreads();
-    float sum_sq[kRows] = {};
-    for (int v = threadIdx.x; v < num_vecs; v += kThreads) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (r >= p.m) break;
-        float f[8];
-        Bf16x8ToFloat(LoadVec(xs + r * num_vecs + v), f);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) sum_sq[r] += f[j] * f[j];
-      }
-    }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      sum_sq[r] = WarpSum(sum_sq[r]);
-      if (lane == 0) scratch[warp][r] = sum_sq[r];
-    }
-    __syncthreads();
-    float inv_rms[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      float total = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) total += scratch[w][r];
-      inv_rms[r] = rsqrtf(total / p.k + p.eps);
-    }
-    for (int v = threadIdx.x; v < num_vecs; v += kThreads) {
-      float nw[8];
-      Bf16x8ToFloat(LoadVec(xs + p.m * num_vecs + v), nw);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (r >= p.m) break;
-        float f[8];
-        Bf16x8ToFloat(LoadVec(xs + r * num_vecs + v), f);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) f[j] = f[j] * inv_rms[r] * nw[j];
-        StoreBf16x8(reinterpret_cast<__nv_bfloat16*>(xs + r * num_vecs + v), f);
-      }
-    }
-  }
+  if constexpr (kNorm) NormalizeStagedRows<kWarps, kRows>(xs, xs + total, p.m, p.k, p.eps, scratch);
   __syncthreads();
 }
 
@@ -258,7 +219,7 @@ static __global__ void __launch_bounds__(kThreads, 1) DecodeGemvKernel(Params p,
   const bool leader = warp % p.k_split == 0;  // the warp that runs its item's epilogue
   Bf16x8 next[kCols][kUnroll<kCols>];
   LoadWeights<kCols>(next, work.rows, work.v_begin, work.v_end);  // weights are constant: before the wait
-  if constexpr (kNorm) StageNormWeight(p, xs);
+  if constexpr (kNorm) StageNormWeight<kThreads>(p.norm_weight, p.k, xs + p.m * (p.k / 8));
   EpilogueInputs in = PrepareConstants<E>(p, work.item, work.cols, lane, leader && work.v_end > work.v_begin);
   GridDependencyWait();
   LaunchDependents();
@@ -349,7 +310,8 @@ void NormQkvRotaryGemv(const NormInput& in, const __nv_bfloat16* w, const __nv_b
     CudaFail("NormQkvRotaryGemv", "head_dim must be a power of two", __FILE__, __LINE__);
   const int width = (shape.num_q_heads + 2 * shape.num_kv_heads) * shape.head_dim;
   Params p{};
-  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.w = w, p.bias = bias;
+  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.pending = in.pending, p.w = w,
+  p.bias = bias;
   p.rotary = out, p.shape = shape;
   p.m = shape.num_tokens, p.n = width, p.k = hidden, p.num_items = width / 2;
   Launch<Epilogue::kRotary, true>(p, stream);
@@ -358,7 +320,7 @@ void NormQkvRotaryGemv(const NormInput& in, const __nv_bfloat16* w, const __nv_b
 void NormSwiGluGemv(const NormInput& in, const __nv_bfloat16* w, __nv_bfloat16* act, int m, int intermediate,
                     int hidden, cudaStream_t stream) {
   Params p{};
-  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.w = w, p.out = act;
+  p.x = in.residual, p.norm_weight = in.weight, p.eps = in.eps, p.pending = in.pending, p.w = w, p.out = act;
   p.m = m, p.n = 2 * intermediate, p.k = hidden, p.num_items = intermediate;
   Launch<Epilogue::kSwiGlu, true>(p, stream);
 }

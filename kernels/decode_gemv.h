@@ -23,6 +23,9 @@ struct NormInput {
   const __nv_bfloat16* residual;  // [m, hidden]
   const __nv_bfloat16* weight;    // [hidden]
   float eps;
+  // [m, hidden]: fixed-point sums still to be added to the residual (kernels/pending_residual.cuh), or
+  // nullptr. The stream in memory is not updated: the kernel normalizes bf16(residual + bf16(sum)).
+  const int64_t* pending = nullptr;
 };
 
 // qkv = RmsNorm(residual) @ w^T + bias, then RotaryAndCacheWrite's rotation and K/V cache writes.

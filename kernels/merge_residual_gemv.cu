@@ -4,6 +4,7 @@
 #include "kernels/env_knob.h"
 #include "kernels/merge_residual_gemv.h"
 #include "kernels/pdl.cuh"
+#include "kernels/pending_residual.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -126,6 +127,7 @@ static __global__ void __launch_bounds__(kWarps * 32, 1)
     MergeResidualGemvKernel(AttentionPartials x,
                             const __nv_bfloat16* __restrict__ w,   // [n, k]
                             __nv_bfloat16* __restrict__ residual,  // [n]
+                            int64_t* __restrict__ pending,         // [n] or nullptr
                             int n) {
   constexpr int kThreads = kWarps * 32;
   __shared__ Bf16x8 xs[kMergeGemvMaxK / 8];  // the merged row, [k / 8]
@@ -142,7 +144,11 @@ static __global__ void __launch_bounds__(kWarps * 32, 1)
   const int context = x.context_lens[0];  // host metadata: read before the wait
   GridDependencyWait();
   LaunchDependents();
-  const float old = lane == 0 && row < n ? __bfloat162float(residual[row]) : 0.f;
+  float old = 0.f;
+  if (lane == 0 && row < n) {
+    old = __bfloat162float(residual[row]);
+    if (pending != nullptr) old = WithPending(old, pending[row]);
+  }
   StageMergedRow<kHeadDim, kThreads>(x, context, head_weights, reinterpret_cast<__nv_bfloat16*>(xs));
   __syncthreads();
   float acc = 0.f;
@@ -157,23 +163,27 @@ static __global__ void __launch_bounds__(kWarps * 32, 1)
     for (int j = 0; j < 8; ++j) acc = fmaf(wv[j], xv[j], acc);
   }
   acc = WarpSum(acc);
-  if (lane == 0 && row < n) residual[row] = __float2bfloat16(old + RoundBf16(acc));
+  if (lane == 0 && row < n) {
+    residual[row] = __float2bfloat16(old + RoundBf16(acc));
+    if (pending != nullptr) pending[row] = 0;  // taken: zero for the next kernel that adds to it
+  }
 }
 
 template <int kWarps>
-void LaunchShape(const AttentionPartials& x, const __nv_bfloat16* w, __nv_bfloat16* residual, int n,
-                 cudaStream_t stream) {
+void LaunchShape(const AttentionPartials& x, const __nv_bfloat16* w, __nv_bfloat16* residual,
+                 int64_t* pending, int n, cudaStream_t stream) {
   auto* kernel =
       x.head_dim == 64 ? MergeResidualGemvKernel<64, kWarps> : MergeResidualGemvKernel<128, kWarps>;
-  LaunchWithPdl(kernel, dim3((n + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, stream, x, w, residual, n);
+  LaunchWithPdl(kernel, dim3((n + kWarps - 1) / kWarps), dim3(kWarps * 32), 0, stream, x, w, residual,
+                pending, n);
 }
 
 }  // namespace
 
 bool MergeResidualGemvTakes(int m, int k) { return m == 1 && k > 0 && k % 8 == 0 && k <= kMergeGemvMaxK; }
 
-void MergeResidualGemv(const AttentionPartials& x, const __nv_bfloat16* w, __nv_bfloat16* residual, int n,
-                       cudaStream_t stream) {
+void MergeResidualGemv(const AttentionPartials& x, const __nv_bfloat16* w, __nv_bfloat16* residual,
+                       int64_t* pending, int n, cudaStream_t stream) {
   if (!MergeResidualGemvTakes(x.num_tokens, x.num_q_heads * x.head_dim) ||
       (x.head_dim != 64 && x.head_dim != 128))
     CudaFail("MergeResidualGemv", "needs one row of at most 1,024 values and head_dim 64 or 128", __FILE__,
@@ -183,9 +193,9 @@ void MergeResidualGemv(const AttentionPartials& x, const __nv_bfloat16* w, __nv_
   // 1 0.577 and 0.557 ms against 0.552 with 16; with 24 and 32 rows, 38 and 28 blocks with spilled registers,
   // 0.684 and 0.697 ms: kernels/PERF_NOTES.md).
   static const int rows = EnvInt("DOZE_MERGE_GEMV_ROWS", 16);
-  if (rows == 8) return LaunchShape<8>(x, w, residual, n, stream);
-  if (rows == 12) return LaunchShape<12>(x, w, residual, n, stream);
-  LaunchShape<16>(x, w, residual, n, stream);
+  if (rows == 8) return LaunchShape<8>(x, w, residual, pending, n, stream);
+  if (rows == 12) return LaunchShape<12>(x, w, residual, pending, n, stream);
+  LaunchShape<16>(x, w, residual, pending, n, stream);
 }
 
 }  // namespace doze::kernels

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "kernels/lm_head_screen_bound.h"
+#include "kernels/pending_residual.h"
 
 namespace doze::kernels::reference {
 
@@ -18,6 +19,12 @@ float RoundBf16(float x) {
   std::memcpy(&y, &bits, sizeof(y));
   return y;
 }
+
+int64_t ToPending(float v) { return std::llrint(v * kPendingScale); }
+
+float PendingValue(int64_t sum) { return static_cast<float>(sum) * (1.f / kPendingScale); }
+
+float WithPending(float residual, int64_t sum) { return RoundBf16(residual + RoundBf16(PendingValue(sum))); }
 
 void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width) {
   for (int r = 0; r < num_rows; ++r) {

@@ -11,6 +11,12 @@ namespace doze::kernels::reference {
 // Rounds to the nearest bf16 value, ties to even.
 float RoundBf16(float x);
 
+// kernels/pending_residual.h's fixed point: v as a pending sum's integer, a sum as a float, and a residual
+// value with its pending sum added (bf16(residual + bf16(sum))).
+int64_t ToPending(float v);
+float PendingValue(int64_t sum);
+float WithPending(float residual, int64_t sum);
+
 // out[i, :] = table[indices[i], :]; a negative index gives a zero row.
 void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width);
 // kernels/step_inputs.h's StageStepInputs.

@@ -68,7 +68,7 @@ void CheckMergedOProj(int context, int max_context, Shape h, uint32_t seed) {
   const AttentionPartials partials =
       PagedAttentionUnmerged(d_q.get(), d_k.get(), d_v.get(), d_tables.get(), d_token_seq.get(), d_ctx.get(),
                              d_out_unmerged.get(), d_ws_merged.get(), ws_bytes, shape, nullptr);
-  MergeResidualGemv(partials, d_w.get(), d_res_merged.get(), h.n, nullptr);
+  MergeResidualGemv(partials, d_w.get(), d_res_merged.get(), nullptr, h.n, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<__nv_bfloat16> want_bits = d_res_combined.Download(), got_bits = d_res_merged.Download();
   EXPECT_EQ(Bits(got_bits), Bits(want_bits))
@@ -92,7 +92,7 @@ void CheckMergedOProj(int context, int max_context, Shape h, uint32_t seed) {
   MergeResidualGemv(
       PagedAttentionUnmerged(d_q.get(), d_k.get(), d_v.get(), d_tables.get(), d_token_seq.get(), d_ctx.get(),
                              d_out_unmerged.get(), d_ws_merged.get(), ws_bytes, shape, nullptr),
-      d_w.get(), d_res_merged.get(), h.n, nullptr);
+      d_w.get(), d_res_merged.get(), nullptr, h.n, nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_EQ(Bits(d_res_merged.Download()), Bits(got_bits)) << "second run, context " << context;
 }

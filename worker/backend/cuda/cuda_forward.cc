@@ -7,6 +7,7 @@
 #include "kernels/decode_mma.h"
 #include "kernels/embedding.h"
 #include "kernels/env_knob.h"
+#include "kernels/ffn_gemv.h"
 #include "kernels/gemv.h"
 #include "kernels/lm_head_argmax.h"
 #include "kernels/lm_head_screen.h"
@@ -66,6 +67,14 @@ bool UseMergedOProj() {
   return enabled;
 }
 
+// Whether one-row decode steps end their layers (but the last) in kernels::FfnGemv, one kernel for gate/up
+// and down whose sums the next layer's QKV and o_proj add to the residual stream; DOZE_FUSED_FFN=0 keeps the
+// two GEMVs (measurements).
+bool UseFusedFfnKnob() {
+  static const bool enabled = kernels::EnvFlag("DOZE_FUSED_FFN");
+  return enabled;
+}
+
 // Whether the tensor-core path starts a step with kernels::StepPrologue (the gather, the first norm and the
 // rotary table in one kernel); DOZE_STEP_PROLOGUE=0 runs them as three (measurements).
 bool UseStepPrologue() {
@@ -101,7 +110,8 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   if (UseDecodeGemv(plan.num_tokens)) {
     // The fused layers leave the residual stream complete: only the final norm is left, which a decode
     // graph's screened LM head takes (its rows are the graph's rows in order).
-    for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m);
+    const bool fused_ffn = UseFusedFfn(plan);
+    for (int l = 0; l < config_.num_hidden_layers; ++l) EnqueueFusedLayer(l, plan, m, fused_ffn);
     if (screened && plan.graph && plan.num_logits == 1 && kernels::LmHeadScreenNormFits(hidden) &&
         UseScreenNorm()) {
       screen_norm = {residual_, weights_->final_norm(), eps, normed_};
@@ -219,32 +229,48 @@ void CudaModelRunner::ProjectionNorm(const __nv_bfloat16* x, const __nv_bfloat16
   kernels::AddRmsNorm(residual_, proj_, norm_weight, normed_, m, hidden, norm.eps, stream_);
 }
 
-bool CudaModelRunner::EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m) {
-  if (!UseMergedOProj() || !plan.one_token_per_seq ||
-      !kernels::MergeResidualGemvTakes(plan.num_tokens, config_.q_size())) {
-    return false;
-  }
+bool CudaModelRunner::MergedOProjTakes(const StepPlan& plan) const {
+  return UseMergedOProj() && plan.one_token_per_seq &&
+         kernels::MergeResidualGemvTakes(plan.num_tokens, config_.q_size());
+}
+
+bool CudaModelRunner::UseFusedFfn(const StepPlan& plan) const {
+  return UseFusedFfnKnob() && MergedOProjTakes(plan) && config_.num_hidden_layers > 1 &&
+         kernels::FfnGemvTakes(plan.num_tokens, config_.hidden_size, config_.intermediate_size);
+}
+
+bool CudaModelRunner::EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m,
+                                                  int64_t* pending) {
+  if (!MergedOProjTakes(plan)) return false;
   const auto [k_cache, v_cache] = KvCache(layer);
   const kernels::AttentionPartials partials = kernels::PagedAttentionUnmerged(
       qkv_, k_cache, v_cache, m.block_tables, m.token_seq, m.context_lens, attn_, attn_workspace_,
       attn_workspace_bytes_, AttentionShapeOf(plan), stream_);
-  kernels::MergeResidualGemv(partials, weights_->layer(layer).o_proj, residual_, config_.hidden_size,
+  kernels::MergeResidualGemv(partials, weights_->layer(layer).o_proj, residual_, pending, config_.hidden_size,
                              stream_);
   return true;
 }
 
 // Four fused GEMVs and the attention: the norms run in the QKV and gate/up prologues, rotary and the KV write
 // in the QKV epilogue, SwiGLU in the gate/up epilogue, and the residual adds in the o_proj and down
-// epilogues.
-void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m) {
+// epilogues. With `fused_ffn` gate/up and down are one kernel in every layer but the last, leaving down's
+// sums in pending_, which the next layer's QKV (its norm's input) and o_proj (its residual update, zeroing
+// them) add to the residual stream.
+void CudaModelRunner::EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m,
+                                        bool fused_ffn) {
   const cuda::DeviceLayer& w = weights_->layer(layer);
   const int t = plan.num_tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
   const float eps = static_cast<float>(config_.rms_norm_eps);
-  kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps}, w.qkv, w.qkv_bias, QkvRotaryOutput(layer, m),
-                             RotaryShapeOf(t), hidden, stream_);
-  if (!EnqueueAttentionMergedOProj(layer, plan, m)) {
+  int64_t* const pending = fused_ffn && layer > 0 ? pending_ : nullptr;
+  kernels::NormQkvRotaryGemv({residual_, w.input_norm, eps, pending}, w.qkv, w.qkv_bias,
+                             QkvRotaryOutput(layer, m), RotaryShapeOf(t), hidden, stream_);
+  if (!EnqueueAttentionMergedOProj(layer, plan, m, pending)) {
     EnqueueAttention(layer, plan, m, /*rotate=*/false);
     kernels::ResidualGemv(attn_, w.o_proj, residual_, t, hidden, config_.q_size(), stream_);
+  }
+  if (fused_ffn && layer + 1 < config_.num_hidden_layers) {
+    kernels::FfnGemv({residual_, w.post_norm, eps}, w.gate_up, w.down_proj, pending_, hidden, inter, stream_);
+    return;
   }
   kernels::NormSwiGluGemv({residual_, w.post_norm, eps}, w.gate_up, act_, t, inter, hidden, stream_);
   kernels::ResidualGemv(act_, w.down_proj, residual_, t, hidden, inter, stream_);

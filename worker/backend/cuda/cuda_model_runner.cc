@@ -196,8 +196,10 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
         arena.Take<char>(std::max(kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_),
                                   kernels::LmHeadScreenWorkspaceBytes(capacity_logits_, config_.vocab_size)));
     rotary_table_ = arena.Take<float2>(t * (config_.head_dim / 2));
+    pending_ = arena.Take<int64_t>(hidden);
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));
   }
+  CUDA_CHECK(cudaMemsetAsync(pending_, 0, hidden * sizeof(int64_t), stream_));
   const size_t metadata_ints = 6 * t + l + static_cast<size_t>(capacity_seqs_) * max_blocks_per_seq_;
   RETURN_IF_ERROR(metadata_.Allocate(metadata_ints * sizeof(int32_t), "step metadata"));
   // The pinned buffers outlive a Sleep (activations freed, capacities reset), so Wake need not pin again.

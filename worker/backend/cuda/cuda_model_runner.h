@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -156,17 +157,20 @@ class CudaModelRunner : public ModelRunner {
   kernels::RotaryShape RotaryShapeOf(int rows) const;
   kernels::RotaryCacheOutput QkvRotaryOutput(int layer, const StepMetadata& m) const;
   void EnqueueLayer(int layer, const StepPlan& plan, const StepMetadata& m);
-  void EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m);
+  void EnqueueFusedLayer(int layer, const StepPlan& plan, const StepMetadata& m, bool fused_ffn);
   // The attention of `layer`; with `rotate`, Q and the new K are unrotated and the new K and V not yet in the
   // cache (cuBLASLt's QKV): rotated and written by the attention itself where it can
   // (kernels::PagedAttentionRotates), else by RotaryAndCacheWrite first.
   void EnqueueAttention(int layer, const StepPlan& plan, const StepMetadata& m, bool rotate);
   // The attention of `plan`'s rows over their paged caches (the plan's bucket of contexts).
   kernels::AttentionShape AttentionShapeOf(const StepPlan& plan) const;
+  // Whether `plan`'s steps take EnqueueAttentionMergedOProj, and with it kernels::FfnGemv (UseFusedFfn).
+  bool MergedOProjTakes(const StepPlan& plan) const;
+  bool UseFusedFfn(const StepPlan& plan) const;
   // A one-row step's attention and o_proj with the attention's split merge done by o_proj
-  // (kernels::MergeResidualGemv), where that kernel takes the model; returns false, enqueueing nothing,
-  // where it does not.
-  bool EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m);
+  // (kernels::MergeResidualGemv), where that kernel takes the model (MergedOProjTakes); returns false,
+  // enqueueing nothing, where it does not. o_proj first adds `pending` (pending_ or nullptr) to the residual.
+  bool EnqueueAttentionMergedOProj(int layer, const StepPlan& plan, const StepMetadata& m, int64_t* pending);
   void Linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const __nv_bfloat16* bias, void* y,
               kernels::OutType out_type, int m, int n, int k);
   // A projection without bias to the hidden size (o_proj, down_proj), added to the residual stream, then the
@@ -194,6 +198,9 @@ class CudaModelRunner : public ModelRunner {
   __nv_bfloat16 *residual_ = nullptr, *normed_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr,
                 *gate_up_ = nullptr, *act_ = nullptr, *logit_rows_ = nullptr;
   float* logits_ = nullptr;  // [capacity_logits_, vocab]
+  // [hidden]: kernels::FfnGemv's sums not yet added to residual_ (kernels/pending_residual.cuh); zero between
+  // steps (the last layer never leaves any).
+  int64_t* pending_ = nullptr;
   float* attn_workspace_ = nullptr;
   size_t attn_workspace_bytes_ = 0;
   kernels::DecodeMmaWorkspace mma_workspace_;

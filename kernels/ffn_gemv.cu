@@ -1,0 +1,169 @@
+#include <algorithm>
+
+#include "kernels/cuda_check.h"
+#include "kernels/decode_epilogue.cuh"
+#include "kernels/device_info.h"
+#include "kernels/env_knob.h"
+#include "kernels/ffn_gemv.h"
+#include "kernels/norm_stage.cuh"
+#include "kernels/pdl.cuh"
+#include "kernels/pending_residual.cuh"
+#include "kernels/vec.cuh"
+
+namespace doze::kernels {
+namespace {
+
+// A block's 16 warps serve a group of 16 consecutive intermediate indices, one each; the group is one 32-byte
+// sector (two 16-byte pieces) of each down_proj row. (Groups of 8 in blocks of 8 warps, half a sector a row:
+// H100 batch 1 0.568 ms against 0.557; kernels/PERF_NOTES.md.)
+constexpr int kWarps = 16;
+constexpr int kThreads = kWarps * 32;
+constexpr int kPieces = kWarps / 8;               // of a down row in a group
+constexpr int kRowsPerPass = kThreads / kPieces;  // down rows the block's threads cover at once
+constexpr int kDownRows = (kFfnGemvMaxHidden + kRowsPerPass - 1) / kRowsPerPass;  // a thread's rows
+// 16-byte vectors of one hidden-size row a lane holds (vectors lane + 32 u).
+constexpr int kVecsPerLane = kFfnGemvMaxHidden / 8 / 32;
+
+struct Params {
+  const __nv_bfloat16* residual;     // [hidden]
+  const __nv_bfloat16* norm_weight;  // [hidden]
+  float eps;
+  const __nv_bfloat16* gate_up;  // [2 * intermediate, hidden]
+  const __nv_bfloat16* down;     // [hidden, intermediate]
+  int64_t* pending;              // [hidden]
+  int hidden, intermediate;
+};
+
+// What a thread holds of one group: its warp's index's gate and up rows, and its down rows' piece (rows
+// thread / kPieces + kRowsPerPass j, piece thread % kPieces).
+struct GroupWeights {
+  Bf16x8 gate_up[2][kVecsPerLane];
+  Bf16x8 down[kDownRows];
+};
+
+// Group g's weights (zeros past the intermediate size).
+__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights& w) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
+  const int item = g * kWarps + warp;
+  const bool valid = item < p.intermediate;
+  const int64_t i = valid ? item : 0;
+#pragma unroll
+  for (int c = 0; c < 2; ++c) {
+    const Bf16x8* row = reinterpret_cast<const Bf16x8*>(p.gate_up + (c * p.intermediate + i) * p.hidden);
+#pragma unroll
+    for (int u = 0; u < kVecsPerLane; ++u) {
+      const int v = lane + 32 * u;
+      w.gate_up[c][u] = LoadVecOrZero(row + v, valid && v < num_vecs);
+    }
+  }
+  const int column = g * kWarps + 8 * (threadIdx.x % kPieces);
+  const bool piece_valid = column < p.intermediate;
+#pragma unroll
+  for (int j = 0; j < kDownRows; ++j) {
+    const int r = threadIdx.x / kPieces + kRowsPerPass * j;
+    const bool valid_row = piece_valid && r < p.hidden;
+    const int64_t offset = valid_row ? static_cast<int64_t>(r) * p.intermediate + column : 0;
+    w.down[j] = LoadVecOrZero(reinterpret_cast<const Bf16x8*>(p.down + offset), valid_row);
+  }
+}
+
+// The warp's index's activation bf16(silu(g) * u), its dot products in NormSwiGluGemv's lane order and warp
+// sum.
+__device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights& w) {
+  const int lane = threadIdx.x & 31, num_vecs = p.hidden / 8;
+  float sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int u = 0; u < kVecsPerLane; ++u) {
+    const int v = lane + 32 * u;
+    if (v >= num_vecs) break;
+    float xv[8];
+    Bf16x8ToFloat(LoadVec(xs + v), xv);
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      float wv[8];
+      Bf16x8ToFloat(w.gate_up[c][u], wv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sum[c] = fmaf(wv[e], xv[e], sum[c]);
+    }
+  }
+  return RoundBf16(SwiGlu(WarpSum(sum[0]), WarpSum(sum[1])));
+}
+
+// Block b serves groups b, b + gridDim.x, ...: each round's weights load while the round before is computed
+// (the first before the wait), and the activations of a round pass through shared memory, double-buffered so
+// that one barrier a round suffices.
+static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
+  __shared__ Bf16x8 xs[2 * kFfnGemvMaxHidden / 8];  // x [hidden / 8], then the norm weight [hidden / 8]
+  __shared__ float act[2][kWarps];
+  __shared__ float norm_scratch[kWarps][1];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
+  const int groups = (p.intermediate + kWarps - 1) / kWarps;
+  const int rounds = (groups + gridDim.x - 1) / gridDim.x;  // the same for every block (zeros past the end)
+  const int piece = threadIdx.x % kPieces;
+  GroupWeights w;
+  LoadGroup(p, blockIdx.x, w);  // weights are constant: before the wait
+  StageNormWeight<kThreads>(p.norm_weight, p.hidden, xs + num_vecs);
+  GridDependencyWait();
+  LaunchDependents();
+  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.residual);
+  for (int v = threadIdx.x; v < num_vecs; v += kThreads) StoreVec(xs + v, LoadVec(src + v));
+  NormalizeStagedRows<kWarps, 1>(xs, xs + num_vecs, 1, p.hidden, p.eps, norm_scratch);
+  __syncthreads();
+  float shares[kDownRows] = {};
+  for (int round = 0, g = blockIdx.x; round < rounds; ++round, g += gridDim.x) {
+    const float a = Activation(p, xs, w);
+    if (lane == 0) act[round & 1][warp] = a;
+    __syncthreads();
+    float acts[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acts[e] = act[round & 1][8 * piece + e];
+#pragma unroll
+    for (int j = 0; j < kDownRows; ++j) {
+      float dv[8];
+      Bf16x8ToFloat(w.down[j], dv);
+      float dot = 0.f;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dot = fmaf(dv[e], acts[e], dot);
+      shares[j] += dot;
+    }
+    if (round + 1 < rounds) LoadGroup(p, g + gridDim.x, w);
+  }
+  // A row's pieces are on adjacent lanes: added in piece order by the first.
+#pragma unroll
+  for (int j = 0; j < kDownRows; ++j) {
+#pragma unroll
+    for (int offset = 1; offset < kPieces; offset <<= 1)
+      shares[j] += __shfl_xor_sync(0xffffffffu, shares[j], offset);
+    const int r = threadIdx.x / kPieces + kRowsPerPass * j;
+    if (piece == 0 && r < p.hidden) AddPending(p.pending + r, shares[j]);
+  }
+}
+
+}  // namespace
+
+bool FfnGemvTakes(int m, int hidden, int intermediate) {
+  return m == 1 && hidden > 0 && hidden % 8 == 0 && hidden <= kFfnGemvMaxHidden && intermediate > 0 &&
+         intermediate % 16 == 0;
+}
+
+void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloat16* down, int64_t* pending,
+             int hidden, int intermediate, cudaStream_t stream) {
+  if (!FfnGemvTakes(1, hidden, intermediate) || in.pending != nullptr)
+    CudaFail("FfnGemv", "needs hidden % 8 == 0 up to 1,024, intermediate % 8 == 0 and no pending input",
+             __FILE__, __LINE__);
+  const Params p{in.residual, in.weight, in.eps, gate_up, down, pending, hidden, intermediate};
+  static const int per_sm = [] {
+    int blocks = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, FfnGemvKernel, kThreads, 0));
+    return std::max(blocks, 1);
+  }();
+  // One wave (H100: 132 blocks, 2.4 groups each; 102 blocks 0.570 ms at batch 1, 76 blocks 0.619, against
+  // 0.557); DOZE_FFN_BLOCKS sets the grid (measurements).
+  static const int wanted = EnvInt("DOZE_FFN_BLOCKS", 0);
+  const int groups = (intermediate + kWarps - 1) / kWarps;
+  const int blocks =
+      std::max(1, std::min({groups, per_sm * MultiprocessorCount(), wanted > 0 ? wanted : groups}));
+  LaunchWithPdl(FfnGemvKernel, dim3(blocks), dim3(kThreads), 0, stream, p);
+}
+
+}  // namespace doze::kernels
