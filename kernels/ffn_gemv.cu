@@ -149,7 +149,7 @@ bool FfnGemvTakes(int m, int hidden, int intermediate) {
 void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloat16* down, int64_t* pending,
              int hidden, int intermediate, cudaStream_t stream) {
   if (!FfnGemvTakes(1, hidden, intermediate) || in.pending != nullptr)
-    CudaFail("FfnGemv", "needs hidden % 8 == 0 up to 1,024, intermediate % 8 == 0 and no pending input",
+    CudaFail("FfnGemv", "needs hidden % 8 == 0 up to 1,024, intermediate % 16 == 0 and no pending input",
              __FILE__, __LINE__);
   const Params p{in.residual, in.weight, in.eps, gate_up, down, pending, hidden, intermediate};
   static const int per_sm = [] {
