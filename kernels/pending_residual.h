@@ -7,9 +7,8 @@
 
 namespace doze::kernels {
 
-// 2^32: the fixed point's unit is 2^-32, and values up to 2^31 in magnitude fit (a share or a total beyond
-// that, or a NaN, does not survive the conversion: a model's down_proj sums are orders of magnitude below,
-// the largest residual values of Qwen2.5 models ~1e4).
+// 2^32: the fixed point's unit is 2^-32, and values up to 2^31 in magnitude fit; a share or a total beyond
+// that, or a NaN, does not survive the conversion (the unfused path would carry it on).
 constexpr float kPendingScale = 4294967296.f;
 
 }  // namespace doze::kernels
