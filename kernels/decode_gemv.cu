@@ -56,22 +56,35 @@ __device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>]
   }
 }
 
+// x's values with their pending sums added, two a thread at a time, so that a warp's loads of the sums (16
+// bytes a lane) are contiguous: eight a lane, 64 bytes apart, would each touch twice the sectors they use.
+__device__ __forceinline__ void StagePairsWithPending(const Params& p, Bf16x8* xs) {
+  const int pairs = p.m * p.k / 2;
+  const __nv_bfloat162* src = reinterpret_cast<const __nv_bfloat162*>(p.x);
+  const longlong2* sums = reinterpret_cast<const longlong2*>(p.pending);
+  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(xs);
+  for (int i = threadIdx.x; i < pairs; i += kThreads) {
+    const longlong2 s = sums[i];
+    const float2 x = __bfloat1622float2(src[i]);
+    dst[i] = __floats2bfloat162_rn(WithPending(x.x, s.x), WithPending(x.y, s.y));
+  }
+}
+
 // Copies the m rows of x into shared memory, each value with its pending sum added where the residual stream
 // has one (p.pending); with kNorm replaces them by RmsNorm(x) * norm_weight rounded to bf16, as RmsNorm
 // stores it (the weight staged by StageNormWeight after x's rows). Ends with a barrier.
 template <int kRows, bool kNorm>
 __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRows]) {
   const int num_vecs = p.k / 8, total = p.m * num_vecs;
-  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
-  const int first = static_cast<int>((static_cast<int64_t>(blockIdx.x) * p.stage_rotation) % total);
-  for (int i = threadIdx.x; i < total; i += kThreads) {
-    const int e = i + first < total ? i + first : i + first - total;
-    if (p.pending == nullptr) {
+  if (p.pending != nullptr) {
+    StagePairsWithPending(p, xs);
+  } else {
+    const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
+    const int first = static_cast<int>((static_cast<int64_t>(blockIdx.x) * p.stage_rotation) % total);
+    for (int i = threadIdx.x; i < total; i += kThreads) {
+      const int e = i + first < total ? i + first : i + first - total;
       StoreVec(xs + e, LoadVec(src + e));
-      continue;
     }
-    const PendingX8 sums = LoadPending8(p.pending + static_cast<int64_t>(e) * 8);  // with x: one round trip
-    StoreVec(xs + e, WithPending(LoadVec(src + e), sums));
   }
   if constexpr (kNorm) NormalizeStagedRows<kWarps, kRows>(xs, xs + total, p.m, p.k, p.eps, scratch);
   __syncthreads();
