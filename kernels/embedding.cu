@@ -1,6 +1,6 @@
 #include "kernels/cuda_check.h"
 #include "kernels/embedding.h"
-#include "kernels/vec.cuh"
+#include "kernels/gather_row.cuh"
 
 namespace doze::kernels {
 namespace {
@@ -12,16 +12,7 @@ static __global__ void GatherRowsKernel(const int32_t* __restrict__ indices,    
                                         __nv_bfloat16* __restrict__ out,          // [num_rows, width]
                                         int width) {
   const int row = blockIdx.x;
-  const int64_t src_row = indices[row];
-  const int num_vecs = width / 8;
-  Bf16x8* dst = reinterpret_cast<Bf16x8*>(out + static_cast<int64_t>(row) * width);
-  if (src_row < 0) {
-    Bf16x8 zero{};
-    for (int v = threadIdx.x; v < num_vecs; v += blockDim.x) dst[v] = zero;
-    return;
-  }
-  const Bf16x8* src = reinterpret_cast<const Bf16x8*>(table + src_row * width);
-  for (int v = threadIdx.x; v < num_vecs; v += blockDim.x) dst[v] = src[v];
+  CopyTableRow(table, indices[row], out + static_cast<int64_t>(row) * width, width);
 }
 
 }  // namespace

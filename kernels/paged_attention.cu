@@ -727,13 +727,6 @@ AttentionPartials LaunchVariant(const LaunchArgs& a, const AttentionShape& s, bo
   return Launch<kHeadDim, false, SplitBlock>(a, s, splits, combine, stream);
 }
 
-// PagedAttention's launches, with or without the combine kernel.
-AttentionPartials LaunchAttention(const LaunchArgs& a, const AttentionShape& shape, bool combine,
-                                  cudaStream_t stream) {
-  if (shape.head_dim == 64) return LaunchVariant<64>(a, shape, combine, stream);
-  return LaunchVariant<128>(a, shape, combine, stream);
-}
-
 void CheckShape(const AttentionShape& shape) {
   const int group = shape.num_kv_heads > 0 ? shape.num_q_heads / shape.num_kv_heads : 0;
   if (group < 1 || group > kMaxGroup || group * shape.num_kv_heads != shape.num_q_heads) {
@@ -759,7 +752,8 @@ AttentionPartials Attend(const LaunchArgs& a, const AttentionShape& shape, bool 
                          cudaStream_t stream) {
   if (shape.num_tokens == 0) return {};
   CheckShape(shape);
-  return LaunchAttention(a, shape, combine, stream);
+  if (shape.head_dim == 64) return LaunchVariant<64>(a, shape, combine, stream);
+  return LaunchVariant<128>(a, shape, combine, stream);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.h"
+#include "kernels/gather_row.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/step_inputs.h"
-#include "kernels/vec.cuh"
 
 namespace doze::kernels {
 namespace {
@@ -19,14 +19,7 @@ __device__ void GatherEmbedding(const int32_t* __restrict__ host_ints, int sourc
   const int32_t source = sources_offset >= 0 ? host_ints[sources_offset + row] : -1;
   GridDependencyWait();  // the previous step reads gather.out and wrote `previous`
   if (source >= 0) token = previous[source];
-  Bf16x8* dst = reinterpret_cast<Bf16x8*>(gather.out + static_cast<int64_t>(row) * gather.width);
-  if (token < 0) {  // as GatherRows: zeros
-    for (int v = threadIdx.x; v < gather.width / 8; v += kThreads) StoreVec(dst + v, Bf16x8{});
-    return;
-  }
-  const Bf16x8* src =
-      reinterpret_cast<const Bf16x8*>(gather.table + static_cast<int64_t>(token) * gather.width);
-  for (int v = threadIdx.x; v < gather.width / 8; v += kThreads) StoreVec(dst + v, LoadVec(src + v));
+  CopyTableRow(gather.table, token, gather.out + static_cast<int64_t>(row) * gather.width, gather.width);
 }
 
 static __global__ void StageStepInputsKernel(

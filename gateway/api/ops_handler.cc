@@ -24,6 +24,13 @@ std::optional<lifecycle::OperatorAction> ParseOperatorAction(const std::string& 
 
 }  // namespace
 
+namespace {
+
+// GET /v1/models/{name}: the path before the name.
+constexpr char kModelPrefix[] = "/v1/models/";
+
+}  // namespace
+
 void OpsHandler::Register(Router* router) const {
   router->Add("GET", "/healthz", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
     channel->Send(MakeResponse(200, R"({"status":"ok"})"));
@@ -38,7 +45,7 @@ void OpsHandler::Register(Router* router) const {
     Models(request, channel);
   });
   router->AddPrefix(
-      "GET", "/v1/models/",
+      "GET", kModelPrefix,
       [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) { Model(request, channel); });
   router->AddPrefix("POST", "/ops/functions/",
                     [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
@@ -70,7 +77,7 @@ void OpsHandler::Models(const HttpRequest& request, const std::shared_ptr<Respon
 void OpsHandler::Model(const HttpRequest& request, const std::shared_ptr<ResponseChannel>& channel) const {
   absl::Status allowed = keys_->Check(request.authorization);
   if (!allowed.ok()) return channel->Send(ErrorResponse(allowed));
-  const std::string name = request.path.substr(sizeof("/v1/models/") - 1);
+  const std::string name = request.path.substr(sizeof(kModelPrefix) - 1);
   std::shared_ptr<FunctionRuntime> function = functions_->Find(name);
   if (function == nullptr) {
     return channel->Send(ErrorResponse(

@@ -225,17 +225,15 @@ void HttpSession::EndStream() { AppendChunk({}, /*last=*/true); }
 void HttpSession::AppendChunk(absl::string_view data, bool last) {
   absl::MutexLock lock(&out_mu_);
   if (phase_ != Phase::kStreaming) return;
-  if (head_) {  // HEAD: the stream's header alone
-    if (last) phase_ = Phase::kEnding;
+  if (head_) {
+    // HEAD: the stream's header alone.
   } else if (http10_) {
     out_.append(data.data(), data.size());
-  } else if (!data.empty()) {  // An empty chunk would end the stream.
-    absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
+  } else {
+    if (!data.empty()) absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
+    if (last) out_ += "0\r\n\r\n";  // (an empty chunk would end the stream early)
   }
-  if (last && !head_) {
-    if (!http10_) out_ += "0\r\n\r\n";
-    phase_ = Phase::kEnding;
-  }
+  if (last) phase_ = Phase::kEnding;
   SendLocked();
 }
 

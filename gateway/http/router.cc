@@ -19,6 +19,9 @@ void Router::AddPrefix(std::string method, std::string prefix, HttpHandler handl
 
 void Router::Route(HttpRequest request, std::shared_ptr<ResponseChannel> channel) const {
   std::vector<std::string> allowed;  // the path's methods, for a 405's Allow header
+  auto allow = [&allowed](const std::string& method) {
+    if (std::find(allowed.begin(), allowed.end(), method) == allowed.end()) allowed.push_back(method);
+  };
   for (const Route_& route : routes_) {
     bool matches = route.prefix ? absl::StartsWith(request.path, route.path) : request.path == route.path;
     if (!matches) continue;
@@ -27,10 +30,8 @@ void Router::Route(HttpRequest request, std::shared_ptr<ResponseChannel> channel
       route.handler(std::move(request), std::move(channel));
       return;
     }
-    for (const std::string& method : {route.method, std::string(route.method == "GET" ? "HEAD" : "")}) {
-      if (!method.empty() && std::find(allowed.begin(), allowed.end(), method) == allowed.end())
-        allowed.push_back(method);
-    }
+    allow(route.method);
+    if (route.method == "GET") allow("HEAD");
   }
   if (!allowed.empty()) {
     HttpResponse response =
