@@ -58,15 +58,18 @@ __device__ __forceinline__ void LoadWeights(Bf16x8 (&dst)[kCols][kUnroll<kCols>]
 
 // x's values with their pending sums added, two a thread at a time, so that a warp's loads of the sums (16
 // bytes a lane) are contiguous: eight a lane, 64 bytes apart, would each touch twice the sectors they use.
+// Staggered across blocks as StageX's copy is (StageRotation).
 __device__ __forceinline__ void StagePairsWithPending(const Params& p, Bf16x8* xs) {
   const int pairs = p.m * p.k / 2;
   const __nv_bfloat162* src = reinterpret_cast<const __nv_bfloat162*>(p.x);
   const longlong2* sums = reinterpret_cast<const longlong2*>(p.pending);
   __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(xs);
+  const int first = RotationStart(4 * p.stage_rotation, pairs);  // four pairs a vector
   for (int i = threadIdx.x; i < pairs; i += kThreads) {
-    const longlong2 s = sums[i];
-    const float2 x = __bfloat1622float2(src[i]);
-    dst[i] = __floats2bfloat162_rn(WithPending(x.x, s.x), WithPending(x.y, s.y));
+    const int e = RotatedIndex(i, first, pairs);
+    const longlong2 s = sums[e];
+    const float2 x = __bfloat1622float2(src[e]);
+    dst[e] = __floats2bfloat162_rn(WithPending(x.x, s.x), WithPending(x.y, s.y));
   }
 }
 
@@ -80,9 +83,9 @@ __device__ void StageX(const Params& p, Bf16x8* xs, float (&scratch)[kWarps][kRo
     StagePairsWithPending(p, xs);
   } else {
     const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.x);
-    const int first = static_cast<int>((static_cast<int64_t>(blockIdx.x) * p.stage_rotation) % total);
+    const int first = RotationStart(p.stage_rotation, total);
     for (int i = threadIdx.x; i < total; i += kThreads) {
-      const int e = i + first < total ? i + first : i + first - total;
+      const int e = RotatedIndex(i, first, total);
       StoreVec(xs + e, LoadVec(src + e));
     }
   }
@@ -253,15 +256,6 @@ static __global__ void __launch_bounds__(kThreads, 1) DecodeGemvKernel(Params p,
     in = following_in;
     PrepareResidual<E>(p, work.cols, lane, following_active, in);
   }
-}
-
-// Each block starts its copy of x kStageRotation vectors (four L2 lines) after the previous block's: H100
-// batch 1 -7 to -9 us a step against every block starting at the same line (kernels/PERF_NOTES.md).
-// DOZE_GEMV_STAGE_ROTATION=0 starts them all at the first (measurements).
-constexpr int kStageRotation = 32;
-int StageRotation() {
-  static const int rotation = EnvFlag("DOZE_GEMV_STAGE_ROTATION") ? kStageRotation : 0;
-  return rotation;
 }
 
 // Splits k over several warps of a block when the rows are long, so that enough loads are in flight

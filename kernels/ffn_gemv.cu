@@ -32,6 +32,7 @@ struct Params {
   const __nv_bfloat16* down;     // [hidden, intermediate]
   int64_t* pending;              // [hidden]
   int hidden, intermediate;
+  int stage_rotation;  // vectors between blocks' first staged ones (StageRotation)
 };
 
 // What a thread holds of one group: its warp's index's gate and up rows, and its down rows' piece (rows
@@ -106,7 +107,11 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   GridDependencyWait();
   LaunchDependents();
   const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.residual);
-  for (int v = threadIdx.x; v < num_vecs; v += kThreads) StoreVec(xs + v, LoadVec(src + v));
+  const int first = RotationStart(p.stage_rotation, num_vecs);
+  for (int i = threadIdx.x; i < num_vecs; i += kThreads) {
+    const int v = RotatedIndex(i, first, num_vecs);
+    StoreVec(xs + v, LoadVec(src + v));
+  }
   NormalizeStagedRows<kWarps, 1>(xs, xs + num_vecs, 1, p.hidden, p.eps, norm_scratch);
   __syncthreads();
   float shares[kDownRows] = {};
@@ -151,7 +156,8 @@ void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloa
   if (!FfnGemvTakes(1, hidden, intermediate) || in.pending != nullptr)
     CudaFail("FfnGemv", "needs hidden % 8 == 0 up to 1,024, intermediate % 16 == 0 and no pending input",
              __FILE__, __LINE__);
-  const Params p{in.residual, in.weight, in.eps, gate_up, down, pending, hidden, intermediate};
+  const Params p{in.residual, in.weight, in.eps,       gate_up,        down,
+                 pending,     hidden,    intermediate, StageRotation()};
   static const int per_sm = [] {
     int blocks = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, FfnGemvKernel, kThreads, 0));

@@ -5,9 +5,31 @@
 
 #include <cuda_bf16.h>
 
+#include "kernels/env_knob.h"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
+
+// Each block starts its copy of a row every block reads (x, the residual, its pending sums) kStageRotation
+// 16-byte vectors (four L2 lines) after the previous block's, so that the blocks do not all ask the L2 for
+// the same line at once: H100 batch 1 -7 to -9 us a step for the GEMVs' x, -1 to -2 more for QKV's pending
+// sums and FfnGemv's residual (kernels/PERF_NOTES.md). DOZE_GEMV_STAGE_ROTATION=0 starts them all at the
+// first (measurements).
+constexpr int kStageRotation = 32;
+inline int StageRotation() {
+  static const int rotation = EnvFlag("DOZE_GEMV_STAGE_ROTATION") ? kStageRotation : 0;
+  return rotation;
+}
+
+// Element i of a block's staging loop over `total` elements, starting at `first` and wrapping around.
+__device__ __forceinline__ int RotatedIndex(int i, int first, int total) {
+  return i + first < total ? i + first : i + first - total;
+}
+
+// Where block blockIdx.x starts a staging loop of `total` elements, `rotation` elements a block apart.
+__device__ __forceinline__ int RotationStart(int rotation, int total) {
+  return static_cast<int>((static_cast<int64_t>(blockIdx.x) * rotation) % total);
+}
 
 // Copies the norm weight (a constant) into shared memory: [k / 8] at `dst`.
 template <int kThreads>
