@@ -8,6 +8,7 @@
 #include "kernels/norm_stage.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/pending_residual.cuh"
+#include "kernels/tma.cuh"
 #include "kernels/vec.cuh"
 
 namespace doze::kernels {
@@ -35,21 +36,26 @@ struct Params {
   int stage_rotation;  // vectors between blocks' first staged ones (StageRotation)
 };
 
-// What a thread holds of one group: its warp's index's gate and up rows, and its down rows' piece (rows
-// thread / kPieces + kRowsPerPass j, piece thread % kPieces).
+// Stages of up rows in shared memory (kCopyUp): a round's 16 rows each.
+constexpr int kRowStages = 3;
+
+// What a thread holds of one group: its warp's index's gate row and (without kCopyUp) up row, and its down
+// rows' piece (rows thread / kPieces + kRowsPerPass j, piece thread % kPieces).
+template <bool kCopyUp>
 struct GroupWeights {
-  Bf16x8 gate_up[2][kVecsPerLane];
+  Bf16x8 gate_up[kCopyUp ? 1 : 2][kVecsPerLane];
   Bf16x8 down[kDownRows];
 };
 
-// Group g's weights (zeros past the intermediate size).
-__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights& w) {
+// Group g's weights in registers (zeros past the intermediate size).
+template <bool kCopyUp>
+__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights<kCopyUp>& w) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
   const int item = g * kWarps + warp;
   const bool valid = item < p.intermediate;
   const int64_t i = valid ? item : 0;
 #pragma unroll
-  for (int c = 0; c < 2; ++c) {
+  for (int c = 0; c < (kCopyUp ? 1 : 2); ++c) {
     const Bf16x8* row = reinterpret_cast<const Bf16x8*>(p.gate_up + (c * p.intermediate + i) * p.hidden);
 #pragma unroll
     for (int u = 0; u < kVecsPerLane; ++u) {
@@ -68,9 +74,23 @@ __device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights& 
   }
 }
 
+// Thread 0 asks for group g's 16 up rows ([16, hidden], contiguous) in `stage` by one bulk copy counted on
+// `full`; a group past the intermediate size copies nothing and completes the phase at once.
+__device__ __forceinline__ void IssueUpRows(const Params& p, int g, Bf16x8* stage, uint64_t* full) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool valid = g * kWarps < p.intermediate;
+  const uint32_t bytes = valid ? kWarps * p.hidden * sizeof(__nv_bfloat16) : 0;
+  BarrierExpectBytes(full, bytes);
+  if (valid)
+    BulkLoad(stage, p.gate_up + (static_cast<int64_t>(p.intermediate) + g * kWarps) * p.hidden, bytes, full);
+#endif
+}
+
 // The warp's index's activation bf16(silu(g) * u), its dot products in NormSwiGluGemv's lane order and warp
-// sum.
-__device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights& w) {
+// sum; with kCopyUp the up row from `up` in shared memory. 0 past the intermediate size.
+template <bool kCopyUp>
+__device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights<kCopyUp>& w,
+                                            const Bf16x8* up, bool valid) {
   const int lane = threadIdx.x & 31, num_vecs = p.hidden / 8;
   float sum[2] = {0.f, 0.f};
 #pragma unroll
@@ -82,30 +102,48 @@ __device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, c
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
       float wv[8];
-      Bf16x8ToFloat(w.gate_up[c][u], wv);
+      Bf16x8ToFloat(kCopyUp && c == 1 ? LoadVec(up + v) : w.gate_up[kCopyUp ? 0 : c][u], wv);
 #pragma unroll
       for (int e = 0; e < 8; ++e) sum[c] = fmaf(wv[e], xv[e], sum[c]);
     }
   }
-  return RoundBf16(SwiGlu(WarpSum(sum[0]), WarpSum(sum[1])));
+  const float a = RoundBf16(SwiGlu(WarpSum(sum[0]), WarpSum(sum[1])));
+  return valid ? a : 0.f;
 }
 
 // Block b serves groups b, b + gridDim.x, ...: each round's weights load while the round before is computed
 // (the first before the wait), and the activations of a round pass through shared memory, double-buffered so
-// that one barrier a round suffices.
+// that one barrier a round suffices. With kCopyUp the up rows come by bulk copies into kRowStages stages of
+// shared memory instead of through registers, asked for after the wait: the copy engine carries a third of
+// the bytes beside the threads' loads, and the kernel before, whose few loads the first group's weights share
+// the memory with until the wait, has a third fewer beside it (kernels/PERF_NOTES.md).
+template <bool kCopyUp>
 static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   __shared__ Bf16x8 xs[2 * kFfnGemvMaxHidden / 8];  // x [hidden / 8], then the norm weight [hidden / 8]
   __shared__ float act[2][kWarps];
   __shared__ float norm_scratch[kWarps][1];
+  __shared__ __align__(8) uint64_t full[kRowStages];
+  extern __shared__ __align__(128) Bf16x8 stages[];  // kCopyUp: [kRowStages][kWarps][hidden / 8]
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
   const int groups = (p.intermediate + kWarps - 1) / kWarps;
   const int rounds = (groups + gridDim.x - 1) / gridDim.x;  // the same for every block (zeros past the end)
   const int piece = threadIdx.x % kPieces;
-  GroupWeights w;
+  const int stage_vecs = kWarps * num_vecs;
+  GroupWeights<kCopyUp> w;
   LoadGroup(p, blockIdx.x, w);  // weights are constant: before the wait
   StageNormWeight<kThreads>(p.norm_weight, p.hidden, xs + num_vecs);
   GridDependencyWait();
   LaunchDependents();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (kCopyUp) {
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < kRowStages; ++s) BarrierInit(&full[s]);
+      FenceBarrierInit();  // the first wait on them follows the norm's block barriers
+      for (int s = 0; s < kRowStages && s < rounds; ++s)
+        IssueUpRows(p, blockIdx.x + s * gridDim.x, stages + s * stage_vecs, &full[s]);
+    }
+  }
+#endif
   const Bf16x8* src = reinterpret_cast<const Bf16x8*>(p.residual);
   const int first = RotationStart(p.stage_rotation, num_vecs);
   for (int i = threadIdx.x; i < num_vecs; i += kThreads) {
@@ -116,9 +154,20 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   __syncthreads();
   float shares[kDownRows] = {};
   for (int round = 0, g = blockIdx.x; round < rounds; ++round, g += gridDim.x) {
-    const float a = Activation(p, xs, w);
+    const int stage = round % kRowStages;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (kCopyUp) BarrierWait(&full[stage], (round / kRowStages) & 1);
+#endif
+    const float a = Activation(p, xs, w, stages + stage * stage_vecs + warp * num_vecs,
+                               g * kWarps + warp < p.intermediate);
     if (lane == 0) act[round & 1][warp] = a;
-    __syncthreads();
+    __syncthreads();  // also: every warp is done with the stage's rows
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (kCopyUp) {
+      if (threadIdx.x == 0 && round + kRowStages < rounds)
+        IssueUpRows(p, g + kRowStages * gridDim.x, stages + stage * stage_vecs, &full[stage]);
+    }
+#endif
     float acts[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) acts[e] = act[round & 1][8 * piece + e];
@@ -144,6 +193,20 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   }
 }
 
+// The kernel variant's blocks a multiprocessor with `shared` bytes of stages (opted in once).
+template <bool kCopyUp>
+int BlocksPerMultiprocessor(size_t shared) {
+  static const int per_sm = [shared] {
+    CUDA_CHECK(cudaFuncSetAttribute(FfnGemvKernel<kCopyUp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(shared)));
+    int blocks = 0;
+    CUDA_CHECK(
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, FfnGemvKernel<kCopyUp>, kThreads, shared));
+    return std::max(blocks, 1);
+  }();
+  return per_sm;
+}
+
 }  // namespace
 
 bool FfnGemvTakes(int m, int hidden, int intermediate) {
@@ -158,18 +221,21 @@ void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloa
              __FILE__, __LINE__);
   const Params p{in.residual, in.weight, in.eps,       gate_up,        down,
                  pending,     hidden,    intermediate, StageRotation()};
-  static const int per_sm = [] {
-    int blocks = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, FfnGemvKernel, kThreads, 0));
-    return std::max(blocks, 1);
-  }();
+  // DOZE_FFN_COPY_UP=0 loads the up rows through registers like the rest (measurements).
+  static const bool copy_up = EnvFlag("DOZE_FFN_COPY_UP");
+  const size_t shared = copy_up ? kRowStages * kWarps * kFfnGemvMaxHidden * sizeof(__nv_bfloat16) : 0;
+  const int per_sm = copy_up ? BlocksPerMultiprocessor<true>(shared) : BlocksPerMultiprocessor<false>(0);
   // One wave (H100: 132 blocks, 2.3 groups each; 102 blocks 0.570 ms at batch 1, 76 blocks 0.619, against
   // 0.557); DOZE_FFN_BLOCKS sets the grid (measurements).
   static const int wanted = EnvInt("DOZE_FFN_BLOCKS", 0);
   const int groups = (intermediate + kWarps - 1) / kWarps;
   const int blocks =
       std::max(1, std::min({groups, per_sm * MultiprocessorCount(), wanted > 0 ? wanted : groups}));
-  LaunchWithPdl(FfnGemvKernel, dim3(blocks), dim3(kThreads), 0, stream, p);
+  if (copy_up) {
+    LaunchWithPdl(FfnGemvKernel<true>, dim3(blocks), dim3(kThreads), shared, stream, p);
+  } else {
+    LaunchWithPdl(FfnGemvKernel<false>, dim3(blocks), dim3(kThreads), 0, stream, p);
+  }
 }
 
 }  // namespace doze::kernels

@@ -58,6 +58,16 @@ __device__ __forceinline__ void TmaLoad2d(void* dst, const CUtensorMap* map, int
       : "memory");
 }
 
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from global `src` to shared `dst`,
+// counted on `barrier`.
+__device__ __forceinline__ void BulkLoad(void* dst, const void* src, uint32_t bytes, uint64_t* barrier) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+          SharedAddress(dst)),
+      "l"(reinterpret_cast<uint64_t>(src)), "r"(bytes), "r"(SharedAddress(barrier))
+      : "memory");
+}
+
 #endif  // __CUDA_ARCH__ >= 900
 
 }  // namespace doze::kernels

@@ -58,10 +58,11 @@ std::vector<float> FfnRef(const std::vector<float>& residual, const std::vector<
 class FfnGemvTest : public ::testing::TestWithParam<FfnShape> {};
 
 // Qwen2.5-0.5B's shape, a hidden size that leaves lanes and threads without a piece, the largest hidden size,
-// one group, more groups than the grid's rounds cover evenly.
+// one group, more groups than the grid's rounds cover evenly, and more rounds than the up rows' copy stages
+// (on the H100's 132 blocks: 529 groups, five rounds, the last with one group).
 INSTANTIATE_TEST_SUITE_P(Shapes, FfnGemvTest,
                          ::testing::Values(FfnShape{896, 4864}, FfnShape{136, 208}, FfnShape{1024, 96},
-                                           FfnShape{64, 16}, FfnShape{72, 2128}));
+                                           FfnShape{64, 16}, FfnShape{72, 2128}, FfnShape{64, 8464}));
 
 TEST_P(FfnGemvTest, MatchesReferenceAndTheTwoGemvs) {
   DOZE_SKIP_WITHOUT_GPU();
