@@ -16,4 +16,14 @@ int MultiprocessorCount() {
   return count;
 }
 
+int ComputeCapabilityMajor() {
+  static const int major = [] {
+    int device = 0, value = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device));
+    return value;
+  }();
+  return major;
+}
+
 }  // namespace doze::kernels

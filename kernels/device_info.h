@@ -6,4 +6,7 @@ namespace doze::kernels {
 // Streaming multiprocessors of the current device (the first call's device).
 int MultiprocessorCount();
 
+// The current device's compute capability, major version (9 on Hopper).
+int ComputeCapabilityMajor();
+
 }  // namespace doze::kernels

@@ -129,6 +129,9 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   const int rounds = (groups + gridDim.x - 1) / gridDim.x;  // the same for every block (zeros past the end)
   const int piece = threadIdx.x % kPieces;
   const int stage_vecs = kWarps * num_vecs;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  if constexpr (kCopyUp) __trap();  // no bulk copies before sm_90: the host never launches it there
+#endif
   GroupWeights<kCopyUp> w;
   LoadGroup(p, blockIdx.x, w);  // weights are constant: before the wait
   StageNormWeight<kThreads>(p.norm_weight, p.hidden, xs + num_vecs);
@@ -221,8 +224,9 @@ void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloa
              __FILE__, __LINE__);
   const Params p{in.residual, in.weight, in.eps,       gate_up,        down,
                  pending,     hidden,    intermediate, StageRotation()};
-  // DOZE_FFN_COPY_UP=0 loads the up rows through registers like the rest (measurements).
-  static const bool copy_up = EnvFlag("DOZE_FFN_COPY_UP");
+  // The bulk copies need sm_90 (before it the kernel's copies compile to nothing); DOZE_FFN_COPY_UP=0 loads
+  // the up rows through registers like the rest (measurements).
+  static const bool copy_up = EnvFlag("DOZE_FFN_COPY_UP") && ComputeCapabilityMajor() >= 9;
   const size_t shared = copy_up ? kRowStages * kWarps * kFfnGemvMaxHidden * sizeof(__nv_bfloat16) : 0;
   const int per_sm = copy_up ? BlocksPerMultiprocessor<true>(shared) : BlocksPerMultiprocessor<false>(0);
   // One wave (H100: 132 blocks, 2.3 groups each; 102 blocks 0.570 ms at batch 1, 76 blocks 0.619, against
