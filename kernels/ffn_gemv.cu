@@ -43,26 +43,28 @@ constexpr int kRowStages = 3;
 // rows' piece (rows thread / kPieces + kRowsPerPass j, piece thread % kPieces).
 template <bool kCopyUp>
 struct GroupWeights {
-  Bf16x8 gate_up[kCopyUp ? 1 : 2][kVecsPerLane];
+  Bf16x8 gate_up[2][kVecsPerLane];
   Bf16x8 down[kDownRows];
 };
 
 // Group g's weights in registers (zeros past the intermediate size).
 template <bool kCopyUp>
-__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights<kCopyUp>& w) {
+__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights<kCopyUp>& w, bool with_up) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
   const int item = g * kWarps + warp;
   const bool valid = item < p.intermediate;
   const int64_t i = valid ? item : 0;
 #pragma unroll
-  for (int c = 0; c < (kCopyUp ? 1 : 2); ++c) {
+  const auto load_row = [&](int c) {
     const Bf16x8* row = reinterpret_cast<const Bf16x8*>(p.gate_up + (c * p.intermediate + i) * p.hidden);
 #pragma unroll
     for (int u = 0; u < kVecsPerLane; ++u) {
       const int v = lane + 32 * u;
       w.gate_up[c][u] = LoadVecOrZero(row + v, valid && v < num_vecs);
     }
-  }
+  };
+  load_row(0);
+  if (with_up) load_row(1);
   const int column = g * kWarps + 8 * (threadIdx.x % kPieces);
   const bool piece_valid = column < p.intermediate;
 #pragma unroll
@@ -90,22 +92,28 @@ __device__ __forceinline__ void IssueUpRows(const Params& p, int g, Bf16x8* stag
 // sum; with kCopyUp the up row from `up` in shared memory. 0 past the intermediate size.
 template <bool kCopyUp>
 __device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights<kCopyUp>& w,
-                                            const Bf16x8* up, bool valid) {
+                                            const Bf16x8* up, bool valid, bool copied) {
   const int lane = threadIdx.x & 31, num_vecs = p.hidden / 8;
   float sum[2] = {0.f, 0.f};
+  const auto accumulate = [&](auto up_vector) {
 #pragma unroll
-  for (int u = 0; u < kVecsPerLane; ++u) {
-    const int v = lane + 32 * u;
-    if (v >= num_vecs) break;
-    float xv[8];
-    Bf16x8ToFloat(LoadVec(xs + v), xv);
+    for (int u = 0; u < kVecsPerLane; ++u) {
+      const int v = lane + 32 * u;
+      if (v >= num_vecs) break;
+      float xv[8], gv[8], uv[8];
+      Bf16x8ToFloat(LoadVec(xs + v), xv);
+      Bf16x8ToFloat(w.gate_up[0][u], gv);
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      float wv[8];
-      Bf16x8ToFloat(kCopyUp && c == 1 ? LoadVec(up + v) : w.gate_up[kCopyUp ? 0 : c][u], wv);
+      for (int e = 0; e < 8; ++e) sum[0] = fmaf(gv[e], xv[e], sum[0]);
+      Bf16x8ToFloat(up_vector(u, v), uv);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) sum[c] = fmaf(wv[e], xv[e], sum[c]);
+      for (int e = 0; e < 8; ++e) sum[1] = fmaf(uv[e], xv[e], sum[1]);
     }
+  };
+  if (kCopyUp && copied) {
+    accumulate([&](int, int v) { return LoadVec(up + v); });
+  } else {
+    accumulate([&](int u, int) { return w.gate_up[1][u]; });
   }
   const float a = RoundBf16(SwiGlu(WarpSum(sum[0]), WarpSum(sum[1])));
   return valid ? a : 0.f;
@@ -113,10 +121,11 @@ __device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, c
 
 // Block b serves groups b, b + gridDim.x, ...: each round's weights load while the round before is computed
 // (the first before the wait), and the activations of a round pass through shared memory, double-buffered so
-// that one barrier a round suffices. With kCopyUp the up rows come by bulk copies into kRowStages stages of
-// shared memory instead of through registers, asked for after the wait: the copy engine carries a third of
-// the bytes beside the threads' loads, and the kernel before, whose few loads the first group's weights share
-// the memory with until the wait, has a third fewer beside it (kernels/PERF_NOTES.md).
+// that one barrier a round suffices. With kCopyUp the up rows of every round but the last come by bulk copies
+// into kRowStages stages of shared memory instead of through registers, asked for after the wait: the copy
+// engine carries a third of the bytes beside the threads' loads, and the kernel before, whose few loads the
+// first group's weights share the memory with until the wait, has a third fewer beside it
+// (kernels/PERF_NOTES.md).
 template <bool kCopyUp>
 static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   __shared__ Bf16x8 xs[2 * kFfnGemvMaxHidden / 8];  // x [hidden / 8], then the norm weight [hidden / 8]
@@ -132,8 +141,11 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   if constexpr (kCopyUp) __trap();  // no bulk copies before sm_90: the host never launches it there
 #endif
+  // The last round's up rows through registers: where a block has one round more than others (304 groups on
+  // 132 blocks), its copy engine would otherwise be its slower path (H100 batch 1 -1 to -2 us a step).
+  const int copied_rounds = kCopyUp ? max(1, rounds - 1) : 0;
   GroupWeights<kCopyUp> w;
-  LoadGroup(p, blockIdx.x, w);  // weights are constant: before the wait
+  LoadGroup(p, blockIdx.x, w, copied_rounds == 0);  // weights are constant: before the wait
   StageNormWeight<kThreads>(p.norm_weight, p.hidden, xs + num_vecs);
   GridDependencyWait();
   LaunchDependents();
@@ -142,7 +154,7 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
     if (threadIdx.x == 0) {
       for (int s = 0; s < kRowStages; ++s) BarrierInit(&full[s]);
       FenceBarrierInit();  // the first wait on them follows the norm's block barriers
-      for (int s = 0; s < kRowStages && s < rounds; ++s)
+      for (int s = 0; s < kRowStages && s < copied_rounds; ++s)
         IssueUpRows(p, blockIdx.x + s * gridDim.x, stages + s * stage_vecs, &full[s]);
     }
   }
@@ -159,15 +171,15 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   for (int round = 0, g = blockIdx.x; round < rounds; ++round, g += gridDim.x) {
     const int stage = round % kRowStages;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if constexpr (kCopyUp) BarrierWait(&full[stage], (round / kRowStages) & 1);
+    if (kCopyUp && round < copied_rounds) BarrierWait(&full[stage], (round / kRowStages) & 1);
 #endif
     const float a = Activation(p, xs, w, stages + stage * stage_vecs + warp * num_vecs,
-                               g * kWarps + warp < p.intermediate);
+                               g * kWarps + warp < p.intermediate, round < copied_rounds);
     if (lane == 0) act[round & 1][warp] = a;
     __syncthreads();  // also: every warp is done with the stage's rows
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (kCopyUp) {
-      if (threadIdx.x == 0 && round + kRowStages < rounds)
+      if (threadIdx.x == 0 && round + kRowStages < copied_rounds)
         IssueUpRows(p, g + kRowStages * gridDim.x, stages + stage * stage_vecs, &full[stage]);
     }
 #endif
@@ -183,7 +195,7 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
       for (int e = 0; e < 8; ++e) dot = fmaf(dv[e], acts[e], dot);
       shares[j] += dot;
     }
-    if (round + 1 < rounds) LoadGroup(p, g + gridDim.x, w);
+    if (round + 1 < rounds) LoadGroup(p, g + gridDim.x, w, round + 1 >= copied_rounds);
   }
   // A row's pieces are on adjacent lanes: added in piece order by the first.
 #pragma unroll
