@@ -5,24 +5,24 @@
 #include "kernels/cuda_check.h"
 
 namespace doze::kernels {
+namespace {
+
+int CurrentDeviceAttribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+  return value;
+}
+
+}  // namespace
 
 int MultiprocessorCount() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
+  static const int count = CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount);
   return count;
 }
 
 int ComputeCapabilityMajor() {
-  static const int major = [] {
-    int device = 0, value = 0;
-    CUDA_CHECK(cudaGetDevice(&device));
-    CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrComputeCapabilityMajor, device));
-    return value;
-  }();
+  static const int major = CurrentDeviceAttribute(cudaDevAttrComputeCapabilityMajor);
   return major;
 }
 
