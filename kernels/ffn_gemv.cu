@@ -39,22 +39,20 @@ struct Params {
 // Stages of up rows in shared memory (kCopyUp): a round's 16 rows each.
 constexpr int kRowStages = 3;
 
-// What a thread holds of one group: its warp's index's gate row and (without kCopyUp) up row, and its down
-// rows' piece (rows thread / kPieces + kRowsPerPass j, piece thread % kPieces).
-template <bool kCopyUp>
+// What a thread holds of one group: its warp's index's gate row and up row (the up row left unloaded in a
+// round whose up rows come by bulk copies), and its down rows' piece (rows thread / kPieces + kRowsPerPass j,
+// piece thread % kPieces).
 struct GroupWeights {
   Bf16x8 gate_up[2][kVecsPerLane];
   Bf16x8 down[kDownRows];
 };
 
-// Group g's weights in registers (zeros past the intermediate size).
-template <bool kCopyUp>
-__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights<kCopyUp>& w, bool with_up) {
+// Group g's weights in registers, the up row only `with_up` (zeros past the intermediate size).
+__device__ __forceinline__ void LoadGroup(const Params& p, int g, GroupWeights& w, bool with_up) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, num_vecs = p.hidden / 8;
   const int item = g * kWarps + warp;
   const bool valid = item < p.intermediate;
   const int64_t i = valid ? item : 0;
-#pragma unroll
   const auto load_row = [&](int c) {
     const Bf16x8* row = reinterpret_cast<const Bf16x8*>(p.gate_up + (c * p.intermediate + i) * p.hidden);
 #pragma unroll
@@ -89,9 +87,8 @@ __device__ __forceinline__ void IssueUpRows(const Params& p, int g, Bf16x8* stag
 }
 
 // The warp's index's activation bf16(silu(g) * u), its dot products in NormSwiGluGemv's lane order and warp
-// sum; with kCopyUp the up row from `up` in shared memory. 0 past the intermediate size.
-template <bool kCopyUp>
-__device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights<kCopyUp>& w,
+// sum; the up row from `up` in shared memory where `copied`. 0 past the intermediate size.
+__device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, const GroupWeights& w,
                                             const Bf16x8* up, bool valid, bool copied) {
   const int lane = threadIdx.x & 31, num_vecs = p.hidden / 8;
   float sum[2] = {0.f, 0.f};
@@ -110,7 +107,7 @@ __device__ __forceinline__ float Activation(const Params& p, const Bf16x8* xs, c
       for (int e = 0; e < 8; ++e) sum[1] = fmaf(uv[e], xv[e], sum[1]);
     }
   };
-  if (kCopyUp && copied) {
+  if (copied) {
     accumulate([&](int, int v) { return LoadVec(up + v); });
   } else {
     accumulate([&](int u, int) { return w.gate_up[1][u]; });
@@ -144,7 +141,7 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   // The last round's up rows through registers: where a block has one round more than others (304 groups on
   // 132 blocks), its copy engine would otherwise be its slower path (H100 batch 1 -1 to -2 us a step).
   const int copied_rounds = kCopyUp ? max(1, rounds - 1) : 0;
-  GroupWeights<kCopyUp> w;
+  GroupWeights w;
   LoadGroup(p, blockIdx.x, w, copied_rounds == 0);  // weights are constant: before the wait
   StageNormWeight<kThreads>(p.norm_weight, p.hidden, xs + num_vecs);
   GridDependencyWait();
