@@ -134,7 +134,7 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   const int groups = (p.intermediate + kWarps - 1) / kWarps;
   const int rounds = (groups + gridDim.x - 1) / gridDim.x;  // the same for every block (zeros past the end)
   const int piece = threadIdx.x % kPieces;
-  const int stage_vecs = kWarps * num_vecs;
+  const auto stage_at = [&](int s) { return stages + s * kWarps * num_vecs; };  // [kWarps][hidden / 8]
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   if constexpr (kCopyUp) __trap();  // no bulk copies before sm_90: the host never launches it there
 #endif
@@ -152,7 +152,7 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
       for (int s = 0; s < kRowStages; ++s) BarrierInit(&full[s]);
       FenceBarrierInit();  // the first wait on them follows the norm's block barriers
       for (int s = 0; s < kRowStages && s < copied_rounds; ++s)
-        IssueUpRows(p, blockIdx.x + s * gridDim.x, stages + s * stage_vecs, &full[s]);
+        IssueUpRows(p, blockIdx.x + s * gridDim.x, stage_at(s), &full[s]);
     }
   }
 #endif
@@ -170,14 +170,14 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if (kCopyUp && round < copied_rounds) BarrierWait(&full[stage], (round / kRowStages) & 1);
 #endif
-    const float a = Activation(p, xs, w, stages + stage * stage_vecs + warp * num_vecs,
+    const float a = Activation(p, xs, w, stage_at(stage) + warp * num_vecs,
                                g * kWarps + warp < p.intermediate, round < copied_rounds);
     if (lane == 0) act[round & 1][warp] = a;
     __syncthreads();  // also: every warp is done with the stage's rows
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if constexpr (kCopyUp) {
       if (threadIdx.x == 0 && round + kRowStages < copied_rounds)
-        IssueUpRows(p, g + kRowStages * gridDim.x, stages + stage * stage_vecs, &full[stage]);
+        IssueUpRows(p, g + kRowStages * gridDim.x, stage_at(stage), &full[stage]);
     }
 #endif
     float acts[8];
@@ -205,18 +205,30 @@ static __global__ void __launch_bounds__(kThreads, 1) FfnGemvKernel(Params p) {
   }
 }
 
-// The kernel variant's blocks a multiprocessor with `shared` bytes of stages (opted in once).
+// The up rows' stages, sized for the largest hidden size so that the one opt-in of each variant serves every
+// shape.
+constexpr size_t kStagesBytes = kRowStages * kWarps * kFfnGemvMaxHidden * sizeof(__nv_bfloat16);
+
+// One wave of the variant's blocks (H100: 132 blocks, 2.3 groups each; 102 blocks 0.570 ms at batch 1, 76
+// blocks 0.619, against 0.557); DOZE_FFN_BLOCKS sets the grid (measurements).
 template <bool kCopyUp>
-int BlocksPerMultiprocessor(size_t shared) {
-  static const int per_sm = [shared] {
-    CUDA_CHECK(cudaFuncSetAttribute(FfnGemvKernel<kCopyUp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(shared)));
+void Launch(const Params& p, cudaStream_t stream) {
+  constexpr size_t shared = kCopyUp ? kStagesBytes : 0;
+  static const int per_sm = [] {
+    if constexpr (kCopyUp) {
+      CUDA_CHECK(cudaFuncSetAttribute(FfnGemvKernel<kCopyUp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(shared)));
+    }
     int blocks = 0;
     CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, FfnGemvKernel<kCopyUp>, kThreads, shared));
     return std::max(blocks, 1);
   }();
-  return per_sm;
+  static const int wanted = EnvInt("DOZE_FFN_BLOCKS", 0);
+  const int groups = (p.intermediate + kWarps - 1) / kWarps;
+  const int blocks =
+      std::max(1, std::min({groups, per_sm * MultiprocessorCount(), wanted > 0 ? wanted : groups}));
+  LaunchWithPdl(FfnGemvKernel<kCopyUp>, dim3(blocks), dim3(kThreads), shared, stream, p);
 }
 
 }  // namespace
@@ -236,18 +248,10 @@ void FfnGemv(const NormInput& in, const __nv_bfloat16* gate_up, const __nv_bfloa
   // The bulk copies need sm_90 (before it the kernel's copies compile to nothing); DOZE_FFN_COPY_UP=0 loads
   // the up rows through registers like the rest (measurements).
   static const bool copy_up = EnvFlag("DOZE_FFN_COPY_UP") && ComputeCapabilityMajor() >= 9;
-  const size_t shared = copy_up ? kRowStages * kWarps * kFfnGemvMaxHidden * sizeof(__nv_bfloat16) : 0;
-  const int per_sm = copy_up ? BlocksPerMultiprocessor<true>(shared) : BlocksPerMultiprocessor<false>(0);
-  // One wave (H100: 132 blocks, 2.3 groups each; 102 blocks 0.570 ms at batch 1, 76 blocks 0.619, against
-  // 0.557); DOZE_FFN_BLOCKS sets the grid (measurements).
-  static const int wanted = EnvInt("DOZE_FFN_BLOCKS", 0);
-  const int groups = (intermediate + kWarps - 1) / kWarps;
-  const int blocks =
-      std::max(1, std::min({groups, per_sm * MultiprocessorCount(), wanted > 0 ? wanted : groups}));
   if (copy_up) {
-    LaunchWithPdl(FfnGemvKernel<true>, dim3(blocks), dim3(kThreads), shared, stream, p);
+    Launch<true>(p, stream);
   } else {
-    LaunchWithPdl(FfnGemvKernel<false>, dim3(blocks), dim3(kThreads), 0, stream, p);
+    Launch<false>(p, stream);
   }
 }
 
