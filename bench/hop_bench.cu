@@ -9,7 +9,12 @@
 //              waiting when this one ends;
 //   pdl_flag   the same launch, but the wait is a counter in global memory that every block of the producer
 //              bumps after its stores (release) and the consumer's blocks poll (acquire), instead of
-//              griddepcontrol.wait.
+//              griddepcontrol.wait;
+//   pdl_tagged the same launch, no counter and no wait before the reads: the producer stores each value with
+//              its kernel's tag in one 64-bit word (no fence), and the consumer's threads poll the words they
+//              read until each holds the tag it expects; griddepcontrol.wait only at the kernel's end (so
+//              that completion still follows stream order);
+//   tagged_nowait  the same without that final wait (only to see what it costs).
 // Beside them, what the same hand-off costs inside one kernel between the blocks of a thread-block cluster
 // (cluster_sync: each block writes its values to its shared memory, a cluster barrier, each reads its
 // neighbour's through distributed shared memory; double-buffered, so one barrier a round), in clusters of 8,
@@ -33,8 +38,9 @@
 
 namespace {
 
-enum class Order { kStream, kPdl, kPdlFlag };
-constexpr const char* kOrderNames[] = {"stream", "pdl", "pdl_flag"};
+enum class Order { kStream, kPdl, kPdlFlag, kPdlTagged, kTaggedNoWait };
+constexpr int kOrders = 5;
+constexpr const char* kOrderNames[] = {"stream", "pdl", "pdl_flag", "pdl_tagged", "tagged_nowait"};
 constexpr int kThreads = 256;
 constexpr int kVector = 1024;  // floats each kernel reads
 
@@ -45,7 +51,31 @@ struct HopArgs {
   unsigned ready_target;  // the predecessor's block count
   unsigned* done;         // kPdlFlag: this kernel's counter
   Order order;
+  // kPdlTagged, kTaggedNoWait: the predecessor's words (nullptr for the first kernel), `in_count` of them,
+  // and this kernel's; a word is a value's fp32 bits (low half) and its writer's tag (high half).
+  const unsigned long long* words_in;
+  int in_count;
+  unsigned long long* words_out;  // [blocks * 8]
+  unsigned tag;                   // this kernel's (the chain's index + 1); its predecessor's is tag - 1
 };
+
+__host__ __device__ bool Tagged(Order order) {
+  return order == Order::kPdlTagged || order == Order::kTaggedNoWait;
+}
+
+// The sum of the predecessor's words once each holds its tag.
+__device__ float SumTaggedWords(const HopArgs& a) {
+  float sum = 0.f;
+  if (a.words_in == nullptr) return sum;
+  for (int i = threadIdx.x; i < a.in_count; i += kThreads) {
+    unsigned long long w;
+    do {
+      asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(a.words_in + i) : "memory");
+    } while (static_cast<unsigned>(w >> 32) != a.tag - 1);
+    sum += __uint_as_float(static_cast<unsigned>(w));
+  }
+  return sum;
+}
 
 __device__ __forceinline__ void WaitForPredecessor(const HopArgs& a) {
   if (a.order == Order::kPdl) {
@@ -64,6 +94,20 @@ __device__ __forceinline__ void WaitForPredecessor(const HopArgs& a) {
 
 __global__ void __launch_bounds__(kThreads) HopKernel(HopArgs a) {
   extern __shared__ float partial[];  // [kThreads]; the rest only sets the blocks a multiprocessor
+  if (Tagged(a.order)) {
+    partial[threadIdx.x] = SumTaggedWords(a);
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    __syncthreads();
+    if (threadIdx.x < 8) {
+      const unsigned long long w =
+          static_cast<unsigned long long>(a.tag) << 32 | __float_as_uint(partial[threadIdx.x] + 1.f);
+      asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(a.words_out + blockIdx.x * 8 + threadIdx.x),
+                   "l"(w)
+                   : "memory");
+    }
+    if (a.order == Order::kPdlTagged) asm volatile("griddepcontrol.wait;" ::: "memory");
+    return;
+  }
   WaitForPredecessor(a);
   float sum = 0.f;
   for (int i = threadIdx.x; i < kVector; i += kThreads) sum += a.in[i];
@@ -138,18 +182,25 @@ double TimeClusterSync(const Case& c, int rounds, float* out, cudaStream_t strea
 // Microseconds per kernel of `kernels` chained kernels in one graph (the median replay); the graph's first
 // node zeroes the counters.
 double TimeChain(const Case& c, Order order, int kernels, float* const (&buffers)[2], unsigned* counters,
-                 cudaStream_t stream) {
+                 unsigned long long* const (&words)[2], size_t words_bytes, cudaStream_t stream) {
   const size_t shared = std::max<size_t>(c.shared_kb * 1024, kThreads * sizeof(float));
   return doze::bench::TimeInGraph(
       stream,
       [&](int i) {
-        if (i == 0) CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
+        if (i == 0) {
+          CUDA_CHECK(cudaMemsetAsync(counters, 0, sizeof(unsigned) * kernels, stream));
+          for (unsigned long long* w : words) CUDA_CHECK(cudaMemsetAsync(w, 0, words_bytes, stream));
+        }
         const HopArgs args{buffers[i % 2],
                            buffers[(i + 1) % 2],
                            i > 0 ? counters + i - 1 : nullptr,
                            static_cast<unsigned>(c.blocks),
                            counters + i,
-                           order};
+                           order,
+                           i > 0 ? words[i % 2] : nullptr,
+                           std::min(kVector, c.blocks * 8),
+                           words[(i + 1) % 2],
+                           static_cast<unsigned>(i + 1)};
         const Launch launch(c.blocks, shared, stream, /*pdl=*/order != Order::kStream && i > 0);
         CUDA_CHECK(cudaLaunchKernelEx(&launch.config, HopKernel, args));
       },
@@ -177,32 +228,39 @@ int main(int argc, char** argv) {
   }
   unsigned* counters;  // [kernels]: kernel i's blocks done (pdl_flag)
   CUDA_CHECK(cudaMalloc(&counters, sizeof(unsigned) * kernels));
+  unsigned long long* words[2];  // each [max_blocks * 8]: pdl_tagged's outputs, a kernel reads one
+  const size_t words_bytes = sizeof(unsigned long long) * max_blocks * 8;
+  for (unsigned long long*& w : words) CUDA_CHECK(cudaMalloc(&w, words_bytes));
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
   std::string json = "{\"bench\":\"doze_hop_bench\",\"device\":\"" + std::string(prop.name) +
                      "\",\"kernels\":" + std::to_string(kernels) + ",\"us_per_hop\":[";
-  std::string table = "blocks  shared KB      stream     pdl  pdl_flag  cluster_sync (us a hand-off)\n";
+  std::string table =
+      "blocks  shared KB      stream     pdl  pdl_flag  pdl_tagged  tagged_nowait  cluster_sync (us a "
+      "hand-off)\n";
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
-    double us[3];
-    for (int o = 0; o < 3; ++o)
-      us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, stream);
+    double us[kOrders];
+    for (int o = 0; o < kOrders; ++o)
+      us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, words, words_bytes, stream);
     const double cluster_us = TimeClusterSync(c, 100 * kernels, buffers[0], stream);
-    char line[200];
+    char line[320];
     std::snprintf(
         line, sizeof(line),
-        "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"cluster_sync\":%.3f,"
-        "\"cluster_blocks\":%d}",
+        "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,"
+        "\"cluster_sync\":%.3f,\"cluster_blocks\":%d}",
         i ? "," : "", c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1], kOrderNames[2],
-        us[2], cluster_us, ClusterSize(c.blocks));
+        us[2], kOrderNames[3], us[3], kOrderNames[4], us[4], cluster_us, ClusterSize(c.blocks));
     json += line;
-    std::snprintf(line, sizeof(line), "%6d  %9d  %10.3f  %6.3f  %8.3f  %8.3f (%d a cluster)\n", c.blocks,
-                  c.shared_kb, us[0], us[1], us[2], cluster_us, ClusterSize(c.blocks));
+    std::snprintf(line, sizeof(line),
+                  "%6d  %9d  %10.3f  %6.3f  %8.3f  %10.3f  %13.3f  %8.3f (%d a cluster)\n", c.blocks,
+                  c.shared_kb, us[0], us[1], us[2], us[3], us[4], cluster_us, ClusterSize(c.blocks));
     table += line;
   }
   std::printf("%s]}\n\n%s", json.c_str(), table.c_str());
   CUDA_CHECK(cudaFree(counters));
+  for (unsigned long long* w : words) CUDA_CHECK(cudaFree(w));
   for (float* b : buffers) CUDA_CHECK(cudaFree(b));
   CUDA_CHECK(cudaStreamDestroy(stream));
   return 0;
