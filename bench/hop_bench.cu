@@ -30,6 +30,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -39,8 +41,8 @@
 namespace {
 
 enum class Order { kStream, kPdl, kPdlFlag, kPdlTagged, kTaggedNoWait };
-constexpr int kOrders = 5;
 constexpr const char* kOrderNames[] = {"stream", "pdl", "pdl_flag", "pdl_tagged", "tagged_nowait"};
+constexpr int kOrders = static_cast<int>(std::size(kOrderNames));
 constexpr int kThreads = 256;
 constexpr int kVector = 1024;  // floats each kernel reads
 
@@ -236,27 +238,34 @@ int main(int argc, char** argv) {
 
   std::string json = "{\"bench\":\"doze_hop_bench\",\"device\":\"" + std::string(prop.name) +
                      "\",\"kernels\":" + std::to_string(kernels) + ",\"us_per_hop\":[";
-  std::string table =
-      "blocks  shared KB      stream     pdl  pdl_flag  pdl_tagged  tagged_nowait  cluster_sync (us a "
-      "hand-off)\n";
+  // A column as wide as its name, at least a figure's width.
+  const auto width = [](int o) { return std::max(8, static_cast<int>(std::strlen(kOrderNames[o]))); };
+  std::string table = "blocks  shared KB";
+  for (int o = 0; o < kOrders; ++o)
+    table += std::string(2 + width(o) - std::strlen(kOrderNames[o]), ' ') + kOrderNames[o];
+  table += "  cluster_sync (us a hand-off)\n";
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
-    double us[kOrders];
-    for (int o = 0; o < kOrders; ++o)
-      us[o] = TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, words, words_bytes, stream);
+    char field[96];
+    std::snprintf(field, sizeof(field), "%s{\"blocks\":%d,\"shared_kb\":%d", i ? "," : "", c.blocks,
+                  c.shared_kb);
+    json += field;
+    std::snprintf(field, sizeof(field), "%6d  %9d", c.blocks, c.shared_kb);
+    table += field;
+    for (int o = 0; o < kOrders; ++o) {
+      const double us =
+          TimeChain(c, static_cast<Order>(o), kernels, buffers, counters, words, words_bytes, stream);
+      std::snprintf(field, sizeof(field), ",\"%s\":%.3f", kOrderNames[o], us);
+      json += field;
+      std::snprintf(field, sizeof(field), "  %*.3f", width(o), us);
+      table += field;
+    }
     const double cluster_us = TimeClusterSync(c, 100 * kernels, buffers[0], stream);
-    char line[320];
-    std::snprintf(
-        line, sizeof(line),
-        "%s{\"blocks\":%d,\"shared_kb\":%d,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,\"%s\":%.3f,"
-        "\"cluster_sync\":%.3f,\"cluster_blocks\":%d}",
-        i ? "," : "", c.blocks, c.shared_kb, kOrderNames[0], us[0], kOrderNames[1], us[1], kOrderNames[2],
-        us[2], kOrderNames[3], us[3], kOrderNames[4], us[4], cluster_us, ClusterSize(c.blocks));
-    json += line;
-    std::snprintf(line, sizeof(line),
-                  "%6d  %9d  %10.3f  %6.3f  %8.3f  %10.3f  %13.3f  %8.3f (%d a cluster)\n", c.blocks,
-                  c.shared_kb, us[0], us[1], us[2], us[3], us[4], cluster_us, ClusterSize(c.blocks));
-    table += line;
+    std::snprintf(field, sizeof(field), ",\"cluster_sync\":%.3f,\"cluster_blocks\":%d}", cluster_us,
+                  ClusterSize(c.blocks));
+    json += field;
+    std::snprintf(field, sizeof(field), "  %12.3f (%d a cluster)\n", cluster_us, ClusterSize(c.blocks));
+    table += field;
   }
   std::printf("%s]}\n\n%s", json.c_str(), table.c_str());
   CUDA_CHECK(cudaFree(counters));

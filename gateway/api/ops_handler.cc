@@ -22,10 +22,6 @@ std::optional<lifecycle::OperatorAction> ParseOperatorAction(const std::string& 
   return std::nullopt;
 }
 
-}  // namespace
-
-namespace {
-
 // GET /v1/models/{name}: the path before the name.
 constexpr char kModelPrefix[] = "/v1/models/";
 

@@ -226,9 +226,9 @@ void HttpSession::AppendChunk(absl::string_view data, bool last) {
   absl::MutexLock lock(&out_mu_);
   if (phase_ != Phase::kStreaming) return;
   if (head_) {
-    // HEAD: the stream's header alone.
+    // HEAD: the stream's header alone, no body.
   } else if (http10_) {
-    out_.append(data.data(), data.size());
+    out_.append(data.data(), data.size());  // HTTP/1.0: the body unframed, ended by closing
   } else {
     if (!data.empty()) absl::StrAppend(&out_, absl::Hex(data.size()), "\r\n", data, "\r\n");
     if (last) out_ += "0\r\n\r\n";  // (an empty chunk would end the stream early)
