@@ -133,8 +133,9 @@ class LinearOperands {
       kernels::LmHeadArgmax(x_[0], w, tokens, m, s_.n, s_.k, workspace, stream);
     });
   }
-  // Through kernels::LmHeadScreenedArgmax, every weight copy with its own screen (built on the first call).
-  double TimeLmHeadScreened(int m, void* workspace, int32_t* tokens, cudaStream_t stream) {
+  // Through kernels::LmHeadScreenedArgmax's copy of `bits`, every weight copy with its own screen (built on
+  // the first call).
+  double TimeLmHeadScreened(int m, int bits, void* workspace, int32_t* tokens, cudaStream_t stream) {
     for (size_t i = screens_.size(); i < weights_.size(); ++i) {
       void* screen;
       CUDA_CHECK(cudaMalloc(&screen, kernels::LmHeadScreenBytes(s_.n, s_.k)));
@@ -143,7 +144,8 @@ class LinearOperands {
     }
     return Time(stream, [&](const bf16* w) {
       const size_t copy = std::find(weights_.begin(), weights_.end(), w) - weights_.begin();
-      kernels::LmHeadScreenedArgmax(x_[0], w, screens_[copy], tokens, m, s_.n, s_.k, workspace, stream);
+      kernels::LmHeadScreenedArgmax(x_[0], w, screens_[copy], tokens, m, s_.n, s_.k, workspace, stream, {},
+                                    bits);
     });
   }
 
@@ -552,7 +554,7 @@ void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
   int32_t* tokens;
   CUDA_CHECK(cudaMalloc(&workspace, std::max({kernels::SamplingWorkspaceBytes(kMaxRows),
                                               kernels::LmHeadArgmaxWorkspaceBytes(kMaxRows),
-                                              kernels::LmHeadScreenWorkspaceBytes(kMaxRows, kLmHead.n)})));
+                                              kernels::LmHeadScreenWorkspaceBytes(kLmHead.n)})));
   CUDA_CHECK(cudaMalloc(&tokens, kMaxRows * sizeof(int32_t)));
   for (int m : {1, 2, 4, 8, 16, 32, 64}) {
     const std::string rows = " m=" + std::to_string(m);
@@ -563,7 +565,11 @@ void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
                    weights, 0});
     if (m <= 4) {  // the int8 copy: half the bytes
       out.push_back({"lm_head", "LmHeadScreenedArgmax" + rows,
-                     operands.TimeLmHeadScreened(m, workspace, tokens, stream), weights / 2, 0});
+                     operands.TimeLmHeadScreened(m, 8, workspace, tokens, stream), weights / 2, 0});
+    }
+    if (kernels::LmHeadScreen4Fits(m, kLmHead.k)) {  // the int4 copy: a quarter of the bytes
+      out.push_back({"lm_head", "LmHeadScreenedArgmax int4" + rows,
+                     operands.TimeLmHeadScreened(m, 4, workspace, tokens, stream), weights / 4, 0});
     }
   }
   CUDA_CHECK(cudaFree(workspace));

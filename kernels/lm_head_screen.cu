@@ -18,15 +18,22 @@ constexpr int kTileRows = 32;  // vocabulary rows a warp screens: one a lane
 constexpr int kWarps = 4;      // tiles a block: 128 rows, one of them evaluated exactly
 constexpr int kThreads = kWarps * 32;
 static_assert(kThreads == kAddRmsNormThreads, "the screen's norm holds the row as RmsNorm's block does");
-constexpr int kChunk = 16;    // weights in a lane's 16-byte load
-constexpr int kInFlight = 4;  // loads a lane keeps in flight
-constexpr int kMaxRows = 4;   // x rows
-constexpr int kMaxK = 4096;   // x's 16-bit copy, every row, in shared memory
+constexpr int kPieceBytes = 16;  // a lane's load: 16 int8 or 32 int4 weights of its row
+constexpr int kInFlight = 4;     // loads a lane keeps in flight
+constexpr int kMaxRows = 4;      // x rows
+constexpr int kMaxK = 4096;      // x's 16-bit copy, every row, in shared memory
 constexpr int kFinalThreads = 256;
-constexpr int kBuildRows = 8;  // rows a block of the build kernel quantizes: one a warp
+constexpr int kSettleThreads = 256;     // SettleKernel's block
+constexpr int kSettleRowsPerWarp = 64;  // rows a warp of SettleKernel checks
+constexpr int kSettleRows = kSettleThreads / 32 * kSettleRowsPerWarp;
+constexpr int kSettleAtOnce = 2;  // exact rows a warp of SettleKernel evaluates together
+constexpr int kBuildRows = 8;     // rows a block of the build kernel quantizes: one a warp
+
+// Weights in a piece of a copy of `bits`.
+__host__ __device__ constexpr int PieceWeights(int bits) { return kPieceBytes * 8 / bits; }
 
 struct Screen {
-  const uint4* q;      // [n_pad / 32][k / 16][32] pieces of 16 int8 weights
+  const uint4* q;      // [n_pad / 32][k / PieceWeights][32] pieces of 16 int8 or 32 int4 weights
   const float* scale;  // [n_pad]: s_j
   const float* error;  // [n_pad]: ||w_j - w~_j|| + the fp32 sum's rounding factor
   const float* norm;   // [n_pad]: ||w~_j||
@@ -41,81 +48,149 @@ struct Part {
 };
 
 int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
+int SettleBlocks(int n) { return (n + kSettleRows - 1) / kSettleRows; }
 // Blocks of a grid whose warps take tiles_per_warp tiles of 32 rows each.
 int ScreenBlocks(int n, int tiles_per_warp) {
   return (PaddedRows(n) / kTileRows + kWarps * tiles_per_warp - 1) / (kWarps * tiles_per_warp);
 }
 // The workspace of m rows: every row's bound ([m, n] floats), then on a 256-byte boundary each block's Part
-// ([m, blocks]).
+// ([m, blocks], and for the int4 screen SettleKernel's after the screen's: four rows' room holds both); past
+// what four rows take, the int4 screen's published logit (Params::threshold), which no call of any row
+// count overwrites.
 size_t PartsOffset(int m, int n) { return (static_cast<size_t>(m) * n * sizeof(float) + 255) / 256 * 256; }
+size_t ThresholdOffset(int n) {
+  return (PartsOffset(kMaxRows, n) + static_cast<size_t>(kMaxRows) * ScreenBlocks(n, 1) * sizeof(Part) +
+          255) /
+         256 * 256;
+}
 
-Screen ScreenAt(const void* base, int n, int k) {
+// A copy's bytes: the tiled weights, then three floats a row.
+size_t CopyBytes(int n, int k, int bits) {
   const size_t rows = PaddedRows(n);
-  const char* bytes = static_cast<const char*>(base);
-  const float* floats = reinterpret_cast<const float*>(bytes + rows * k);
+  return rows * k * bits / 8 + 3 * rows * sizeof(float);
+}
+
+// The int8 copy starts the screen, the int4 copy follows it.
+Screen ScreenAt(const void* base, int n, int k, int bits) {
+  const size_t rows = PaddedRows(n);
+  const char* bytes = static_cast<const char*>(base) + (bits == 4 ? CopyBytes(n, k, 8) : 0);
+  const float* floats = reinterpret_cast<const float*>(bytes + rows * k * bits / 8);
   return Screen{reinterpret_cast<const uint4*>(bytes), floats, floats + rows, floats + 2 * rows};
 }
 
-// Byte offset of row r's chunk c in the tiled int8 copy.
-__host__ __device__ inline size_t PieceOffset(int r, int c, int chunks) {
-  return ((static_cast<size_t>(r / kTileRows) * chunks + c) * kTileRows + r % kTileRows) * kChunk;
+// Byte offset of row r's piece c in a tiled copy of `pieces` pieces a row.
+__host__ __device__ inline size_t PieceOffset(int r, int c, int pieces) {
+  return ((static_cast<size_t>(r / kTileRows) * pieces + c) * kTileRows + r % kTileRows) * kPieceBytes;
 }
 
-// x . w in fp32 over k (a multiple of 8), by one warp: lane l sums pieces l, l + 32, ... in order, then the
-// lanes' sums meet by a butterfly; every lane returns the same value, the same for every caller.
-__device__ __forceinline__ float ExactLogit(const __nv_bfloat16* x, const __nv_bfloat16* w, int k, int lane) {
-  float sum = 0.f;
-  for (int piece = lane; piece < k / 8; piece += 32) {
-    float a[8], b[8];
-    LoadBf16x8(x + 8 * piece, a);
-    LoadBf16x8(w + 8 * piece, b);
+// The int4 copy's nibble of weight i (0-7) of a 32-bit word: weights 0-3 in the even nibbles, 4-7 in the
+// odd ones, so that word & 0x0f0f0f0f holds weights 0-3 as bytes and (word >> 4) & 0x0f0f0f0f weights 4-7.
+__host__ __device__ constexpr int NibbleOf(int i) { return i < 4 ? 2 * i : 2 * (i - 4) + 1; }
+
+// A float's bits as an unsigned integer of the same order (atomicMax on floats of either sign).
+__device__ __forceinline__ unsigned OrderedBits(float v) {
+  const unsigned bits = __float_as_uint(v);
+  return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
+}
+__device__ __forceinline__ float FromOrderedBits(unsigned u) {
+  return __uint_as_float((u & 0x80000000u) != 0 ? u & 0x7fffffffu : ~u);
+}
+
+// x . w_r in fp32 over k (a multiple of 8) for kCount rows, by one warp: lane l sums pieces l, l + 32, ... in
+// order, then the lanes' sums meet by a butterfly; every lane returns the same values, the same for every
+// caller and every kCount. A lane's next four pieces of every row are loaded before their products (where k
+// is at most 1,024, one round trip to memory for all the rows).
+template <int kCount>
+__device__ __forceinline__ void ExactLogits(const __nv_bfloat16* x, const __nv_bfloat16* const (&w)[kCount],
+                                            int k, int lane, float (&out)[kCount]) {
+  constexpr int kPieces = 4;
+  const int pieces = k / 8;
+  float sum[kCount] = {};
+  for (int base = lane; base < pieces; base += 32 * kPieces) {
+    Bf16x8 xv[kPieces], wv[kCount][kPieces];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) sum = fmaf(a[i], b[i], sum);
+    for (int i = 0; i < kPieces; ++i) {
+      const int piece = base + 32 * i;
+      xv[i] = LoadVecOrZero(reinterpret_cast<const Bf16x8*>(x + 8 * piece), piece < pieces);
+#pragma unroll
+      for (int r = 0; r < kCount; ++r)
+        wv[r][i] = LoadVecOrZero(reinterpret_cast<const Bf16x8*>(w[r] + 8 * piece), piece < pieces);
+    }
+#pragma unroll
+    for (int i = 0; i < kPieces; ++i) {
+      if (base + 32 * i >= pieces) break;
+      float a[8];
+      Bf16x8ToFloat(xv[i], a);
+#pragma unroll
+      for (int r = 0; r < kCount; ++r) {
+        float b[8];
+        Bf16x8ToFloat(wv[r][i], b);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sum[r] = fmaf(a[e], b[e], sum[r]);
+      }
+    }
   }
-  return WarpSum(sum);
+#pragma unroll
+  for (int r = 0; r < kCount; ++r) out[r] = WarpSum(sum[r]);
 }
 
-// One warp a vocabulary row: its int8 copy, scale and error factors (zeros past n).
+__device__ __forceinline__ float ExactLogit(const __nv_bfloat16* x, const __nv_bfloat16* w, int k, int lane) {
+  const __nv_bfloat16* rows[1] = {w};
+  float out[1];
+  ExactLogits<1>(x, rows, k, lane, out);
+  return out[0];
+}
+
+// One warp a vocabulary row: its copy of `kBits`, scale and error factors (zeros past n).
+template <int kBits>
 static __global__ void __launch_bounds__(kBuildRows * 32)
     BuildScreenKernel(const __nv_bfloat16* __restrict__ w,  // [n, k]
-                      char* __restrict__ q,                 // [n_pad * k], tiled
+                      char* __restrict__ q,                 // [n_pad * k * kBits / 8], tiled
                       float* __restrict__ scale,            // [n_pad]
                       float* __restrict__ error,            // [n_pad]
                       float* __restrict__ norm,             // [n_pad]
                       int n, int n_pad, int k) {
+  constexpr ScreenFormat kFormat = ScreenFormatOf(kBits);
+  constexpr int kWeights = PieceWeights(kBits);
   const int lane = threadIdx.x & 31, row = blockIdx.x * kBuildRows + (threadIdx.x >> 5);
   if (row >= n_pad) return;
-  const int chunks = k / kChunk;
+  const int pieces = k / kWeights;
   const __nv_bfloat16* src = w + static_cast<size_t>(row < n ? row : 0) * k;
-  float max_abs = 0.f;
-  for (int c = lane; c < chunks && row < n; c += 32) {
-    float v[2][8];
-    LoadBf16x8(src + c * kChunk, v[0]);
-    LoadBf16x8(src + c * kChunk + 8, v[1]);
+  const auto load = [&](int c, float(&v)[kWeights / 8][8]) {
 #pragma unroll
-    for (int i = 0; i < 16; ++i) max_abs = fmaxf(max_abs, fabsf(v[i / 8][i % 8]));
+    for (int h = 0; h < kWeights / 8; ++h) LoadBf16x8(src + c * kWeights + 8 * h, v[h]);
+  };
+  float max_abs = 0.f;
+  for (int c = lane; c < pieces && row < n; c += 32) {
+    float v[kWeights / 8][8];
+    load(c, v);
+#pragma unroll
+    for (int i = 0; i < kWeights; ++i) max_abs = fmaxf(max_abs, fabsf(v[i / 8][i % 8]));
   }
   max_abs = WarpMax(max_abs);
-  const float s = ScreenScale(max_abs, kScreenWeightMax), inv = ScreenInverseScale(max_abs, kScreenWeightMax);
+  const float s = ScreenScale(max_abs, kFormat.weight_max),
+              inv = ScreenInverseScale(max_abs, kFormat.weight_max);
   double err_sq = 0, q_sq = 0, w_sq = 0;
-  for (int c = lane; c < chunks; c += 32) {
-    float v[2][8] = {};
-    if (row < n) {
-      LoadBf16x8(src + c * kChunk, v[0]);
-      LoadBf16x8(src + c * kChunk + 8, v[1]);
-    }
+  for (int c = lane; c < pieces; c += 32) {
+    float v[kWeights / 8][8] = {};
+    if (row < n) load(c, v);
     uint32_t packed[4] = {};
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < kWeights; ++i) {
       const float x = v[i / 8][i % 8];
-      const int qi = ScreenQuantize(x, inv, kScreenWeightMax);
-      packed[i / 4] |= (static_cast<uint32_t>(qi) & 0xffu) << (8 * (i % 4));
+      const int qi = ScreenQuantize(x, inv, kFormat.weight_max);
+      const uint32_t stored = static_cast<uint32_t>(qi + kFormat.offset);
+      if constexpr (kBits == 8) {
+        packed[i / 4] |= (stored & 0xffu) << (8 * (i % 4));
+      } else {
+        packed[i / 8] |= stored << (4 * NibbleOf(i % 8));
+      }
       const double dq = static_cast<double>(s) * qi;
       err_sq += (x - dq) * (x - dq);
       q_sq += dq * dq;
       w_sq += static_cast<double>(x) * x;
     }
-    *reinterpret_cast<uint4*>(q + PieceOffset(row, c, chunks)) =
+    *reinterpret_cast<uint4*>(q + PieceOffset(row, c, pieces)) =
         make_uint4(packed[0], packed[1], packed[2], packed[3]);
   }
 #pragma unroll
@@ -136,17 +211,20 @@ struct Params {
   const __nv_bfloat16* w;  // [n, k]
   ScreenNorm norm;
   Screen screen;
-  float* upper;  // [m, n]: every row's bound
-  Part* parts;   // [m, gridDim.x]
+  float* upper;         // [m, n]: every row's bound
+  Part* parts;          // [m, gridDim.x]
+  unsigned* threshold;  // [2]: the int4 screen's best exact logit so far (OrderedBits), 0 between calls;
+                        // then, with DOZE_SCREEN4_PROBE=1 (measurements), the rows SettleKernel evaluated
   int m, n, k;
   int tiles_per_warp;
 };
 
 // x's statistics for one row, shared by the block.
 struct XStats {
-  float step;   // t: x~ = t p
-  float norm;   // ||x||, rounded up
-  float error;  // ||x - x~||, rounded up
+  float step;          // t: x~ = t p
+  float norm;          // ||x||, rounded up
+  float error;         // ||x - x~||, rounded up
+  int32_t offset_sum;  // the copy's offset times sum(p): what the stored weights' sum has beyond sum(p q)
 };
 
 // With p.norm.residual: x's rows as RmsNorm computes them (its block's arithmetic, kernels/rms_norm.cuh),
@@ -171,11 +249,13 @@ __device__ __forceinline__ const __nv_bfloat16* NormalizeX(const Params& p, __nv
 
 // x's rows (`x`, global or shared memory) as 16-bit integers into `xs` ([kRows][k], rows past m zeros) and
 // their statistics, by the whole block: a pass for max |x| and the sum of squares, a second to round.
-template <int kRows>
+template <int kRows, int kBits>
 __device__ __forceinline__ void QuantizeX(const Params& p, const __nv_bfloat16* x, int16_t* xs,
                                           XStats* stats) {
+  constexpr ScreenFormat kFormat = ScreenFormatOf(kBits);
   __shared__ float partial[kRows][kWarps][2];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, limit = ScreenXQuantMax(p.k);
+  __shared__ int32_t level_sums[kRows][kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, limit = ScreenXQuantMax(p.k, kFormat);
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
     float max_abs = 0.f, sum_sq = 0.f;
@@ -201,35 +281,69 @@ __device__ __forceinline__ void QuantizeX(const Params& p, const __nv_bfloat16* 
       sum_sq += partial[j][w][1];
     }
     const float inv = ScreenInverseScale(max_abs, limit);
+    int32_t level_sum = 0;
     for (int e = threadIdx.x; e < p.k; e += kThreads) {
       const float v = j < p.m ? __bfloat162float(x[static_cast<size_t>(j) * p.k + e]) : 0.f;
-      xs[j * p.k + e] = static_cast<int16_t>(ScreenQuantize(v, inv, limit));
+      const int level = ScreenQuantize(v, inv, limit);
+      xs[j * p.k + e] = static_cast<int16_t>(level);
+      level_sum += level;
+    }
+    if constexpr (kFormat.offset != 0) {
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1)
+        level_sum += __shfl_xor_sync(0xffffffffu, level_sum, offset);
+      if (lane == 0) level_sums[j][warp] = level_sum;
     }
     if (threadIdx.x == 0) {
       const float step = ScreenScale(max_abs, limit);
-      stats[j] = XStats{step, ScreenXNorm(sum_sq, p.k), ScreenXError(step, p.k)};
+      stats[j] = XStats{step, ScreenXNorm(sum_sq, p.k), ScreenXError(step, p.k), 0};
     }
   }
   __syncthreads();
+  if constexpr (kFormat.offset != 0) {
+    if (threadIdx.x < kRows) {
+      int32_t total = 0;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) total += level_sums[threadIdx.x][w];
+      stats[threadIdx.x].offset_sum = kFormat.offset * total;
+    }
+    __syncthreads();
+  }
 }
 
-// acc[j] += x_j's 16 integers of chunk c (shared memory, a broadcast) times the lane's 16 int8 weights.
-template <int kRows>
-__device__ __forceinline__ void DotChunk(const int16_t* xs, int k, int c, const uint4& w,
+// acc[j] += x_j's integers of piece c (shared memory, a broadcast) times the lane's stored weights: 16 int8
+// (dp2a on the signed bytes) or 32 int4 (each word's nibbles split into two words of bytes, NibbleOf's
+// order).
+template <int kRows, int kBits>
+__device__ __forceinline__ void DotPiece(const int16_t* xs, int k, int c, const uint4& w,
                                          int32_t (&acc)[kRows]) {
+  constexpr int kWeights = PieceWeights(kBits);
+  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
-    const int4* xr = reinterpret_cast<const int4*>(xs + j * k + c * kChunk);
-    const int4 a = xr[0], b = xr[1];
+    const int4* xr = reinterpret_cast<const int4*>(xs + j * k + c * kWeights);
     int32_t s = acc[j];
-    s = __dp2a_lo(a.x, static_cast<int>(w.x), s);
-    s = __dp2a_hi(a.y, static_cast<int>(w.x), s);
-    s = __dp2a_lo(a.z, static_cast<int>(w.y), s);
-    s = __dp2a_hi(a.w, static_cast<int>(w.y), s);
-    s = __dp2a_lo(b.x, static_cast<int>(w.z), s);
-    s = __dp2a_hi(b.y, static_cast<int>(w.z), s);
-    s = __dp2a_lo(b.z, static_cast<int>(w.w), s);
-    s = __dp2a_hi(b.w, static_cast<int>(w.w), s);
+    if constexpr (kBits == 8) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int4 a = xr[h];
+        s = __dp2a_lo(a.x, static_cast<int>(words[2 * h]), s);
+        s = __dp2a_hi(a.y, static_cast<int>(words[2 * h]), s);
+        s = __dp2a_lo(a.z, static_cast<int>(words[2 * h + 1]), s);
+        s = __dp2a_hi(a.w, static_cast<int>(words[2 * h + 1]), s);
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 4; ++h) {
+        const int4 a = xr[h];
+        const int low = static_cast<int>(words[h] & 0x0f0f0f0fu),
+                  high = static_cast<int>((words[h] >> 4) & 0x0f0f0f0fu);
+        s = __dp2a_lo(a.x, low, s);
+        s = __dp2a_hi(a.y, low, s);
+        s = __dp2a_lo(a.z, high, s);
+        s = __dp2a_hi(a.w, high, s);
+      }
+    }
     acc[j] = s;
   }
 }
@@ -263,29 +377,73 @@ __device__ __forceinline__ RowFactors LoadRowFactors(const Screen& screen, int r
   return RowFactors{screen.scale[row], screen.error[row], screen.norm[row]};
 }
 
-// Each warp screens tiles_per_warp tiles of 32 vocabulary rows (a lane a row, its int8 row kInFlight loads at
-// a time, the first before the wait; tile t of warp w is tile (block * tiles_per_warp + t) * 4 + w); the
-// block then evaluates exactly its best row per x row and keeps its other rows' largest bound.
+// Where a warp's tiles are: tile t of warp w is tile (block * tiles_per_warp + t) * 4 + w.
+struct WarpTiles {
+  int block, warp, per_warp;
+  __device__ int operator()(int t) const { return (block * per_warp + t) * kWarps + warp; }
+};
+
+// The block's end for its x rows where one exact row settles them (the int8 copy): warp j evaluates x row
+// j's chosen row exactly; the block's Part keeps the largest bound of its other rows.
 template <int kRows>
+__device__ __forceinline__ void EndWithChosenRows(const Params& p, const __nv_bfloat16* x,
+                                                  const XStats* stats, const Best (&chosen)[kRows],
+                                                  const float (&others)[kRows]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    if (warp != j || j >= p.m) continue;
+    const int index = chosen[j].index;
+    const bool valid = index >= 0 && index < p.n;
+    const float value = valid ? ExactLogit(x + static_cast<size_t>(j) * p.k,
+                                           p.w + static_cast<size_t>(index) * p.k, p.k, lane)
+                              : -INFINITY;
+    // x not finite: no bound holds, every row is evaluated by the final kernel.
+    const float upper = isfinite(stats[j].norm) ? others[j] : INFINITY;
+    if (lane == 0) p.parts[static_cast<size_t>(j) * gridDim.x + blockIdx.x] = Part{value, index, upper};
+  }
+}
+
+// The block's end for its one x row where the copy's bound is too loose for one exact row a block to settle
+// the token (the int4 copy): warp 0 evaluates the chosen row exactly and publishes its logit (p.threshold
+// keeps the largest any block has published, an exact logit of some row); SettleKernel then evaluates every
+// row whose bound reaches it, so the block's Part bounds no other row.
+__device__ __forceinline__ void EndWithPublishedLogit(const Params& p, const __nv_bfloat16* x,
+                                                      const XStats& stats, Best chosen) {
+  const int lane = threadIdx.x & 31;
+  if (threadIdx.x >= 32) return;
+  const bool valid = chosen.index >= 0 && chosen.index < p.n;
+  const float value =
+      valid ? ExactLogit(x, p.w + static_cast<size_t>(chosen.index) * p.k, p.k, lane) : -INFINITY;
+  if (lane != 0) return;
+  if (isfinite(value)) atomicMax(p.threshold, OrderedBits(value));
+  // x not finite: no bound holds, every row is evaluated by the final kernel.
+  p.parts[blockIdx.x] = Part{value, chosen.index, isfinite(stats.norm) ? -INFINITY : INFINITY};
+}
+
+// Each warp screens tiles_per_warp tiles of 32 vocabulary rows (a lane a row, its row's copy of kBits
+// kInFlight loads at a time, the first before the wait); the block then evaluates exactly its best row per x
+// row and keeps its other rows' largest bound (the int8 copy), or publishes its best row's exact logit for
+// SettleKernel (the int4 copy, one x row).
+template <int kRows, int kBits>
 static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
                                                    : kRows == 2 ? 8
                                                                 : 4) ScreenKernel(Params p) {
+  static_assert(kBits == 8 || kRows == 1, "the int4 copy's end takes one x row");
   extern __shared__ __align__(16) int16_t xs[];  // [kRows][k], then with p.norm x's rows [kRows][k] in bf16
   __shared__ XStats stats[kRows];
   __shared__ Best warp_best[kRows][kWarps];
   __shared__ float warp_upper[kRows][kWarps];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, chunks = p.k / kChunk;
-  const auto tile_of = [&](int t) {
-    return (static_cast<int>(blockIdx.x) * p.tiles_per_warp + t) * kWarps + warp;
-  };
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, pieces = p.k / PieceWeights(kBits);
+  const WarpTiles tile_of{static_cast<int>(blockIdx.x), warp, p.tiles_per_warp};
   int my_tiles = 0;
   while (my_tiles < p.tiles_per_warp && tile_of(my_tiles) * kTileRows < p.n) ++my_tiles;
-  // Chunk q of the warp's sequence: tile q / chunks, chunk q % chunks.
+  // Piece q of the warp's sequence: tile q / pieces, piece q % pieces.
   const auto piece = [&](int q) {
-    const int t = q / chunks;
-    return p.screen.q + (static_cast<size_t>(tile_of(t)) * chunks + (q - t * chunks)) * kTileRows + lane;
+    const int t = q / pieces;
+    return p.screen.q + (static_cast<size_t>(tile_of(t)) * pieces + (q - t * pieces)) * kTileRows + lane;
   };
-  const int total = my_tiles * chunks;
+  const int total = my_tiles * pieces;
   uint4 wv[kInFlight];
 #pragma unroll
   for (int i = 0; i < kInFlight; ++i) wv[i] = i < total ? __ldcs(piece(i)) : make_uint4(0, 0, 0, 0);
@@ -293,7 +451,7 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
   GridDependencyWait();
   LaunchDependents();
   const __nv_bfloat16* x = NormalizeX<kRows>(p, reinterpret_cast<__nv_bfloat16*>(xs + kRows * p.k));
-  QuantizeX<kRows>(p, x, xs, stats);
+  QuantizeX<kRows, kBits>(p, x, xs, stats);
 
   int32_t acc[kRows] = {};
   LaneRows mine[kRows];
@@ -303,14 +461,14 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
       const uint4 w = wv[i];
       const int next = q0 + i + kInFlight;
       if (next < total) wv[i] = __ldcs(piece(next));
-      DotChunk<kRows>(xs, p.k, c0 + i, w, acc);
+      DotPiece<kRows, kBits>(xs, p.k, c0 + i, w, acc);
     }
     c0 += kInFlight;
-    if (c0 < chunks) continue;
+    if (c0 < pieces) continue;
     const int row = tile_of(t) * kTileRows + lane;  // tile t is done
 #pragma unroll
     for (int j = 0; j < kRows; ++j) {
-      const float approx = ScreenApproxLogit(stats[j].step, factors.scale, acc[j]);
+      const float approx = ScreenApproxLogit(stats[j].step, factors.scale, acc[j] - stats[j].offset_sum);
       const float upper = ScreenUpper(approx, stats[j].norm, stats[j].error, factors.error, factors.norm);
       if (row < p.n) {
         if (j < p.m) p.upper[static_cast<size_t>(j) * p.n + row] = upper;
@@ -335,26 +493,98 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
     chosen[j] = NoBest();
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) chosen[j] = Better(chosen[j], warp_best[j][w]);
-    const bool holds_chosen = mine[j].best.index == chosen[j].index;
-    const float other =
-        WarpMax(holds_chosen ? mine[j].other_upper : fmaxf(mine[j].best_upper, mine[j].other_upper));
-    if (lane == 0) warp_upper[j][warp] = other;
+  }
+  if constexpr (kBits == 4) {
+    EndWithPublishedLogit(p, x, stats[0], chosen[0]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) {
+      const bool holds_chosen = mine[j].best.index == chosen[j].index;
+      const float other =
+          WarpMax(holds_chosen ? mine[j].other_upper : fmaxf(mine[j].best_upper, mine[j].other_upper));
+      if (lane == 0) warp_upper[j][warp] = other;
+    }
+    __syncthreads();
+    float others[kRows];
+#pragma unroll
+    for (int j = 0; j < kRows; ++j) {
+      others[j] = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) others[j] = fmaxf(others[j], warp_upper[j][w]);
+    }
+    EndWithChosenRows<kRows>(p, x, stats, chosen, others);
+  }
+}
+
+// After the int4 screen: every row whose bound reaches the largest published exact logit E (or is NaN) is
+// evaluated exactly. Each warp checks kSettleRowsPerWarp rows and lists the block's candidates in shared
+// memory; the warps then take them kSettleAtOnce at a time (their loads in flight together), so that a block
+// waits for about one round trip to memory whatever its own warps' share. The block's Part holds its best and
+// the largest bound of the rows it left out (all below E, so below the final best: the final kernel's second
+// pass stays for what no bound covers).
+static __global__ void __launch_bounds__(kSettleThreads)
+    SettleKernel(const float* __restrict__ upper,  // [n]
+                 const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                 const unsigned* __restrict__ threshold,  // [2]; [1] counts the exact rows with probe 1
+                 Part* __restrict__ parts,                // [gridDim.x]
+                 int n, int k, int probe) {
+  __shared__ int candidates[kSettleRows];
+  __shared__ int listed;
+  __shared__ Best warp_best[kSettleThreads / 32];
+  __shared__ float warp_upper[kSettleThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (threadIdx.x == 0) listed = 0;
+  __syncthreads();
+  GridDependencyWait();
+  LaunchDependents();
+  // Nothing published (no finite logit, as where x is not finite): the final kernel evaluates every row.
+  const float reach = FromOrderedBits(*threshold);
+  const bool none = !(reach == reach);
+  const int first = (blockIdx.x * (kSettleThreads / 32) + warp) * kSettleRowsPerWarp;
+  float others = -INFINITY;
+  for (int base = first; base < first + kSettleRowsPerWarp && base < n; base += 32) {
+    const int row = base + lane;
+    const float u = row < n ? upper[row] : -INFINITY;
+    const bool candidate = !none && row < n && !(u < reach);
+    if (!candidate) others = none ? INFINITY : fmaxf(others, u);
+    const unsigned mask = __ballot_sync(0xffffffffu, candidate);
+    if (mask == 0) continue;
+    int slot = 0;
+    if (lane == 0) slot = atomicAdd(&listed, __popc(mask));
+    slot = __shfl_sync(0xffffffffu, slot, 0) + __popc(mask & ((1u << lane) - 1));
+    if (candidate) candidates[slot] = row;
   }
   __syncthreads();
+  const int total = listed;
+  if (probe == 1 && threadIdx.x == 0) atomicAdd(const_cast<unsigned*>(threshold) + 1, total);
+  Best best = NoBest();
+  for (int c = warp * kSettleAtOnce; c < total; c += kSettleThreads / 32 * kSettleAtOnce) {
+    int rows[kSettleAtOnce];
+    const __nv_bfloat16* weights[kSettleAtOnce];
 #pragma unroll
-  for (int j = 0; j < kRows; ++j) {
-    if (warp != j || j >= p.m) continue;
-    float others = -INFINITY;
+    for (int r = 0; r < kSettleAtOnce; ++r) {
+      rows[r] = candidates[c + r < total ? c + r : c];
+      weights[r] = w + static_cast<size_t>(rows[r]) * k;
+    }
+    float values[kSettleAtOnce];
+    ExactLogits<kSettleAtOnce>(x, weights, k, lane, values);
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) others = fmaxf(others, warp_upper[j][w]);
-    if (!isfinite(stats[j].norm)) others = INFINITY;  // x not finite: no bound holds, every row is evaluated
-    const int index = chosen[j].index;
-    const bool valid = index >= 0 && index < p.n;
-    const float value = valid ? ExactLogit(x + static_cast<size_t>(j) * p.k,
-                                           p.w + static_cast<size_t>(index) * p.k, p.k, lane)
-                              : -INFINITY;
-    if (lane == 0) p.parts[static_cast<size_t>(j) * gridDim.x + blockIdx.x] = Part{value, index, others};
+    for (int r = 0; r < kSettleAtOnce; ++r) best = Better(best, Best{values[r], rows[r]});
   }
+  best = WarpArgmax(best);
+  others = WarpMax(others);
+  if (lane == 0) {
+    warp_best[warp] = best;
+    warp_upper[warp] = others;
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+#pragma unroll
+  for (int v = 1; v < kSettleThreads / 32; ++v) {
+    best = Better(best, warp_best[v]);
+    others = fmaxf(others, warp_upper[v]);
+  }
+  parts[blockIdx.x] = Part{best.value, best.index, others};
 }
 
 // The block's best (value, index) and largest bound, in every thread; blockDim.x == kFinalThreads.
@@ -384,10 +614,18 @@ static __global__ void __launch_bounds__(kFinalThreads)
                       int num_parts,
                       const float* __restrict__ upper,  // [m, n]
                       const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
-                      int32_t* __restrict__ tokens,  // [m]
-                      int n, int k) {
+                      int32_t* __restrict__ tokens,      // [m]
+                      unsigned* __restrict__ threshold,  // [2]: reset for the next call (0: none published)
+                      int n, int k, int probe) {
   GridDependencyWait();
   LaunchDependents();
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    *threshold = 0;
+    if (probe == 1) {
+      printf("screen4 exact rows %u\n", threshold[1]);
+      threshold[1] = 0;
+    }
+  }
   const int j = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   Best best = NoBest();
   float others = -INFINITY;
@@ -420,19 +658,19 @@ static __global__ void __launch_bounds__(kFinalThreads)
 // (a second wave would leave a tail of blocks streaming alone); returns the grid's blocks.
 // Registers, not x's few KB of shared memory, bound the blocks a multiprocessor holds: the count is taken
 // once.
-template <int kRows>
+template <int kRows, int kBits>
 int LaunchScreen(Params p, cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(kRows) * p.k * (sizeof(int16_t) + sizeof(__nv_bfloat16));
   static const int resident = [shared] {
     int per_multiprocessor = 0;
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows>,
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, ScreenKernel<kRows, kBits>,
                                                              kThreads, shared));
     return std::max(per_multiprocessor, 1) * MultiprocessorCount();
   }();
   const int tiles = PaddedRows(p.n) / kTileRows;
   p.tiles_per_warp = std::max(1, (tiles + kWarps * resident - 1) / (kWarps * resident));
   const int blocks = ScreenBlocks(p.n, p.tiles_per_warp);
-  LaunchWithPdl(ScreenKernel<kRows>, dim3(blocks), dim3(kThreads), shared, stream, p);
+  LaunchWithPdl(ScreenKernel<kRows, kBits>, dim3(blocks), dim3(kThreads), shared, stream, p);
   return blocks;
 }
 
@@ -445,32 +683,33 @@ bool LmHeadScreenPreferred(int m, int n, int k) {
   return enabled && m >= 1 && m <= kMaxRows && LmHeadScreenSupportsShape(n, k);
 }
 
-size_t LmHeadScreenBytes(int n, int k) {
-  const size_t rows = PaddedRows(n);
-  return rows * k + 3 * rows * sizeof(float);
-}
+bool LmHeadScreen4Fits(int m, int k) { return m == 1 && k % (PieceWeights(4) * kInFlight) == 0; }
+
+size_t LmHeadScreenBytes(int n, int k) { return CopyBytes(n, k, 8) + CopyBytes(n, k, 4); }
 
 void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaStream_t stream) {
   if (!LmHeadScreenSupportsShape(n, k)) {
     CudaFail("BuildLmHeadScreen", "needs k a multiple of 64, at most 4,096", __FILE__, __LINE__);
   }
-  const int rows = PaddedRows(n);
-  const Screen s = ScreenAt(screen, n, k);
-  BuildScreenKernel<<<(rows + kBuildRows - 1) / kBuildRows, kBuildRows * 32, 0, stream>>>(
-      w, static_cast<char*>(screen), const_cast<float*>(s.scale), const_cast<float*>(s.error),
-      const_cast<float*>(s.norm), n, rows, k);
+  const int rows = PaddedRows(n), blocks = (rows + kBuildRows - 1) / kBuildRows;
+  const Screen s8 = ScreenAt(screen, n, k, 8), s4 = ScreenAt(screen, n, k, 4);
+  BuildScreenKernel<8><<<blocks, kBuildRows * 32, 0, stream>>>(
+      w, reinterpret_cast<char*>(const_cast<uint4*>(s8.q)), const_cast<float*>(s8.scale),
+      const_cast<float*>(s8.error), const_cast<float*>(s8.norm), n, rows, k);
+  CUDA_CHECK(cudaGetLastError());
+  BuildScreenKernel<4><<<blocks, kBuildRows * 32, 0, stream>>>(
+      w, reinterpret_cast<char*>(const_cast<uint4*>(s4.q)), const_cast<float*>(s4.scale),
+      const_cast<float*>(s4.error), const_cast<float*>(s4.norm), n, rows, k);
   CUDA_CHECK(cudaGetLastError());
 }
 
-size_t LmHeadScreenWorkspaceBytes(int m, int n) {
-  m = std::clamp(m, 0, kMaxRows);
-  return PartsOffset(m, n) + static_cast<size_t>(m) * ScreenBlocks(n, 1) * sizeof(Part);
-}
+size_t LmHeadScreenWorkspaceBytes(int n) { return ThresholdOffset(n) + 2 * sizeof(unsigned); }
 
 bool LmHeadScreenNormFits(int k) { return k <= kAddRmsNormThreads * 8; }
 
 void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
-                          int m, int n, int k, void* workspace, cudaStream_t stream, const ScreenNorm& norm) {
+                          int m, int n, int k, void* workspace, cudaStream_t stream, const ScreenNorm& norm,
+                          int weight_bits) {
   if (m == 0) return;
   if (m < 0 || m > kMaxRows || !LmHeadScreenSupportsShape(n, k)) {
     CudaFail("LmHeadScreenedArgmax", "needs 1 <= m <= 4 and k a multiple of 64, at most 4,096", __FILE__,
@@ -478,16 +717,30 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
   }
   if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out == nullptr))
     CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and an output", __FILE__, __LINE__);
+  static const bool int4_enabled = EnvFlag("DOZE_LM_HEAD_SCREEN4");
+  const int bits = weight_bits != 0 ? weight_bits : int4_enabled && LmHeadScreen4Fits(m, k) ? 4 : 8;
+  if ((bits != 4 && bits != 8) || (bits == 4 && !LmHeadScreen4Fits(m, k)))
+    CudaFail("LmHeadScreenedArgmax", "the int4 copy takes one row and k a multiple of 128", __FILE__,
+             __LINE__);
   const __nv_bfloat16* rows = norm.residual != nullptr ? norm.out : x;
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
   Part* parts = reinterpret_cast<Part*>(bytes + PartsOffset(m, n));
-  const Params p{rows, w, norm, ScreenAt(screen, n, k), upper, parts, m, n, k, 1};
-  const int blocks = m == 1   ? LaunchScreen<1>(p, stream)
-                     : m == 2 ? LaunchScreen<2>(p, stream)
-                              : LaunchScreen<4>(p, stream);
+  unsigned* threshold = reinterpret_cast<unsigned*>(bytes + ThresholdOffset(n));
+  static const int probe = EnvInt("DOZE_SCREEN4_PROBE", 0);
+  const Params p{rows, w, norm, ScreenAt(screen, n, k, bits), upper, parts, threshold, m, n, k, 1};
+  int blocks = bits == 4 ? LaunchScreen<1, 4>(p, stream)
+               : m == 1  ? LaunchScreen<1, 8>(p, stream)
+               : m == 2  ? LaunchScreen<2, 8>(p, stream)
+                         : LaunchScreen<4, 8>(p, stream);
+  if (bits == 4) {
+    LaunchWithPdl(SettleKernel, dim3(SettleBlocks(n)), dim3(kSettleThreads), 0, stream,
+                  static_cast<const float*>(upper), rows, w, static_cast<const unsigned*>(threshold),
+                  parts + blocks, n, k, probe);
+    blocks += SettleBlocks(n);
+  }
   LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
-                blocks, static_cast<const float*>(upper), rows, w, tokens, n, k);
+                blocks, static_cast<const float*>(upper), rows, w, tokens, threshold, n, k, probe);
 }
 
 }  // namespace doze::kernels

@@ -11,6 +11,13 @@
 // beat or tie E is evaluated exactly: the token is the argmax of the fp32 logits (lowest id on ties),
 // whatever the weights, from n k bytes of int8 where the bf16 pass reads 2 n k. The fp32 sums run in another
 // order than LmHeadArgmax's: where two logits are within rounding of each other the choice may differ.
+//
+// One row reads an int4 copy instead (n k / 2 bytes; levels -7..7 a row, stored with an offset of 8). Its
+// bound is too loose for one exact row a block to settle the token (on random rows of the 0.5B shape a few
+// percent of the vocabulary lies within it of the best), so each block evaluates its best row exactly and
+// publishes that logit (an atomic maximum, E), and a second kernel evaluates exactly every row whose bound
+// reaches E. E is some row's exact logit, so at most the final best: the rows left out cannot reach it, and
+// the token is the same as the int8 screen's.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -28,18 +35,23 @@ bool LmHeadScreenSupportsShape(int n, int k);
 // (measurements).
 bool LmHeadScreenPreferred(int m, int n, int k);
 
-// Bytes of the screen of an [n, k] head: the int8 copy in tiles of 32 rows ([n / 32][k / 16][32][16],
-// n rounded up to 32), then three floats a row (scale, error factor, norm of the copy).
+// Bytes of the screen of an [n, k] head: the int8 copy in tiles of 32 rows ([n / 32][k / 16][32][16 bytes],
+// n rounded up to 32), then three floats a row (scale, error factor, norm of the copy); then the int4 copy
+// alike ([n / 32][k / 32][32][16 bytes]) and its three floats a row.
 size_t LmHeadScreenBytes(int n, int k);
+
+// Whether the int4 copy can serve m rows of k: one row, k a multiple of 128.
+bool LmHeadScreen4Fits(int m, int k);
 
 // Writes the screen of w into `screen` (zeros for the rows past n). Synchronous with `stream` only.
 void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]
                        void* screen,            // [LmHeadScreenBytes(n, k)]
                        int n, int k, cudaStream_t stream);
 
-// Bytes of workspace LmHeadScreenedArgmax needs for up to m rows of an n-row head (m past the 4 it takes
-// counts as 4): the bounds of every row and each block's exact best.
-size_t LmHeadScreenWorkspaceBytes(int m, int n);
+// Bytes of workspace LmHeadScreenedArgmax needs for an n-row head (any m it takes): the bounds of every row,
+// each block's exact best and the int4 screen's published logit (which the final kernel resets: where
+// another kernel overwrites it, the next call is slower, never wrong).
+size_t LmHeadScreenWorkspaceBytes(int n);
 
 // The final RMSNorm taken into LmHeadScreenedArgmax: its rows are RmsNorm(residual) * weight, computed by
 // every block with RmsNorm's arithmetic (bit for bit kernels::RmsNorm's output) and written to `out` by the
@@ -55,15 +67,16 @@ struct ScreenNorm {
 bool LmHeadScreenNormFits(int k);
 
 // tokens[r] = the lowest j of the largest fp32 x[r] . w[j] for r < m (1 <= m <= 4). Launched with
-// programmatic dependent launch: each block's first int8 tiles load before the wait on the kernel that
-// writes x. With norm.residual the rows are the residual stream's, normalized (ScreenNorm), and x is not
-// read.
+// programmatic dependent launch: each block's first tiles of the copy load before the wait on the kernel
+// that writes x. With norm.residual the rows are the residual stream's, normalized (ScreenNorm), and x is
+// not read. weight_bits 8 or 4 picks the copy; 0 takes the int4 copy where LmHeadScreen4Fits (unless
+// DOZE_LM_HEAD_SCREEN4=0, for measurements), else the int8 one.
 void LmHeadScreenedArgmax(const __nv_bfloat16* x,  // [m, k], or nullptr with norm.residual
                           const __nv_bfloat16* w,  // [n, k]
                           const void* screen,      // [LmHeadScreenBytes(n, k)], BuildLmHeadScreen(w)
                           int32_t* tokens,         // [m]
                           int m, int n, int k,
-                          void* workspace,  // [LmHeadScreenWorkspaceBytes(m, n)]
-                          cudaStream_t stream, const ScreenNorm& norm = {});
+                          void* workspace,  // [LmHeadScreenWorkspaceBytes(n)]
+                          cudaStream_t stream, const ScreenNorm& norm = {}, int weight_bits = 0);
 
 }  // namespace doze::kernels

@@ -2,8 +2,10 @@
 // become integers and how far the integer logit can be from the fp32 one. Host and device share it, so that a
 // CPU test checks the bound against exact sums with the very expressions the kernels use.
 //
-// w's row j becomes q_j = rint(w_j / s_j) with s_j = max|w_j| / 127 (int8), x's row x / t with t = max|x| /
-// XQuantMax(k) (int16, so that k products of 127 * XQuantMax fit an int32 sum). With w~ = s q and x~ = t p,
+// w's row j becomes q_j = rint(w_j / s_j) with s_j = max|w_j| / L (L = 127 for the int8 copy, 7 for the int4
+// copy, which stores q + 8 in a nibble), x's row x / t with t = max|x| / XQuantMax(k) (int16, so that k
+// products of the stored weight's largest magnitude, 127 or 15, and XQuantMax fit an int32 sum). With w~ = s
+// q and x~ = t p,
 //   |x . w_j - x~ . w~_j| <= ||x|| ||w_j - w~_j|| + ||x - x~|| ||w~_j||   (Cauchy-Schwarz, twice)
 // and an fp32 sum of k products of x and w_j is within k 2^-24 ||x|| ||w_j|| of x . w_j. The per-row factors
 // (||w_j - w~_j|| + k 2^-24 ||w_j||, and ||w~_j||) are computed once in double and rounded up; the per-step
@@ -21,11 +23,22 @@
 
 namespace doze::kernels {
 
-constexpr int kScreenWeightMax = 127;
+// A copy's levels: q in [-weight_max, weight_max], stored as q + offset in `bits` bits.
+struct ScreenFormat {
+  int bits;
+  int weight_max;
+  int offset;
+  // The largest stored value's magnitude, which the integer sums multiply.
+  DOZE_SCREEN_FN constexpr int stored_max() const { return weight_max + offset; }
+};
+// The int8 copy (bits 8) or the int4 one (bits 4).
+DOZE_SCREEN_FN constexpr ScreenFormat ScreenFormatOf(int bits) {
+  return bits == 4 ? ScreenFormat{4, 7, 8} : ScreenFormat{8, 127, 0};
+}
 
-// The largest |p| of x's 16-bit copy for a hidden size of k: k * 127 * XQuantMax stays below 2^31.
-DOZE_SCREEN_FN int ScreenXQuantMax(int k) {
-  const int64_t fit = (int64_t{2147483647} / (int64_t{kScreenWeightMax} * k));
+// The largest |p| of x's 16-bit copy for a hidden size of k: k * stored_max * XQuantMax stays below 2^31.
+DOZE_SCREEN_FN int ScreenXQuantMax(int k, ScreenFormat format) {
+  const int64_t fit = (int64_t{2147483647} / (int64_t{format.stored_max()} * k));
   return static_cast<int>(fit < 32767 ? fit : 32767);
 }
 

@@ -142,8 +142,10 @@ void PagedAttention(const AttentionInputs& in, float* out) {
   }
 }
 
-LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k) {
+LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k, int bits) {
+  const ScreenFormat format = ScreenFormatOf(bits);
   LmHeadScreenRows out;
+  out.bits = bits;
   out.q.resize(static_cast<size_t>(n) * k);
   out.scale.resize(n);
   out.error.resize(n);
@@ -152,11 +154,11 @@ LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k) {
     const float* row = w + static_cast<size_t>(j) * k;
     float max_abs = 0.f;
     for (int i = 0; i < k; ++i) max_abs = std::max(max_abs, std::fabs(row[i]));
-    const float s = ScreenScale(max_abs, kScreenWeightMax),
-                inv = ScreenInverseScale(max_abs, kScreenWeightMax);
+    const float s = ScreenScale(max_abs, format.weight_max),
+                inv = ScreenInverseScale(max_abs, format.weight_max);
     double err_sq = 0, q_sq = 0, w_sq = 0;
     for (int i = 0; i < k; ++i) {
-      const int q = ScreenQuantize(row[i], inv, kScreenWeightMax);
+      const int q = ScreenQuantize(row[i], inv, format.weight_max);
       out.q[static_cast<size_t>(j) * k + i] = static_cast<int8_t>(q);
       const double dq = static_cast<double>(s) * q;
       err_sq += (row[i] - dq) * (row[i] - dq);
@@ -172,7 +174,7 @@ LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k) {
 
 std::vector<float> LmHeadScreenUpper(const float* x, int m, const LmHeadScreenRows& screen, int n, int k) {
   std::vector<float> upper(static_cast<size_t>(m) * n);
-  const int limit = ScreenXQuantMax(k);
+  const int limit = ScreenXQuantMax(k, ScreenFormatOf(screen.bits));
   std::vector<int> p(k);
   for (int r = 0; r < m; ++r) {
     const float* xr = x + static_cast<size_t>(r) * k;

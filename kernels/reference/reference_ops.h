@@ -57,13 +57,15 @@ struct AttentionInputs {
 // out[t, h, :] = softmax over the row's context of q.k * scale, times V; zeros for an empty context.
 void PagedAttention(const AttentionInputs& in, float* out);
 
-// kernels/lm_head_screen.h's screen of an [n, k] LM head, row-major rather than tiled: the int8 copy and each
-// row's scale, error factor and copy norm (kernels/lm_head_screen_bound.h).
+// kernels/lm_head_screen.h's screen of an [n, k] LM head, row-major rather than tiled: the int8 (bits 8) or
+// int4 (bits 4) copy as signed levels and each row's scale, error factor and copy norm
+// (kernels/lm_head_screen_bound.h).
 struct LmHeadScreenRows {
+  int bits = 8;
   std::vector<int8_t> q;  // [n, k]
   std::vector<float> scale, error, norm;
 };
-LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k);
+LmHeadScreenRows BuildLmHeadScreen(const float* w, int n, int k, int bits = 8);
 
 // u[r, j] >= the fp32 logit x[r] . w[j] in any order of summation, as the screening kernel bounds it; fp32
 // sums of x's squares in index order (the kernel's order differs: equal to rounding).

@@ -1,18 +1,21 @@
-// The screened greedy LM head (kernels/lm_head_screen.h). On the CPU: the screen's bound is above every
-// logit's exact value and fp32 sums, on random rows, on rows built to strain it (one huge element, a massive
-// activation in x, constant rows) and where it is nearly tight. On the GPU: the kernel's bounds are its CPU
-// reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows, vocabularies that end inside a tile,
-// two hidden sizes and the whole Qwen2.5-0.5B vocabulary (where warps take several tiles); ties go to the
-// lower id inside a block, a lane and across blocks; a row that only the exact sums rank first (the int8
-// copies equal) is found by the second pass; an all-zero x ties every row; the bf16 pass
-// (kernels/lm_head_argmax.h) chooses the same tokens; rows of x that are not finite give the bf16 pass's
-// tokens; and with the final norm taken in (ScreenNorm) the rows and tokens are RmsNorm-then-screen's.
+// The screened greedy LM head (kernels/lm_head_screen.h), its int8 and int4 copies. On the CPU: the screen's
+// bound is above every logit's exact value and fp32 sums, on random rows, on rows built to strain it (one
+// huge element, a massive activation in x, constant rows) and where it is nearly tight. On the GPU: the
+// kernel's bounds are its CPU reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows (one row
+// through either copy), vocabularies that end inside a tile, two hidden sizes and the whole Qwen2.5-0.5B
+// vocabulary (where warps take several tiles); ties go to the lower id inside a block, a lane and across
+// blocks; a row that only the exact sums rank first (the copies equal) is found; an all-zero x ties every
+// row; the bf16 pass (kernels/lm_head_argmax.h) chooses the same tokens; rows of x that are not finite give
+// the bf16 pass's tokens; a published logit left over from elsewhere (a huge one) slows the int4 screen but
+// does not change its token; and with the final norm taken in (ScreenNorm) the rows and tokens are
+// RmsNorm-then-screen's.
 #include "kernels/lm_head_screen.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <utility>
 #include <vector>
@@ -50,8 +53,9 @@ Logits LogitOf(const float* x, const float* w, int k) {
 
 // Every logit of x's rows against w's is at most its screen bound, and the bound is not loose beyond
 // `max_slack_ratio` of the row's logit spread (the bound must be useful, not only true).
-void ExpectBoundHolds(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k) {
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
+void ExpectBoundHolds(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k,
+                      int bits) {
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k, bits);
   const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), m, screen, n, k);
   for (int r = 0; r < m; ++r) {
     for (int j = 0; j < n; ++j) {
@@ -64,13 +68,17 @@ void ExpectBoundHolds(const std::vector<float>& x, const std::vector<float>& w, 
   }
 }
 
-TEST(LmHeadScreenBoundTest, HoldsOnRandomRows) {
+// The int8 copy (8) and the int4 one (4).
+class LmHeadScreenBoundTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(LmHeadScreenBoundTest, HoldsOnRandomRows) {
   std::mt19937 rng(3);
   const int m = 3, n = 400, k = 896;
-  ExpectBoundHolds(RandomBf16(m * k, -2.f, 2.f, rng), RandomBf16(n * k, -0.05f, 0.05f, rng), m, n, k);
+  ExpectBoundHolds(RandomBf16(m * k, -2.f, 2.f, rng), RandomBf16(n * k, -0.05f, 0.05f, rng), m, n, k,
+                   GetParam());
 }
 
-TEST(LmHeadScreenBoundTest, HoldsOnStrainedRows) {
+TEST_P(LmHeadScreenBoundTest, HoldsOnStrainedRows) {
   std::mt19937 rng(4);
   const int m = 2, n = 64, k = 128;
   std::vector<float> x = RandomBf16(m * k, -1.f, 1.f, rng), w = RandomBf16(n * k, -0.1f, 0.1f, rng);
@@ -79,22 +87,22 @@ TEST(LmHeadScreenBoundTest, HoldsOnStrainedRows) {
   w[5 * k + 3] = 50.f;                          // one huge weight: the row's other weights round to 0
   for (int i = 0; i < k; ++i) w[9 * k + i] = (i % 2 == 0 ? 1.f : -1.f) * 0.0625f;  // exact in int8
   for (int i = 0; i < k; ++i) w[11 * k + i] = 0.f;                                 // a zero row
-  ExpectBoundHolds(x, w, m, n, k);
+  ExpectBoundHolds(x, w, m, n, k, GetParam());
 }
 
 // x along row 0's rounding error (w - w~, scaled into bf16): the first Cauchy-Schwarz term is then nearly
 // an equality, so a bound that cut it short would fail here.
-TEST(LmHeadScreenBoundTest, HoldsWhereTheRoundingErrorAlignsWithX) {
+TEST_P(LmHeadScreenBoundTest, HoldsWhereTheRoundingErrorAlignsWithX) {
   std::mt19937 rng(6);
   const int n = 8, k = 896;
   const std::vector<float> w = RandomBf16(n * k, -0.05f, 0.05f, rng);
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
+  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k, GetParam());
   std::vector<float> x(k);
   for (int i = 0; i < k; ++i) {
     const float error = w[i] - screen.scale[0] * screen.q[i];
     x[i] = reference::RoundBf16(error / screen.scale[0]);
   }
-  ExpectBoundHolds(x, w, 1, n, k);
+  ExpectBoundHolds(x, w, 1, n, k, GetParam());
   const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), 1, screen, n, k);
   const double logit = LogitOf(x.data(), w.data(), k).exact;
   double approx = 0;
@@ -102,24 +110,43 @@ TEST(LmHeadScreenBoundTest, HoldsWhereTheRoundingErrorAlignsWithX) {
   EXPECT_GT(logit - approx, 0.9 * (upper[0] - approx)) << "the bound is not nearly tight here";
 }
 
-TEST(LmHeadScreenBoundTest, IsTightEnoughToScreen) {
-  // On random rows the slack (bound less the exact logit) is a small part of the logits' spread, so that
-  // few rows can reach the best one: the screen only pays where that holds.
+INSTANTIATE_TEST_SUITE_P(Copies, LmHeadScreenBoundTest, ::testing::Values(8, 4));
+
+// On random rows of the 0.5B shape's hidden size the slack (bound less the exact logit) is a small part of
+// the logits' spread for the int8 copy, so that few rows can reach the best one, and for the int4 copy
+// few enough rows reach the best logit of a 20,000-row vocabulary that evaluating them costs less than the
+// bytes it saves: the screens only pay where that holds.
+TEST(LmHeadScreenTightnessTest, IsTightEnoughToScreen) {
   std::mt19937 rng(5);
-  const int n = 2000, k = 896;
+  const int n = 20000, k = 896;
   const std::vector<float> x = RandomBf16(k, -1.f, 1.f, rng), w = RandomBf16(n * k, -0.05f, 0.05f, rng);
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k);
-  const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), 1, screen, n, k);
-  double sum = 0, sum_sq = 0, slack = 0;
+  std::vector<double> logits(n);
+  double sum = 0, sum_sq = 0, top = -INFINITY;
   for (int j = 0; j < n; ++j) {
-    const double l = LogitOf(x.data(), w.data() + static_cast<size_t>(j) * k, k).exact;
-    sum += l;
-    sum_sq += l * l;
-    slack = std::max(slack, upper[j] - l);
+    logits[j] = LogitOf(x.data(), w.data() + static_cast<size_t>(j) * k, k).exact;
+    sum += logits[j];
+    sum_sq += logits[j] * logits[j];
+    top = std::max(top, logits[j]);
   }
   const double spread = std::sqrt(sum_sq / n - (sum / n) * (sum / n));
-  EXPECT_GT(slack, 0.0);
-  EXPECT_LT(slack, 0.5 * spread) << "bound slack " << slack << " against a logit spread of " << spread;
+  for (int bits : {8, 4}) {
+    const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(w.data(), n, k, bits);
+    const std::vector<float> upper = reference::LmHeadScreenUpper(x.data(), 1, screen, n, k);
+    double slack = 0;
+    int reaching = 0;
+    for (int j = 0; j < n; ++j) {
+      slack = std::max(slack, upper[j] - logits[j]);
+      reaching += upper[j] >= top;
+    }
+    EXPECT_GT(slack, 0.0);
+    if (bits == 8) {
+      EXPECT_LT(slack, 0.5 * spread) << "bound slack " << slack << " against a logit spread of " << spread;
+    } else {
+      EXPECT_LT(reaching, n / 20) << reaching << " of " << n << " rows reach the best logit";
+    }
+    std::printf("int%d copy: slack %.4f against a spread of %.4f; %d of %d rows reach the best logit\n", bits,
+                slack, spread, reaching, n);
+  }
 }
 
 using Operands = testing::LinearOperands;
@@ -130,16 +157,18 @@ struct ScreenRun {
   std::vector<float> upper;
 };
 
-ScreenRun RunScreened(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k) {
+// bits: the copy (8 or 4; 0 the default choice).
+ScreenRun RunScreened(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k,
+                      int bits = 0) {
   DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w));
-  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(m, n));
+  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(n));
   DeviceArray<int32_t> d_tokens(m);
   d_screen.Poison();
   d_workspace.Poison();
   d_tokens.Poison();
   BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
   LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
-                       nullptr);
+                       nullptr, {}, bits);
   CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<char> workspace = d_workspace.Download();
   ScreenRun run{d_tokens.Download(), std::vector<float>(static_cast<size_t>(m) * n)};
@@ -182,17 +211,27 @@ void ExpectArgmax(const std::vector<int32_t>& tokens, const std::vector<float>& 
 
 class LmHeadScreenShapeTest : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
 
+// Copies a row count takes: the int8 one at every count, the int4 one at one row.
+std::vector<int> CopiesFor(int m) { return m == 1 ? std::vector<int>{8, 4} : std::vector<int>{8}; }
+
 TEST_P(LmHeadScreenShapeTest, MatchesExactArgmax) {
   DOZE_SKIP_WITHOUT_GPU();
   const auto [m, n, k] = GetParam();
   ASSERT_TRUE(LmHeadScreenSupportsShape(n, k));
   const Operands o(m, n, k, m * 7919 + n + k, 0.1f);
-  const ScreenRun run = RunScreened(o.x, o.w, m, n, k);
-  ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
-  // The kernel's bounds are the reference's (x's sum of squares in another order: equal to rounding).
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
-  EXPECT_TRUE(
-      testing::AllClose(run.upper, reference::LmHeadScreenUpper(o.x.data(), m, screen, n, k), 1e-6f, 1e-5f));
+  for (int bits : CopiesFor(m)) {
+    SCOPED_TRACE(::testing::Message() << "int" << bits << " copy");
+    const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
+    ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+    // The kernel's bounds are the reference's (x's sum of squares in another order: equal to rounding of the
+    // bound's slack, which for the int4 copy is a few logit spreads, so the tolerance is scaled to the
+    // bounds' size rather than to each one's value, which may be near zero).
+    const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k, bits);
+    const std::vector<float> want = reference::LmHeadScreenUpper(o.x.data(), m, screen, n, k);
+    float size = 0.f;
+    for (float u : want) size = std::max(size, std::fabs(u));
+    EXPECT_TRUE(testing::AllClose(run.upper, want, 1e-6f * (1.f + size), 1e-5f));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(RowsVocabHidden, LmHeadScreenShapeTest,
@@ -201,9 +240,10 @@ INSTANTIATE_TEST_SUITE_P(RowsVocabHidden, LmHeadScreenShapeTest,
 
 TEST(LmHeadScreenTest, FullVocabulary) {
   DOZE_SKIP_WITHOUT_GPU();
-  const int m = 2, n = 151936, k = 896;
-  const Operands o(m, n, k, 5, 0.1f);
-  ExpectArgmax(RunScreened(o.x, o.w, m, n, k).tokens, o.x, o.w, m, n, k);
+  const int n = 151936, k = 896;
+  const Operands o(2, n, k, 5, 0.1f);
+  ExpectArgmax(RunScreened(o.x, o.w, 2, n, k).tokens, o.x, o.w, 2, n, k);
+  ExpectArgmax(RunScreened(o.x, o.w, 1, n, k, 4).tokens, o.x, o.w, 1, n, k);
 }
 
 // w's rows `low` and `high` set to sign(x_0) * 0.5, so that x row 0's largest logit is theirs; `high_bump`
@@ -229,24 +269,30 @@ TEST_P(LmHeadScreenTieTest, TieInOneBlockGoesToTheLowerId) {
   const auto [n, high] = GetParam();
   const int k = 256;
   const Operands o = TiedRows(n, k, 130, high, 0.f);
-  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
-  EXPECT_EQ(run.tokens[0], 130);
-  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
+  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{1, 4}}) {
+    const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
+    EXPECT_EQ(run.tokens[0], 130) << "int" << bits;
+    ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+  }
 }
 
-// Rows 130 and `high` have the same int8 copy (0.25 and 0.25 + 2^-9 both round to 64 steps of 0.5 / 127), so
-// the block evaluates row 130 exactly and only the second pass can find that row high's logit is larger.
-TEST_P(LmHeadScreenTieTest, SecondPassFindsWhatOnlyExactSumsRank) {
+// Rows 130 and `high` have the same copy (0.25 and 0.25 + 2^-9 both round to 64 steps of 0.5 / 127, and to 4
+// of 0.5 / 7), so only exact sums can find that row high's logit is larger: the int8 screen's block
+// evaluates row 130 and its second pass row high; the int4 screen's block evaluates row 130 and its settling
+// kernel both (their bounds reach row 130's logit).
+TEST_P(LmHeadScreenTieTest, ExactSumsFindWhatTheCopyCannotRank) {
   DOZE_SKIP_WITHOUT_GPU();
   const auto [n, high] = GetParam();
   const int k = 256;
   const Operands o = TiedRows(n, k, 130, high, 1.f / 512);
-  const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k);
-  ASSERT_TRUE(
-      std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + high * k));
-  const ScreenRun run = RunScreened(o.x, o.w, 3, n, k);
-  EXPECT_EQ(run.tokens[0], high);
-  ExpectArgmax(run.tokens, o.x, o.w, 3, n, k);
+  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{1, 4}}) {
+    const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k, bits);
+    ASSERT_TRUE(
+        std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + high * k));
+    const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
+    EXPECT_EQ(run.tokens[0], high) << "int" << bits;
+    ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(VocabAndRow, LmHeadScreenTieTest,
@@ -257,7 +303,8 @@ TEST(LmHeadScreenTest, TieAcrossBlocksGoesToTheLowerId) {
   DOZE_SKIP_WITHOUT_GPU();
   const int n = 7000, k = 256;
   const Operands o = TiedRows(n, k, 300, 6500, 0.f);
-  EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k).tokens[0], 300);
+  EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k, 8).tokens[0], 300);
+  EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], 300);
 }
 
 // x = 0: every logit is 0 and every bound reaches it; the second pass evaluates every row: token 0.
@@ -269,6 +316,7 @@ TEST(LmHeadScreenTest, ZeroInputTiesEveryRow) {
   const ScreenRun run = RunScreened(o.x, o.w, m, n, k);
   EXPECT_EQ(run.tokens[0], 0);
   ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+  EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], 0);
 }
 
 // The bf16 pass it replaces chooses the same tokens (or, summed in another order, a logit within rounding).
@@ -287,6 +335,8 @@ TEST(LmHeadScreenTest, ChoosesAsTheBf16Pass) {
   for (int r = 0; r < m; ++r) same += bf16_pass[r] == screened[r];
   EXPECT_GE(same, m - 1);
   ExpectArgmax(screened, o.x, o.w, m, n, k);
+  // One row: the int4 screen's token is the int8 screen's (both the argmax of the same exact sums).
+  EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], RunScreened(o.x, o.w, 1, n, k, 8).tokens[0]);
 }
 
 // x rows that are not finite: no bound holds, every row is evaluated, and the tokens are the bf16 pass's (a
@@ -296,6 +346,37 @@ TEST(LmHeadScreenTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   const testing::NonFiniteLmHead c(5000, 64, 19);
   const std::vector<int32_t> tokens = RunScreened(c.o.x, c.o.w, 3, 5000, 64).tokens;
   for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
+}
+
+// The int4 screen of a row that is not finite, at a k it takes.
+TEST(LmHeadScreenTest, NonFiniteRowGivesTheBf16PassTokenThroughTheInt4Copy) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const testing::NonFiniteLmHead c(5000, 128, 23);
+  for (int r = 0; r < 3; ++r) {
+    const std::vector<float> x(c.o.x.begin() + r * 128, c.o.x.begin() + (r + 1) * 128);
+    EXPECT_EQ(RunScreened(x, c.o.w, 1, 5000, 128, 4).tokens[0], c.want[r]) << "row " << r;
+  }
+}
+
+// A published logit the final kernel did not reset (another kernel wrote the word: here a huge value) only
+// costs time: every block evaluates just its best row, the final kernel's second pass finds the token, and
+// the next call (the word reset) is exact too.
+TEST(LmHeadScreenTest, StalePublishedLogitDoesNotChangeTheToken) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const int n = 40000, k = 896;
+  const Operands o(1, n, k, 29, 0.1f);
+  DeviceArray<__nv_bfloat16> d_x(ToBf16(o.x)), d_w(ToBf16(o.w));
+  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(n));
+  DeviceArray<int32_t> d_tokens(1);
+  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
+  CUDA_CHECK(cudaMemset(d_workspace.get(), 0xfe, LmHeadScreenWorkspaceBytes(n)));  // 0xfefefefe: ~1.7e38
+  for (int call = 0; call < 2; ++call) {
+    d_tokens.Poison();
+    LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), 1, n, k, d_workspace.get(),
+                         nullptr, {}, 4);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    ExpectArgmax(d_tokens.Download(), o.x, o.w, 1, n, k);
+  }
 }
 
 // With the final norm taken in (ScreenNorm; x not read), the screen writes the rows bit for bit as RmsNorm
@@ -313,7 +394,7 @@ TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
       const std::vector<float> weight = RandomBf16(k, 0.5f, 1.5f, rng);
       DeviceArray<__nv_bfloat16> d_res(ToBf16(residual)), d_weight(ToBf16(weight)),
           d_x(static_cast<size_t>(m) * k), d_x_taken(static_cast<size_t>(m) * k);
-      DeviceArray<char> d_workspace(LmHeadScreenWorkspaceBytes(m, n));
+      DeviceArray<char> d_workspace(LmHeadScreenWorkspaceBytes(n));
       DeviceArray<int32_t> d_tokens(m), d_tokens_taken(m);
       d_x_taken.Poison();
       d_tokens_taken.Poison();
@@ -336,7 +417,10 @@ TEST(LmHeadScreenTest, Supports) {
   EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 900));   // k not whole 64-wide tiles
   EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 8192));  // x's copies beyond the shared-memory budget
   EXPECT_FALSE(LmHeadScreenPreferred(5, 151936, 896));    // more rows than the kernel takes
-  EXPECT_EQ(LmHeadScreenBytes(33, 128), 64u * 128 + 3 * 64 * sizeof(float));
+  EXPECT_EQ(LmHeadScreenBytes(33, 128), 64u * 128 + 64u * 64 + 2 * 3 * 64 * sizeof(float));
+  EXPECT_TRUE(LmHeadScreen4Fits(1, 896));
+  EXPECT_FALSE(LmHeadScreen4Fits(2, 896));  // one row only
+  EXPECT_FALSE(LmHeadScreen4Fits(1, 192));  // k not whole 128-wide groups of pieces
 }
 
 }  // namespace

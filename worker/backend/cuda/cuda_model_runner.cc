@@ -192,9 +192,8 @@ absl::Status CudaModelRunner::EnsureCapacity(int num_tokens, int num_logits, int
     logits_ = arena.Take<float>(l * config_.vocab_size);
     attn_workspace_ = arena.Take<float>(attn_workspace_bytes_ / sizeof(float));
     mma_workspace_.data = arena.Take<char>(mma_workspace_.bytes);
-    lm_head_workspace_ =
-        arena.Take<char>(std::max(kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_),
-                                  kernels::LmHeadScreenWorkspaceBytes(capacity_logits_, config_.vocab_size)));
+    lm_head_workspace_ = arena.Take<char>(std::max(kernels::LmHeadArgmaxWorkspaceBytes(capacity_logits_),
+                                                   kernels::LmHeadScreenWorkspaceBytes(config_.vocab_size)));
     rotary_table_ = arena.Take<float2>(t * (config_.head_dim / 2));
     pending_ = arena.Take<int64_t>(hidden);
     if (pass == 0) RETURN_IF_ERROR(activations_.Allocate(arena.used(), "activations"));

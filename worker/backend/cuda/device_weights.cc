@@ -71,7 +71,7 @@ absl::Status CheckWeights(const ModelConfig& c, const ModelWeights& w) {
   return absl::OkStatus();
 }
 
-// Whether the greedy LM head can take its int8 screen for any row count it serves.
+// Whether the greedy LM head can take its screens (int8, and int4 at one row) for any row count it serves.
 bool HasScreen(const ModelConfig& c) {
   return kernels::LmHeadScreenPreferred(1, c.vocab_size, c.hidden_size);
 }

@@ -36,7 +36,7 @@ class DeviceWeights {
   const __nv_bfloat16* embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
   const __nv_bfloat16* lm_head() const { return lm_head_; }            // [vocab, hidden]
   const __nv_bfloat16* final_norm() const { return final_norm_; }      // [hidden]
-  // The LM head's int8 screen (kernels/lm_head_screen.h), built at upload; null where the shape or
+  // The LM head's int8 and int4 screens (kernels/lm_head_screen.h), built at upload; null where the shape or
   // DOZE_LM_HEAD_SCREEN=0 rules it out.
   const void* lm_head_screen() const { return lm_head_screen_; }  // [LmHeadScreenBytes(vocab, hidden)]
   const DeviceLayer& layer(int i) const { return layers_[i]; }
