@@ -39,8 +39,8 @@ struct Screen {
   const float* norm;   // [n_pad]: ||w~_j||
 };
 
-// A block's result for one x row: its evaluated row's fp32 logit and id, and the largest upper bound of
-// its other rows.
+// A block's result for one x row: the fp32 logit and id of the best row it evaluated exactly, and the
+// largest upper bound of the rows it screened or checked and did not evaluate.
 struct Part {
   float value;
   int index;
@@ -605,10 +605,11 @@ __device__ __forceinline__ void BlockBestAndUpper(Best& best, float& upper) {
   }
 }
 
-// x row blockIdx.x's token: the best of the blocks' exact logits, unless some row a block did not evaluate
-// may reach it; then every row whose bound reaches it (or is NaN), evaluated exactly by the block's warps. A
-// row of x that is not finite leaves no bound meaning anything (ScreenKernel's parts then say +inf): every
-// row is evaluated, and the token is the bf16 pass's (TokenOf).
+// x row blockIdx.x's token: the best of the blocks' exact logits (the screen's, then for the int4 copy the
+// settling kernel's), unless some row a block did not evaluate may reach it; then every row whose bound
+// reaches it (or is NaN), evaluated exactly by the block's warps. A row of x that is not finite leaves no
+// bound meaning anything (ScreenKernel's parts then say +inf): every row is evaluated, and the token is the
+// bf16 pass's (TokenOf).
 static __global__ void __launch_bounds__(kFinalThreads)
     ScreenFinalKernel(const Part* __restrict__ parts,  // [m, num_parts]
                       int num_parts,
