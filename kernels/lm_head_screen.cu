@@ -7,6 +7,7 @@
 #include "kernels/env_knob.h"
 #include "kernels/lm_head_screen.h"
 #include "kernels/lm_head_screen_bound.h"
+#include "kernels/lm_head_screen_layout.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/rms_norm.cuh"
 #include "kernels/vec.cuh"
@@ -14,30 +15,23 @@
 namespace doze::kernels {
 namespace {
 
-constexpr int kTileRows = 32;  // vocabulary rows a warp screens: one a lane
-constexpr int kWarps = 4;      // tiles a block: 128 rows, one of them evaluated exactly
+using screen_layout::kTileRows;
+using screen_layout::PaddedRows;
+using screen_layout::PieceWeights;
+using screen_layout::Screen;
+using screen_layout::ScreenAt;
+
+constexpr int kWarps = 4;  // tiles a block: 128 rows, one of them evaluated exactly
 constexpr int kThreads = kWarps * 32;
 static_assert(kThreads == kAddRmsNormThreads, "the screen's norm holds the row as RmsNorm's block does");
-constexpr int kPieceBytes = 16;  // a lane's load: 16 int8 or 32 int4 weights of its row
-constexpr int kInFlight = 4;     // loads a lane keeps in flight
-constexpr int kMaxRows = 4;      // x rows
-constexpr int kMaxK = 4096;      // x's 16-bit copy, every row, in shared memory
+constexpr int kInFlight = 4;  // loads a lane keeps in flight
+constexpr int kMaxRows = 4;   // x rows
+constexpr int kMaxK = 4096;   // x's 16-bit copy, every row, in shared memory
 constexpr int kFinalThreads = 256;
 constexpr int kSettleThreads = 256;     // SettleKernel's block
 constexpr int kSettleRowsPerWarp = 64;  // rows a warp of SettleKernel checks
 constexpr int kSettleRows = kSettleThreads / 32 * kSettleRowsPerWarp;
 constexpr int kSettleAtOnce = 2;  // exact rows a warp of SettleKernel evaluates together
-constexpr int kBuildRows = 8;     // rows a block of the build kernel quantizes: one a warp
-
-// Weights in a piece of a copy of `bits`.
-__host__ __device__ constexpr int PieceWeights(int bits) { return kPieceBytes * 8 / bits; }
-
-struct Screen {
-  const uint4* q;      // [n_pad / 32][k / PieceWeights][32] pieces of 16 int8 or 32 int4 weights
-  const float* scale;  // [n_pad]: s_j
-  const float* error;  // [n_pad]: ||w_j - w~_j|| + the fp32 sum's rounding factor
-  const float* norm;   // [n_pad]: ||w~_j||
-};
 
 // A block's result for one x row: the fp32 logit and id of the best row it evaluated exactly, and the
 // largest upper bound of the rows it screened or checked and did not evaluate.
@@ -47,7 +41,6 @@ struct Part {
   float upper;
 };
 
-int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
 int SettleBlocks(int n) { return (n + kSettleRows - 1) / kSettleRows; }
 // Blocks of a grid whose warps take tiles_per_warp tiles of 32 rows each.
 int ScreenBlocks(int n, int tiles_per_warp) {
@@ -63,29 +56,6 @@ size_t ThresholdOffset(int n) {
           255) /
          256 * 256;
 }
-
-// A copy's bytes: the tiled weights, then three floats a row.
-size_t CopyBytes(int n, int k, int bits) {
-  const size_t rows = PaddedRows(n);
-  return rows * k * bits / 8 + 3 * rows * sizeof(float);
-}
-
-// The int8 copy starts the screen, the int4 copy follows it.
-Screen ScreenAt(const void* base, int n, int k, int bits) {
-  const size_t rows = PaddedRows(n);
-  const char* bytes = static_cast<const char*>(base) + (bits == 4 ? CopyBytes(n, k, 8) : 0);
-  const float* floats = reinterpret_cast<const float*>(bytes + rows * k * bits / 8);
-  return Screen{reinterpret_cast<const uint4*>(bytes), floats, floats + rows, floats + 2 * rows};
-}
-
-// Byte offset of row r's piece c in a tiled copy of `pieces` pieces a row.
-__host__ __device__ inline size_t PieceOffset(int r, int c, int pieces) {
-  return ((static_cast<size_t>(r / kTileRows) * pieces + c) * kTileRows + r % kTileRows) * kPieceBytes;
-}
-
-// The int4 copy's nibble of weight i (0-7) of a 32-bit word: weights 0-3 in the even nibbles, 4-7 in the
-// odd ones, so that word & 0x0f0f0f0f holds weights 0-3 as bytes and (word >> 4) & 0x0f0f0f0f weights 4-7.
-__host__ __device__ constexpr int NibbleOf(int i) { return i < 4 ? 2 * i : 2 * (i - 4) + 1; }
 
 // A float's bits as an unsigned integer of the same order (atomicMax on floats of either sign).
 __device__ __forceinline__ unsigned OrderedBits(float v) {
@@ -139,71 +109,6 @@ __device__ __forceinline__ float ExactLogit(const __nv_bfloat16* x, const __nv_b
   float out[1];
   ExactLogits<1>(x, rows, k, lane, out);
   return out[0];
-}
-
-// One warp a vocabulary row: its copy of `kBits`, scale and error factors (zeros past n).
-template <int kBits>
-static __global__ void __launch_bounds__(kBuildRows * 32)
-    BuildScreenKernel(const __nv_bfloat16* __restrict__ w,  // [n, k]
-                      char* __restrict__ q,                 // [n_pad * k * kBits / 8], tiled
-                      float* __restrict__ scale,            // [n_pad]
-                      float* __restrict__ error,            // [n_pad]
-                      float* __restrict__ norm,             // [n_pad]
-                      int n, int n_pad, int k) {
-  constexpr ScreenFormat kFormat = ScreenFormatOf(kBits);
-  constexpr int kWeights = PieceWeights(kBits);
-  const int lane = threadIdx.x & 31, row = blockIdx.x * kBuildRows + (threadIdx.x >> 5);
-  if (row >= n_pad) return;
-  const int pieces = k / kWeights;
-  const __nv_bfloat16* src = w + static_cast<size_t>(row < n ? row : 0) * k;
-  const auto load = [&](int c, float(&v)[kWeights / 8][8]) {
-#pragma unroll
-    for (int h = 0; h < kWeights / 8; ++h) LoadBf16x8(src + c * kWeights + 8 * h, v[h]);
-  };
-  float max_abs = 0.f;
-  for (int c = lane; c < pieces && row < n; c += 32) {
-    float v[kWeights / 8][8];
-    load(c, v);
-#pragma unroll
-    for (int i = 0; i < kWeights; ++i) max_abs = fmaxf(max_abs, fabsf(v[i / 8][i % 8]));
-  }
-  max_abs = WarpMax(max_abs);
-  const float s = ScreenScale(max_abs, kFormat.weight_max),
-              inv = ScreenInverseScale(max_abs, kFormat.weight_max);
-  double err_sq = 0, q_sq = 0, w_sq = 0;
-  for (int c = lane; c < pieces; c += 32) {
-    float v[kWeights / 8][8] = {};
-    if (row < n) load(c, v);
-    uint32_t packed[4] = {};
-#pragma unroll
-    for (int i = 0; i < kWeights; ++i) {
-      const float x = v[i / 8][i % 8];
-      const int qi = ScreenQuantize(x, inv, kFormat.weight_max);
-      const uint32_t stored = static_cast<uint32_t>(qi + kFormat.offset);
-      if constexpr (kBits == 8) {
-        packed[i / 4] |= (stored & 0xffu) << (8 * (i % 4));
-      } else {
-        packed[i / 8] |= stored << (4 * NibbleOf(i % 8));
-      }
-      const double dq = static_cast<double>(s) * qi;
-      err_sq += (x - dq) * (x - dq);
-      q_sq += dq * dq;
-      w_sq += static_cast<double>(x) * x;
-    }
-    *reinterpret_cast<uint4*>(q + PieceOffset(row, c, pieces)) =
-        make_uint4(packed[0], packed[1], packed[2], packed[3]);
-  }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    err_sq += __shfl_xor_sync(0xffffffffu, err_sq, offset);
-    q_sq += __shfl_xor_sync(0xffffffffu, q_sq, offset);
-    w_sq += __shfl_xor_sync(0xffffffffu, w_sq, offset);
-  }
-  if (lane == 0) {
-    scale[row] = s;
-    error[row] = row < n ? ScreenRowError(err_sq, w_sq, k) : 0.f;
-    norm[row] = ScreenRowNorm(q_sq);
-  }
 }
 
 struct Params {
@@ -685,24 +590,6 @@ bool LmHeadScreenPreferred(int m, int n, int k) {
 }
 
 bool LmHeadScreen4Fits(int m, int k) { return m == 1 && k % (PieceWeights(4) * kInFlight) == 0; }
-
-size_t LmHeadScreenBytes(int n, int k) { return CopyBytes(n, k, 8) + CopyBytes(n, k, 4); }
-
-void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaStream_t stream) {
-  if (!LmHeadScreenSupportsShape(n, k)) {
-    CudaFail("BuildLmHeadScreen", "needs k a multiple of 64, at most 4,096", __FILE__, __LINE__);
-  }
-  const int rows = PaddedRows(n), blocks = (rows + kBuildRows - 1) / kBuildRows;
-  const Screen s8 = ScreenAt(screen, n, k, 8), s4 = ScreenAt(screen, n, k, 4);
-  BuildScreenKernel<8><<<blocks, kBuildRows * 32, 0, stream>>>(
-      w, reinterpret_cast<char*>(const_cast<uint4*>(s8.q)), const_cast<float*>(s8.scale),
-      const_cast<float*>(s8.error), const_cast<float*>(s8.norm), n, rows, k);
-  CUDA_CHECK(cudaGetLastError());
-  BuildScreenKernel<4><<<blocks, kBuildRows * 32, 0, stream>>>(
-      w, reinterpret_cast<char*>(const_cast<uint4*>(s4.q)), const_cast<float*>(s4.scale),
-      const_cast<float*>(s4.error), const_cast<float*>(s4.norm), n, rows, k);
-  CUDA_CHECK(cudaGetLastError());
-}
 
 size_t LmHeadScreenWorkspaceBytes(int n) { return ThresholdOffset(n) + 2 * sizeof(unsigned); }
 
