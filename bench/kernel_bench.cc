@@ -567,7 +567,7 @@ void BenchLmHeadArgmax(cudaStream_t stream, std::vector<Result>& out) {
       out.push_back({"lm_head", "LmHeadScreenedArgmax" + rows,
                      operands.TimeLmHeadScreened(m, 8, workspace, tokens, stream), weights / 2, 0});
     }
-    if (kernels::LmHeadScreen4Fits(m, kLmHead.k)) {  // the int4 copy: a quarter of the bytes
+    if (m <= 4 && kernels::LmHeadScreen4Fits(kLmHead.k)) {  // the int4 copy: a quarter of the bytes
       out.push_back({"lm_head", "LmHeadScreenedArgmax int4" + rows,
                      operands.TimeLmHeadScreened(m, 4, workspace, tokens, stream), weights / 4, 0});
     }

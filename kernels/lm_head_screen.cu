@@ -46,16 +46,15 @@ int SettleBlocks(int n) { return (n + kSettleRows - 1) / kSettleRows; }
 int ScreenBlocks(int n, int tiles_per_warp) {
   return (PaddedRows(n) / kTileRows + kWarps * tiles_per_warp - 1) / (kWarps * tiles_per_warp);
 }
-// The workspace of m rows: every row's bound ([m, n] floats), then on a 256-byte boundary each block's Part
-// ([m, blocks], and for the int4 screen SettleKernel's after the screen's: four rows' room holds both); past
-// what four rows take, the int4 screen's published logit (Params::threshold), which no call of any row
-// count overwrites.
+// The workspace of m rows: every row's bound ([m, n] floats), then on a 256-byte boundary each x row's Parts
+// (the screen's blocks', then for the int4 copy SettleKernel's); past what four rows take, the int4 screen's
+// published logits (Params::threshold), which no call of any row count overwrites.
 size_t PartsOffset(int m, int n) { return (static_cast<size_t>(m) * n * sizeof(float) + 255) / 256 * 256; }
 size_t ThresholdOffset(int n) {
-  return (PartsOffset(kMaxRows, n) + static_cast<size_t>(kMaxRows) * ScreenBlocks(n, 1) * sizeof(Part) +
-          255) /
-         256 * 256;
+  const size_t parts = static_cast<size_t>(kMaxRows) * (ScreenBlocks(n, 1) + SettleBlocks(n));
+  return (PartsOffset(kMaxRows, n) + parts * sizeof(Part) + 255) / 256 * 256;
 }
+constexpr int kThresholdWords = kMaxRows + 1;  // a published logit an x row, then DOZE_SCREEN4_PROBE's count
 
 // A float's bits as an unsigned integer of the same order (atomicMax on floats of either sign).
 __device__ __forceinline__ unsigned OrderedBits(float v) {
@@ -117,10 +116,12 @@ struct Params {
   ScreenNorm norm;
   Screen screen;
   float* upper;         // [m, n]: every row's bound
-  Part* parts;          // [m, gridDim.x]
-  unsigned* threshold;  // [2]: the int4 screen's best exact logit so far (OrderedBits), 0 between calls;
-                        // then, with DOZE_SCREEN4_PROBE=1 (measurements), the rows SettleKernel evaluated
+  Part* parts;          // [m, parts_stride]: the screen's blocks' first
+  unsigned* threshold;  // [kThresholdWords]: each x row's best exact logit so far in the int4 screen
+                        // (OrderedBits), 0 between calls; then, with DOZE_SCREEN4_PROBE=1 (measurements),
+                        // the rows SettleKernel evaluated
   int m, n, k;
+  int parts_stride;  // Parts an x row: the screen's blocks and, for the int4 copy, SettleKernel's
   int tiles_per_warp;
 };
 
@@ -217,37 +218,35 @@ __device__ __forceinline__ void QuantizeX(const Params& p, const __nv_bfloat16* 
 }
 
 // acc[j] += x_j's integers of piece c (shared memory, a broadcast) times the lane's stored weights: 16 int8
-// (dp2a on the signed bytes) or 32 int4 (each word's nibbles split into two words of bytes, NibbleOf's
-// order).
+// or 32 int4, the int4 words' nibbles first split into words of bytes (NibbleOf's order makes them four
+// consecutive weights each), so that every word of bytes meets two pairs of x's 16-bit integers in dp2a.
 template <int kRows, int kBits>
 __device__ __forceinline__ void DotPiece(const int16_t* xs, int k, int c, const uint4& w,
                                          int32_t (&acc)[kRows]) {
   constexpr int kWeights = PieceWeights(kBits);
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  int bytes[kWeights / 4];
+  if constexpr (kBits == 8) {
+    bytes[0] = static_cast<int>(w.x), bytes[1] = static_cast<int>(w.y);
+    bytes[2] = static_cast<int>(w.z), bytes[3] = static_cast<int>(w.w);
+  } else {
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int h = 0; h < 4; ++h) {
+      bytes[2 * h] = static_cast<int>(words[h] & 0x0f0f0f0fu);
+      bytes[2 * h + 1] = static_cast<int>((words[h] >> 4) & 0x0f0f0f0fu);
+    }
+  }
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
     const int4* xr = reinterpret_cast<const int4*>(xs + j * k + c * kWeights);
     int32_t s = acc[j];
-    if constexpr (kBits == 8) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int4 a = xr[h];
-        s = __dp2a_lo(a.x, static_cast<int>(words[2 * h]), s);
-        s = __dp2a_hi(a.y, static_cast<int>(words[2 * h]), s);
-        s = __dp2a_lo(a.z, static_cast<int>(words[2 * h + 1]), s);
-        s = __dp2a_hi(a.w, static_cast<int>(words[2 * h + 1]), s);
-      }
-    } else {
-#pragma unroll
-      for (int h = 0; h < 4; ++h) {
-        const int4 a = xr[h];
-        const int low = static_cast<int>(words[h] & 0x0f0f0f0fu),
-                  high = static_cast<int>((words[h] >> 4) & 0x0f0f0f0fu);
-        s = __dp2a_lo(a.x, low, s);
-        s = __dp2a_hi(a.y, low, s);
-        s = __dp2a_lo(a.z, high, s);
-        s = __dp2a_hi(a.w, high, s);
-      }
+    for (int q = 0; q < kWeights / 8; ++q) {
+      const int4 a = xr[q];
+      s = __dp2a_lo(a.x, bytes[2 * q], s);
+      s = __dp2a_hi(a.y, bytes[2 * q], s);
+      s = __dp2a_lo(a.z, bytes[2 * q + 1], s);
+      s = __dp2a_hi(a.w, bytes[2 * q + 1], s);
     }
     acc[j] = s;
   }
@@ -305,25 +304,32 @@ __device__ __forceinline__ void EndWithChosenRows(const Params& p, const __nv_bf
                               : -INFINITY;
     // x not finite: no bound holds, every row is evaluated by the final kernel.
     const float upper = isfinite(stats[j].norm) ? others[j] : INFINITY;
-    if (lane == 0) p.parts[static_cast<size_t>(j) * gridDim.x + blockIdx.x] = Part{value, index, upper};
+    if (lane == 0) p.parts[static_cast<size_t>(j) * p.parts_stride + blockIdx.x] = Part{value, index, upper};
   }
 }
 
-// The block's end for its one x row where the copy's bound is too loose for one exact row a block to settle
-// the token (the int4 copy): warp 0 evaluates the chosen row exactly and publishes its logit (p.threshold
-// keeps the largest any block has published, an exact logit of some row); SettleKernel then evaluates every
-// row whose bound reaches it, so the block's Part bounds no other row.
-__device__ __forceinline__ void EndWithPublishedLogit(const Params& p, const __nv_bfloat16* x,
-                                                      const XStats& stats, Best chosen) {
-  const int lane = threadIdx.x & 31;
-  if (threadIdx.x >= 32) return;
-  const bool valid = chosen.index >= 0 && chosen.index < p.n;
-  const float value =
-      valid ? ExactLogit(x, p.w + static_cast<size_t>(chosen.index) * p.k, p.k, lane) : -INFINITY;
-  if (lane != 0) return;
-  if (isfinite(value)) atomicMax(p.threshold, OrderedBits(value));
-  // x not finite: no bound holds, every row is evaluated by the final kernel.
-  p.parts[blockIdx.x] = Part{value, chosen.index, isfinite(stats.norm) ? -INFINITY : INFINITY};
+// The block's end where the copy's bound is too loose for one exact row a block to settle the token (the int4
+// copy): warp j evaluates x row j's chosen row exactly and publishes its logit (p.threshold[j] keeps the
+// largest any block has published, an exact logit of some row); SettleKernel then evaluates every row whose
+// bound reaches it, so the block's Part bounds no other row.
+template <int kRows>
+__device__ __forceinline__ void EndWithPublishedLogits(const Params& p, const __nv_bfloat16* x,
+                                                       const XStats* stats, const Best (&chosen)[kRows]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) {
+    if (warp != j || j >= p.m) continue;
+    const int index = chosen[j].index;
+    const bool valid = index >= 0 && index < p.n;
+    const float value = valid ? ExactLogit(x + static_cast<size_t>(j) * p.k,
+                                           p.w + static_cast<size_t>(index) * p.k, p.k, lane)
+                              : -INFINITY;
+    if (lane != 0) continue;
+    if (isfinite(value)) atomicMax(p.threshold + j, OrderedBits(value));
+    // x not finite: no bound holds, every row is evaluated by the final kernel.
+    const float upper = isfinite(stats[j].norm) ? -INFINITY : INFINITY;
+    p.parts[static_cast<size_t>(j) * p.parts_stride + blockIdx.x] = Part{value, index, upper};
+  }
 }
 
 // Each warp screens tiles_per_warp tiles of 32 vocabulary rows (a lane a row, its row's copy of kBits
@@ -334,7 +340,6 @@ template <int kRows, int kBits>
 static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
                                                    : kRows == 2 ? 8
                                                                 : 4) ScreenKernel(Params p) {
-  static_assert(kBits == 8 || kRows == 1, "the int4 copy's end takes one x row");
   extern __shared__ __align__(16) int16_t xs[];  // [kRows][k], then with p.norm x's rows [kRows][k] in bf16
   __shared__ XStats stats[kRows];
   __shared__ Best warp_best[kRows][kWarps];
@@ -400,7 +405,7 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
     for (int w = 0; w < kWarps; ++w) chosen[j] = Better(chosen[j], warp_best[j][w]);
   }
   if constexpr (kBits == 4) {
-    EndWithPublishedLogit(p, x, stats[0], chosen[0]);
+    EndWithPublishedLogits<kRows>(p, x, stats, chosen);
   } else {
 #pragma unroll
     for (int j = 0; j < kRows; ++j) {
@@ -421,18 +426,19 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
   }
 }
 
-// After the int4 screen: every row whose bound reaches the largest published exact logit E (or is NaN) is
-// evaluated exactly. Each warp checks kSettleRowsPerWarp rows and lists the block's candidates in shared
-// memory; the warps then take them kSettleAtOnce at a time (their loads in flight together), so that a block
-// waits for about one round trip to memory whatever its own warps' share. The block's Part holds its best and
-// the largest bound of the rows it left out (all below E, so below the final best: the final kernel's second
-// pass stays for what no bound covers).
+// After the int4 screen, for x row blockIdx.y: every row whose bound reaches the largest published exact
+// logit E (or is NaN) is evaluated exactly. Each warp checks kSettleRowsPerWarp rows and lists the block's
+// candidates in shared memory; the warps then take them kSettleAtOnce at a time (their loads in flight
+// together), so that a block waits for about one round trip to memory whatever its own warps' share. The
+// block's Part holds its best and the largest bound of the rows it left out (all below E, so below the final
+// best: the final kernel's second pass stays for what no bound covers).
 static __global__ void __launch_bounds__(kSettleThreads)
-    SettleKernel(const float* __restrict__ upper,  // [n]
-                 const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
-                 const unsigned* __restrict__ threshold,  // [2]; [1] counts the exact rows with probe 1
-                 Part* __restrict__ parts,                // [gridDim.x]
-                 int n, int k, int probe) {
+    SettleKernel(const float* __restrict__ upper,         // [m, n]
+                 const __nv_bfloat16* __restrict__ x,     // [m, k]
+                 const __nv_bfloat16* __restrict__ w,     // [n, k]
+                 const unsigned* __restrict__ threshold,  // [kThresholdWords]; the last counts exact rows
+                 Part* __restrict__ parts,  // [m, parts_stride]: this kernel's from parts + first_part
+                 int parts_stride, int first_part, int n, int k, int probe) {
   __shared__ int candidates[kSettleRows];
   __shared__ int listed;
   __shared__ Best warp_best[kSettleThreads / 32];
@@ -442,8 +448,11 @@ static __global__ void __launch_bounds__(kSettleThreads)
   __syncthreads();
   GridDependencyWait();
   LaunchDependents();
+  const int j = blockIdx.y;
+  upper += static_cast<size_t>(j) * n;
+  x += static_cast<size_t>(j) * k;
   // Nothing published (no finite logit, as where x is not finite): the final kernel evaluates every row.
-  const float reach = FromOrderedBits(*threshold);
+  const float reach = FromOrderedBits(threshold[j]);
   const bool none = !(reach == reach);
   const int first = (blockIdx.x * (kSettleThreads / 32) + warp) * kSettleRowsPerWarp;
   float others = -INFINITY;
@@ -461,7 +470,7 @@ static __global__ void __launch_bounds__(kSettleThreads)
   }
   __syncthreads();
   const int total = listed;
-  if (probe == 1 && threadIdx.x == 0) atomicAdd(const_cast<unsigned*>(threshold) + 1, total);
+  if (probe == 1 && threadIdx.x == 0) atomicAdd(const_cast<unsigned*>(threshold) + kMaxRows, total);
   Best best = NoBest();
   for (int c = warp * kSettleAtOnce; c < total; c += kSettleThreads / 32 * kSettleAtOnce) {
     int rows[kSettleAtOnce];
@@ -489,7 +498,8 @@ static __global__ void __launch_bounds__(kSettleThreads)
     best = Better(best, warp_best[v]);
     others = fmaxf(others, warp_upper[v]);
   }
-  parts[blockIdx.x] = Part{best.value, best.index, others};
+  parts[static_cast<size_t>(j) * parts_stride + first_part + blockIdx.x] =
+      Part{best.value, best.index, others};
 }
 
 // The block's best (value, index) and largest bound, in every thread; blockDim.x == kFinalThreads.
@@ -521,16 +531,14 @@ static __global__ void __launch_bounds__(kFinalThreads)
                       const float* __restrict__ upper,  // [m, n]
                       const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
                       int32_t* __restrict__ tokens,      // [m]
-                      unsigned* __restrict__ threshold,  // [2]: reset for the next call (0: none published)
+                      unsigned* __restrict__ threshold,  // [kThresholdWords]: reset for the next call
                       int n, int k, int probe) {
   GridDependencyWait();
   LaunchDependents();
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    *threshold = 0;
-    if (probe == 1) {
-      printf("screen4 exact rows %u\n", threshold[1]);
-      threshold[1] = 0;
-    }
+  if (threadIdx.x == 0) threshold[blockIdx.x] = 0;  // 0: none published
+  if (blockIdx.x == 0 && threadIdx.x == 0 && probe == 1) {
+    printf("screen4 exact rows %u\n", threshold[kMaxRows]);
+    threshold[kMaxRows] = 0;
   }
   const int j = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   Best best = NoBest();
@@ -561,11 +569,12 @@ static __global__ void __launch_bounds__(kFinalThreads)
 }
 
 // Launches the screen for kRows with as many tiles a warp as it takes for every block to be resident at once
-// (a second wave would leave a tail of blocks streaming alone); returns the grid's blocks.
+// (a second wave would leave a tail of blocks streaming alone), `later_parts` Parts an x row left after its
+// blocks' (SettleKernel's); returns the grid's blocks.
 // Registers, not x's few KB of shared memory, bound the blocks a multiprocessor holds: the count is taken
 // once.
 template <int kRows, int kBits>
-int LaunchScreen(Params p, cudaStream_t stream) {
+int LaunchScreen(Params p, int later_parts, cudaStream_t stream) {
   const size_t shared = static_cast<size_t>(kRows) * p.k * (sizeof(int16_t) + sizeof(__nv_bfloat16));
   static const int resident = [shared] {
     int per_multiprocessor = 0;
@@ -576,6 +585,7 @@ int LaunchScreen(Params p, cudaStream_t stream) {
   const int tiles = PaddedRows(p.n) / kTileRows;
   p.tiles_per_warp = std::max(1, (tiles + kWarps * resident - 1) / (kWarps * resident));
   const int blocks = ScreenBlocks(p.n, p.tiles_per_warp);
+  p.parts_stride = blocks + later_parts;
   LaunchWithPdl(ScreenKernel<kRows, kBits>, dim3(blocks), dim3(kThreads), shared, stream, p);
   return blocks;
 }
@@ -589,9 +599,9 @@ bool LmHeadScreenPreferred(int m, int n, int k) {
   return enabled && m >= 1 && m <= kMaxRows && LmHeadScreenSupportsShape(n, k);
 }
 
-bool LmHeadScreen4Fits(int m, int k) { return m == 1 && k % (PieceWeights(4) * kInFlight) == 0; }
+bool LmHeadScreen4Fits(int k) { return k % (PieceWeights(4) * kInFlight) == 0; }
 
-size_t LmHeadScreenWorkspaceBytes(int n) { return ThresholdOffset(n) + 2 * sizeof(unsigned); }
+size_t LmHeadScreenWorkspaceBytes(int n) { return ThresholdOffset(n) + kThresholdWords * sizeof(unsigned); }
 
 bool LmHeadScreenNormFits(int k) { return k <= kAddRmsNormThreads * 8; }
 
@@ -606,29 +616,30 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
   if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out == nullptr))
     CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and an output", __FILE__, __LINE__);
   static const bool int4_enabled = EnvFlag("DOZE_LM_HEAD_SCREEN4");
-  const int bits = weight_bits != 0 ? weight_bits : int4_enabled && LmHeadScreen4Fits(m, k) ? 4 : 8;
-  if ((bits != 4 && bits != 8) || (bits == 4 && !LmHeadScreen4Fits(m, k)))
-    CudaFail("LmHeadScreenedArgmax", "the int4 copy takes one row and k a multiple of 128", __FILE__,
-             __LINE__);
+  const int bits = weight_bits != 0 ? weight_bits : int4_enabled && LmHeadScreen4Fits(k) ? 4 : 8;
+  if ((bits != 4 && bits != 8) || (bits == 4 && !LmHeadScreen4Fits(k)))
+    CudaFail("LmHeadScreenedArgmax", "the int4 copy takes k a multiple of 128", __FILE__, __LINE__);
   const __nv_bfloat16* rows = norm.residual != nullptr ? norm.out : x;
   char* bytes = static_cast<char*>(workspace);
   float* upper = reinterpret_cast<float*>(bytes);
   Part* parts = reinterpret_cast<Part*>(bytes + PartsOffset(m, n));
   unsigned* threshold = reinterpret_cast<unsigned*>(bytes + ThresholdOffset(n));
   static const int probe = EnvInt("DOZE_SCREEN4_PROBE", 0);
-  const Params p{rows, w, norm, ScreenAt(screen, n, k, bits), upper, parts, threshold, m, n, k, 1};
-  int blocks = bits == 4 ? LaunchScreen<1, 4>(p, stream)
-               : m == 1  ? LaunchScreen<1, 8>(p, stream)
-               : m == 2  ? LaunchScreen<2, 8>(p, stream)
-                         : LaunchScreen<4, 8>(p, stream);
+  const Params p{rows, w, norm, ScreenAt(screen, n, k, bits), upper, parts, threshold, m, n, k, 0, 1};
+  const int settle = bits == 4 ? SettleBlocks(n) : 0;
+  const int blocks = bits == 4 ? (m == 1   ? LaunchScreen<1, 4>(p, settle, stream)
+                                  : m == 2 ? LaunchScreen<2, 4>(p, settle, stream)
+                                           : LaunchScreen<4, 4>(p, settle, stream))
+                     : m == 1  ? LaunchScreen<1, 8>(p, 0, stream)
+                     : m == 2  ? LaunchScreen<2, 8>(p, 0, stream)
+                               : LaunchScreen<4, 8>(p, 0, stream);
   if (bits == 4) {
-    LaunchWithPdl(SettleKernel, dim3(SettleBlocks(n)), dim3(kSettleThreads), 0, stream,
-                  static_cast<const float*>(upper), rows, w, static_cast<const unsigned*>(threshold),
-                  parts + blocks, n, k, probe);
-    blocks += SettleBlocks(n);
+    LaunchWithPdl(SettleKernel, dim3(settle, m), dim3(kSettleThreads), 0, stream,
+                  static_cast<const float*>(upper), rows, w, static_cast<const unsigned*>(threshold), parts,
+                  blocks + settle, blocks, n, k, probe);
   }
   LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
-                blocks, static_cast<const float*>(upper), rows, w, tokens, threshold, n, k, probe);
+                blocks + settle, static_cast<const float*>(upper), rows, w, tokens, threshold, n, k, probe);
 }
 
 }  // namespace doze::kernels

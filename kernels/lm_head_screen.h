@@ -12,12 +12,12 @@
 // whatever the weights, from n k bytes of int8 where the bf16 pass reads 2 n k. The fp32 sums run in another
 // order than LmHeadArgmax's: where two logits are within rounding of each other the choice may differ.
 //
-// One row reads an int4 copy instead (n k / 2 bytes; levels -7..7 a row, stored with an offset of 8). Its
-// bound is too loose for one exact row a block to settle the token (on random rows of the 0.5B shape a few
-// percent of the vocabulary lies within it of the best), so each block evaluates its best row exactly and
-// publishes that logit (an atomic maximum, E), and a second kernel evaluates exactly every row whose bound
-// reaches E. E is some row's exact logit, so at most the final best: the rows left out cannot reach it, and
-// the token is the same as the int8 screen's.
+// Where k is a multiple of 128 the kernel reads an int4 copy instead (n k / 2 bytes; levels -7..7 a row,
+// stored with an offset of 8). Its bound is too loose for one exact row a block to settle the token (on
+// random rows of the 0.5B shape ~1% of the vocabulary lies within it of the best), so each block evaluates
+// its best row exactly and publishes that logit (an atomic maximum, E, an x row), and a second kernel
+// evaluates exactly every row whose bound reaches E. E is some row's exact logit, so at most the final best:
+// the rows left out cannot reach it, and the token is the same as the int8 screen's.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -37,11 +37,11 @@ bool LmHeadScreenPreferred(int m, int n, int k);
 
 // Bytes of the screen of an [n, k] head: the int8 copy in tiles of 32 rows ([n / 32][k / 16][32][16 bytes],
 // n rounded up to 32), then three floats a row (scale, error factor, norm of the copy); then the int4 copy
-// alike ([n / 32][k / 32][32][16 bytes]) and its three floats a row.
+// alike ([n / 32][k / 32][32][16 bytes]) and its three floats a row (kernels/lm_head_screen_layout.cuh).
 size_t LmHeadScreenBytes(int n, int k);
 
-// Whether the int4 copy can serve m rows of k: one row, k a multiple of 128.
-bool LmHeadScreen4Fits(int m, int k);
+// Whether the int4 copy can serve rows of k: k a multiple of 128.
+bool LmHeadScreen4Fits(int k);
 
 // Writes the screen of w into `screen` (zeros for the rows past n). Synchronous with `stream` only.
 void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]

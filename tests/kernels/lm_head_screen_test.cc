@@ -1,8 +1,8 @@
 // The screened greedy LM head (kernels/lm_head_screen.h), its int8 and int4 copies. On the CPU: the screen's
 // bound is above every logit's exact value and fp32 sums, on random rows, on rows built to strain it (one
 // huge element, a massive activation in x, constant rows) and where it is nearly tight. On the GPU: the
-// kernel's bounds are its CPU reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows (one row
-// through either copy), vocabularies that end inside a tile, two hidden sizes and the whole Qwen2.5-0.5B
+// kernel's bounds are its CPU reference's; the tokens are the fp32 logits' argmax at 1 to 4 rows through
+// either copy, vocabularies that end inside a tile, two hidden sizes and the whole Qwen2.5-0.5B
 // vocabulary (where warps take several tiles); ties go to the lower id inside a block, a lane and across
 // blocks; a row that only the exact sums rank first (the copies equal) is found; an all-zero x ties every
 // row; the bf16 pass (kernels/lm_head_argmax.h) chooses the same tokens; rows of x that are not finite give
@@ -211,15 +211,12 @@ void ExpectArgmax(const std::vector<int32_t>& tokens, const std::vector<float>& 
 
 class LmHeadScreenShapeTest : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
 
-// Copies a row count takes: the int8 one at every count, the int4 one at one row.
-std::vector<int> CopiesFor(int m) { return m == 1 ? std::vector<int>{8, 4} : std::vector<int>{8}; }
-
 TEST_P(LmHeadScreenShapeTest, MatchesExactArgmax) {
   DOZE_SKIP_WITHOUT_GPU();
   const auto [m, n, k] = GetParam();
   ASSERT_TRUE(LmHeadScreenSupportsShape(n, k));
   const Operands o(m, n, k, m * 7919 + n + k, 0.1f);
-  for (int bits : CopiesFor(m)) {
+  for (int bits : {8, 4}) {
     SCOPED_TRACE(::testing::Message() << "int" << bits << " copy");
     const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
     ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
@@ -242,7 +239,8 @@ TEST(LmHeadScreenTest, FullVocabulary) {
   DOZE_SKIP_WITHOUT_GPU();
   const int n = 151936, k = 896;
   const Operands o(2, n, k, 5, 0.1f);
-  ExpectArgmax(RunScreened(o.x, o.w, 2, n, k).tokens, o.x, o.w, 2, n, k);
+  ExpectArgmax(RunScreened(o.x, o.w, 2, n, k, 8).tokens, o.x, o.w, 2, n, k);
+  ExpectArgmax(RunScreened(o.x, o.w, 2, n, k, 4).tokens, o.x, o.w, 2, n, k);
   ExpectArgmax(RunScreened(o.x, o.w, 1, n, k, 4).tokens, o.x, o.w, 1, n, k);
 }
 
@@ -269,7 +267,7 @@ TEST_P(LmHeadScreenTieTest, TieInOneBlockGoesToTheLowerId) {
   const auto [n, high] = GetParam();
   const int k = 256;
   const Operands o = TiedRows(n, k, 130, high, 0.f);
-  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{1, 4}}) {
+  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{3, 4}, std::pair{1, 4}}) {
     const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
     EXPECT_EQ(run.tokens[0], 130) << "int" << bits;
     ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
@@ -285,7 +283,7 @@ TEST_P(LmHeadScreenTieTest, ExactSumsFindWhatTheCopyCannotRank) {
   const auto [n, high] = GetParam();
   const int k = 256;
   const Operands o = TiedRows(n, k, 130, high, 1.f / 512);
-  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{1, 4}}) {
+  for (const auto& [m, bits] : {std::pair{3, 8}, std::pair{3, 4}, std::pair{1, 4}}) {
     const reference::LmHeadScreenRows screen = reference::BuildLmHeadScreen(o.w.data(), n, k, bits);
     ASSERT_TRUE(
         std::equal(screen.q.begin() + 130 * k, screen.q.begin() + 131 * k, screen.q.begin() + high * k));
@@ -304,6 +302,7 @@ TEST(LmHeadScreenTest, TieAcrossBlocksGoesToTheLowerId) {
   const int n = 7000, k = 256;
   const Operands o = TiedRows(n, k, 300, 6500, 0.f);
   EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k, 8).tokens[0], 300);
+  EXPECT_EQ(RunScreened(o.x, o.w, 3, n, k, 4).tokens[0], 300);
   EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], 300);
 }
 
@@ -313,10 +312,11 @@ TEST(LmHeadScreenTest, ZeroInputTiesEveryRow) {
   const int m = 2, n = 3000, k = 128;
   Operands o(m, n, k, 11, 0.1f);
   std::fill(o.x.begin(), o.x.begin() + k, 0.f);
-  const ScreenRun run = RunScreened(o.x, o.w, m, n, k);
-  EXPECT_EQ(run.tokens[0], 0);
-  ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
-  EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], 0);
+  for (int bits : {8, 4}) {
+    const ScreenRun run = RunScreened(o.x, o.w, m, n, k, bits);
+    EXPECT_EQ(run.tokens[0], 0) << "int" << bits;
+    ExpectArgmax(run.tokens, o.x, o.w, m, n, k);
+  }
 }
 
 // The bf16 pass it replaces chooses the same tokens (or, summed in another order, a logit within rounding).
@@ -330,12 +330,13 @@ TEST(LmHeadScreenTest, ChoosesAsTheBf16Pass) {
   LmHeadArgmax(d_x.get(), d_w.get(), d_tokens.get(), m, n, k, d_workspace.get(), nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<int32_t> bf16_pass = d_tokens.Download();
-  const std::vector<int32_t> screened = RunScreened(o.x, o.w, m, n, k).tokens;
+  const std::vector<int32_t> screened = RunScreened(o.x, o.w, m, n, k, 8).tokens;
   int same = 0;
   for (int r = 0; r < m; ++r) same += bf16_pass[r] == screened[r];
   EXPECT_GE(same, m - 1);
   ExpectArgmax(screened, o.x, o.w, m, n, k);
-  // One row: the int4 screen's token is the int8 screen's (both the argmax of the same exact sums).
+  // The int4 screen's tokens are the int8 screen's (both the argmax of the same exact sums).
+  EXPECT_EQ(RunScreened(o.x, o.w, m, n, k, 4).tokens, screened);
   EXPECT_EQ(RunScreened(o.x, o.w, 1, n, k, 4).tokens[0], RunScreened(o.x, o.w, 1, n, k, 8).tokens[0]);
 }
 
@@ -348,13 +349,15 @@ TEST(LmHeadScreenTest, NonFiniteRowsGiveTokensInTheVocabulary) {
   for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
 }
 
-// The int4 screen of a row that is not finite, at a k it takes.
-TEST(LmHeadScreenTest, NonFiniteRowGivesTheBf16PassTokenThroughTheInt4Copy) {
+// The int4 screen of rows that are not finite, at a k it takes, together and one at a time.
+TEST(LmHeadScreenTest, NonFiniteRowsGiveTheBf16PassTokensThroughTheInt4Copy) {
   DOZE_SKIP_WITHOUT_GPU();
   const testing::NonFiniteLmHead c(5000, 128, 23);
+  const std::vector<int32_t> tokens = RunScreened(c.o.x, c.o.w, 3, 5000, 128, 4).tokens;
   for (int r = 0; r < 3; ++r) {
+    EXPECT_EQ(tokens[r], c.want[r]) << "row " << r;
     const std::vector<float> x(c.o.x.begin() + r * 128, c.o.x.begin() + (r + 1) * 128);
-    EXPECT_EQ(RunScreened(x, c.o.w, 1, 5000, 128, 4).tokens[0], c.want[r]) << "row " << r;
+    EXPECT_EQ(RunScreened(x, c.o.w, 1, 5000, 128, 4).tokens[0], c.want[r]) << "row " << r << " alone";
   }
 }
 
@@ -363,19 +366,19 @@ TEST(LmHeadScreenTest, NonFiniteRowGivesTheBf16PassTokenThroughTheInt4Copy) {
 // the next call (the word reset) is exact too.
 TEST(LmHeadScreenTest, StalePublishedLogitDoesNotChangeTheToken) {
   DOZE_SKIP_WITHOUT_GPU();
-  const int n = 40000, k = 896;
-  const Operands o(1, n, k, 29, 0.1f);
+  const int m = 2, n = 40000, k = 896;
+  const Operands o(m, n, k, 29, 0.1f);
   DeviceArray<__nv_bfloat16> d_x(ToBf16(o.x)), d_w(ToBf16(o.w));
   DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(n));
-  DeviceArray<int32_t> d_tokens(1);
+  DeviceArray<int32_t> d_tokens(m);
   BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
   CUDA_CHECK(cudaMemset(d_workspace.get(), 0xfe, LmHeadScreenWorkspaceBytes(n)));  // 0xfefefefe: ~1.7e38
   for (int call = 0; call < 2; ++call) {
     d_tokens.Poison();
-    LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), 1, n, k, d_workspace.get(),
+    LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
                          nullptr, {}, 4);
     CUDA_CHECK(cudaDeviceSynchronize());
-    ExpectArgmax(d_tokens.Download(), o.x, o.w, 1, n, k);
+    ExpectArgmax(d_tokens.Download(), o.x, o.w, m, n, k);
   }
 }
 
@@ -396,17 +399,21 @@ TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
           d_x(static_cast<size_t>(m) * k), d_x_taken(static_cast<size_t>(m) * k);
       DeviceArray<char> d_workspace(LmHeadScreenWorkspaceBytes(n));
       DeviceArray<int32_t> d_tokens(m), d_tokens_taken(m);
-      d_x_taken.Poison();
-      d_tokens_taken.Poison();
       RmsNorm(d_res.get(), d_weight.get(), d_x.get(), m, k, 1e-6f, nullptr);
-      LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
-                           nullptr);
-      LmHeadScreenedArgmax(nullptr, d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
-                           d_workspace.get(), nullptr,
-                           ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()});
-      CUDA_CHECK(cudaDeviceSynchronize());
-      EXPECT_EQ(ToFloat(d_x_taken.Download()), ToFloat(d_x.Download())) << "x, m=" << m << " k=" << k;
-      EXPECT_EQ(d_tokens_taken.Download(), d_tokens.Download()) << "tokens, m=" << m << " k=" << k;
+      for (int bits : {8, 4}) {
+        d_x_taken.Poison();
+        d_tokens_taken.Poison();
+        LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
+                             nullptr, {}, bits);
+        LmHeadScreenedArgmax(nullptr, d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
+                             d_workspace.get(), nullptr,
+                             ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()}, bits);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        EXPECT_EQ(ToFloat(d_x_taken.Download()), ToFloat(d_x.Download()))
+            << "x, m=" << m << " k=" << k << " int" << bits;
+        EXPECT_EQ(d_tokens_taken.Download(), d_tokens.Download())
+            << "tokens, m=" << m << " k=" << k << " int" << bits;
+      }
     }
   }
 }
@@ -418,9 +425,8 @@ TEST(LmHeadScreenTest, Supports) {
   EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 8192));  // x's copies beyond the shared-memory budget
   EXPECT_FALSE(LmHeadScreenPreferred(5, 151936, 896));    // more rows than the kernel takes
   EXPECT_EQ(LmHeadScreenBytes(33, 128), 64u * 128 + 64u * 64 + 2 * 3 * 64 * sizeof(float));
-  EXPECT_TRUE(LmHeadScreen4Fits(1, 896));
-  EXPECT_FALSE(LmHeadScreen4Fits(2, 896));  // one row only
-  EXPECT_FALSE(LmHeadScreen4Fits(1, 192));  // k not whole 128-wide groups of pieces
+  EXPECT_TRUE(LmHeadScreen4Fits(896));
+  EXPECT_FALSE(LmHeadScreen4Fits(192));  // k not whole 128-wide groups of pieces
 }
 
 }  // namespace
