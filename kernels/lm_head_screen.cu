@@ -287,34 +287,15 @@ struct WarpTiles {
   __device__ int operator()(int t) const { return (block * per_warp + t) * kWarps + warp; }
 };
 
-// The block's end for its x rows where one exact row settles them (the int8 copy): warp j evaluates x row
-// j's chosen row exactly; the block's Part keeps the largest bound of its other rows.
+// The block's end: warp j evaluates x row j's chosen row exactly and writes the block's Part for that row,
+// with `others[j]` the largest bound of the rows the block leaves unevaluated (the int8 copy: its other rows;
+// the int4 copy: none, SettleKernel checks them all). With `publish` (the int4 copy, whose bound is too loose
+// for one exact row a block to settle the token) the logit also goes into p.threshold[j], which keeps the
+// largest any block has published, an exact logit of some row, for SettleKernel.
 template <int kRows>
 __device__ __forceinline__ void EndWithChosenRows(const Params& p, const __nv_bfloat16* x,
                                                   const XStats* stats, const Best (&chosen)[kRows],
-                                                  const float (&others)[kRows]) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int j = 0; j < kRows; ++j) {
-    if (warp != j || j >= p.m) continue;
-    const int index = chosen[j].index;
-    const bool valid = index >= 0 && index < p.n;
-    const float value = valid ? ExactLogit(x + static_cast<size_t>(j) * p.k,
-                                           p.w + static_cast<size_t>(index) * p.k, p.k, lane)
-                              : -INFINITY;
-    // x not finite: no bound holds, every row is evaluated by the final kernel.
-    const float upper = isfinite(stats[j].norm) ? others[j] : INFINITY;
-    if (lane == 0) p.parts[static_cast<size_t>(j) * p.parts_stride + blockIdx.x] = Part{value, index, upper};
-  }
-}
-
-// The block's end where the copy's bound is too loose for one exact row a block to settle the token (the int4
-// copy): warp j evaluates x row j's chosen row exactly and publishes its logit (p.threshold[j] keeps the
-// largest any block has published, an exact logit of some row); SettleKernel then evaluates every row whose
-// bound reaches it, so the block's Part bounds no other row.
-template <int kRows>
-__device__ __forceinline__ void EndWithPublishedLogits(const Params& p, const __nv_bfloat16* x,
-                                                       const XStats* stats, const Best (&chosen)[kRows]) {
+                                                  const float (&others)[kRows], bool publish) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int j = 0; j < kRows; ++j) {
@@ -325,9 +306,9 @@ __device__ __forceinline__ void EndWithPublishedLogits(const Params& p, const __
                                            p.w + static_cast<size_t>(index) * p.k, p.k, lane)
                               : -INFINITY;
     if (lane != 0) continue;
-    if (isfinite(value)) atomicMax(p.threshold + j, OrderedBits(value));
+    if (publish && isfinite(value)) atomicMax(p.threshold + j, OrderedBits(value));
     // x not finite: no bound holds, every row is evaluated by the final kernel.
-    const float upper = isfinite(stats[j].norm) ? -INFINITY : INFINITY;
+    const float upper = isfinite(stats[j].norm) ? others[j] : INFINITY;
     p.parts[static_cast<size_t>(j) * p.parts_stride + blockIdx.x] = Part{value, index, upper};
   }
 }
@@ -404,9 +385,10 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) chosen[j] = Better(chosen[j], warp_best[j][w]);
   }
-  if constexpr (kBits == 4) {
-    EndWithPublishedLogits<kRows>(p, x, stats, chosen);
-  } else {
+  float others[kRows];
+#pragma unroll
+  for (int j = 0; j < kRows; ++j) others[j] = -INFINITY;
+  if constexpr (kBits == 8) {
 #pragma unroll
     for (int j = 0; j < kRows; ++j) {
       const bool holds_chosen = mine[j].best.index == chosen[j].index;
@@ -415,15 +397,13 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
       if (lane == 0) warp_upper[j][warp] = other;
     }
     __syncthreads();
-    float others[kRows];
 #pragma unroll
     for (int j = 0; j < kRows; ++j) {
-      others[j] = -INFINITY;
 #pragma unroll
       for (int w = 0; w < kWarps; ++w) others[j] = fmaxf(others[j], warp_upper[j][w]);
     }
-    EndWithChosenRows<kRows>(p, x, stats, chosen, others);
   }
+  EndWithChosenRows<kRows>(p, x, stats, chosen, others, /*publish=*/kBits == 4);
 }
 
 // After the int4 screen, for x row blockIdx.y: every row whose bound reaches the largest published exact
