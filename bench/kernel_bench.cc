@@ -93,7 +93,8 @@ class LinearOperands {
     FreeAll(weights_);
     FreeAll(x_);
     FreeAll(bias_);
-    for (void* screen : screens_) cudaFree(screen);
+    for (const std::vector<void*>& screens : screens_)
+      for (void* screen : screens) cudaFree(screen);
     cudaFree(y_);
   }
   LinearOperands(const LinearOperands&) = delete;
@@ -136,16 +137,16 @@ class LinearOperands {
   // Through kernels::LmHeadScreenedArgmax's copy of `bits`, every weight copy with its own screen (built on
   // the first call).
   double TimeLmHeadScreened(int m, int bits, void* workspace, int32_t* tokens, cudaStream_t stream) {
-    for (size_t i = screens_.size(); i < weights_.size(); ++i) {
+    std::vector<void*>& screens = screens_[bits == 4];
+    for (size_t i = screens.size(); i < weights_.size(); ++i) {
       void* screen;
-      CUDA_CHECK(cudaMalloc(&screen, kernels::LmHeadScreenBytes(s_.n, s_.k)));
-      kernels::BuildLmHeadScreen(weights_[i], screen, s_.n, s_.k, stream);
-      screens_.push_back(screen);
+      CUDA_CHECK(cudaMalloc(&screen, kernels::LmHeadScreenBytes(s_.n, s_.k, bits)));
+      kernels::BuildLmHeadScreen(weights_[i], screen, s_.n, s_.k, bits, stream);
+      screens.push_back(screen);
     }
     return Time(stream, [&](const bf16* w) {
       const size_t copy = std::find(weights_.begin(), weights_.end(), w) - weights_.begin();
-      kernels::LmHeadScreenedArgmax(x_[0], w, screens_[copy], tokens, m, s_.n, s_.k, workspace, stream, {},
-                                    bits);
+      kernels::LmHeadScreenedArgmax(x_[0], w, screens[copy], bits, tokens, m, s_.n, s_.k, workspace, stream);
     });
   }
 
@@ -160,7 +161,8 @@ class LinearOperands {
 
   const LinearShape& s_;
   std::vector<bf16*> weights_, x_, bias_;
-  std::vector<void*> screens_;  // [weights_.size()]: kernels::LmHeadScreenBytes each, where timed
+  // The int8 copies' screens, then the int4 ones: [weights_.size()] each, where timed.
+  std::vector<void*> screens_[2];
   void* y_ = nullptr;
 };
 

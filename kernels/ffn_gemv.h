@@ -3,7 +3,7 @@
 // NormSwiGluGemv's warps do; once the group's 16 activations are in shared memory, each thread multiplies 8
 // of them by its rows' 16-byte piece of the group's columns of down_proj (a group is one 32-byte sector of
 // each row), so down's bytes stream beside gate/up's and no kernel waits between them. The group's 16 up rows
-// (contiguous) come by one bulk copy into shared memory (but in a block's last round), the rest through
+// (contiguous) come by one bulk copy into shared memory (except in a block's last round), the rest through
 // registers. Each row's share,
 // added over the block's groups in order, goes into `pending` as fixed-point integers
 // (kernels/pending_residual.h: the total does not depend on the order the blocks' additions land in). The

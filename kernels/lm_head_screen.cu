@@ -413,10 +413,10 @@ static __global__ void __launch_bounds__(kThreads, kRows == 1   ? 9
 // block's Part holds its best and the largest bound of the rows it left out (all below E, so below the final
 // best: the final kernel's second pass stays for what no bound covers).
 static __global__ void __launch_bounds__(kSettleThreads)
-    SettleKernel(const float* __restrict__ upper,         // [m, n]
-                 const __nv_bfloat16* __restrict__ x,     // [m, k]
-                 const __nv_bfloat16* __restrict__ w,     // [n, k]
-                 const unsigned* __restrict__ threshold,  // [kThresholdWords]; the last counts exact rows
+    SettleKernel(const float* __restrict__ upper,      // [m, n]
+                 const __nv_bfloat16* __restrict__ x,  // [m, k]
+                 const __nv_bfloat16* __restrict__ w,  // [n, k]
+                 unsigned* __restrict__ threshold,  // [kThresholdWords]; the last counts exact rows (probe)
                  Part* __restrict__ parts,  // [m, parts_stride]: this kernel's from parts + first_part
                  int parts_stride, int first_part, int n, int k, int probe) {
   __shared__ int candidates[kSettleRows];
@@ -450,7 +450,7 @@ static __global__ void __launch_bounds__(kSettleThreads)
   }
   __syncthreads();
   const int total = listed;
-  if (probe == 1 && threadIdx.x == 0) atomicAdd(const_cast<unsigned*>(threshold) + kMaxRows, total);
+  if (probe == 1 && threadIdx.x == 0) atomicAdd(threshold + kMaxRows, total);
   Best best = NoBest();
   for (int c = warp * kSettleAtOnce; c < total; c += kSettleThreads / 32 * kSettleAtOnce) {
     int rows[kSettleAtOnce];
@@ -581,13 +581,18 @@ bool LmHeadScreenPreferred(int m, int n, int k) {
 
 bool LmHeadScreen4Fits(int k) { return k % (PieceWeights(4) * kInFlight) == 0; }
 
+int LmHeadScreenDefaultBits(int k) {
+  static const bool int4_enabled = EnvFlag("DOZE_LM_HEAD_SCREEN4");
+  return int4_enabled && LmHeadScreen4Fits(k) ? 4 : 8;
+}
+
 size_t LmHeadScreenWorkspaceBytes(int n) { return ThresholdOffset(n) + kThresholdWords * sizeof(unsigned); }
 
 bool LmHeadScreenNormFits(int k) { return k <= kAddRmsNormThreads * 8; }
 
-void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int32_t* tokens,
-                          int m, int n, int k, void* workspace, cudaStream_t stream, const ScreenNorm& norm,
-                          int weight_bits) {
+void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const void* screen, int bits,
+                          int32_t* tokens, int m, int n, int k, void* workspace, cudaStream_t stream,
+                          const ScreenNorm& norm) {
   if (m == 0) return;
   if (m < 0 || m > kMaxRows || !LmHeadScreenSupportsShape(n, k)) {
     CudaFail("LmHeadScreenedArgmax", "needs 1 <= m <= 4 and k a multiple of 64, at most 4,096", __FILE__,
@@ -595,8 +600,6 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
   }
   if (norm.residual != nullptr && (!LmHeadScreenNormFits(k) || norm.out == nullptr))
     CudaFail("LmHeadScreenedArgmax", "the norm takes k of at most 1,024 and an output", __FILE__, __LINE__);
-  static const bool int4_enabled = EnvFlag("DOZE_LM_HEAD_SCREEN4");
-  const int bits = weight_bits != 0 ? weight_bits : int4_enabled && LmHeadScreen4Fits(k) ? 4 : 8;
   if ((bits != 4 && bits != 8) || (bits == 4 && !LmHeadScreen4Fits(k)))
     CudaFail("LmHeadScreenedArgmax", "the int4 copy takes k a multiple of 128", __FILE__, __LINE__);
   const __nv_bfloat16* rows = norm.residual != nullptr ? norm.out : x;
@@ -615,8 +618,8 @@ void LmHeadScreenedArgmax(const __nv_bfloat16* x, const __nv_bfloat16* w, const 
                                : LaunchScreen<4, 8>(p, 0, stream);
   if (bits == 4) {
     LaunchWithPdl(SettleKernel, dim3(settle, m), dim3(kSettleThreads), 0, stream,
-                  static_cast<const float*>(upper), rows, w, static_cast<const unsigned*>(threshold), parts,
-                  blocks + settle, blocks, n, k, probe);
+                  static_cast<const float*>(upper), rows, w, threshold, parts, blocks + settle, blocks, n, k,
+                  probe);
   }
   LaunchWithPdl(ScreenFinalKernel, dim3(m), dim3(kFinalThreads), 0, stream, static_cast<const Part*>(parts),
                 blocks + settle, static_cast<const float*>(upper), rows, w, tokens, threshold, n, k, probe);

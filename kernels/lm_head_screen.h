@@ -12,12 +12,13 @@
 // whatever the weights, from n k bytes of int8 where the bf16 pass reads 2 n k. The fp32 sums run in another
 // order than LmHeadArgmax's: where two logits are within rounding of each other the choice may differ.
 //
-// Where k is a multiple of 128 the kernel reads an int4 copy instead (n k / 2 bytes; levels -7..7 a row,
-// stored with an offset of 8). Its bound is too loose for one exact row a block to settle the token (on
-// random rows of the 0.5B shape ~1% of the vocabulary lies within it of the best), so each block evaluates
-// its best row exactly and publishes that logit (an atomic maximum, E, an x row), and a second kernel
-// evaluates exactly every row whose bound reaches E. E is some row's exact logit, so at most the final best:
-// the rows left out cannot reach it, and the token is the same as the int8 screen's.
+// A screen holds one copy. Where k is a multiple of 128 the runner builds an int4 copy instead (n k / 2
+// bytes; levels -7..7 a row, stored with an offset of 8; LmHeadScreenDefaultBits). Its bound is too loose for
+// one exact row a block to settle the token (on random rows of the 0.5B shape ~1% of the vocabulary lies
+// within it of the best), so each block evaluates its best row exactly and publishes that logit (an atomic
+// maximum, E, an x row), and a second kernel evaluates exactly every row whose bound reaches E. E is some
+// row's exact logit, so at most the final best: the rows left out cannot reach it, and the token is the same
+// as the int8 screen's.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,18 +36,23 @@ bool LmHeadScreenSupportsShape(int n, int k);
 // (measurements).
 bool LmHeadScreenPreferred(int m, int n, int k);
 
-// Bytes of the screen of an [n, k] head: the int8 copy in tiles of 32 rows ([n / 32][k / 16][32][16 bytes],
-// n rounded up to 32), then three floats a row (scale, error factor, norm of the copy); then the int4 copy
-// alike ([n / 32][k / 32][32][16 bytes]) and its three floats a row (kernels/lm_head_screen_layout.cuh).
-size_t LmHeadScreenBytes(int n, int k);
-
 // Whether the int4 copy can serve rows of k: k a multiple of 128.
 bool LmHeadScreen4Fits(int k);
 
-// Writes the screen of w into `screen` (zeros for the rows past n). Synchronous with `stream` only.
+// The copy a screen of rows of k should hold: 4 (int4) where LmHeadScreen4Fits, unless DOZE_LM_HEAD_SCREEN4=0
+// (measurements), else 8 (int8).
+int LmHeadScreenDefaultBits(int k);
+
+// Bytes of the screen of an [n, k] head in the copy of `bits` (8 or 4): the copy in tiles of 32 rows
+// ([n / 32][k * bits / 128][32][16 bytes], n rounded up to 32), then three floats a row (scale, error factor,
+// norm of the copy) (kernels/lm_head_screen_layout.cuh).
+size_t LmHeadScreenBytes(int n, int k, int bits);
+
+// Writes the screen of w in the copy of `bits` into `screen` (zeros for the rows past n). Synchronous with
+// `stream` only.
 void BuildLmHeadScreen(const __nv_bfloat16* w,  // [n, k]
-                       void* screen,            // [LmHeadScreenBytes(n, k)]
-                       int n, int k, cudaStream_t stream);
+                       void* screen,            // [LmHeadScreenBytes(n, k, bits)]
+                       int n, int k, int bits, cudaStream_t stream);
 
 // Bytes of workspace LmHeadScreenedArgmax needs for an n-row head (any m it takes): the bounds of every row,
 // each block's exact best and the int4 screen's published logit (which the final kernel resets: where
@@ -69,14 +75,14 @@ bool LmHeadScreenNormFits(int k);
 // tokens[r] = the lowest j of the largest fp32 x[r] . w[j] for r < m (1 <= m <= 4). Launched with
 // programmatic dependent launch: each block's first tiles of the copy load before the wait on the kernel
 // that writes x. With norm.residual the rows are the residual stream's, normalized (ScreenNorm), and x is
-// not read. weight_bits 8 or 4 picks the copy; 0 takes the int4 copy where LmHeadScreen4Fits (unless
-// DOZE_LM_HEAD_SCREEN4=0, for measurements), else the int8 one.
+// not read. `screen` holds the copy of `bits` (BuildLmHeadScreen(w, ..., bits)).
 void LmHeadScreenedArgmax(const __nv_bfloat16* x,  // [m, k], or nullptr with norm.residual
                           const __nv_bfloat16* w,  // [n, k]
-                          const void* screen,      // [LmHeadScreenBytes(n, k)], BuildLmHeadScreen(w)
-                          int32_t* tokens,         // [m]
+                          const void* screen,      // [LmHeadScreenBytes(n, k, bits)]
+                          int bits,
+                          int32_t* tokens,  // [m]
                           int m, int n, int k,
                           void* workspace,  // [LmHeadScreenWorkspaceBytes(n)]
-                          cudaStream_t stream, const ScreenNorm& norm = {}, int weight_bits = 0);
+                          cudaStream_t stream, const ScreenNorm& norm = {});
 
 }  // namespace doze::kernels

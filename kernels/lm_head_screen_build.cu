@@ -87,21 +87,19 @@ static __global__ void __launch_bounds__(kBuildRows * 32)
 
 }  // namespace
 
-size_t LmHeadScreenBytes(int n, int k) { return CopyBytes(n, k, 8) + CopyBytes(n, k, 4); }
+size_t LmHeadScreenBytes(int n, int k, int bits) { return CopyBytes(n, k, bits); }
 
-void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, cudaStream_t stream) {
-  if (!LmHeadScreenSupportsShape(n, k)) {
-    CudaFail("BuildLmHeadScreen", "needs k a multiple of 64, at most 4,096", __FILE__, __LINE__);
+void BuildLmHeadScreen(const __nv_bfloat16* w, void* screen, int n, int k, int bits, cudaStream_t stream) {
+  if (!LmHeadScreenSupportsShape(n, k) || (bits != 8 && bits != 4)) {
+    CudaFail("BuildLmHeadScreen", "needs k a multiple of 64, at most 4,096, and bits 8 or 4", __FILE__,
+             __LINE__);
   }
   const int rows = PaddedRows(n), blocks = (rows + kBuildRows - 1) / kBuildRows;
-  const Screen s8 = ScreenAt(screen, n, k, 8), s4 = ScreenAt(screen, n, k, 4);
-  BuildScreenKernel<8><<<blocks, kBuildRows * 32, 0, stream>>>(
-      w, reinterpret_cast<char*>(const_cast<uint4*>(s8.q)), const_cast<float*>(s8.scale),
-      const_cast<float*>(s8.error), const_cast<float*>(s8.norm), n, rows, k);
-  CUDA_CHECK(cudaGetLastError());
-  BuildScreenKernel<4><<<blocks, kBuildRows * 32, 0, stream>>>(
-      w, reinterpret_cast<char*>(const_cast<uint4*>(s4.q)), const_cast<float*>(s4.scale),
-      const_cast<float*>(s4.error), const_cast<float*>(s4.norm), n, rows, k);
+  const Screen s = ScreenAt(screen, n, k, bits);
+  const auto kernel = bits == 8 ? BuildScreenKernel<8> : BuildScreenKernel<4>;
+  kernel<<<blocks, kBuildRows * 32, 0, stream>>>(w, reinterpret_cast<char*>(const_cast<uint4*>(s.q)),
+                                                 const_cast<float*>(s.scale), const_cast<float*>(s.error),
+                                                 const_cast<float*>(s.norm), n, rows, k);
   CUDA_CHECK(cudaGetLastError());
 }
 

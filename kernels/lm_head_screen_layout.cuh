@@ -1,8 +1,7 @@
 // How the screen of an [n, k] LM head (kernels/lm_head_screen.h) lies in memory, shared by the kernel that
-// builds it (lm_head_screen_build.cu) and the ones that read it (lm_head_screen.cu): the int8 copy, its three
-// floats a row, then the int4 copy and its three floats a row; each copy in tiles of 32 rows whose 16-byte
-// pieces interleave by row, so that a warp reading one piece of each of its 32 rows reads 512 contiguous
-// bytes.
+// builds it (lm_head_screen_build.cu) and the ones that read it (lm_head_screen.cu): the int8 or the int4
+// copy, then its three floats a row; the copy in tiles of 32 rows whose 16-byte pieces interleave by row, so
+// that a warp reading one piece of each of its 32 rows reads 512 contiguous bytes.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -33,10 +32,10 @@ inline size_t CopyBytes(int n, int k, int bits) {
   return rows * k * bits / 8 + 3 * rows * sizeof(float);
 }
 
-// The copy of `bits` in the screen at `base`: the int8 copy starts the screen, the int4 copy follows it.
+// The screen at `base`, a copy of `bits`.
 inline Screen ScreenAt(const void* base, int n, int k, int bits) {
   const size_t rows = PaddedRows(n);
-  const char* bytes = static_cast<const char*>(base) + (bits == 4 ? CopyBytes(n, k, 8) : 0);
+  const char* bytes = static_cast<const char*>(base);
   const float* floats = reinterpret_cast<const float*>(bytes + rows * k * bits / 8);
   return Screen{reinterpret_cast<const uint4*>(bytes), floats, floats + rows, floats + 2 * rows};
 }

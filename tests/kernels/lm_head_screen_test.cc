@@ -157,18 +157,19 @@ struct ScreenRun {
   std::vector<float> upper;
 };
 
-// bits: the copy (8 or 4; 0 the default choice).
+// bits: the copy (8 or 4; 0 the default choice, LmHeadScreenDefaultBits).
 ScreenRun RunScreened(const std::vector<float>& x, const std::vector<float>& w, int m, int n, int k,
                       int bits = 0) {
+  if (bits == 0) bits = LmHeadScreenDefaultBits(k);
   DeviceArray<__nv_bfloat16> d_x(ToBf16(x)), d_w(ToBf16(w));
-  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(n));
+  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k, bits)), d_workspace(LmHeadScreenWorkspaceBytes(n));
   DeviceArray<int32_t> d_tokens(m);
   d_screen.Poison();
   d_workspace.Poison();
   d_tokens.Poison();
-  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
-  LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
-                       nullptr, {}, bits);
+  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, bits, nullptr);
+  LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), bits, d_tokens.get(), m, n, k, d_workspace.get(),
+                       nullptr);
   CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<char> workspace = d_workspace.Download();
   ScreenRun run{d_tokens.Download(), std::vector<float>(static_cast<size_t>(m) * n)};
@@ -369,14 +370,14 @@ TEST(LmHeadScreenTest, StalePublishedLogitDoesNotChangeTheToken) {
   const int m = 2, n = 40000, k = 896;
   const Operands o(m, n, k, 29, 0.1f);
   DeviceArray<__nv_bfloat16> d_x(ToBf16(o.x)), d_w(ToBf16(o.w));
-  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k)), d_workspace(LmHeadScreenWorkspaceBytes(n));
+  DeviceArray<char> d_screen(LmHeadScreenBytes(n, k, 4)), d_workspace(LmHeadScreenWorkspaceBytes(n));
   DeviceArray<int32_t> d_tokens(m);
-  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
+  BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, 4, nullptr);
   CUDA_CHECK(cudaMemset(d_workspace.get(), 0xfe, LmHeadScreenWorkspaceBytes(n)));  // 0xfefefefe: ~1.7e38
   for (int call = 0; call < 2; ++call) {
     d_tokens.Poison();
-    LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
-                         nullptr, {}, 4);
+    LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), 4, d_tokens.get(), m, n, k, d_workspace.get(),
+                         nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     ExpectArgmax(d_tokens.Download(), o.x, o.w, m, n, k);
   }
@@ -390,8 +391,9 @@ TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
   for (const auto& [n, k] : {std::pair{151936, 896}, std::pair{3001, 128}}) {
     std::mt19937 rng(static_cast<uint32_t>(n + k));
     DeviceArray<__nv_bfloat16> d_w(ToBf16(RandomBf16(static_cast<size_t>(n) * k, -0.1f, 0.1f, rng)));
-    DeviceArray<char> d_screen(LmHeadScreenBytes(n, k));
-    BuildLmHeadScreen(d_w.get(), d_screen.get(), n, k, nullptr);
+    DeviceArray<char> d_screen8(LmHeadScreenBytes(n, k, 8)), d_screen4(LmHeadScreenBytes(n, k, 4));
+    BuildLmHeadScreen(d_w.get(), d_screen8.get(), n, k, 8, nullptr);
+    BuildLmHeadScreen(d_w.get(), d_screen4.get(), n, k, 4, nullptr);
     for (int m : {1, 2, 3, 4}) {
       const std::vector<float> residual = RandomBf16(static_cast<size_t>(m) * k, -4.f, 4.f, rng);
       const std::vector<float> weight = RandomBf16(k, 0.5f, 1.5f, rng);
@@ -401,13 +403,14 @@ TEST(LmHeadScreenTest, TakingTheNormEqualsRmsNormFirst) {
       DeviceArray<int32_t> d_tokens(m), d_tokens_taken(m);
       RmsNorm(d_res.get(), d_weight.get(), d_x.get(), m, k, 1e-6f, nullptr);
       for (int bits : {8, 4}) {
+        const void* screen = bits == 8 ? d_screen8.get() : d_screen4.get();
         d_x_taken.Poison();
         d_tokens_taken.Poison();
-        LmHeadScreenedArgmax(d_x.get(), d_w.get(), d_screen.get(), d_tokens.get(), m, n, k, d_workspace.get(),
-                             nullptr, {}, bits);
-        LmHeadScreenedArgmax(nullptr, d_w.get(), d_screen.get(), d_tokens_taken.get(), m, n, k,
+        LmHeadScreenedArgmax(d_x.get(), d_w.get(), screen, bits, d_tokens.get(), m, n, k, d_workspace.get(),
+                             nullptr);
+        LmHeadScreenedArgmax(nullptr, d_w.get(), screen, bits, d_tokens_taken.get(), m, n, k,
                              d_workspace.get(), nullptr,
-                             ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()}, bits);
+                             ScreenNorm{d_res.get(), d_weight.get(), 1e-6f, d_x_taken.get()});
         CUDA_CHECK(cudaDeviceSynchronize());
         EXPECT_EQ(ToFloat(d_x_taken.Download()), ToFloat(d_x.Download()))
             << "x, m=" << m << " k=" << k << " int" << bits;
@@ -424,7 +427,8 @@ TEST(LmHeadScreenTest, Supports) {
   EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 900));   // k not whole 64-wide tiles
   EXPECT_FALSE(LmHeadScreenSupportsShape(151936, 8192));  // x's copies beyond the shared-memory budget
   EXPECT_FALSE(LmHeadScreenPreferred(5, 151936, 896));    // more rows than the kernel takes
-  EXPECT_EQ(LmHeadScreenBytes(33, 128), 64u * 128 + 64u * 64 + 2 * 3 * 64 * sizeof(float));
+  EXPECT_EQ(LmHeadScreenBytes(33, 128, 8), 64u * 128 + 3 * 64 * sizeof(float));
+  EXPECT_EQ(LmHeadScreenBytes(33, 128, 4), 64u * 64 + 3 * 64 * sizeof(float));
   EXPECT_TRUE(LmHeadScreen4Fits(896));
   EXPECT_FALSE(LmHeadScreen4Fits(192));  // k not whole 128-wide groups of pieces
 }

@@ -134,8 +134,8 @@ void CudaModelRunner::EnqueueModel(const StepPlan& plan) {
   }
   if (screened) {
     kernels::LmHeadScreenedArgmax(logit_rows, weights_->lm_head(), weights_->lm_head_screen(),
-                                  plan.chosen_tokens, plan.num_logits, config_.vocab_size, hidden,
-                                  lm_head_workspace_, stream_, screen_norm);
+                                  weights_->lm_head_screen_bits(), plan.chosen_tokens, plan.num_logits,
+                                  config_.vocab_size, hidden, lm_head_workspace_, stream_, screen_norm);
     return;
   }
   if (plan.chosen_tokens != nullptr) {

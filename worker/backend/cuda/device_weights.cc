@@ -71,7 +71,7 @@ absl::Status CheckWeights(const ModelConfig& c, const ModelWeights& w) {
   return absl::OkStatus();
 }
 
-// Whether the greedy LM head can take its screens (int8, and int4 at one row) for any row count it serves.
+// Whether the greedy LM head can take a screen for any row count it serves.
 bool HasScreen(const ModelConfig& c) {
   return kernels::LmHeadScreenPreferred(1, c.vocab_size, c.hidden_size);
 }
@@ -86,8 +86,11 @@ size_t DeviceWeights::Layout(void* base) {
   embed_tokens_ = arena.Take<bf16>(c.vocab_size * hidden);
   lm_head_ = tied ? embed_tokens_ : arena.Take<bf16>(c.vocab_size * hidden);
   final_norm_ = arena.Take<bf16>(hidden);
+  lm_head_screen_bits_ = kernels::LmHeadScreenDefaultBits(c.hidden_size);
   lm_head_screen_ =
-      HasScreen(c) ? arena.Take<char>(kernels::LmHeadScreenBytes(c.vocab_size, c.hidden_size)) : nullptr;
+      HasScreen(c)
+          ? arena.Take<char>(kernels::LmHeadScreenBytes(c.vocab_size, c.hidden_size, lm_head_screen_bits_))
+          : nullptr;
   layers_.resize(c.num_hidden_layers);
   for (DeviceLayer& layer : layers_) {
     layer.input_norm = arena.Take<bf16>(hidden);
@@ -115,7 +118,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   CopyAsBf16(w.norm, at(out->final_norm_));
   if (out->lm_head_screen_ != nullptr) {
     kernels::BuildLmHeadScreen(out->lm_head_, const_cast<void*>(out->lm_head_screen_), c.vocab_size,
-                               c.hidden_size, nullptr);
+                               c.hidden_size, out->lm_head_screen_bits_, nullptr);
     CUDA_CHECK(cudaStreamSynchronize(nullptr));
   }
   const size_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;

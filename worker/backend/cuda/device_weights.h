@@ -36,9 +36,10 @@ class DeviceWeights {
   const __nv_bfloat16* embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
   const __nv_bfloat16* lm_head() const { return lm_head_; }            // [vocab, hidden]
   const __nv_bfloat16* final_norm() const { return final_norm_; }      // [hidden]
-  // The LM head's int8 and int4 screens (kernels/lm_head_screen.h), built at upload; null where the shape or
-  // DOZE_LM_HEAD_SCREEN=0 rules it out.
-  const void* lm_head_screen() const { return lm_head_screen_; }  // [LmHeadScreenBytes(vocab, hidden)]
+  // The LM head's screen (kernels/lm_head_screen.h) in the copy of lm_head_screen_bits() (the int4 one where
+  // the hidden size takes it), built at upload; null where the shape or DOZE_LM_HEAD_SCREEN=0 rules it out.
+  const void* lm_head_screen() const { return lm_head_screen_; }  // [LmHeadScreenBytes(vocab, hidden, bits)]
+  int lm_head_screen_bits() const { return lm_head_screen_bits_; }
   const DeviceLayer& layer(int i) const { return layers_[i]; }
   // Size of the weights, on the device or (offloaded) in host memory.
   size_t bytes() const { return bytes_; }
@@ -68,6 +69,7 @@ class DeviceWeights {
   const __nv_bfloat16* lm_head_ = nullptr;
   const __nv_bfloat16* final_norm_ = nullptr;
   const void* lm_head_screen_ = nullptr;
+  int lm_head_screen_bits_ = 0;
   std::vector<DeviceLayer> layers_;
 };
 
