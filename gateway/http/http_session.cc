@@ -74,6 +74,15 @@ void HttpSession::OnHeader(beast::error_code error) {
                ? RejectAndClose(400, absl::StrCat("malformed HTTP request: ", error.message()))
                : Close();
   }
+  const auto& header = parser_->get();
+  if (header.version() >= 11 && header.find(http::field::host) == header.end())
+    return RejectAndClose(400, "an HTTP/1.1 request needs a Host header");
+  // Only the chunked coding is decoded: a body in another (gzip, deflate) would be read as its bytes.
+  if (auto coding = header.find(http::field::transfer_encoding);
+      coding != header.end() && !beast::iequals(coding->value(), "chunked")) {
+    return RejectAndClose(501, absl::StrCat("transfer coding \"", std::string(coding->value()),
+                                            "\" is not supported: only chunked"));
+  }
   boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > static_cast<uint64_t>(context_->limits.max_body_bytes)) {
     return RejectAndClose(413, "request body larger than the limit");

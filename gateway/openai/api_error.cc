@@ -34,6 +34,7 @@ const char* ErrorType(int http_status) {
     case 409:
     case 413:
     case 431:
+    case 501:
       return "invalid_request_error";
     case 401:
       return "authentication_error";

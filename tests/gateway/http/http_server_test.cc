@@ -160,6 +160,27 @@ TEST_F(HttpServerTest, MalformedChunkedBodyIs400) {
   EXPECT_THAT(raw, HasSubstr("malformed request body"));
 }
 
+// Only the chunked coding is decoded: a body in another is refused, not read as its coded bytes.
+TEST_F(HttpServerTest, TransferCodingOtherThanChunkedIs501) {
+  std::string raw = SendRaw(port_,
+                            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                            "5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 501"));
+  EXPECT_THAT(raw, HasSubstr("only chunked"));
+  EXPECT_THAT(
+      SendRaw(port_,
+              "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: Chunked\r\n\r\n"
+              "5\r\nhello\r\n0\r\n\r\n"),
+      HasSubstr("HTTP/1.1 200"));
+}
+
+// HTTP/1.1 requires Host (RFC 9112, 3.2); HTTP/1.0 does not.
+TEST_F(HttpServerTest, Http11WithoutHostIs400) {
+  std::string raw = SendRaw(port_, "GET /stream HTTP/1.1\r\n\r\n");
+  EXPECT_THAT(raw, HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(raw, HasSubstr("Host header"));
+}
+
 TEST_F(HttpServerTest, BodyOverTheLimitIs413BeforeItIsRead) {
   std::string raw = SendRaw(port_, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\nabc");
   EXPECT_THAT(raw, HasSubstr("HTTP/1.1 413"));
