@@ -55,6 +55,7 @@ void CompletionResponder::Restart() {
   absl::MutexLock lock(&mu_);
   text_.clear();
   logprobs_ = nullptr;
+  formatter_.RestartTextOffsets();
 }
 
 void CompletionResponder::OnError(const absl::Status& status) {

@@ -58,7 +58,8 @@ absl::Status CompletionsHandler::Submit(const HttpRequest& request,
     absl::Time now = clock_->Now();
     std::string id = NextRequestId(chat, now);
     ASSIGN_OR_RETURN(BuiltPrompt built, prompts_->Build(parsed, *function->config(), id));
-    CompletionIdentity identity{chat, id, parsed.model, absl::ToUnixSeconds(now)};
+    CompletionIdentity identity{chat, id, parsed.model, absl::ToUnixSeconds(now),
+                                parsed.stream && parsed.include_usage};
     auto sink = std::make_shared<CompletionResponder>(channel, CompletionFormatter(identity, tokenizer_),
                                                       parsed.stream, parsed.include_usage);
     auto pending = std::make_shared<PendingRequest>(parsed.model, std::move(built.request), sink, now);

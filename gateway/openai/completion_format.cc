@@ -74,11 +74,13 @@ std::string CompletionFormatter::ErrorEvent(const std::string& error_json) {
 std::string CompletionFormatter::DoneEvent() { return "data: [DONE]\n\n"; }
 
 Json CompletionFormatter::ChunkBase() const {
-  return {{"id", identity_.id},
-          {"object", identity_.chat ? "chat.completion.chunk" : "text_completion"},
-          {"created", identity_.created},
-          {"model", identity_.model},
-          {"system_fingerprint", "doze"}};
+  Json chunk = {{"id", identity_.id},
+                {"object", identity_.chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", identity_.created},
+                {"model", identity_.model},
+                {"system_fingerprint", "doze"}};
+  if (identity_.usage_in_chunks) chunk["usage"] = nullptr;
+  return chunk;
 }
 
 std::string CompletionFormatter::RoleEvent() const {
@@ -181,16 +183,28 @@ Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
     }
     return {{"content", content}};
   }
-  Json tokens = Json::array(), token_logprobs = Json::array(), top_logprobs = Json::array();
+  // Characters as a UTF-8 decoder counts them: every byte but the continuation bytes (so a character split
+  // over two tokens counts once, in the first).
+  const auto characters = [](const std::string& text) {
+    return std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xc0) != 0x80; });
+  };
+  Json tokens = Json::array(), token_logprobs = Json::array(), top_logprobs = Json::array(),
+       text_offset = Json::array();
   for (const v1::TokenLogprob& entry : response.logprobs()) {
-    tokens.push_back(TokenText(entry.token_id()));
+    std::string token = TokenText(entry.token_id());
+    text_offset.push_back(text_offset_);
+    text_offset_ += characters(token);
+    tokens.push_back(std::move(token));
     token_logprobs.push_back(entry.logprob());
     Json top = Json::object();
     for (const v1::TokenValue& alternative : entry.top())
       top[TokenText(alternative.token_id())] = alternative.value();
     top_logprobs.push_back(top);
   }
-  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top_logprobs}};
+  return {{"tokens", tokens},
+          {"token_logprobs", token_logprobs},
+          {"top_logprobs", top_logprobs},
+          {"text_offset", text_offset}};
 }
 
 }  // namespace doze::gateway

@@ -17,6 +17,8 @@ struct CompletionIdentity {
   std::string id;  // "chatcmpl-..." or "cmpl-..."
   std::string model;
   int64_t created = 0;  // Unix seconds.
+  // stream_options.include_usage: every chunk carries "usage", null but in the usage chunk, as OpenAI's do.
+  bool usage_in_chunks = false;
 };
 
 // Formats one request's output; `tokenizer` (may be null) spells the tokens of logprobs.
@@ -47,7 +49,12 @@ class CompletionFormatter {
                             const v1::GenerateResponse& last) const;
 
   // Returns the logprobs JSON of one response's tokens, in the format of this endpoint (null when none).
+  // Completions' text_offset counts the characters of the tokens before, over the calls since the last
+  // RestartTextOffsets: call it once for each response, in order.
   nlohmann::json Logprobs(const v1::GenerateResponse& response) const;
+
+  // Starts text_offset from zero again (the request restarted on another worker).
+  void RestartTextOffsets() const { text_offset_ = 0; }
 
   // Returns OpenAI's finish_reason for the worker's.
   static const char* FinishReason(v1::FinishReason reason);
@@ -76,6 +83,7 @@ class CompletionFormatter {
   // serving one response on one thread at a time).
   mutable std::string delta_prefix_;
   mutable std::string delta_suffix_;
+  mutable int64_t text_offset_ = 0;  // characters of the completion's tokens so far (Logprobs)
 };
 
 }  // namespace doze::gateway

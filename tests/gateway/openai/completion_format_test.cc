@@ -19,6 +19,7 @@ std::string DeltaEventAsJson(const CompletionIdentity& identity, const std::stri
                 {"created", identity.created},
                 {"model", identity.model},
                 {"system_fingerprint", "doze"}};
+  if (identity.usage_in_chunks) chunk["usage"] = nullptr;
   Json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
   if (identity.chat) {
     choice["delta"] = {{"content", text}};
@@ -47,17 +48,58 @@ TEST(CompletionFormatTest, DeltaEventsAreTheBytesOfTheJsonChunk) {
   };
   for (bool chat : {true, false}) {
     for (const std::string& model : {std::string("copy_polish"), std::string("m\"o\\d\x01el 模型")}) {
-      CompletionIdentity identity{chat, chat ? "chatcmpl-abc123" : "cmpl-\"x\"", model, 1767225600};
-      CompletionFormatter formatter(identity, nullptr);
-      for (const std::string& text : texts) {
-        v1::GenerateResponse response;
-        response.set_text_delta(text);
-        EXPECT_EQ(formatter.DeltaEvent(response), DeltaEventAsJson(identity, text))
-            << "chat " << chat << ", model " << model << ", text "
-            << Json(text).dump(-1, ' ', true, Json::error_handler_t::replace);
+      for (bool usage : {false, true}) {
+        CompletionIdentity identity{chat, chat ? "chatcmpl-abc123" : "cmpl-\"x\"", model, 1767225600, usage};
+        CompletionFormatter formatter(identity, nullptr);
+        for (const std::string& text : texts) {
+          v1::GenerateResponse response;
+          response.set_text_delta(text);
+          EXPECT_EQ(formatter.DeltaEvent(response), DeltaEventAsJson(identity, text))
+              << "chat " << chat << ", model " << model << ", usage " << usage << ", text "
+              << Json(text).dump(-1, ' ', true, Json::error_handler_t::replace);
+        }
       }
     }
   }
+}
+
+// With stream_options.include_usage every chunk carries "usage": null, as OpenAI's do, but the usage chunk,
+// which carries the counts and no choices.
+TEST(CompletionFormatTest, IncludeUsagePutsANullUsageInEveryOtherChunk) {
+  CompletionFormatter formatter(CompletionIdentity{true, "chatcmpl-1", "m", 1, true}, nullptr);
+  v1::GenerateResponse last;
+  last.set_finish_reason(v1::FINISH_REASON_STOP);
+  v1::Usage usage;
+  usage.set_prompt_tokens(5);
+  usage.set_completion_tokens(2);
+  for (const std::string& event : {formatter.RoleEvent(), formatter.FinishEvent(last)}) {
+    Json chunk = Json::parse(event.substr(6));
+    ASSERT_TRUE(chunk.contains("usage")) << event;
+    EXPECT_TRUE(chunk["usage"].is_null()) << event;
+  }
+  Json counted = Json::parse(formatter.UsageEvent(usage).substr(6));
+  EXPECT_EQ(counted["usage"]["total_tokens"], 7);
+  EXPECT_TRUE(counted["choices"].empty());
+  CompletionFormatter without(CompletionIdentity{true, "chatcmpl-1", "m", 1}, nullptr);
+  EXPECT_FALSE(Json::parse(without.RoleEvent().substr(6)).contains("usage"));
+}
+
+// Completions' logprobs carry text_offset: each token's first character in the completion's text, counted
+// on over a stream's responses and from zero again after a restart. Without a tokenizer a token is spelled
+// "<id>".
+TEST(CompletionFormatTest, CompletionLogprobsCountTextOffsetsOverTheResponses) {
+  CompletionFormatter formatter(CompletionIdentity{false, "cmpl-1", "m", 1}, nullptr);
+  const auto logprobs_of = [&](std::initializer_list<int32_t> ids) {
+    v1::GenerateResponse response;
+    for (int32_t id : ids) response.add_logprobs()->set_token_id(id);
+    return formatter.Logprobs(response);
+  };
+  EXPECT_EQ(logprobs_of({7, 12})["text_offset"], Json::array({0, 3}));  // "<7>", "<12>"
+  EXPECT_EQ(logprobs_of({5})["text_offset"], Json::array({7}));
+  formatter.RestartTextOffsets();
+  Json again = logprobs_of({5, 100});
+  EXPECT_EQ(again["text_offset"], Json::array({0, 3}));
+  EXPECT_EQ(again["tokens"], Json::array({"<5>", "<100>"}));
 }
 
 TEST(CompletionFormatTest, DeltaEventWithLogprobsCarriesThem) {
