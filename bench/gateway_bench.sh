@@ -83,7 +83,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"; true' EXIT
 mkdir -p "$work/model"
 cp "$tokenizer" "$work/model/tokenizer.json"
-echo '{"max_position_embeddings": 32768}' > "$work/model/config.json"
+echo '{"max_position_embeddings": 32768, "vocab_size": 151936}' > "$work/model/config.json"
 
 # Waits for the server started with its stdout in $work/ready to print its port; prints the port.
 ready_port() {

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "gateway/config/config_loader.h"
+#include "gateway/config/config_paths.h"
 #include "gateway/openai/api_error.h"
 #include "gateway/workers/grpc_worker_client.h"
 #include "nlohmann/json.hpp"
@@ -19,23 +21,19 @@ namespace {
 
 namespace net = boost::asio;
 
-// config.json's max_position_embeddings: the longest prompt plus completion.
-absl::StatusOr<int> ReadContextLength(const std::string& model_dir) {
+// config.json's max_position_embeddings (the longest prompt plus completion) and vocab_size.
+absl::StatusOr<ModelLimits> ReadModelLimits(const std::string& model_dir) {
   std::string path = model_dir + "/config.json";
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!config.is_object() || !config.contains("max_position_embeddings") ||
-      !config["max_position_embeddings"].is_number_integer()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": no integer max_position_embeddings"));
+  const auto positive = [&](const char* key) {
+    return config.is_object() && config.contains(key) && config[key].is_number_integer() &&
+           config[key].get<int64_t>() > 0 && config[key].get<int64_t>() <= std::numeric_limits<int>::max();
+  };
+  for (const char* key : {"max_position_embeddings", "vocab_size"}) {
+    if (!positive(key)) return absl::InvalidArgumentError(absl::StrCat(path, ": no positive integer ", key));
   }
-  return config["max_position_embeddings"].get<int>();
-}
-
-// doze-worker next to this executable.
-std::string DefaultWorkerBinary() {
-  std::error_code error;
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return (self.parent_path() / "doze-worker").string();
+  return ModelLimits{config["max_position_embeddings"].get<int>(), config["vocab_size"].get<int>()};
 }
 
 HttpLimits LimitsOf(const ServerConfig& server) {
@@ -71,7 +69,7 @@ absl::Status CheckSocketPaths(const Config& config) {
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::string config_path) {
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
                    Tokenizer::FromFile(config.model.path + "/tokenizer.json"));
-  ASSIGN_OR_RETURN(int context_length, ReadContextLength(config.model.path));
+  ASSIGN_OR_RETURN(ModelLimits limits, ReadModelLimits(config.model.path));
   ApiKeys keys;
   if (!config.server.api_keys_file.empty()) {
     ASSIGN_OR_RETURN(keys, ApiKeys::FromFile(config.server.api_keys_file));
@@ -83,19 +81,19 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
     return absl::FailedPreconditionError(
         absl::StrCat("workers.socket_dir: cannot create ", config.workers.socket_dir, ": ", error.message()));
   }
-  std::unique_ptr<Gateway> gateway(new Gateway(std::move(config), std::move(config_path),
-                                               std::move(tokenizer), context_length, std::move(keys)));
+  std::unique_ptr<Gateway> gateway(
+      new Gateway(std::move(config), std::move(config_path), std::move(tokenizer), limits, std::move(keys)));
   RETURN_IF_ERROR(gateway->Init());
   return gateway;
 }
 
 Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer,
-                 int context_length, ApiKeys keys)
+                 ModelLimits limits, ApiKeys keys)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       tokenizer_(std::move(tokenizer)),
       keys_(std::move(keys)),
-      prompts_(tokenizer_.get(), context_length),
+      prompts_(tokenizer_.get(), limits),
       signals_(io_context_, SIGTERM, SIGINT, SIGHUP),
       shutdown_timer_(io_context_),
       spawner_(io_context_.get_executor()),

@@ -44,7 +44,7 @@ class Gateway {
   absl::Status Reload();
 
  private:
-  Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, int context_length,
+  Gateway(Config config, std::string config_path, std::unique_ptr<Tokenizer> tokenizer, ModelLimits limits,
           ApiKeys keys);
   // Opens the lifecycle's state file, puts every function under the policy and adds the routes.
   absl::Status Init();

@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "boost/program_options.hpp"
 #include "gateway/config/config_loader.h"
+#include "gateway/config/config_paths.h"
 #include "gateway/gateway.h"
 #include "nlohmann/json.hpp"
 #include "worker/common/logging.h"
@@ -61,6 +62,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (flags->check_config) {
+    if (absl::Status paths = doze::gateway::CheckConfigPaths(*config); !paths.ok()) {
+      std::cerr << "doze-gateway: " << flags->config << ":\n" << paths.message() << "\n";
+      return 1;
+    }
     std::cout << flags->config << ": OK (" << config->functions.size() << " functions)\n";
     return 0;
   }

@@ -44,6 +44,16 @@ void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& f
   }
 }
 
+absl::Status CheckLogitBias(const CompletionRequest& request, int vocab_size) {
+  for (const auto& [token, bias] : request.logit_bias) {
+    if (token >= vocab_size) {
+      return InvalidParam("logit_bias", absl::StrCat("logit_bias: token id ", token,
+                                                     " is past the model's vocabulary of ", vocab_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRequest& request,
@@ -74,6 +84,7 @@ absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRe
 absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& request,
                                                  const FunctionConfig& function,
                                                  const std::string& request_id) const {
+  RETURN_IF_ERROR(CheckLogitBias(request, vocab_size_));
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(request, function));
   BuiltPrompt built;
   built.prompt_tokens = static_cast<int>(ids.size());
@@ -83,15 +94,15 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& reques
   built.max_tokens = request.max_tokens.has_value()
                          ? *request.max_tokens
                          : std::min(function.max_tokens.value_or(kDefaultMaxTokens), std::max(room, 1));
-  if (built.prompt_tokens + built.max_tokens > context_length_) {
+  const int64_t requested = static_cast<int64_t>(built.prompt_tokens) + built.max_tokens;
+  if (requested > context_length_) {
     const char* what = request.chat ? "messages" : "prompt";
     return WithCode(
-        InvalidParam(
-            what,
-            absl::StrCat("This model's maximum context length is ", context_length_,
-                         " tokens. However, you requested ", built.prompt_tokens + built.max_tokens,
-                         " tokens (", built.prompt_tokens, " in the ", what, ", ", built.max_tokens,
-                         " in the completion). Please reduce the length of the ", what, " or completion.")),
+        InvalidParam(what, absl::StrCat("This model's maximum context length is ", context_length_,
+                                        " tokens. However, you requested ", requested, " tokens (",
+                                        built.prompt_tokens, " in the ", what, ", ", built.max_tokens,
+                                        " in the completion). Please reduce the length of the ", what,
+                                        " or completion.")),
         "context_length_exceeded");
   }
   built.request.set_request_id(request_id);

@@ -20,14 +20,22 @@ struct BuiltPrompt {
   int max_tokens = 0;
 };
 
-// Tokenizes and checks requests against the model's context length.
+// What the gateway checks requests against: config.json's max_position_embeddings (prompt plus completion)
+// and vocab_size (the ids logit_bias may name).
+struct ModelLimits {
+  int context_length = 0;
+  int vocab_size = 0;
+};
+
+// Tokenizes and checks requests against the model's limits.
 class PromptBuilder {
  public:
-  // `tokenizer` must outlive the builder; `context_length` is config.json's max_position_embeddings.
-  PromptBuilder(const Tokenizer* tokenizer, int context_length)
-      : tokenizer_(tokenizer), context_length_(context_length) {}
+  // `tokenizer` must outlive the builder.
+  PromptBuilder(const Tokenizer* tokenizer, ModelLimits limits)
+      : tokenizer_(tokenizer), context_length_(limits.context_length), vocab_size_(limits.vocab_size) {}
 
-  // Builds the worker request; 400 context_length_exceeded when prompt plus max_tokens exceed the context.
+  // Builds the worker request; 400 context_length_exceeded when prompt plus max_tokens exceed the context,
+  // 400 naming logit_bias for an id past the vocabulary.
   absl::StatusOr<BuiltPrompt> Build(const CompletionRequest& request, const FunctionConfig& function,
                                     const std::string& request_id) const;
 
@@ -40,6 +48,7 @@ class PromptBuilder {
 
   const Tokenizer* tokenizer_;
   int context_length_;
+  int vocab_size_;
 };
 
 }  // namespace doze::gateway

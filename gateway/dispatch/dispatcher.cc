@@ -42,6 +42,8 @@ class Dispatcher::CallObserver : public GenerateObserver {
     // returns.
     GenerationSink* sink = request_->sink();
     const bool streams = sink->streams();
+    responded_ = true;
+    tokens_out_ += response.token_ids_size();
     if (request_->TakeFirstResponse()) {
       absl::Time now = dispatcher_->clock_->Now();
       dispatcher_->metrics_->time_to_first_token().Observe(absl::ToDoubleSeconds(now - request_->arrival()));
@@ -69,6 +71,11 @@ class Dispatcher::CallObserver : public GenerateObserver {
   }
 
   void OnDone(const absl::Status& status) override {
+    // A call that ended before its last response (its client left, its worker failed) still cost the
+    // worker its prompt and the tokens it sent: counted as the usage of a finished one would be.
+    if (!finished_ && responded_) {
+      dispatcher_->metrics_->AddTokens(request_->request().token_ids().ids_size(), tokens_out_);
+    }
     dispatcher_->OnCallDone(request_, status, finished_, client_);
   }
 
@@ -77,6 +84,8 @@ class Dispatcher::CallObserver : public GenerateObserver {
   std::shared_ptr<PendingRequest> request_;
   std::weak_ptr<WorkerClient> client_;  // the worker the call runs on
   bool finished_ = false;
+  bool responded_ = false;  // the worker sent at least one response: it has taken the prompt
+  int64_t tokens_out_ = 0;  // new tokens in the responses so far
 };
 
 Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
@@ -164,8 +173,13 @@ void Dispatcher::OnQueueTimeout(const std::shared_ptr<PendingRequest>& request) 
   if (!queue_.Remove(request.get())) return;
   Abandoned();
   WorkerSnapshot worker = supervisor_->snapshot();
-  std::string reason = absl::StrCat("no worker for ", function_, " became ready in time (worker ",
-                                    WorkerStateName(worker.state), ")");
+  // A ready worker means the request waited for one of the function's max_in_flight places.
+  std::string reason =
+      worker.state == WorkerState::kReady
+          ? absl::StrCat("the request waited in ", function_, "'s queue past queue_timeout for a place ",
+                         "among the requests in flight (its worker is ready and busy)")
+          : absl::StrCat("no worker for ", function_, " became ready in time (worker ",
+                         WorkerStateName(worker.state), ")");
   if (!worker.last_error.empty()) absl::StrAppend(&reason, "; last error: ", worker.last_error);
   Reject(request, WithRetryAfter(absl::UnavailableError(reason), absl::Seconds(5)));
 }

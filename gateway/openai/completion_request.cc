@@ -216,8 +216,10 @@ absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
   RETURN_IF_ERROR(fields.Number("presence_penalty", -2, 2, &request->presence_penalty));
   RETURN_IF_ERROR(fields.Number("frequency_penalty", -2, 2, &request->frequency_penalty));
   std::optional<int64_t> max_tokens, max_completion_tokens, seed, n;
-  RETURN_IF_ERROR(fields.Integer("max_tokens", 1, 1 << 20, &max_tokens));
-  RETURN_IF_ERROR(fields.Integer("max_completion_tokens", 1, 1 << 20, &max_completion_tokens));
+  // Any budget that fits an int: one past the context is context_length_exceeded (PromptBuilder).
+  constexpr int64_t kMaxBudget = std::numeric_limits<int32_t>::max();
+  RETURN_IF_ERROR(fields.Integer("max_tokens", 1, kMaxBudget, &max_tokens));
+  RETURN_IF_ERROR(fields.Integer("max_completion_tokens", 1, kMaxBudget, &max_completion_tokens));
   if (max_completion_tokens.has_value()) max_tokens = max_completion_tokens;
   if (max_tokens.has_value()) request->max_tokens = static_cast<int>(*max_tokens);
   RETURN_IF_ERROR(fields.Integer("seed", std::numeric_limits<int64_t>::min(),
@@ -279,6 +281,47 @@ absl::Status ParsePrompt(const Json* prompt, CompletionRequest* request) {
   return absl::OkStatus();
 }
 
+// OpenAI parameters whose effect doze does not provide are refused rather than ignored: tool and function
+// calling and audio for chat; best_of, echo and suffix for completions. Their neutral values pass.
+absl::Status RefuseUnsupported(const Fields& fields, bool chat) {
+  const auto refuse = [](const char* key, const char* what) {
+    return InvalidParam(key, absl::StrCat(key, ": ", what, " is not supported"));
+  };
+  const auto is_none = [](const Json* value) {
+    return value->is_string() && value->get<std::string>() == "none";
+  };
+  if (chat) {
+    for (const char* key : {"tools", "functions"}) {
+      const Json* value = fields.Get(key);
+      if (value != nullptr && !(value->is_array() && value->empty())) return refuse(key, "tool calling");
+    }
+    for (const char* key : {"tool_choice", "function_call"}) {
+      const Json* value = fields.Get(key);
+      if (value != nullptr && !is_none(value)) return refuse(key, "tool calling");
+    }
+    if (fields.Get("audio") != nullptr) return refuse("audio", "audio output");
+    if (const Json* modalities = fields.Get("modalities"); modalities != nullptr) {
+      const bool text_only =
+          modalities->is_array() && std::all_of(modalities->begin(), modalities->end(), [](const Json& m) {
+            return m.is_string() && m.get<std::string>() == "text";
+          });
+      if (!text_only) return refuse("modalities", "output other than text");
+    }
+    return absl::OkStatus();
+  }
+  if (const Json* best_of = fields.Get("best_of");
+      best_of != nullptr && !(best_of->is_number_integer() && best_of->get<int64_t>() == 1)) {
+    return InvalidParam("best_of", "best_of: only 1 is supported");
+  }
+  if (const Json* echo = fields.Get("echo"); echo != nullptr && !(echo->is_boolean() && !echo->get<bool>()))
+    return refuse("echo", "echoing the prompt");
+  if (const Json* suffix = fields.Get("suffix");
+      suffix != nullptr && !(suffix->is_string() && suffix->get<std::string>().empty())) {
+    return refuse("suffix", "a suffix (insertion)");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Json> ParseJson(std::string_view body) {
   Json parsed = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
@@ -314,6 +357,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(std::string_view body, 
   } else {
     RETURN_IF_ERROR(ParsePrompt(fields.Get("prompt"), &request));
   }
+  RETURN_IF_ERROR(RefuseUnsupported(fields, chat));
   RETURN_IF_ERROR(ParseSampling(fields, &request));
   RETURN_IF_ERROR(ParseLogprobs(fields, &request));
   RETURN_IF_ERROR(ParseResponseFormat(fields.Get("response_format"), &request.response_format));

@@ -52,7 +52,9 @@ std::string FreshTestDir(const std::string& name) {
 
 void WriteTokenizerOnlyModel(const std::string& dir, int context_length) {
   std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << nlohmann::json{{"max_position_embeddings", context_length}}.dump();
+  std::ofstream(dir + "/config.json") << nlohmann::json{
+      {"max_position_embeddings", context_length},
+      {"vocab_size", kTokenizerOnlyVocab}}.dump();
   std::filesystem::copy_file(Env("DOZE_TOKENIZER_DIR") + "/tokenizer.json", dir + "/tokenizer.json",
                              std::filesystem::copy_options::overwrite_existing);
 }

@@ -14,8 +14,11 @@ namespace doze::gateway::testing {
 // A fresh folder under the build tree's test data (removed and recreated).
 std::string FreshTestDir(const std::string& name);
 
-// Writes config.json (max_position_embeddings = `context_length`) and the tokenizer into `dir`: enough of a
-// model folder for the gateway, which only counts tokens.
+// The vocab_size WriteTokenizerOnlyModel writes: Qwen2.5's (the tokenizer's ids and the padding past them).
+constexpr int kTokenizerOnlyVocab = 151936;
+
+// Writes config.json (max_position_embeddings = `context_length`, vocab_size = kTokenizerOnlyVocab) and the
+// tokenizer into `dir`: enough of a model folder for the gateway, which only counts tokens.
 void WriteTokenizerOnlyModel(const std::string& dir, int context_length);
 
 // A server process whose first line on stdout is a JSON object with its "port"; its stderr goes to

@@ -387,6 +387,34 @@ TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
        "role"},
       {"no messages", "POST", "/v1/chat/completions", R"({"model":"copy_polish"})", {}, 400, "messages"},
       {"unknown function", "POST", "/v1/chat/completions", ChatBody("poetry"), {}, 404, "model_not_found"},
+      {"logit_bias past the vocabulary",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"logit_bias":{"151936":1})"),
+       {},
+       400,
+       R"("param":"logit_bias")"},
+      {"max_tokens far past the context",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"max_tokens":2000000)"),
+       {},
+       400,
+       "context_length_exceeded"},
+      {"tool calling",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"tools":[{"type":"function","function":{"name":"f"}}])"),
+       {},
+       400,
+       R"("param":"tools")"},
+      {"echo",
+       "POST",
+       "/v1/completions",
+       R"({"model":"copy_polish","prompt":"x","echo":true})",
+       {},
+       400,
+       "echo"},
       {"context exceeded",
        "POST",
        "/v1/chat/completions",
@@ -498,6 +526,20 @@ TEST_F(GatewayTest, NoWorkerWithinTheQueueTimeoutIs503WithRetryAfter) {
   EXPECT_EQ(Status()["copy_polish"]["state"], "starting");
 }
 
+// A request that waits past queue_timeout behind a ready worker's calls (customer_service takes one at a
+// time) is told so, not that no worker became ready.
+TEST_F(GatewayTest, QueueTimeoutBehindABusyWorkerSaysSo) {
+  StartGateway(/*token_delay_ms=*/100);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("customer_service", R"(,"stream":true,"max_tokens":150)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  TestResponse waited = Chat("customer_service", R"(,"max_tokens":2)");
+  EXPECT_EQ(waited.status, 503) << waited.body;
+  EXPECT_THAT(waited.body, HasSubstr("past queue_timeout"));
+  EXPECT_THAT(waited.body, HasSubstr("its worker is ready and busy"));
+  EXPECT_FALSE(waited.headers["retry-after"].empty());
+}
+
 TEST_F(GatewayTest, MissingWorkerBinaryGives503) {
   StartGateway(5, "/nonexistent/doze-worker");
   TestResponse response = Chat("copy_polish");
@@ -599,6 +641,11 @@ TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
   EXPECT_EQ(stats->counters().num_aborted(), 1);
   EXPECT_LT(stats->counters().generated_tokens(), 200);
   EXPECT_EQ(SettledInFlight("copy_polish"), 0);
+  // The abandoned call's prompt and the tokens the worker sent count toward the function's usage.
+  Json status = Status()["copy_polish"];
+  EXPECT_GT(status["tokens_in"].get<int64_t>(), 0) << status.dump();
+  EXPECT_GE(status["tokens_out"].get<int64_t>(), 3) << status.dump();
+  EXPECT_LE(status["tokens_out"].get<int64_t>(), stats->counters().generated_tokens()) << status.dump();
 }
 
 // With two gRPC threads each has its own completion queue and connection to each worker, and calls go to them

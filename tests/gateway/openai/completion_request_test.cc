@@ -124,6 +124,49 @@ TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
   }
 }
 
+// OpenAI parameters whose effect doze does not provide are refused with 400 naming them, rather than ignored;
+// their neutral values pass. A budget past the context is left to the context check
+// (context_length_exceeded).
+TEST(CompletionRequestTest, UnsupportedParametersAre400AndTheirNeutralValuesPass) {
+  const std::string chat = R"({"model":"m","messages":[{"role":"user","content":"x"}])";
+  const std::string legacy = R"({"model":"m","prompt":"x")";
+  const std::pair<std::string, std::string> refused_chat[] = {
+      {R"(,"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]})", "tools: tool calling"},
+      {R"(,"tool_choice":"auto"})", "tool_choice"},
+      {R"(,"tool_choice":{"type":"function","function":{"name":"f"}}})", "tool_choice"},
+      {R"(,"functions":[{"name":"f"}]})", "functions"},
+      {R"(,"function_call":"auto"})", "function_call"},
+      {R"(,"audio":{"voice":"alloy","format":"wav"}})", "audio"},
+      {R"(,"modalities":["text","audio"]})", "modalities"},
+  };
+  for (const auto& [extra, message] : refused_chat) {
+    absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(chat + extra, /*chat=*/true);
+    ASSERT_FALSE(request.ok()) << extra;
+    EXPECT_EQ(HttpStatusOf(request.status()), 400) << extra;
+    EXPECT_THAT(std::string(request.status().message()), HasSubstr(message)) << extra;
+  }
+  const std::pair<std::string, std::string> refused_legacy[] = {
+      {R"(,"best_of":3})", "best_of: only 1"},
+      {R"(,"echo":true})", "echo"},
+      {R"(,"suffix":"end"})", "suffix"},
+      {R"(,"max_tokens":2147483648})", "max_tokens: must be between"},
+  };
+  for (const auto& [extra, message] : refused_legacy) {
+    absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(legacy + extra, /*chat=*/false);
+    ASSERT_FALSE(request.ok()) << extra;
+    EXPECT_EQ(HttpStatusOf(request.status()), 400) << extra;
+    EXPECT_THAT(std::string(request.status().message()), HasSubstr(message)) << extra;
+  }
+  for (const char* extra :
+       {R"(,"tools":[],"tool_choice":"none","parallel_tool_calls":false})",
+        R"(,"function_call":"none","modalities":["text"]})", R"(,"max_tokens":2000000})"}) {
+    EXPECT_TRUE(ParseCompletionRequest(chat + extra, /*chat=*/true).ok()) << extra;
+  }
+  for (const char* extra : {R"(,"best_of":1,"echo":false,"suffix":""})", R"(,"max_tokens":2147483647})"}) {
+    EXPECT_TRUE(ParseCompletionRequest(legacy + extra, /*chat=*/false).ok()) << extra;
+  }
+}
+
 // What is accepted beside those: an assistant turn without content, a full json_schema object; and a JSON
 // error speaks of the request, not of the parsing library.
 TEST(CompletionRequestTest, AssistantTurnsMayOmitContentAndJsonErrorsNameNoLibrary) {

@@ -1,0 +1,69 @@
+// CheckConfigPaths (--check-config): every missing file the configuration names is reported under its key.
+#include "gateway/config/config_paths.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace doze::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace fs = std::filesystem;
+
+class ConfigPathsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("doze-config-paths-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "model");
+    config_.model.path = (dir_ / "model").string();
+    config_.workers.binary = (dir_ / "worker").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void Touch(const fs::path& path) { std::ofstream(path) << "x"; }
+
+  fs::path dir_;
+  Config config_;
+};
+
+TEST_F(ConfigPathsTest, EveryMissingFileIsNamedUnderItsKey) {
+  absl::Status status = CheckConfigPaths(config_);
+  ASSERT_FALSE(status.ok());
+  const std::string message(status.message());
+  EXPECT_THAT(message, HasSubstr("model.path: " + config_.model.path + " has no config.json"));
+  EXPECT_THAT(message, HasSubstr("has no tokenizer.json"));
+  EXPECT_THAT(message, HasSubstr("has neither model.safetensors nor model.safetensors.index.json"));
+  EXPECT_THAT(message, HasSubstr("workers.binary: " + config_.workers.binary + " is not an executable file"));
+}
+
+TEST_F(ConfigPathsTest, ACompleteModelFolderAndAnExecutableBinaryPass) {
+  for (const char* name : {"config.json", "tokenizer.json", "model.safetensors.index.json"})
+    Touch(dir_ / "model" / name);
+  Touch(dir_ / "worker");
+  EXPECT_THAT(std::string(CheckConfigPaths(config_).message()), HasSubstr("is not an executable file"));
+  chmod((dir_ / "worker").c_str(), 0755);
+  EXPECT_TRUE(CheckConfigPaths(config_).ok()) << CheckConfigPaths(config_);
+  config_.model.path = (dir_ / "nowhere").string();
+  EXPECT_THAT(std::string(CheckConfigPaths(config_).message()), HasSubstr("nowhere is not a directory"));
+}
+
+TEST_F(ConfigPathsTest, AnEmptyBinaryMeansTheWorkerBesideThisProgram) {
+  config_.workers.binary.clear();
+  const std::string message(CheckConfigPaths(config_).message());
+  EXPECT_THAT(message, HasSubstr("workers.binary (default): " + DefaultWorkerBinary()));
+  EXPECT_EQ(fs::path(DefaultWorkerBinary()).filename(), "doze-worker");
+  EXPECT_THAT(message, Not(HasSubstr("workers.binary: ")));
+}
+
+}  // namespace
+}  // namespace doze::gateway
