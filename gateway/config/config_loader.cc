@@ -165,6 +165,7 @@ absl::Status ParseFunctions(const YAML::Node& node, std::map<std::string, Functi
   for (const std::string& name : map.Keys()) {
     RETURN_IF_ERROR(ParseFunction(name, map.Raw(name), &(*functions)[name]));
   }
+  RETURN_IF_ERROR(map.CheckNoUnknownKeys());  // every name was read: this finds a name given twice
   if (functions->empty()) return absl::InvalidArgumentError("functions: at least one function is required");
   return absl::OkStatus();
 }

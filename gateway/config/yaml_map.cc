@@ -86,8 +86,11 @@ absl::StatusOr<std::optional<absl::Duration>> YamlMap::Duration(const std::strin
 }
 
 absl::Status YamlMap::CheckNoUnknownKeys() const {
+  std::set<std::string> seen;
   for (const std::string& key : Keys()) {
     if (!known_.contains(key)) return Error(key, "unknown key");
+    // YAML leaves a repeated key to the reader; the first would win, the second be ignored unseen.
+    if (!seen.insert(key).second) return Error(key, "appears more than once");
   }
   return absl::OkStatus();
 }

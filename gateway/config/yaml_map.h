@@ -41,7 +41,7 @@ class YamlMap {
   // when absent.
   absl::StatusOr<std::optional<absl::Duration>> Duration(const std::string& key, bool allow_zero = false);
 
-  // Returns InvalidArgument naming the first key that no read asked for.
+  // Returns InvalidArgument naming the first key that no read asked for, or that appears twice.
   absl::Status CheckNoUnknownKeys() const;
 
   // Returns an InvalidArgument error "PATH.KEY: message".

@@ -160,7 +160,13 @@ INSTANTIATE_TEST_SUITE_P(
                   "'18:00'}]}}}",
                   "functions.f.schedule.resident[0].from"},
         BadConfig{"model: {path: m}\nfunctions: {f: {}}\nbilling: {price: 1}", "billing.price: unknown key"},
-        BadConfig{"model: {path: m\nfunctions:", "line "}));
+        BadConfig{"model: {path: m\nfunctions:", "line "},
+        // A key given twice would have the first read and the second ignored unseen.
+        BadConfig{"model: {path: m}\nmodel: {path: n}\nfunctions: {f: {}}", "model: appears more than once"},
+        BadConfig{"model: {path: m}\nfunctions:\n  f:\n    temperature: 0.2\n    temperature: 0.9\n",
+                  "functions.f.temperature: appears more than once"},
+        BadConfig{"model: {path: m}\nfunctions:\n  f: {temperature: 0.2}\n  f: {max_tokens: 9}\n",
+                  "functions.f: appears more than once"}));
 
 }  // namespace
 }  // namespace doze::gateway
