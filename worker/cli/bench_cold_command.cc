@@ -54,7 +54,8 @@ double MillisSince(Clock::time_point start) {
 // Reads every file of `dir` once, so that the runs find the checkpoint in the page cache.
 void WarmPageCache(const std::string& dir) {
   std::vector<char> buffer(size_t{1} << 20);
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+  std::error_code error;  // unreadable: the runs read it cold
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     while (in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()))) {
@@ -186,7 +187,11 @@ int BenchColdCommand(int argc, char** argv) {
 
   BenchConfig config;
   config.prompt_tokens = vm["prompt-tokens"].as<int>();
+  if (config.prompt_tokens < 1) return Fail("--prompt-tokens: must be at least 1");
   const std::string model = vm["model"].as<std::string>();
+  std::error_code is_dir_error;
+  if (!std::filesystem::is_directory(model, is_dir_error))
+    return Fail(absl::StrCat("--model: ", model, " is not a directory"));
   config.worker_argv = {vm.count("worker") ? vm["worker"].as<std::string>() : WorkerBeside(argv[0]),
                         "--model",
                         model,

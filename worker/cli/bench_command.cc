@@ -13,11 +13,14 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "worker/cli/command.h"
 #include "worker/cli/engine_flags.h"
 #include "worker/common/logging.h"
+#include "worker/common/status_macros.h"
 
 namespace doze::cli {
 namespace {
@@ -60,10 +63,11 @@ std::pair<double, double> MedianAndMax(std::vector<double> values) {
   return {values[values.size() / 2], values.back()};
 }
 
-// Seconds from adding one prompt of `length` tokens to its first token.
-double OnePromptToFirstToken(Engine& engine, std::mt19937& rng, int length) {
+// Seconds from adding one prompt of `length` tokens to its first token; the engine's error where it refuses
+// the prompt (longer than the context, or than the KV cache holds).
+absl::StatusOr<double> OnePromptToFirstToken(Engine& engine, std::mt19937& rng, int length) {
   auto start = Clock::now();
-  DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, length), FixedLength(1)).ok());
+  RETURN_IF_ERROR(engine.AddRequest(RandomPrompt(rng, length), FixedLength(1)).status());
   while (engine.HasUnfinished()) engine.Step();
   return Seconds(start);
 }
@@ -80,11 +84,13 @@ struct FirstTokenTimes {
 // The time to first token of a `length`-token prompt: the median of kTimedPrompts single prompts, after a
 // first one whose time includes what any prompt of that length loads once (it varied from 12 to 24 ms at
 // 2,048 tokens on the H100 with what ran before it).
-FirstTokenTimes TimeToFirstToken(Engine& engine, std::mt19937& rng, int length) {
+absl::StatusOr<FirstTokenTimes> TimeToFirstToken(Engine& engine, std::mt19937& rng, int length) {
   FirstTokenTimes times;
-  times.first_use_s = OnePromptToFirstToken(engine, rng, length);
+  ASSIGN_OR_RETURN(times.first_use_s, OnePromptToFirstToken(engine, rng, length));
   std::vector<double> timed(kTimedPrompts);
-  for (double& s : timed) s = OnePromptToFirstToken(engine, rng, length);
+  for (double& s : timed) {
+    ASSIGN_OR_RETURN(s, OnePromptToFirstToken(engine, rng, length));
+  }
   times.median_s = MedianAndMax(timed).first;
   return times;
 }
@@ -101,14 +107,19 @@ struct DecodeFigures {
 // Decode steps of a batch left out of the steady-state figure: the first of a batch size runs eagerly and
 // then captures its CUDA graph (a one-time cost per batch and context bucket, reported apart).
 constexpr int kUntimedDecodeSteps = 2;
+// The shortest --gen-len with a timed step: the first token (prefill), the untimed steps, one timed step and
+// the step in which the requests finish.
+constexpr int kMinGenLen = kUntimedDecodeSteps + 3;
 
 // Runs `batch` prompts together; decode is timed over the steps that decode all `batch` sequences and finish
 // none, after every prompt has its first token and after the first kUntimedDecodeSteps.
-DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len, int gen_len,
-                           const BenchSampling& sampling) {
+absl::StatusOr<DecodeFigures> MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int prompt_len,
+                                           int gen_len, const BenchSampling& sampling) {
   auto start = Clock::now();
-  for (int i = 0; i < batch; ++i)
-    DOZE_CHECK(engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len, sampling)).ok());
+  for (int i = 0; i < batch; ++i) {
+    RETURN_IF_ERROR(
+        engine.AddRequest(RandomPrompt(rng, prompt_len), FixedLength(gen_len, sampling)).status());
+  }
   int first_tokens = 0, decode_steps = 0, untimed_steps = 0;
   double prefill_s = 0;
   Clock::time_point first_decode_start, decode_start;
@@ -155,13 +166,20 @@ DecodeFigures MeasureBatch(Engine& engine, std::mt19937& rng, int batch, int pro
   return figures;
 }
 
-std::vector<int> ParseBatches(const std::string& text) {
-  std::vector<int> batches;
+// A comma-separated list of positive integers given to --`flag` (empty text: none, where `allow_empty`).
+absl::StatusOr<std::vector<int>> ParsePositiveList(const char* flag, const std::string& text,
+                                                   bool allow_empty) {
+  std::vector<int> values;
+  if (text.empty() && allow_empty) return values;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     int value = 0;
-    if (absl::SimpleAtoi(part, &value) && value > 0) batches.push_back(value);
+    if (!absl::SimpleAtoi(part, &value) || value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", part, "\" is not a positive integer (a list: 1,8,64)"));
+    }
+    values.push_back(value);
   }
-  return batches;
+  return values;
 }
 
 // Bytes a decode step must move: every weight once plus the KV of every context token (bytes_per_kv_token
@@ -189,17 +207,28 @@ int BenchCommand(int argc, char** argv) {
   const BenchSampling sampling{vm["temperature"].as<float>(), vm["top-p"].as<float>()};
   if (!(sampling.temperature >= 0.0f) || !(sampling.top_p > 0.0f && sampling.top_p <= 1.0f))
     return Fail("--temperature must be >= 0 and --top-p in (0, 1]");
+  const int prompt_len = vm["prompt-len"].as<int>(), gen_len = vm["gen-len"].as<int>();
+  if (prompt_len < 1) return Fail("--prompt-len must be at least 1");
+  if (gen_len < kMinGenLen)
+    return Fail(absl::StrCat("--gen-len must be at least ", kMinGenLen, " (for one timed decode step)"));
+  absl::StatusOr<std::vector<int>> batches = ParsePositiveList("batch", vm["batch"].as<std::string>(), false);
+  if (!batches.ok()) return Fail(std::string(batches.status().message()));
+  absl::StatusOr<std::vector<int>> ttft_lens =
+      ParsePositiveList("ttft-lens", vm["ttft-lens"].as<std::string>(), true);
+  if (!ttft_lens.ok()) return Fail(std::string(ttft_lens.status().message()));
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));
   Engine& engine = (*model)->engine();
   std::mt19937 rng(1234);
-  const int prompt_len = vm["prompt-len"].as<int>(), gen_len = vm["gen-len"].as<int>();
   const ModelConfig& config = (*model)->checkpoint().config();
   const double kv_bytes = (*model)->backend() == "cuda"
                               ? 2.0 * 2 * config.num_hidden_layers * config.kv_size()
                               : 4.0 * 2 * config.num_hidden_layers * config.kv_size();
 
-  TimeToFirstToken(engine, rng, 16);  // warm-up: first-touch of weights and buffers
+  // Warm-up (first-touch of weights and buffers), with a prompt short enough for any context.
+  if (absl::StatusOr<FirstTokenTimes> warm = TimeToFirstToken(engine, rng, std::min(16, prompt_len));
+      !warm.ok())
+    return Fail(std::string(warm.status().message()));
   json report = {{"model", vm["model"].as<std::string>()},
                  {"backend", (*model)->backend()},
                  {"prompt_len", prompt_len},
@@ -210,8 +239,10 @@ int BenchCommand(int argc, char** argv) {
                  {"ttft_ms", json::object()}};
   std::printf("%-8s %12s %12s %12s %14s %10s %16s\n", "batch", "step ms", "median ms", "tokens/s",
               "prefill tok/s", "roofline", "first 2 steps ms");
-  for (int batch : ParseBatches(vm["batch"].as<std::string>())) {
-    DecodeFigures f = MeasureBatch(engine, rng, batch, prompt_len, gen_len, sampling);
+  for (int batch : *batches) {
+    absl::StatusOr<DecodeFigures> measured = MeasureBatch(engine, rng, batch, prompt_len, gen_len, sampling);
+    if (!measured.ok()) return Fail(absl::StrCat("batch ", batch, ": ", measured.status().message()));
+    const DecodeFigures& f = *measured;
     double context = prompt_len + gen_len / 2.0;
     double roofline =
         DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
@@ -231,8 +262,10 @@ int BenchCommand(int argc, char** argv) {
     std::printf("%-8d %12.3f %12.3f %12.1f %14.1f %10s %16.2f\n", batch, f.step_ms, f.median_step_ms,
                 f.tokens_per_s, f.prefill_tokens_per_s, fraction.c_str(), f.first_steps_ms);
   }
-  for (int length : ParseBatches(vm["ttft-lens"].as<std::string>())) {
-    const FirstTokenTimes times = TimeToFirstToken(engine, rng, length);
+  for (int length : *ttft_lens) {
+    absl::StatusOr<FirstTokenTimes> timed = TimeToFirstToken(engine, rng, length);
+    if (!timed.ok()) return Fail(absl::StrCat("--ttft-lens ", length, ": ", timed.status().message()));
+    const FirstTokenTimes& times = *timed;
     report["ttft_ms"][std::to_string(length)] = 1e3 * times.median_s;
     report["ttft_first_use_ms"][std::to_string(length)] = 1e3 * times.first_use_s;
     std::printf(

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/cli/command.h"
 #include "worker/cli/engine_flags.h"
+#include "worker/cli/sampling_flags.h"
 
 namespace doze::cli {
 namespace {
@@ -57,19 +58,21 @@ int LogitsCommand(int argc, char** argv) {
   po::variables_map vm;
   if (auto code = ParseOptions(argc, argv, options, vm, "doze logits --model DIR --input FILE --out PREFIX"))
     return *code;
+  if (vm["out"].as<std::string>().empty()) return Fail("--out: an empty prefix");
+  // The input lines as `doze generate` reads them (their sampling fields unused).
+  absl::StatusOr<std::vector<GenerateRequest>> requests =
+      ReadGenerateRequests(vm["input"].as<std::string>(), SamplingParams());
+  if (!requests.ok()) return Fail(std::string(requests.status().message()));
   auto model = ModelInstance::Create(ModelInstanceOptionsFromFlags(vm));
   if (!model.ok()) return Fail(std::string(model.status().message()));
-  std::ifstream in(vm["input"].as<std::string>());
-  if (!in) return Fail(vm["input"].as<std::string>() + ": cannot open");
-  std::string line;
-  for (int index = 0; std::getline(in, line); ++index) {
-    nlohmann::json value = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    PromptInput prompt;
-    if (value.is_object() && value.contains("prompt_ids"))
-      prompt.token_ids = value["prompt_ids"].get<std::vector<int32_t>>();
-    if (value.is_object() && value.contains("prompt")) prompt.text = value["prompt"].get<std::string>();
-    auto ids = (*model)->PromptTokenIds(prompt);
+  const int context = (*model)->checkpoint().config().max_position_embeddings;
+  for (int index = 0; index < static_cast<int>(requests->size()); ++index) {
+    auto ids = (*model)->PromptTokenIds((*requests)[index].prompt);
     if (!ids.ok()) return Fail(absl::StrCat("line ", index + 1, ": ", ids.status().message()));
+    if (static_cast<int64_t>(ids->size()) > context) {
+      return Fail(absl::StrCat("line ", index + 1, ": ", ids->size(),
+                               " prompt tokens, more than the model's ", context, "-token context"));
+    }
     std::string path = absl::StrCat(vm["out"].as<std::string>(), ".", index, ".f32");
     if (absl::Status status = WriteLogits((*model)->runner(), *ids, path); !status.ok()) {
       return Fail(absl::StrCat("line ", index + 1, ": ", status.message()));

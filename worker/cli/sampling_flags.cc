@@ -1,6 +1,9 @@
 #include "worker/cli/sampling_flags.h"
 
+#include <filesystem>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 
@@ -8,6 +11,17 @@ namespace doze::cli {
 namespace {
 
 using nlohmann::json;
+
+// Whether `value` is an integer that T holds (JSON's get<T> would wrap one that it does not).
+template <typename T>
+bool FitsInt(const json& value) {
+  if (value.is_number_unsigned())
+    return value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  if (!value.is_number_integer()) return false;
+  const int64_t v = value.get<int64_t>();
+  return v >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+         v <= static_cast<int64_t>(std::numeric_limits<T>::max());
+}
 
 absl::StatusOr<std::vector<ChatMessage>> ParseMessages(const json& value) {
   if (!value.is_array()) return absl::InvalidArgumentError("messages: expected an array");
@@ -31,8 +45,8 @@ absl::StatusOr<PromptInput> ParsePrompt(const json& line) {
     if (!ids.is_array()) return absl::InvalidArgumentError("prompt_ids: expected an array of integers");
     std::vector<int32_t> token_ids;
     for (const json& id : ids) {
-      if (!id.is_number_integer())
-        return absl::InvalidArgumentError("prompt_ids: expected an array of integers");
+      if (!FitsInt<int32_t>(id) || id.get<int64_t>() < 0)
+        return absl::InvalidArgumentError("prompt_ids: expected an array of token ids (integers from 0)");
       token_ids.push_back(id.get<int32_t>());
     }
     prompt.token_ids = std::move(token_ids);
@@ -53,6 +67,15 @@ absl::StatusOr<PromptInput> ParsePrompt(const json& line) {
 template <typename T>
 absl::Status Override(const json& line, const char* key, T& field) {
   if (!line.contains(key)) return absl::OkStatus();
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!FitsInt<T>(line[key])) {
+      return absl::InvalidArgumentError(absl::StrCat(key, ": expected an integer from ",
+                                                     std::numeric_limits<T>::min(), " to ",
+                                                     std::numeric_limits<T>::max()));
+    }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!line[key].is_number()) return absl::InvalidArgumentError(absl::StrCat(key, ": expected a number"));
+  }
   try {
     field = line[key].get<T>();
   } catch (const json::exception&) {
@@ -131,6 +154,9 @@ absl::StatusOr<GenerateRequest> ParseGenerateRequest(const json& line, const Sam
 
 absl::StatusOr<std::vector<GenerateRequest>> ReadGenerateRequests(const std::string& path,
                                                                   const SamplingParams& defaults) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error))
+    return absl::NotFoundError(absl::StrCat(path, ": not a file"));
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::vector<GenerateRequest> requests;

@@ -10,6 +10,23 @@
 
 namespace doze {
 
+absl::Status ValidateModelInstanceOptions(const ModelInstanceOptions& options) {
+  const auto out_of_range = [](const char* flag, const char* range, double value) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": must be ", range, ", got ", value));
+  };
+  if (options.max_num_seqs < 1) return out_of_range("max-num-seqs", "at least 1", options.max_num_seqs);
+  if (options.max_num_batched_tokens < 1) {
+    return out_of_range("max-num-batched-tokens", "at least 1", options.max_num_batched_tokens);
+  }
+  if (options.kv_cache_tokens < 0)
+    return out_of_range("kv-cache-tokens", "0 (the backend's default) or more", options.kv_cache_tokens);
+  if (!(options.gpu_memory_fraction > 0 && options.gpu_memory_fraction <= 1))
+    return out_of_range("gpu-memory-fraction", "in (0, 1]", options.gpu_memory_fraction);
+  if (options.num_threads < 0 || options.num_threads > kMaxThreads)
+    return out_of_range("threads", "0 (every core) to 1,024", options.num_threads);
+  return absl::OkStatus();
+}
+
 BackendOptions BackendOptionsFor(const ModelInstanceOptions& options) {
   BackendOptions backend;
   backend.name = options.backend;
@@ -36,6 +53,7 @@ EngineConfig EngineConfigFor(const Checkpoint& checkpoint, const ModelInstanceOp
 ModelInstance::~ModelInstance() = default;
 
 absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const ModelInstanceOptions& options) {
+  RETURN_IF_ERROR(ValidateModelInstanceOptions(options));
   std::unique_ptr<ModelInstance> instance(new ModelInstance());
   ASSIGN_OR_RETURN(instance->checkpoint_, Checkpoint::Load(options.model_dir));
   ASSIGN_OR_RETURN(instance->tokenizer_, Tokenizer::FromFile(instance->checkpoint_->tokenizer_path()));

@@ -19,6 +19,9 @@
 
 namespace doze {
 
+// The most CPU backend threads a model instance takes.
+constexpr int kMaxThreads = 1024;
+
 struct ModelInstanceOptions {
   std::string model_dir;
   std::string backend = "auto";  // auto | cpu | cuda (auto: cuda when a GPU is there)
@@ -30,6 +33,11 @@ struct ModelInstanceOptions {
   std::optional<uint64_t> seed;
   bool async_scheduling = true;  // EngineConfig::async_scheduling
 };
+
+// OK, or InvalidArgument naming the first option out of its range (the flag's name: --max-num-seqs at least
+// 1, --max-num-batched-tokens at least 1, --kv-cache-tokens not negative, --gpu-memory-fraction in (0, 1],
+// --threads 0 to 1,024).
+absl::Status ValidateModelInstanceOptions(const ModelInstanceOptions& options);
 
 // The backend factory's options for `options`.
 BackendOptions BackendOptionsFor(const ModelInstanceOptions& options);

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "worker/common/logging.h"
 #include "worker/service/engine_loop.h"
+#include "worker/service/listen_address.h"
 #include "worker/service/step_watchdog.h"
 #include "worker/service/worker_lifecycle.h"
 #include "worker/service/worker_model.h"
@@ -118,6 +119,8 @@ class WorkerProcess {
   bool Listen() {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
+    // One server a port: gRPC's SO_REUSEPORT would let a second worker share it, each taking calls at random.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
@@ -188,6 +191,13 @@ void BlockTerminationSignals() {
 }
 
 int RunWorker(const WorkerOptions& options, StartupTimeline& timeline) {
+  for (absl::Status status :
+       {CheckListenAddress(options.listen), ValidateModelInstanceOptions(options.model)}) {
+    if (!status.ok()) {
+      std::cerr << "doze-worker: " << status.message() << std::endl;
+      return 2;
+    }
+  }
   WorkerProcess process(options, timeline);
   return process.Run();
 }

@@ -1,0 +1,137 @@
+// The doze tool and doze-worker given bad flags or input, as a user would run them: each ends with a
+// non-zero exit, not a signal or a hang, and its error names the problem (found by exploratory testing).
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/cli_process.h"
+
+namespace doze::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string Model() { return std::string(std::getenv("DOZE_BUILD_DIR")) + "/models/tiny-tied-gqa2"; }
+std::string Worker() { return std::string(std::getenv("DOZE_BUILD_DIR")) + "/bin/doze-worker"; }
+
+// A file of `text` in the test data folder.
+std::string WriteInput(const std::string& name, const std::string& text) {
+  const std::string path = TestDataDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+struct BadRun {
+  const char* what;
+  std::vector<std::string> argv;
+  const char* error;  // a part of stderr
+};
+
+void ExpectRefused(const BadRun& run) {
+  const ProcessResult result = RunProcess(run.argv);
+  EXPECT_GT(result.exit_code, 0) << run.what << ": " << result.err;
+  EXPECT_LT(result.exit_code, 128) << run.what << " (a signal): " << result.err;
+  EXPECT_THAT(result.err, HasSubstr(run.error)) << run.what;
+}
+
+TEST(CliBadInputTest, EngineSizesOutOfRangeAreRefused) {
+  const std::string input = WriteInput("bad-input-prompt.jsonl", R"({"prompt":"hello"})"
+                                                                 "\n");
+  const std::vector<std::string> generate = {DozeBinary(), "generate", "--model", Model(),        "--backend",
+                                             "cpu",        "--input",  input,     "--max-tokens", "2"};
+  const std::pair<std::vector<std::string>, const char*> cases[] = {
+      {{"--max-num-seqs", "0"}, "--max-num-seqs: must be at least 1"},  // used to spin forever
+      {{"--max-num-batched-tokens", "-1"}, "--max-num-batched-tokens: must be at least 1"},
+      {{"--kv-cache-tokens", "2000000000"}, "--kv-cache-tokens: a CPU KV cache of 2000000000 tokens needs"},
+      {{"--kv-cache-tokens", "-1"}, "--kv-cache-tokens: must be 0"},
+      {{"--threads", "100000"}, "--threads: must be 0 (every core) to 1,024"},
+      {{"--gpu-memory-fraction", "1.5"}, "--gpu-memory-fraction: must be in (0, 1]"},
+  };
+  for (const auto& [flags, error] : cases) {
+    std::vector<std::string> argv = generate;
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    ExpectRefused({flags[0].c_str(), argv, error});
+  }
+}
+
+TEST(CliBadInputTest, InputLinesOutOfRangeAndFoldersAreRefused) {
+  const std::pair<std::string, const char*> lines[] = {
+      {R"({"prompt":"hello","max_tokens":4294967297})",
+       "max_tokens: expected an integer from"},  // wrapped to 1
+      {R"({"prompt":"hello","max_tokens":2.7})", "max_tokens: expected an integer"},
+      {R"({"prompt_ids":[4294967297]})", "prompt_ids: expected an array of token ids"},
+      {R"({"prompt":"hello","top_k":4294967296})", "top_k: expected an integer"},
+  };
+  for (const auto& [line, error] : lines) {
+    const std::string input = WriteInput("bad-input-line.jsonl", line + "\n");
+    ExpectRefused({line.c_str(),
+                   {DozeBinary(), "generate", "--model", Model(), "--backend", "cpu", "--input", input},
+                   error});
+  }
+  ExpectRefused({"a folder as input",
+                 {DozeBinary(), "generate", "--model", Model(), "--backend", "cpu", "--input", TestDataDir()},
+                 "not a file"});
+}
+
+TEST(CliBadInputTest, BenchFlagsAreCheckedBeforeAnythingRuns) {
+  const std::vector<std::string> bench = {DozeBinary(), "bench", "--model", Model(), "--backend", "cpu"};
+  const std::pair<std::vector<std::string>, const char*> cases[] = {
+      {{"--prompt-len", "0"}, "--prompt-len must be at least 1"},
+      {{"--gen-len", "4"}, "--gen-len must be at least 5"},
+      {{"--batch", "1,,2"}, R"(--batch: "" is not a positive integer)"},
+      {{"--batch", "-3"}, R"(--batch: "-3" is not a positive integer)"},
+      {{"--ttft-lens", "abc"}, R"(--ttft-lens: "abc" is not a positive integer)"},
+      // Past the tiny model's context: the engine's refusal, not a failed check (an abort).
+      {{"--prompt-len", "40000", "--gen-len", "8", "--ttft-lens", ""}, "exceeds the model's context"},
+  };
+  for (const auto& [flags, error] : cases) {
+    std::vector<std::string> argv = bench;
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    ExpectRefused({flags[0].c_str(), argv, error});
+  }
+  ExpectRefused({"bench-cold on no folder",
+                 {DozeBinary(), "bench-cold", "--model", TestDataDir() + "/nowhere"},
+                 "is not a directory"});
+}
+
+TEST(CliBadInputTest, WorkerListenAddressesAreChecked) {
+  const std::vector<std::string> worker = {Worker(), "--model",   Model(), "--function",
+                                           "f",      "--backend", "cpu",   "--listen"};
+  const std::string not_socket = WriteInput("bad-input-not-a-socket", "x");
+  // A socket a live server holds: a second worker would take its path over (gRPC removes the file first).
+  const std::string live = "/tmp/doze-cli-bad-input-" + std::to_string(getpid()) + ".sock";
+  unlink(live.c_str());
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, live.data(), live.size());
+  ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  const std::pair<std::string, const char*> cases[] = {
+      {"unix:", "no socket path"},
+      {"unix:/tmp/" + std::string(120, 'x'), "longer than a unix socket"},
+      {"unix:" + not_socket, "exists and is not a socket"},
+      {"unix:" + live, "another process is serving on"},
+      {"127.0.0.1:99999", "a port from 0 to 65535"},
+      {"localhost", "expected unix:PATH or HOST:PORT"},
+  };
+  for (const auto& [listen, error] : cases) {
+    std::vector<std::string> argv = worker;
+    argv.push_back(listen);
+    ExpectRefused({listen.c_str(), argv, error});
+  }
+  close(fd);
+  unlink(live.c_str());
+}
+
+}  // namespace
+}  // namespace doze::testing
