@@ -66,7 +66,8 @@ void WarmPageCache(const std::string& dir) {
 // Greedy, a few tokens, the prompt given as ids so that the tokenizer plays no part.
 v1::GenerateRequest BenchRequest(int prompt_tokens) {
   v1::GenerateRequest request;
-  for (int i = 0; i < prompt_tokens; ++i) request.mutable_token_ids()->add_ids(1000 + 7 * i);
+  // Ids from 1,000 in steps of 7, wrapping within the first 100,000 (inside any Qwen2 vocabulary).
+  for (int i = 0; i < prompt_tokens; ++i) request.mutable_token_ids()->add_ids(1000 + (7 * i) % 99000);
   request.mutable_sampling()->set_temperature(0.0f);
   request.mutable_sampling()->set_max_tokens(4);
   request.mutable_sampling()->set_ignore_eos(true);
