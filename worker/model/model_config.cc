@@ -132,6 +132,33 @@ absl::Status DeriveAndCheckHeads(const FieldReader& reader, ModelConfig* config)
   return absl::OkStatus();
 }
 
+// What the attention computes is Qwen2's default: rotary embeddings without scaling, every layer attending to
+// the whole context. A config that asks otherwise (rope_scaling, a sliding window shorter than the context)
+// would run with other results than transformers', so it is refused rather than ignored.
+absl::Status RefuseOtherAttention(const FieldReader& reader, const ModelConfig& config) {
+  if (const Json* scaling = reader.Find("rope_scaling"); scaling != nullptr && !scaling->is_null()) {
+    const Json* type = nullptr;
+    if (scaling->is_object()) {
+      for (const char* key : {"rope_type", "type"}) {
+        if (scaling->contains(key)) type = &(*scaling)[key];
+      }
+    }
+    if (type == nullptr || *type != "default")
+      return reader.Error("rope_scaling", absl::StrCat("only the default rotary embedding is supported, got ",
+                                                       scaling->dump()));
+  }
+  bool sliding = false;
+  RETURN_IF_ERROR(reader.Bool("use_sliding_window", &sliding));
+  int window = config.max_position_embeddings;
+  RETURN_IF_ERROR(reader.Int("sliding_window", &window, false, 1));
+  if (sliding && window < config.max_position_embeddings) {
+    return reader.Error(
+        "use_sliding_window",
+        absl::StrCat("a sliding window of ", window, " tokens, shorter than the context, is not supported"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source) {
@@ -156,6 +183,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
   if (config.rope_theta <= 0) return reader.Error("rope_theta", "must be positive");
   if (config.rms_norm_eps <= 0) return reader.Error("rms_norm_eps", "must be positive");
   RETURN_IF_ERROR(DeriveAndCheckHeads(reader, &config));
+  RETURN_IF_ERROR(RefuseOtherAttention(reader, config));
   return config;
 }
 

@@ -41,6 +41,19 @@ TEST(ModelConfigTest, ParsesQwen25) {
   EXPECT_THAT(config->eos_token_ids, ElementsAre(151645));
 }
 
+// Attention settings that change nothing pass: rope_scaling null or "default", a sliding window switched off
+// or as long as the context.
+TEST(ModelConfigTest, NeutralAttentionSettingsPass) {
+  const std::string base =
+      R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
+      "vocab_size": 4, "max_position_embeddings": 64)";
+  for (const char* extra : {R"(, "rope_scaling": null})", R"(, "rope_scaling": {"rope_type": "default"}})",
+                            R"(, "use_sliding_window": false, "sliding_window": 16})",
+                            R"(, "use_sliding_window": true, "sliding_window": 64})"}) {
+    EXPECT_TRUE(ParseModelConfig(base + extra, "config.json").ok()) << extra;
+  }
+}
+
 TEST(ModelConfigTest, EosMayBeAList) {
   std::string text = kQwen25Config;
   text.replace(text.find("\"eos_token_id\": 151645"), 22, "\"eos_token_id\": [151645, 151643]");
@@ -118,7 +131,15 @@ INSTANTIATE_TEST_SUITE_P(
                   "num_key_value_heads: 2 does not divide"},
         BadConfig{"BadEos", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
                   "num_attention_heads": 1, "vocab_size": 4, "eos_token_id": ["x"]})",
-                  "eos_token_id: must be a token id"}),
+                  "eos_token_id: must be a token id"},
+        // Attention other than Qwen2's default would give other results than transformers: refused.
+        BadConfig{"RopeScaling", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 1, "vocab_size": 4, "rope_scaling": {"type": "yarn", "factor": 4}})",
+                  "rope_scaling: only the default rotary embedding is supported"},
+        BadConfig{"ShortSlidingWindow", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 1, "vocab_size": 4, "max_position_embeddings": 64,
+                  "use_sliding_window": true, "sliding_window": 16})",
+                  "use_sliding_window: a sliding window of 16 tokens"}),
     [](const testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
 
 TEST(GenerationConfigTest, ParsesQwen25Instruct) {
