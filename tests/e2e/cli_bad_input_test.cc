@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,30 @@ TEST(CliBadInputTest, BenchFlagsAreCheckedBeforeAnythingRuns) {
   ExpectRefused({"bench-cold on no folder",
                  {DozeBinary(), "bench-cold", "--model", TestDataDir() + "/nowhere"},
                  "is not a directory"});
+}
+
+// doze simulate reads the whole gateway file: a misspelt key or an override naming no key is an error, not
+// the defaults left in place unseen.
+TEST(CliBadInputTest, SimulateRefusesKeysTheGatewayWouldRefuse) {
+  const std::string trace = TestDataDir() + "/bad-input-trace.csv";
+  ASSERT_EQ(RunProcess({DozeBinary(), "trace", "synth", "--profile", "office", "--days", "1", "--out", trace})
+                .exit_code,
+            0);
+  const std::string config = SourceDir() + "/config/doze.yaml";
+  const std::vector<std::string> simulate = {DozeBinary(), "simulate", "--config", config, "--trace", trace};
+  EXPECT_EQ(RunProcess(simulate).exit_code, 0);
+  std::vector<std::string> bogus = simulate;
+  bogus.insert(bogus.end(), {"--policy-override", "idle_timeout=10m"});  // schedule.idle_timeout is meant
+  ExpectRefused({"override naming no key", bogus, "idle_timeout: unknown key"});
+  std::ifstream in(config);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t billing = text.find("\nbilling:");
+  ASSERT_NE(billing, std::string::npos);
+  text.replace(billing, 9, "\nbiling:");
+  const std::string misspelt = WriteInput("bad-input-biling.yaml", text);
+  ExpectRefused({"misspelt key",
+                 {DozeBinary(), "simulate", "--config", misspelt, "--trace", trace},
+                 "biling: unknown key"});
 }
 
 TEST(CliBadInputTest, WorkerListenAddressesAreChecked) {

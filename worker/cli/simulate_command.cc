@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "gateway/config/config_loader.h"
 #include "gateway/lifecycle/lifecycle_config.h"
 #include "gateway/lifecycle/policy_comparison.h"
 #include "gateway/lifecycle/simulator.h"
@@ -77,6 +78,10 @@ int SimulateCommand(int argc, char** argv) {
       if (absl::Status status = ApplyOverride(root, assignment); !status.ok()) return Fail(status.ToString());
     }
   }
+  // The whole file as the gateway reads it: a misspelt key (billing as "biling") or an override that names
+  // no key would otherwise leave the defaults in place unseen.
+  if (absl::StatusOr<gateway::Config> checked = gateway::ParseConfig(YAML::Dump(root)); !checked.ok())
+    return Fail(absl::StrCat(vm["config"].as<std::string>(), ": ", checked.status().message()));
   std::ifstream trace_file(vm["trace"].as<std::string>());
   if (!trace_file) return Fail(absl::StrCat("cannot read ", vm["trace"].as<std::string>()));
   absl::StatusOr<lifecycle::Trace> trace = lifecycle::ReadTraceCsv(trace_file);
