@@ -103,6 +103,16 @@ TEST(CliBadInputTest, BenchFlagsAreCheckedBeforeAnythingRuns) {
                  "is not a directory"});
 }
 
+// A bad --tokenizer is found before anything is written: no half-made checkpoint is left behind.
+TEST(CliBadInputTest, MakeModelChecksTheTokenizerFirst) {
+  const std::string out = TestDataDir() + "/bad-input-make-model";
+  std::filesystem::remove_all(out);
+  ExpectRefused({"missing tokenizer",
+                 {DozeBinary(), "make-model", "--preset", "tiny", "--out", out, "--tokenizer", out + ".json"},
+                 "--tokenizer: "});
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
 // doze simulate reads the whole gateway file: a misspelt key or an override naming no key is an error, not
 // the defaults left in place unseen.
 TEST(CliBadInputTest, SimulateRefusesKeysTheGatewayWouldRefuse) {

@@ -1,7 +1,11 @@
 // doze make-model: writes a random checkpoint in Hugging Face layout.
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "worker/cli/command.h"
 #include "worker/cli/options.h"
@@ -52,6 +56,14 @@ int MakeModelCommand(int argc, char** argv) {
   TakeOverride(vm, "intermediate-size", checkpoint.intermediate_size);
   TakeOverride(vm, "vocab-size", checkpoint.vocab_size);
 
+  // Checked before anything is written, so that a bad path leaves no half-made checkpoint behind.
+  if (!checkpoint.tokenizer_path.empty()) {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(checkpoint.tokenizer_path, error) ||
+        access(checkpoint.tokenizer_path.c_str(), R_OK) != 0) {
+      return Fail(absl::StrCat("--tokenizer: ", checkpoint.tokenizer_path, " is not a readable file"));
+    }
+  }
   auto start = std::chrono::steady_clock::now();
   if (absl::Status status = WriteRandomCheckpoint(checkpoint); !status.ok()) {
     return Fail(std::string(status.message()));
