@@ -29,18 +29,19 @@ absl::StatusOr<BackendRunner> MakeCpuRunner(const Checkpoint& checkpoint, const 
   const int64_t blocks = std::max<int64_t>(1, (tokens + cpu.block_size - 1) / cpu.block_size);
   const double bytes = static_cast<double>(blocks) * cpu.block_size * CpuKvBytesPerToken(checkpoint.config());
   const size_t memory = PhysicalMemoryBytes();
-  const auto too_large = [&] {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("--kv-cache-tokens: a CPU KV cache of ", tokens, " tokens needs ", bytes / (1 << 30),
-                     " GiB, more than this machine's ", static_cast<double>(memory) / (1 << 30), " GiB"));
+  const auto too_large = [&](const std::string& why) {
+    return absl::ResourceExhaustedError(absl::StrCat("--kv-cache-tokens: a CPU KV cache of ", tokens,
+                                                     " tokens needs ", bytes / (1 << 30), " GiB, ", why));
   };
-  if (memory > 0 && bytes > static_cast<double>(memory)) return too_large();
+  if (memory > 0 && bytes > static_cast<double>(memory))
+    return too_large(
+        absl::StrCat("more than this machine's ", static_cast<double>(memory) / (1 << 30), " GiB"));
   cpu.num_kv_blocks = static_cast<int>(blocks);
   cpu.num_threads = options.num_threads;
   try {
     return BackendRunner{"cpu", std::make_unique<CpuModelRunner>(checkpoint, cpu)};
   } catch (const std::bad_alloc&) {  // the cache (or the weights' copy) beside what else the machine holds
-    return too_large();
+    return too_large("which could not be allocated beside the weights");
   }
 }
 
