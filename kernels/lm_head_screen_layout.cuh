@@ -26,17 +26,21 @@ struct Screen {
 
 inline int PaddedRows(int n) { return (n + kTileRows - 1) / kTileRows * kTileRows; }
 
+// The tiled weights' bytes of a copy of `bits`: what precedes its three floats a row.
+inline size_t WeightBytes(int n, int k, int bits) {
+  return static_cast<size_t>(PaddedRows(n)) * k * bits / 8;
+}
+
 // A copy's bytes: the tiled weights, then three floats a row.
 inline size_t CopyBytes(int n, int k, int bits) {
-  const size_t rows = PaddedRows(n);
-  return rows * k * bits / 8 + 3 * rows * sizeof(float);
+  return WeightBytes(n, k, bits) + 3 * static_cast<size_t>(PaddedRows(n)) * sizeof(float);
 }
 
 // The screen at `base`, a copy of `bits`.
 inline Screen ScreenAt(const void* base, int n, int k, int bits) {
   const size_t rows = PaddedRows(n);
   const char* bytes = static_cast<const char*>(base);
-  const float* floats = reinterpret_cast<const float*>(bytes + rows * k * bits / 8);
+  const float* floats = reinterpret_cast<const float*>(bytes + WeightBytes(n, k, bits));
   return Screen{reinterpret_cast<const uint4*>(bytes), floats, floats + rows, floats + 2 * rows};
 }
 

@@ -39,9 +39,6 @@ class PromptBuilder {
   absl::StatusOr<BuiltPrompt> Build(const CompletionRequest& request, const FunctionConfig& function,
                                     const std::string& request_id) const;
 
-  // Returns the model's context length.
-  int context_length() const { return context_length_; }
-
  private:
   absl::StatusOr<std::vector<int32_t>> PromptIds(const CompletionRequest& request,
                                                  const FunctionConfig& function) const;

@@ -1,5 +1,6 @@
 // Parses one HTTP/1.1 request held in memory with Beast's parser under the server's limits: the same parser
-// and limits a session uses, exposed for the fuzz target and for tests.
+// and limits a session uses, exposed for the fuzz target and for tests. The session's rules on a parsed
+// header (Host required in HTTP/1.1, no transfer coding but chunked) are not applied here.
 #pragma once
 
 #include <string_view>

@@ -80,7 +80,8 @@ int SimulateCommand(int argc, char** argv) {
   }
   // The whole file as the gateway reads it: a misspelt key (billing as "biling") or an override that names
   // no key would otherwise leave the defaults in place unseen.
-  if (absl::StatusOr<gateway::Config> checked = gateway::ParseConfig(YAML::Dump(root)); !checked.ok())
+  absl::StatusOr<gateway::Config> checked = gateway::ParseConfig(YAML::Dump(root));
+  if (!checked.ok())
     return Fail(absl::StrCat(vm["config"].as<std::string>(), ": ", checked.status().message()));
   std::ifstream trace_file(vm["trace"].as<std::string>());
   if (!trace_file) return Fail(absl::StrCat("cannot read ", vm["trace"].as<std::string>()));
@@ -93,9 +94,7 @@ int SimulateCommand(int argc, char** argv) {
     results = *std::move(rows);
     PrintTable(results);
   } else {
-    absl::StatusOr<lifecycle::LifecycleConfig> config = lifecycle::ParseLifecycleConfig(root);
-    if (!config.ok()) return Fail(absl::StrCat("config: ", config.status().message()));
-    absl::StatusOr<lifecycle::SimulationResult> result = lifecycle::Simulate(*config, *trace);
+    absl::StatusOr<lifecycle::SimulationResult> result = lifecycle::Simulate(checked->lifecycle, *trace);
     if (!result.ok()) return Fail(absl::StrCat("config: ", result.status().message()));
     results.push_back({"config", *std::move(result)});
     std::cout << lifecycle::SimulationResultToJson(results.front().result).dump(2) << std::endl;
