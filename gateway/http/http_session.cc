@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
+#include "gateway/http/request_target.h"
 #include "gateway/openai/api_error.h"
 
 namespace doze::gateway {
@@ -119,15 +120,9 @@ void HttpSession::OnBody(beast::error_code error) {
   http::request<http::string_body> message = parser_->release();
   HttpRequest request;
   request.method = std::string(message.method_string());
-  std::string target(message.target());
-  // The absolute form a client may send (a proxy's), "http://host/path": the path is what routes.
-  for (absl::string_view scheme : {"http://", "https://"}) {
-    if (!absl::StartsWithIgnoreCase(target, scheme)) continue;
-    const size_t path = target.find('/', scheme.size());
-    target = path == std::string::npos ? "/" : target.substr(path);
-    break;
-  }
-  request.path = target.substr(0, target.find('?'));
+  absl::StatusOr<std::string> path = RequestPath(std::string(message.target()));
+  if (!path.ok()) return RejectAndClose(400, std::string(path.status().message()));
+  request.path = *std::move(path);
   request.authorization = std::string(message[http::field::authorization]);
   request.body = std::move(message.body());
   {

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "gateway/http/request_target.h"
 #include "gateway/openai/api_error.h"
 
 namespace doze::gateway {
@@ -38,8 +39,9 @@ absl::StatusOr<HttpRequest> ParseHttpRequest(std::string_view bytes, const HttpL
   http::request<http::string_body> message = parser.release();
   HttpRequest request;
   request.method = std::string(message.method_string());
-  std::string target(message.target());
-  request.path = target.substr(0, target.find('?'));
+  absl::StatusOr<std::string> path = RequestPath(std::string(message.target()));
+  if (!path.ok()) return WithHttpStatus(path.status(), 400);
+  request.path = *std::move(path);
   request.authorization = std::string(message[http::field::authorization]);
   request.body = std::move(message.body());
   return request;

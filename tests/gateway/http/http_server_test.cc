@@ -158,6 +158,12 @@ TEST_F(HttpServerTest, RawRequestsGetTheirAnswers) {
        "POST http://example.test/echo?x=1 HTTP/1.1\r\nHost: example.test\r\nContent-Length: 2\r\n"
        "Connection: close\r\n\r\nhi",
        "HTTP/1.1 200", "\r\n\r\nhi"},
+      // Percent-encoded octets are decoded before routing (RFC 3986 2.1), as nginx does.
+      {"percent-encoded path",
+       "POST /%65ch%6F HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+       "HTTP/1.1 200", "\r\n\r\nhi"},
+      {"malformed percent-encoding", "GET /stream%zz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400",
+       "malformed percent-encoding"},
       {"malformed chunked body",
        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
        "HTTP/1.1 400", "malformed request body"},

@@ -31,6 +31,8 @@ TEST(RequestParserTest, Table) {
       {"bad method token", "G(T / HTTP/1.1\r\n\r\n", 400},
       {"incomplete", "GET / HTTP/1.1\r\nHost:", 0},
       {"short body", "POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n{}", 0},
+      {"percent-encoded path", "GET /v1/%6Dodels HTTP/1.1\r\nHost: a\r\n\r\n", 200},
+      {"malformed percent-encoding", "GET /v1/models%2 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
   };
   for (const Case& c : cases) {
     absl::StatusOr<HttpRequest> request = ParseHttpRequest(c.bytes, limits);
@@ -49,6 +51,7 @@ TEST(RequestParserTest, Table) {
   EXPECT_EQ(post->authorization, "Bearer k");
   EXPECT_EQ(post->body, "{}");
   EXPECT_EQ(ParseHttpRequest(cases[0].bytes, limits)->path, "/healthz");
+  EXPECT_EQ(ParseHttpRequest(cases[10].bytes, limits)->path, "/v1/models");
 }
 
 }  // namespace
