@@ -1,5 +1,7 @@
 #include "worker/common/file_util.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -10,6 +12,10 @@
 namespace doze {
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  // A folder or a FIFO under the name is refused, not read as empty or waited on.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;

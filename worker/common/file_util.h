@@ -7,7 +7,7 @@
 
 namespace doze {
 
-// Reads the whole file; NotFound when it does not exist.
+// Reads the whole file; NotFound when it does not exist, InvalidArgument when it is not a regular file.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes (replacing) the whole file.

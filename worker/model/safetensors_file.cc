@@ -165,7 +165,8 @@ bool ParseDType(std::string_view name, DType* dtype) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO or device under the name is refused below rather than waited on at the open.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     std::string message = absl::StrCat(path, ": cannot open: ", std::strerror(err));

@@ -1,5 +1,7 @@
 #include "worker/model/checkpoint.h"
 
+#include <sys/stat.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -251,6 +253,27 @@ TEST(CheckpointTest, CorruptFilesAreReportedWithTheirPath) {
   dir.Write("config.json", "{\"hidden_size\": ");
   checkpoint = Checkpoint::Load(dir.path());
   EXPECT_THAT(checkpoint.status().message(), HasSubstr(dir / "config.json: not a valid JSON object"));
+}
+
+// A FIFO (which would block the open until a writer came) or a folder in a file's place is refused at once,
+// naming it.
+TEST(CheckpointTest, FilesThatAreNotRegularAreRefused) {
+  for (const char* name : {"model.safetensors", "config.json"}) {
+    for (const bool fifo : {true, false}) {
+      ScratchDir dir;
+      WriteTiny(dir, {});
+      const std::string path = dir / name;
+      std::filesystem::remove(path);
+      if (fifo) {
+        ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+      } else {
+        std::filesystem::create_directory(path);
+      }
+      auto checkpoint = Checkpoint::Load(dir.path());
+      ASSERT_FALSE(checkpoint.ok()) << path;
+      EXPECT_THAT(checkpoint.status().message(), HasSubstr(path + ": not a regular file"));
+    }
+  }
 }
 
 TEST(CheckpointTest, IndexMustAgreeWithTheShards) {
