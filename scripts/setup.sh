@@ -70,7 +70,7 @@ doze_build() {
 doze_prepare_default_model() {
   [[ -s $DOZE_DEFAULT_MODEL/model.safetensors ]] && return 0
   doze_log "writing the tiny demo checkpoint (random weights) to $DOZE_DEFAULT_MODEL"
-  "$DOZE_BUILD/bin/doze" make-model --preset tiny --seed 1 --out "$DOZE_DEFAULT_MODEL" \
+  "$DOZE_BUILD/bin/doze" make-model --preset tiny --seed 1 --out "$DOZE_DEFAULT_MODEL" --force \
     --tokenizer "$DOZE_TOKENIZER_DIR/tokenizer.json"
 }
 

@@ -15,7 +15,7 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 date -u +%FT%TZ
 
-"$doze" make-model --preset qwen2.5-0.5b --seed 1 --out $models/qwen2.5-0.5b --tokenizer $tokenizer
+"$doze" make-model --preset qwen2.5-0.5b --seed 1 --out $models/qwen2.5-0.5b --force --tokenizer $tokenizer
 scripts/make-test-models "$doze" $tokenizer $models || status=1
 
 echo "== the whole model against transformers, teacher-forced (4 x 512 tokens)"

@@ -113,6 +113,41 @@ TEST(CliBadInputTest, MakeModelChecksTheTokenizerFirst) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+// make-model does not write into a folder that already holds files unless told to: what was there stays.
+TEST(CliBadInputTest, MakeModelKeepsAFolderThatHoldsFiles) {
+  const std::string out = TestDataDir() + "/bad-input-make-model-full";
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(out);
+  const std::string kept = WriteInput("bad-input-make-model-full/config.json", "{\"mine\": true}");
+  const std::vector<std::string> make = {DozeBinary(), "make-model",   "--preset", "tiny",  "--hidden-size",
+                                         "64",         "--num-layers", "1",        "--out", out};
+  ExpectRefused({"a folder with files", make, "already holds files; pass --force"});
+  std::ifstream in(kept);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
+            "{\"mine\": true}");
+  std::vector<std::string> forced = make;
+  forced.push_back("--force");
+  const ProcessResult result = RunProcess(forced);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(std::filesystem::is_regular_file(out + "/model.safetensors"));
+  ExpectRefused({"a file as the folder",
+                 {DozeBinary(), "make-model", "--preset", "tiny", "--out", kept},
+                 "exists and is not a folder"});
+}
+
+// doze chat fed a session whose turn fails (a prompt past the context) says so and exits non-zero, after
+// answering the turns that did not fail.
+TEST(CliBadInputTest, ChatWithAFailedTurnExitsNonZero) {
+  std::string too_long;
+  for (int i = 0; i < 40000; ++i) too_long += "hello ";
+  const ProcessResult result =
+      RunProcess({DozeBinary(), "chat", "--model", Model(), "--backend", "cpu", "--max-tokens", "2"},
+                 "hi\n" + too_long + "\nhi again\n");
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("exceeds"));
+  EXPECT_THAT(result.err, HasSubstr("1 of 3 turns failed"));
+}
+
 // doze simulate reads the whole gateway file: a misspelt key or an override naming no key is an error, not
 // the defaults left in place unseen.
 TEST(CliBadInputTest, SimulateRefusesKeysTheGatewayWouldRefuse) {

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "worker/cli/command.h"
 #include "worker/cli/engine_flags.h"
 #include "worker/cli/sampling_flags.h"
@@ -50,16 +51,21 @@ int ChatCommand(int argc, char** argv) {
   std::cout << "doze chat on " << vm["model"].as<std::string>() << " (" << (*model)->backend()
             << "); an empty line or end of input quits.\n";
   std::string line;
+  int turns = 0, failed = 0;
   while (std::cout << "> " << std::flush, std::getline(std::cin, line) && !line.empty()) {
+    ++turns;
     messages.push_back({"user", line});
     auto reply = Reply(**model, messages, *params);
     if (!reply.ok()) {
+      ++failed;
       std::cerr << "doze: " << reply.status().message() << "\n";
       messages.pop_back();
       continue;
     }
     messages.push_back({"assistant", *reply});
   }
+  // A session with a failed turn ends in failure, so that a script feeding it can tell.
+  if (failed > 0) return Fail(absl::StrCat(failed, " of ", turns, " turns failed"));
   return 0;
 }
 

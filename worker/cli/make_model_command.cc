@@ -19,6 +19,19 @@ void TakeOverride(const po::variables_map& vm, const char* flag, std::optional<i
   if (vm.count(flag)) field = vm[flag].as<int>();
 }
 
+// Why make-model may not write into `out`: it is not a folder, or (without `force`) it is a folder that
+// already holds files. Empty when it may.
+std::string OutFolderProblem(const std::string& out, bool force) {
+  std::error_code error;
+  if (!std::filesystem::exists(out, error)) return "";
+  if (!std::filesystem::is_directory(out, error))
+    return absl::StrCat("--out: ", out, " exists and is not a folder");
+  if (force || std::filesystem::is_empty(out, error)) return "";
+  return absl::StrCat("--out: ", out,
+                      " already holds files; pass --force to write the checkpoint into it (replacing its "
+                      "config.json, model.safetensors and tokenizer files)");
+}
+
 }  // namespace
 
 int MakeModelCommand(int argc, char** argv) {
@@ -28,6 +41,8 @@ int MakeModelCommand(int argc, char** argv) {
       "seed", po::value<uint64_t>()->default_value(0), "random seed")(
       "no-tie", po::bool_switch(), "write a separate lm_head instead of tying it to the embeddings")(
       "out", po::value<std::string>()->required(), "output directory")(
+      "force", po::bool_switch(),
+      "write into --out even when it already holds files (its checkpoint's are replaced)")(
       "tokenizer", po::value<std::string>(),
       "tokenizer.json to copy in (with a Qwen2.5 tokenizer_config.json)")(
       "hidden-size", po::value<int>(), "override the preset's hidden size")("num-layers", po::value<int>(),
@@ -39,7 +54,8 @@ int MakeModelCommand(int argc, char** argv) {
                                                                        "override the vocabulary size");
   po::variables_map vm;
   const char* usage =
-      "doze make-model --preset tiny|qwen2.5-0.5b [--seed N] [--no-tie] --out DIR [--tokenizer PATH]";
+      "doze make-model --preset tiny|qwen2.5-0.5b [--seed N] [--no-tie] --out DIR [--force] [--tokenizer "
+      "PATH]";
   if (auto code = ParseOptions(argc, argv, options, vm, usage)) return *code;
 
   RandomCheckpointOptions checkpoint;
@@ -56,7 +72,10 @@ int MakeModelCommand(int argc, char** argv) {
   TakeOverride(vm, "intermediate-size", checkpoint.intermediate_size);
   TakeOverride(vm, "vocab-size", checkpoint.vocab_size);
 
-  // Checked before anything is written, so that a bad path leaves no half-made checkpoint behind.
+  // Checked before anything is written, so that a bad path leaves no half-made checkpoint behind, and a
+  // folder that holds files (a real model's, perhaps) is not overwritten unasked.
+  if (std::string problem = OutFolderProblem(checkpoint.out_dir, vm["force"].as<bool>()); !problem.empty())
+    return Fail(problem);
   if (!checkpoint.tokenizer_path.empty()) {
     std::error_code error;
     if (!std::filesystem::is_regular_file(checkpoint.tokenizer_path, error) ||
