@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/config/config_diff.h"
 #include "gateway/config/config_loader.h"
 #include "gateway/config/config_paths.h"
 #include "gateway/openai/api_error.h"
@@ -159,15 +160,15 @@ std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& fun
       std::make_shared<WorkerSupervisor>(SupervisorOptionsFor(function), &spawner_, clients_.get(),
                                          RealClock::Get(), io_context_.get_executor());
   auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(function),
-                                                   supervisor, std::make_unique<FunctionMetrics>());
+                                                   supervisor, std::make_shared<FunctionMetrics>());
   DispatcherOptions options{function.name, config_.workers.max_queue, function.worker.max_in_flight,
                             config_.workers.queue_timeout};
   options.unresponsive_timeout = config_.workers.unresponsive_timeout;
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, &runtime->metrics(), RealClock::Get(),
-                                                 io_context_.get_executor());
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor, runtime->metrics_ptr(),
+                                                 RealClock::Get(), io_context_.get_executor());
   dispatcher->Init();
   runtime->set_dispatcher(dispatcher);
-  FunctionMetrics* metrics = &runtime->metrics();
+  std::shared_ptr<FunctionMetrics> metrics = runtime->metrics_ptr();
   WorkerSupervisor* raw = supervisor.get();
   supervisor->AddObserver([metrics, raw](const WorkerTransition& transition) {
     if (transition.from == WorkerState::kStarting && transition.to == WorkerState::kReady) {
@@ -243,6 +244,25 @@ absl::Status Gateway::Reload() {
   if (config_path_.empty()) return absl::FailedPreconditionError("no configuration file to reload");
   ASSIGN_OR_RETURN(Config fresh, LoadConfigFile(config_path_));
   RETURN_IF_ERROR(CheckSocketPaths(fresh));
+  // The key file is read before anything changes: a bad one fails the whole reload.
+  ApiKeys keys;
+  if (!fresh.server.api_keys_file.empty()) {
+    ASSIGN_OR_RETURN(keys, ApiKeys::FromFile(fresh.server.api_keys_file));
+  }
+  for (const std::string& key : RestartOnlyChanges(config_, fresh)) {
+    DOZE_LOG(WARNING) << "reload: " << key << " changed; it takes effect when the gateway restarts";
+  }
+  // The limits a reload applies, for the functions it adds as for those it keeps.
+  config_.workers.max_queue = fresh.workers.max_queue;
+  config_.workers.queue_timeout = fresh.workers.queue_timeout;
+  config_.workers.unresponsive_timeout = fresh.workers.unresponsive_timeout;
+  if (keys.enabled() || keys_.enabled()) {
+    DOZE_LOG(INFO) << "reload: /v1 API keys "
+                   << (keys.enabled() ? absl::StrCat("read again from ", fresh.server.api_keys_file)
+                                      : "no longer required");
+  }
+  config_.server.api_keys_file = fresh.server.api_keys_file;
+  keys_.Replace(std::move(keys));
   std::vector<std::shared_ptr<FunctionRuntime>> added;
   for (const auto& [name, function] : fresh.functions) {
     std::shared_ptr<FunctionRuntime> existing = functions_.Find(name);

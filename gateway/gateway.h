@@ -57,7 +57,7 @@ class Gateway {
   Config config_;
   const std::string config_path_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  ApiKeys keys_;
+  ApiKeySet keys_;  // replaced by a reload
   PromptBuilder prompts_;
   boost::asio::io_context io_context_;
   boost::asio::signal_set signals_;

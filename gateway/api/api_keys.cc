@@ -2,9 +2,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
+#include "gateway/config/api_key_file.h"
 #include "gateway/openai/api_error.h"
-#include "worker/common/file_util.h"
 #include "worker/common/status_macros.h"
 
 namespace doze::gateway {
@@ -21,16 +20,28 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 }
 
 absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::vector<std::string> keys;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (line.empty() || absl::StartsWith(line, "#")) continue;
-    keys.emplace_back(line);
-  }
-  if (keys.empty()) return absl::InvalidArgumentError(path + ": holds no API key");
+  ASSIGN_OR_RETURN(std::vector<std::string> keys, ReadApiKeyFile(path));
   return ApiKeys(std::move(keys));
 }
+
+ApiKeySet::ApiKeySet(ApiKeys keys) : keys_(std::make_shared<const ApiKeys>(std::move(keys))) {}
+
+void ApiKeySet::Replace(ApiKeys keys) {
+  auto fresh = std::make_shared<const ApiKeys>(std::move(keys));
+  absl::MutexLock lock(&mu_);
+  keys_ = std::move(fresh);
+}
+
+std::shared_ptr<const ApiKeys> ApiKeySet::Current() const {
+  absl::MutexLock lock(&mu_);
+  return keys_;
+}
+
+absl::Status ApiKeySet::Check(const std::string& authorization) const {
+  return Current()->Check(authorization);
+}
+
+bool ApiKeySet::enabled() const { return Current()->enabled(); }
 
 std::optional<std::string> BearerToken(const std::string& authorization) {
   constexpr absl::string_view kScheme = "bearer";

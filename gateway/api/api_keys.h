@@ -2,12 +2,14 @@
 // Keys are compared in constant time.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace doze::gateway {
 
@@ -17,7 +19,7 @@ class ApiKeys {
   ApiKeys() = default;
   explicit ApiKeys(std::vector<std::string> keys) : keys_(std::move(keys)) {}
 
-  // Reads one key per line (blank lines and lines starting with '#' skipped).
+  // Reads one key per line (ReadApiKeyFile).
   static absl::StatusOr<ApiKeys> FromFile(const std::string& path);
 
   // OK when no keys are configured or `authorization` is "Bearer <one of the keys>"; else Unauthenticated.
@@ -28,6 +30,25 @@ class ApiKeys {
 
  private:
   std::vector<std::string> keys_;
+};
+
+// The keys in force: read by every request's check while a configuration reload may replace them.
+class ApiKeySet {
+ public:
+  explicit ApiKeySet(ApiKeys keys);
+
+  // Puts `keys` in force for the checks that start from now on.
+  void Replace(ApiKeys keys);
+
+  // ApiKeys::Check and ApiKeys::enabled of the keys in force.
+  absl::Status Check(const std::string& authorization) const;
+  bool enabled() const;
+
+ private:
+  std::shared_ptr<const ApiKeys> Current() const;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const ApiKeys> keys_ ABSL_GUARDED_BY(mu_);
 };
 
 // Returns whether `a` equals `b`, taking time that depends only on their lengths.

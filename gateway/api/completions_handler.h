@@ -16,7 +16,7 @@ namespace doze::gateway {
 class CompletionsHandler {
  public:
   // Every pointer must outlive the handler.
-  CompletionsHandler(const FunctionTable* functions, const ApiKeys* keys, const PromptBuilder* prompts,
+  CompletionsHandler(const FunctionTable* functions, const ApiKeySet* keys, const PromptBuilder* prompts,
                      const Tokenizer* tokenizer, Clock* clock)
       : functions_(functions), keys_(keys), prompts_(prompts), tokenizer_(tokenizer), clock_(clock) {}
 
@@ -29,7 +29,7 @@ class CompletionsHandler {
                       bool chat) const;
 
   const FunctionTable* functions_;
-  const ApiKeys* keys_;
+  const ApiKeySet* keys_;
   const PromptBuilder* prompts_;
   const Tokenizer* tokenizer_;
   Clock* clock_;

@@ -15,7 +15,7 @@ namespace doze::gateway {
 class OpsHandler {
  public:
   // `admin_token` empty: mutations are refused. Pointers must outlive the handler.
-  OpsHandler(const FunctionTable* functions, LifecycleDriver* lifecycle, const ApiKeys* keys,
+  OpsHandler(const FunctionTable* functions, LifecycleDriver* lifecycle, const ApiKeySet* keys,
              std::string admin_token)
       : functions_(functions), lifecycle_(lifecycle), keys_(keys), admin_token_(std::move(admin_token)) {}
 
@@ -31,7 +31,7 @@ class OpsHandler {
 
   const FunctionTable* functions_;
   LifecycleDriver* lifecycle_;
-  const ApiKeys* keys_;
+  const ApiKeySet* keys_;
   const std::string admin_token_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "gateway/config/api_key_file.h"
 
 namespace doze::gateway {
 namespace {
@@ -52,6 +53,11 @@ absl::Status CheckConfigPaths(const Config& config) {
   const std::string key = config.workers.binary.empty() ? "workers.binary (default)" : "workers.binary";
   if (!IsFile(binary) || access(binary.c_str(), X_OK) != 0)
     problems.push_back(absl::StrCat(key, ": ", binary, " is not an executable file"));
+  if (!config.server.api_keys_file.empty()) {
+    if (absl::StatusOr<std::vector<std::string>> keys = ReadApiKeyFile(config.server.api_keys_file);
+        !keys.ok())
+      problems.push_back(absl::StrCat("server.api_keys_file: ", keys.status().message()));
+  }
   if (problems.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
 }

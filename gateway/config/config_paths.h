@@ -1,5 +1,6 @@
 // What --check-config verifies beyond the keys themselves: that the files the configuration names are there
-// (the model folder's config.json, tokenizer.json and weights; the worker binary, executable).
+// (the model folder's config.json, tokenizer.json and weights; the worker binary, executable; the API key
+// file, with at least one key).
 #pragma once
 
 #include <string>

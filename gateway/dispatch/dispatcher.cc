@@ -89,10 +89,10 @@ class Dispatcher::CallObserver : public GenerateObserver {
 };
 
 Dispatcher::Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
-                       FunctionMetrics* metrics, Clock* clock, net::any_io_executor executor)
+                       std::shared_ptr<FunctionMetrics> metrics, Clock* clock, net::any_io_executor executor)
     : function_(options.function),
       supervisor_(std::move(supervisor)),
-      metrics_(metrics),
+      metrics_(std::move(metrics)),
       clock_(clock),
       executor_(std::move(executor)),
       queue_(options.max_queue),

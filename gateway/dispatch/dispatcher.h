@@ -73,7 +73,7 @@ class DispatchListener {
 class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  public:
   Dispatcher(DispatcherOptions options, std::shared_ptr<WorkerSupervisor> supervisor,
-             FunctionMetrics* metrics, Clock* clock, boost::asio::any_io_executor executor);
+             std::shared_ptr<FunctionMetrics> metrics, Clock* clock, boost::asio::any_io_executor executor);
 
   // Subscribes to the supervisor's transitions; call once after construction.
   void Init();
@@ -134,7 +134,9 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   const std::string function_;
   std::shared_ptr<WorkerSupervisor> supervisor_;
-  FunctionMetrics* metrics_;
+  // Shared with the function's runtime: a call in flight when a reload removes the function still counts
+  // into them after the runtime is gone.
+  std::shared_ptr<FunctionMetrics> metrics_;
   Clock* clock_;
   boost::asio::any_io_executor executor_;
   FunctionQueue queue_;

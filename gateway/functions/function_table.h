@@ -20,7 +20,7 @@ namespace doze::gateway {
 class FunctionRuntime {
  public:
   FunctionRuntime(std::shared_ptr<const FunctionConfig> config, std::shared_ptr<WorkerSupervisor> supervisor,
-                  std::unique_ptr<FunctionMetrics> metrics)
+                  std::shared_ptr<FunctionMetrics> metrics)
       : name_(config->name),
         config_(std::move(config)),
         supervisor_(std::move(supervisor)),
@@ -45,6 +45,7 @@ class FunctionRuntime {
   const std::shared_ptr<WorkerSupervisor>& supervisor_ptr() const { return supervisor_; }
   Dispatcher& dispatcher() const { return *dispatcher_; }
   FunctionMetrics& metrics() const { return *metrics_; }
+  const std::shared_ptr<FunctionMetrics>& metrics_ptr() const { return metrics_; }
 
   // Sets the dispatcher (made after the runtime, since it records into the metrics).
   void set_dispatcher(std::shared_ptr<Dispatcher> dispatcher) { dispatcher_ = std::move(dispatcher); }
@@ -54,7 +55,7 @@ class FunctionRuntime {
   mutable absl::Mutex mu_;
   std::shared_ptr<const FunctionConfig> config_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<WorkerSupervisor> supervisor_;
-  std::unique_ptr<FunctionMetrics> metrics_;
+  std::shared_ptr<FunctionMetrics> metrics_;  // shared with the dispatcher and the supervisor's observer
   std::shared_ptr<Dispatcher> dispatcher_;
 };
 

@@ -232,19 +232,21 @@ void WorkerSupervisor::Sleep(const std::string& reason) {
     client = client_;
     incarnation = incarnation_;
   }
-  client->Sleep(absl::Seconds(60), [self = shared_from_this(), incarnation, reason](absl::Status status) {
-    std::vector<WorkerTransition> transitions;
-    {
-      absl::MutexLock lock(&self->mu_);
-      if (incarnation != self->incarnation_ || self->state_ != WorkerState::kReady) return;
-      if (!status.ok()) {
-        DOZE_LOG(WARNING) << "worker " << self->function_ << ": sleep failed: " << status;
-        return;
-      }
-      transitions.push_back(self->SetState(WorkerState::kSleeping, reason));
-    }
-    self->Announce(transitions);
-  });
+  // A sleep or wake moves the weights between host and GPU: bounded by start_timeout, as a start is.
+  client->Sleep(options_.start_timeout,
+                [self = shared_from_this(), incarnation, reason](absl::Status status) {
+                  std::vector<WorkerTransition> transitions;
+                  {
+                    absl::MutexLock lock(&self->mu_);
+                    if (incarnation != self->incarnation_ || self->state_ != WorkerState::kReady) return;
+                    if (!status.ok()) {
+                      DOZE_LOG(WARNING) << "worker " << self->function_ << ": sleep failed: " << status;
+                      return;
+                    }
+                    transitions.push_back(self->SetState(WorkerState::kSleeping, reason));
+                  }
+                  self->Announce(transitions);
+                });
 }
 
 void WorkerSupervisor::Wake(const std::string& reason) {
@@ -259,7 +261,7 @@ void WorkerSupervisor::Wake(const std::string& reason) {
     transitions.push_back(SetState(WorkerState::kWaking, reason));
   }
   Announce(transitions);
-  client->Wake(absl::Seconds(60), [self = shared_from_this(), incarnation](absl::Status status) {
+  client->Wake(options_.start_timeout, [self = shared_from_this(), incarnation](absl::Status status) {
     std::vector<WorkerTransition> done;
     std::shared_ptr<ChildProcess> child;
     {

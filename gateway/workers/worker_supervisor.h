@@ -27,8 +27,8 @@ namespace doze::gateway {
 struct SupervisorOptions {
   std::string function;
   SpawnSpec spawn;
-  std::string address;  // Where the worker listens ("unix:/tmp/doze/NAME.sock").
-  absl::Duration start_timeout = absl::Seconds(60);
+  std::string address;                               // Where the worker listens ("unix:/tmp/doze/NAME.sock").
+  absl::Duration start_timeout = absl::Seconds(60);  // also bounds a sleep and a wake
   absl::Duration stop_timeout = absl::Seconds(10);
   absl::Duration backoff_initial = absl::Seconds(1);
   absl::Duration backoff_max = absl::Seconds(60);

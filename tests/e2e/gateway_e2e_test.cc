@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <future>
 #include <optional>
 #include <thread>
@@ -66,6 +67,8 @@ class GatewayE2eTest : public ::testing::Test {
     std::string config = absl::StrReplaceAll(
         kConfig, {{"$MODEL", build + "/models/tiny-tied-gqa2"}, {"$BUILD", build}, {"$SOCKETS", sockets_}});
     config += ExtraConfig();
+    dir_ = dir;
+    config_ = config;
     gateway_ = std::make_unique<testing::GatewayProcess>(dir, config);
     port_ = gateway_->port();
     ASSERT_NE(port_, 0) << "see " << gateway_->log_path();
@@ -93,6 +96,8 @@ class GatewayE2eTest : public ::testing::Test {
   }
 
   static inline int counter_ = 0;
+  std::string dir_;     // the gateway's folder: its doze.yaml
+  std::string config_;  // what doze.yaml holds
   std::string sockets_;
   std::unique_ptr<testing::GatewayProcess> gateway_;
   uint16_t port_ = 0;
@@ -183,6 +188,30 @@ TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
   EXPECT_EQ(after->counters().num_running(), 0);
   EXPECT_EQ(after->counters().num_requests(), before->counters().num_requests() + 1);
   EXPECT_LT(after->counters().generated_tokens() - before->counters().generated_tokens(), 400);
+}
+
+// A reload that removes a function while one of its streams runs: its worker finishes the stream before it
+// exits and the gateway keeps serving (the call counted into the removed function's metrics after the
+// function had gone, and the gateway crashed).
+TEST_F(GatewayE2eTest, ReloadRemovingAFunctionWithAStreamInFlightKeepsServing) {
+  ASSERT_EQ(Chat("table_parse").status, 200);
+  testing::StreamingRequest stream(
+      port_, "/v1/chat/completions",
+      R"({"model":"table_parse","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":800})");
+  ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
+  std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
+      config_,
+      {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
+        "max_num_seqs: 8 }\n",
+        ""}});
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 200 && Status().contains("table_parse"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_FALSE(Status().contains("table_parse")) << "the reload did not remove the function";
+  EXPECT_TRUE(stream.ReadUntil("[DONE]", 60000)) << stream.received();
+  EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
+  EXPECT_EQ(Chat("copy_polish").status, 200);
+  EXPECT_EQ(gateway_->WaitExit(100), -1) << "the gateway exited; see " << gateway_->log_path();
 }
 
 // The lifecycle policy driving real workers: a one-second idle timeout outside any resident window.

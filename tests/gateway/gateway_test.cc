@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -485,6 +486,23 @@ TEST_F(GatewayTest, ApiKeysAreRequiredWhenConfigured) {
   EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "bearer secret-one"}}).status, 200);
   EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "Bearer SECRET-ONE"}}).status, 401);
   EXPECT_EQ(Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "Bearersecret-one"}}).status, 401);
+
+  // A reload reads the file again: a revoked key is refused from then on, a new one admitted.
+  const auto models_with = [this](const std::string& key) {
+    return Fetch(port_, "GET", "/v1/models", "", {{"Authorization", "Bearer " + key}}).status;
+  };
+  std::ofstream(keys_dir + "/keys.txt") << "secret-three\r\n";
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 100 && models_with("secret-three") != 200; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(models_with("secret-three"), 200);
+  EXPECT_EQ(models_with("secret-one"), 401);
+  // A key file that no longer holds a key fails the reload: the keys in force stay.
+  std::ofstream(keys_dir + "/keys.txt") << "# none\n";
+  gateway_->Signal(SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(models_with("secret-three"), 200);
+  EXPECT_EQ(models_with("secret-one"), 401);
 }
 
 TEST_F(GatewayTest, QueueFullIs503AtOnce) {
@@ -851,6 +869,31 @@ TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   }
   EXPECT_THAT(models.body, HasSubstr("poetry"));
   EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
+}
+
+// A reload that removes a function while one of its streams runs: the stream ends (its call counted into
+// the removed function's metrics, which the call keeps alive) and the gateway keeps serving (it used to
+// crash when the call ended). doze-worker finishes the call before it exits; the stand-in worker here exits
+// at once, so the stream ends with an error event.
+TEST_F(GatewayTest, SighupRemovingAFunctionWithAStreamInFlightKeepsServing) {
+  StartGateway(/*token_delay_ms=*/20);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("table_parse", R"(,"stream":true,"max_tokens":40)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 "));
+  std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
+      config_, {{"  table_parse:\n    system_prompt: \"You summarise tables.\"\n    max_tokens: 8\n", ""}});
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 100 && Status().contains("table_parse"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(Status().contains("table_parse"));
+  EXPECT_TRUE(stream.ReadUntil("\r\n0\r\n\r\n", 10000)) << stream.received();  // the last chunk
+  EXPECT_TRUE(absl::StrContains(stream.received(), "[DONE]") ||
+              absl::StrContains(stream.received(), "data: {\"error\""))
+      << stream.received();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
+  EXPECT_EQ(Chat("copy_polish", R"(,"max_tokens":2)").status, 200);
+  EXPECT_EQ(gateway_->WaitExit(100), -1) << "the gateway exited";
 }
 
 TEST_F(GatewayTest, SighupPutsAddedAndChangedFunctionsUnderThePolicyAndLetsRemovedOnesGo) {

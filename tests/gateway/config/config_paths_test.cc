@@ -57,6 +57,21 @@ TEST_F(ConfigPathsTest, ACompleteModelFolderAndAnExecutableBinaryPass) {
   EXPECT_THAT(std::string(CheckConfigPaths(config_).message()), HasSubstr("nowhere is not a directory"));
 }
 
+// The API key file must be there and hold a key (the gateway would refuse to start otherwise).
+TEST_F(ConfigPathsTest, TheApiKeyFileMustHoldAKey) {
+  for (const char* name : {"config.json", "tokenizer.json", "model.safetensors"})
+    Touch(dir_ / "model" / name);
+  Touch(dir_ / "worker");
+  chmod((dir_ / "worker").c_str(), 0755);
+  config_.server.api_keys_file = (dir_ / "keys.txt").string();
+  EXPECT_THAT(std::string(CheckConfigPaths(config_).message()),
+              HasSubstr("server.api_keys_file: " + config_.server.api_keys_file + ": cannot open"));
+  std::ofstream(dir_ / "keys.txt") << "# only a comment\n\n";
+  EXPECT_THAT(std::string(CheckConfigPaths(config_).message()), HasSubstr("holds no API key"));
+  std::ofstream(dir_ / "keys.txt") << "# a comment\r\n  key-one \r\n";
+  EXPECT_TRUE(CheckConfigPaths(config_).ok()) << CheckConfigPaths(config_);
+}
+
 TEST_F(ConfigPathsTest, AnEmptyBinaryMeansTheWorkerBesideThisProgram) {
   config_.workers.binary.clear();
   const std::string message(CheckConfigPaths(config_).message());

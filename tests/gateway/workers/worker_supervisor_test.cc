@@ -285,10 +285,10 @@ class CountingSink : public GenerationSink {
 // request.
 TEST_F(WorkerSupervisorTest, RequestAnsweredBeforeItsCancelHookIsSetIsFreed) {
   client_->answer_at_once = true;
-  FunctionMetrics metrics;
+  auto metrics = std::make_shared<FunctionMetrics>();
   DispatcherOptions options;
   options.function = "copy_polish";
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, metrics, &clock_, io_.get_executor());
   dispatcher->Init();
   supervisor_->Start("test");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
@@ -321,7 +321,7 @@ class DeadWorkerTest : public WorkerSupervisorTest {
     options.function = "copy_polish";
     options.suspect_recheck = absl::Milliseconds(5);
     options.unresponsive_timeout = unresponsive_timeout;
-    dispatcher_ = std::make_shared<Dispatcher>(options, supervisor_, &metrics_, &clock_, io_.get_executor());
+    dispatcher_ = std::make_shared<Dispatcher>(options, supervisor_, metrics_, &clock_, io_.get_executor());
     dispatcher_->Init();
     supervisor_->Start("test");
     ASSERT_TRUE(AwaitState(WorkerState::kReady));
@@ -347,7 +347,7 @@ class DeadWorkerTest : public WorkerSupervisorTest {
   std::shared_ptr<FakeClient> dead_ = std::make_shared<FakeClient>();
   std::shared_ptr<FakeClient> next_ = std::make_shared<FakeClient>();
   ClientSequence clients_{{dead_, next_}};
-  FunctionMetrics metrics_;
+  std::shared_ptr<FunctionMetrics> metrics_ = std::make_shared<FunctionMetrics>();
   std::shared_ptr<Dispatcher> dispatcher_;
   std::shared_ptr<CountingSink> sink_ = std::make_shared<CountingSink>();
 };
@@ -384,11 +384,11 @@ TEST_F(DeadWorkerTest, WorkerThatKeepsFailingItsHealthChecksIsKilledAndReplaced)
 TEST_F(WorkerSupervisorTest, BrokenCallIsRetriedOnAWorkerThatAnswersItsHealthCheck) {
   client_->answer_at_once = true;
   client_->calls_to_break = 1;
-  FunctionMetrics metrics;
+  auto metrics = std::make_shared<FunctionMetrics>();
   DispatcherOptions options;
   options.function = "copy_polish";
   options.suspect_recheck = absl::Seconds(30);  // a held queue would not be released within the test
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, metrics, &clock_, io_.get_executor());
   dispatcher->Init();
   supervisor_->Start("test");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
@@ -406,12 +406,12 @@ TEST_F(WorkerSupervisorTest, BrokenCallIsRetriedOnAWorkerThatAnswersItsHealthChe
 // once its checks have failed for unresponsive_timeout, as a failure with back-off; while they answer, a long
 // call is left alone.
 TEST_F(WorkerSupervisorTest, WorkerFrozenWithACallInFlightIsKilled) {
-  FunctionMetrics metrics;
+  auto metrics = std::make_shared<FunctionMetrics>();
   DispatcherOptions options;
   options.function = "copy_polish";
   options.liveness_check = absl::Milliseconds(5);
   options.unresponsive_timeout = absl::Seconds(10);
-  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, &metrics, &clock_, io_.get_executor());
+  auto dispatcher = std::make_shared<Dispatcher>(options, supervisor_, metrics, &clock_, io_.get_executor());
   dispatcher->Init();
   supervisor_->Start("test");
   ASSERT_TRUE(AwaitState(WorkerState::kReady));
