@@ -207,7 +207,7 @@ void Gateway::BeginShutdown() {
   server_->StopAccepting();
   lifecycle_->Shutdown();
   for (const auto& function : functions_.All()) {
-    function->dispatcher().FailQueued(
+    function->dispatcher().Close(
         WithRetryAfter(absl::UnavailableError("the gateway is shutting down"), absl::Seconds(5)));
   }
   AwaitQuiet(absl::Now() + config_.server.shutdown_grace, /*workers_phase=*/false);
@@ -218,6 +218,8 @@ void Gateway::AwaitQuiet(absl::Time deadline, bool workers_phase) {
   if (!workers_phase) {
     quiet = server_->num_busy() == 0;
   } else {
+    // The workers stopped, and the answers their ends caused (a retry refused, an error event) written.
+    quiet = server_->num_busy() == 0;
     for (const auto& function : functions_.All()) {
       WorkerState state = function->supervisor().state();
       quiet &= state == WorkerState::kStopped || state == WorkerState::kFailed;
@@ -284,7 +286,7 @@ absl::Status Gateway::Reload() {
   lifecycle_->Reconfigure(fresh.lifecycle, added, &functions_);
   for (const auto& function : removed) {
     functions_.Remove(function->name());
-    function->dispatcher().FailQueued(
+    function->dispatcher().Close(
         absl::NotFoundError(absl::StrCat("function ", function->name(), " was removed")));
     function->supervisor().Stop("removed from the configuration");
   }

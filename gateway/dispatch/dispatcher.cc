@@ -115,6 +115,10 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
   {
     absl::MutexLock lock(&mu_);
     last_activity_ = clock_->Now();
+    if (closed_.has_value()) {
+      metrics_->CountRequest(HttpStatusOf(*closed_));
+      return *closed_;
+    }
   }
   if (listener_ != nullptr) {
     absl::Status admitted = listener_->OnQueued(function_);
@@ -128,6 +132,13 @@ absl::Status Dispatcher::Submit(std::shared_ptr<PendingRequest> request) {
     Abandoned();
     metrics_->CountRequest(503);
     return WithRetryAfter(std::move(pushed), absl::Seconds(1));
+  }
+  // Closed between the check above and the push: Close's FailQueued may have missed this one.
+  if (std::optional<absl::Status> closed = ClosedStatus();
+      closed.has_value() && queue_.Remove(request.get())) {
+    Abandoned();
+    metrics_->CountRequest(HttpStatusOf(*closed));
+    return *closed;
   }
   std::weak_ptr<Dispatcher> weak = shared_from_this();
   request->SetCancelHook([weak, raw = request.get()] {
@@ -279,7 +290,11 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
   } else if (request->cancelled()) {
     metrics_->CountRequest(499);
   } else if (!request->started() && request->attempts() < 2 && broken) {
-    absl::Status admitted = listener_ != nullptr ? listener_->OnQueued(function_) : absl::OkStatus();
+    // A retry goes back to the queue, unless nothing will serve the queue again.
+    std::optional<absl::Status> closed = ClosedStatus();
+    absl::Status admitted = closed.has_value()     ? *closed
+                            : listener_ != nullptr ? listener_->OnQueued(function_)
+                                                   : absl::OkStatus();
     if (!admitted.ok()) {
       Reject(request, admitted);
       return Pump();
@@ -398,6 +413,19 @@ void Dispatcher::UpdateOptions(int max_queue, int max_in_flight, absl::Duration 
     unresponsive_timeout_ = unresponsive_timeout;
   }
   Pump();
+}
+
+void Dispatcher::Close(const absl::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = status;
+  }
+  FailQueued(status);
+}
+
+std::optional<absl::Status> Dispatcher::ClosedStatus() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
 }
 
 void Dispatcher::FailQueued(const absl::Status& status) {

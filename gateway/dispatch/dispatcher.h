@@ -17,6 +17,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -101,8 +102,13 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void UpdateOptions(int max_queue, int max_in_flight, absl::Duration queue_timeout,
                      absl::Duration unresponsive_timeout);
 
-  // Answers every queued request with `status` (shutdown).
+  // Answers every queued request with `status` (a failed start).
   void FailQueued(const absl::Status& status);
+
+  // Answers every queued request with `status`, and every request that would queue from now on with it too
+  // (a late Submit, the retry of a call its worker broke): the gateway is shutting down or the function was
+  // removed, and nothing will serve the queue again.
+  void Close(const absl::Status& status);
 
  private:
   class CallObserver;
@@ -129,6 +135,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   void CheckLiveness();
   void LivenessChecked();
   void Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status);
+  // Close's status, once closed.
+  std::optional<absl::Status> ClosedStatus() const;
   // Tells the listener, if any, that a queued request left.
   void Abandoned();
 
@@ -154,6 +162,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool liveness_armed_ ABSL_GUARDED_BY(mu_) = false;  // a liveness timer or check is under way
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time last_activity_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> closed_ ABSL_GUARDED_BY(mu_);  // Close's status
   absl::flat_hash_map<const PendingRequest*, std::shared_ptr<boost::asio::steady_timer>> timers_
       ABSL_GUARDED_BY(mu_);
 };

@@ -855,6 +855,31 @@ TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// SIGTERM while a whole answer waits on a frozen worker: the worker is killed past its stop timeout and the
+// request, which would have been retried, is answered 503 before the gateway exits (its connection used to
+// close with no answer).
+TEST_F(GatewayTest, SigtermAnswersARequestCutByTheWorkersStop) {
+  StartGateway(/*token_delay_ms=*/50, FakeWorkerBinary(), {}, "  stop_timeout: 1s");
+  gateway_.reset();
+  config_ = absl::StrReplaceAll(config_, {{"shutdown_grace: 10s", "shutdown_grace: 1s"}});
+  gateway_ = std::make_unique<GatewayProcess>(
+      dir_, config_, std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "50"}});
+  port_ = gateway_->port();
+  ASSERT_NE(port_, 0);
+  ASSERT_EQ(Chat("copy_polish", R"(,"max_tokens":1)").status, 200);
+  std::future<TestResponse> answer =
+      std::async(std::launch::async, [this] { return Chat("copy_polish", R"(,"max_tokens":100)"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(Status()["copy_polish"]["pid"].get<pid_t>(), SIGSTOP);
+  gateway_->Signal(SIGTERM);
+  TestResponse done = answer.get();
+  EXPECT_EQ(done.status, 503) << done.body;
+  EXPECT_THAT(done.body, HasSubstr("shutting down"));
+  const int status = gateway_->WaitExit(15000);
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   StartGateway();
   std::string updated = absl::StrReplaceAll(
