@@ -95,6 +95,18 @@ class GatewayE2eTest : public ::testing::Test {
                  {}, 120000);
   }
 
+  // Starts `function`'s worker with a whole answer, then a stream of `max_tokens` read to its first chunk.
+  std::unique_ptr<testing::StreamingRequest> StartStream(const std::string& function, int max_tokens) {
+    EXPECT_EQ(Chat(function).status, 200);
+    auto stream = std::make_unique<testing::StreamingRequest>(
+        port_, "/v1/chat/completions",
+        absl::StrCat(R"({"model":")", function,
+                     R"(","messages":[{"role":"user","content":"hi"}],"stream":true,)", R"("max_tokens":)",
+                     max_tokens, "}"));
+    EXPECT_TRUE(stream->ReadUntil("chat.completion.chunk", 60000));
+    return stream;
+  }
+
   static inline int counter_ = 0;
   std::string dir_;     // the gateway's folder: its doze.yaml
   std::string config_;  // what doze.yaml holds
@@ -145,17 +157,14 @@ TEST_F(GatewayE2eTest, ConcurrentRequestsToAllThreeFunctions) {
 }
 
 TEST_F(GatewayE2eTest, KilledWorkerWithRequestsQueuedAndInFlight) {
-  ASSERT_EQ(Chat("customer_service").status, 200);
-  testing::StreamingRequest stream(
-      port_, "/v1/chat/completions",
-      R"({"model":"customer_service","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":400})");
-  ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
+  std::unique_ptr<testing::StreamingRequest> stream = StartStream("customer_service", 400);
+  ASSERT_FALSE(HasFailure());
   std::vector<std::future<TestResponse>> queued;
   for (int i = 0; i < 2; ++i)
     queued.push_back(std::async(std::launch::async, [this] { return Chat("customer_service"); }));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   kill(Status()["customer_service"]["pid"].get<pid_t>(), SIGKILL);
-  EXPECT_TRUE(stream.ReadUntil("\"error\"", 30000)) << stream.received();
+  EXPECT_TRUE(stream->ReadUntil("\"error\"", 30000)) << stream->received();
   for (auto& response : queued) {
     TestResponse done = response.get();
     EXPECT_EQ(done.status, 200) << done.body;
@@ -194,11 +203,8 @@ TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
 // exits and the gateway keeps serving (the call counted into the removed function's metrics after the
 // function had gone, and the gateway crashed).
 TEST_F(GatewayE2eTest, ReloadRemovingAFunctionWithAStreamInFlightKeepsServing) {
-  ASSERT_EQ(Chat("table_parse").status, 200);
-  testing::StreamingRequest stream(
-      port_, "/v1/chat/completions",
-      R"({"model":"table_parse","messages":[{"role":"user","content":"hi"}],"stream":true,"max_tokens":800})");
-  ASSERT_TRUE(stream.ReadUntil("chat.completion.chunk", 60000));
+  std::unique_ptr<testing::StreamingRequest> stream = StartStream("table_parse", 800);
+  ASSERT_FALSE(HasFailure());
   std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
       config_,
       {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
@@ -208,7 +214,7 @@ TEST_F(GatewayE2eTest, ReloadRemovingAFunctionWithAStreamInFlightKeepsServing) {
   for (int i = 0; i < 200 && Status().contains("table_parse"); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   ASSERT_FALSE(Status().contains("table_parse")) << "the reload did not remove the function";
-  EXPECT_TRUE(stream.ReadUntil("[DONE]", 60000)) << stream.received();
+  EXPECT_TRUE(stream->ReadUntil("[DONE]", 60000)) << stream->received();
   EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
   EXPECT_EQ(Chat("copy_polish").status, 200);
   EXPECT_EQ(gateway_->WaitExit(100), -1) << "the gateway exited; see " << gateway_->log_path();
