@@ -119,7 +119,8 @@ absl::Status Gateway::Init() {
   ASSIGN_OR_RETURN(lifecycle_, LifecycleDriver::Create(config_.lifecycle, &functions_, RealClock::Get(),
                                                        io_context_.get_executor()));
   for (const auto& function : functions_.All()) lifecycle_->Attach(*function);
-  ops_ = std::make_unique<OpsHandler>(&functions_, lifecycle_.get(), &keys_, AdminToken(config_.server));
+  ops_ = std::make_unique<OpsHandler>(&functions_, lifecycle_.get(), &keys_, &reloads_,
+                                      AdminToken(config_.server));
   ops_->Register(&router_);
   return absl::OkStatus();
 }
@@ -191,6 +192,7 @@ void Gateway::WatchSignals() {
     if (error) return;
     if (signal == SIGHUP) {
       absl::Status reloaded = Reload();
+      reloads_.Record(absl::Now(), reloaded);
       if (!reloaded.ok()) {
         DOZE_LOG(ERROR) << "reload failed, keeping the old functions: " << reloaded;
       }

@@ -19,6 +19,7 @@
 #include "gateway/config/config.h"
 #include "gateway/functions/function_table.h"
 #include "gateway/http/http_server.h"
+#include "gateway/ops/reload_log.h"
 #include "gateway/workers/lifecycle_driver.h"
 #include "gateway/workers/process_spawner.h"
 #include "gateway/workers/worker_client.h"
@@ -58,6 +59,7 @@ class Gateway {
   const std::string config_path_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ApiKeySet keys_;  // replaced by a reload
+  ReloadLog reloads_;
   PromptBuilder prompts_;
   boost::asio::io_context io_context_;
   boost::asio::signal_set signals_;

@@ -32,7 +32,7 @@ void OpsHandler::Register(Router* router) const {
     channel->Send(MakeResponse(200, R"({"status":"ok"})"));
   });
   router->Add("GET", "/ops/status", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
-    channel->Send(MakeResponse(200, RenderStatusJson(*functions_, lifecycle_)));
+    channel->Send(MakeResponse(200, RenderStatusJson(*functions_, lifecycle_, *reloads_)));
   });
   router->Add("GET", "/metrics", [this](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
     channel->Send(MakeResponse(200, RenderMetrics(*functions_, lifecycle_), "text/plain; version=0.0.4"));

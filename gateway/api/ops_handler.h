@@ -8,6 +8,7 @@
 #include "gateway/api/api_keys.h"
 #include "gateway/functions/function_table.h"
 #include "gateway/http/router.h"
+#include "gateway/ops/reload_log.h"
 #include "gateway/workers/lifecycle_driver.h"
 
 namespace doze::gateway {
@@ -16,8 +17,12 @@ class OpsHandler {
  public:
   // `admin_token` empty: mutations are refused. Pointers must outlive the handler.
   OpsHandler(const FunctionTable* functions, LifecycleDriver* lifecycle, const ApiKeySet* keys,
-             std::string admin_token)
-      : functions_(functions), lifecycle_(lifecycle), keys_(keys), admin_token_(std::move(admin_token)) {}
+             const ReloadLog* reloads, std::string admin_token)
+      : functions_(functions),
+        lifecycle_(lifecycle),
+        keys_(keys),
+        reloads_(reloads),
+        admin_token_(std::move(admin_token)) {}
 
   // Adds this handler's routes to `router`.
   void Register(Router* router) const;
@@ -32,6 +37,7 @@ class OpsHandler {
   const FunctionTable* functions_;
   LifecycleDriver* lifecycle_;
   const ApiKeySet* keys_;
+  const ReloadLog* reloads_;
   const std::string admin_token_;
 };
 

@@ -130,14 +130,16 @@ void RenderHistograms(const std::vector<std::shared_ptr<FunctionRuntime>>& all, 
 
 }  // namespace
 
-std::string RenderStatusJson(const FunctionTable& functions, LifecycleDriver* lifecycle) {
+std::string RenderStatusJson(const FunctionTable& functions, LifecycleDriver* lifecycle,
+                             const ReloadLog& reloads) {
   Json all = Json::object();
   for (const auto& function : functions.All()) {
     Json status = FunctionStatus(*function);
     status["lifecycle"] = lifecycle->StatusOf(function->name());
     all[function->name()] = std::move(status);
   }
-  return Json{{"functions", all}}.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return Json{{"functions", all}, {"reload", reloads.ToJson()}}.dump(-1, ' ', false,
+                                                                     Json::error_handler_t::replace);
 }
 
 std::string RenderMetrics(const FunctionTable& functions, LifecycleDriver* lifecycle) {

@@ -894,6 +894,24 @@ TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   }
   EXPECT_THAT(models.body, HasSubstr("poetry"));
   EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
+  const auto reloads = [this] { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["reload"]; };
+  Json reload = reloads();
+  EXPECT_EQ(reload["count"], 1);
+  EXPECT_EQ(reload["failed"], 0);
+  EXPECT_EQ(reload["last"]["ok"], true);
+  EXPECT_TRUE(reload["last"]["error"].is_null());
+
+  // A file that no longer parses: the reload fails, /ops/status says why, and the functions stay.
+  std::ofstream(dir_ + "/doze.yaml") << updated << "functions: [\n";
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 100 && reloads()["count"] != 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  reload = reloads();
+  EXPECT_EQ(reload["count"], 2);
+  EXPECT_EQ(reload["failed"], 1);
+  EXPECT_EQ(reload["last"]["ok"], false);
+  EXPECT_FALSE(reload["last"]["error"].get<std::string>().empty()) << reload.dump();
+  EXPECT_EQ(Chat("poetry", R"(,"max_tokens":2)").status, 200);
 }
 
 // A reload that removes a function while one of its streams runs: the stream ends (its call counted into
