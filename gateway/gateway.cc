@@ -216,12 +216,10 @@ void Gateway::BeginShutdown() {
 }
 
 void Gateway::AwaitQuiet(absl::Time deadline, bool workers_phase) {
-  bool quiet = true;
-  if (!workers_phase) {
-    quiet = server_->num_busy() == 0;
-  } else {
-    // The workers stopped, and the answers their ends caused (a retry refused, an error event) written.
-    quiet = server_->num_busy() == 0;
+  // Every answer written; in the workers' phase also every worker stopped (the answers their ends caused, a
+  // retry refused or an error event, are written before the loop stops).
+  bool quiet = server_->num_busy() == 0;
+  if (workers_phase) {
     for (const auto& function : functions_.All()) {
       WorkerState state = function->supervisor().state();
       quiet &= state == WorkerState::kStopped || state == WorkerState::kFailed;
@@ -260,10 +258,12 @@ absl::Status Gateway::Reload() {
   config_.workers.max_queue = fresh.workers.max_queue;
   config_.workers.queue_timeout = fresh.workers.queue_timeout;
   config_.workers.unresponsive_timeout = fresh.workers.unresponsive_timeout;
-  if (keys.enabled() || keys_.enabled()) {
+  // A configured file always holds a key (FromFile): the paths say whether keys were and are required.
+  if (!fresh.server.api_keys_file.empty() || !config_.server.api_keys_file.empty()) {
     DOZE_LOG(INFO) << "reload: /v1 API keys "
-                   << (keys.enabled() ? absl::StrCat("read again from ", fresh.server.api_keys_file)
-                                      : "no longer required");
+                   << (!fresh.server.api_keys_file.empty()
+                           ? absl::StrCat("read again from ", fresh.server.api_keys_file)
+                           : "no longer required");
   }
   config_.server.api_keys_file = fresh.server.api_keys_file;
   keys_.Replace(std::move(keys));

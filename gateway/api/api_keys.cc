@@ -32,16 +32,14 @@ void ApiKeySet::Replace(ApiKeys keys) {
   keys_ = std::move(fresh);
 }
 
-std::shared_ptr<const ApiKeys> ApiKeySet::Current() const {
-  absl::MutexLock lock(&mu_);
-  return keys_;
-}
-
 absl::Status ApiKeySet::Check(const std::string& authorization) const {
-  return Current()->Check(authorization);
+  std::shared_ptr<const ApiKeys> current;
+  {
+    absl::MutexLock lock(&mu_);
+    current = keys_;
+  }
+  return current->Check(authorization);
 }
-
-bool ApiKeySet::enabled() const { return Current()->enabled(); }
 
 std::optional<std::string> BearerToken(const std::string& authorization) {
   constexpr absl::string_view kScheme = "bearer";

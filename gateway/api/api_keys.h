@@ -40,13 +40,10 @@ class ApiKeySet {
   // Puts `keys` in force for the checks that start from now on.
   void Replace(ApiKeys keys);
 
-  // ApiKeys::Check and ApiKeys::enabled of the keys in force.
+  // ApiKeys::Check of the keys in force.
   absl::Status Check(const std::string& authorization) const;
-  bool enabled() const;
 
  private:
-  std::shared_ptr<const ApiKeys> Current() const;
-
   mutable absl::Mutex mu_;
   std::shared_ptr<const ApiKeys> keys_ ABSL_GUARDED_BY(mu_);
 };

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "boost/asio/dispatch.hpp"
@@ -120,7 +119,8 @@ void HttpSession::OnBody(beast::error_code error) {
   http::request<http::string_body> message = parser_->release();
   HttpRequest request;
   request.method = std::string(message.method_string());
-  absl::StatusOr<std::string> path = RequestPath(std::string(message.target()));
+  absl::StatusOr<std::string> path =
+      RequestPath(absl::string_view(message.target().data(), message.target().size()));
   if (!path.ok()) return RejectAndClose(400, std::string(path.status().message()));
   request.path = *std::move(path);
   request.authorization = std::string(message[http::field::authorization]);

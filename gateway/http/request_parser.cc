@@ -39,7 +39,8 @@ absl::StatusOr<HttpRequest> ParseHttpRequest(std::string_view bytes, const HttpL
   http::request<http::string_body> message = parser.release();
   HttpRequest request;
   request.method = std::string(message.method_string());
-  absl::StatusOr<std::string> path = RequestPath(std::string(message.target()));
+  absl::StatusOr<std::string> path =
+      RequestPath(absl::string_view(message.target().data(), message.target().size()));
   if (!path.ok()) return WithHttpStatus(path.status(), 400);
   request.path = *std::move(path);
   request.authorization = std::string(message[http::field::authorization]);
