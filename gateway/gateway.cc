@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -53,10 +54,19 @@ std::string AdminToken(const ServerConfig& server) {
   return token == nullptr ? "" : token;
 }
 
-// Each function's unix socket path must fit sockaddr_un, which holds 107 bytes of path.
-absl::Status CheckSocketPaths(const Config& config) {
+// Where the `instance`th runtime of a function (counted over reloads) has its worker listen: a function
+// added back while its old worker still drains gets a socket of its own.
+std::string SocketPath(const std::string& dir, const std::string& function, int instance) {
+  return instance <= 1 ? absl::StrCat(dir, "/", function, ".sock")
+                       : absl::StrCat(dir, "/", function, ".", instance, ".sock");
+}
+
+// Each function's unix socket path must fit sockaddr_un, which holds 107 bytes of path; `instance_of`
+// says which instance of each function the configuration would run.
+absl::Status CheckSocketPaths(const Config& config,
+                              const std::function<int(const std::string&)>& instance_of) {
   for (const auto& [name, function] : config.functions) {
-    if (config.workers.socket_dir.size() + name.size() + 7 > 107) {
+    if (SocketPath(config.workers.socket_dir, name, instance_of(name)).size() > 107) {
       return absl::InvalidArgumentError(
           absl::StrCat("workers.socket_dir: the socket of ", name,
                        " would be longer than a unix socket path may be (107 bytes)"));
@@ -75,7 +85,7 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
   if (!config.server.api_keys_file.empty()) {
     ASSIGN_OR_RETURN(keys, ApiKeys::FromFile(config.server.api_keys_file));
   }
-  RETURN_IF_ERROR(CheckSocketPaths(config));
+  RETURN_IF_ERROR(CheckSocketPaths(config, [](const std::string&) { return 1; }));
   std::error_code error;
   std::filesystem::create_directories(config.workers.socket_dir, error);
   if (error) {
@@ -130,11 +140,10 @@ Gateway::~Gateway() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function) const {
+SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function, int instance) const {
   SupervisorOptions options;
   options.function = function.name;
-  std::string socket = absl::StrCat(config_.workers.socket_dir, "/", function.name, ".sock");
-  options.address = "unix:" + socket;
+  options.address = "unix:" + SocketPath(config_.workers.socket_dir, function.name, instance);
   options.spawn.binary = config_.workers.binary.empty() ? DefaultWorkerBinary() : config_.workers.binary;
   options.spawn.args = {"--model",        config_.model.path,
                         "--function",     function.name,
@@ -157,9 +166,9 @@ SupervisorOptions Gateway::SupervisorOptionsFor(const FunctionConfig& function) 
 }
 
 std::shared_ptr<FunctionRuntime> Gateway::MakeFunction(const FunctionConfig& function) {
-  auto supervisor =
-      std::make_shared<WorkerSupervisor>(SupervisorOptionsFor(function), &spawner_, clients_.get(),
-                                         RealClock::Get(), io_context_.get_executor());
+  auto supervisor = std::make_shared<WorkerSupervisor>(
+      SupervisorOptionsFor(function, ++instances_[function.name]), &spawner_, clients_.get(),
+      RealClock::Get(), io_context_.get_executor());
   auto runtime = std::make_shared<FunctionRuntime>(std::make_shared<const FunctionConfig>(function),
                                                    supervisor, std::make_shared<FunctionMetrics>());
   DispatcherOptions options{function.name, config_.workers.max_queue, function.worker.max_in_flight,
@@ -245,7 +254,10 @@ void Gateway::Wait() {
 absl::Status Gateway::Reload() {
   if (config_path_.empty()) return absl::FailedPreconditionError("no configuration file to reload");
   ASSIGN_OR_RETURN(Config fresh, LoadConfigFile(config_path_));
-  RETURN_IF_ERROR(CheckSocketPaths(fresh));
+  RETURN_IF_ERROR(CheckSocketPaths(fresh, [this](const std::string& name) {
+    auto made = instances_.find(name);
+    return (made == instances_.end() ? 0 : made->second) + (functions_.Find(name) == nullptr ? 1 : 0);
+  }));
   // The key file is read before anything changes: a bad one fails the whole reload.
   ApiKeys keys;
   if (!fresh.server.api_keys_file.empty()) {
@@ -275,7 +287,7 @@ absl::Status Gateway::Reload() {
       continue;
     }
     existing->set_config(std::make_shared<const FunctionConfig>(function));
-    existing->supervisor().UpdateSpawnSpec(SupervisorOptionsFor(function).spawn);
+    existing->supervisor().UpdateSpawnSpec(SupervisorOptionsFor(function, instances_[name]).spawn);
     existing->dispatcher().UpdateOptions(fresh.workers.max_queue, function.worker.max_in_flight,
                                          fresh.workers.queue_timeout, fresh.workers.unresponsive_timeout);
   }

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/signal_set.hpp"
@@ -50,7 +51,8 @@ class Gateway {
   // Opens the lifecycle's state file, puts every function under the policy and adds the routes.
   absl::Status Init();
   std::shared_ptr<FunctionRuntime> MakeFunction(const FunctionConfig& function);
-  SupervisorOptions SupervisorOptionsFor(const FunctionConfig& function) const;
+  // How the `instance`th runtime of `function` (counted over reloads) runs its worker.
+  SupervisorOptions SupervisorOptionsFor(const FunctionConfig& function, int instance) const;
   void WatchSignals();
   void BeginShutdown();
   void AwaitQuiet(absl::Time deadline, bool workers_phase);
@@ -67,6 +69,7 @@ class Gateway {
   ProcessSpawner spawner_;
   std::unique_ptr<WorkerClientFactory> clients_;
   FunctionTable functions_;
+  absl::flat_hash_map<std::string, int> instances_;  // runtimes made of each function name so far
   std::unique_ptr<LifecycleDriver> lifecycle_;
   Router router_;
   std::unique_ptr<CompletionsHandler> completions_;

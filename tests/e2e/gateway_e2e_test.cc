@@ -220,6 +220,35 @@ TEST_F(GatewayE2eTest, ReloadRemovingAFunctionWithAStreamInFlightKeepsServing) {
   EXPECT_EQ(gateway_->WaitExit(100), -1) << "the gateway exited; see " << gateway_->log_path();
 }
 
+// A function removed while its stream runs and added back before that stream ends: the new worker starts
+// beside the old one, which still drains (both used to want the same socket, and the new start failed).
+TEST_F(GatewayE2eTest, FunctionAddedBackWhileItsOldWorkerDrainsStartsAFreshWorker) {
+  std::unique_ptr<testing::StreamingRequest> stream = StartStream("table_parse", 800);
+  ASSERT_FALSE(HasFailure());
+  const pid_t old_pid = Status()["table_parse"]["pid"].get<pid_t>();
+  std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
+      config_,
+      {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
+        "max_num_seqs: 8 }\n",
+        ""}});
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 200 && Status().contains("table_parse"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_FALSE(Status().contains("table_parse")) << "the reload did not remove the function";
+  std::ofstream(dir_ + "/doze.yaml") << config_;
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 200 && !Status().contains("table_parse"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_TRUE(Status().contains("table_parse")) << "the reload did not add the function back";
+  ASSERT_EQ(kill(old_pid, 0), 0) << "the old worker ended before the function came back: nothing to test";
+
+  TestResponse response = Chat("table_parse");
+  EXPECT_EQ(response.status, 200) << response.body;
+  EXPECT_NE(Status()["table_parse"]["pid"], old_pid);
+  EXPECT_TRUE(stream->ReadUntil("[DONE]", 60000)) << stream->received();
+  EXPECT_EQ(Chat("table_parse").status, 200);
+}
+
 // The lifecycle policy driving real workers: a one-second idle timeout outside any resident window.
 class GatewayIdleStopE2eTest : public GatewayE2eTest {
  protected:

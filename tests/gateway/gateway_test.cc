@@ -89,6 +89,7 @@ class GatewayTest : public ::testing::Test {
     env["DOZE_ADMIN_TOKEN"] = kAdminToken;
     // Unix socket paths must stay under 108 bytes: the build tree may be deep.
     sockets_ = absl::StrCat("/tmp/doze-gw-test-", getpid(), "-", ++counter_);
+    if (socket_dir_length_ > 0) sockets_.resize(socket_dir_length_, 's');
     config_ = absl::StrReplaceAll(kConfig, {{"$DIR", dir_},
                                             {"$SOCKETS", sockets_},
                                             {"$BINARY", binary},
@@ -186,7 +187,8 @@ class GatewayTest : public ::testing::Test {
   }
 
   static inline int counter_ = 0;
-  std::string server_extra_;  // More keys of the server block ("  max_connections: 4").
+  std::string server_extra_;      // More keys of the server block ("  max_connections: 4").
+  size_t socket_dir_length_ = 0;  // workers.socket_dir padded to this many bytes (0: as made)
   std::string dir_;
   std::string sockets_;
   std::string config_;
@@ -938,6 +940,37 @@ TEST_F(GatewayTest, SighupRemovingAFunctionWithAStreamInFlightKeepsServing) {
   EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
   EXPECT_EQ(Chat("copy_polish", R"(,"max_tokens":2)").status, 200);
   EXPECT_EQ(gateway_->WaitExit(100), -1) << "the gateway exited";
+}
+
+// A unix socket path holds at most 107 bytes. A function added back by a reload gets a socket of its own
+// (NAME.2.sock: its old worker may still drain on NAME.sock), two bytes longer; where that no longer fits,
+// the reload fails and says why.
+TEST_F(GatewayTest, SocketPathsUpToTheUnixLimitServeAndALongerOneFailsTheReload) {
+  socket_dir_length_ = 107 - std::string("/customer_service.sock").size();
+  StartGateway();
+  EXPECT_EQ(Chat("customer_service").status, 200);
+  const std::string without = absl::StrReplaceAll(
+      config_, {{"  customer_service:\n    system_prompt: \"You answer customers.\"\n    max_tokens: 8\n    "
+                 "response_format: json_object\n    worker: { max_in_flight: 1 }\n",
+                 ""}});
+  ASSERT_NE(without, config_);
+  const auto reloads = [this] { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["reload"]; };
+  std::ofstream(dir_ + "/doze.yaml") << without;
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 100 && reloads()["count"] != 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(Status().contains("customer_service"));
+
+  std::ofstream(dir_ + "/doze.yaml") << config_;
+  gateway_->Signal(SIGHUP);
+  for (int i = 0; i < 100 && reloads()["count"] != 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Json reload = reloads();
+  EXPECT_EQ(reload["failed"], 1) << reload.dump();
+  EXPECT_THAT(reload["last"]["error"].get<std::string>(),
+              HasSubstr("workers.socket_dir: the socket of customer_service would be longer"));
+  EXPECT_FALSE(Status().contains("customer_service"));
+  EXPECT_EQ(Chat("copy_polish").status, 200);
 }
 
 TEST_F(GatewayTest, SighupPutsAddedAndChangedFunctionsUnderThePolicyAndLetsRemovedOnesGo) {
