@@ -58,6 +58,11 @@ void CompletionResponder::Restart() {
   formatter_.RestartTextOffsets();
 }
 
+bool CompletionResponder::answer_started() const {
+  absl::MutexLock lock(&mu_);
+  return stream_started_;
+}
+
 void CompletionResponder::OnError(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
   if (done_) return;

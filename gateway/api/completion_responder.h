@@ -22,6 +22,7 @@ class CompletionResponder : public GenerationSink {
   void OnError(const absl::Status& status) override;
   bool streams() const override { return stream_; }
   void Restart() override;
+  bool answer_started() const override;
 
  private:
   void StreamResponse(const v1::GenerateResponse& response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -30,7 +31,7 @@ class CompletionResponder : public GenerationSink {
   const CompletionFormatter formatter_;
   const bool stream_;
   const bool include_usage_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool stream_started_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   std::string text_ ABSL_GUARDED_BY(mu_);

@@ -196,7 +196,13 @@ void Dispatcher::OnQueueTimeout(const std::shared_ptr<PendingRequest>& request) 
 }
 
 void Dispatcher::Reject(const std::shared_ptr<PendingRequest>& request, const absl::Status& status) {
-  metrics_->CountRequest(HttpStatusOf(status));
+  if (request->sink()->answer_started()) {
+    // The client has its 200: the stream ends with an error event, counted beside the status.
+    metrics_->CountRequest(200);
+    metrics_->CountStreamError();
+  } else {
+    metrics_->CountRequest(HttpStatusOf(status));
+  }
   request->sink()->OnError(status);
 }
 

@@ -29,6 +29,10 @@ class GenerationSink {
   // Whether each response goes out to the client as it comes (a stream), rather than at the end.
   virtual bool streams() const { return false; }
 
+  // Whether the client already has the response's status line (a stream's 200 and its headers): an error
+  // can then only end the stream with an error event.
+  virtual bool answer_started() const { return false; }
+
   // The request is tried again on a worker: what the broken call's responses left behind (a sink that does
   // not stream holds them until the end) is dropped.
   virtual void Restart() {}

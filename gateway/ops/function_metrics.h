@@ -40,6 +40,9 @@ class FunctionMetrics {
   // Counts a request that ended with HTTP `status` (499: the client left).
   void CountRequest(int status);
 
+  // Counts a stream that ended with an error event after its 200 (counted as a request with status 200).
+  void CountStreamError() { stream_errors_.fetch_add(1); }
+
   // Adds prompt and generated tokens.
   void AddTokens(int64_t prompt_tokens, int64_t completion_tokens);
 
@@ -50,6 +53,7 @@ class FunctionMetrics {
   int64_t requests() const { return requests_.load(); }
   int64_t tokens_in() const { return tokens_in_.load(); }
   int64_t tokens_out() const { return tokens_out_.load(); }
+  int64_t stream_errors() const { return stream_errors_.load(); }
 
   Histogram& time_to_first_token() { return time_to_first_token_; }
   Histogram& queue_wait() { return queue_wait_; }
@@ -66,6 +70,7 @@ class FunctionMetrics {
   std::atomic<int64_t> requests_{0};
   std::atomic<int64_t> tokens_in_{0};
   std::atomic<int64_t> tokens_out_{0};
+  std::atomic<int64_t> stream_errors_{0};
   mutable absl::Mutex mu_;
   std::map<int, int64_t> by_status_ ABSL_GUARDED_BY(mu_);
   Histogram time_to_first_token_;

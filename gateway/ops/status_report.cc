@@ -35,6 +35,7 @@ Json FunctionStatus(const FunctionRuntime& function) {
   Json by_status = Json::object();
   for (const auto& [code, count] : metrics.requests_by_status()) by_status[absl::StrCat(code)] = count;
   status["requests_by_status"] = by_status;
+  status["stream_errors"] = metrics.stream_errors();
   if (worker.state == WorkerState::kFailed && worker.next_start_allowed != absl::InfinitePast()) {
     status["next_start_allowed"] = Rfc3339(worker.next_start_allowed);
   }
@@ -67,6 +68,14 @@ void RenderCounters(const std::vector<std::shared_ptr<FunctionRuntime>>& all, st
       absl::StrAppend(out, "doze_requests_total{function=\"", Label(function->name()), "\",status=\"", code,
                       "\"} ", count, "\n");
     }
+  }
+  Header(
+      "doze_stream_errors_total", "counter",
+      "Streams that ended with an error event after their 200 (also counted in doze_requests_total as 200).",
+      out);
+  for (const auto& function : all) {
+    absl::StrAppend(out, "doze_stream_errors_total{function=\"", Label(function->name()), "\"} ",
+                    function->metrics().stream_errors(), "\n");
   }
   Header("doze_tokens_total", "counter", "Prompt (in) and generated (out) tokens by function.", out);
   for (const auto& function : all) {

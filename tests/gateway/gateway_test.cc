@@ -576,6 +576,11 @@ TEST_F(GatewayTest, KilledWorkerEndsTheStartedStreamAndServesTheQueueAfterRestar
   EXPECT_EQ(status["state"], "ready");
   EXPECT_EQ(status["cold_starts"], 2);
   EXPECT_THAT(status["last_error"].get<std::string>(), HasSubstr("killed by signal 9"));
+  // The cut stream's client got a 200 and then an error event: counted so, not as a 503 it never saw.
+  EXPECT_EQ(status["requests_by_status"], Json({{"200", 4}})) << status.dump();
+  EXPECT_EQ(status["stream_errors"], 1);
+  EXPECT_THAT(Fetch(port_, "GET", "/metrics").body,
+              HasSubstr("doze_stream_errors_total{function=\"customer_service\"} 1\n"));
 }
 
 // A worker whose server goes away while its process lingers (it exits 1.5 s after SIGUSR1) still counts as
