@@ -46,6 +46,7 @@ HttpLimits LimitsOf(const ServerConfig& server) {
   limits.header_timeout = server.header_timeout;
   limits.body_timeout = server.body_timeout;
   limits.stream_idle_timeout = server.stream_idle_timeout;
+  limits.max_stream_buffer_bytes = server.max_stream_buffer_bytes;
   return limits;
 }
 

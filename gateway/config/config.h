@@ -39,7 +39,8 @@ struct ServerConfig {
   absl::Duration header_timeout = absl::Seconds(10);  // From connection or last response to a full header.
   absl::Duration body_timeout = absl::Seconds(30);
   absl::Duration stream_idle_timeout = absl::Seconds(60);  // Longest gap between two writes of a response.
-  absl::Duration shutdown_grace = absl::Seconds(30);       // How long SIGTERM lets streams finish.
+  int64_t max_stream_buffer_bytes = 1 << 20;  // A stream's bytes its client has not taken; beyond: cut.
+  absl::Duration shutdown_grace = absl::Seconds(30);  // How long SIGTERM lets streams finish.
 };
 
 // `model:`: the checkpoint every worker serves.

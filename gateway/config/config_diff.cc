@@ -20,6 +20,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& running, const Config&
       {"server.header_timeout", a.header_timeout != b.header_timeout},
       {"server.body_timeout", a.body_timeout != b.body_timeout},
       {"server.stream_idle_timeout", a.stream_idle_timeout != b.stream_idle_timeout},
+      {"server.max_stream_buffer_bytes", a.max_stream_buffer_bytes != b.max_stream_buffer_bytes},
       {"server.shutdown_grace", a.shutdown_grace != b.shutdown_grace},
       {"model.path", running.model.path != fresh.model.path},
       {"model.backend", running.model.backend != fresh.model.backend},

@@ -57,6 +57,9 @@ absl::Status ParseServer(const YAML::Node& node, ServerConfig* server) {
   SetIf(body_timeout, &server->body_timeout);
   ASSIGN_OR_RETURN(std::optional<absl::Duration> idle, map.Duration("stream_idle_timeout"));
   SetIf(idle, &server->stream_idle_timeout);
+  ASSIGN_OR_RETURN(std::optional<int64_t> stream_buffer,
+                   map.Int("max_stream_buffer_bytes", 4096, int64_t{1} << 30));
+  SetIf(stream_buffer, &server->max_stream_buffer_bytes);
   ASSIGN_OR_RETURN(std::optional<absl::Duration> grace, map.Duration("shutdown_grace"));
   SetIf(grace, &server->shutdown_grace);
   return map.CheckNoUnknownKeys();

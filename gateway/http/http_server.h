@@ -21,6 +21,9 @@ struct HttpLimits {
   absl::Duration header_timeout = absl::Seconds(10);
   absl::Duration body_timeout = absl::Seconds(30);
   absl::Duration stream_idle_timeout = absl::Seconds(60);
+  // A streamed response's bytes the client has not taken yet (past what the kernel's socket buffers hold):
+  // beyond this the client is too slow for its stream, which is cut and its worker call cancelled.
+  int64_t max_stream_buffer_bytes = 1 << 20;
 };
 
 // Listens on one address; every method is thread-safe.

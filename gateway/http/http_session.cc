@@ -12,6 +12,7 @@
 #include "boost/asio/post.hpp"
 #include "gateway/http/request_target.h"
 #include "gateway/openai/api_error.h"
+#include "worker/common/logging.h"
 
 namespace doze::gateway {
 namespace {
@@ -238,7 +239,20 @@ void HttpSession::AppendChunk(absl::string_view data, bool last) {
     if (last) out_ += "0\r\n\r\n";  // (an empty chunk would end the stream early)
   }
   if (last) phase_ = Phase::kEnding;
+  if (async_writing_ && static_cast<int64_t>(out_.size()) > context_->limits.max_stream_buffer_bytes) {
+    return CutSlowClientLocked();
+  }
   SendLocked();
+}
+
+void HttpSession::CutSlowClientLocked() {
+  DOZE_LOG(WARNING) << "cutting a stream whose client has not taken " << out_.size()
+                    << " bytes behind the write in flight (server.max_stream_buffer_bytes "
+                    << context_->limits.max_stream_buffer_bytes << ")";
+  out_.clear();
+  socket_open_ = false;
+  // The client counts as gone (its call is cancelled) and the socket closes, which ends the write in flight.
+  net::post(stream_.get_executor(), [self = shared_from_this()] { self->OnSendFailed(); });
 }
 
 void HttpSession::SendLocked() {

@@ -88,6 +88,9 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   void OnAsyncWritten(boost::beast::error_code error);
   // On the strand: a direct send failed (the client left).
   void OnSendFailed();
+  // The client takes a stream's bytes too slowly (server.max_stream_buffer_bytes queued): drops them and
+  // closes the connection.
+  void CutSlowClientLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   void FinishResponse();
   void Close();
   // Reads and drops what the client still sends after a rejection, then closes.

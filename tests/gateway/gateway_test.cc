@@ -84,7 +84,7 @@ class GatewayTest : public ::testing::Test {
   void StartGateway(int token_delay_ms = 5, const std::string& binary = FakeWorkerBinary(),
                     std::map<std::string, std::string> env = {}, const std::string& extra = "") {
     dir_ = testing::FreshTestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    testing::WriteTokenizerOnlyModel(dir_ + "/model", 256);
+    testing::WriteTokenizerOnlyModel(dir_ + "/model", context_length_);
     env["DOZE_FAKE_TOKEN_DELAY_MS"] = std::to_string(token_delay_ms);
     env["DOZE_ADMIN_TOKEN"] = kAdminToken;
     // Unix socket paths must stay under 108 bytes: the build tree may be deep.
@@ -189,6 +189,7 @@ class GatewayTest : public ::testing::Test {
   static inline int counter_ = 0;
   std::string server_extra_;      // More keys of the server block ("  max_connections: 4").
   size_t socket_dir_length_ = 0;  // workers.socket_dir padded to this many bytes (0: as made)
+  int context_length_ = 256;      // the model's max_position_embeddings
   std::string dir_;
   std::string sockets_;
   std::string config_;
@@ -645,6 +646,39 @@ TEST_F(GatewayTest, WholeAnswerCutByAKilledWorkerIsAnsweredByTheNextOne) {
   Json status = Status()["customer_service"];
   EXPECT_EQ(status["cold_starts"], 2);
   EXPECT_EQ(status["requests_by_status"]["200"], 2);
+}
+
+// A client that stops reading a long stream: once server.max_stream_buffer_bytes wait behind the write in
+// flight (the kernel's socket buffers full), the gateway cuts the stream and cancels its call instead of
+// holding every token until stream_idle_timeout. A client that reads gets a stream many times the limit.
+TEST_F(GatewayTest, StreamWhoseClientStopsReadingIsCutAndItsCallCancelled) {
+  server_extra_ = "  max_stream_buffer_bytes: 65536";
+  context_length_ = 1 << 20;
+  StartGateway(/*token_delay_ms=*/0);
+  testing::StreamingRequest reader(port_, "/v1/chat/completions",
+                                   ChatBody("copy_polish", R"(,"stream":true,"max_tokens":20000)"));
+  ASSERT_TRUE(reader.ReadUntil("[DONE]", 60000)) << reader.received().size();
+  EXPECT_THAT(reader.received(), HasSubstr("\"t19999 \""));
+  ASSERT_GT(reader.received().size(), 40u * 65536);
+
+  const Json before = Status()["copy_polish"];
+  testing::StreamingRequest stalled(port_, "/v1/chat/completions",
+                                    ChatBody("copy_polish", R"(,"stream":true,"max_tokens":1000000)"));
+  ASSERT_TRUE(stalled.ReadUntil("t1 "));
+  const auto started = std::chrono::steady_clock::now();
+  Json status;
+  for (int i = 0; i < 600; ++i) {
+    status = Status()["copy_polish"];
+    if (status["requests_by_status"].contains("499")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status["requests_by_status"]["499"], 1) << status.dump();
+  // Cut as the buffer filled (about a second of tokens here), not by the 10 s stream_idle_timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(6));
+  EXPECT_EQ(SettledInFlight("copy_polish"), 0);
+  // Far fewer tokens than the call asked for left the worker: its call was cancelled.
+  EXPECT_LT(status["tokens_out"].get<int64_t>() - before["tokens_out"].get<int64_t>(), 500000);
+  EXPECT_EQ(Chat("copy_polish").status, 200);
 }
 
 TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {

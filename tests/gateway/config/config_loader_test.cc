@@ -58,6 +58,7 @@ server:
   max_connections: 10
   header_timeout: 2s
   stream_idle_timeout: 250ms
+  max_stream_buffer_bytes: 262144
 model: { path: /m, backend: cpu }
 workers:
   binary: /bin/w
@@ -83,6 +84,7 @@ simulation: { cold_start: 0.6s }
   EXPECT_EQ(config->server.host, "0.0.0.0");
   EXPECT_EQ(config->server.port, 0);
   EXPECT_EQ(config->server.stream_idle_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(config->server.max_stream_buffer_bytes, 262144);
   EXPECT_EQ(config->server.io_threads, 3);
   EXPECT_EQ(config->server.grpc_threads, 2);
   EXPECT_EQ(config->server.delivery_threads, 1);
@@ -140,6 +142,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "workers.unresponsive_timeout: must be a positive duration"},
         BadConfig{"model: {path: m}\nserver: {busy_poll: -5us}\nfunctions: {f: {}}",
                   "server.busy_poll: must be a non-negative duration"},
+        BadConfig{"model: {path: m}\nserver: {max_stream_buffer_bytes: 100}\nfunctions: {f: {}}",
+                  "server.max_stream_buffer_bytes"},
         BadConfig{"model: {path: m}\nserver: {delivery_threads: 9}\nfunctions: {f: {}}",
                   "server.delivery_threads: must be between 0 and 8"},
         BadConfig{"model: {path: m}\nworkers: {max_queue: 0}\nfunctions: {f: {}}",
