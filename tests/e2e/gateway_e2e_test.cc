@@ -95,6 +95,25 @@ class GatewayE2eTest : public ::testing::Test {
                  {}, 120000);
   }
 
+  // The configuration without table_parse.
+  std::string WithoutTableParse() const {
+    return absl::StrReplaceAll(
+        config_,
+        {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
+          "max_num_seqs: 8 }\n",
+          ""}});
+  }
+
+  // Writes `yaml` as the configuration and reloads it (SIGHUP); returns whether /ops/status then shows
+  // `function` (`present`) or not within 5 s.
+  bool Reload(const std::string& yaml, const std::string& function, bool present) {
+    std::ofstream(dir_ + "/doze.yaml") << yaml;
+    gateway_->Signal(SIGHUP);
+    for (int i = 0; i < 200 && Status().contains(function) != present; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    return Status().contains(function) == present;
+  }
+
   // Starts `function`'s worker with a whole answer, then a stream of `max_tokens` read to its first chunk.
   std::unique_ptr<testing::StreamingRequest> StartStream(const std::string& function, int max_tokens) {
     EXPECT_EQ(Chat(function).status, 200);
@@ -205,15 +224,8 @@ TEST_F(GatewayE2eTest, ClientLeavingMidStreamCancelsTheWorkersRequest) {
 TEST_F(GatewayE2eTest, ReloadRemovingAFunctionWithAStreamInFlightKeepsServing) {
   std::unique_ptr<testing::StreamingRequest> stream = StartStream("table_parse", 800);
   ASSERT_FALSE(HasFailure());
-  std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
-      config_,
-      {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
-        "max_num_seqs: 8 }\n",
-        ""}});
-  gateway_->Signal(SIGHUP);
-  for (int i = 0; i < 200 && Status().contains("table_parse"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  ASSERT_FALSE(Status().contains("table_parse")) << "the reload did not remove the function";
+  ASSERT_TRUE(Reload(WithoutTableParse(), "table_parse", /*present=*/false))
+      << "the reload did not remove the function";
   EXPECT_TRUE(stream->ReadUntil("[DONE]", 60000)) << stream->received();
   EXPECT_EQ(Fetch(port_, "GET", "/healthz").status, 200);
   EXPECT_EQ(Chat("copy_polish").status, 200);
@@ -226,20 +238,9 @@ TEST_F(GatewayE2eTest, FunctionAddedBackWhileItsOldWorkerDrainsStartsAFreshWorke
   std::unique_ptr<testing::StreamingRequest> stream = StartStream("table_parse", 800);
   ASSERT_FALSE(HasFailure());
   const pid_t old_pid = Status()["table_parse"]["pid"].get<pid_t>();
-  std::ofstream(dir_ + "/doze.yaml") << absl::StrReplaceAll(
-      config_,
-      {{"  table_parse:\n    system_prompt: \"你是一名数据分析师。\"\n    max_tokens: 8\n    worker: { "
-        "max_num_seqs: 8 }\n",
-        ""}});
-  gateway_->Signal(SIGHUP);
-  for (int i = 0; i < 200 && Status().contains("table_parse"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  ASSERT_FALSE(Status().contains("table_parse")) << "the reload did not remove the function";
-  std::ofstream(dir_ + "/doze.yaml") << config_;
-  gateway_->Signal(SIGHUP);
-  for (int i = 0; i < 200 && !Status().contains("table_parse"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  ASSERT_TRUE(Status().contains("table_parse")) << "the reload did not add the function back";
+  ASSERT_TRUE(Reload(WithoutTableParse(), "table_parse", /*present=*/false))
+      << "the reload did not remove the function";
+  ASSERT_TRUE(Reload(config_, "table_parse", /*present=*/true)) << "the reload did not add the function back";
   ASSERT_EQ(kill(old_pid, 0), 0) << "the old worker ended before the function came back: nothing to test";
 
   TestResponse response = Chat("table_parse");
