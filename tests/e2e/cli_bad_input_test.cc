@@ -113,6 +113,26 @@ TEST(CliBadInputTest, MakeModelChecksTheTokenizerFirst) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+// A tokenizer with ids past the model's vocabulary (Qwen's goes to 151668; this model has 151650 rows) is
+// refused when the model loads, naming both: the worker used to start and then fail every text request.
+TEST(CliBadInputTest, TokenizerWiderThanTheVocabularyIsRefusedAtLoad) {
+  const std::string out = TestDataDir() + "/bad-input-narrow-vocab";
+  const ProcessResult made = RunProcess({DozeBinary(), "make-model", "--preset", "tiny", "--hidden-size",
+                                         "64", "--num-layers", "1", "--vocab-size", "151650", "--force",
+                                         "--out", out, "--tokenizer", Model() + "/tokenizer.json"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string input = WriteInput("bad-input-narrow-vocab.jsonl", R"({"prompt":"hello"})"
+                                                                       "\n");
+  ExpectRefused(
+      {"generate",
+       {DozeBinary(), "generate", "--model", out, "--backend", "cpu", "--input", input},
+       "tokenizer.json: holds token ids up to 151668, past the model's vocab_size 151650 (config.json)"});
+  ExpectRefused({"worker",
+                 {Worker(), "--model", out, "--function", "f", "--listen", "unix:" + out + "/w.sock",
+                  "--backend", "cpu"},
+                 "past the model's vocab_size 151650"});
+}
+
 // make-model does not write into a folder that already holds files unless told to: what was there stays.
 TEST(CliBadInputTest, MakeModelKeepsAFolderThatHoldsFiles) {
   const std::string out = TestDataDir() + "/bad-input-make-model-full";

@@ -1,6 +1,5 @@
 #include "worker/model/checkpoint.h"
 
-#include <filesystem>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -8,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "worker/common/file_util.h"
+#include "worker/common/json_util.h"
 #include "worker/common/status_macros.h"
 #include "worker/model/safetensors_file.h"
 
@@ -36,16 +36,17 @@ absl::Status AddFile(const SafetensorsFile& file, TensorLookup* lookup) {
   return absl::OkStatus();
 }
 
-// Opens the shards of model.safetensors.index.json and checks its weight_map against their contents.
-absl::Status OpenShards(const std::string& dir, std::vector<std::unique_ptr<SafetensorsFile>>* files,
-                        TensorLookup* lookup) {
+// Opens the shards of model.safetensors.index.json (its `text`) and checks its weight_map against their
+// contents.
+absl::Status OpenShards(const std::string& dir, const std::string& text,
+                        std::vector<std::unique_ptr<SafetensorsFile>>* files, TensorLookup* lookup) {
   std::string index_path = absl::StrCat(dir, "/", kIndexFile);
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
-  Json index = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded() || !index.is_object() || !index.contains("weight_map") ||
-      !index["weight_map"].is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(index_path, ": not a JSON object with a \"weight_map\" object"));
+  absl::StatusOr<Json> parsed = ParseJsonObject(text);
+  if (!parsed.ok())
+    return absl::InvalidArgumentError(absl::StrCat(index_path, ": ", parsed.status().message()));
+  const Json& index = *parsed;
+  if (!index.contains("weight_map") || !index["weight_map"].is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(index_path, ": no \"weight_map\" object"));
   }
   absl::flat_hash_map<std::string, const SafetensorsFile*> shards;
   for (const auto& [name, shard] : index["weight_map"].items()) {
@@ -68,20 +69,24 @@ absl::Status OpenShards(const std::string& dir, std::vector<std::unique_ptr<Safe
   return absl::OkStatus();
 }
 
-// Opens model.safetensors, or the shards of the index when there is one.
+// Opens model.safetensors, or without it the shards of the index, as transformers looks for them.
 absl::Status OpenWeightFiles(const std::string& dir, std::vector<std::unique_ptr<SafetensorsFile>>* files,
                              TensorLookup* lookup) {
-  if (std::filesystem::exists(absl::StrCat(dir, "/", kIndexFile))) return OpenShards(dir, files, lookup);
   std::string path = absl::StrCat(dir, "/", kSingleFile);
-  auto file = SafetensorsFile::Open(path);
-  if (absl::IsNotFound(file.status())) {
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path);
+  if (file.ok()) {
+    RETURN_IF_ERROR(AddFile(**file, lookup));
+    lookup->source = path;
+    files->push_back(*std::move(file));
+    return absl::OkStatus();
+  }
+  if (!absl::IsNotFound(file.status())) return file.status();
+  absl::StatusOr<std::string> index = ReadFileToString(absl::StrCat(dir, "/", kIndexFile));
+  if (absl::IsNotFound(index.status())) {
     return absl::NotFoundError(absl::StrCat(path, ": not found (nor ", kIndexFile, ")"));
   }
-  RETURN_IF_ERROR(file.status());
-  RETURN_IF_ERROR(AddFile(**file, lookup));
-  lookup->source = path;
-  files->push_back(*std::move(file));
-  return absl::OkStatus();
+  RETURN_IF_ERROR(index.status());
+  return OpenShards(dir, *index, files, lookup);
 }
 
 // Looks up weights by name, checking each against the shape config.json implies.
@@ -137,8 +142,18 @@ absl::Status BindWeights(const TensorLookup& lookup, const ModelConfig& c, Model
   WeightBinder binder(lookup);
   const int64_t vocab = c.vocab_size, hidden = c.hidden_size;
   RETURN_IF_ERROR(binder.Bind("model.embed_tokens.weight", {vocab, hidden}, &weights->embed_tokens));
-  weights->layers.resize(c.num_hidden_layers);
-  for (int i = 0; i < c.num_hidden_layers; ++i) RETURN_IF_ERROR(BindLayer(binder, c, i, &weights->layers[i]));
+  // One layer at a time: num_hidden_layers is not trusted to size anything before its tensors are found.
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    LayerWeights layer;
+    RETURN_IF_ERROR(BindLayer(binder, c, i, &layer));
+    weights->layers.push_back(layer);
+  }
+  // Layers past num_hidden_layers would be left out of the model without a word.
+  if (const std::string next = absl::StrCat("model.layers.", c.num_hidden_layers, ".input_layernorm.weight");
+      binder.Has(next)) {
+    return absl::InvalidArgumentError(absl::StrCat(lookup.source, ": holds ", next, " but config.json has ",
+                                                   c.num_hidden_layers, " num_hidden_layers"));
+  }
   RETURN_IF_ERROR(binder.Bind("model.norm.weight", {hidden}, &weights->norm));
   if (c.tie_word_embeddings) {
     weights->lm_head = weights->embed_tokens;
@@ -160,13 +175,19 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& 
   ASSIGN_OR_RETURN(std::string config_text, ReadFileToString(config_path));
   ASSIGN_OR_RETURN(checkpoint->config_, ParseModelConfig(config_text, config_path));
   std::string generation_path = absl::StrCat(dir, "/generation_config.json");
-  if (std::filesystem::exists(generation_path)) {
-    ASSIGN_OR_RETURN(std::string text, ReadFileToString(generation_path));
-    ASSIGN_OR_RETURN(checkpoint->generation_config_, ParseGenerationConfig(text, generation_path));
-  } else {  // as transformers does, fall back to config.json's special tokens
+  absl::StatusOr<std::string> generation_text = ReadFileToString(generation_path);
+  if (generation_text.ok()) {
+    ASSIGN_OR_RETURN(checkpoint->generation_config_,
+                     ParseGenerationConfig(*generation_text, generation_path));
+  } else if (absl::IsNotFound(generation_text.status())) {
+    // As transformers does, fall back to config.json's special tokens.
     checkpoint->generation_config_.eos_token_ids = checkpoint->config_.eos_token_ids;
     checkpoint->generation_config_.bos_token_id = checkpoint->config_.bos_token_id;
+  } else {
+    return generation_text.status();
   }
+  RETURN_IF_ERROR(CheckSpecialTokens(checkpoint->generation_config_, checkpoint->config_.vocab_size,
+                                     generation_text.ok() ? generation_path : config_path));
   TensorLookup lookup;
   RETURN_IF_ERROR(OpenWeightFiles(dir, &checkpoint->files_, &lookup));
   RETURN_IF_ERROR(BindWeights(lookup, checkpoint->config_, &checkpoint->weights_));

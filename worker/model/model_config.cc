@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "worker/common/json_util.h"
 #include "worker/common/status_macros.h"
 
 namespace doze {
@@ -24,7 +25,7 @@ class FieldReader {
     if (value == nullptr) return required ? Error(key, "missing required key") : absl::OkStatus();
     if (!value->is_number_integer() || value->get<int64_t>() < min_value ||
         value->get<int64_t>() > int64_t{1} << 30) {
-      return Error(key, absl::StrCat("must be an integer >= ", min_value, ", got ", value->dump()));
+      return Error(key, absl::StrCat("must be an integer >= ", min_value, ", got ", DescribeJson(*value)));
     }
     *out = value->get<int>();
     return absl::OkStatus();
@@ -34,7 +35,7 @@ class FieldReader {
   absl::Status Double(const char* key, double* out) const {
     const Json* value = Find(key);
     if (value == nullptr) return absl::OkStatus();
-    if (!value->is_number()) return Error(key, absl::StrCat("must be a number, got ", value->dump()));
+    if (!value->is_number()) return Error(key, absl::StrCat("must be a number, got ", DescribeJson(*value)));
     *out = value->get<double>();
     return absl::OkStatus();
   }
@@ -43,7 +44,8 @@ class FieldReader {
   absl::Status Bool(const char* key, bool* out) const {
     const Json* value = Find(key);
     if (value == nullptr) return absl::OkStatus();
-    if (!value->is_boolean()) return Error(key, absl::StrCat("must be true or false, got ", value->dump()));
+    if (!value->is_boolean())
+      return Error(key, absl::StrCat("must be true or false, got ", DescribeJson(*value)));
     *out = value->get<bool>();
     return absl::OkStatus();
   }
@@ -55,7 +57,8 @@ class FieldReader {
     std::vector<int> ids;
     for (const Json& item : value->is_array() ? *value : Json::array({*value})) {
       if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() > int64_t{1} << 30) {
-        return Error(key, absl::StrCat("must be a token id or a list of token ids, got ", value->dump()));
+        return Error(key,
+                     absl::StrCat("must be a token id or a list of token ids, got ", DescribeJson(*value)));
       }
       ids.push_back(item.get<int>());
     }
@@ -79,23 +82,30 @@ class FieldReader {
   absl::string_view source_;
 };
 
-// Parses `text` as a JSON object.
+// Parses `text` as a JSON object; errors name `source`.
 absl::StatusOr<Json> ParseObject(std::string_view text, std::string_view source) {
-  Json json = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) {
+  absl::StatusOr<Json> json = ParseJsonObject(text);
+  if (!json.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(absl::string_view(source.data(), source.size()), ": not a valid JSON object"));
+        absl::StrCat(absl::string_view(source.data(), source.size()), ": ", json.status().message()));
   }
   return json;
 }
 
-// Checks "architectures" (when present) names Qwen2ForCausalLM and reads "torch_dtype".
+// Checks "architectures", "model_type" and "hidden_act" (when present) describe Qwen2 and reads
+// "torch_dtype".
 absl::Status ParseArchitectureAndDType(const FieldReader& reader, ModelConfig* config) {
   if (const Json* arch = reader.Find("architectures")) {
     bool qwen2 = arch->is_array() && std::find(arch->begin(), arch->end(), "Qwen2ForCausalLM") != arch->end();
     if (!qwen2)
       return reader.Error("architectures",
-                          absl::StrCat("expected [\"Qwen2ForCausalLM\"], got ", arch->dump()));
+                          absl::StrCat("expected [\"Qwen2ForCausalLM\"], got ", DescribeJson(*arch)));
+  }
+  for (const auto& [key, want] : {std::pair{"model_type", "qwen2"}, std::pair{"hidden_act", "silu"}}) {
+    const Json* value = reader.Find(key);
+    if (value != nullptr && *value != want) {
+      return reader.Error(key, absl::StrCat("expected \"", want, "\", got ", DescribeJson(*value)));
+    }
   }
   if (const Json* dtype = reader.Find("torch_dtype")) {
     if (*dtype == "bfloat16") {
@@ -106,7 +116,7 @@ absl::Status ParseArchitectureAndDType(const FieldReader& reader, ModelConfig* c
       config->torch_dtype = DType::kF32;
     } else {
       return reader.Error("torch_dtype",
-                          absl::StrCat("expected bfloat16, float16 or float32, got ", dtype->dump()));
+                          absl::StrCat("expected bfloat16, float16 or float32, got ", DescribeJson(*dtype)));
     }
   }
   return absl::OkStatus();
@@ -129,6 +139,17 @@ absl::Status DeriveAndCheckHeads(const FieldReader& reader, ModelConfig* config)
                         absl::StrCat(config->num_key_value_heads, " does not divide num_attention_heads ",
                                      config->num_attention_heads));
   }
+  // Rotary embeddings turn pairs of a head's dimensions.
+  if (config->head_dim % 2 != 0) {
+    return reader.Error("head_dim", absl::StrCat(config->head_dim, " is odd (rotary embeddings need pairs)"));
+  }
+  // The projections' widths (heads x head_dim) are ints everywhere: bounded well inside one.
+  constexpr int64_t kMaxWidth = int64_t{1} << 20;
+  if (int64_t{config->num_attention_heads} * config->head_dim > kMaxWidth) {
+    return reader.Error("num_attention_heads",
+                        absl::StrCat(config->num_attention_heads, " heads of ", config->head_dim,
+                                     " dimensions exceed ", kMaxWidth, " in all"));
+  }
   return absl::OkStatus();
 }
 
@@ -139,13 +160,14 @@ absl::Status RefuseOtherAttention(const FieldReader& reader, const ModelConfig& 
   if (const Json* scaling = reader.Find("rope_scaling"); scaling != nullptr && !scaling->is_null()) {
     const Json* type = nullptr;
     if (scaling->is_object()) {
-      for (const char* key : {"rope_type", "type"}) {
+      // transformers reads "rope_type" and falls back to the older "type".
+      for (const char* key : {"type", "rope_type"}) {
         if (scaling->contains(key)) type = &(*scaling)[key];
       }
     }
     if (type == nullptr || *type != "default")
       return reader.Error("rope_scaling", absl::StrCat("only the default rotary embedding is supported, got ",
-                                                       scaling->dump()));
+                                                       DescribeJson(*scaling)));
   }
   bool sliding = false;
   RETURN_IF_ERROR(reader.Bool("use_sliding_window", &sliding));
@@ -185,6 +207,22 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
   RETURN_IF_ERROR(DeriveAndCheckHeads(reader, &config));
   RETURN_IF_ERROR(RefuseOtherAttention(reader, config));
   return config;
+}
+
+absl::Status CheckSpecialTokens(const GenerationConfig& generation, int vocab_size, std::string_view source) {
+  for (int id : generation.eos_token_ids) {
+    if (id >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(std::string(source), ": eos_token_id: ", id,
+                                                     " is outside the vocabulary (vocab_size ", vocab_size,
+                                                     ")"));
+    }
+  }
+  if (generation.bos_token_id >= vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(source), ": bos_token_id: ", generation.bos_token_id,
+                     " is outside the vocabulary (vocab_size ", vocab_size, ")"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<GenerationConfig> ParseGenerationConfig(std::string_view json_text, std::string_view source) {

@@ -49,4 +49,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
 // Parses generation_config.json text.
 absl::StatusOr<GenerationConfig> ParseGenerationConfig(std::string_view json_text, std::string_view source);
 
+// The end-of-sequence and beginning ids must be rows of the model's vocabulary: an eos id past it would never
+// be produced, and generation would never stop at one. Errors name `source`.
+absl::Status CheckSpecialTokens(const GenerationConfig& generation, int vocab_size, std::string_view source);
+
 }  // namespace doze

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "worker/common/json_util.h"
 
 namespace doze {
 namespace {
@@ -102,7 +103,7 @@ absl::Status AddTokenizerExtras(std::string_view tokenizer_json, absl::string_vi
   for (const Json& token : *added) {
     if (!token.is_object() || !token.contains("id") || !token["id"].is_number_integer() ||
         !token.contains("content") || !token["content"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": added_tokens: entry ", token.dump(),
+      return absl::InvalidArgumentError(absl::StrCat(source, ": added_tokens: entry ", DescribeJson(token),
                                                      " lacks an integer id or a content string"));
     }
     if (token["id"].get<int64_t>() <= kLastQwen25AddedId) continue;

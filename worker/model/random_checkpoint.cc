@@ -144,6 +144,10 @@ absl::StatusOr<ModelConfig> RandomCheckpointConfig(const RandomCheckpointOptions
         "make-model: hidden_size must be a multiple of num_heads, or give head_dim");
   }
   c.head_dim = options.head_dim.value_or(c.hidden_size / c.num_attention_heads);
+  // Nothing the loader would refuse is written.
+  RETURN_IF_ERROR(ParseModelConfig(ConfigJson(c), "make-model").status());
+  ASSIGN_OR_RETURN(GenerationConfig generation, ParseGenerationConfig(GenerationConfigJson(), "make-model"));
+  RETURN_IF_ERROR(CheckSpecialTokens(generation, c.vocab_size, "make-model"));
   return c;
 }
 

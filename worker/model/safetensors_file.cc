@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "worker/common/json_util.h"
 #include "worker/common/status_macros.h"
 
 namespace doze {
@@ -40,7 +41,7 @@ absl::Status ParseShape(const Json& entry, const std::string& name, std::vector<
     // Dimensions past 2^62 cannot describe bytes of a real file; the cap keeps int64 views exact.
     if (!GetSize(dim, &size) || size > (size_t{1} << 62)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "' has a bad shape entry ", dim.dump()));
+          absl::StrCat("tensor '", name, "' has a bad shape entry ", DescribeJson(dim)));
     }
     if (__builtin_mul_overflow(count, size, &count)) {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has a shape too large to address"));
@@ -137,18 +138,11 @@ absl::Status CheckLayout(const std::vector<SafetensorsTensor>& tensors, size_t d
   return absl::OkStatus();
 }
 
-// Parses the JSON header text; nlohmann reports the byte position of a syntax error.
+// Parses the JSON header text (a syntax error's byte position in the message).
 absl::StatusOr<Json> ParseHeaderJson(std::string_view text) {
-  Json header = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded()) {
-    try {
-      header = Json::parse(text.begin(), text.end());
-    } catch (const Json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat("bad JSON header: ", e.what()));
-    }
-    return absl::InvalidArgumentError("bad JSON header");
-  }
-  if (!header.is_object()) return absl::InvalidArgumentError("bad JSON header: not a JSON object");
+  absl::StatusOr<Json> header = ParseJsonObject(text);
+  if (!header.ok())
+    return absl::InvalidArgumentError(absl::StrCat("bad JSON header: ", header.status().message()));
   return header;
 }
 

@@ -57,6 +57,8 @@ absl::StatusOr<std::unique_ptr<ModelInstance>> ModelInstance::Create(const Model
   std::unique_ptr<ModelInstance> instance(new ModelInstance());
   ASSIGN_OR_RETURN(instance->checkpoint_, Checkpoint::Load(options.model_dir));
   ASSIGN_OR_RETURN(instance->tokenizer_, Tokenizer::FromFile(instance->checkpoint_->tokenizer_path()));
+  RETURN_IF_ERROR(CheckTokenizerFitsVocab(*instance->tokenizer_, instance->checkpoint_->config().vocab_size,
+                                          instance->checkpoint_->tokenizer_path()));
   instance->decoders_ = std::make_unique<TokenizerTextDecoderFactory>(instance->tokenizer_.get());
   RETURN_IF_ERROR(instance->CreateRunner(options));
   instance->engine_ = std::make_unique<Engine>(instance->runner_.get(), instance->decoders_.get(),

@@ -24,4 +24,12 @@ absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const Tokenizer& tokenizer, 
   return EncodeChatPrompt(tokenizer, *prompt.messages, /*add_generation_prompt=*/true);
 }
 
+absl::Status CheckTokenizerFitsVocab(const Tokenizer& tokenizer, int vocab_size,
+                                     std::string_view tokenizer_path) {
+  if (tokenizer.vocab_size() <= vocab_size) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(std::string(tokenizer_path), ": holds token ids up to ",
+                                                 tokenizer.vocab_size() - 1, ", past the model's vocab_size ",
+                                                 vocab_size, " (config.json)"));
+}
+
 }  // namespace doze

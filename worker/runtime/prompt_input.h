@@ -24,4 +24,9 @@ struct PromptInput {
 absl::StatusOr<std::vector<int32_t>> PromptTokenIds(const Tokenizer& tokenizer, int vocab_size,
                                                     const PromptInput& prompt, std::string_view ids_field);
 
+// The tokenizer's ids must all be rows of the model's embedding (vocab_size): with a wider tokenizer, text
+// would encode to ids the model cannot take. Errors name `tokenizer_path`.
+absl::Status CheckTokenizerFitsVocab(const Tokenizer& tokenizer, int vocab_size,
+                                     std::string_view tokenizer_path);
+
 }  // namespace doze

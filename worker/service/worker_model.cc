@@ -25,6 +25,11 @@ absl::StatusOr<std::unique_ptr<WorkerModel>> WorkerModel::Load(const ModelInstan
   tokenizer_thread.join();
   if (!runner.ok()) return runner.status();
   if (!tokenizer.ok()) return tokenizer.status();
+  if (absl::Status fits = CheckTokenizerFitsVocab(**tokenizer, model->checkpoint_->config().vocab_size,
+                                                  model->checkpoint_->tokenizer_path());
+      !fits.ok()) {
+    return fits;
+  }
   if (marks.weights) marks.weights();
 
   model->runner_ = std::move(runner->runner);

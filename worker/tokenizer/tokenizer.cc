@@ -48,9 +48,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
     normalized_contents.emplace_back(parsed->nfc ? Nfc(token.content, &storage) : token.content);
   }
   auto added = std::make_unique<AddedVocabulary>(std::move(parsed->added_tokens), normalized_contents);
-  ASSIGN_OR_RETURN(std::unique_ptr<BpeModel> model,
-                   BpeModel::Create(std::move(parsed->vocab), parsed->merges));
-  std::unique_ptr<Tokenizer> tokenizer(new Tokenizer(std::move(model), std::move(added)));
+  absl::StatusOr<std::unique_ptr<BpeModel>> model =
+      BpeModel::Create(std::move(parsed->vocab), parsed->merges);
+  if (!model.ok())
+    return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
+  std::unique_ptr<Tokenizer> tokenizer(new Tokenizer(*std::move(model), std::move(added)));
   tokenizer->nfc_ = parsed->nfc;
   return tokenizer;
 }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "worker/common/json_util.h"
 #include "worker/common/status_macros.h"
 
 namespace doze {
@@ -14,7 +15,22 @@ constexpr std::string_view kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 absl::Status Unsupported(const std::string& path, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", path, ": unsupported ", what));
+  return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported ", what));
+}
+
+// Token ids are small non-negative integers (the largest vocabularies hold a few hundred thousand); the
+// tokenizer keeps a table indexed by id, so an id is bounded before anything is sized by it.
+constexpr int64_t kMaxTokenId = (int64_t{1} << 22) - 1;
+
+// Reads a token id at `path`: an integer in [0, kMaxTokenId].
+absl::StatusOr<int32_t> TokenId(const json& id, const std::string& path) {
+  if (!id.is_number_integer()) return Unsupported(path, "id (not an integer)");
+  if (id.is_number_unsigned() ? id.get<uint64_t>() > static_cast<uint64_t>(kMaxTokenId)
+                              : id.get<int64_t>() < 0 || id.get<int64_t>() > kMaxTokenId) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": id ", DescribeJson(id), " is outside [0, ", kMaxTokenId, "]"));
+  }
+  return static_cast<int32_t>(id.get<int64_t>());
 }
 
 // The member `key` of `object`, or null when absent (operator[] on a const object must not be given a missing
@@ -76,8 +92,7 @@ absl::Status ReadModel(const json& root, TokenizerJson* out) {
   if (!Get(model, "vocab").is_object()) return Unsupported("model.vocab", "type");
   out->vocab.reserve(model["vocab"].size());
   for (const auto& [token, id] : model["vocab"].items()) {
-    if (!id.is_number_integer()) return Unsupported(absl::StrCat("model.vocab.", token), "id");
-    out->vocab[token] = id.get<int32_t>();
+    ASSIGN_OR_RETURN(out->vocab[token], TokenId(id, absl::StrCat("model.vocab.", token)));
   }
   if (!Get(model, "merges").is_array()) return Unsupported("model.merges", "type");
   out->merges.reserve(model["merges"].size());
@@ -102,11 +117,10 @@ absl::Status ReadAddedTokens(const json& root, TokenizerJson* out) {
   if (!root["added_tokens"].is_array()) return Unsupported("added_tokens", "type");
   for (size_t i = 0; i < root["added_tokens"].size(); ++i) {
     const json& entry = root["added_tokens"][i];
-    if (!Get(entry, "id").is_number_integer() || !Get(entry, "content").is_string()) {
+    if (!Get(entry, "content").is_string())
       return Unsupported(absl::StrCat("added_tokens[", i, "]"), "entry");
-    }
     AddedToken token;
-    token.id = entry["id"].get<int32_t>();
+    ASSIGN_OR_RETURN(token.id, TokenId(Get(entry, "id"), absl::StrCat("added_tokens[", i, "].id")));
     token.content = entry["content"].get<std::string>();
     token.special = entry.value("special", false);
     token.single_word = entry.value("single_word", false);
@@ -121,10 +135,7 @@ absl::Status ReadAddedTokens(const json& root, TokenizerJson* out) {
 }  // namespace
 
 absl::StatusOr<TokenizerJson> ParseTokenizerJson(std::string_view json_text) {
-  json root = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded() || !root.is_object()) {
-    return absl::InvalidArgumentError("tokenizer.json: not a JSON object");
-  }
+  ASSIGN_OR_RETURN(json root, ParseJsonObject(json_text));
   TokenizerJson out;
   RETURN_IF_ERROR(CheckNormalizer(root, &out));
   RETURN_IF_ERROR(CheckPreTokenizer(root));

@@ -252,7 +252,7 @@ TEST(CheckpointTest, CorruptFilesAreReportedWithTheirPath) {
 
   dir.Write("config.json", "{\"hidden_size\": ");
   checkpoint = Checkpoint::Load(dir.path());
-  EXPECT_THAT(checkpoint.status().message(), HasSubstr(dir / "config.json: not a valid JSON object"));
+  EXPECT_THAT(checkpoint.status().message(), HasSubstr(dir / "config.json: not valid JSON: "));
 }
 
 // A FIFO (which would block the open until a writer came) or a folder in a file's place is refused at once,
@@ -274,6 +274,77 @@ TEST(CheckpointTest, FilesThatAreNotRegularAreRefused) {
       EXPECT_THAT(checkpoint.status().message(), HasSubstr(path + ": not a regular file"));
     }
   }
+}
+
+// A symlink loop (or a path that cannot be searched) in a file's place is reported with the path; the check
+// for the file threw and ended the process.
+TEST(CheckpointTest, SymlinkLoopsAreReportedWithTheirPath) {
+  for (const char* name : {"generation_config.json", "model.safetensors.index.json"}) {
+    ScratchDir dir;
+    WriteTiny(dir, {});
+    std::filesystem::remove(dir / "generation_config.json");
+    if (std::string(name) == "model.safetensors.index.json")
+      std::filesystem::remove(dir / "model.safetensors");
+    std::filesystem::create_symlink(dir / "loop", dir / name);
+    std::filesystem::create_symlink(dir / name, dir / "loop");
+    auto checkpoint = Checkpoint::Load(dir.path());
+    ASSERT_FALSE(checkpoint.ok()) << name;
+    EXPECT_THAT(checkpoint.status().message(), HasSubstr(dir / name + ": cannot open: Too many levels"));
+  }
+}
+
+// As transformers, model.safetensors is taken when it is there, whatever index lies beside it.
+TEST(CheckpointTest, SingleFileIsTakenBeforeAnIndex) {
+  ScratchDir dir;
+  WriteTiny(dir, {});
+  dir.Write("model.safetensors.index.json",
+            R"({"weight_map": {"model.embed_tokens.weight": "model-00009-of-00009.safetensors"}})");
+  auto checkpoint = Checkpoint::Load(dir.path());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+}
+
+// num_hidden_layers sizes nothing before its layers' tensors are found: a huge count is a missing tensor,
+// not an allocation that fails.
+TEST(CheckpointTest, LayerCountPastTheTensorsIsAMissingTensor) {
+  ScratchDir dir;
+  WriteTiny(dir, {});
+  std::string config = TinyConfigJson(true);
+  config.replace(config.find("\"num_hidden_layers\": 1"), 22, "\"num_hidden_layers\": 1073741824");
+  dir.Write("config.json", config);
+  auto checkpoint = Checkpoint::Load(dir.path());
+  ASSERT_FALSE(checkpoint.ok());
+  EXPECT_THAT(checkpoint.status().message(),
+              HasSubstr("missing tensor model.layers.1.input_layernorm.weight"));
+}
+
+// Layers the files hold past num_hidden_layers would silently make a shallower model: refused.
+TEST(CheckpointTest, LayersPastTheLayerCountAreRefused) {
+  ScratchDir dir;
+  std::string two_layers = TinyConfigJson(true);
+  two_layers.replace(two_layers.find("\"num_hidden_layers\": 1"), 22, "\"num_hidden_layers\": 2");
+  std::vector<TensorSpec> specs =
+      Qwen2TensorSpecs(*ParseModelConfig(two_layers, "config.json"), DType::kBF16);
+  std::vector<std::string> data;
+  for (const TensorSpec& spec : specs) data.push_back(TensorBytes(spec));
+  ASSERT_TRUE(WriteSafetensorsFile(dir / "model.safetensors", specs, data).ok());
+  dir.Write("config.json", TinyConfigJson(true));
+  auto checkpoint = Checkpoint::Load(dir.path());
+  ASSERT_FALSE(checkpoint.ok());
+  EXPECT_THAT(
+      checkpoint.status().message(),
+      HasSubstr("holds model.layers.1.input_layernorm.weight but config.json has 1 num_hidden_layers"));
+}
+
+// An eos id past the vocabulary is never produced, so generation would never stop at it: refused.
+TEST(CheckpointTest, EosPastTheVocabularyIsRefused) {
+  ScratchDir dir;
+  WriteTiny(dir, {});
+  dir.Write("generation_config.json", R"({"eos_token_id": [2, 10]})");
+  auto checkpoint = Checkpoint::Load(dir.path());
+  ASSERT_FALSE(checkpoint.ok());
+  EXPECT_THAT(
+      checkpoint.status().message(),
+      HasSubstr("generation_config.json: eos_token_id: 10 is outside the vocabulary (vocab_size 10)"));
 }
 
 TEST(CheckpointTest, IndexMustAgreeWithTheShards) {

@@ -102,7 +102,9 @@ TEST_P(ModelConfigBadTest, NamesTheSourceAndKey) {
 INSTANTIATE_TEST_SUITE_P(
     Table, ModelConfigBadTest,
     testing::Values(
-        BadConfig{"NotJson", "{", "not a valid JSON object"},
+        BadConfig{"NotJson", "{\n  \"hidden_size\": 8,\n}",
+                  "not valid JSON: [json.exception.parse_error.101] parse error at line 3, column 1"},
+        BadConfig{"NotAnObject", "[1]", "not a JSON object"},
         BadConfig{
             "MissingHidden",
             R"({"intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 4})",
@@ -136,11 +138,42 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"RopeScaling", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
                   "num_attention_heads": 1, "vocab_size": 4, "rope_scaling": {"type": "yarn", "factor": 4}})",
                   "rope_scaling: only the default rotary embedding is supported"},
+        // transformers reads rope_type before the older type.
+        BadConfig{"RopeTypeBeforeType", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 1, "vocab_size": 4,
+                  "rope_scaling": {"rope_type": "yarn", "type": "default", "factor": 4}})",
+                  "rope_scaling: only the default rotary embedding is supported"},
+        BadConfig{"OtherActivation", R"({"hidden_act": "gelu", "hidden_size": 8, "intermediate_size": 8,
+                  "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 4})",
+                  "hidden_act: expected \"silu\", got \"gelu\""},
+        BadConfig{"OtherModelType", R"({"model_type": "llama", "hidden_size": 8, "intermediate_size": 8,
+                  "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 4})",
+                  "model_type: expected \"qwen2\", got \"llama\""},
+        BadConfig{"OddHeadDim", R"({"hidden_size": 6, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "vocab_size": 4})",
+                  "head_dim: 3 is odd"},
+        // 2^29 + 16 heads of 8: the width overflowed an int and the model ran off its buffers.
+        BadConfig{"WidthOverflowsAnInt", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 536870928, "num_key_value_heads": 8, "head_dim": 8, "vocab_size": 4})",
+                  "num_attention_heads: 536870928 heads of 8 dimensions exceed 1048576 in all"},
         BadConfig{"ShortSlidingWindow", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
                   "num_attention_heads": 1, "vocab_size": 4, "max_position_embeddings": 64,
                   "use_sliding_window": true, "sliding_window": 16})",
                   "use_sliding_window: a sliding window of 16 tokens"}),
     [](const testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
+
+// A value nested 100,000 deep is described by its kind in the error, not printed (which recursed that deep
+// and overflowed the stack).
+TEST(ModelConfigTest, DeeplyNestedValueIsRefusedWithAShortMessage) {
+  const int depth = 100000;
+  const std::string text = R"({"intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
+      "vocab_size": 4, "hidden_size": )" +
+                           std::string(depth, '[') + std::string(depth, ']') + "}";
+  auto config = ParseModelConfig(text, "config.json");
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().message(),
+            "config.json: hidden_size: must be an integer >= 1, got an array of 1 items");
+}
 
 TEST(GenerationConfigTest, ParsesQwen25Instruct) {
   auto config = ParseGenerationConfig(R"({"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": true,

@@ -233,6 +233,14 @@ TEST(RandomCheckpointTest, RejectsBadOptions) {
   options.num_kv_heads = 3;
   EXPECT_THAT(WriteRandomCheckpoint(options).message(), HasSubstr("num_kv_heads must divide num_heads"));
   EXPECT_THAT(WriteRandomCheckpoint({}).message(), HasSubstr("output directory"));
+  // Nothing the loader refuses is written: an odd head (rotary pairs), a vocabulary without the eos id.
+  RandomCheckpointOptions odd_head{.out_dir = "/tmp/x"};
+  odd_head.hidden_size = 64, odd_head.num_heads = 2, odd_head.num_kv_heads = 1, odd_head.head_dim = 3;
+  EXPECT_THAT(WriteRandomCheckpoint(odd_head).message(), HasSubstr("make-model: head_dim: 3 is odd"));
+  RandomCheckpointOptions small_vocab{.out_dir = "/tmp/x"};
+  small_vocab.vocab_size = 1000;
+  EXPECT_THAT(WriteRandomCheckpoint(small_vocab).message(),
+              HasSubstr("make-model: eos_token_id: 151645 is outside the vocabulary (vocab_size 1000)"));
   ScratchDir dir;
   EXPECT_THAT(WriteRandomCheckpoint({.out_dir = dir.path(), .tokenizer_path = dir / "none.json"}).message(),
               HasSubstr(dir / "none.json"));

@@ -1,13 +1,19 @@
 // The Qwen tokenizer on hand-checked cases: known ids, added-token matching, NFC, errors, decoding.
 #include "worker/tokenizer/tokenizer.h"
 
+#include <unistd.h>
+
+#include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/worker/tokenizer/tokenizer_test_util.h"
+#include "worker/common/file_util.h"
 #include "worker/tokenizer/byte_level.h"
 
 namespace doze {
@@ -152,6 +158,46 @@ TEST(TokenizerTest, ConcurrentEncodesAgree) {
   }
   for (std::thread& thread : threads) thread.join();
   for (const auto& result : results) EXPECT_EQ(result, results[0]);
+}
+
+// The test tokenizer's file with `edit` applied, written to a scratch file; returns what loading it gives.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadEdited(const std::function<void(nlohmann::json&)>& edit,
+                                                      std::string* path) {
+  const char* dir = std::getenv("DOZE_TOKENIZER_DIR");
+  absl::StatusOr<std::string> text =
+      ReadFileToString(std::string(dir ? dir : ".cache/tokenizer-qwen3-3.7.2") + "/tokenizer.json");
+  EXPECT_TRUE(text.ok()) << text.status();
+  nlohmann::json json = nlohmann::json::parse(*text);
+  edit(json);
+  *path = testing::TempDir() + "/edited-tokenizer-" + std::to_string(getpid()) + ".json";
+  EXPECT_TRUE(WriteStringToFile(*path, json.dump()).ok());
+  return Tokenizer::FromFile(*path);
+}
+
+// Ids index the tokenizer's tables: one past 2^22 - 1, negative or beyond 32 bits is refused, naming the file
+// and the entry (2^31 - 1 overflowed the table's size and aborted; 2^32 + 5 was read as 5).
+TEST(TokenizerTest, OutOfRangeIdsAreRefused) {
+  const std::pair<std::function<void(nlohmann::json&)>, std::string> cases[] = {
+      {[](nlohmann::json& j) { j["model"]["vocab"]["Hello"] = 2147483647; },
+       "model.vocab.Hello: id 2147483647 is outside [0, 4194303]"},
+      {[](nlohmann::json& j) { j["model"]["vocab"]["Hello"] = 4294967301ull; },
+       "model.vocab.Hello: id 4294967301 is outside [0, 4194303]"},
+      {[](nlohmann::json& j) { j["added_tokens"][0]["id"] = -3; }, "added_tokens[0].id: id -3 is outside"},
+      {[](nlohmann::json& j) { j["added_tokens"][0]["id"] = 4194304; },
+       "added_tokens[0].id: id 4194304 is outside"}};
+  for (const auto& [edit, error] : cases) {
+    std::string path;
+    auto tokenizer = LoadEdited(edit, &path);
+    ASSERT_FALSE(tokenizer.ok()) << error;
+    EXPECT_THAT(std::string(tokenizer.status().message()), HasSubstr(path + ": " + error));
+  }
+}
+
+TEST(TokenizerTest, MergeErrorsNameTheFile) {
+  std::string path;
+  auto tokenizer = LoadEdited([](nlohmann::json& j) { j["model"]["merges"][0] = "zzqq xxyy"; }, &path);
+  ASSERT_FALSE(tokenizer.ok());
+  EXPECT_THAT(tokenizer.status().message(), HasSubstr(path + ": model.merges[0]"));
 }
 
 TEST(TokenizerTest, FromFileReportsMissingFile) {
