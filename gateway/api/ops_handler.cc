@@ -76,9 +76,11 @@ void OpsHandler::Model(const HttpRequest& request, const std::shared_ptr<Respons
   const std::string name = request.path.substr(sizeof(kModelPrefix) - 1);
   std::shared_ptr<FunctionRuntime> function = functions_->Find(name);
   if (function == nullptr) {
-    return channel->Send(ErrorResponse(
-        WithCode(WithParam(absl::NotFoundError("The model does not exist: it names no function"), "model"),
-                 "model_not_found")));
+    return channel->Send(ErrorResponse(WithCode(
+        WithParam(
+            absl::NotFoundError(absl::StrCat("The model `", name, "` does not exist: it names no function")),
+            "model"),
+        "model_not_found")));
   }
   channel->Send(MakeResponse(200, ModelObject(*function).dump()));
 }

@@ -17,6 +17,11 @@
 namespace doze::gateway {
 namespace {
 
+// The most one asynchronous write sends: a client that reads completes one every so often.
+constexpr size_t kWriteSlice = 256 << 10;
+// A stream is cut when server.max_stream_buffer_bytes wait and its client has taken nothing for this long.
+constexpr auto kStall = std::chrono::seconds(1);
+
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
@@ -58,6 +63,7 @@ void HttpSession::CloseIfIdle() {
 void HttpSession::ReadHeader() {
   if (closed_) return;
   if (context_->stopping.load()) return Close();
+  SkipEmptyLines();
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(context_->limits.max_header_bytes));
   parser_->body_limit(static_cast<uint64_t>(context_->limits.max_body_bytes));
@@ -65,6 +71,15 @@ void HttpSession::ReadHeader() {
   http::async_read_header(
       stream_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code error, size_t) { self->OnHeader(error); });
+}
+
+void HttpSession::SkipEmptyLines() {
+  // RFC 9112 2.2: empty lines before a request line are ignored (a client may end a body with CRLF).
+  while (buffer_.size() >= 2) {
+    const char* data = static_cast<const char*>(buffer_.data().data());
+    if (data[0] != '\r' || data[1] != '\n') return;
+    buffer_.consume(2);
+  }
 }
 
 void HttpSession::OnHeader(beast::error_code error) {
@@ -83,6 +98,12 @@ void HttpSession::OnHeader(beast::error_code error) {
       coding != header.end() && !beast::iequals(coding->value(), "chunked")) {
     return RejectAndClose(501, absl::StrCat("transfer coding \"", std::string(coding->value()),
                                             "\" is not supported: only chunked"));
+  }
+  // Nor is a compressed body (RFC 9110 15.5.16: 415 for a content coding the server does not accept).
+  if (auto coding = header.find(http::field::content_encoding);
+      coding != header.end() && !beast::iequals(coding->value(), "identity")) {
+    return RejectAndClose(415, absl::StrCat("content coding \"", std::string(coding->value()),
+                                            "\" is not supported: send the body uncompressed"));
   }
   boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > static_cast<uint64_t>(context_->limits.max_body_bytes)) {
@@ -239,15 +260,16 @@ void HttpSession::AppendChunk(absl::string_view data, bool last) {
     if (last) out_ += "0\r\n\r\n";  // (an empty chunk would end the stream early)
   }
   if (last) phase_ = Phase::kEnding;
-  if (async_writing_ && static_cast<int64_t>(out_.size()) > context_->limits.max_stream_buffer_bytes) {
+  if (async_writing_ && static_cast<int64_t>(out_.size()) > context_->limits.max_stream_buffer_bytes &&
+      std::chrono::steady_clock::now() - last_progress_ > kStall) {
     return CutSlowClientLocked();
   }
   SendLocked();
 }
 
 void HttpSession::CutSlowClientLocked() {
-  DOZE_LOG(WARNING) << "cutting a stream whose client has not taken " << out_.size()
-                    << " bytes behind the write in flight (server.max_stream_buffer_bytes "
+  DOZE_LOG(WARNING) << "cutting a stream whose client has taken nothing for over a second with "
+                    << out_.size() << " bytes waiting (server.max_stream_buffer_bytes "
                     << context_->limits.max_stream_buffer_bytes << ")";
   out_.clear();
   socket_open_ = false;
@@ -276,6 +298,7 @@ void HttpSession::SendLocked() {
   }
   if (!out_.empty()) {
     async_writing_ = true;
+    last_progress_ = std::chrono::steady_clock::now();
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->AsyncFlush(); });
     return;
   }
@@ -292,20 +315,28 @@ void HttpSession::AsyncFlush() {
       async_writing_ = false;
       return;
     }
-    current_data_ = std::exchange(out_, {});
+    if (written_ == current_data_.size()) {
+      current_data_ = std::exchange(out_, {});
+      written_ = 0;
+    }
   }
+  // In slices, so that a client that keeps reading shows progress between them (see kStall).
+  const size_t slice = std::min(kWriteSlice, current_data_.size() - written_);
   stream_.expires_after(ToChrono(context_->limits.stream_idle_timeout));
-  net::async_write(
-      stream_, net::buffer(current_data_),
-      [self = shared_from_this()](beast::error_code error, size_t) { self->OnAsyncWritten(error); });
+  net::async_write(stream_, net::buffer(current_data_.data() + written_, slice),
+                   [self = shared_from_this()](beast::error_code error, size_t bytes) {
+                     self->OnAsyncWritten(error, bytes);
+                   });
 }
 
-void HttpSession::OnAsyncWritten(beast::error_code error) {
+void HttpSession::OnAsyncWritten(beast::error_code error, size_t bytes) {
+  written_ += bytes;
   bool more = false;
   bool finished = false;
   {
     absl::MutexLock lock(&out_mu_);
-    more = !error && !out_.empty() && socket_open_;
+    last_progress_ = std::chrono::steady_clock::now();
+    more = !error && socket_open_ && (written_ < current_data_.size() || !out_.empty());
     if (!more) async_writing_ = false;
     if (!more && !error && phase_ == Phase::kEnding) {
       phase_ = Phase::kIdle;
@@ -313,6 +344,8 @@ void HttpSession::OnAsyncWritten(beast::error_code error) {
     }
   }
   if (more) return AsyncFlush();
+  current_data_.clear();
+  written_ = 0;
   if (error) {
     ClientGone();
     return Close();

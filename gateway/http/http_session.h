@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -85,9 +86,11 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   const char* ConnectionHeader() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   // On the strand: writes out_ asynchronously (a client that does not keep up).
   void AsyncFlush();
-  void OnAsyncWritten(boost::beast::error_code error);
+  void OnAsyncWritten(boost::beast::error_code error, size_t bytes);
   // On the strand: a direct send failed (the client left).
   void OnSendFailed();
+  // Drops the empty lines (CRLF) the buffer holds before the next request line.
+  void SkipEmptyLines();
   // The client takes a stream's bytes too slowly (server.max_stream_buffer_bytes queued): drops them and
   // closes the connection.
   void CutSlowClientLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
@@ -107,7 +110,8 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   bool client_gone_ = false;
   bool closed_ = false;
   bool rejected_ = false;     // The request was refused unread; the rest of it is drained before closing.
-  std::string current_data_;  // The bytes of the asynchronous write in flight.
+  std::string current_data_;  // The bytes the asynchronous writes are sending, a slice at a time.
+  size_t written_ = 0;        // How many of them have gone.
   std::function<void()> on_client_gone_;
 
   // The response in progress; any thread.
@@ -121,6 +125,8 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   bool socket_open_ ABSL_GUARDED_BY(out_mu_) = true;
   bool async_writing_ ABSL_GUARDED_BY(out_mu_) = false;  // The strand writes; direct sends wait their turn.
   std::string out_ ABSL_GUARDED_BY(out_mu_);             // Bytes not yet handed to the socket.
+  // When the client last took a slice (or the asynchronous writing began).
+  std::chrono::steady_clock::time_point last_progress_ ABSL_GUARDED_BY(out_mu_);
 };
 
 }  // namespace doze::gateway

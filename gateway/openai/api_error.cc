@@ -33,6 +33,7 @@ const char* ErrorType(int http_status) {
     case 405:
     case 409:
     case 413:
+    case 415:
     case 431:
     case 501:
       return "invalid_request_error";
@@ -114,6 +115,8 @@ HttpResponse ErrorResponse(const absl::Status& status) {
   response.body = ErrorJson(status);
   std::optional<std::string> retry_after = Payload(status, kRetryAfterUrl);
   if (retry_after.has_value()) response.headers.emplace_back("Retry-After", *retry_after);
+  // RFC 9110: a 401 names the scheme that would be accepted.
+  if (response.status == 401) response.headers.emplace_back("WWW-Authenticate", "Bearer");
   return response;
 }
 

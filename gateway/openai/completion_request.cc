@@ -1,6 +1,7 @@
 #include "gateway/openai/completion_request.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -41,9 +42,14 @@ class Fields {
   absl::Status Integer(const char* key, int64_t min, int64_t max, std::optional<int64_t>* out) const {
     const Json* value = Get(key);
     if (value == nullptr) return absl::OkStatus();
-    if (!value->is_number_integer()) return InvalidParam(key, absl::StrCat(key, ": must be an integer"));
-    if (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(max)) {
-      return InvalidParam(key, absl::StrCat(key, ": must be between ", min, " and ", max));
+    // A whole number past 64 bits arrives as a double: out of range, not "not an integer".
+    const bool whole = value->is_number_integer() ||
+                       (value->is_number_float() && std::trunc(value->get<double>()) == value->get<double>());
+    if (!whole) return InvalidParam(key, absl::StrCat(key, ": must be an integer"));
+    if (!value->is_number_integer() ||
+        (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(max))) {
+      return InvalidParam(
+          key, absl::StrCat(key, ": must be between ", min, " and ", max, ", got ", value->dump()));
     }
     int64_t number = value->get<int64_t>();
     if (number < min || number > max) {

@@ -648,9 +648,10 @@ TEST_F(GatewayTest, WholeAnswerCutByAKilledWorkerIsAnsweredByTheNextOne) {
   EXPECT_EQ(status["requests_by_status"]["200"], 2);
 }
 
-// A client that stops reading a long stream: once server.max_stream_buffer_bytes wait behind the write in
-// flight (the kernel's socket buffers full), the gateway cuts the stream and cancels its call instead of
-// holding every token until stream_idle_timeout. A client that reads gets a stream many times the limit.
+// A client that stops reading a long stream: once server.max_stream_buffer_bytes wait unsent (the kernel's
+// socket buffers full) and it has taken nothing for a second, the gateway cuts the stream and cancels its
+// call instead of holding every token until stream_idle_timeout. A client that reads gets a stream many
+// times the limit.
 TEST_F(GatewayTest, StreamWhoseClientStopsReadingIsCutAndItsCallCancelled) {
   server_extra_ = "  max_stream_buffer_bytes: 65536";
   context_length_ = 1 << 20;

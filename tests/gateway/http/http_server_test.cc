@@ -171,6 +171,17 @@ TEST_F(HttpServerTest, RawRequestsGetTheirAnswers) {
       {"gzip coding",
        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
        "HTTP/1.1 501", "only chunked"},
+      {"gzip body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nhi",
+       "HTTP/1.1 415", "is not supported: send the body uncompressed"},
+      {"identity body",
+       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n"
+       "Connection: close\r\n\r\nhi",
+       "HTTP/1.1 200", "\r\n\r\nhi"},
+      // RFC 9112 2.2: an empty line before the request line is ignored, after a body as before the first.
+      {"empty line after a body",
+       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\n"
+       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye",
+       "HTTP/1.1 200", "\r\n\r\nbye"},
       {"chunked in capitals",
        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: Chunked\r\n\r\n"
        "5\r\nhello\r\n0\r\n\r\n",
