@@ -316,6 +316,7 @@ TEST_F(GatewayTest, LegacyCompletionsAndModels) {
   TestResponse none = Fetch(port_, "GET", "/v1/models/poetry");
   EXPECT_EQ(none.status, 404);
   EXPECT_THAT(none.body, HasSubstr("model_not_found"));
+  EXPECT_THAT(none.body, HasSubstr("The model `poetry` does not exist"));
 }
 
 TEST_F(GatewayTest, ConcurrentRequestsToAllThreeFunctionsShareEachStart) {
@@ -426,13 +427,22 @@ TEST_F(GatewayTest, BadRequestsGetTheirStatusAndTheGatewayKeepsServing) {
        {},
        400,
        "context_length_exceeded"},
+      // Without max_tokens the message says the prompt leaves no room, not what was never asked for.
       {"long prompt",
        "POST",
        "/v1/completions",
        absl::StrCat(R"({"model":"copy_polish","prompt":")", long_text, R"("})"),
        {},
        400,
-       "context_length_exceeded"},
+       "which leaves no room for a completion"},
+      // A whole number past 64 bits is out of range, not "not an integer".
+      {"seed past 64 bits",
+       "POST",
+       "/v1/chat/completions",
+       ChatBody("copy_polish", R"(,"seed":99999999999999999999999)"),
+       {},
+       400,
+       "seed: must be between"},
       {"body too large", "POST", "/v1/chat/completions", std::string(2 << 20, ' '), {}, 413, "body"},
       {"header too large", "GET", "/healthz", "", {{"X-Big", std::string(64 << 10, 'a')}}, 431, ""},
       {"unknown path", "GET", "/v2/everything", "", {}, 404, "no route"},
@@ -477,6 +487,7 @@ TEST_F(GatewayTest, ApiKeysAreRequiredWhenConfigured) {
   TestResponse missing = Chat("copy_polish");
   EXPECT_EQ(missing.status, 401);
   EXPECT_THAT(missing.body, HasSubstr("invalid_api_key"));
+  EXPECT_EQ(missing.headers["www-authenticate"], "Bearer");  // RFC 9110 11.6.1
   EXPECT_EQ(Fetch(port_, "POST", "/v1/chat/completions", ChatBody("copy_polish"),
                   {{"Authorization", "Bearer nope"}})
                 .status,
