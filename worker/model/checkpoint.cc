@@ -8,7 +8,9 @@
 #include "nlohmann/json.hpp"
 #include "worker/common/file_util.h"
 #include "worker/common/json_util.h"
+#include "worker/common/logging.h"
 #include "worker/common/status_macros.h"
+#include "worker/model/qwen_tokenizer_config.h"
 #include "worker/model/safetensors_file.h"
 
 namespace doze {
@@ -166,6 +168,26 @@ absl::Status BindWeights(const TensorLookup& lookup, const ModelConfig& c, Model
   return binder.Bind("lm_head.weight", {vocab, hidden}, &weights->lm_head);
 }
 
+// tokenizer_config.json, when present, must be a JSON object. doze renders chats with Qwen2.5-Instruct's
+// template: a checkpoint whose chat_template differs is served with that one all the same, and the log says
+// so.
+absl::Status CheckTokenizerConfig(const std::string& dir) {
+  const std::string path = absl::StrCat(dir, "/tokenizer_config.json");
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(text.status());
+  absl::StatusOr<Json> config = ParseJsonObject(*text);
+  if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  auto chat_template = config->find("chat_template");
+  if (chat_template != config->end() &&
+      !(chat_template->is_string() && chat_template->get_ref<const std::string&>() == Qwen25ChatTemplate())) {
+    DOZE_LOG(WARNING) << path
+                      << ": chat_template is not Qwen2.5-Instruct's; chats are rendered with that one "
+                      << "(ChatML, its default system prompt) all the same";
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& dir) {
@@ -188,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& 
   }
   RETURN_IF_ERROR(CheckSpecialTokens(checkpoint->generation_config_, checkpoint->config_.vocab_size,
                                      generation_text.ok() ? generation_path : config_path));
+  RETURN_IF_ERROR(CheckTokenizerConfig(dir));
   TensorLookup lookup;
   RETURN_IF_ERROR(OpenWeightFiles(dir, &checkpoint->files_, &lookup));
   RETURN_IF_ERROR(BindWeights(lookup, checkpoint->config_, &checkpoint->weights_));

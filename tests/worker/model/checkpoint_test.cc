@@ -347,6 +347,18 @@ TEST(CheckpointTest, EosPastTheVocabularyIsRefused) {
       HasSubstr("generation_config.json: eos_token_id: 10 is outside the vocabulary (vocab_size 10)"));
 }
 
+// tokenizer_config.json is optional; one that is not a JSON object is refused (it was never read).
+TEST(CheckpointTest, TokenizerConfigMustBeAJsonObject) {
+  ScratchDir dir;
+  WriteTiny(dir, {});
+  dir.Write("tokenizer_config.json", R"({"chat_template": "{{ messages }}"})");
+  EXPECT_TRUE(Checkpoint::Load(dir.path()).ok());  // another template: served with Qwen2.5's, said in the log
+  dir.Write("tokenizer_config.json", "garbage{{");
+  auto checkpoint = Checkpoint::Load(dir.path());
+  ASSERT_FALSE(checkpoint.ok());
+  EXPECT_THAT(checkpoint.status().message(), HasSubstr(dir / "tokenizer_config.json: not valid JSON"));
+}
+
 TEST(CheckpointTest, IndexMustAgreeWithTheShards) {
   ScratchDir dir;
   WriteTiny(dir, {.sharded = true});
