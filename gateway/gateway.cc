@@ -12,6 +12,7 @@
 #include "gateway/config/config_loader.h"
 #include "gateway/config/config_paths.h"
 #include "gateway/openai/api_error.h"
+#include "gateway/web/chat_page.h"
 #include "gateway/workers/grpc_worker_client.h"
 #include "nlohmann/json.hpp"
 #include "worker/common/file_util.h"
@@ -118,6 +119,14 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
               [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                 completions_->Handle(request, std::move(channel), /*chat=*/true);
               });
+  router_.Add("GET", "/", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
+    HttpResponse page = MakeResponse(200, std::string(ChatPageHtml()), "text/html; charset=utf-8");
+    page.headers.emplace_back("Cache-Control", "no-cache");
+    // The page's own inline script and style, and requests to this gateway only.
+    page.headers.emplace_back("Content-Security-Policy",
+                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    channel->Send(std::move(page));
+  });
   router_.Add("POST", "/v1/completions",
               [this](HttpRequest request, std::shared_ptr<ResponseChannel> channel) {
                 completions_->Handle(request, std::move(channel), /*chat=*/false);

@@ -48,13 +48,18 @@ doze_fetch_tokenizer() {
   rm -rf "$tmp"
 }
 
-# The official openai npm client, which the gateway's end-to-end test drives (tests/e2e/gateway_openai_client.mjs).
-DOZE_OPENAI_PACKAGE=openai@4.104.0
+# The official openai npm client, which the gateway's end-to-end test drives (tests/e2e/gateway_openai_client.mjs),
+# and jsdom, in which the web chat page's test runs the page (tests/e2e/chat_page_client.mjs).
+DOZE_NODE_PACKAGES=(openai@4.104.0 jsdom@26.1.0)
 doze_fetch_node_packages() {
-  [[ -s $DOZE_CACHE/node/node_modules/openai/package.json ]] && return 0
-  doze_log "installing the $DOZE_OPENAI_PACKAGE npm package into $DOZE_CACHE/node (for the gateway tests)"
+  local missing=() package
+  for package in "${DOZE_NODE_PACKAGES[@]}"; do
+    [[ -s $DOZE_CACHE/node/node_modules/${package%@*}/package.json ]] || missing+=("$package")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  doze_log "installing the npm packages ${missing[*]} into $DOZE_CACHE/node (for the gateway tests)"
   mkdir -p "$DOZE_CACHE/node"
-  (cd "$DOZE_CACHE/node" && npm install --silent --no-audit --no-fund "$DOZE_OPENAI_PACKAGE" >/dev/null)
+  (cd "$DOZE_CACHE/node" && npm install --silent --no-audit --no-fund "${missing[@]}" >/dev/null)
 }
 
 doze_build() {
