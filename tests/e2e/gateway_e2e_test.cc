@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <future>
+#include <iterator>
 #include <optional>
 #include <thread>
 
@@ -65,7 +67,8 @@ class GatewayE2eTest : public ::testing::Test {
     std::string dir = testing::FreshTestDir(
         absl::StrCat("gateway_e2e_", ::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::string config = absl::StrReplaceAll(
-        kConfig, {{"$MODEL", build + "/models/tiny-tied-gqa2"}, {"$BUILD", build}, {"$SOCKETS", sockets_}});
+        kConfig,
+        {{"$MODEL", ModelDir(build + "/models/tiny-tied-gqa2")}, {"$BUILD", build}, {"$SOCKETS", sockets_}});
     config += ExtraConfig();
     dir_ = dir;
     config_ = config;
@@ -76,6 +79,9 @@ class GatewayE2eTest : public ::testing::Test {
 
   // YAML appended to kConfig by fixtures that need more.
   virtual std::string ExtraConfig() const { return ""; }
+
+  // The model folder the workers serve, given the build's tiny checkpoint.
+  virtual std::string ModelDir(const std::string& built) { return built; }
 
   Json Status() { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["functions"]; }
 
@@ -248,6 +254,35 @@ TEST_F(GatewayE2eTest, FunctionAddedBackWhileItsOldWorkerDrainsStartsAFreshWorke
   EXPECT_NE(Status()["table_parse"]["pid"], old_pid);
   EXPECT_TRUE(stream->ReadUntil("[DONE]", 60000)) << stream->received();
   EXPECT_EQ(Chat("table_parse").status, 200);
+}
+
+// Workers serving a copy of the tiny checkpoint, which a test may spoil.
+class GatewayModelCopyE2eTest : public GatewayE2eTest {
+ protected:
+  std::string ModelDir(const std::string& built) override {
+    model_ = testing::FreshTestDir("gateway_e2e_model_copy") + "/model";
+    std::filesystem::copy(built, model_, std::filesystem::copy_options::recursive);
+    return model_;
+  }
+  std::string model_;
+};
+
+// model.safetensors truncated under a running worker: the worker, whose weights are mapped from it, dies of a
+// bus error and says why in the gateway's log; the request is answered (its retry finds the file truncated).
+TEST_F(GatewayModelCopyE2eTest, WorkerWhoseModelFileIsTruncatedSaysWhyItDied) {
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  std::filesystem::resize_file(model_ + "/model.safetensors", 1 << 20);
+  TestResponse after = Chat("copy_polish");
+  EXPECT_EQ(after.status, 503) << after.body;
+  EXPECT_THAT(after.body, HasSubstr("model.safetensors: truncated")) << after.body;
+  std::string log;
+  for (int i = 0; i < 100 && log.find("bus error (SIGBUS)") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream in(gateway_->log_path());
+    log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  EXPECT_THAT(log, HasSubstr("[copy_polish] doze-worker: bus error (SIGBUS): a memory-mapped model file was "
+                             "truncated or replaced while the worker ran"));
 }
 
 // The lifecycle policy driving real workers: a one-second idle timeout outside any resident window.

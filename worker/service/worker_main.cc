@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   doze::service::StartupTimeline timeline;
   timeline.Mark(doze::service::StartupTimeline::Stage::kProcessStart);
   doze::service::BlockTerminationSignals();
+  doze::service::ExplainBusErrors();
   // Debian's Abseil checks every Mutex acquisition (ours and gRPC's) against a global lock-order graph behind
   // one global lock, as in doze-gateway; the tests keep the check.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);

@@ -182,6 +182,21 @@ class WorkerProcess {
 
 }  // namespace
 
+void ExplainBusErrors() {
+  struct sigaction action = {};
+  action.sa_handler = [](int) {
+    static constexpr char kMessage[] =
+        "doze-worker: bus error (SIGBUS): a memory-mapped model file was truncated or replaced while the "
+        "worker "
+        "ran; model files must not change under a running worker\n";
+    // Async-signal-safe; the handler is then reset, and the faulting access, run again, ends the process.
+    [[maybe_unused]] ssize_t written = write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  };
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  sigaction(SIGBUS, &action, nullptr);
+}
+
 void BlockTerminationSignals() {
   sigset_t set;
   sigemptyset(&set);

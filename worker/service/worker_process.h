@@ -26,6 +26,10 @@ inline constexpr absl::Duration kCudaStepTimeout = absl::Seconds(60);
 // instead of killing the process. Call first thing in main().
 void BlockTerminationSignals();
 
+// Makes a bus error (SIGBUS: a memory-mapped model file truncated or replaced while the worker runs) say so
+// on stderr before the process dies of it, as it still does.
+void ExplainBusErrors();
+
 // Serves until drained (a Drain call, SIGTERM or SIGINT) and returns the exit code: 0 after a drain, 1 when
 // the server cannot listen or the model cannot be loaded. Listens first (health NOT_SERVING), loads the model
 // on the engine thread, runs one warm-up step, then reports SERVING and prints one JSON line on stdout:
