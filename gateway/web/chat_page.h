@@ -1,5 +1,5 @@
-// The gateway's web chat page (gateway/web/chat.html, compiled in): a conversation with one function, streamed
-// from /v1/chat/completions, served at GET /.
+// The gateway's web chat page (gateway/web/chat.html, compiled in): a conversation with one function,
+// streamed from /v1/chat/completions, served at GET /.
 #pragma once
 
 #include <string_view>
