@@ -22,7 +22,7 @@ struct HttpLimits {
   absl::Duration body_timeout = absl::Seconds(30);
   absl::Duration stream_idle_timeout = absl::Seconds(60);
   // A streamed response's bytes the client has not taken yet (past what the kernel's socket buffers hold):
-  // beyond this, a client that has taken nothing for a second is cut and its worker call cancelled.
+  // beyond this, a client that has acknowledged nothing for 3 s is cut and its worker call cancelled.
   int64_t max_stream_buffer_bytes = 1 << 20;
 };
 

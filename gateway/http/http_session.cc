@@ -1,6 +1,8 @@
 #include "gateway/http/http_session.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -17,10 +19,11 @@
 namespace doze::gateway {
 namespace {
 
-// The most one asynchronous write sends: a client that reads completes one every so often.
+// The most one asynchronous write offers the socket at a time.
 constexpr size_t kWriteSlice = 256 << 10;
-// A stream is cut when server.max_stream_buffer_bytes wait and its client has taken nothing for this long.
-constexpr auto kStall = std::chrono::seconds(1);
+// A stream is cut when more than server.max_stream_buffer_bytes wait (in the gateway and in the socket's send
+// queue) and its client has acknowledged none of them for this long.
+constexpr auto kStall = std::chrono::seconds(3);
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -260,17 +263,27 @@ void HttpSession::AppendChunk(absl::string_view data, bool last) {
     if (last) out_ += "0\r\n\r\n";  // (an empty chunk would end the stream early)
   }
   if (last) phase_ = Phase::kEnding;
-  if (async_writing_ && static_cast<int64_t>(out_.size()) > context_->limits.max_stream_buffer_bytes &&
-      std::chrono::steady_clock::now() - last_progress_ > kStall) {
-    return CutSlowClientLocked();
-  }
+  if (async_writing_ && StalledLocked()) return CutSlowClientLocked();
   SendLocked();
 }
 
+bool HttpSession::StalledLocked() {
+  int queued = 0;  // in the socket's send queue: not sent, or sent and not acknowledged
+  if (::ioctl(fd_, SIOCOUTQ, &queued) != 0 || queued < 0) return false;
+  const uint64_t acked = given_ - std::min<uint64_t>(given_, static_cast<uint64_t>(queued));
+  const auto now = std::chrono::steady_clock::now();
+  if (acked > max_acked_) {
+    max_acked_ = acked;
+    last_progress_ = now;
+  }
+  return static_cast<int64_t>(out_.size()) + queued > context_->limits.max_stream_buffer_bytes &&
+         now - last_progress_ > kStall;
+}
+
 void HttpSession::CutSlowClientLocked() {
-  DOZE_LOG(WARNING) << "cutting a stream whose client has taken nothing for over a second with "
-                    << out_.size() << " bytes waiting (server.max_stream_buffer_bytes "
-                    << context_->limits.max_stream_buffer_bytes << ")";
+  DOZE_LOG(WARNING) << "cutting a stream whose client has acknowledged nothing for 3 s with more than "
+                    << context_->limits.max_stream_buffer_bytes
+                    << " bytes waiting (server.max_stream_buffer_bytes)";
   out_.clear();
   socket_open_ = false;
   // The client counts as gone (its call is cancelled) and the socket closes, which ends the write in flight.
@@ -286,6 +299,7 @@ void HttpSession::SendLocked() {
   while (!out_.empty()) {
     ssize_t sent = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent > 0) {
+      given_ += static_cast<uint64_t>(sent);
       out_.erase(0, static_cast<size_t>(sent));
       continue;
     }
@@ -320,13 +334,13 @@ void HttpSession::AsyncFlush() {
       written_ = 0;
     }
   }
-  // In slices, so that a client that keeps reading shows progress between them (see kStall).
+  // What the socket takes when it can (each completion counts the bytes handed to it: see StalledLocked).
   const size_t slice = std::min(kWriteSlice, current_data_.size() - written_);
   stream_.expires_after(ToChrono(context_->limits.stream_idle_timeout));
-  net::async_write(stream_, net::buffer(current_data_.data() + written_, slice),
-                   [self = shared_from_this()](beast::error_code error, size_t bytes) {
-                     self->OnAsyncWritten(error, bytes);
-                   });
+  stream_.async_write_some(net::buffer(current_data_.data() + written_, slice),
+                           [self = shared_from_this()](beast::error_code error, size_t bytes) {
+                             self->OnAsyncWritten(error, bytes);
+                           });
 }
 
 void HttpSession::OnAsyncWritten(beast::error_code error, size_t bytes) {
@@ -335,7 +349,7 @@ void HttpSession::OnAsyncWritten(beast::error_code error, size_t bytes) {
   bool finished = false;
   {
     absl::MutexLock lock(&out_mu_);
-    last_progress_ = std::chrono::steady_clock::now();
+    given_ += bytes;
     more = !error && socket_open_ && (written_ < current_data_.size() || !out_.empty());
     if (!more) async_writing_ = false;
     if (!more && !error && phase_ == Phase::kEnding) {

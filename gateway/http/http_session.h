@@ -94,6 +94,9 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   // The client takes a stream's bytes too slowly (server.max_stream_buffer_bytes queued): drops them and
   // closes the connection.
   void CutSlowClientLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
+  // Whether more than server.max_stream_buffer_bytes wait and the client has acknowledged none of the bytes
+  // sent for kStall (SIOCOUTQ: the socket's queue of bytes not yet acknowledged).
+  bool StalledLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   void FinishResponse();
   void Close();
   // Reads and drops what the client still sends after a rejection, then closes.
@@ -125,7 +128,10 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   bool socket_open_ ABSL_GUARDED_BY(out_mu_) = true;
   bool async_writing_ ABSL_GUARDED_BY(out_mu_) = false;  // The strand writes; direct sends wait their turn.
   std::string out_ ABSL_GUARDED_BY(out_mu_);             // Bytes not yet handed to the socket.
-  // When the client last took a slice (or the asynchronous writing began).
+  // Bytes handed to the socket, the most of them the client had acknowledged at a check, and when that grew
+  // (or the asynchronous writing began).
+  uint64_t given_ ABSL_GUARDED_BY(out_mu_) = 0;
+  uint64_t max_acked_ ABSL_GUARDED_BY(out_mu_) = 0;
   std::chrono::steady_clock::time_point last_progress_ ABSL_GUARDED_BY(out_mu_);
 };
 

@@ -1,7 +1,9 @@
 // doze-gateway as a process in front of doze-fake-worker processes: the request path, worker start on demand,
 // faults (a killed worker, a worker that cannot start, a client that leaves), bad requests, metrics, signals.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -659,10 +661,10 @@ TEST_F(GatewayTest, WholeAnswerCutByAKilledWorkerIsAnsweredByTheNextOne) {
   EXPECT_EQ(status["requests_by_status"]["200"], 2);
 }
 
-// A client that stops reading a long stream: once server.max_stream_buffer_bytes wait unsent (the kernel's
-// socket buffers full) and it has taken nothing for a second, the gateway cuts the stream and cancels its
-// call instead of holding every token until stream_idle_timeout. A client that reads gets a stream many
-// times the limit.
+// A client that stops reading a long stream: once more than server.max_stream_buffer_bytes wait unsent (in
+// the gateway and the socket's queue) and it has acknowledged none for 3 s, the gateway cuts the stream and
+// cancels its call instead of holding every token until stream_idle_timeout. A client that reads, fast or
+// slowly and steadily, is never cut.
 TEST_F(GatewayTest, StreamWhoseClientStopsReadingIsCutAndItsCallCancelled) {
   server_extra_ = "  max_stream_buffer_bytes: 65536";
   context_length_ = 1 << 20;
@@ -685,12 +687,37 @@ TEST_F(GatewayTest, StreamWhoseClientStopsReadingIsCutAndItsCallCancelled) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(status["requests_by_status"]["499"], 1) << status.dump();
-  // Cut as the buffer filled (about a second of tokens here), not by the 10 s stream_idle_timeout.
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(6));
+  // Cut 3 s after the buffers filled (about a second of tokens here), not by the 10 s stream_idle_timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(8));
   EXPECT_EQ(SettledInFlight("copy_polish"), 0);
   // Far fewer tokens than the call asked for left the worker: its call was cancelled.
   EXPECT_LT(status["tokens_out"].get<int64_t>() - before["tokens_out"].get<int64_t>(), 500000);
   EXPECT_EQ(Chat("copy_polish").status, 200);
+
+  // A slow but steady reader (20 KB every 100 ms, far slower than the stand-in worker writes) for 6 s: it was
+  // cut as stalled when progress was counted by whole writes.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port_);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const std::string body = ChatBody("copy_polish", R"(,"stream":true,"max_tokens":1000000)");
+  const std::string request =
+      absl::StrCat("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: ",
+                   "application/json\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  size_t received = 0;
+  char buffer[20000];
+  for (int i = 0; i < 60; ++i) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    ASSERT_GT(n, 0) << "the slow reader was cut after " << received << " bytes";
+    received += static_cast<size_t>(n);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  close(fd);
+  EXPECT_GT(received, 600000u);
+  EXPECT_EQ(Status()["copy_polish"]["requests_by_status"]["499"], 1) << "the slow reader was counted cut";
 }
 
 TEST_F(GatewayTest, ClientLeavingMidStreamAbortsTheWorkersRequest) {
