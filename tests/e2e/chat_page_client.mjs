@@ -77,9 +77,10 @@ byId("composer").requestSubmit();
 await waitFor("the long answer to start", () => all(".assistant").at(-1).textContent.includes("t2 "));
 if (byId("stop").disabled) fail("stop is disabled while streaming");
 byId("stop").click();
-await waitFor("the stop", () => all(".stats").at(-1).textContent === "stopped");
+await waitFor("the stop", () => all(".stats").at(-1).textContent === "stopped: left out of the conversation");
 const stopped = all(".assistant").at(-1).textContent;
 if (byId("send").disabled || stopped.includes("t399 ")) fail("after stop: " + stopped.length + " characters");
+if (!all(".assistant").at(-1).classList.contains("dropped")) fail("the stopped turn is not marked left out");
 
 // An error is shown as the gateway's message.
 const unknown = document.createElement("option");
