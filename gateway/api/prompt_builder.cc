@@ -97,13 +97,14 @@ absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& reques
   const int64_t requested = static_cast<int64_t>(built.prompt_tokens) + built.max_tokens;
   const char* what = request.chat ? "messages" : "prompt";
   if (!request.max_tokens.has_value() && room < 1) {
-    return WithCode(
-        InvalidParam(what, absl::StrCat("This model's maximum context length is ", context_length_,
-                                        " tokens. However, the ", what, " holds ", built.prompt_tokens,
-                                        " tokens, which leaves no room for a completion. Please "
-                                        "reduce the length of the ",
-                                        what, ".")),
-        "context_length_exceeded");
+    return WithCode(InvalidParam(what, absl::StrCat("This model's maximum context length is ",
+                                                    context_length_, " tokens. However, the ",
+                                                    request.chat ? "messages hold " : "prompt holds ",
+                                                    built.prompt_tokens,
+                                                    " tokens, which leaves no room for a completion. Please "
+                                                    "reduce the length of the ",
+                                                    what, ".")),
+                    "context_length_exceeded");
   }
   if (requested > context_length_) {
     return WithCode(
