@@ -94,10 +94,9 @@ Json AddedToken(const std::string& content, bool special) {
 
 // Adds the tokenizer.json added tokens with ids past Qwen2.5's to `decoder`, keeping their flags.
 absl::Status AddTokenizerExtras(std::string_view tokenizer_json, absl::string_view source, Json* decoder) {
-  Json tokenizer = Json::parse(tokenizer_json.begin(), tokenizer_json.end(), nullptr, false);
-  if (tokenizer.is_discarded() || !tokenizer.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not a valid JSON object"));
-  }
+  absl::StatusOr<Json> parsed = ParseJsonObject(tokenizer_json);
+  if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", parsed.status().message()));
+  const Json& tokenizer = *parsed;
   auto added = tokenizer.find("added_tokens");
   if (added == tokenizer.end()) return absl::OkStatus();
   for (const Json& token : *added) {
