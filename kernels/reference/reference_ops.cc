@@ -26,6 +26,12 @@ float PendingValue(int64_t sum) { return static_cast<float>(sum) * (1.f / kPendi
 
 float WithPending(float residual, int64_t sum) { return RoundBf16(residual + RoundBf16(PendingValue(sum))); }
 
+int64_t CountNonFinite(const float* x, int64_t n) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) count += !std::isfinite(x[i]);
+  return count;
+}
+
 void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width) {
   for (int r = 0; r < num_rows; ++r) {
     for (int c = 0; c < width; ++c) {

@@ -17,6 +17,9 @@ int64_t ToPending(float v);
 float PendingValue(int64_t sum);
 float WithPending(float residual, int64_t sum);
 
+// The elements of x[n] that are NaN or infinite.
+int64_t CountNonFinite(const float* x, int64_t n);
+
 // out[i, :] = table[indices[i], :]; a negative index gives a zero row.
 void GatherRows(const int32_t* indices, const float* table, float* out, int num_rows, int width);
 // kernels/step_inputs.h's StageStepInputs.

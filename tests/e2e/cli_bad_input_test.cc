@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/e2e/cli_process.h"
 
 namespace doze::testing {
@@ -131,6 +132,40 @@ TEST(CliBadInputTest, TokenizerWiderThanTheVocabularyIsRefusedAtLoad) {
                  {Worker(), "--model", out, "--function", "f", "--listen", "unix:" + out + "/w.sock",
                   "--backend", "cpu"},
                  "past the model's vocab_size 151650"});
+}
+
+// A checkpoint whose weights hold a NaN (one bf16 of model.layers.0.mlp.up_proj.weight set to 0x7FC0 in
+// the file make-model wrote) is refused at load, naming the tensor, rather than served as nonsense tokens.
+TEST(CliBadInputTest, WeightsHoldingNaNAreRefusedAtLoad) {
+  const std::string out = TestDataDir() + "/bad-input-nan-weights";
+  const ProcessResult made =
+      RunProcess({DozeBinary(), "make-model", "--preset", "tiny", "--hidden-size", "64", "--num-layers", "1",
+                  "--force", "--out", out, "--tokenizer", Model() + "/tokenizer.json"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::fstream file(out + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t header_len = 0;
+  file.read(reinterpret_cast<char*>(&header_len), 8);
+  std::string header(header_len, '\0');
+  file.read(header.data(), static_cast<std::streamsize>(header_len));
+  const auto entry = nlohmann::json::parse(header)["model.layers.0.mlp.up_proj.weight"];
+  ASSERT_EQ(entry["dtype"], "BF16");
+  const uint64_t at =
+      8 + header_len + entry["data_offsets"][0].get<uint64_t>() + 2 * (64 + 5);  // row 1, col 5
+  const uint16_t nan_bits = 0x7FC0;
+  file.seekp(static_cast<std::streamoff>(at));
+  file.write(reinterpret_cast<const char*>(&nan_bits), 2);
+  file.close();
+  const std::string input = WriteInput("bad-input-nan-weights.jsonl", R"({"prompt":"hello"})"
+                                                                      "\n");
+  const char* error =
+      "tensor model.layers.0.mlp.up_proj.weight holds 1 NaN or infinite value (the first at "
+      "row 1, column 5): the checkpoint is damaged";
+  ExpectRefused(
+      {"generate", {DozeBinary(), "generate", "--model", out, "--backend", "cpu", "--input", input}, error});
+  ExpectRefused({"worker",
+                 {Worker(), "--model", out, "--function", "f", "--listen", "unix:" + out + "/w.sock",
+                  "--backend", "cpu"},
+                 error});
 }
 
 // make-model does not write into a folder that already holds files unless told to: what was there stays.

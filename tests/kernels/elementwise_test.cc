@@ -1,11 +1,13 @@
-// GatherRows, StageStepInputs, StepPrologue, RmsNorm, AddRmsNorm and SiluMul against their CPU references at
-// awkward sizes.
+// CountNonFinite, GatherRows, StageStepInputs, StepPrologue, RmsNorm, AddRmsNorm and SiluMul against their
+// CPU references at awkward sizes.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "kernels/activation.h"
 #include "kernels/embedding.h"
+#include "kernels/nonfinite.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_kv_cache.h"
 #include "kernels/step_inputs.h"
@@ -205,6 +207,34 @@ TEST_P(RowsTest, SiluMulMatchesReference) {
     std::vector<float> want(d_out.size());
     reference::SiluMul(gate_up.data(), want.data(), rows, intermediate);
     EXPECT_TRUE(AllClose(ToFloat(d_out.Download()), want, 1e-2f, 1e-2f)) << "intermediate " << intermediate;
+  }
+}
+
+// NaN and infinities planted at the ends and inside, among random values and bf16's largest finite ones, at
+// every alignment of the array's start; the count is added to what the counter held.
+TEST(CountNonFiniteTest, CountsNaNsAndInfinitiesAtAnyAlignment) {
+  DOZE_SKIP_WITHOUT_GPU();
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  for (int64_t n : {1, 2, 17, 511, 2049, (1 << 20) + 3}) {
+    for (int64_t offset : {0, 1, 3, 7}) {
+      std::mt19937 rng(static_cast<uint32_t>(n * 8 + offset));
+      std::vector<float> values = RandomBf16(static_cast<size_t>(n), -1e38f, 1e38f, rng);
+      std::vector<float> padded(static_cast<size_t>(offset), nan);  // before the array: must not be counted
+      const float planted[] = {nan, inf, -inf, -nan};
+      for (int i = 0; i < 1 + static_cast<int>(n / 5000); ++i) values[rng() % n] = planted[i % 4];
+      values[n - 1] = planted[n % 4];
+      if (n > 2) values[0] = planted[(n + 1) % 4];
+      if (n > 3) values[1] = 3.3895314e38f;  // bf16's largest finite value
+      padded.insert(padded.end(), values.begin(), values.end());
+      padded.push_back(nan);  // after the array
+      DeviceArray<__nv_bfloat16> d_x(ToBf16(padded));
+      DeviceArray<unsigned long long> d_count(std::vector<unsigned long long>{5});
+      CountNonFinite(d_x.get() + offset, n, d_count.get(), nullptr);
+      const int64_t want = reference::CountNonFinite(values.data(), n);
+      ASSERT_GT(want, 0);
+      EXPECT_EQ(d_count.Download()[0], static_cast<unsigned long long>(want + 5))
+          << "n " << n << " offset " << offset;
+    }
   }
 }
 

@@ -119,23 +119,31 @@ class WeightBinder {
   const TensorLookup& lookup_;
 };
 
+// The size `dim` stands for in `c`.
+int64_t DimSize(const ModelConfig& c, WeightDim dim) {
+  switch (dim) {
+    case WeightDim::kHidden:
+      return c.hidden_size;
+    case WeightDim::kQ:
+      return c.q_size();
+    case WeightDim::kKv:
+      return c.kv_size();
+    case WeightDim::kIntermediate:
+      return c.intermediate_size;
+    case WeightDim::kNone:
+      break;
+  }
+  return 0;
+}
+
 // Binds the twelve tensors of decoder layer `i`.
 absl::Status BindLayer(const WeightBinder& binder, const ModelConfig& c, int i, LayerWeights* layer) {
-  const std::string p = absl::StrCat("model.layers.", i, ".");
-  const int64_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
-  RETURN_IF_ERROR(binder.Bind(p + "input_layernorm.weight", {hidden}, &layer->input_layernorm));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.q_proj.weight", {q, hidden}, &layer->q_proj));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.q_proj.bias", {q}, &layer->q_bias));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.k_proj.weight", {kv, hidden}, &layer->k_proj));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.k_proj.bias", {kv}, &layer->k_bias));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.v_proj.weight", {kv, hidden}, &layer->v_proj));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.v_proj.bias", {kv}, &layer->v_bias));
-  RETURN_IF_ERROR(binder.Bind(p + "self_attn.o_proj.weight", {hidden, q}, &layer->o_proj));
-  RETURN_IF_ERROR(
-      binder.Bind(p + "post_attention_layernorm.weight", {hidden}, &layer->post_attention_layernorm));
-  RETURN_IF_ERROR(binder.Bind(p + "mlp.gate_proj.weight", {inter, hidden}, &layer->gate_proj));
-  RETURN_IF_ERROR(binder.Bind(p + "mlp.up_proj.weight", {inter, hidden}, &layer->up_proj));
-  RETURN_IF_ERROR(binder.Bind(p + "mlp.down_proj.weight", {hidden, inter}, &layer->down_proj));
+  const std::string prefix = absl::StrCat("model.layers.", i, ".");
+  for (const LayerTensor& tensor : kLayerTensors) {
+    std::vector<int64_t> shape = {DimSize(c, tensor.rows)};
+    if (tensor.cols != WeightDim::kNone) shape.push_back(DimSize(c, tensor.cols));
+    RETURN_IF_ERROR(binder.Bind(prefix + tensor.name, std::move(shape), &(layer->*tensor.member)));
+  }
   return absl::OkStatus();
 }
 
@@ -220,15 +228,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Load(const std::string& 
 Checkpoint::~Checkpoint() = default;
 
 size_t Checkpoint::weight_bytes() const {
-  size_t total = weights_.embed_tokens.nbytes() + weights_.norm.nbytes();
-  if (!config_.tie_word_embeddings) total += weights_.lm_head.nbytes();
-  for (const LayerWeights& l : weights_.layers) {
-    for (const TensorView* v :
-         {&l.input_layernorm, &l.q_proj, &l.q_bias, &l.k_proj, &l.k_bias, &l.v_proj, &l.v_bias, &l.o_proj,
-          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj}) {
-      total += v->nbytes();
-    }
-  }
+  size_t total = 0;
+  for (const NamedTensor& tensor : NamedWeights(weights_)) total += tensor.view->nbytes();
   return total;
 }
 

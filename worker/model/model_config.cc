@@ -1,6 +1,8 @@
 #include "worker/model/model_config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -181,6 +183,24 @@ absl::Status RefuseOtherAttention(const FieldReader& reader, const ModelConfig& 
   return absl::OkStatus();
 }
 
+// Values that pass the sign checks and still give NaN: rotary angles past fp32's range (a rope_theta far
+// below 1 makes the highest frequency huge), and an rms_norm_eps that rounds to 0 in fp32 (an all-zero row
+// divides 0 by 0).
+absl::Status CheckFloatRanges(const FieldReader& reader, const ModelConfig& config) {
+  const double highest_frequency =
+      std::max(1.0, std::pow(config.rope_theta, -static_cast<double>(config.head_dim - 2) / config.head_dim));
+  const double largest_angle = highest_frequency * std::max(1, config.max_position_embeddings - 1);
+  if (!(largest_angle < std::numeric_limits<float>::max())) {
+    return reader.Error(
+        "rope_theta",
+        absl::StrCat(config.rope_theta, " makes the rotary angles overflow fp32 (", highest_frequency,
+                     " radians a position at head_dim ", config.head_dim, ")"));
+  }
+  if (static_cast<float>(config.rms_norm_eps) == 0.0f)
+    return reader.Error("rms_norm_eps", absl::StrCat(config.rms_norm_eps, " rounds to 0 in fp32"));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source) {
@@ -206,6 +226,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
   if (config.rms_norm_eps <= 0) return reader.Error("rms_norm_eps", "must be positive");
   RETURN_IF_ERROR(DeriveAndCheckHeads(reader, &config));
   RETURN_IF_ERROR(RefuseOtherAttention(reader, config));
+  RETURN_IF_ERROR(CheckFloatRanges(reader, config));
   return config;
 }
 

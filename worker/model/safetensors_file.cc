@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
@@ -138,11 +139,29 @@ absl::Status CheckLayout(const std::vector<SafetensorsTensor>& tensors, size_t d
   return absl::OkStatus();
 }
 
+// The first tensor name the header's object holds twice, or "" (the JSON parser keeps the last silently,
+// so which data the name stands for would be a guess).
+std::string FirstRepeatedName(std::string_view text) {
+  absl::flat_hash_set<std::string> seen;
+  std::string repeated;
+  const Json::parser_callback_t note_key = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::key && depth == 1 && repeated.empty() &&
+        !seen.insert(parsed.get<std::string>()).second) {
+      repeated = parsed.get<std::string>();
+    }
+    return true;
+  };
+  Json::parse(text.begin(), text.end(), note_key, /*allow_exceptions=*/false);
+  return repeated;
+}
+
 // Parses the JSON header text (a syntax error's byte position in the message).
 absl::StatusOr<Json> ParseHeaderJson(std::string_view text) {
   absl::StatusOr<Json> header = ParseJsonObject(text);
   if (!header.ok())
     return absl::InvalidArgumentError(absl::StrCat("bad JSON header: ", header.status().message()));
+  if (const std::string repeated = FirstRepeatedName(text); !repeated.empty())
+    return absl::InvalidArgumentError(absl::StrCat("the header names '", repeated, "' twice"));
   return header;
 }
 

@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "worker/backend/cpu/cpu_model_runner.h"
+#include "worker/common/status_macros.h"
+#include "worker/model/weight_values.h"
 #include "worker/runtime/cuda_backend.h"
 
 namespace doze {
@@ -22,6 +24,8 @@ size_t PhysicalMemoryBytes() {
 }
 
 absl::StatusOr<BackendRunner> MakeCpuRunner(const Checkpoint& checkpoint, const BackendOptions& options) {
+  // The CUDA backend counts them on the GPU as it uploads the weights.
+  RETURN_IF_ERROR(CheckWeightsFinite(checkpoint.weights(), checkpoint.dir()));
   CpuRunnerOptions cpu;
   int64_t tokens = options.kv_cache_tokens;
   if (tokens <= 0)

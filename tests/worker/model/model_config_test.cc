@@ -47,7 +47,8 @@ TEST(ModelConfigTest, NeutralAttentionSettingsPass) {
   const std::string base =
       R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
       "vocab_size": 4, "max_position_embeddings": 64)";
-  for (const char* extra : {R"(, "rope_scaling": null})", R"(, "rope_scaling": {"rope_type": "default"}})",
+  for (const char* extra : {R"(, "rope_scaling": null})", R"(, "rope_theta": 0.5})",
+                            R"(, "rope_scaling": {"rope_type": "default"}})",
                             R"(, "use_sliding_window": false, "sliding_window": 16})",
                             R"(, "use_sliding_window": true, "sliding_window": 64})"}) {
     EXPECT_TRUE(ParseModelConfig(base + extra, "config.json").ok()) << extra;
@@ -105,6 +106,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"NotJson", "{\n  \"hidden_size\": 8,\n}",
                   "not valid JSON: [json.exception.parse_error.101] parse error at line 3, column 1"},
         BadConfig{"NotAnObject", "[1]", "not a JSON object"},
+        // (1e-300)^(-62/64) is ~1e290 radians a position: past fp32, the angles become inf and cos(inf) NaN.
+        BadConfig{"TinyRopeTheta", R"({"hidden_size": 128, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "vocab_size": 4, "rope_theta": 1e-300})",
+                  "rope_theta: 1e-300 makes the rotary angles overflow fp32"},
+        BadConfig{"EpsBelowFp32", R"({"hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 1, "vocab_size": 4, "rms_norm_eps": 1e-50})",
+                  "rms_norm_eps: 1e-50 rounds to 0 in fp32"},
         BadConfig{
             "MissingHidden",
             R"({"intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 4})",

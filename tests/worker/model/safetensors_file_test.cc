@@ -141,6 +141,13 @@ std::vector<BadFile> BadFiles() {
       {"NoShape", File(R"({"a": {"dtype": "F32", "data_offsets": [0, 8]}})", f32x2), "shape"},
       {"NoDtype", File(R"({"a": {"shape": [2], "data_offsets": [0, 8]}})", f32x2), "dtype"},
       {"EntryNotObject", File(R"({"a": 3})", f32x2), "not a JSON object"},
+      // Which of the two ranges would "a" stand for? (A nested object's keys are not tensor names.)
+      {"RepeatedName",
+       File(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "dtype": "F32"},
+                "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+            f32x2),
+       "the header names 'a' twice"},
       {"BadMetadata", File(R"({"__metadata__": {"format": 1}})", ""), "__metadata__"},
   };
 }

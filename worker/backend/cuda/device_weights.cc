@@ -10,8 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "kernels/cuda_check.h"
 #include "kernels/lm_head_screen.h"
+#include "kernels/nonfinite.h"
 #include "worker/common/half.h"
 #include "worker/common/status_macros.h"
+#include "worker/model/weight_values.h"
 
 namespace doze::cuda {
 namespace {
@@ -107,15 +109,22 @@ size_t DeviceWeights::Layout(void* base) {
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelConfig& c,
                                                                      const ModelWeights& w) {
   RETURN_IF_ERROR(CheckWeights(c, w));
-  const bool tied = w.lm_head.data == w.embed_tokens.data;
+  const bool tied = w.tied();
   std::unique_ptr<DeviceWeights> out(new DeviceWeights(c, tied));
   out->bytes_ = out->Layout(nullptr);
   RETURN_IF_ERROR(out->storage_.Allocate(out->bytes_, "weights"));
   out->Layout(out->storage_.get());
-  const auto at = [](const bf16* p) { return const_cast<bf16*>(p); };
-  CopyAsBf16(w.embed_tokens, at(out->embed_tokens_));
-  if (!tied) CopyAsBf16(w.lm_head, at(out->lm_head_));
-  CopyAsBf16(w.norm, at(out->final_norm_));
+  DeviceBuffer non_finite;  // [1] unsigned long long: the NaN and infinite values copied
+  RETURN_IF_ERROR(non_finite.Allocate(sizeof(unsigned long long), "the weights' check"));
+  auto* counter = static_cast<unsigned long long*>(non_finite.get());
+  CUDA_CHECK(cudaMemset(counter, 0, sizeof(unsigned long long)));
+  const auto copy = [counter](const TensorView& t, const bf16* dst) {
+    CopyAsBf16(t, const_cast<bf16*>(dst));
+    kernels::CountNonFinite(dst, t.num_elements(), counter, nullptr);
+  };
+  copy(w.embed_tokens, out->embed_tokens_);
+  if (!tied) copy(w.lm_head, out->lm_head_);
+  copy(w.norm, out->final_norm_);
   if (out->lm_head_screen_ != nullptr) {
     kernels::BuildLmHeadScreen(out->lm_head_, const_cast<void*>(out->lm_head_screen_), c.vocab_size,
                                c.hidden_size, out->lm_head_screen_bits_, nullptr);
@@ -125,18 +134,26 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& src = w.layers[l];
     const DeviceLayer& dst = out->layers_[l];
-    CopyAsBf16(src.input_layernorm, at(dst.input_norm));
-    CopyAsBf16(src.q_proj, at(dst.qkv));
-    CopyAsBf16(src.k_proj, at(dst.qkv) + q * hidden);
-    CopyAsBf16(src.v_proj, at(dst.qkv) + (q + kv) * hidden);
-    CopyAsBf16(src.q_bias, at(dst.qkv_bias));
-    CopyAsBf16(src.k_bias, at(dst.qkv_bias) + q);
-    CopyAsBf16(src.v_bias, at(dst.qkv_bias) + q + kv);
-    CopyAsBf16(src.o_proj, at(dst.o_proj));
-    CopyAsBf16(src.post_attention_layernorm, at(dst.post_norm));
-    CopyAsBf16(src.gate_proj, at(dst.gate_up));
-    CopyAsBf16(src.up_proj, at(dst.gate_up) + inter * hidden);
-    CopyAsBf16(src.down_proj, at(dst.down_proj));
+    copy(src.input_layernorm, dst.input_norm);
+    copy(src.q_proj, dst.qkv);
+    copy(src.k_proj, dst.qkv + q * hidden);
+    copy(src.v_proj, dst.qkv + (q + kv) * hidden);
+    copy(src.q_bias, dst.qkv_bias);
+    copy(src.k_bias, dst.qkv_bias + q);
+    copy(src.v_bias, dst.qkv_bias + q + kv);
+    copy(src.o_proj, dst.o_proj);
+    copy(src.post_attention_layernorm, dst.post_norm);
+    copy(src.gate_proj, dst.gate_up);
+    copy(src.up_proj, dst.gate_up + inter * hidden);
+    copy(src.down_proj, dst.down_proj);
+  }
+  unsigned long long copied_non_finite = 0;
+  CUDA_CHECK(cudaMemcpy(&copied_non_finite, counter, sizeof(copied_non_finite), cudaMemcpyDeviceToHost));
+  if (copied_non_finite != 0) {
+    RETURN_IF_ERROR(CheckWeightsFinite(w, "the checkpoint"));
+    // Finite in the file, past bf16's range once rounded (an fp32 checkpoint).
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint: ", copied_non_finite, " weights are infinite once rounded to bf16"));
   }
   return out;
 }

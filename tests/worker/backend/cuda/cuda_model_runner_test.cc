@@ -247,6 +247,29 @@ TEST_F(CudaModelRunnerTest, Fp32CheckpointMatchesCpu) {
   ExpectRowsNear(Step(**gpu, steps), Step(cpu, steps), 0.1, 0.04, "fp32 weights");
 }
 
+// Weights holding a NaN (in the file) or a value past bf16's range (an fp32 checkpoint rounded at upload) are
+// refused at upload, naming the tensor, rather than served as tokens without meaning.
+TEST_F(CudaModelRunnerTest, WeightsHoldingNaNOrInfinityAreRefused) {
+  testing::TinyModel spoiled(testing::GpuTinyConfig(), DType::kBF16, 11);
+  const TensorView& down = spoiled.weights().layers[1].down_proj;
+  testing::StoreAs(DType::kBF16, std::nanf(""), const_cast<void*>(down.data), down.shape[1] + 3);
+  CudaRunnerOptions options;
+  options.num_kv_blocks = kNumBlocks;
+  absl::Status status = CudaModelRunner::Create(spoiled.config(), spoiled.weights(), options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("tensor model.layers.1.mlp.down_proj.weight holds 1 NaN or infinite value "
+                                  "(the first at row 1, column 3)"),
+            std::string::npos)
+      << status;
+  testing::TinyModel wide(testing::GpuTinyConfig(), DType::kF32, 12);
+  const TensorView& norm = wide.weights().layers[0].input_layernorm;
+  testing::StoreAs(DType::kF32, 3.4e38f, const_cast<void*>(norm.data), 2);  // finite in fp32, not in bf16
+  status = CudaModelRunner::Create(wide.config(), wide.weights(), options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("1 weights are infinite once rounded to bf16"), std::string::npos)
+      << status;
+}
+
 // Sleep frees the weights, the KV pool and the activations; Wake restores the weights byte for byte, so the
 // same steps give bitwise the same logits, decode graphs included.
 TEST_F(CudaModelRunnerTest, SleepAndWakeFreeMemoryAndKeepLogits) {
