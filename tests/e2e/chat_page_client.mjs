@@ -1,6 +1,7 @@
 // Drives the gateway's web chat page (GET /) in jsdom, its script talking to the live gateway through Node's
-// fetch: two turns with one function (the second sends the first as history), a stream stopped part way, and an
-// error shown. Usage: node chat_page_client.mjs BASE_URL SHORT_FUNCTION LONG_FUNCTION. Prints a JSON summary;
+// fetch: two turns with one function (the second sends the first as history), a stream stopped part way, an
+// error shown, a temperature that is not a number refused before anything is sent, and two streams made up here
+// (CRLF-framed lines split across reads; a stream cut before [DONE]). Usage: node chat_page_client.mjs BASE_URL SHORT_FUNCTION LONG_FUNCTION. Prints a JSON summary;
 // exits 1 with the reason on the first failed check.
 import { createRequire } from "node:module";
 
@@ -28,13 +29,35 @@ const page = await fetch(base + "/");
 if (page.status !== 200) fail("GET / answered " + page.status);
 if (!page.headers.get("content-type").startsWith("text/html")) fail("GET / is not HTML");
 const requests = [];  // the chat requests the page sent
+
+// A made-up stream of `pieces` (strings, each one read) for the message SYNTHETIC:<name>.
+const synthetic = {
+  "SYNTHETIC:crlf": ['data: {"choices":[{"delta":{"content":"A"}}]}\r', '\n\r\ndata: {"choices":[{"delta":',
+                     '{"content":"B"},"finish_reason":"stop"}]}\r\n\r', "\n", "data: [DONE]\r\n\r\n"],
+  "SYNTHETIC:cut": ['data: {"choices":[{"delta":{"content":"half"}}]}\n\n'],
+};
+function syntheticResponse(pieces) {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream({
+    start(controller) {
+      for (const piece of pieces) controller.enqueue(encoder.encode(piece));
+      controller.close();
+    },
+  });
+  return new Response(body, { status: 200, headers: { "content-type": "text/event-stream" } });
+}
 const dom = new JSDOM(await page.text(), {
   url: base + "/",
   runScripts: "dangerously",
   pretendToBeVisual: true,
   beforeParse(window) {
     window.fetch = (url, options = {}) => {
-      if (options.body) requests.push(JSON.parse(options.body));
+      if (options.body) {
+        const request = JSON.parse(options.body);
+        const pieces = synthetic[request.messages.at(-1).content];
+        if (pieces) return Promise.resolve(syntheticResponse(pieces));
+        requests.push(request);
+      }
       return fetch(new URL(url, base), options);
     };
     window.AbortController = AbortController;  // Node's fetch takes its own signals
@@ -92,6 +115,36 @@ byId("composer").requestSubmit();
 const error = await waitFor("the error", () => all(".error").at(-1));
 if (!error.textContent.startsWith("404: The model `no_such_function` does not exist")) {
   fail("error: " + error.textContent);
+}
+
+// A temperature that is not a number: said, nothing sent, the message kept in the box.
+byId("function").value = shortFunction;
+byId("temperature").value = "0.7x";
+byId("input").value = "warm?";
+const sentBefore = requests.length;
+byId("composer").requestSubmit();
+const badTemperature = await waitFor("the temperature error", () => all(".error").at(-1) !== error && all(".error").at(-1));
+if (badTemperature.textContent !== 'Temperature: "0.7x" is not a number' || requests.length !== sentBefore ||
+    byId("input").value !== "warm?") {
+  fail("bad temperature: " + badTemperature.textContent + ", " + (requests.length - sentBefore) + " sent");
+}
+byId("temperature").value = " 0.25 ";
+await say("warm", all(".stats").length + 1);
+if (requests.at(-1).temperature !== 0.25) fail("temperature sent: " + requests.at(-1).temperature);
+
+// Lines framed with CRLF, a CR and its LF in two reads: one answer "AB", finished.
+await say("SYNTHETIC:crlf", all(".stats").length + 1);
+if (all(".assistant").at(-1).textContent !== "AB" || !all(".stats").at(-1).textContent.includes("finish: stop")) {
+  fail("CRLF stream: " + all(".assistant").at(-1).textContent + " / " + all(".stats").at(-1).textContent);
+}
+// A stream that ends without [DONE] is an error, and the turn is left out of the conversation.
+const errorsBefore = all(".error").length;
+byId("input").value = "SYNTHETIC:cut";
+byId("composer").requestSubmit();
+const cut = await waitFor("the cut stream's error", () => all(".error").length > errorsBefore && all(".error").at(-1));
+if (!cut.textContent.includes("closed before the answer was complete") ||
+    !all(".assistant").at(-1).classList.contains("dropped")) {
+  fail("cut stream: " + cut.textContent);
 }
 console.log(JSON.stringify({ functions, answers, stats, stopped_chars: stopped.length, error: error.textContent }));
 dom.window.close();

@@ -71,7 +71,8 @@ TEST(GatewayOpenAiClientTest, StreamingAndNonStreamingChat) {
 
 // The web chat page at GET /, its script run in jsdom against the live gateway
 // (tests/e2e/chat_page_client.mjs): two streamed turns, a stop part way (the gateway counts the cancelled
-// call as 499), an error shown.
+// call as 499), an error shown, a third turn with a temperature (a bad one sends nothing); the script's own
+// made-up streams never reach the gateway.
 TEST(GatewayChatPageTest, PageChatsStopsAndShowsErrors) {
   auto gateway = StartGateway("chat_page",
                               "  copy_polish: { system_prompt: Polish., max_tokens: 8 }\n"
@@ -91,7 +92,7 @@ TEST(GatewayChatPageTest, PageChatsStopsAndShowsErrors) {
   EXPECT_EQ(status, 0) << output;
   nlohmann::json functions =
       nlohmann::json::parse(testing::Fetch(gateway->port(), "GET", "/ops/status").body)["functions"];
-  EXPECT_EQ(functions["copy_polish"]["requests_by_status"].value("200", 0), 2) << functions.dump();
+  EXPECT_EQ(functions["copy_polish"]["requests_by_status"].value("200", 0), 3) << functions.dump();
   for (int i = 0; i < 100 && !functions["table_parse"]["requests_by_status"].contains("499"); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     functions =
