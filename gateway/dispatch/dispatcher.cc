@@ -310,6 +310,11 @@ void Dispatcher::OnCallDone(std::shared_ptr<PendingRequest> request, const absl:
     ArmTimerIfQueued(request);
   } else if (status.code() == absl::StatusCode::kInvalidArgument) {
     Reject(request, status);
+  } else if (std::optional<absl::Status> closed = ClosedStatus(); closed.has_value()) {
+    // Its worker was stopped because nothing will serve the function again: the gateway's shutdown past its
+    // grace, or the function removed. That, not the broken stream, is what the client is told.
+    Reject(request,
+           absl::UnavailableError(absl::StrCat("worker for ", function_, " stopped: ", closed->message())));
   } else {
     std::string why =
         status.ok() ? "the worker ended the stream without finishing" : std::string(status.message());

@@ -960,6 +960,28 @@ TEST_F(GatewayTest, SigtermAnswersARequestCutByTheWorkersStop) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// SIGTERM while a stream runs past shutdown_grace: its worker is stopped, and the stream's error event says
+// the gateway is shutting down (it used to say the stream to the worker ended, as if the worker had failed).
+TEST_F(GatewayTest, SigtermPastTheGraceEndsAStreamSayingSo) {
+  StartGateway(/*token_delay_ms=*/50);
+  gateway_.reset();
+  config_ = absl::StrReplaceAll(config_, {{"shutdown_grace: 10s", "shutdown_grace: 1s"}});
+  gateway_ = std::make_unique<GatewayProcess>(
+      dir_, config_, std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "50"}});
+  port_ = gateway_->port();
+  ASSERT_NE(port_, 0);
+  testing::StreamingRequest stream(port_, "/v1/chat/completions",
+                                   ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
+  ASSERT_TRUE(stream.ReadUntil("t1 ")) << stream.received();
+  gateway_->Signal(SIGTERM);
+  EXPECT_TRUE(stream.ReadUntil("\"error\"", 10000)) << stream.received();
+  EXPECT_THAT(stream.received(), HasSubstr("worker for copy_polish stopped: the gateway is shutting down"));
+  EXPECT_THAT(stream.received(), ::testing::Not(HasSubstr("stream to the worker ended")));
+  const int status = gateway_->WaitExit(15000);
+  ASSERT_NE(status, -1);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 TEST_F(GatewayTest, SighupReloadsTheFunctions) {
   StartGateway();
   std::string updated = absl::StrReplaceAll(
