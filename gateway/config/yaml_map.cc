@@ -4,12 +4,36 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "worker/common/status_macros.h"
 
 namespace doze::gateway {
+namespace {
+
+// What a key that is not a plain name is, or "" for a plain name. A mapping or a list as a key is most often
+// a template left unrendered ("{{ name }}:"); "~" is null; an unquoted "<<" is YAML 1.1's merge key, which
+// yaml-cpp reads as a key like any other.
+std::string KeyProblem(const YAML::Node& key) {
+  if (key.IsNull()) return "null (~)";
+  if (key.IsMap()) return "a mapping (a template left unrendered?)";
+  if (key.IsSequence()) return "a list";
+  if (key.Scalar() == "<<" && key.Tag() == "?")
+    return "a merge key (<<), which is not supported: write the keys out";
+  return "";
+}
+
+}  // namespace
 
 absl::StatusOr<YamlMap> YamlMap::Create(const YAML::Node& node, std::string path) {
-  if (node && !node.IsNull() && !node.IsMap()) {
-    return absl::InvalidArgumentError(absl::StrCat(path.empty() ? "config" : path, ": must be a mapping"));
+  const std::string where = path.empty() ? "config" : path;
+  if (node && !node.IsNull() && !node.IsMap())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": must be a mapping"));
+  if (node && node.IsMap()) {
+    for (const auto& entry : node) {
+      if (const std::string problem = KeyProblem(entry.first); !problem.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": line ", entry.first.Mark().line + 1,
+                                                       ": a key must be a plain name, not ", problem));
+      }
+    }
   }
   return YamlMap(node, std::move(path));
 }
@@ -39,6 +63,15 @@ absl::StatusOr<YAML::Node> YamlMap::Scalar(const std::string& key) {
   YAML::Node value = Raw(key);
   if (value && !value.IsNull() && !value.IsScalar()) return Error(key, "must be a scalar");
   return value;
+}
+
+absl::StatusOr<std::optional<bool>> YamlMap::Bool(const std::string& key) {
+  ASSIGN_OR_RETURN(YAML::Node value, Scalar(key));
+  if (!value || value.IsNull()) return std::nullopt;
+  bool out = false;
+  if (!YAML::convert<bool>::decode(value, out))
+    return Error(key, absl::StrCat("expected true or false, got \"", value.Scalar(), "\""));
+  return out;
 }
 
 absl::StatusOr<std::optional<std::string>> YamlMap::String(const std::string& key) {

@@ -31,6 +31,9 @@ class YamlMap {
   // Reads a string; nullopt when absent.
   absl::StatusOr<std::optional<std::string>> String(const std::string& key);
 
+  // Reads a boolean (true/false, and YAML 1.1's yes/no, on/off, in any case); nullopt when absent.
+  absl::StatusOr<std::optional<bool>> Bool(const std::string& key);
+
   // Reads an integer in [min, max]; nullopt when absent.
   absl::StatusOr<std::optional<int64_t>> Int(const std::string& key, int64_t min, int64_t max);
 

@@ -91,8 +91,8 @@ absl::Status ParseArchive(const YAML::Node& node, const std::string& path, Archi
       return map.Error("on_request", absl::StrCat("expected restore or reject, got \"", *on_request, "\""));
     }
   }
-  ASSIGN_OR_RETURN(std::optional<std::string> enabled, map.String("enabled"));
-  if (enabled) rule->enabled = *enabled != "false";
+  ASSIGN_OR_RETURN(std::optional<bool> enabled, map.Bool("enabled"));
+  if (enabled) rule->enabled = *enabled;
   return map.CheckNoUnknownKeys();
 }
 
@@ -156,7 +156,8 @@ absl::StatusOr<LifecycleConfig> ParseLifecycleConfig(const YAML::Node& root) {
   const YAML::Node node = root && root.IsMap() ? root["functions"] : YAML::Node();
   if (node && !node.IsNull()) {
     if (!node.IsMap()) return absl::InvalidArgumentError("functions: must be a mapping of name to function");
-    for (const auto& entry : node) functions.push_back({entry.first.as<std::string>(), entry.second});
+    ASSIGN_OR_RETURN(YamlMap names, YamlMap::Create(node, "functions"));  // every key a plain name
+    for (const std::string& name : names.Keys()) functions.push_back({name, names.Raw(name)});
   }
   return ParseLifecycleConfig(root, functions);
 }

@@ -31,6 +31,28 @@ TEST(ConfigLoaderTest, MinimalConfigTakesDefaults) {
   EXPECT_FALSE(config->functions.at("copy_polish").temperature.has_value());
 }
 
+// schedule.archive's presence turns archiving on; `enabled` is a YAML boolean (any other word was read as
+// true: "enabled: False" archived the function).
+TEST(ConfigLoaderTest, ArchiveEnabledIsABoolean) {
+  const std::string base = "model: {path: m}\nfunctions: {f: {}}\nschedule: {archive: {window: 1d";
+  for (const auto& [value, want] : std::vector<std::pair<std::string, bool>>{{"", true},
+                                                                             {", enabled: true", true},
+                                                                             {", enabled: False", false},
+                                                                             {", enabled: no", false},
+                                                                             {", enabled: off", false},
+                                                                             {", enabled: Yes", true}}) {
+    absl::StatusOr<Config> config = ParseConfig(base + value + "}}");
+    ASSERT_TRUE(config.ok()) << value << ": " << config.status();
+    EXPECT_EQ(config->lifecycle.functions.at("f").archive.enabled, want) << value;
+  }
+  for (const char* value : {"banana", "0", "\"\""}) {
+    absl::StatusOr<Config> config = ParseConfig(base + ", enabled: " + value + "}}");
+    EXPECT_THAT(config.status().message(),
+                HasSubstr(absl::StrCat("schedule.archive.enabled: expected true or false, got")))
+        << value;
+  }
+}
+
 TEST(ConfigLoaderTest, ShippedConfigHasTheArticlesThreeFunctions) {
   std::string path = std::string(std::getenv("DOZE_SOURCE_DIR")) + "/config/doze.yaml";
   absl::StatusOr<Config> config = LoadConfigFile(path);
@@ -170,7 +192,25 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"model: {path: m}\nfunctions:\n  f:\n    temperature: 0.2\n    temperature: 0.9\n",
                   "functions.f.temperature: appears more than once"},
         BadConfig{"model: {path: m}\nfunctions:\n  f: {temperature: 0.2}\n  f: {max_tokens: 9}\n",
-                  "functions.f: appears more than once"}));
+                  "functions.f: appears more than once"},
+        // Keys that are not plain names (yaml-cpp's conversion of them to a string threw: the gateway
+        // aborted, on a reload too): an unrendered template, a list, null, a merge key; at any depth.
+        BadConfig{
+            "model: {path: m}\nfunctions:\n  {{ fn_name }}:\n    max_tokens: 8\n",
+            "functions: line 3: a key must be a plain name, not a mapping (a template left unrendered?)"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\nserver: {[a]: 1}",
+                  "server: line 3: a key must be a plain name, not a list"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\n{x: 1}: 2",
+                  "config: line 3: a key must be a plain name"},
+        BadConfig{"model: {path: m}\nfunctions: {~: {max_tokens: 3}}",
+                  "functions: line 2: a key must be a plain name, not null"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\nschedule:\n  resident: [{from: \"09:00\", to: "
+                  "\"10:00\", {x: 1}: 2}]",
+                  "a key must be a plain name, not a mapping"},
+        BadConfig{
+            "base: &b {temperature: 0.2}\nmodel: {path: m}\nfunctions:\n  f:\n    <<: *b\n",
+            "functions.f: line 5: a key must be a plain name, not a merge key (<<), which is not supported"},
+        BadConfig{"model: {path: m}\nfunctions:\n  f: {\"<<\": 1}\n", "functions.f.<<: unknown key"}));
 
 }  // namespace
 }  // namespace doze::gateway
