@@ -54,23 +54,22 @@ absl::Status CompletionsHandler::Submit(const HttpRequest& request,
                               "model"),
                     "model_not_found");
   }
-  absl::Status counted = [&]() -> absl::Status {
-    absl::Time now = clock_->Now();
-    std::string id = NextRequestId(chat, now);
-    ASSIGN_OR_RETURN(BuiltPrompt built, prompts_->Build(parsed, *function->config(), id));
-    CompletionIdentity identity{chat, id, parsed.model, absl::ToUnixSeconds(now),
-                                parsed.stream && parsed.include_usage};
-    auto sink = std::make_shared<CompletionResponder>(channel, CompletionFormatter(identity, tokenizer_),
-                                                      parsed.stream, parsed.include_usage);
-    auto pending = std::make_shared<PendingRequest>(parsed.model, std::move(built.request), sink, now);
-    RETURN_IF_ERROR(function->dispatcher().Submit(pending));
-    channel->OnClientGone([pending] { pending->Cancel(); });
-    return absl::OkStatus();
-  }();
-  if (!counted.ok() && counted.code() != absl::StatusCode::kResourceExhausted) {
-    function->metrics().CountRequest(HttpStatusOf(counted));
+  const absl::Time now = clock_->Now();
+  std::string id = NextRequestId(chat, now);
+  absl::StatusOr<BuiltPrompt> built = prompts_->Build(parsed, *function->config(), id);
+  if (!built.ok()) {
+    function->metrics().CountRequest(HttpStatusOf(built.status()));
+    return built.status();
   }
-  return counted;
+  CompletionIdentity identity{chat, id, parsed.model, absl::ToUnixSeconds(now),
+                              parsed.stream && parsed.include_usage};
+  auto sink = std::make_shared<CompletionResponder>(channel, CompletionFormatter(identity, tokenizer_),
+                                                    parsed.stream, parsed.include_usage);
+  auto pending = std::make_shared<PendingRequest>(parsed.model, std::move(built->request), sink, now);
+  // The dispatcher counts what it refuses (queue full, archived, closed) itself.
+  RETURN_IF_ERROR(function->dispatcher().Submit(pending));
+  channel->OnClientGone([pending] { pending->Cancel(); });
+  return absl::OkStatus();
 }
 
 }  // namespace doze::gateway

@@ -1165,6 +1165,9 @@ TEST_F(GatewayTest, ArchiveInRejectModeIs409AndSurvivesARestartWithTheLedger) {
   EXPECT_EQ(Fetch(port_, "POST", "/ops/functions/table_parse/archive", "").status, 401);
   EXPECT_EQ(Fetch(port_, "POST", "/ops/functions/table_parse/archive", "", admin).status, 202);
   EXPECT_EQ(Chat("table_parse").status, 409);
+  // Counted once (the dispatcher and the handler both counted a refusal: two requests, {"409": 2}).
+  EXPECT_EQ(Status()["table_parse"]["requests"], 2);
+  EXPECT_EQ(Status()["table_parse"]["requests_by_status"], Json::parse(R"({"200": 1, "409": 1})"));
   double busy = Status()["table_parse"]["lifecycle"]["ledger"]["gpu_seconds"]["busy"].get<double>();
   EXPECT_GT(busy, 0);
 
