@@ -89,16 +89,21 @@ class Statement {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
+  OwnerLock lock;
+  if (path != ":memory:") {
+    ASSIGN_OR_RETURN(lock, OwnerLock::Acquire(path));
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
     const std::string message = db == nullptr ? "out of memory" : sqlite3_errmsg(db);
     sqlite3_close(db);
-    return absl::UnavailableError(absl::StrCat("state file ", path, ": ", message));
+    return absl::UnavailableError(absl::StrCat(path, ": ", message));
   }
-  std::unique_ptr<StateStore> store(new StateStore(db));
+  std::unique_ptr<StateStore> store(new StateStore(db, std::move(lock)));
   // WAL keeps a crash from losing committed rows and lets readers (status pages) run beside the writer.
-  RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
-  RETURN_IF_ERROR(store->Exec(kSchema));
+  for (const char* sql : {"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", kSchema}) {
+    if (!store->Exec(sql).ok()) return absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
+  }
   return store;
 }
 

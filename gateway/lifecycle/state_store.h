@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gateway/lifecycle/function_state_machine.h"
 #include "gateway/lifecycle/ledger.h"
+#include "gateway/lifecycle/owner_lock.h"
 
 struct sqlite3;
 
@@ -34,7 +35,8 @@ struct StoredLedger {
 
 class StateStore {
  public:
-  // Opens (creating if needed) the SQLite file at `path`; ":memory:" gives a private in-memory store.
+  // Opens (creating if needed) the SQLite file at `path`; ":memory:" gives a private in-memory store. A file
+  // another live process holds open is refused: each writes its own hours over the other's.
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
 
   ~StateStore();
@@ -66,12 +68,13 @@ class StateStore {
   absl::StatusOr<std::map<std::string, std::vector<Transition>>> LoadTransitions();
 
  private:
-  explicit StateStore(sqlite3* db) : db_(db) {}
+  StateStore(sqlite3* db, OwnerLock lock) : db_(db), lock_(std::move(lock)) {}
 
   // Runs SQL that returns no rows.
   absl::Status Exec(const char* sql);
 
   sqlite3* db_;
+  OwnerLock lock_;  // held while the file is open (none for ":memory:")
 };
 
 }  // namespace doze::lifecycle

@@ -1,11 +1,15 @@
 #include "gateway/lifecycle/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gateway/lifecycle/lifecycle_policy.h"
 #include "gateway/lifecycle/state_store.h"
 #include "tests/gateway/lifecycle/policy_test_util.h"
@@ -74,6 +78,42 @@ TEST(LedgerTest, ReopeningTheStateFileKeepsLedgerAndArchiveMarks) {
   EXPECT_EQ(policy.StateOf("fn"), FunctionState::kArchived);
   EXPECT_GE(policy.Status()[0].transitions.size(), 3u);  // The archive before the restart is still listed.
   std::remove(path.c_str());
+}
+
+// Two gateways on one state file each wrote their own hours over the other's (the last writer won): the
+// second is refused, naming the holder's pid, until the holder exits, however it exits.
+TEST(LedgerTest, AStateFileHeldByALiveProcessIsRefused) {
+  const std::string path = ::testing::TempDir() + "/lifecycle_locked_" + std::to_string(getpid()) + ".db";
+  std::remove(path.c_str());
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto store = StateStore::Open(path);
+    if (!store.ok()) _exit(1);
+    pause();  // holds the file until killed
+    _exit(0);
+  }
+  const auto holder = [&] {  // the pid in the lock file, once the child wrote it
+    std::ifstream in(path + ".lock");
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+  };
+  for (int i = 0; i < 500 && holder() != child; ++i) usleep(10'000);
+  ASSERT_EQ(holder(), child);
+  absl::StatusOr<std::unique_ptr<StateStore>> second = StateStore::Open(path);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(second.status().message(),
+            absl::StrCat(path, " is in use by another process (pid ", child,
+                         "): two gateways on one state file would overwrite each other's ledger"));
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  auto after = StateStore::Open(path);
+  EXPECT_TRUE(after.ok()) << after.status();
+  after->reset();
+  std::remove(path.c_str());
+  std::remove((path + ".lock").c_str());
 }
 
 }  // namespace
