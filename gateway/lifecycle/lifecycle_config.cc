@@ -103,6 +103,9 @@ absl::Status ApplySchedule(const YAML::Node& node, const std::string& path, Sche
   RETURN_IF_ERROR(ParseTimezone(map, policy));
   RETURN_IF_ERROR(ParseResident(map, policy));
   RETURN_IF_ERROR(ReadDuration(map, "prewarm", /*allow_zero=*/true, &policy->prewarm));
+  // Windows repeat each week; a longer lead means nothing more, and the policy steps through the windows
+  // it skips one at a time (a prewarm of 10^9 hours held its lock for minutes).
+  if (policy->prewarm > absl::Hours(24 * 7)) return map.Error("prewarm", "must be at most 7d");
   RETURN_IF_ERROR(ReadDuration(map, "idle_timeout", /*allow_zero=*/false, &policy->idle_timeout));
   RETURN_IF_ERROR(ParseIdleAction(map, policy));
   RETURN_IF_ERROR(ReadDuration(map, "min_ready", /*allow_zero=*/true, &policy->min_ready));

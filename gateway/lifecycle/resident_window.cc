@@ -1,5 +1,6 @@
 #include "gateway/lifecycle/resident_window.h"
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -53,8 +54,12 @@ absl::StatusOr<int> ParseClockTime(const std::string& text, const std::string& p
   std::vector<std::string> parts = absl::StrSplit(text, ':');
   int hours = 0;
   int minutes = 0;
-  if (parts.size() != 2 || parts[0].empty() || parts[0].size() > 2 || parts[1].size() != 2 ||
-      !absl::SimpleAtoi(parts[0], &hours) || !absl::SimpleAtoi(parts[1], &minutes)) {
+  // Digits only: SimpleAtoi alone also takes a sign and surrounding spaces ("+9:00", " 9:00").
+  const auto digits = [](const std::string& part) {
+    return !part.empty() && std::all_of(part.begin(), part.end(), absl::ascii_isdigit);
+  };
+  if (parts.size() != 2 || !digits(parts[0]) || parts[0].size() > 2 || parts[1].size() != 2 ||
+      !digits(parts[1]) || !absl::SimpleAtoi(parts[0], &hours) || !absl::SimpleAtoi(parts[1], &minutes)) {
     return error;
   }
   if (hours < 0 || minutes < 0 || minutes > 59) return error;

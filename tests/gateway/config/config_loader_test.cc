@@ -210,7 +210,21 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{
             "base: &b {temperature: 0.2}\nmodel: {path: m}\nfunctions:\n  f:\n    <<: *b\n",
             "functions.f: line 5: a key must be a plain name, not a merge key (<<), which is not supported"},
-        BadConfig{"model: {path: m}\nfunctions:\n  f: {\"<<\": 1}\n", "functions.f.<<: unknown key"}));
+        BadConfig{"model: {path: m}\nfunctions:\n  f: {\"<<\": 1}\n", "functions.f.<<: unknown key"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {schedule: {prewarm: 1000000000h}}}",
+                  "functions.f.schedule.prewarm: must be at most 7d"},
+        BadConfig{"model: {path: m}\nfunctions: {f: {}}\nschedule: {prewarm: 169h}",
+                  "schedule.prewarm: must be at most 7d"},
+        // Digits only: a sign or a space had been taken.
+        BadConfig{
+            "model: {path: m}\nfunctions: {f: {}}\nschedule: {resident: [{from: \"+9:00\", to: \"10:00\"}]}",
+            "schedule.resident[0].from: expected HH:MM, got \"+9:00\""},
+        BadConfig{
+            "model: {path: m}\nfunctions: {f: {}}\nschedule: {resident: [{from: \" 9:00\", to: \"10:00\"}]}",
+            "expected HH:MM, got \" 9:00\""},
+        BadConfig{
+            "model: {path: m}\nfunctions: {f: {}}\nschedule: {resident: [{from: \"09:00\", to: \"-0:00\"}]}",
+            "expected HH:MM, got \"-0:00\""}));
 
 }  // namespace
 }  // namespace doze::gateway
