@@ -194,12 +194,14 @@ Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
     std::string token = TokenText(entry.token_id());
     text_offset.push_back(text_offset_);
     text_offset_ += characters(token);
-    tokens.push_back(std::move(token));
-    token_logprobs.push_back(entry.logprob());
     Json top = Json::object();
     for (const v1::TokenValue& alternative : entry.top())
       top[TokenText(alternative.token_id())] = alternative.value();
+    // The sampled token is always there, as in OpenAI's and vLLM's answers: up to logprobs + 1 entries.
+    top.emplace(token, entry.logprob());
     top_logprobs.push_back(top);
+    tokens.push_back(std::move(token));
+    token_logprobs.push_back(entry.logprob());
   }
   return {{"tokens", tokens},
           {"token_logprobs", token_logprobs},

@@ -102,6 +102,32 @@ TEST(CompletionFormatTest, CompletionLogprobsCountTextOffsetsOverTheResponses) {
   EXPECT_EQ(again["tokens"], Json::array({"<5>", "<100>"}));
 }
 
+// A completion's top_logprobs always hold the sampled token, as OpenAI's ("up to logprobs+1 elements") and
+// vLLM's do: with logprobs 0 it is the only entry, and where it is among the top ones it appears once.
+TEST(CompletionFormatTest, CompletionTopLogprobsHoldTheSampledToken) {
+  CompletionFormatter formatter(CompletionIdentity{false, "cmpl-1", "m", 1}, nullptr);
+  v1::GenerateResponse response;
+  v1::TokenLogprob* outside = response.add_logprobs();  // sampled below the two top ones
+  outside->set_token_id(9);
+  outside->set_logprob(-3.5f);
+  for (auto [id, value] : {std::pair{4, -0.5f}, std::pair{6, -1.25f}}) {
+    v1::TokenValue* top = outside->add_top();
+    top->set_token_id(id);
+    top->set_value(value);
+  }
+  v1::TokenLogprob* among = response.add_logprobs();  // sampled and the top one
+  among->set_token_id(4);
+  among->set_logprob(-0.25f);
+  v1::TokenValue* top = among->add_top();
+  top->set_token_id(4);
+  top->set_value(-0.25f);
+  v1::TokenLogprob* alone = response.add_logprobs();  // logprobs 0: no top ones asked for
+  alone->set_token_id(2);
+  alone->set_logprob(-1.0f);
+  EXPECT_EQ(formatter.Logprobs(response)["top_logprobs"],
+            Json::parse(R"([{"<4>": -0.5, "<6>": -1.25, "<9>": -3.5}, {"<4>": -0.25}, {"<2>": -1.0}])"));
+}
+
 TEST(CompletionFormatTest, DeltaEventWithLogprobsCarriesThem) {
   CompletionFormatter formatter(CompletionIdentity{true, "chatcmpl-1", "m", 1}, nullptr);
   v1::GenerateResponse response;
