@@ -42,16 +42,22 @@ class Fields {
   absl::Status Integer(const char* key, int64_t min, int64_t max, std::optional<int64_t>* out) const {
     const Json* value = Get(key);
     if (value == nullptr) return absl::OkStatus();
-    // A whole number past 64 bits arrives as a double: out of range, not "not an integer".
+    // A whole number written as a float (10.0, as Python's json writes a float) is that integer, as vLLM
+    // takes it; one past 64 bits arrives as a double too: out of range, not "not an integer".
     const bool whole = value->is_number_integer() ||
                        (value->is_number_float() && std::trunc(value->get<double>()) == value->get<double>());
     if (!whole) return InvalidParam(key, absl::StrCat(key, ": must be an integer"));
-    if (!value->is_number_integer() ||
-        (value->is_number_unsigned() && value->get<uint64_t>() > static_cast<uint64_t>(max))) {
+    constexpr double kTwo63 = 9223372036854775808.0;
+    const bool fits =
+        value->is_number_float()
+            ? value->get<double>() >= -kTwo63 && value->get<double>() < kTwo63
+            : !value->is_number_unsigned() || value->get<uint64_t>() <= static_cast<uint64_t>(max);
+    if (!fits) {
       return InvalidParam(
           key, absl::StrCat(key, ": must be between ", min, " and ", max, ", got ", value->dump()));
     }
-    int64_t number = value->get<int64_t>();
+    const int64_t number =
+        value->is_number_float() ? static_cast<int64_t>(value->get<double>()) : value->get<int64_t>();
     if (number < min || number > max) {
       return InvalidParam(key, absl::StrCat(key, ": must be between ", min, " and ", max, ", got ", number));
     }

@@ -65,6 +65,27 @@ struct Bad {
   const char* message;
 };
 
+// Integers written as whole floats (Python's json.dumps of a float: 10.0) are those integers, as vLLM takes
+// them; fractions and values past 64 bits are not.
+TEST(CompletionRequestTest, WholeFloatsAreIntegers) {
+  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(
+      R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":10.0,"seed":-3.0,"n":1.0})",
+      /*chat=*/true);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->max_tokens, 10);
+  EXPECT_EQ(request->seed, static_cast<uint64_t>(-3));
+  for (const auto& [field, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"("max_tokens":0.0)", "max_tokens: must be between 1 and 2147483647, got 0"},
+           {R"("max_tokens":2.5)", "max_tokens: must be an integer"},
+           {R"("seed":1e23)", "seed: must be between"},
+           {R"("seed":-9.3e18)", "seed: must be between"},
+           {R"("seed":9223372036854775808.0)", "seed: must be between"}}) {
+    request = ParseCompletionRequest(
+        absl::StrCat(R"({"model":"m","messages":[{"role":"user","content":"x"}],)", field, "}"), true);
+    EXPECT_THAT(std::string(request.status().message()), HasSubstr(message)) << field;
+  }
+}
+
 TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
   const Bad table[] = {
       {"{", "not valid JSON"},
