@@ -31,6 +31,12 @@ void SetSampling(const CompletionRequest& request, const FunctionConfig& functio
   sampling->set_top_logprobs(request.top_logprobs);
   for (const std::string& stop : request.stop) sampling->add_stop(stop);
   sampling->set_max_tokens(max_tokens);
+  if (request.top_k.has_value()) sampling->set_top_k(*request.top_k);
+  if (request.min_p.has_value()) sampling->set_min_p(static_cast<float>(*request.min_p));
+  if (request.repetition_penalty.has_value())
+    sampling->set_repetition_penalty(static_cast<float>(*request.repetition_penalty));
+  for (int32_t id : request.stop_token_ids) sampling->add_stop_token_ids(id);
+  sampling->set_ignore_eos(request.ignore_eos);
 }
 
 void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& function,
@@ -44,12 +50,17 @@ void SetResponseFormat(const CompletionRequest& request, const FunctionConfig& f
   }
 }
 
-absl::Status CheckLogitBias(const CompletionRequest& request, int vocab_size) {
+// Token ids the request names (logit_bias's keys, stop_token_ids) inside the model's vocabulary.
+absl::Status CheckTokenIds(const CompletionRequest& request, int vocab_size) {
+  const auto past = [vocab_size](const char* param, int32_t token) {
+    return InvalidParam(
+        param, absl::StrCat(param, ": token id ", token, " is past the model's vocabulary of ", vocab_size));
+  };
   for (const auto& [token, bias] : request.logit_bias) {
-    if (token >= vocab_size) {
-      return InvalidParam("logit_bias", absl::StrCat("logit_bias: token id ", token,
-                                                     " is past the model's vocabulary of ", vocab_size));
-    }
+    if (token >= vocab_size) return past("logit_bias", token);
+  }
+  for (int32_t token : request.stop_token_ids) {
+    if (token >= vocab_size) return past("stop_token_ids", token);
   }
   return absl::OkStatus();
 }
@@ -84,7 +95,7 @@ absl::StatusOr<std::vector<int32_t>> PromptBuilder::PromptIds(const CompletionRe
 absl::StatusOr<BuiltPrompt> PromptBuilder::Build(const CompletionRequest& request,
                                                  const FunctionConfig& function,
                                                  const std::string& request_id) const {
-  RETURN_IF_ERROR(CheckLogitBias(request, vocab_size_));
+  RETURN_IF_ERROR(CheckTokenIds(request, vocab_size_));
   ASSIGN_OR_RETURN(std::vector<int32_t> ids, PromptIds(request, function));
   BuiltPrompt built;
   built.prompt_tokens = static_cast<int>(ids.size());

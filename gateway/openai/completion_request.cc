@@ -160,6 +160,12 @@ absl::Status ParseStop(const Json* stop, std::vector<std::string>* out) {
   return absl::OkStatus();
 }
 
+// A non-negative integer that fits an int32; whether the model's vocabulary holds it is checked later.
+bool IsTokenId(const Json& id) {
+  return id.is_number_integer() && id.get<int64_t>() >= 0 &&
+         id.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+}
+
 absl::Status ParseLogitBias(const Json* bias, std::map<int32_t, float>* out) {
   if (bias == nullptr) return absl::OkStatus();
   if (!bias->is_object()) return InvalidParam("logit_bias", "logit_bias: must be an object");
@@ -221,6 +227,30 @@ absl::Status ParseResponseFormat(const Json* format, std::optional<ResponseForma
   return absl::OkStatus();
 }
 
+// vLLM's sampling parameters beyond OpenAI's, with vLLM's ranges: its clients rely on them (top_k 1 for a
+// greedy answer at any temperature), and ignoring them would answer something else without a word.
+absl::Status ParseVllmSampling(const Fields& fields, CompletionRequest* request) {
+  std::optional<int64_t> top_k;
+  RETURN_IF_ERROR(fields.Integer("top_k", -1, std::numeric_limits<int32_t>::max(), &top_k));
+  if (top_k.has_value()) request->top_k = static_cast<int>(*top_k);
+  RETURN_IF_ERROR(fields.Number("min_p", 0, 1, &request->min_p));
+  RETURN_IF_ERROR(fields.Number("repetition_penalty", 0, 100, &request->repetition_penalty));
+  if (request->repetition_penalty == 0.0)
+    return InvalidParam("repetition_penalty", "repetition_penalty: must be in (0, 100]");
+  RETURN_IF_ERROR(fields.Bool("ignore_eos", &request->ignore_eos));
+  if (const Json* ids = fields.Get("stop_token_ids"); ids != nullptr && !ids->is_null()) {
+    const bool valid = ids->is_array() && std::all_of(ids->begin(), ids->end(), IsTokenId);
+    if (!valid) return InvalidParam("stop_token_ids", "stop_token_ids: must be an array of token ids");
+    for (const Json& id : *ids) request->stop_token_ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+  }
+  // Accepted by vLLM, not provided here: refused unless neutral (0), rather than ignored.
+  if (const Json* min_tokens = fields.Get("min_tokens");
+      min_tokens != nullptr && !(min_tokens->is_number_integer() && min_tokens->get<int64_t>() == 0)) {
+    return InvalidParam("min_tokens", "min_tokens: only 0 is supported");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
   RETURN_IF_ERROR(fields.Number("temperature", 0, 2, &request->temperature));
   RETURN_IF_ERROR(fields.Number("top_p", 0, 1, &request->top_p));
@@ -241,7 +271,8 @@ absl::Status ParseSampling(const Fields& fields, CompletionRequest* request) {
       fields.Integer("n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), &n));
   if (n.has_value() && *n != 1) return InvalidParam("n", absl::StrCat("n: only 1 is supported, got ", *n));
   RETURN_IF_ERROR(ParseStop(fields.Get("stop"), &request->stop));
-  return ParseLogitBias(fields.Get("logit_bias"), &request->logit_bias);
+  RETURN_IF_ERROR(ParseLogitBias(fields.Get("logit_bias"), &request->logit_bias));
+  return ParseVllmSampling(fields, request);
 }
 
 // Chat: logprobs is a boolean with top_logprobs beside it. Completions: logprobs is the number of top tokens.
@@ -281,10 +312,7 @@ absl::Status ParsePrompt(const Json* prompt, CompletionRequest* request) {
     return absl::OkStatus();
   }
   const bool ids = prompt != nullptr && prompt->is_array() && !prompt->empty() &&
-                   std::all_of(prompt->begin(), prompt->end(), [](const Json& id) {
-                     return id.is_number_integer() && id.get<int64_t>() >= 0 &&
-                            id.get<int64_t>() <= std::numeric_limits<int32_t>::max();
-                   });
+                   std::all_of(prompt->begin(), prompt->end(), IsTokenId);
   if (!ids) {
     return InvalidParam(
         "prompt", "prompt: must be a string, an array of one string, or a non-empty array of token ids");

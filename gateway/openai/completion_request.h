@@ -35,6 +35,12 @@ struct CompletionRequest {
   std::optional<double> presence_penalty;
   std::optional<double> frequency_penalty;
   std::map<int32_t, float> logit_bias;
+  // vLLM's extra sampling parameters, which its clients send beside OpenAI's.
+  std::optional<int> top_k;                  // -1 or 0: off
+  std::optional<double> min_p;               // 0: off
+  std::optional<double> repetition_penalty;  // 1: off
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
   bool logprobs = false;
   int top_logprobs = 0;
   std::optional<ResponseFormatSpec> response_format;

@@ -162,6 +162,24 @@ TEST_F(GatewayE2eTest, FirstRequestStartsTheWorkerThenStreamsAndAnswers) {
   EXPECT_EQ(Status()["copy_polish"]["cold_starts"], 1);
 }
 
+// vLLM's extra sampling parameters reach the engine (they were ignored without a word): top_k 1 and min_p 1
+// keep only the most likely token, so a hot, seeded request answers what greedy decoding does, which the same
+// request without them does not.
+TEST_F(GatewayE2eTest, VllmSamplingParametersReachTheWorker) {
+  const auto text = [this](const std::string& extra) {
+    TestResponse response = Chat("copy_polish", absl::StrCat(R"(,"max_tokens":12)", extra));
+    EXPECT_EQ(response.status, 200) << extra << ": " << response.body;
+    return Json::parse(response.body)["choices"][0]["message"]["content"].get<std::string>();
+  };
+  const std::string greedy = text(R"(,"temperature":0)");
+  EXPECT_NE(text(R"(,"temperature":1.5,"seed":7)"), greedy);
+  EXPECT_EQ(text(R"(,"temperature":1.5,"seed":7,"top_k":1)"), greedy);
+  EXPECT_EQ(text(R"(,"temperature":1.5,"seed":7,"min_p":1.0)"), greedy);
+  TestResponse past = Chat("copy_polish", R"(,"stop_token_ids":[151936])");
+  EXPECT_EQ(past.status, 400);
+  EXPECT_THAT(past.body, HasSubstr("stop_token_ids: token id 151936 is past the model's vocabulary"));
+}
+
 TEST_F(GatewayE2eTest, ConcurrentRequestsToAllThreeFunctions) {
   std::vector<std::future<TestResponse>> responses;
   for (int i = 0; i < 3; ++i) {

@@ -86,6 +86,32 @@ TEST(CompletionRequestTest, WholeFloatsAreIntegers) {
   }
 }
 
+// vLLM's extra sampling parameters are read with vLLM's ranges; min_tokens, which doze does not provide, is
+// refused unless 0.
+TEST(CompletionRequestTest, VllmSamplingParameters) {
+  absl::StatusOr<CompletionRequest> request = ParseCompletionRequest(
+      R"({"model":"m","prompt":"x","top_k":5,"min_p":0.25,"repetition_penalty":1.5,"stop_token_ids":[3,151645],
+          "ignore_eos":true,"min_tokens":0})",
+      /*chat=*/false);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->top_k, 5);
+  EXPECT_EQ(request->min_p, 0.25);
+  EXPECT_EQ(request->repetition_penalty, 1.5);
+  EXPECT_EQ(request->stop_token_ids, (std::vector<int32_t>{3, 151645}));
+  EXPECT_TRUE(request->ignore_eos);
+  for (const auto& [field, message] : std::vector<std::pair<std::string, std::string>>{
+           {R"("top_k":-2)", "top_k: must be between -1 and"},
+           {R"("min_p":1.5)", "min_p: must be between 0 and 1"},
+           {R"("repetition_penalty":0)", "repetition_penalty: must be in (0, 100]"},
+           {R"("stop_token_ids":[-1])", "stop_token_ids: must be an array of token ids"},
+           {R"("stop_token_ids":7)", "stop_token_ids: must be an array of token ids"},
+           {R"("ignore_eos":1)", "ignore_eos: must be a boolean"},
+           {R"("min_tokens":3)", "min_tokens: only 0 is supported"}}) {
+    request = ParseCompletionRequest(absl::StrCat(R"({"model":"m","prompt":"x",)", field, "}"), false);
+    EXPECT_THAT(std::string(request.status().message()), HasSubstr(message)) << field;
+  }
+}
+
 TEST(CompletionRequestTest, BadBodiesAre400NamingTheField) {
   const Bad table[] = {
       {"{", "not valid JSON"},
