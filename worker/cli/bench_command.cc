@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -21,15 +22,13 @@
 #include "worker/cli/engine_flags.h"
 #include "worker/common/logging.h"
 #include "worker/common/status_macros.h"
+#include "worker/runtime/cuda_backend.h"
 
 namespace doze::cli {
 namespace {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// The measured H100 device-to-device copy ceiling (docs/benchmarks.md), for the roofline fraction.
-constexpr double kHbmBytesPerSecond = 3.0e12;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
@@ -237,6 +236,19 @@ int BenchCommand(int argc, char** argv) {
                  {"top_p", sampling.top_p},
                  {"decode", json::array()},
                  {"ttft_ms", json::object()}};
+  // The roofline: the bytes a step must move over this device's measured copy bandwidth (3.0 TB/s on the
+  // H100 of docs/benchmarks.md); none for the CPU backend.
+  std::optional<double> hbm_bytes_per_s;
+  if ((*model)->backend() == "cuda") {
+    absl::StatusOr<double> measured = MeasureDeviceCopyBandwidth();
+    if (measured.ok()) {
+      hbm_bytes_per_s = *measured;
+      report["hbm_copy_bytes_per_s"] = *measured;
+      std::printf("device-to-device copy: %.0f GB/s (read + written), the roofline below\n", *measured / 1e9);
+    } else {
+      DOZE_LOG(WARNING) << "no roofline: " << measured.status();
+    }
+  }
   std::printf("%-8s %12s %12s %12s %14s %10s %16s\n", "batch", "step ms", "median ms", "tokens/s",
               "prefill tok/s", "roofline", "first 2 steps ms");
   for (int batch : *batches) {
@@ -244,8 +256,7 @@ int BenchCommand(int argc, char** argv) {
     if (!measured.ok()) return Fail(absl::StrCat("batch ", batch, ": ", measured.status().message()));
     const DecodeFigures& f = *measured;
     double context = prompt_len + gen_len / 2.0;
-    double roofline =
-        DecodeStepBytes(**model, batch, context, kv_bytes) / kHbmBytesPerSecond * 1e3 / f.step_ms;
+    const double step_bytes = DecodeStepBytes(**model, batch, context, kv_bytes);
     json row = {{"batch", batch},
                 {"step_ms", f.step_ms},
                 {"median_step_ms", f.median_step_ms},
@@ -254,11 +265,13 @@ int BenchCommand(int argc, char** argv) {
                 {"prefill_tokens_per_s", f.prefill_tokens_per_s},
                 {"first_decode_steps_ms", f.first_steps_ms},
                 {"untimed_decode_steps", kUntimedDecodeSteps}};
-    // The roofline is the H100's HBM: meaningless for the CPU backend.
-    if ((*model)->backend() == "cuda") row["hbm_roofline_fraction"] = roofline;
+    std::string fraction = "-";
+    if (hbm_bytes_per_s.has_value()) {
+      const double roofline = step_bytes / *hbm_bytes_per_s * 1e3 / f.step_ms;
+      row["hbm_roofline_fraction"] = roofline;
+      fraction = std::to_string(100 * roofline).substr(0, 5) + "%";
+    }
     report["decode"].push_back(row);
-    std::string fraction =
-        row.contains("hbm_roofline_fraction") ? std::to_string(100 * roofline).substr(0, 5) + "%" : "-";
     std::printf("%-8d %12.3f %12.3f %12.1f %14.1f %10s %16.2f\n", batch, f.step_ms, f.median_step_ms,
                 f.tokens_per_s, f.prefill_tokens_per_s, fraction.c_str(), f.first_steps_ms);
   }

@@ -13,6 +13,10 @@ namespace doze {
 // Whether this build has the CUDA backend and the machine a usable GPU.
 bool CudaDeviceAvailable();
 
+// The device's memory bandwidth as a large device-to-device copy measures it, bytes read plus bytes written
+// a second (the roofline `doze bench` reports against): the best of a few timed copies of 256 MiB.
+absl::StatusOr<double> MeasureDeviceCopyBandwidth();
+
 // A CudaModelRunner over `checkpoint`; kv_cache_tokens > 0 fixes the pool size, else gpu_memory_fraction
 // sizes it.
 absl::StatusOr<std::unique_ptr<ModelRunner>> CreateCudaRunner(const Checkpoint& checkpoint,
