@@ -9,7 +9,7 @@ CostSummary Summarize(const LedgerTotals& totals, double gpu_hour_price) {
   s.gpu_hours = totals.gpu_s() / 3600;
   s.always_on_gpu_hours = totals.elapsed_s() / 3600;
   s.busy_gpu_hours = totals.busy_s / 3600;
-  s.cost = s.gpu_hours * gpu_hour_price;
+  s.cost = totals.cost;  // priced as the hours passed
   s.always_on_cost = s.always_on_gpu_hours * gpu_hour_price;
   s.savings = s.always_on_gpu_hours > 0 ? 1 - s.gpu_hours / s.always_on_gpu_hours : 0;
   s.cold_starts = totals.cold_starts;

@@ -23,7 +23,7 @@ struct CostSummary {
   double utilization = 0;  // Busy share of the GPU time paid for.
 };
 
-// Prices `totals` at `gpu_hour_price`.
+// Summarizes `totals`: the cost the ledger priced as the hours passed, always-on at `gpu_hour_price`.
 CostSummary Summarize(const LedgerTotals& totals, double gpu_hour_price);
 
 // Returns the fields of `summary` under the names `doze simulate` prints.

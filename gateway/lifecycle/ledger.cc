@@ -1,6 +1,7 @@
 #include "gateway/lifecycle/ledger.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "gateway/lifecycle/state_store.h"
 #include "worker/common/status_macros.h"
@@ -37,6 +38,7 @@ void LedgerTotals::Merge(const LedgerTotals& other) {
   warming_s += other.warming_s;
   off_s += other.off_s;
   cold_starts += other.cold_starts;
+  cost += other.cost;
   cold_waits_s.insert(cold_waits_s.end(), other.cold_waits_s.begin(), other.cold_waits_s.end());
 }
 
@@ -46,7 +48,13 @@ absl::Status Ledger::Load() {
   if (store_ == nullptr) return absl::OkStatus();
   ASSIGN_OR_RETURN(StoredLedger stored, store_->LoadLedger());
   for (auto& [function, since] : stored.tracking_since) accounts_[function].tracking_since = since;
-  for (auto& [function, buckets] : stored.buckets) accounts_[function].buckets = std::move(buckets);
+  for (auto& [function, buckets] : stored.buckets) {
+    for (auto& [hour, bucket] : buckets) {
+      if (std::isnan(bucket.cost))
+        bucket.cost = (bucket.busy_s + bucket.idle_s + bucket.warming_s) * gpu_hour_price_ / kSecondsPerHour;
+    }
+    accounts_[function].buckets = std::move(buckets);
+  }
   for (auto& [function, waits] : stored.cold_waits) {
     FunctionAccount& account = accounts_[function];
     account.cold_waits = std::move(waits);
@@ -65,7 +73,10 @@ void Ledger::Accrue(FunctionAccount& account, GpuUse use, absl::Time from, absl:
   while (from < to) {
     const absl::Time hour_end = absl::FromUnixSeconds(HourOf(from) + kSecondsPerHour);
     const absl::Time end = std::min(to, hour_end);
-    *FieldOf(BucketAt(account, from), use) += absl::ToDoubleSeconds(end - from);
+    LedgerBucket& bucket = BucketAt(account, from);
+    const double seconds = absl::ToDoubleSeconds(end - from);
+    *FieldOf(bucket, use) += seconds;
+    if (use != GpuUse::kOff) bucket.cost += seconds * gpu_hour_price_ / kSecondsPerHour;
     from = end;
   }
 }
@@ -139,6 +150,7 @@ LedgerTotals Ledger::Totals(const std::string& function, absl::Time from, absl::
     totals.warming_s += bucket->second.warming_s;
     totals.off_s += bucket->second.off_s;
     totals.cold_starts += bucket->second.cold_starts;
+    totals.cost += bucket->second.cost;
   }
   for (const ColdWait& wait : it->second.cold_waits) {
     if (wait.at >= from && wait.at < to) totals.cold_waits_s.push_back(wait.wait_s);

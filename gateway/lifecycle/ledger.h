@@ -29,6 +29,9 @@ struct LedgerBucket {
   double warming_s = 0;
   double off_s = 0;
   int64_t cold_starts = 0;
+  // The billed seconds (busy, idle, warming) priced at the GPU-hour price in force as they passed; NaN for a
+  // bucket read from a state file written before prices were kept (Load prices it at today's price).
+  double cost = 0;
 };
 
 // A request that waited for a worker to start or wake.
@@ -44,6 +47,7 @@ struct LedgerTotals {
   double warming_s = 0;
   double off_s = 0;
   int64_t cold_starts = 0;
+  double cost = 0;  // at the prices in force as the seconds passed
   std::vector<double> cold_waits_s;
 
   // Seconds billed: busy, idle and warming.
@@ -59,8 +63,12 @@ class Ledger {
   // `store` may be null (simulator, tests): nothing persists.
   explicit Ledger(StateStore* store = nullptr);
 
-  // Reads what the store holds; call once, before any other use.
+  // Reads what the store holds; call once, before any other use (after the first SetGpuHourPrice).
   absl::Status Load();
+
+  // The price of a billed GPU hour from now on; seconds accrued before it keep the price they had (call
+  // Settle first, so that the open intervals are priced at the old price up to now).
+  void SetGpuHourPrice(double price) { gpu_hour_price_ = price; }
 
   // Closes the current interval of `function` at `now` and opens one of `use`; the first call starts
   // tracking.
@@ -109,6 +117,7 @@ class Ledger {
   LedgerBucket& BucketAt(FunctionAccount& account, absl::Time t);
 
   StateStore* store_;
+  double gpu_hour_price_ = 0;
   std::map<std::string, FunctionAccount> accounts_;
   std::vector<std::string> new_functions_;  // Tracking began since the last flush.
 };

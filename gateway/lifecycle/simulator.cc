@@ -37,7 +37,9 @@ class Replay {
       : model_(config.simulation),
         functions_(std::move(functions)),
         clock_(start),
-        policy_(config, &clock_, &ledger_) {}
+        policy_(config, &clock_, &ledger_) {
+    ledger_.SetGpuHourPrice(config.billing.gpu_hour_price);
+  }
 
   absl::Status Run(const Trace& trace, absl::Time end, int64_t* rejected);
   LedgerTotals Totals(int function, absl::Time start, absl::Time end) const {

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "worker/common/status_macros.h"
 
@@ -11,7 +13,8 @@ namespace {
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS ledger_hours (
   function TEXT NOT NULL, hour INTEGER NOT NULL, busy_s REAL NOT NULL, idle_s REAL NOT NULL,
-  warming_s REAL NOT NULL, off_s REAL NOT NULL, cold_starts INTEGER NOT NULL, PRIMARY KEY (function, hour));
+  warming_s REAL NOT NULL, off_s REAL NOT NULL, cold_starts INTEGER NOT NULL, cost REAL,
+  PRIMARY KEY (function, hour));
 CREATE TABLE IF NOT EXISTS cold_waits (function TEXT NOT NULL, at_us INTEGER NOT NULL, wait_s REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tracking (function TEXT PRIMARY KEY, since_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS archive_marks (
@@ -75,6 +78,7 @@ class Statement {
   }
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
   double Real(int column) const { return sqlite3_column_double(stmt_, column); }
+  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
   std::string Text(int column) const {
     const unsigned char* text = sqlite3_column_text(stmt_, column);
     return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
@@ -104,10 +108,25 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   for (const char* sql : {"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", kSchema}) {
     if (!store->Exec(sql).ok()) return absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
   }
+  // A file written before the ledger kept prices: its hours gain a cost column, NULL until written again.
+  if (!store->HasColumn("ledger_hours", "cost") &&
+      !store->Exec("ALTER TABLE ledger_hours ADD COLUMN cost REAL").ok()) {
+    return absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
+  }
   return store;
 }
 
 StateStore::~StateStore() { sqlite3_close(db_); }
+
+bool StateStore::HasColumn(const char* table, const char* column) {
+  Statement info(db_, absl::StrCat("PRAGMA table_info(", table, ")").c_str());
+  while (info.status().ok()) {
+    absl::StatusOr<bool> row = info.Step();
+    if (!row.ok() || !*row) return false;
+    if (info.Text(1) == column) return true;
+  }
+  return false;
+}
 
 absl::Status StateStore::Exec(const char* sql) {
   char* error = nullptr;
@@ -123,7 +142,7 @@ absl::Status StateStore::SaveBuckets(const std::string& function,
   RETURN_IF_ERROR(Exec("BEGIN"));
   Statement insert(db_,
                    "INSERT OR REPLACE INTO ledger_hours (function, hour, busy_s, idle_s, warming_s, off_s, "
-                   "cold_starts) VALUES (?, ?, ?, ?, ?, ?, ?)");
+                   "cold_starts, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   absl::Status status = insert.status();
   for (auto it = buckets.begin(); status.ok() && it != buckets.end(); ++it) {
     const LedgerBucket& b = it->second;
@@ -134,6 +153,7 @@ absl::Status StateStore::SaveBuckets(const std::string& function,
                  .Bind(5, b.warming_s)
                  .Bind(6, b.off_s)
                  .Bind(7, b.cold_starts)
+                 .Bind(8, b.cost)
                  .Run();
   }
   RETURN_IF_ERROR(Exec(status.ok() ? "COMMIT" : "ROLLBACK"));
@@ -167,14 +187,15 @@ absl::StatusOr<StoredLedger> StateStore::LoadLedger() {
     if (!row) break;
     ledger.tracking_since[tracking.Text(0)] = FromMicros(tracking.Int(1));
   }
-  Statement hours(db_,
-                  "SELECT function, hour, busy_s, idle_s, warming_s, off_s, cold_starts FROM ledger_hours");
+  Statement hours(
+      db_, "SELECT function, hour, busy_s, idle_s, warming_s, off_s, cold_starts, cost FROM ledger_hours");
   RETURN_IF_ERROR(hours.status());
   while (true) {
     ASSIGN_OR_RETURN(bool row, hours.Step());
     if (!row) break;
     ledger.buckets[hours.Text(0)][hours.Int(1)] =
-        LedgerBucket{hours.Real(2), hours.Real(3), hours.Real(4), hours.Real(5), hours.Int(6)};
+        LedgerBucket{hours.Real(2), hours.Real(3), hours.Real(4),
+                     hours.Real(5), hours.Int(6),  hours.IsNull(7) ? std::nan("") : hours.Real(7)};
   }
   Statement waits(db_, "SELECT function, at_us, wait_s FROM cold_waits ORDER BY at_us");
   RETURN_IF_ERROR(waits.status());

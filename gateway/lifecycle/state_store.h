@@ -73,6 +73,9 @@ class StateStore {
   // Runs SQL that returns no rows.
   absl::Status Exec(const char* sql);
 
+  // Whether `table` has `column`.
+  bool HasColumn(const char* table, const char* column);
+
   sqlite3* db_;
   OwnerLock lock_;  // held while the file is open (none for ":memory:")
 };

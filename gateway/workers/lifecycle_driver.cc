@@ -82,6 +82,7 @@ absl::StatusOr<std::unique_ptr<LifecycleDriver>> LifecycleDriver::Create(
     net::any_io_executor executor) {
   ASSIGN_OR_RETURN(std::unique_ptr<lifecycle::StateStore> store, OpenStore(config.state_file));
   auto ledger = std::make_unique<lifecycle::Ledger>(store.get());
+  ledger->SetGpuHourPrice(config.billing.gpu_hour_price);  // before Load: it prices hours stored without one
   RETURN_IF_ERROR(ledger->Load());
   auto policy = std::make_unique<lifecycle::LifecyclePolicy>(config, clock, ledger.get(), store.get());
   RETURN_IF_ERROR(policy->Load());
@@ -143,6 +144,9 @@ void LifecycleDriver::Reconfigure(const lifecycle::LifecycleConfig& config,
   std::vector<Decision> decisions;
   {
     absl::MutexLock lock(&mu_);
+    // Hours so far keep the price they had: the new one applies from now on (a cost counter never falls).
+    ledger_->Settle(clock_->Now());
+    ledger_->SetGpuHourPrice(config.billing.gpu_hour_price);
     billing_ = config.billing;
     for (auto it = current_.begin(); it != current_.end();) {
       it = config.functions.contains(it->first) ? std::next(it) : current_.erase(it);

@@ -1,6 +1,7 @@
 #include "gateway/lifecycle/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/lifecycle/cost_summary.h"
 #include "gateway/lifecycle/lifecycle_policy.h"
 #include "gateway/lifecycle/state_store.h"
 #include "tests/gateway/lifecycle/policy_test_util.h"
@@ -78,6 +80,55 @@ TEST(LedgerTest, ReopeningTheStateFileKeepsLedgerAndArchiveMarks) {
   EXPECT_EQ(policy.StateOf("fn"), FunctionState::kArchived);
   EXPECT_GE(policy.Status()[0].transitions.size(), 3u);  // The archive before the restart is still listed.
   std::remove(path.c_str());
+}
+
+// A new GPU-hour price applies from when it is set: the hours before keep theirs, so the cost (a counter in
+// /metrics) never falls when a reload lowers the price. Off time is never priced.
+TEST(LedgerTest, APriceChangeAppliesFromThenOn) {
+  Ledger ledger;
+  ledger.SetGpuHourPrice(3.6);
+  ledger.SetUse("fn", GpuUse::kBusy, kT0);
+  ledger.Settle(kT0 + absl::Minutes(90));
+  ledger.SetGpuHourPrice(0.36);
+  ledger.SetUse("fn", GpuUse::kOff, kT0 + absl::Hours(2));  // 30 more busy minutes at the new price
+  ledger.SetUse("fn", GpuUse::kIdle, kT0 + absl::Hours(3));
+  ledger.Settle(kT0 + absl::Hours(4));
+  const LedgerTotals totals = ledger.Totals("fn", kT0, kT0 + absl::Hours(5));
+  EXPECT_DOUBLE_EQ(totals.cost, 1.5 * 3.6 + 0.5 * 0.36 + 1.0 * 0.36);
+  EXPECT_DOUBLE_EQ(Summarize(totals, 0.36).cost, totals.cost);
+  EXPECT_DOUBLE_EQ(Summarize(totals, 0.36).always_on_cost, 4 * 0.36);
+}
+
+// Hours a state file kept before it held prices are priced at the price in force when it is loaded; once
+// written again they keep that price through later changes.
+TEST(LedgerTest, HoursStoredWithoutAPriceTakeThePriceAtLoad) {
+  const std::string path = ::testing::TempDir() + "/lifecycle_unpriced_" + std::to_string(getpid()) + ".db";
+  std::remove(path.c_str());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,
+                   "CREATE TABLE ledger_hours (function TEXT NOT NULL, hour INTEGER NOT NULL, busy_s REAL "
+                   "NOT NULL, idle_s REAL NOT NULL, warming_s REAL NOT NULL, off_s REAL NOT NULL, "
+                   "cold_starts INTEGER NOT NULL, PRIMARY KEY (function, hour));"
+                   "INSERT INTO ledger_hours VALUES ('fn', 1740960000, 1800, 900, 0, 900, 1);",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  for (double price : {2.0, 8.0}) {  // the second load finds the price the first one wrote
+    auto store = StateStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status();
+    Ledger ledger(store->get());
+    ledger.SetGpuHourPrice(price);
+    ASSERT_TRUE(ledger.Load().ok());
+    const LedgerTotals totals = ledger.Totals("fn", kT0, kT0 + absl::Hours(1));
+    EXPECT_DOUBLE_EQ(totals.busy_s, 1800);
+    EXPECT_DOUBLE_EQ(totals.cost, 0.75 * 2.0) << "loaded at " << price;
+    ledger.RecordColdStart("fn", kT0 + absl::Minutes(59));  // marks the hour to be written
+    ASSERT_TRUE(ledger.Flush().ok());
+  }
+  std::remove(path.c_str());
+  std::remove((path + ".lock").c_str());
 }
 
 // Two gateways on one state file each wrote their own hours over the other's (the last writer won): the
