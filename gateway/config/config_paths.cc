@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gateway/config/api_key_file.h"
+#include "gateway/lifecycle/state_store.h"
 
 namespace doze::gateway {
 namespace {
@@ -57,6 +58,10 @@ absl::Status CheckConfigPaths(const Config& config) {
     if (absl::StatusOr<std::vector<std::string>> keys = ReadApiKeyFile(config.server.api_keys_file);
         !keys.ok())
       problems.push_back(absl::StrCat("server.api_keys_file: ", keys.status().message()));
+  }
+  if (const std::string& state = config.lifecycle.state_file; !state.empty()) {
+    if (absl::Status usable = lifecycle::StateStore::CheckUsable(state); !usable.ok())
+      problems.push_back(absl::StrCat("state_file: ", usable.message()));
   }
   if (problems.empty()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));

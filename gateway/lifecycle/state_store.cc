@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "worker/common/status_macros.h"
@@ -114,6 +115,31 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
     return absl::UnavailableError(absl::StrCat(path, ": ", sqlite3_errmsg(db)));
   }
   return store;
+}
+
+absl::Status StateStore::CheckUsable(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::is_directory(path, error)) return absl::FailedPreconditionError(absl::StrCat(path, " is a folder"));
+  if (!fs::exists(path, error)) {
+    // The folders the gateway would create: the nearest one that exists must be a folder.
+    for (fs::path up = fs::path(path).parent_path(); !up.empty(); up = up.parent_path()) {
+      if (!fs::exists(up, error)) continue;
+      if (!fs::is_directory(up, error))
+        return absl::FailedPreconditionError(absl::StrCat(path, ": ", up.string(), " is not a folder"));
+      break;
+    }
+    return absl::OkStatus();
+  }
+  sqlite3* db = nullptr;
+  absl::Status status = absl::OkStatus();
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK ||
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat(path, ": ", db == nullptr ? "out of memory" : sqlite3_errmsg(db)));
+  }
+  sqlite3_close(db);
+  return status;
 }
 
 StateStore::~StateStore() { sqlite3_close(db_); }

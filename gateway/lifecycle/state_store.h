@@ -39,6 +39,11 @@ class StateStore {
   // another live process holds open is refused: each writes its own hours over the other's.
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& path);
 
+  // What Open (with the gateway creating the folders) would refuse, found without creating, writing or
+  // locking anything (`--check-config`, beside a running gateway): a folder, a path under a file, a file
+  // that is not an SQLite database.
+  static absl::Status CheckUsable(const std::string& path);
+
   ~StateStore();
   StateStore(const StateStore&) = delete;
   StateStore& operator=(const StateStore&) = delete;

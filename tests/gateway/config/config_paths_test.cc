@@ -72,6 +72,29 @@ TEST_F(ConfigPathsTest, TheApiKeyFileMustHoldAKey) {
   EXPECT_TRUE(CheckConfigPaths(config_).ok()) << CheckConfigPaths(config_);
 }
 
+// The state file: what the gateway would refuse at start (a folder, a path under a file, a file that is not
+// a database) is named; a missing one in a folder that can be made passes, and nothing is created.
+TEST_F(ConfigPathsTest, TheStateFileMustBeUsable) {
+  for (const char* name : {"config.json", "tokenizer.json", "model.safetensors"})
+    Touch(dir_ / "model" / name);
+  Touch(dir_ / "worker");
+  chmod((dir_ / "worker").c_str(), 0755);
+  const auto problem = [this](const fs::path& state) {
+    config_.lifecycle.state_file = state.string();
+    return std::string(CheckConfigPaths(config_).message());
+  };
+  EXPECT_EQ(problem(dir_ / "new" / "deeper" / "state.db"), "");
+  EXPECT_FALSE(fs::exists(dir_ / "new"));
+  EXPECT_EQ(problem(dir_ / "model"), "state_file: " + (dir_ / "model").string() + " is a folder");
+  EXPECT_THAT(problem(dir_ / "worker" / "state.db"),
+              HasSubstr("state_file: " + (dir_ / "worker" / "state.db").string() + ": " +
+                        (dir_ / "worker").string() + " is not a folder"));
+  std::ofstream(dir_ / "text.db")
+      << "this is not a database, but it is long enough to look at its header bytes\n";
+  EXPECT_THAT(problem(dir_ / "text.db"),
+              HasSubstr("state_file: " + (dir_ / "text.db").string() + ": file is not a database"));
+}
+
 TEST_F(ConfigPathsTest, AnEmptyBinaryMeansTheWorkerBesideThisProgram) {
   config_.workers.binary.clear();
   const std::string message(CheckConfigPaths(config_).message());
