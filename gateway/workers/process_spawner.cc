@@ -111,7 +111,16 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
     grace_.async_wait([self = shared_from_this()](boost::system::error_code) { self->MaybeReport(true); });
   }
 
-  // Runs on_exit once, with the exit status and, for a failure, the last line the child printed.
+  // Whether the child's last line may say why it ended: it failed on its own (a non-zero exit, an abort, a
+  // crash), rather than being killed from outside (SIGKILL, SIGTERM: the OOM killer, an operator), when its
+  // last line is whatever it logged before (its ready event).
+  static bool SaysWhy(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status) != 0;
+    return WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM &&
+           WTERMSIG(status) != SIGINT && WTERMSIG(status) != SIGHUP;
+  }
+
+  // Runs on_exit once, with the exit status and, for a failure of its own, the last line the child printed.
   void MaybeReport(bool force) {
     std::string reason;
     {
@@ -119,9 +128,7 @@ class Child : public ChildProcess, public std::enable_shared_from_this<Child> {
       if (reported_ || !exited_ || (!output_ended_ && !force)) return;
       reported_ = true;
       reason = DescribeExit(status_);
-      if (!last_line_.empty() && !(WIFEXITED(status_) && WEXITSTATUS(status_) == 0)) {
-        absl::StrAppend(&reason, ": ", last_line_);
-      }
+      if (!last_line_.empty() && SaysWhy(status_)) absl::StrAppend(&reason, ": ", last_line_);
     }
     on_exit_(std::move(reason));  // the grace timer, if armed, finds reported_ set
   }

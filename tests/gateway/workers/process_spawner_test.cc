@@ -61,8 +61,13 @@ TEST(ProcessSpawnerTest, SuccessfulExitHasNoLine) {
   EXPECT_EQ(RunToExit("echo done; exit 0").first, "exited with status 0");
 }
 
+// Killed from outside (SIGKILL: the OOM killer, an operator), the child's last line is not why it ended
+// (a worker's was its ready event); a crash of its own (an abort) keeps it.
 TEST(ProcessSpawnerTest, KilledBySignalIsNamed) {
-  EXPECT_THAT(RunToExit("echo going; kill -9 $$").first, HasSubstr("killed by signal 9"));
+  EXPECT_EQ(RunToExit("echo '{\"event\":\"ready\"}'; kill -9 $$").first, "killed by signal 9 (Killed)");
+  EXPECT_EQ(RunToExit("echo going; kill -TERM $$").first, "killed by signal 15 (Terminated)");
+  EXPECT_THAT(RunToExit("echo 'check failed: x > 0'; kill -ABRT $$").first,
+              ::testing::EndsWith(": check failed: x > 0"));
 }
 
 TEST(ProcessSpawnerTest, GrandchildHoldingTheOutputDoesNotDelayTheExit) {
