@@ -102,6 +102,16 @@ class GatewayTest : public ::testing::Test {
     port_ = gateway_->port();
   }
 
+  // Starts the gateway again on its configuration with shutdown_grace 1s, its workers' tokens 50 ms apart.
+  void RestartWithAShortShutdownGrace() {
+    gateway_.reset();
+    config_ = absl::StrReplaceAll(config_, {{"shutdown_grace: 10s", "shutdown_grace: 1s"}});
+    gateway_ = std::make_unique<GatewayProcess>(
+        dir_, config_, std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "50"}});
+    port_ = gateway_->port();
+    ASSERT_NE(port_, 0) << "the gateway did not start; see " << gateway_->log_path();
+  }
+
   Json Status() { return Json::parse(Fetch(port_, "GET", "/ops/status").body)["functions"]; }
 
   TestResponse Chat(const std::string& function, const std::string& extra = "") {
@@ -940,12 +950,7 @@ TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
 // close with no answer).
 TEST_F(GatewayTest, SigtermAnswersARequestCutByTheWorkersStop) {
   StartGateway(/*token_delay_ms=*/50, FakeWorkerBinary(), {}, "  stop_timeout: 1s");
-  gateway_.reset();
-  config_ = absl::StrReplaceAll(config_, {{"shutdown_grace: 10s", "shutdown_grace: 1s"}});
-  gateway_ = std::make_unique<GatewayProcess>(
-      dir_, config_, std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "50"}});
-  port_ = gateway_->port();
-  ASSERT_NE(port_, 0);
+  ASSERT_NO_FATAL_FAILURE(RestartWithAShortShutdownGrace());
   ASSERT_EQ(Chat("copy_polish", R"(,"max_tokens":1)").status, 200);
   std::future<TestResponse> answer =
       std::async(std::launch::async, [this] { return Chat("copy_polish", R"(,"max_tokens":100)"); });
@@ -964,12 +969,7 @@ TEST_F(GatewayTest, SigtermAnswersARequestCutByTheWorkersStop) {
 // the gateway is shutting down (it used to say the stream to the worker ended, as if the worker had failed).
 TEST_F(GatewayTest, SigtermPastTheGraceEndsAStreamSayingSo) {
   StartGateway(/*token_delay_ms=*/50);
-  gateway_.reset();
-  config_ = absl::StrReplaceAll(config_, {{"shutdown_grace: 10s", "shutdown_grace: 1s"}});
-  gateway_ = std::make_unique<GatewayProcess>(
-      dir_, config_, std::map<std::string, std::string>{{"DOZE_FAKE_TOKEN_DELAY_MS", "50"}});
-  port_ = gateway_->port();
-  ASSERT_NE(port_, 0);
+  ASSERT_NO_FATAL_FAILURE(RestartWithAShortShutdownGrace());
   testing::StreamingRequest stream(port_, "/v1/chat/completions",
                                    ChatBody("copy_polish", R"(,"stream":true,"max_tokens":200)"));
   ASSERT_TRUE(stream.ReadUntil("t1 ")) << stream.received();

@@ -177,8 +177,9 @@ int BenchColdCommand(int argc, char** argv) {
       "prompt-tokens", po::value<int>()->default_value(32), "prompt length of the first request")(
       "worker", po::value<std::string>(), "the doze-worker binary (default: beside doze)")(
       "kv-cache-tokens", po::value<int>()->default_value(0),
-      "KV cache size in tokens (0: the backend's default)")(
-      "gpu-memory-fraction", po::value<double>()->default_value(0.9), "CUDA: share of GPU memory to use")(
+      "KV cache size in tokens (0: the backend's default)")("gpu-memory-fraction",
+                                                            po::value<double>()->default_value(0.9, "0.9"),
+                                                            "CUDA: share of GPU memory to use")(
       "threads", po::value<int>()->default_value(0), "CPU backend threads (0: every core)");
   po::variables_map vm;
   const char* usage = "doze bench-cold --model DIR [--backend cuda|cpu] [--runs 10]";

@@ -8,8 +8,9 @@ void AddEngineOptions(po::options_description& options) {
       "max-num-seqs", po::value<int>()->default_value(64), "sequences running at once")(
       "max-num-batched-tokens", po::value<int>()->default_value(8192), "tokens per engine step")(
       "kv-cache-tokens", po::value<int>()->default_value(0),
-      "KV cache size in tokens (0: the backend's default)")(
-      "gpu-memory-fraction", po::value<double>()->default_value(0.9), "CUDA: share of GPU memory to use")(
+      "KV cache size in tokens (0: the backend's default)")("gpu-memory-fraction",
+                                                            po::value<double>()->default_value(0.9, "0.9"),
+                                                            "CUDA: share of GPU memory to use")(
       "threads", po::value<int>()->default_value(0), "CPU backend threads (0: every core)")(
       "async-scheduling", po::value<int>()->default_value(1),
       "1: schedule the next step while the GPU runs the current one; 0: one step at a time");
