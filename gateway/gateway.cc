@@ -122,9 +122,12 @@ Gateway::Gateway(Config config, std::string config_path, std::unique_ptr<Tokeniz
   router_.Add("GET", "/", [](HttpRequest, std::shared_ptr<ResponseChannel> channel) {
     HttpResponse page = MakeResponse(200, std::string(ChatPageHtml()), "text/html; charset=utf-8");
     page.headers.emplace_back("Cache-Control", "no-cache");
-    // The page's own inline script and style, and requests to this gateway only.
+    // The page's own inline script and style, requests to this gateway only, and no framing by other pages
+    // (the page holds an API key: a page that framed it could trick clicks into it).
     page.headers.emplace_back("Content-Security-Policy",
-                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+                              "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                              "frame-ancestors 'none'");
+    page.headers.emplace_back("X-Frame-Options", "DENY");
     channel->Send(std::move(page));
   });
   router_.Add("POST", "/v1/completions",

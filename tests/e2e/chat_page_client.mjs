@@ -1,8 +1,9 @@
 // Drives the gateway's web chat page (GET /) in jsdom, its script talking to the live gateway through Node's
 // fetch: two turns with one function (the second sends the first as history), a stream stopped part way, an
-// error shown, a temperature that is not a number refused before anything is sent, and two streams made up here
-// (CRLF-framed lines split across reads; a stream cut before [DONE]). Usage: node chat_page_client.mjs BASE_URL SHORT_FUNCTION LONG_FUNCTION. Prints a JSON summary;
-// exits 1 with the reason on the first failed check.
+// error shown, a temperature that is not a number refused before anything is sent, a key a header cannot carry
+// refused, and two streams made up here (CRLF-framed lines split across reads; a stream cut before [DONE]).
+// Usage: node chat_page_client.mjs BASE_URL SHORT_FUNCTION LONG_FUNCTION. Prints a JSON summary; exits 1 with the
+// reason on the first failed check.
 import { createRequire } from "node:module";
 
 // jsdom comes from NODE_PATH (.cache/node/node_modules), which only require() consults.
@@ -145,6 +146,16 @@ const cut = await waitFor("the cut stream's error", () => all(".error").length >
 if (!cut.textContent.includes("closed before the answer was complete") ||
     !all(".assistant").at(-1).classList.contains("dropped")) {
   fail("cut stream: " + cut.textContent);
+}
+
+// An API key a header cannot carry is said when typed, and not stored.
+const errorsBeforeKey = all(".error").length;
+byId("api-key").value = "ключ";
+byId("api-key").dispatchEvent(new dom.window.Event("change"));
+const keyError = await waitFor("the key's error", () => all(".error").length > errorsBeforeKey && all(".error").at(-1));
+if (!keyError.textContent.startsWith("API key: only printable ASCII") ||
+    dom.window.localStorage.getItem("doze-api-key")) {
+  fail("non-ASCII key: " + keyError.textContent);
 }
 console.log(JSON.stringify({ functions, answers, stats, stopped_chars: stopped.length, error: error.textContent }));
 dom.window.close();

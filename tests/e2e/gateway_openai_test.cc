@@ -82,6 +82,8 @@ TEST(GatewayChatPageTest, PageChatsStopsAndShowsErrors) {
   EXPECT_EQ(page.status, 200);
   EXPECT_EQ(page.headers["content-type"], "text/html; charset=utf-8");
   EXPECT_THAT(page.headers["content-security-policy"], ::testing::HasSubstr("default-src 'self'"));
+  EXPECT_THAT(page.headers["content-security-policy"], ::testing::HasSubstr("frame-ancestors 'none'"));
+  EXPECT_EQ(page.headers["x-frame-options"], "DENY");
   EXPECT_THAT(page.body, ::testing::HasSubstr("fetch(\"/v1/chat/completions\""));
   EXPECT_EQ(testing::Fetch(gateway->port(), "HEAD", "/").status, 200);
   if (!HaveNodePackage("jsdom")) {
