@@ -119,30 +119,11 @@ class WeightBinder {
   const TensorLookup& lookup_;
 };
 
-// The size `dim` stands for in `c`.
-int64_t DimSize(const ModelConfig& c, WeightDim dim) {
-  switch (dim) {
-    case WeightDim::kHidden:
-      return c.hidden_size;
-    case WeightDim::kQ:
-      return c.q_size();
-    case WeightDim::kKv:
-      return c.kv_size();
-    case WeightDim::kIntermediate:
-      return c.intermediate_size;
-    case WeightDim::kNone:
-      break;
-  }
-  return 0;
-}
-
 // Binds the twelve tensors of decoder layer `i`.
 absl::Status BindLayer(const WeightBinder& binder, const ModelConfig& c, int i, LayerWeights* layer) {
   const std::string prefix = absl::StrCat("model.layers.", i, ".");
   for (const LayerTensor& tensor : kLayerTensors) {
-    std::vector<int64_t> shape = {DimSize(c, tensor.rows)};
-    if (tensor.cols != WeightDim::kNone) shape.push_back(DimSize(c, tensor.cols));
-    RETURN_IF_ERROR(binder.Bind(prefix + tensor.name, std::move(shape), &(layer->*tensor.member)));
+    RETURN_IF_ERROR(binder.Bind(prefix + tensor.name, ShapeOf(tensor, c), &(layer->*tensor.member)));
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,32 @@
 #include "absl/strings/str_cat.h"
 
 namespace doze {
+namespace {
+
+// The size `dim` stands for in `c`.
+int64_t DimSize(const ModelConfig& c, WeightDim dim) {
+  switch (dim) {
+    case WeightDim::kHidden:
+      return c.hidden_size;
+    case WeightDim::kQ:
+      return c.q_size();
+    case WeightDim::kKv:
+      return c.kv_size();
+    case WeightDim::kIntermediate:
+      return c.intermediate_size;
+    case WeightDim::kNone:
+      break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<int64_t> ShapeOf(const LayerTensor& tensor, const ModelConfig& config) {
+  std::vector<int64_t> shape = {DimSize(config, tensor.rows)};
+  if (tensor.cols != WeightDim::kNone) shape.push_back(DimSize(config, tensor.cols));
+  return shape;
+}
 
 std::vector<NamedTensor> NamedWeights(const ModelWeights& weights) {
   std::vector<NamedTensor> out;

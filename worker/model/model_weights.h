@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/model/model_config.h"
 #include "worker/model/tensor.h"
 
 namespace doze {
@@ -45,6 +46,9 @@ inline constexpr LayerTensor kLayerTensors[] = {
     {"mlp.up_proj.weight", &LayerWeights::up_proj, WeightDim::kIntermediate, WeightDim::kHidden},
     {"mlp.down_proj.weight", &LayerWeights::down_proj, WeightDim::kHidden, WeightDim::kIntermediate},
 };
+
+// The shape `tensor` has in a model of `config`.
+std::vector<int64_t> ShapeOf(const LayerTensor& tensor, const ModelConfig& config);
 
 struct ModelWeights {
   TensorView embed_tokens;  // [vocab, hidden]

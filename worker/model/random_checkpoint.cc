@@ -9,6 +9,7 @@
 #include "worker/common/file_util.h"
 #include "worker/common/half.h"
 #include "worker/common/status_macros.h"
+#include "worker/model/model_weights.h"
 #include "worker/model/qwen_tokenizer_config.h"
 
 namespace doze {
@@ -170,24 +171,12 @@ absl::Status WriteRandomCheckpoint(const RandomCheckpointOptions& options) {
 }
 
 std::vector<TensorSpec> Qwen2TensorSpecs(const ModelConfig& c, DType dtype) {
-  const int64_t hidden = c.hidden_size, q = c.q_size(), kv = c.kv_size(), inter = c.intermediate_size;
+  const int64_t hidden = c.hidden_size;
   std::vector<TensorSpec> specs = {{"model.embed_tokens.weight", dtype, {c.vocab_size, hidden}}};
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
-    for (TensorSpec spec : std::vector<TensorSpec>{{p + "input_layernorm.weight", dtype, {hidden}},
-                                                   {p + "self_attn.q_proj.weight", dtype, {q, hidden}},
-                                                   {p + "self_attn.q_proj.bias", dtype, {q}},
-                                                   {p + "self_attn.k_proj.weight", dtype, {kv, hidden}},
-                                                   {p + "self_attn.k_proj.bias", dtype, {kv}},
-                                                   {p + "self_attn.v_proj.weight", dtype, {kv, hidden}},
-                                                   {p + "self_attn.v_proj.bias", dtype, {kv}},
-                                                   {p + "self_attn.o_proj.weight", dtype, {hidden, q}},
-                                                   {p + "post_attention_layernorm.weight", dtype, {hidden}},
-                                                   {p + "mlp.gate_proj.weight", dtype, {inter, hidden}},
-                                                   {p + "mlp.up_proj.weight", dtype, {inter, hidden}},
-                                                   {p + "mlp.down_proj.weight", dtype, {hidden, inter}}}) {
-      specs.push_back(std::move(spec));
-    }
+    const std::string prefix = absl::StrCat("model.layers.", i, ".");
+    for (const LayerTensor& tensor : kLayerTensors)
+      specs.push_back({prefix + tensor.name, dtype, ShapeOf(tensor, c)});
   }
   specs.push_back({"model.norm.weight", dtype, {hidden}});
   if (!c.tie_word_embeddings) specs.push_back({"lm_head.weight", dtype, {c.vocab_size, hidden}});
