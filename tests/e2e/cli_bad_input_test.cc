@@ -81,6 +81,14 @@ TEST(CliBadInputTest, InputLinesOutOfRangeAndFoldersAreRefused) {
   ExpectRefused({"a folder as input",
                  {DozeBinary(), "generate", "--model", Model(), "--backend", "cpu", "--input", TestDataDir()},
                  "not a file"});
+  // --seed -1 had wrapped to 2^64-1 (a line's "seed": -1 is refused).
+  const std::string input = WriteInput("bad-input-seed.jsonl", "{\"prompt\":\"hello\"}\n");
+  for (const char* seed : {"-1", "18446744073709551616", "7x"}) {
+    ExpectRefused(
+        {seed,
+         {DozeBinary(), "generate", "--model", Model(), "--backend", "cpu", "--input", input, "--seed", seed},
+         "--seed: expected an integer from 0 to 2^64-1"});
+  }
 }
 
 TEST(CliBadInputTest, BenchFlagsAreCheckedBeforeAnythingRuns) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace doze::cli {
@@ -109,7 +110,7 @@ void AddSamplingOptions(po::options_description& options) {
       "top-p", po::value<float>()->default_value(1.0f), "nucleus sampling mass")(
       "top-k", po::value<int>()->default_value(0), "keep the k most likely tokens (0: off)")(
       "min-p", po::value<float>()->default_value(0.0f), "drop tokens below min_p times the best one")(
-      "seed", po::value<uint64_t>(), "sampling seed (the same seed gives the same output)")(
+      "seed", po::value<std::string>(), "sampling seed, 0 to 2^64-1 (the same seed gives the same output)")(
       "ignore-eos", po::bool_switch(), "keep generating past end-of-sequence tokens")(
       "top-logits", po::value<int>()->default_value(0),
       "report the K highest logits of the last prompt position")(
@@ -127,7 +128,15 @@ absl::StatusOr<SamplingParams> SamplingParamsFromFlags(const po::variables_map& 
   params.top_p = vm["top-p"].as<float>();
   params.top_k = vm["top-k"].as<int>();
   params.min_p = vm["min-p"].as<float>();
-  if (vm.count("seed")) params.seed = vm["seed"].as<uint64_t>();
+  if (vm.count("seed")) {
+    // Read here: program_options takes "-1" for an unsigned value and wraps it.
+    uint64_t seed = 0;
+    const std::string& text = vm["seed"].as<std::string>();
+    if (text.empty() || text[0] == '-' || text[0] == '+' || !absl::SimpleAtoi(text, &seed))
+      return absl::InvalidArgumentError(
+          absl::StrCat("--seed: expected an integer from 0 to 2^64-1, got ", text));
+    params.seed = seed;
+  }
   params.ignore_eos = vm["ignore-eos"].as<bool>();
   params.top_logits = vm["top-logits"].as<int>();
   if (vm.count("logprobs")) {
