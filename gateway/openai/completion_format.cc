@@ -160,6 +160,23 @@ std::string CompletionFormatter::TokenText(int32_t id) const {
   return std::string(tokenizer_->TokenBytes(id));
 }
 
+int64_t Utf8CharacterCount::Add(const std::string& bytes) {
+  int64_t characters = 0;
+  for (unsigned char byte : bytes) {
+    if ((byte & 0xc0) == 0x80 && continuations_due_ > 0) {
+      --continuations_due_;  // inside a character counted at its lead
+      continue;
+    }
+    ++characters;  // ASCII, a lead byte, or a byte no sequence can hold (one U+FFFD)
+    // The continuation bytes a lead announces (C0, C1 and F5-FF lead nothing: each is a U+FFFD alone).
+    continuations_due_ = byte >= 0xf0 && byte <= 0xf4  ? 3
+                         : byte >= 0xe0 && byte < 0xf0 ? 2
+                         : byte >= 0xc2 && byte < 0xe0 ? 1
+                                                       : 0;
+  }
+  return characters;
+}
+
 Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
   if (response.logprobs_size() == 0) return nullptr;
   auto bytes_of = [](const std::string& text) {
@@ -183,17 +200,12 @@ Json CompletionFormatter::Logprobs(const v1::GenerateResponse& response) const {
     }
     return {{"content", content}};
   }
-  // Characters as a UTF-8 decoder counts them: every byte but the continuation bytes (so a character split
-  // over two tokens counts once, in the first).
-  const auto characters = [](const std::string& text) {
-    return std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xc0) != 0x80; });
-  };
   Json tokens = Json::array(), token_logprobs = Json::array(), top_logprobs = Json::array(),
        text_offset = Json::array();
   for (const v1::TokenLogprob& entry : response.logprobs()) {
     std::string token = TokenText(entry.token_id());
     text_offset.push_back(text_offset_);
-    text_offset_ += characters(token);
+    text_offset_ += characters_.Add(token);
     Json top = Json::object();
     for (const v1::TokenValue& alternative : entry.top())
       top[TokenText(alternative.token_id())] = alternative.value();

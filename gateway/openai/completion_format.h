@@ -12,6 +12,16 @@
 namespace doze::gateway {
 
 // The identity of one response: shared by all its chunks.
+// Counts the characters UTF-8 bytes add to a text as a decoder that replaces each stray byte with U+FFFD
+// does, across calls: a character split over two calls counts once, in the first.
+class Utf8CharacterCount {
+ public:
+  int64_t Add(const std::string& bytes);
+
+ private:
+  int continuations_due_ = 0;  // continuation bytes the last lead byte announced, not yet seen
+};
+
 struct CompletionIdentity {
   bool chat = true;
   std::string id;  // "chatcmpl-..." or "cmpl-..."
@@ -54,7 +64,10 @@ class CompletionFormatter {
   nlohmann::json Logprobs(const v1::GenerateResponse& response) const;
 
   // Starts text_offset from zero again (the request restarted on another worker).
-  void RestartTextOffsets() const { text_offset_ = 0; }
+  void RestartTextOffsets() const {
+    text_offset_ = 0;
+    characters_ = Utf8CharacterCount();
+  }
 
   // Returns OpenAI's finish_reason for the worker's.
   static const char* FinishReason(v1::FinishReason reason);
@@ -84,6 +97,7 @@ class CompletionFormatter {
   mutable std::string delta_prefix_;
   mutable std::string delta_suffix_;
   mutable int64_t text_offset_ = 0;  // characters of the completion's tokens so far (Logprobs)
+  mutable Utf8CharacterCount characters_;
 };
 
 }  // namespace doze::gateway

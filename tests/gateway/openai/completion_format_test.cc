@@ -102,6 +102,21 @@ TEST(CompletionFormatTest, CompletionLogprobsCountTextOffsetsOverTheResponses) {
   EXPECT_EQ(again["tokens"], Json::array({"<5>", "<100>"}));
 }
 
+// Characters as the completion's text holds them: a character split over tokens counts once, in the token
+// that starts it; a stray continuation byte, or a lead byte whose character never completes, is one U+FFFD.
+TEST(CompletionFormatTest, Utf8CharacterCountFollowsTheDecodedText) {
+  Utf8CharacterCount count;
+  EXPECT_EQ(count.Add("ab"), 2);
+  EXPECT_EQ(count.Add("\xe4\xbd"), 1);  // the first two bytes of 你
+  EXPECT_EQ(count.Add("\xa0!"), 1);     // its last byte, then "!"
+  EXPECT_EQ(count.Add("\x80"), 1);      // a stray continuation byte: U+FFFD
+  EXPECT_EQ(count.Add("\xf0\x9f"), 1);  // an emoji's first half
+  EXPECT_EQ(count.Add("x"), 1);         // ... never completed: its U+FFFD was counted, then "x"
+  EXPECT_EQ(count.Add("\x98\x80"), 2);  // so these are two stray bytes
+  EXPECT_EQ(count.Add("\xf0\x9f\x98\x80 "), 2);
+  EXPECT_EQ(count.Add("\xc0\x80\xf8\x80"), 4);  // bytes that start no sequence, each with a stray one
+}
+
 // A completion's top_logprobs always hold the sampled token, as OpenAI's ("up to logprobs+1 elements") and
 // vLLM's do: with logprobs 0 it is the only entry, and where it is among the top ones it appears once.
 TEST(CompletionFormatTest, CompletionTopLogprobsHoldTheSampledToken) {
