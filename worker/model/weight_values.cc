@@ -7,17 +7,21 @@
 namespace doze {
 namespace {
 
-// Counts the elements of `data` whose exponent bits (`exponent_mask`) are all set: NaN or infinity.
+// Counts the elements of `data` whose exponent bits (`exponent_mask`) are all set: NaN or infinity. The count
+// is one branch-free pass (the compiler vectorizes it: ~1 GB of weights for the CPU backend); the first index
+// is looked for only when there is one.
 template <typename Bits>
 NonFiniteCount CountAllOnesExponent(const void* data, int64_t n, Bits exponent_mask) {
-  NonFiniteCount out;
   const auto* bytes = static_cast<const char*>(data);  // [n * sizeof(Bits)], any alignment
-  for (int64_t i = 0; i < n; ++i) {
+  const auto at = [bytes](int64_t i) {
     Bits bits;
     std::memcpy(&bits, bytes + i * sizeof(Bits), sizeof(Bits));
-    if ((bits & exponent_mask) == exponent_mask) {
-      if (out.count++ == 0) out.first = i;
-    }
+    return bits;
+  };
+  NonFiniteCount out;
+  for (int64_t i = 0; i < n; ++i) out.count += (at(i) & exponent_mask) == exponent_mask;
+  for (int64_t i = 0; out.count > 0 && out.first < 0; ++i) {
+    if ((at(i) & exponent_mask) == exponent_mask) out.first = i;
   }
   return out;
 }
