@@ -94,8 +94,14 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(Config config, std::str
     return absl::FailedPreconditionError(
         absl::StrCat("workers.socket_dir: cannot create ", config.workers.socket_dir, ": ", error.message()));
   }
+  absl::StatusOr<OwnerLock> lock =
+      OwnerLock::Acquire(config.workers.socket_dir + "/gateway",
+                         "two gateways on one socket folder would take each other's workers for their own");
+  if (!lock.ok())
+    return absl::FailedPreconditionError(absl::StrCat("workers.socket_dir: ", lock.status().message()));
   std::unique_ptr<Gateway> gateway(
       new Gateway(std::move(config), std::move(config_path), std::move(tokenizer), limits, std::move(keys)));
+  gateway->socket_dir_lock_ = *std::move(lock);
   RETURN_IF_ERROR(gateway->Init());
   return gateway;
 }

@@ -17,6 +17,7 @@
 #include "gateway/api/completions_handler.h"
 #include "gateway/api/ops_handler.h"
 #include "gateway/api/prompt_builder.h"
+#include "gateway/common/owner_lock.h"
 #include "gateway/config/config.h"
 #include "gateway/functions/function_table.h"
 #include "gateway/http/http_server.h"
@@ -57,6 +58,9 @@ class Gateway {
   void BeginShutdown();
   void AwaitQuiet(absl::Time deadline, bool workers_phase);
 
+  // Held from start to exit (released last): a second gateway on the same socket folder would probe this
+  // one's workers on their socket paths and take them for its own.
+  OwnerLock socket_dir_lock_;
   Config config_;
   const std::string config_path_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -94,9 +94,10 @@ class Statement {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& path) {
-  OwnerLock lock;
+  gateway::OwnerLock lock;
   if (path != ":memory:") {
-    ASSIGN_OR_RETURN(lock, OwnerLock::Acquire(path));
+    ASSIGN_OR_RETURN(lock, gateway::OwnerLock::Acquire(
+                               path, "two gateways on one state file would overwrite each other's ledger"));
   }
   sqlite3* db = nullptr;
   if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {

@@ -9,9 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "gateway/common/owner_lock.h"
 #include "gateway/lifecycle/function_state_machine.h"
 #include "gateway/lifecycle/ledger.h"
-#include "gateway/lifecycle/owner_lock.h"
 
 struct sqlite3;
 
@@ -73,7 +73,7 @@ class StateStore {
   absl::StatusOr<std::map<std::string, std::vector<Transition>>> LoadTransitions();
 
  private:
-  StateStore(sqlite3* db, OwnerLock lock) : db_(db), lock_(std::move(lock)) {}
+  StateStore(sqlite3* db, gateway::OwnerLock lock) : db_(db), lock_(std::move(lock)) {}
 
   // Runs SQL that returns no rows.
   absl::Status Exec(const char* sql);
@@ -82,7 +82,7 @@ class StateStore {
   bool HasColumn(const char* table, const char* column);
 
   sqlite3* db_;
-  OwnerLock lock_;  // held while the file is open (none for ":memory:")
+  gateway::OwnerLock lock_;  // held while the file is open (none for ":memory:")
 };
 
 }  // namespace doze::lifecycle

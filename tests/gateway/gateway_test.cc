@@ -1073,6 +1073,33 @@ TEST_F(GatewayTest, SocketPathsUpToTheUnixLimitServeAndALongerOneFailsTheReload)
   EXPECT_EQ(Chat("copy_polish").status, 200);
 }
 
+// A second gateway on the same socket folder is refused at start, naming the first one's pid: it had probed
+// the first one's workers on their socket paths, taken them for its own and failed every request (found by
+// exploratory testing). The first one keeps serving, and once it exits the folder can be taken.
+TEST_F(GatewayTest, ASecondGatewayOnTheSameSocketFolderIsRefused) {
+  StartGateway();
+  ASSERT_EQ(Chat("copy_polish").status, 200);
+  const std::string second_dir = testing::FreshTestDir("second_gateway_same_sockets");
+  testing::WriteTokenizerOnlyModel(second_dir + "/model", context_length_);
+  const std::string second_config = absl::StrReplaceAll(config_, {{dir_, second_dir}});
+  {
+    testing::GatewayProcess second(second_dir, second_config);
+    EXPECT_EQ(second.port(), 0);
+    const int status = second.WaitExit(10000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << status;
+    std::ifstream log(second.log_path());
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_THAT(text, HasSubstr(absl::StrCat("workers.socket_dir: ", sockets_,
+                                             "/gateway is in use by another "
+                                             "process (pid ",
+                                             gateway_->pid(), ")")));
+  }
+  EXPECT_EQ(Chat("copy_polish").status, 200);
+  gateway_.reset();
+  testing::GatewayProcess after(second_dir, second_config);
+  EXPECT_NE(after.port(), 0) << "see " << after.log_path();
+}
+
 TEST_F(GatewayTest, SighupPutsAddedAndChangedFunctionsUnderThePolicyAndLetsRemovedOnesGo) {
   StartGateway();
   ASSERT_EQ(Chat("table_parse").status, 200);

@@ -4,15 +4,17 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
-namespace doze::lifecycle {
+namespace doze::gateway {
 
 class OwnerLock {
  public:
-  // Takes the lock of `path` (creating PATH.lock), or FailedPrecondition naming the pid that holds it.
-  static absl::StatusOr<OwnerLock> Acquire(const std::string& path);
+  // Takes the lock of `path` (creating PATH.lock), or FailedPrecondition naming the pid that holds it and
+  // `why` one process at a time matters.
+  static absl::StatusOr<OwnerLock> Acquire(const std::string& path, std::string_view why);
 
   OwnerLock() = default;
   OwnerLock(OwnerLock&& other) noexcept;
@@ -25,4 +27,4 @@ class OwnerLock {
   int fd_ = -1;
 };
 
-}  // namespace doze::lifecycle
+}  // namespace doze::gateway

@@ -1,4 +1,4 @@
-#include "gateway/lifecycle/owner_lock.h"
+#include "gateway/common/owner_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -11,7 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace doze::lifecycle {
+namespace doze::gateway {
 namespace {
 
 // The pid the holder wrote into the lock file ("" when unreadable).
@@ -23,7 +23,7 @@ std::string HolderPid(int fd) {
 
 }  // namespace
 
-absl::StatusOr<OwnerLock> OwnerLock::Acquire(const std::string& path) {
+absl::StatusOr<OwnerLock> OwnerLock::Acquire(const std::string& path, std::string_view why) {
   const std::string lock_path = path + ".lock";
   const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -37,9 +37,9 @@ absl::StatusOr<OwnerLock> OwnerLock::Acquire(const std::string& path) {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot lock ", lock_path, ": ", std::strerror(error)));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is in use by another process", holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"),
-        ": two gateways on one state file would overwrite each other's ledger"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is in use by another process",
+                     holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"), ": ", std::string(why)));
   }
   const std::string pid = absl::StrCat(getpid(), "\n");
   if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
@@ -62,4 +62,4 @@ OwnerLock::~OwnerLock() {
   if (fd_ >= 0) close(fd_);
 }
 
-}  // namespace doze::lifecycle
+}  // namespace doze::gateway
