@@ -59,14 +59,28 @@ void HttpSession::Run() {
 
 void HttpSession::CloseIfIdle() {
   net::post(stream_.get_executor(), [self = shared_from_this()] {
-    if (!self->busy_) self->Close();
+    if (self->busy_ || self->closed_) return;
+    if (!self->RequestStarted()) return self->Close();
+    self->MarkBusy();  // read to its end and answered
   });
 }
 
+void HttpSession::MarkBusy() {
+  if (busy_) return;
+  busy_ = true;
+  context_->num_busy.fetch_add(1);
+}
+
+bool HttpSession::RequestStarted() const { return buffer_.size() > 0 || (parser_ && parser_->got_some()); }
+
 void HttpSession::ReadHeader() {
   if (closed_) return;
-  if (context_->stopping.load()) return Close();
   SkipEmptyLines();
+  // Stopping, a request already here (pipelined) is still answered; the connection closes after it.
+  if (context_->stopping.load()) {
+    if (buffer_.size() == 0) return Close();
+    MarkBusy();  // the shutdown waits for its answer
+  }
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(context_->limits.max_header_bytes));
   parser_->body_limit(static_cast<uint64_t>(context_->limits.max_body_bytes));
@@ -157,8 +171,7 @@ void HttpSession::OnBody(beast::error_code error) {
     head_ = message.method() == http::verb::head;
     phase_ = Phase::kAwaiting;
   }
-  busy_ = true;
-  context_->num_busy.fetch_add(1);
+  MarkBusy();
   stream_.expires_never();
   WatchClient();
   context_->router->Route(std::move(request), shared_from_this());
@@ -166,8 +179,7 @@ void HttpSession::OnBody(beast::error_code error) {
 
 void HttpSession::RejectAndClose(int status, const std::string& message) {
   rejected_ = true;
-  busy_ = true;
-  context_->num_busy.fetch_add(1);
+  MarkBusy();
   {
     absl::MutexLock lock(&out_mu_);
     keep_alive_ = false;
@@ -383,7 +395,7 @@ void HttpSession::FinishResponse() {
   on_client_gone_ = nullptr;
   busy_ = false;
   context_->num_busy.fetch_sub(1);
-  if (!keep_alive || client_gone_ || context_->stopping.load()) return Close();
+  if (!keep_alive || client_gone_ || (context_->stopping.load() && buffer_.size() == 0)) return Close();
   if (watching_) {
     // The next request is read by ReadHeader once the watch read has been cancelled.
     beast::error_code ignored;

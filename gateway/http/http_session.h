@@ -45,7 +45,10 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   // Starts reading the first request.
   void Run();
 
-  // Closes the connection if it is waiting for a request (shutdown); a busy one closes after its response.
+  // Shutdown: closes the connection if it is waiting for a request with none of it received. A request partly
+  // received is read to its end and answered (503: the functions are closed), and counts as busy meanwhile so
+  // that the shutdown waits for it; a busy connection answers what it was asked, pipelined requests included,
+  // then closes.
   void CloseIfIdle();
 
   void Send(HttpResponse response) override;
@@ -98,6 +101,10 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   // sent for kStall (SIOCOUTQ: the socket's queue of bytes not yet acknowledged).
   bool StalledLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mu_);
   void FinishResponse();
+  // Counts the connection busy (once) until FinishResponse or its end.
+  void MarkBusy();
+  // Whether bytes of a request not yet routed have arrived (its start, or one pipelined behind a response).
+  bool RequestStarted() const;
   void Close();
   // Reads and drops what the client still sends after a rejection, then closes.
   void Discard();
@@ -108,7 +115,7 @@ class HttpSession : public ResponseChannel, public std::enable_shared_from_this<
   std::optional<Parser> parser_;
 
   // The connection; strand only.
-  bool busy_ = false;      // A request was routed and its response has not ended.
+  bool busy_ = false;      // A request was routed (or, at shutdown, started) and its response has not ended.
   bool watching_ = false;  // A read that notices the client leaving is pending.
   bool client_gone_ = false;
   bool closed_ = false;

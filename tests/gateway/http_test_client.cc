@@ -147,6 +147,17 @@ StreamingRequest::StreamingRequest(uint16_t port, const std::string& target, con
 
 StreamingRequest::~StreamingRequest() { Close(); }
 
+std::unique_ptr<StreamingRequest> StreamingRequest::Raw(uint16_t port, const std::string& bytes) {
+  std::unique_ptr<StreamingRequest> request(new StreamingRequest());
+  request->fd_ = Connect(port);
+  request->Send(bytes);
+  return request;
+}
+
+void StreamingRequest::Send(const std::string& bytes) {
+  if (fd_ >= 0) WriteAll(fd_, bytes);
+}
+
 bool StreamingRequest::ReadUntil(const std::string& needle, int timeout_ms) {
   if (fd_ < 0) return false;
   return ReadUntilDone(fd_, &received_, timeout_ms,

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ class StreamingRequest {
                    const std::map<std::string, std::string>& headers = {});
   ~StreamingRequest();
 
+  // A connection that has sent `bytes` as they are: several requests, or the first part of one.
+  static std::unique_ptr<StreamingRequest> Raw(uint16_t port, const std::string& bytes);
+
+  // Sends more bytes on the connection.
+  void Send(const std::string& bytes);
+
   // Reads until the received bytes contain `needle` or `timeout_ms` passes; returns whether found.
   bool ReadUntil(const std::string& needle, int timeout_ms = 30000);
 
@@ -42,6 +49,8 @@ class StreamingRequest {
   void Close();
 
  private:
+  StreamingRequest() = default;
+
   int fd_ = -1;
   std::string received_;
 };
