@@ -41,10 +41,9 @@ absl::StatusOr<OwnerLock> OwnerLock::Acquire(const std::string& path, std::strin
         absl::StrCat(path, " is in use by another process",
                      holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"), ": ", std::string(why)));
   }
+  // The pid is for a second process's message only: the lock holds without it, so a failed write is let be.
   const std::string pid = absl::StrCat(getpid(), "\n");
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
-    // The lock holds without the pid; only a second process's message would lack it.
-  }
+  if (ftruncate(fd, 0) == 0) (void)pwrite(fd, pid.data(), pid.size(), 0);
   return OwnerLock(fd);
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "worker/tokenizer/utf8.h"
 
 namespace doze::gateway {
 namespace {
@@ -168,11 +169,7 @@ int64_t Utf8CharacterCount::Add(const std::string& bytes) {
       continue;
     }
     ++characters;  // ASCII, a lead byte, or a byte no sequence can hold (one U+FFFD)
-    // The continuation bytes a lead announces (C0, C1 and F5-FF lead nothing: each is a U+FFFD alone).
-    continuations_due_ = byte >= 0xf0 && byte <= 0xf4  ? 3
-                         : byte >= 0xe0 && byte < 0xf0 ? 2
-                         : byte >= 0xc2 && byte < 0xe0 ? 1
-                                                       : 0;
+    continuations_due_ = std::max(0, Utf8SequenceLength(byte) - 1);
   }
   return characters;
 }

@@ -80,6 +80,12 @@ std::string ChatBody(const std::string& function, const std::string& extra = "")
                       "}");
 }
 
+// A chat completion POST as raw bytes.
+std::string RawPost(const std::string& body, bool keep_alive) {
+  return testing::BuildRequest("POST", "/v1/chat/completions", body, {{"Content-Type", "application/json"}},
+                               keep_alive);
+}
+
 class GatewayTest : public ::testing::Test {
  protected:
   // Starts a gateway whose workers wait `token_delay_ms` per token.
@@ -713,9 +719,7 @@ TEST_F(GatewayTest, StreamWhoseClientStopsReadingIsCutAndItsCallCancelled) {
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   const std::string body = ChatBody("copy_polish", R"(,"stream":true,"max_tokens":1000000)");
-  const std::string request =
-      absl::StrCat("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: ",
-                   "application/json\r\nContent-Length: ", body.size(), "\r\n\r\n", body);
+  const std::string request = RawPost(body, /*keep_alive=*/true);
   ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
   size_t received = 0;
   char buffer[20000];
@@ -946,27 +950,22 @@ TEST_F(GatewayTest, SigtermLetsTheStreamFinishThenExits) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
-// A POST with its Content-Length, as raw bytes; `body_bytes` of its body (all by default).
-std::string RawPost(const std::string& body, bool keep_alive, size_t body_bytes = std::string::npos) {
-  return absl::StrCat("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n",
-                      keep_alive ? "" : "Connection: close\r\n", "Content-Length: ", body.size(), "\r\n\r\n",
-                      body.substr(0, body_bytes));
-}
-
 // SIGTERM while requests are half received or pipelined: each gets an answer (503 "shutting down" with
 // Connection: close) instead of a closed connection (found by exploratory testing): a request whose body
 // arrives after the signal, and a request pipelined behind a stream, which finishes first.
 TEST_F(GatewayTest, SigtermAnswersRequestsHalfReceivedOrPipelined) {
   StartGateway(/*token_delay_ms=*/20);
   const std::string body = ChatBody("copy_polish", R"(,"max_tokens":2)");
-  auto half = testing::StreamingRequest::Raw(port_, RawPost(body, /*keep_alive=*/false, body.size() / 2));
+  const std::string whole = RawPost(body, /*keep_alive=*/false);
+  const size_t rest = body.size() - body.size() / 2;  // the body's second half, sent after the signal
+  auto half = testing::StreamingRequest::Raw(port_, whole.substr(0, whole.size() - rest));
   auto pipelined = testing::StreamingRequest::Raw(
       port_, RawPost(ChatBody("copy_polish", R"(,"stream":true,"max_tokens":30)"), /*keep_alive=*/true) +
                  RawPost(body, /*keep_alive=*/false));
   ASSERT_TRUE(pipelined->ReadUntil("t1 "));
   gateway_->Signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  half->Send(body.substr(body.size() / 2));
+  half->Send(whole.substr(whole.size() - rest));
   EXPECT_TRUE(half->ReadUntil("shutting down", 10000)) << half->received();
   EXPECT_THAT(half->received(), ::testing::StartsWith("HTTP/1.1 503"));
   EXPECT_THAT(half->received(), HasSubstr("Connection: close"));

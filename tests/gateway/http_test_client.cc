@@ -60,17 +60,6 @@ bool ReadUntilDone(int fd, std::string* out, int timeout_ms, Done done) {
   return true;
 }
 
-std::string BuildRequest(const std::string& method, const std::string& target, const std::string& body,
-                         const std::map<std::string, std::string>& headers, bool keep_alive) {
-  std::ostringstream request;
-  request << method << " " << target << " HTTP/1.1\r\nHost: localhost\r\n";
-  if (!keep_alive) request << "Connection: close\r\n";
-  for (const auto& [name, value] : headers) request << name << ": " << value << "\r\n";
-  if (!body.empty() || method == "POST") request << "Content-Length: " << body.size() << "\r\n";
-  request << "\r\n" << body;
-  return request.str();
-}
-
 // Undoes chunked transfer coding.
 std::string Dechunk(std::string_view body) {
   std::string out;
@@ -105,6 +94,17 @@ TestResponse ParseResponse(const std::string& raw) {
 }
 
 }  // namespace
+
+std::string BuildRequest(const std::string& method, const std::string& target, const std::string& body,
+                         const std::map<std::string, std::string>& headers, bool keep_alive) {
+  std::ostringstream request;
+  request << method << " " << target << " HTTP/1.1\r\nHost: localhost\r\n";
+  if (!keep_alive) request << "Connection: close\r\n";
+  for (const auto& [name, value] : headers) request << name << ": " << value << "\r\n";
+  if (!body.empty() || method == "POST") request << "Content-Length: " << body.size() << "\r\n";
+  request << "\r\n" << body;
+  return request.str();
+}
 
 TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target,
                    const std::string& body, const std::map<std::string, std::string>& headers,

@@ -15,6 +15,11 @@ struct TestResponse {
   std::string body;
 };
 
+// The bytes of one HTTP/1.1 request (Host, Connection: close unless `keep_alive`, Content-Length for a body
+// or a POST), as Fetch sends it.
+std::string BuildRequest(const std::string& method, const std::string& target, const std::string& body,
+                         const std::map<std::string, std::string>& headers, bool keep_alive);
+
 // Sends one request (with Content-Length when `body` is not empty) and reads the whole response.
 TestResponse Fetch(uint16_t port, const std::string& method, const std::string& target,
                    const std::string& body = "", const std::map<std::string, std::string>& headers = {},

@@ -41,6 +41,8 @@ int ValidPrefixLength(std::string_view bytes, size_t pos, const LeadInfo& info) 
 
 }  // namespace
 
+int Utf8SequenceLength(unsigned char lead) { return InfoOf(lead).length; }
+
 std::optional<size_t> FindInvalidUtf8(std::string_view text) {
   size_t pos = 0;
   while (pos < text.size()) {

@@ -14,6 +14,10 @@ namespace doze {
 // surrogates and code points above U+10FFFF are invalid), or nullopt when `text` is valid.
 std::optional<size_t> FindInvalidUtf8(std::string_view text);
 
+// The length of the UTF-8 sequence a byte starts: 1 for ASCII, 2 to 4 for a lead byte, 0 for a byte that
+// starts none (a continuation byte, C0, C1, F5-FF).
+int Utf8SequenceLength(unsigned char lead);
+
 // Decodes the code point starting at `*pos` of valid UTF-8 `text` and advances `*pos` past it.
 inline char32_t NextCodePoint(std::string_view text, size_t* pos) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data()) + *pos;
